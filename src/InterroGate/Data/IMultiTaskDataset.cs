@@ -1,0 +1,38 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace InterroGate.Data;
+
+/// <summary>
+/// A data set of images, each with one target per task. Batches are dictionaries:
+/// <see cref="ImageKey"/> holds the images [B, C, H, W] (float32, normalised) and each
+/// task name holds that task's targets (int64 [B] for classification, float32 [B, K] otherwise).
+/// </summary>
+public interface IMultiTaskDataset
+{
+    /// <summary>Key of the image tensor in a batch.</summary>
+    public const string ImageKey = "image";
+
+    string Name { get; }
+    Tasks.TaskSet Tasks { get; }
+    int Count { get; }
+    /// <summary>Channels, height, width of one image.</summary>
+    (int Channels, int Height, int Width) ImageShape { get; }
+
+    /// <summary>The samples at <paramref name="indices"/> as one batch (CPU tensors the caller disposes).</summary>
+    Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices);
+}
+
+/// <summary>The three splits of a benchmark.</summary>
+public sealed record DatasetSplits(IMultiTaskDataset Train, IMultiTaskDataset Validation, IMultiTaskDataset Test);
+
+/// <summary>A data set file that is missing, truncated or malformed; the message names the file and the fault.</summary>
+public sealed class DataFormatException(string path, string problem)
+    : Exception($"{path}: {problem}")
+{
+    public string Path { get; } = path;
+    public string Problem { get; } = problem;
+}
+
+/// <summary>A data set that is not where it was looked for; the message names the path and how to install it.</summary>
+public sealed class DatasetNotFoundException(string message) : Exception(message);
