@@ -1,0 +1,49 @@
+using System.CommandLine;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Runtime;
+using InterroGate.Training;
+using Spectre.Console;
+
+namespace InterroGate.Cli.Commands;
+
+/// <summary>Options several commands share, and the one place errors become messages and exit codes.</summary>
+internal static class CommonOptions
+{
+    public static Option<string[]> Set() => new("--set")
+    {
+        Description = "Override a configuration value: key.path=value (repeatable), e.g. --set training.epochs=3",
+        AllowMultipleArgumentsPerToken = false,
+        DefaultValueFactory = _ => [],
+    };
+
+    public static Option<string?> Out(string what) => new("--out", "-o") { Description = $"Folder for {what} (default: runs/<name>)" };
+
+    /// <summary>Runs <paramref name="body"/>, mapping the library's errors to one clear line and exit code 2.</summary>
+    public static int Guard(Func<CancellationToken, int> body)
+    {
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (cts.IsCancellationRequested) return; // a second Ctrl+C ends the process
+            e.Cancel = true;
+            cts.Cancel();
+            AnsiConsole.MarkupLine("[yellow]Stopping after this step; a resumable checkpoint will be written (Ctrl+C again to quit now).[/]");
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            return body(cts.Token);
+        }
+        catch (Exception e) when (e is ConfigException or DataFormatException or DatasetNotFoundException or CheckpointException
+                                       or NativeLoadException or NonFiniteLossException or OperationCanceledException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return e is OperationCanceledException ? 130 : 2;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+}

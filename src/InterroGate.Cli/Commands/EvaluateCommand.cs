@@ -1,0 +1,42 @@
+using System.CommandLine;
+using System.Text.Json;
+using InterroGate.Configuration;
+using InterroGate.Training;
+using Spectre.Console;
+
+namespace InterroGate.Cli.Commands;
+
+internal static class EvaluateCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Argument<string>("checkpoint") { Description = "A checkpoint written by train or compare" };
+        var split = new Option<string>("--split") { Description = "val or test", DefaultValueFactory = _ => "test" };
+        split.AcceptOnlyFromAmong("val", "test");
+        var json = new Option<bool>("--json") { Description = "Print JSON" };
+        var cmd = new Command("evaluate", "Evaluate a checkpoint on the validation or test split, with its cost.") { checkpoint, split, json };
+        cmd.SetAction(p => CommonOptions.Guard(cancel =>
+        {
+            var path = p.GetValue(checkpoint)!;
+            var meta = Checkpoint.ReadMeta(path);
+            var runConfig = ConfigJson.Deserialize<RunConfig>(meta.Config, source: path);
+            var data = DataCatalog.Open(runConfig.Data);
+            var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
+            var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
+            var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel);
+            var (macs, parameters) = ComparisonRunner.Cost(model, data.Train.ImageShape);
+            if (p.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true }));
+                return 0;
+            }
+            var t = new Table().AddColumn("task").AddColumn("metric").AddColumn("value").AddColumn("loss");
+            foreach (var task in model.Tasks)
+                t.AddRow(task.Name, task.MetricName, $"{result.Metrics[task.Name]:F4}", $"{result.Losses[task.Name]:F4}");
+            AnsiConsole.Write(t);
+            AnsiConsole.MarkupLine($"{model.Architecture}: {macs / 1e6:F2} M MACs, {parameters / 1e6:F3} M parameters (deployed network; 1 MAC = 2 FLOPs)");
+            return 0;
+        }));
+        return cmd;
+    }
+}

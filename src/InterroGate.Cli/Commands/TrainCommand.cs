@@ -1,0 +1,32 @@
+using System.CommandLine;
+using InterroGate.Cli.Rendering;
+using InterroGate.Configuration;
+using InterroGate.Training;
+using Spectre.Console;
+
+namespace InterroGate.Cli.Commands;
+
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var config = new Argument<string>("config") { Description = "A run preset (see `interrogate list`) or a JSON file" };
+        var set = CommonOptions.Set();
+        var outDir = CommonOptions.Out("checkpoints, metrics.jsonl and config.json");
+        var resume = new Option<string?>("--resume") { Description = "Continue from this checkpoint (the same run's last.ckpt)" };
+        var cmd = new Command("train", "Train one model (STL, MTL or InterroGate).") { config, set, outDir, resume };
+        cmd.SetAction(p => CommonOptions.Guard(cancel =>
+        {
+            var run = Presets.LoadRun(p.GetValue(config)!, p.GetValue(set)!);
+            string dir = p.GetValue(outDir) ?? Path.Combine("runs", run.Name);
+            var prepared = PreparedRun.Create(run);
+            AnsiConsole.MarkupLine($"[bold]{Markup.Escape(run.Name)}[/]: {run.Architecture.Type} on {run.Backbone.Name} (width {run.Backbone.Width}), tasks {Markup.Escape(string.Join(", ", prepared.Tasks.Names))}, {prepared.Data.Train.Count} training samples -> {Markup.Escape(dir)}");
+            var result = ConsoleReporter.Run(reporter => new Trainer(run, prepared.Model, prepared.Data, dir, reporter).Run(p.GetValue(resume), cancel));
+            if (result.Interrupted) return 130;
+            AnsiConsole.MarkupLine($"best epoch {result.BestEpoch + 1}: {Markup.Escape(Format.Metrics(result.BestValidation))}; {result.ImagesPerSecond:F0} images/s");
+            AnsiConsole.MarkupLine($"checkpoints: {Markup.Escape(result.BestCheckpoint)}, {Markup.Escape(result.LastCheckpoint)}");
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,70 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Analysis;
+
+/// <summary>One convolution or linear layer that ran, with its cost at batch 1.</summary>
+public sealed record LayerCost(string Name, string Kind, long Macs, long Parameters, long[] OutputShape);
+
+/// <summary>Parameters and MACs of a model at one input size; <see cref="Flops"/> = 2 × MACs.</summary>
+public sealed record CostReport(long Params, long Macs, IReadOnlyList<LayerCost> Layers)
+{
+    public long Flops => 2 * Macs;
+    public string Convention => CostCounter.Convention;
+}
+
+/// <summary>
+/// The one counter of parameters and MACs. MACs: multiply-accumulates of the convolutions and linear
+/// layers that a forward pass at batch 1 runs (BN, activations, pooling, additions and gating are not
+/// counted); 1 MAC = 2 FLOPs. Parameters: every parameter of the model.
+/// </summary>
+public static class CostCounter
+{
+    public const string Convention =
+        "MACs: multiply-accumulates of convolutions and linear layers at batch 1 (1 MAC = 2 FLOPs); parameters: all parameters";
+
+    /// <summary>Runs <paramref name="run"/> once on zeros of <paramref name="inputShape"/> (batch 1) and counts.</summary>
+    public static CostReport Count(nn.Module model, Func<Tensor, object> run, long[] inputShape)
+    {
+        var layers = new List<LayerCost>();
+        var removers = new List<Action>();
+        foreach (var (name, module) in model.named_modules())
+        {
+            switch (module)
+            {
+                case Conv2d conv:
+                    var hc = conv.register_forward_hook((m, input, output) =>
+                    {
+                        long macs = output.numel() * (conv.in_channels / conv.groups) * conv.kernel_size.Aggregate(1L, (a, b) => a * b);
+                        layers.Add(new LayerCost(name, "conv", macs, conv.parameters().Sum(p => p.numel()), output.shape));
+                        return output;
+                    });
+                    removers.Add(hc.remove);
+                    break;
+                case Linear linear:
+                    var hl = linear.register_forward_hook((m, input, output) =>
+                    {
+                        long macs = output.numel() * linear.in_features;
+                        layers.Add(new LayerCost(name, "linear", macs, linear.parameters().Sum(p => p.numel()), output.shape));
+                        return output;
+                    });
+                    removers.Add(hl.remove);
+                    break;
+            }
+        }
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            run(zeros(inputShape));
+        }
+        finally
+        {
+            foreach (var remove in removers) remove();
+            model.train(wasTraining);
+        }
+        return new CostReport(model.parameters().Sum(p => p.numel()), layers.Sum(l => l.Macs), layers);
+    }
+}

@@ -1,0 +1,77 @@
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Analysis;
+
+/// <summary>A task's primary metric, accumulated over batches as .NET numbers.</summary>
+public interface ITaskMetric
+{
+    string Name { get; }
+    bool HigherIsBetter { get; }
+    void Update(Tensor output, Tensor target);
+    double Compute();
+}
+
+/// <summary>Chooses the metric by task kind (METHOD.md §6); accuracies are fractions in [0, 1].</summary>
+public static class TaskMetrics
+{
+    public static ITaskMetric For(TaskSpec task) => task.Kind switch
+    {
+        TaskKind.Classification => new Accuracy(),
+        TaskKind.Binary => new BinaryAccuracy(),
+        TaskKind.Regression => new MeanAbsoluteError(),
+        _ => throw new ArgumentOutOfRangeException(nameof(task), task.Kind, "No metric for this task kind."),
+    };
+}
+
+/// <summary>Top-1 accuracy of logits [B, K] against classes [B].</summary>
+public sealed class Accuracy : ITaskMetric
+{
+    private long _correct, _total;
+    public string Name => "accuracy";
+    public bool HigherIsBetter => true;
+
+    public void Update(Tensor output, Tensor target)
+    {
+        using var hits = output.argmax(1).eq(target).sum();
+        _correct += hits.item<long>();
+        _total += target.shape[0];
+    }
+
+    public double Compute() => _total == 0 ? double.NaN : (double)_correct / _total;
+}
+
+/// <summary>Mean accuracy over binary attributes: logit &gt; 0 against target &gt; 0.5.</summary>
+public sealed class BinaryAccuracy : ITaskMetric
+{
+    private long _correct, _total;
+    public string Name => "accuracy";
+    public bool HigherIsBetter => true;
+
+    public void Update(Tensor output, Tensor target)
+    {
+        using var hits = output.gt(0).eq(target.gt(0.5)).sum();
+        _correct += hits.item<long>();
+        _total += target.numel();
+    }
+
+    public double Compute() => _total == 0 ? double.NaN : (double)_correct / _total;
+}
+
+/// <summary>Mean absolute error over all outputs.</summary>
+public sealed class MeanAbsoluteError : ITaskMetric
+{
+    private double _sum;
+    private long _total;
+    public string Name => "mae";
+    public bool HigherIsBetter => false;
+
+    public void Update(Tensor output, Tensor target)
+    {
+        using var err = (output - target).abs().sum();
+        _sum += err.item<float>();
+        _total += target.numel();
+    }
+
+    public double Compute() => _total == 0 ? double.NaN : _sum / _total;
+}

@@ -1,0 +1,66 @@
+using System.Text.Json.Serialization;
+using InterroGate.Configuration;
+using InterroGate.Gating;
+
+namespace InterroGate.Architectures;
+
+/// <summary>How tasks share the network; each method's hyperparameters live in its own record.</summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "type", UnknownDerivedTypeHandling = JsonUnknownDerivedTypeHandling.FailSerialization)]
+[JsonDerivedType(typeof(SingleTaskConfig), "stl")]
+[JsonDerivedType(typeof(HardSharingConfig), "mtl")]
+[JsonDerivedType(typeof(InterroGateConfig), "interrogate")]
+public abstract record ArchitectureConfig
+{
+    /// <summary>Registry name (the JSON "type").</summary>
+    [JsonIgnore] public abstract string Type { get; }
+
+    /// <summary>Throws <see cref="ConfigException"/> naming the key (under <paramref name="path"/>) and its valid range.</summary>
+    public virtual void Validate(string path, int tasks) { }
+}
+
+/// <summary>STL: one network per task.</summary>
+public sealed record SingleTaskConfig : ArchitectureConfig
+{
+    [JsonIgnore] public override string Type => "stl";
+}
+
+/// <summary>MTL: one shared encoder, one head per task.</summary>
+public sealed record HardSharingConfig : ArchitectureConfig
+{
+    [JsonIgnore] public override string Type => "mtl";
+}
+
+/// <summary>
+/// InterroGate's hyperparameters (METHOD.md §2-4). <see cref="Tau"/>: one budget per task, or one value
+/// for every task. <see cref="AlphaInit"/>: initial gate logit (positive: tasks start specialised).
+/// <see cref="GateLr"/>: learning rate of the separate SGD optimiser for α and β.
+/// <see cref="NoiseTemperature"/>: Gumbel-sigmoid gate noise during training; 0 = off.
+/// </summary>
+public sealed record InterroGateConfig : ArchitectureConfig
+{
+    [JsonIgnore] public override string Type => "interrogate";
+    public GatingMode Gating { get; init; } = GatingMode.Conv;
+    public double LambdaS { get; init; } = 1.0;
+    public IReadOnlyList<double> Tau { get; init; } = [0.0];
+    public SparsityKind Sparsity { get; init; } = SparsityKind.Hinge;
+    public double AlphaInit { get; init; } = 0.5;
+    public double GateLr { get; init; } = 0.1;
+    public double NoiseTemperature { get; init; }
+
+    /// <summary>τ for each of <paramref name="tasks"/> tasks.</summary>
+    public double[] TauFor(int tasks) =>
+        Tau.Count == 1 ? Enumerable.Repeat(Tau[0], tasks).ToArray()
+        : Tau.Count == tasks ? Tau.ToArray()
+        : throw new ConfigException("tau", $"has {Tau.Count} values; give one per task ({tasks}) or a single value");
+
+    public override void Validate(string path, int tasks)
+    {
+        ConfigException.Require(double.IsFinite(LambdaS) && LambdaS >= 0, $"{path}.lambdaS", LambdaS, "≥ 0");
+        ConfigException.Require(Tau.Count == 1 || Tau.Count == tasks, $"{path}.tau", $"{Tau.Count} values", $"1 value or one per task ({tasks})");
+        for (int i = 0; i < Tau.Count; i++)
+            ConfigException.Require(Tau[i] is >= 0 and <= 1, $"{path}.tau[{i}]", Tau[i], "[0, 1]");
+        ConfigException.Require(double.IsFinite(AlphaInit), $"{path}.alphaInit", AlphaInit, "a finite number");
+        ConfigException.Require(GateLr > 0 && double.IsFinite(GateLr), $"{path}.gateLr", GateLr, "> 0");
+        ConfigException.Require(NoiseTemperature >= 0 && double.IsFinite(NoiseTemperature), $"{path}.noiseTemperature", NoiseTemperature, "≥ 0 (0 = no noise)");
+    }
+}

@@ -1,0 +1,30 @@
+// Hard parameter sharing (MTL): one shared encoder, one head per task.
+using InterroGate.Backbones;
+using InterroGate.Tasks;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Architectures;
+
+/// <summary>MTL: a shared encoder (encoder) and task heads (heads.{task}); the paper's lower-cost baseline.</summary>
+public sealed class HardSharing : MultiTaskModel
+{
+    private readonly ResNet encoder;
+    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+
+    public HardSharing(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(HardSharing), tasks)
+    {
+        encoder = new ResNet(spec, inChannels);
+        heads = MakeHeads(tasks, spec.OutChannels);
+        RegisterComponents();
+    }
+
+    public override string Architecture => "mtl";
+    public override IEnumerable<Parameter> SharedParameters() => encoder.parameters();
+
+    public override Dictionary<string, Tensor> forward(Tensor x)
+    {
+        var features = encoder.call(x);
+        return Tasks.ToDictionary(t => t.Name, t => heads[t.Name].call(features));
+    }
+}

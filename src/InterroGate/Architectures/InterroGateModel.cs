@@ -1,0 +1,83 @@
+// InterroGate: learning to share, specialise and prune representations (Bejnordi et al., arXiv 2402.16848).
+using InterroGate.Backbones;
+using InterroGate.Gating;
+using InterroGate.Tasks;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Architectures;
+
+/// <summary>
+/// The gated encoder (encoder.task_branches.{task}, encoder.shared, encoder.gates) and one head per
+/// task reading that task's gated features. Its regulariser is λ_s · L_s (Eq. 4-5).
+/// </summary>
+public sealed class InterroGateModel : MultiTaskModel
+{
+    private readonly GatedResNet encoder;
+    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    private readonly double[] _tau;
+    private readonly double[] _layerMacs;
+
+    public InterroGateModel(TaskSet tasks, ResNetSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options)
+        : base(nameof(InterroGateModel), tasks)
+    {
+        Options = options;
+        _tau = options.TauFor(tasks.Count);
+        encoder = new GatedResNet(tasks.Names.ToArray(), spec, inChannels, inputSize, options.Gating, options.AlphaInit)
+        {
+            Noise = new GateNoise(options.NoiseTemperature),
+        };
+        heads = MakeHeads(tasks, spec.OutChannels);
+        _layerMacs = encoder.GatedLayerMacs().ToArray();
+        RegisterComponents();
+    }
+
+    public InterroGateConfig Options { get; }
+    public GatedResNet Encoder => encoder;
+    public override string Architecture => "interrogate";
+
+    public override Dictionary<string, Tensor> forward(Tensor x)
+    {
+        var features = encoder.call(x);
+        return Tasks.Select((t, i) => (t.Name, Out: heads[t.Name].call(features[i]))).ToDictionary(p => p.Name, p => p.Out);
+    }
+
+    public override Tensor? Regularizer() =>
+        SparsityLoss.Compute(encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs) * Options.LambdaS;
+
+    public override IEnumerable<Parameter> GateParameters() =>
+        encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta });
+
+    public override IEnumerable<Parameter> SharedParameters() => encoder.SharedBranch.parameters();
+
+    /// <summary>Hard gates per gated layer, task and channel (G = 1[α &gt; 0]).</summary>
+    public IReadOnlyList<bool[][]> HardGates()
+    {
+        using var _ = no_grad();
+        return encoder.GateLayers.Select(g =>
+        {
+            var on = g.Alpha.gt(0).cpu();
+            return Enumerable.Range(0, g.Tasks).Select(t => on[t].data<bool>().ToArray()).ToArray();
+        }).ToList();
+    }
+
+    /// <summary>Fraction of gates that pick the task's own copy, per task and overall.</summary>
+    public (double Overall, double[] PerTask) TaskSpecificFraction()
+    {
+        var gates = HardGates();
+        var perTask = Enumerable.Range(0, Tasks.Count)
+            .Select(t => (double)gates.Sum(l => l[t].Count(b => b)) / gates.Sum(l => l[t].Length)).ToArray();
+        return (perTask.Average(), perTask);
+    }
+
+    /// <summary>Cost of the encoder once pruned with the current gates (see <see cref="PrunedCost"/>).</summary>
+    public PrunedCost PredictPrunedEncoderCost() => PrunedCost.FromGates(encoder.Units, HardGates(), Tasks.Count);
+
+    public override IReadOnlyDictionary<string, double> Diagnostics()
+    {
+        var (overall, perTask) = TaskSpecificFraction();
+        var d = new Dictionary<string, double> { ["task_specific"] = overall };
+        for (int t = 0; t < Tasks.Count; t++) d[$"task_specific/{Tasks[t].Name}"] = perTask[t];
+        return d;
+    }
+}

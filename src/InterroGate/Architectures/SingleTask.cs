@@ -1,0 +1,27 @@
+// Single-task learning (STL): one encoder and head per task, nothing shared.
+using InterroGate.Backbones;
+using InterroGate.Tasks;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Architectures;
+
+/// <summary>STL: T independent networks (encoders.{task}, heads.{task}); the paper's upper-cost baseline.</summary>
+public sealed class SingleTask : MultiTaskModel
+{
+    private readonly ModuleDict<ResNet> encoders;
+    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+
+    public SingleTask(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(SingleTask), tasks)
+    {
+        encoders = nn.ModuleDict(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
+        heads = MakeHeads(tasks, spec.OutChannels);
+        RegisterComponents();
+    }
+
+    public override string Architecture => "stl";
+    public override IEnumerable<Parameter> SharedParameters() => [];
+
+    public override Dictionary<string, Tensor> forward(Tensor x) =>
+        Tasks.ToDictionary(t => t.Name, t => heads[t.Name].call(encoders[t.Name].call(x)));
+}

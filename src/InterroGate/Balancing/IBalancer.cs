@@ -1,0 +1,51 @@
+using static TorchSharp.torch;
+
+namespace InterroGate.Balancing;
+
+/// <summary>
+/// Turns the T task losses (and the architecture's regulariser) into gradients: loss-weighting methods
+/// back-propagate a weighted sum; gradient methods (added later) combine per-task gradients of
+/// <see cref="BalanceContext.SharedParameters"/>. The Trainer calls only this.
+/// </summary>
+public interface IBalancer
+{
+    string Name { get; }
+
+    /// <summary>Back-propagates; returns the task weights it applied (for logs).</summary>
+    double[] Backward(IReadOnlyList<Tensor> taskLosses, Tensor? regularizer, BalanceContext context);
+
+    /// <summary>Called with each task's mean training loss when an epoch ends (for epoch-based weighting).</summary>
+    void EpochEnded(IReadOnlyList<double> meanTaskLosses) { }
+}
+
+/// <summary>What a balancer may need from the model.</summary>
+public sealed record BalanceContext(IReadOnlyList<TorchSharp.Modules.Parameter> SharedParameters);
+
+/// <summary>Fixed scalarisation: L = Σ_t ω_t L_t + regulariser (uniform: ω_t = 1).</summary>
+public sealed class FixedWeights : IBalancer
+{
+    private readonly double[] _weights;
+
+    public FixedWeights(IReadOnlyList<double> weights, string name = "fixed")
+    {
+        if (weights.Count == 0 || weights.Any(w => !(w >= 0) || double.IsInfinity(w)))
+            throw new ArgumentException("Task weights must be finite and ≥ 0.");
+        _weights = weights.ToArray();
+        Name = name;
+    }
+
+    public static FixedWeights Uniform(int tasks) => new(Enumerable.Repeat(1.0, tasks).ToArray(), "uniform");
+
+    public string Name { get; }
+
+    public double[] Backward(IReadOnlyList<Tensor> taskLosses, Tensor? regularizer, BalanceContext context)
+    {
+        if (taskLosses.Count != _weights.Length)
+            throw new ArgumentException($"{_weights.Length} weights for {taskLosses.Count} task losses.");
+        Tensor total = taskLosses[0] * _weights[0];
+        for (int t = 1; t < taskLosses.Count; t++) total = total + taskLosses[t] * _weights[t];
+        if (regularizer is not null) total = total + regularizer;
+        total.backward();
+        return _weights;
+    }
+}

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace InterroGate.Configuration;
+
+/// <summary>
+/// Reads and writes configurations as JSON: camelCase keys, enums as strings, comments allowed;
+/// unknown keys, wrong types and malformed JSON are <see cref="ConfigException"/>s naming the key.
+/// </summary>
+public static class ConfigJson
+{
+    public static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        AllowOutOfOrderMetadataProperties = true,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
+    };
+
+    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
+
+    /// <summary>Parses <paramref name="json"/> after applying <paramref name="overrides"/> (key.path=value).</summary>
+    public static T Deserialize<T>(string json, IEnumerable<string>? overrides = null, string source = "config")
+    {
+        JsonNode node;
+        try
+        {
+            node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
+                   ?? throw new ConfigException("$", $"{source} is empty");
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException("$", $"{source} is not valid JSON (line {e.LineNumber + 1}): {e.Message}");
+        }
+        foreach (var o in overrides ?? []) ApplyOverride(node, o);
+        try
+        {
+            return node.Deserialize<T>(Options) ?? throw new ConfigException("$", $"{source} is null");
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException(KeyOf(e), Describe(e));
+        }
+    }
+
+    /// <summary>Sets <c>a.b.c=value</c> in <paramref name="root"/>; value is JSON if it parses, else a string.</summary>
+    public static void ApplyOverride(JsonNode root, string assignment)
+    {
+        int eq = assignment.IndexOf('=');
+        if (eq <= 0) throw new ConfigException(assignment, "an override must look like key.path=value");
+        var path = assignment[..eq].Trim().Split('.');
+        string raw = assignment[(eq + 1)..].Trim();
+        JsonNode? value;
+        try { value = JsonNode.Parse(raw); }
+        catch (JsonException) { value = JsonValue.Create(raw); }
+
+        JsonNode current = root;
+        for (int i = 0; i < path.Length - 1; i++)
+        {
+            if (current is not JsonObject obj) throw new ConfigException(string.Join('.', path[..(i + 1)]), "is not an object");
+            if (obj[path[i]] is null) obj[path[i]] = new JsonObject();
+            current = obj[path[i]]!;
+        }
+        if (current is not JsonObject parent) throw new ConfigException(assignment[..eq], "its parent is not an object");
+        parent[path[^1]] = value;
+    }
+
+    private static string KeyOf(JsonException e)
+    {
+        var path = e.Path ?? "$";
+        var key = path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.TrimStart('$');
+        // System.Text.Json names the unmapped property in the message, not in the path.
+        var m = System.Text.RegularExpressions.Regex.Match(e.Message, "property '([^']+)' could not be mapped");
+        if (m.Success) key = key.Length == 0 || key == m.Groups[1].Value ? m.Groups[1].Value : key.EndsWith("." + m.Groups[1].Value, StringComparison.Ordinal) ? key : $"{key}.{m.Groups[1].Value}";
+        return key.Length == 0 ? "$" : key;
+    }
+
+    private static string Describe(JsonException e)
+    {
+        if (e.Message.Contains("could not be mapped", StringComparison.Ordinal)) return "unknown key";
+        if (e.Message.Contains("type discriminator", StringComparison.OrdinalIgnoreCase)) return $"unknown or missing \"type\" ({e.Message})";
+        return e.InnerException?.Message ?? e.Message;
+    }
+}

@@ -1,0 +1,78 @@
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Data;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Configuration;
+
+/// <summary>The data sets by name.</summary>
+public static class DataCatalog
+{
+    public static readonly IReadOnlyDictionary<string, string> Descriptions = new Dictionary<string, string>
+    {
+        ["multifashion"] = "MultiFashion: two Fashion-MNIST items on a 36×36 canvas; tasks top_left, bottom_right (10 classes each)",
+        ["folder"] = "a user data set: tasks.json and train/val/test folders of .npy files (see README)",
+        ["synthetic"] = "a small learnable synthetic data set (tests and smoke runs)",
+    };
+
+    public static IReadOnlyCollection<string> Names => (IReadOnlyCollection<string>)Descriptions.Keys;
+
+    public static DatasetSplits Open(DataConfig c) => c.Dataset switch
+    {
+        "multifashion" => MultiFashion.Load(c.Root ?? FashionMnist.DefaultRoot,
+            new MultiFashionOptions(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed)),
+        "folder" => UserFolderDataset.Load(c.Root!, c.Seed),
+        "synthetic" => Synthetic.Create(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed),
+        _ => throw new ConfigException("data.dataset", $"'{c.Dataset}' is unknown; valid: {string.Join(", ", Names)}"),
+    };
+}
+
+/// <summary>The one registry from names to methods: a switch per axis.</summary>
+public static class Factory
+{
+    public static readonly IReadOnlyDictionary<string, string> Architectures = new Dictionary<string, string>
+    {
+        ["stl"] = "single-task learning: one network per task",
+        ["mtl"] = "hard sharing: one shared encoder, one head per task",
+        ["interrogate"] = "InterroGate: shared + per-task copies of every layer, learned per-channel gates, prunable",
+    };
+
+    public static readonly IReadOnlyDictionary<string, string> Balancers = new Dictionary<string, string>
+    {
+        ["uniform"] = "Σ_t L_t",
+        ["fixed"] = "Σ_t ω_t L_t with given weights",
+    };
+
+    /// <summary>The tasks a run learns: the data set's, or the named subset in the given order.</summary>
+    public static TaskSet ResolveTasks(TaskSet available, IReadOnlyList<string>? names)
+    {
+        if (names is null) return available;
+        var unknown = names.Where(n => available.IndexOf(n) < 0).ToArray();
+        if (unknown.Length > 0)
+            throw new ConfigException("tasks", $"{string.Join(", ", unknown.Select(u => $"'{u}'"))} not in the data set; its tasks are: {string.Join(", ", available.Names)}");
+        if (names.Distinct().Count() != names.Count) throw new ConfigException("tasks", "a task is named twice");
+        return available.Select(names);
+    }
+
+    /// <summary>A freshly initialised model (seeded by the run's seed).</summary>
+    public static MultiTaskModel CreateModel(RunConfig config, TaskSet tasks, (int Channels, int Height, int Width) image)
+    {
+        config.Validate(tasks.Count);
+        manual_seed(config.Training.Seed);
+        var spec = BackboneCatalog.Spec(config.Backbone.Name, config.Backbone.Width, config.Backbone.OutputStride);
+        return config.Architecture switch
+        {
+            SingleTaskConfig => new SingleTask(tasks, spec, image.Channels),
+            HardSharingConfig => new HardSharing(tasks, spec, image.Channels),
+            InterroGateConfig ig => new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), ig),
+            _ => throw new ConfigException("architecture.type", $"unknown; valid: {string.Join(", ", Architectures.Keys)}"),
+        };
+    }
+
+    /// <summary>Applies the run's thread count to libtorch (0 keeps its default).</summary>
+    public static void ApplyThreads(TrainingConfig training)
+    {
+        if (training.Threads > 0) set_num_threads(training.Threads);
+    }
+}

@@ -1,0 +1,82 @@
+using InterroGate.Architectures;
+using InterroGate.Training;
+
+namespace InterroGate.Configuration;
+
+/// <summary>Named configurations in code; a file path may be given wherever a preset name is accepted.</summary>
+public static class Presets
+{
+    /// <summary>MultiFashion subset sized to finish `compare` in a few minutes on a 2-core CPU.</summary>
+    public static CompareConfig MultiFashionQuick => new()
+    {
+        Name = "multifashion-quick",
+        Data = new DataConfig { Dataset = "multifashion", TrainSize = 8000, ValidationSize = 2000, TestSize = 4000 },
+        Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+        Training = new TrainingConfig { Epochs = 3, BatchSize = 128, Lr = 1e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGateTraining = new TrainingConfig { Epochs = 2, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
+        LambdaS = [1, 10, 50],
+    };
+
+    /// <summary>The paper's quarter-width protocol on the full MultiFashion benchmark (CPU: about an hour).</summary>
+    public static CompareConfig MultiFashionQuarter => new()
+    {
+        Name = "multifashion-w025",
+        Data = new DataConfig { Dataset = "multifashion", TrainSize = 50_000, ValidationSize = 10_000, TestSize = 10_000 },
+        Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+        Training = new TrainingConfig { Epochs = 8, BatchSize = 128, Lr = 1e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGateTraining = new TrainingConfig { Epochs = 4, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
+        LambdaS = [1, 10, 50],
+    };
+
+    /// <summary>Full width, full data: for a GPU machine.</summary>
+    public static CompareConfig MultiFashionFull => MultiFashionQuarter with
+    {
+        Name = "multifashion-w1",
+        Backbone = new BackboneConfig { Name = "resnet20", Width = 1.0 },
+        Training = MultiFashionQuarter.Training with { Epochs = 20, Schedule = new(ScheduleKind.Step, StepSize: 8, Gamma: 1.0 / 3) },
+        InterroGateTraining = MultiFashionQuarter.InterroGateTraining! with { Epochs = 10 },
+    };
+
+    public static readonly IReadOnlyDictionary<string, Func<CompareConfig>> Comparisons = new Dictionary<string, Func<CompareConfig>>
+    {
+        ["multifashion-quick"] = () => MultiFashionQuick,
+        ["multifashion-w025"] = () => MultiFashionQuarter,
+        ["multifashion-w1"] = () => MultiFashionFull,
+    };
+
+    /// <summary>Single runs: each comparison preset's run for one architecture, e.g. multifashion-quick/interrogate.</summary>
+    public static RunConfig? Run(string name)
+    {
+        var parts = name.Split('/');
+        if (parts.Length != 2 || !Comparisons.TryGetValue(parts[0], out var make)) return null;
+        var c = make();
+        return parts[1] switch
+        {
+            "stl" => c.Run(new SingleTaskConfig()),
+            "mtl" => c.Run(new HardSharingConfig()),
+            "interrogate" => c.Run(c.InterroGate),
+            _ => null,
+        };
+    }
+
+    public static IEnumerable<string> RunNames =>
+        Comparisons.Keys.SelectMany(k => new[] { "stl", "mtl", "interrogate" }.Select(a => $"{k}/{a}"));
+
+    /// <summary>Loads a comparison from a preset name or JSON file, then applies --set overrides.</summary>
+    public static CompareConfig LoadComparison(string nameOrPath, IEnumerable<string> overrides) =>
+        ConfigJson.Deserialize<CompareConfig>(Source(nameOrPath, n => Comparisons.TryGetValue(n, out var f) ? f() : null, Comparisons.Keys), overrides, nameOrPath);
+
+    /// <summary>Loads a run from a preset name or JSON file, then applies --set overrides.</summary>
+    public static RunConfig LoadRun(string nameOrPath, IEnumerable<string> overrides) =>
+        ConfigJson.Deserialize<RunConfig>(Source(nameOrPath, Run, RunNames), overrides, nameOrPath);
+
+    private static string Source<T>(string nameOrPath, Func<string, T?> preset, IEnumerable<string> names) where T : class
+    {
+        if (File.Exists(nameOrPath)) return File.ReadAllText(nameOrPath);
+        var p = preset(nameOrPath);
+        if (p is not null) return ConfigJson.Serialize(p);
+        throw new ConfigException("config", $"'{nameOrPath}' is neither a file nor a preset; presets: {string.Join(", ", names)}");
+    }
+}

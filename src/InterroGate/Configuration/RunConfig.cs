@@ -1,0 +1,170 @@
+using System.Text.Json.Serialization;
+using InterroGate.Architectures;
+using InterroGate.Balancing;
+using InterroGate.Training;
+
+namespace InterroGate.Configuration;
+
+/// <summary>Where the data comes from. Dataset: multifashion, folder (a user data set), synthetic.</summary>
+public sealed record DataConfig
+{
+    public string Dataset { get; init; } = "multifashion";
+    /// <summary>Folder of the data (default for multifashion: the Debian package's folder).</summary>
+    public string? Root { get; init; }
+    public int TrainSize { get; init; } = 50_000;
+    public int ValidationSize { get; init; } = 10_000;
+    public int TestSize { get; init; } = 10_000;
+    public int Seed { get; init; }
+
+    public void Validate(string path)
+    {
+        ConfigException.Require(DataCatalog.Names.Contains(Dataset), $"{path}.dataset", Dataset, string.Join(", ", DataCatalog.Names));
+        ConfigException.Require(TrainSize > 0, $"{path}.trainSize", TrainSize, "> 0");
+        ConfigException.Require(ValidationSize > 0, $"{path}.validationSize", ValidationSize, "> 0");
+        ConfigException.Require(TestSize > 0, $"{path}.testSize", TestSize, "> 0");
+        if (Dataset == "folder") ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", "the folder holding tasks.json");
+    }
+}
+
+/// <summary>The encoder: name, width multiplier (ResNet-20) and output stride (dilated ResNets).</summary>
+public sealed record BackboneConfig
+{
+    public string Name { get; init; } = "resnet20";
+    public double Width { get; init; } = 1.0;
+    public int OutputStride { get; init; } = 32;
+
+    public void Validate(string path)
+    {
+        ConfigException.Require(Backbones.BackboneCatalog.Descriptions.ContainsKey(Name), $"{path}.name", Name, string.Join(", ", Backbones.BackboneCatalog.Descriptions.Keys));
+        ConfigException.Require(Width > 0 && double.IsFinite(Width), $"{path}.width", Width, "> 0 (ResNet-20: 1, 0.5, 0.25, ...)");
+        ConfigException.Require(OutputStride is 8 or 16 or 32, $"{path}.outputStride", OutputStride, "8, 16 or 32");
+        try { Backbones.BackboneCatalog.Spec(Name, Width, OutputStride); }
+        catch (ArgumentException e) { throw new ConfigException(path, e.Message); }
+    }
+}
+
+/// <summary>Optimisation (METHOD.md §4): Adam for the weights, the schedule, epochs, seed.</summary>
+public sealed record TrainingConfig
+{
+    public int Epochs { get; init; } = 10;
+    public int BatchSize { get; init; } = 128;
+    public int EvalBatchSize { get; init; } = 500;
+    public double Lr { get; init; } = 1e-3;
+    public double WeightDecay { get; init; } = 1e-4;
+    public LearningRateSchedule Schedule { get; init; } = new(ScheduleKind.Step, StepSize: 20, Gamma: 1.0 / 3);
+    public int Seed { get; init; }
+    /// <summary>CPU threads for libtorch; 0 = its default.</summary>
+    public int Threads { get; init; }
+    /// <summary>Stop each epoch after this many steps (0 = all); for smoke runs.</summary>
+    public int MaxStepsPerEpoch { get; init; }
+
+    public void Validate(string path)
+    {
+        ConfigException.Require(Epochs > 0, $"{path}.epochs", Epochs, "> 0");
+        ConfigException.Require(BatchSize > 0, $"{path}.batchSize", BatchSize, "> 0");
+        ConfigException.Require(EvalBatchSize > 0, $"{path}.evalBatchSize", EvalBatchSize, "> 0");
+        ConfigException.Require(Lr > 0 && double.IsFinite(Lr), $"{path}.lr", Lr, "> 0");
+        ConfigException.Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), $"{path}.weightDecay", WeightDecay, "≥ 0");
+        ConfigException.Require(Schedule.StepSize > 0, $"{path}.schedule.stepSize", Schedule.StepSize, "> 0");
+        ConfigException.Require(Schedule.Gamma is > 0 and <= 1, $"{path}.schedule.gamma", Schedule.Gamma, "(0, 1]");
+        ConfigException.Require(Schedule.Power > 0 && double.IsFinite(Schedule.Power), $"{path}.schedule.power", Schedule.Power, "> 0");
+        ConfigException.Require(Threads >= 0, $"{path}.threads", Threads, "≥ 0 (0 = default)");
+        ConfigException.Require(MaxStepsPerEpoch >= 0, $"{path}.maxStepsPerEpoch", MaxStepsPerEpoch, "≥ 0 (0 = whole epochs)");
+    }
+}
+
+/// <summary>How task losses are combined: uniform (ω = 1) or fixed weights.</summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "type")]
+[JsonDerivedType(typeof(UniformBalancerConfig), "uniform")]
+[JsonDerivedType(typeof(FixedWeightsBalancerConfig), "fixed")]
+public abstract record BalancerConfig
+{
+    public abstract IBalancer Create(int tasks);
+    public virtual void Validate(string path, int tasks) { }
+}
+
+public sealed record UniformBalancerConfig : BalancerConfig
+{
+    public override IBalancer Create(int tasks) => FixedWeights.Uniform(tasks);
+}
+
+public sealed record FixedWeightsBalancerConfig : BalancerConfig
+{
+    public IReadOnlyList<double> Weights { get; init; } = [];
+    public override IBalancer Create(int tasks) => new FixedWeights(Weights);
+
+    public override void Validate(string path, int tasks)
+    {
+        ConfigException.Require(Weights.Count == tasks, $"{path}.weights", $"{Weights.Count} weights", $"one per task ({tasks})");
+        for (int i = 0; i < Weights.Count; i++)
+            ConfigException.Require(Weights[i] >= 0 && double.IsFinite(Weights[i]), $"{path}.weights[{i}]", Weights[i], "≥ 0");
+    }
+}
+
+/// <summary>One training run: data, tasks, backbone, architecture, optimisation, loss balancing.</summary>
+public sealed record RunConfig
+{
+    public string Name { get; init; } = "run";
+    public DataConfig Data { get; init; } = new();
+    /// <summary>Task names to learn (a subset of the data set's, in this order); null = all.</summary>
+    public IReadOnlyList<string>? Tasks { get; init; }
+    public BackboneConfig Backbone { get; init; } = new();
+    public ArchitectureConfig Architecture { get; init; } = new InterroGateConfig();
+    public TrainingConfig Training { get; init; } = new();
+    public BalancerConfig Balancer { get; init; } = new UniformBalancerConfig();
+
+    /// <summary>Checks every value; task-dependent checks use the number of tasks the run will learn.</summary>
+    public void Validate(int tasks)
+    {
+        ConfigException.Require(!string.IsNullOrWhiteSpace(Name), "name", "(empty)", "a non-empty name");
+        Data.Validate("data");
+        if (Tasks is not null) ConfigException.Require(Tasks.Count > 0, "tasks", "[]", "at least one task name, or leave it out for all");
+        Backbone.Validate("backbone");
+        Architecture.Validate("architecture", tasks);
+        Training.Validate("training");
+        Balancer.Validate("balancer", tasks);
+    }
+}
+
+/// <summary>
+/// The paper's protocol: STL per task, MTL, then InterroGate at each λ_s of <see cref="LambdaS"/>,
+/// started from the STL and MTL checkpoints when <see cref="InitialiseFromBaselines"/>.
+/// </summary>
+public sealed record CompareConfig
+{
+    public string Name { get; init; } = "compare";
+    public DataConfig Data { get; init; } = new();
+    public IReadOnlyList<string>? Tasks { get; init; }
+    public BackboneConfig Backbone { get; init; } = new();
+    /// <summary>Optimisation of the STL and MTL baselines.</summary>
+    public TrainingConfig Training { get; init; } = new();
+    /// <summary>Optimisation of the InterroGate runs (default: as the baselines).</summary>
+    public TrainingConfig? InterroGateTraining { get; init; }
+    /// <summary>InterroGate's options; its lambdaS is replaced by each value of <see cref="LambdaS"/>.</summary>
+    public InterroGateConfig InterroGate { get; init; } = new();
+    public IReadOnlyList<double> LambdaS { get; init; } = [0.5, 2, 8];
+    public bool InitialiseFromBaselines { get; init; } = true;
+    public BalancerConfig Balancer { get; init; } = new UniformBalancerConfig();
+
+    public void Validate(int tasks)
+    {
+        ConfigException.Require(LambdaS.Count > 0, "lambdaS", "[]", "at least one value");
+        for (int i = 0; i < LambdaS.Count; i++)
+            ConfigException.Require(LambdaS[i] >= 0 && double.IsFinite(LambdaS[i]), $"lambdaS[{i}]", LambdaS[i], "≥ 0");
+        InterroGateTraining?.Validate("interroGateTraining");
+        Run(new HardSharingConfig()).Validate(tasks);
+        InterroGate.Validate("interroGate", tasks);
+    }
+
+    /// <summary>The single run this comparison makes for <paramref name="architecture"/>.</summary>
+    public RunConfig Run(ArchitectureConfig architecture, string? name = null, IReadOnlyList<string>? tasks = null) => new()
+    {
+        Name = name ?? $"{Name}-{architecture.Type}",
+        Data = Data,
+        Tasks = tasks ?? Tasks,
+        Backbone = Backbone,
+        Architecture = architecture,
+        Training = architecture is InterroGateConfig ? InterroGateTraining ?? Training : Training,
+        Balancer = Balancer,
+    };
+}

@@ -1,0 +1,50 @@
+using static TorchSharp.torch;
+
+namespace InterroGate.Data;
+
+/// <summary>
+/// Batches of a data set in an order that is a pure function of (seed, epoch), so a run can resume
+/// mid-epoch; the next batch is assembled on a background task while the caller computes. The caller
+/// owns (disposes) every tensor it receives.
+/// </summary>
+public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool shuffle, int seed, bool dropLast)
+{
+    public int BatchesPerEpoch => dropLast ? dataset.Count / batchSize : (dataset.Count + batchSize - 1) / batchSize;
+
+    /// <summary>The sample order of <paramref name="epoch"/>.</summary>
+    public long[] Order(int epoch)
+    {
+        var order = new long[dataset.Count];
+        for (int i = 0; i < order.Length; i++) order[i] = i;
+        if (shuffle) new Random(HashCode.Combine(seed, epoch, 0x1f2e3d)).Shuffle(order);
+        return order;
+    }
+
+    public IEnumerable<Dictionary<string, Tensor>> Epoch(int epoch, int skipBatches = 0)
+    {
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "Batch size must be > 0.");
+        var order = Order(epoch);
+        int batches = BatchesPerEpoch;
+        var next = skipBatches < batches ? Fetch(order, skipBatches) : null;
+        try
+        {
+            for (int b = skipBatches; b < batches; b++)
+            {
+                var current = next!.Result;
+                next = b + 1 < batches ? Fetch(order, b + 1) : null;
+                yield return current;
+            }
+        }
+        finally
+        {
+            // A caller that stops early leaves one prefetched batch: free it here.
+            if (next is not null) foreach (var t in next.Result.Values) t.Dispose();
+        }
+    }
+
+    private Task<Dictionary<string, Tensor>> Fetch(long[] order, int batch)
+    {
+        int start = batch * batchSize, count = Math.Min(batchSize, order.Length - start);
+        return Task.Run(() => dataset.GetBatch(order.AsSpan(start, count)));
+    }
+}

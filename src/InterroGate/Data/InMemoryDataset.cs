@@ -1,0 +1,55 @@
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Data;
+
+/// <summary>
+/// Images [N, C, H, W] (uint8, scaled by 1/255 then normalised per batch, or float32 used as is) and
+/// per-task targets held in memory; batches are gathered with index_select.
+/// </summary>
+public sealed class InMemoryDataset : IMultiTaskDataset
+{
+    private readonly Tensor _images;
+    private readonly Dictionary<string, Tensor> _targets;
+    private readonly double _mean, _std;
+
+    public InMemoryDataset(string name, TaskSet tasks, Tensor images, IReadOnlyDictionary<string, Tensor> targets, double mean = 0, double std = 1)
+    {
+        if (images.dim() != 4) throw new ArgumentException($"{name}: images must be [N, C, H, W], got [{string.Join(", ", images.shape)}].");
+        if (images.dtype is not (ScalarType.Byte or ScalarType.Float32)) throw new ArgumentException($"{name}: images must be uint8 or float32, not {images.dtype}.");
+        foreach (var t in tasks)
+        {
+            if (!targets.TryGetValue(t.Name, out var y)) throw new ArgumentException($"{name}: no targets for task '{t.Name}'.");
+            if (y.shape[0] != images.shape[0]) throw new ArgumentException($"{name}: task '{t.Name}' has {y.shape[0]} targets for {images.shape[0]} images.");
+        }
+        if (!(std > 0)) throw new ArgumentOutOfRangeException(nameof(std), std, "The normalisation's std must be > 0.");
+        Name = name;
+        Tasks = tasks;
+        _images = images.detach().DetachFromDisposeScope();
+        _targets = tasks.ToDictionary(t => t.Name, t => targets[t.Name].detach().DetachFromDisposeScope());
+        (_mean, _std) = (mean, std);
+    }
+
+    public string Name { get; }
+    public TaskSet Tasks { get; }
+    public int Count => (int)_images.shape[0];
+    public (int Channels, int Height, int Width) ImageShape => ((int)_images.shape[1], (int)_images.shape[2], (int)_images.shape[3]);
+
+    public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+    {
+        using var scope = NewDisposeScope();
+        var idx = tensor(indices.ToArray(), dtype: int64);
+        var images = _images.index_select(0, idx);
+        images = images.dtype == ScalarType.Byte ? images.to(float32).div_(255).sub_(_mean).div_(_std) : images;
+        var batch = new Dictionary<string, Tensor> { [IMultiTaskDataset.ImageKey] = images.MoveToOuterDisposeScope() };
+        foreach (var (name, y) in _targets) batch[name] = y.index_select(0, idx).MoveToOuterDisposeScope();
+        return batch;
+    }
+
+    /// <summary>The first <paramref name="count"/> samples.</summary>
+    public InMemoryDataset Take(int count)
+    {
+        if (count <= 0 || count > Count) throw new ArgumentOutOfRangeException(nameof(count), count, $"Take 1 to {Count} samples.");
+        return new InMemoryDataset(Name, Tasks, _images.narrow(0, 0, count), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.narrow(0, 0, count)), _mean, _std);
+    }
+}

@@ -1,0 +1,102 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using static TorchSharp.torch;
+
+namespace InterroGate.Data;
+
+/// <summary>A NumPy array read from a .npy file: shape, dtype (as NumPy spells it) and raw little-endian bytes.</summary>
+public sealed record NpyArray(long[] Shape, string DType, byte[] Data)
+{
+    public long Count => Shape.Aggregate(1L, (a, b) => a * b);
+
+    /// <summary>A tensor of the array's own type and shape (bool becomes uint8).</summary>
+    public Tensor ToTensor()
+    {
+        var t = DType switch
+        {
+            "u1" or "b1" => tensor(Data, dtype: ScalarType.Byte),
+            "i1" => tensor(Data.Select(b => (sbyte)b).Select(v => (long)v).ToArray()),
+            "i4" => tensor(Cast<int>()),
+            "i8" => tensor(Cast<long>()),
+            "f4" => tensor(Cast<float>()),
+            "f8" => tensor(Cast<double>()),
+            _ => throw new InvalidOperationException(DType),
+        };
+        return t.view(Shape);
+    }
+
+    public bool IsInteger => DType is "u1" or "i1" or "i4" or "i8" or "b1";
+
+    private T[] Cast<T>() where T : unmanaged => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(Data).ToArray();
+}
+
+/// <summary>Reads and writes NumPy .npy files (format 1.0, 2.0 and 3.0; C order; little-endian).</summary>
+public static class Npy
+{
+    private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
+    private static readonly Dictionary<string, int> ItemSize = new() { ["u1"] = 1, ["i1"] = 1, ["b1"] = 1, ["i4"] = 4, ["i8"] = 8, ["f4"] = 4, ["f8"] = 8 };
+
+    public static NpyArray Read(string path)
+    {
+        if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
+        var bytes = File.ReadAllBytes(path);
+        if (bytes.Length < 10 || !bytes.AsSpan(0, 6).SequenceEqual(Magic)) throw new DataFormatException(path, "bad magic: not a NumPy .npy file");
+        int major = bytes[6];
+        int headerLength, start;
+        switch (major)
+        {
+            case 1: headerLength = bytes[8] | (bytes[9] << 8); start = 10; break;
+            case 2 or 3:
+                if (bytes.Length < 12) throw new DataFormatException(path, "truncated header");
+                headerLength = BitConverter.ToInt32(bytes, 8); start = 12; break;
+            default: throw new DataFormatException(path, $"unsupported .npy format version {major}.{bytes[7]} (1.0, 2.0 and 3.0 are read)");
+        }
+        if (headerLength < 0 || start + headerLength > bytes.Length) throw new DataFormatException(path, $"truncated header: {headerLength} bytes announced, {bytes.Length - start} present");
+        string header = Encoding.UTF8.GetString(bytes, start, headerLength);
+
+        var descr = Regex.Match(header, @"'descr'\s*:\s*'([^']*)'");
+        var fortran = Regex.Match(header, @"'fortran_order'\s*:\s*(True|False)");
+        var shape = Regex.Match(header, @"'shape'\s*:\s*\(([^)]*)\)");
+        if (!descr.Success || !fortran.Success || !shape.Success) throw new DataFormatException(path, $"unparsable header: {header.Trim()}");
+        if (fortran.Groups[1].Value == "True") throw new DataFormatException(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray");
+
+        string d = descr.Groups[1].Value;
+        if (d.Length == 3 && d[0] == '>' && d[1..] is not ("u1" or "i1" or "b1")) throw new DataFormatException(path, $"big-endian dtype '{d}' is not supported");
+        string type = d.Length == 3 && d[0] is '<' or '|' or '=' ? d[1..] : d;
+        if (!ItemSize.TryGetValue(type, out int item))
+            throw new DataFormatException(path, $"unsupported dtype '{d}'; supported: {string.Join(", ", ItemSize.Keys.Select(k => "<" + k))}");
+
+        long[] dims;
+        try
+        {
+            dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
+        }
+        catch (FormatException)
+        {
+            throw new DataFormatException(path, $"unparsable shape ({shape.Groups[1].Value})");
+        }
+        long count = dims.Aggregate(1L, (a, b) => a * b);
+        long dataStart = start + headerLength, expected = count * item, actual = bytes.Length - dataStart;
+        if (actual != expected)
+            throw new DataFormatException(path, $"wrong length: shape ({string.Join(", ", dims)}) of {d} needs {expected} data bytes, the file has {actual}");
+        return new NpyArray(dims, type, bytes[(int)dataStart..]);
+    }
+
+    public static void Write(string path, long[] shape, float[] data) => Write(path, shape, "<f4", System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void Write(string path, long[] shape, long[] data) => Write(path, shape, "<i8", System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    public static void Write(string path, long[] shape, byte[] data) => Write(path, shape, "|u1", data);
+
+    /// <summary>Writes a format-1.0 file with <paramref name="dtype"/> as NumPy spells it.</summary>
+    public static void Write(string path, long[] shape, string dtype, byte[] data)
+    {
+        string dims = shape.Length == 1 ? $"{shape[0]}," : string.Join(", ", shape);
+        string header = $"{{'descr': '{dtype}', 'fortran_order': False, 'shape': ({dims}), }}";
+        int total = 10 + header.Length + 1;
+        header = header.PadRight(header.Length + (64 - total % 64) % 64) + "\n";
+        using var f = File.Create(path);
+        f.Write(Magic);
+        f.Write([1, 0, (byte)header.Length, (byte)(header.Length >> 8)]);
+        f.Write(Encoding.ASCII.GetBytes(header));
+        f.Write(data);
+    }
+}

@@ -1,0 +1,103 @@
+using System.Text.Json;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Data;
+
+/// <summary>
+/// A user's own data set without writing C#: a folder with tasks.json and train/, val/ (optional) and
+/// test/ folders, each holding images.npy ([N, H, W] or [N, C, H, W]; uint8 scaled by 1/255, or float32
+/// as is) and one &lt;task&gt;.npy per task (integer classes [N] for classification; float [N] or [N, K]
+/// otherwise). Without val/, a seeded 10% of train is held out for validation.
+/// </summary>
+public static class UserFolderDataset
+{
+    private sealed record TaskEntry(string Name, string Kind, int? Classes, int? Outputs);
+    private sealed record TasksFile(List<TaskEntry> Tasks);
+
+    public static DatasetSplits Load(string folder, int seed = 0)
+    {
+        string tasksPath = Path.Combine(folder, "tasks.json");
+        if (!File.Exists(tasksPath)) throw new DatasetNotFoundException($"No tasks.json in {folder}: a user data set needs tasks.json and train/ and test/ folders of .npy files.");
+        var tasks = ReadTasks(tasksPath);
+        var train = Split(folder, "train", tasks);
+        var test = Split(folder, "test", tasks);
+        if (Directory.Exists(Path.Combine(folder, "val"))) return new DatasetSplits(train, Split(folder, "val", tasks), test);
+
+        int n = train.Count, held = Math.Max(1, n / 10);
+        var order = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
+        new Random(seed).Shuffle(order);
+        var all = train.GetBatch(order);
+        var images = all[IMultiTaskDataset.ImageKey];
+        InMemoryDataset Part(string name, long start, long count) => new(name, tasks, images.narrow(0, start, count),
+            tasks.ToDictionary(t => t.Name, t => all[t.Name].narrow(0, start, count)));
+        return new DatasetSplits(Part($"{folder}/train", held, n - held), Part($"{folder}/val (held out of train)", 0, held), test);
+    }
+
+    private static TaskSet ReadTasks(string path)
+    {
+        TasksFile? file;
+        try
+        {
+            file = JsonSerializer.Deserialize<TasksFile>(File.ReadAllText(path), new JsonSerializerOptions
+            {
+                PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+                UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
+            });
+        }
+        catch (JsonException e)
+        {
+            throw new DataFormatException(path, $"invalid tasks.json at {e.Path}: {e.Message}");
+        }
+        if (file?.Tasks is not { Count: > 0 }) throw new DataFormatException(path, "no tasks listed (expected {\"tasks\": [{\"name\": ..., \"kind\": ..., ...}]})");
+        return new TaskSet(file.Tasks.Select(t => t.Kind switch
+        {
+            "classification" => new TaskSpec(t.Name, TaskKind.Classification, t.Classes ?? throw new DataFormatException(path, $"task '{t.Name}' needs \"classes\"")),
+            "binary" => new TaskSpec(t.Name, TaskKind.Binary, t.Outputs ?? 1),
+            "regression" => new TaskSpec(t.Name, TaskKind.Regression, t.Outputs ?? 1),
+            _ => throw new DataFormatException(path, $"task '{t.Name}' has kind '{t.Kind}'; valid: classification, binary, regression"),
+        }));
+    }
+
+    private static InMemoryDataset Split(string folder, string split, TaskSet tasks)
+    {
+        string dir = Path.Combine(folder, split);
+        if (!Directory.Exists(dir)) throw new DatasetNotFoundException($"{dir} is missing: the data set needs a {split}/ folder with images.npy and one .npy per task.");
+        string imagesPath = Path.Combine(dir, "images.npy");
+        var images = Npy.Read(imagesPath);
+        if (images.Shape.Length is not (3 or 4)) throw new DataFormatException(imagesPath, $"images must be [N, H, W] or [N, C, H, W], not ({string.Join(", ", images.Shape)})");
+        if (images.DType is not ("u1" or "f4")) throw new DataFormatException(imagesPath, $"images must be uint8 or float32, not {images.DType}");
+        long n = images.Shape[0];
+        var imageTensor = images.ToTensor();
+        if (images.Shape.Length == 3) imageTensor = imageTensor.unsqueeze(1);
+
+        var targets = new Dictionary<string, Tensor>();
+        foreach (var task in tasks)
+        {
+            string p = Path.Combine(dir, task.Name + ".npy");
+            if (!File.Exists(p)) throw new DataFormatException(p, $"missing: task '{task.Name}' needs its targets in {split}/{task.Name}.npy");
+            var y = Npy.Read(p);
+            if (y.Shape[0] != n) throw new DataFormatException(p, $"{y.Shape[0]} targets for {n} images");
+            targets[task.Name] = task.Kind == TaskKind.Classification ? Classes(p, y, task) : Values(p, y, task);
+        }
+        return new InMemoryDataset($"{folder}/{split}", tasks, imageTensor, targets);
+    }
+
+    private static Tensor Classes(string path, NpyArray y, TaskSpec task)
+    {
+        if (!y.IsInteger || y.Shape.Length != 1) throw new DataFormatException(path, $"classification targets must be integers of shape [N], not {y.DType} ({string.Join(", ", y.Shape)})");
+        var t = y.ToTensor().to(int64);
+        long min = t.min().item<long>(), max = t.max().item<long>();
+        if (min < 0 || max >= task.Outputs) throw new DataFormatException(path, $"class {(min < 0 ? min : max)} is outside 0..{task.Outputs - 1}");
+        return t;
+    }
+
+    private static Tensor Values(string path, NpyArray y, TaskSpec task)
+    {
+        if (y.DType is not ("f4" or "f8")) throw new DataFormatException(path, $"{task.Kind} targets must be float32 or float64, not {y.DType}");
+        var t = y.ToTensor().to(float32);
+        if (t.dim() == 1) t = t.unsqueeze(1);
+        if (t.dim() != 2 || t.shape[1] != task.Outputs) throw new DataFormatException(path, $"targets must be [N] or [N, {task.Outputs}], not ({string.Join(", ", y.Shape)})");
+        return t;
+    }
+}

@@ -1,0 +1,84 @@
+// The per-channel task gates and the β mixing of one gated layer (InterroGate, arXiv 2402.16848, Eqs. 2-3).
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Gating;
+
+/// <summary>
+/// Gates and mixing of one gated layer ℓ with C output channels and T tasks.
+/// <c>alpha</c> [T, C]: gate logits, G = 1[α &gt; 0] forward, sigmoid derivative backward (straight-through).
+/// <c>beta</c> [T, C]: mixing logits, softmax over tasks per channel; absent on the last gated layer,
+/// whose mix nobody reads (the heads read the gated task features).
+/// </summary>
+public sealed class GateLayer : nn.Module
+{
+    private readonly Parameter alpha;
+    private readonly Parameter? beta;
+
+    public GateLayer(int tasks, long channels, double alphaInit, bool hasMix) : base(nameof(GateLayer))
+    {
+        alpha = new Parameter(full(tasks, channels, alphaInit, dtype: float32));
+        beta = hasMix ? new Parameter(zeros(tasks, channels, dtype: float32)) : null;
+        Tasks = tasks;
+        Channels = channels;
+        RegisterComponents();
+    }
+
+    public int Tasks { get; }
+    public long Channels { get; }
+    public Parameter Alpha => alpha;
+    public Parameter? Beta => beta;
+
+    /// <summary>
+    /// Gate values [T, C]: exactly 0 or 1 in the forward pass, with σ'(α) as their gradient.
+    /// With <paramref name="noise"/>.Temperature &gt; 0 in training, logistic noise is added to α and
+    /// the sigmoid is sharpened by the temperature (Gumbel-sigmoid).
+    /// </summary>
+    public Tensor Gates(GateNoise noise)
+    {
+        Tensor logits = alpha;
+        if (training && noise.Temperature > 0)
+        {
+            var u = rand_like(alpha).clamp_(1e-6, 1 - 1e-6);
+            logits = (alpha + u.log() - (1 - u).log()) / noise.Temperature;
+        }
+        var soft = logits.sigmoid();
+        var hard = logits.gt(0).to(soft.dtype);
+        return soft + (hard - soft).detach();
+    }
+
+    /// <summary>
+    /// Eq. 2 and Eq. 3: each task reads channel c from its own copy where G_t[c] = 1 and from the shared
+    /// copy otherwise; the shared copy of the next layer reads the softmax(β)-weighted sum of the gated
+    /// task features. Returns the gated task features and the mix (null on the last gated layer).
+    /// </summary>
+    public (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> taskFeatures, Tensor shared, Tensor gates)
+    {
+        var gated = new Tensor[Tasks];
+        var shape = ChannelShape(shared.dim());
+        for (int t = 0; t < Tasks; t++)
+            gated[t] = shared.lerp(taskFeatures[t], gates[t].view(shape)); // ψ + G_t ⊙ (φ_t − ψ)
+        if (beta is null) return (gated, null);
+
+        var weights = beta.softmax(0); // [T, C], sums to 1 over tasks
+        Tensor mixed = gated[0] * weights[0].view(shape);
+        for (int t = 1; t < Tasks; t++)
+            mixed = mixed.addcmul(gated[t], weights[t].view(shape), 1);
+        return (gated, mixed);
+    }
+
+    /// <summary>Broadcast shape of a per-channel vector against features of rank <paramref name="rank"/>.</summary>
+    private long[] ChannelShape(long rank) => rank switch
+    {
+        4 => [1, Channels, 1, 1], // [B, C, H, W]
+        3 => [1, 1, Channels],    // [B, N, C] (token features)
+        2 => [1, Channels],       // [B, C]
+        _ => throw new ArgumentException($"Gated features must have rank 2, 3 or 4, not {rank}."),
+    };
+}
+
+/// <summary>Optional logistic (Gumbel-sigmoid) noise on the gate logits during training; 0 = off.</summary>
+public sealed record GateNoise(double Temperature = 0)
+{
+    public static readonly GateNoise Off = new();
+}

@@ -1,0 +1,73 @@
+// The cost the static network will have once the current gates are made constant and every filter
+// nobody reads is removed (METHOD.md §5), computed from the gates without building that network.
+namespace InterroGate.Gating;
+
+/// <summary>
+/// Parameters and MACs of the pruned encoder (convolutions only; 1 MAC = 2 FLOPs). BN is folded into
+/// each kept filter (one bias per filter); each kept mix holds T weights per channel.
+/// Counts per branch let reports show what each task keeps of its own.
+/// </summary>
+public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> TaskMacs, long SharedMacs, long KeptFilters, long TotalFilters)
+{
+    /// <summary>
+    /// Applies the pruning rules to <paramref name="units"/> given hard gates per gated layer
+    /// (<paramref name="gates"/>[layer][task][channel]).
+    /// </summary>
+    public static PrunedCost FromGates(IReadOnlyList<EncoderUnit> units, IReadOnlyList<bool[][]> gates, int tasks)
+    {
+        int n = units.Count, branches = tasks + 1, S = tasks; // branch index S is the shared branch
+        var kept = new long[n, branches];
+
+        // Gated units: a task filter is kept iff its gate is 1; a shared filter iff some task's gate is 0.
+        for (int u = 0; u < n; u++)
+        {
+            if (units[u].GateIndex < 0) continue;
+            var g = gates[units[u].GateIndex];
+            for (int t = 0; t < tasks; t++) kept[u, t] = g[t].Count(b => b);
+            kept[u, S] = Enumerable.Range(0, (int)units[u].OutChannels).Count(c => Enumerable.Range(0, tasks).Any(t => !g[t][c]));
+        }
+        // Ungated units (inside a block under block gating) feed only their own branch's next unit:
+        // kept whole iff that branch keeps anything at the block's output.
+        for (int u = n - 1; u >= 0; u--)
+        {
+            if (units[u].GateIndex >= 0) continue;
+            int last = u;
+            while (!units[last].LastOfBlock) last++;
+            for (int b = 0; b < branches; b++) kept[u, b] = kept[last, b] > 0 ? units[u].OutChannels : 0;
+        }
+
+        long macs = 0, parameters = 0, sharedMacs = 0, keptFilters = 0, totalFilters = 0;
+        var taskMacs = new long[tasks];
+        for (int u = 0; u < n; u++)
+        {
+            var unit = units[u];
+            long filterParams = unit.InChannels / unit.Groups * unit.KernelArea + 1;
+            for (int b = 0; b < branches; b++)
+            {
+                long k = kept[u, b];
+                long m = k * (unit.MacsPerFilter + unit.DownsampleMacsPerFilter);
+                long p = k * filterParams + (unit.DownsampleInChannels > 0 ? k * (unit.DownsampleInChannels + 1) : 0);
+                macs += m;
+                parameters += p;
+                if (b == S) sharedMacs += m; else taskMacs[b] += m;
+                keptFilters += k;
+            }
+            totalFilters += branches * unit.OutChannels;
+
+            // The mix after a gated unit feeds the shared branch's next unit (and its block's shortcut):
+            // it stays iff the shared branch keeps anything in the unit or block that reads it.
+            if (unit.GateIndex >= 0 && u + 1 < n && SharedReads(units, kept, u + 1, S))
+                parameters += tasks * unit.OutChannels;
+        }
+        return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);
+    }
+
+    private static bool SharedReads(IReadOnlyList<EncoderUnit> units, long[,] kept, int next, int shared)
+    {
+        if (kept[next, shared] > 0) return true;
+        if (units[next].Unit != 0) return false;
+        int last = next;
+        while (!units[last].LastOfBlock) last++;
+        return kept[last, shared] > 0; // the block's shortcut reads the mix too
+    }
+}

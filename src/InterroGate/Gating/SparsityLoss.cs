@@ -1,0 +1,49 @@
+// The sparsity regulariser on the gates (InterroGate, arXiv 2402.16848, Eq. 4) and our variants.
+using static TorchSharp.torch;
+
+namespace InterroGate.Gating;
+
+/// <summary>How the gate sparsity loss is formed.</summary>
+public enum SparsityKind
+{
+    /// <summary>Eq. 4: mean over tasks of max(0, (1/L) Σ_ℓ mean_c σ(α_t^ℓ) − τ_t).</summary>
+    Hinge,
+    /// <summary>τ = 0: the paper's uniform L1 ablation on σ(α).</summary>
+    L1,
+    /// <summary>Hinge with each layer weighted by its share of the FLOPs: τ_t becomes a compute budget.</summary>
+    Flops,
+}
+
+public static class SparsityLoss
+{
+    /// <summary>
+    /// L_s for gate logits <paramref name="alphas"/> (one [T, C_ℓ] tensor per gated layer), per-task budgets
+    /// <paramref name="tau"/> and per-layer weights <paramref name="layerWeights"/> (used for
+    /// <see cref="SparsityKind.Flops"/>; they are normalised to sum to 1).
+    /// </summary>
+    public static Tensor Compute(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null)
+    {
+        if (alphas.Count == 0) throw new ArgumentException("No gated layers.");
+        int tasks = (int)alphas[0].shape[0];
+        if (tau.Count != tasks) throw new ArgumentException($"Need one τ per task ({tasks}), got {tau.Count}.");
+
+        double[] w = kind == SparsityKind.Flops
+            ? Normalise(layerWeights ?? throw new ArgumentException("FLOPs sparsity needs per-layer weights."), alphas.Count)
+            : Enumerable.Repeat(1.0 / alphas.Count, alphas.Count).ToArray();
+
+        var perLayer = stack(alphas.Select(a => a.sigmoid().mean([1])).ToArray()); // [L, T]
+        var usage = (perLayer * tensor(w).to(perLayer.dtype).unsqueeze(1)).sum(dim: 0); // [T]
+        var budget = kind == SparsityKind.L1
+            ? zeros_like(usage)
+            : tensor(tau.ToArray()).to(usage.dtype);
+        return nn.functional.relu(usage - budget).mean();
+    }
+
+    private static double[] Normalise(IReadOnlyList<double> weights, int layers)
+    {
+        if (weights.Count != layers) throw new ArgumentException($"Need one weight per gated layer ({layers}), got {weights.Count}.");
+        double sum = weights.Sum();
+        if (!(sum > 0) || weights.Any(x => x < 0)) throw new ArgumentException("Layer weights must be ≥ 0 with a positive sum.");
+        return weights.Select(x => x / sum).ToArray();
+    }
+}

@@ -1,0 +1,160 @@
+using System.Text;
+using System.Text.Json;
+using static TorchSharp.torch;
+
+namespace InterroGate.Training;
+
+/// <summary>What a checkpoint says about itself (readable without loading any weights).</summary>
+public sealed record CheckpointMeta
+{
+    public int Format { get; init; } = Checkpoint.FormatVersion;
+    public required string Architecture { get; init; }
+    public required string Backbone { get; init; }
+    public required IReadOnlyList<string> Tasks { get; init; }
+    /// <summary>The resolved run configuration (JSON).</summary>
+    public required string Config { get; init; }
+    /// <summary>Epochs completed; with <see cref="Step"/> &gt; 0, training stopped inside epoch <see cref="Epoch"/>.</summary>
+    public int Epoch { get; init; }
+    public int Step { get; init; }
+    public double BestScore { get; init; } = double.NegativeInfinity;
+    public int BestEpoch { get; init; } = -1;
+    /// <summary>best, last or interrupted.</summary>
+    public string Kind { get; init; } = "last";
+    /// <summary>libtorch's CPU generator state (base64).</summary>
+    public string? RngState { get; init; }
+    public IReadOnlyDictionary<string, double> ValidationMetrics { get; init; } = new Dictionary<string, double>();
+    public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
+}
+
+/// <summary>
+/// One-file checkpoints: magic, JSON metadata, model weights, then named optimiser states.
+/// Written to a temporary file and renamed over the target, so a crash mid-write leaves the last good one.
+/// </summary>
+public static class Checkpoint
+{
+    public const int FormatVersion = 1;
+    private static readonly byte[] Magic = "IGCKPT01"u8.ToArray();
+    private static readonly JsonSerializerOptions MetaJson = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    public static void Save(string path, CheckpointMeta meta, nn.Module model, IReadOnlyList<(string Name, TorchSharp.Modules.OptimizerHelper Optimizer)> optimizers)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        string tmp = path + ".tmp";
+        using (var stream = File.Create(tmp))
+        using (var w = new BinaryWriter(stream))
+        {
+            w.Write(Magic);
+            WriteBlock(w, Encoding.UTF8.GetBytes(JsonSerializer.Serialize(meta, MetaJson)));
+            WriteBlock(w, Serialize(bw => model.save(bw)));
+            w.Write(optimizers.Count);
+            foreach (var (name, opt) in optimizers)
+            {
+                w.Write(name);
+                WriteBlock(w, Serialize(bw => opt.save_state_dict(bw)));
+            }
+            w.Flush();
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static CheckpointMeta ReadMeta(string path)
+    {
+        using var r = Open(path);
+        return ReadMetaBlock(r, path);
+    }
+
+    /// <summary>Loads the weights into <paramref name="model"/> (strict) and, when given, the optimiser states by name.</summary>
+    public static CheckpointMeta Load(string path, nn.Module model, IReadOnlyList<(string Name, TorchSharp.Modules.OptimizerHelper Optimizer)>? optimizers = null)
+    {
+        using var r = Open(path);
+        var meta = ReadMetaBlock(r, path);
+        var weights = ReadBlock(r, path);
+        try
+        {
+            using var wr = new BinaryReader(new MemoryStream(weights));
+            model.load(wr, strict: true);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException)
+        {
+            throw new CheckpointException(path, $"its weights do not fit this {meta.Architecture} model: {e.Message}");
+        }
+        if (optimizers is null) return meta;
+
+        int count = r.ReadInt32();
+        var states = new Dictionary<string, byte[]>();
+        for (int i = 0; i < count; i++) states[r.ReadString()] = ReadBlock(r, path);
+        foreach (var (name, opt) in optimizers)
+        {
+            if (!states.TryGetValue(name, out var bytes))
+                throw new CheckpointException(path, $"it has no state for the optimiser '{name}' (has: {string.Join(", ", states.Keys)}).");
+            using var or = new BinaryReader(new MemoryStream(bytes));
+            opt.load_state_dict(or);
+        }
+        return meta;
+    }
+
+    public static string EncodeRng() => Convert.ToBase64String(get_rng_state().data<byte>().ToArray());
+
+    public static void RestoreRng(string? base64)
+    {
+        if (base64 is null) return;
+        var bytes = Convert.FromBase64String(base64);
+        set_rng_state(tensor(bytes, dtype: ScalarType.Byte));
+    }
+
+    private static BinaryReader Open(string path)
+    {
+        if (!File.Exists(path)) throw new CheckpointException(path, "no such file.");
+        var r = new BinaryReader(File.OpenRead(path));
+        var magic = r.ReadBytes(Magic.Length);
+        if (!magic.AsSpan().SequenceEqual(Magic))
+        {
+            r.Dispose();
+            throw new CheckpointException(path, "not an InterroGate checkpoint (bad magic).");
+        }
+        return r;
+    }
+
+    private static CheckpointMeta ReadMetaBlock(BinaryReader r, string path)
+    {
+        var meta = JsonSerializer.Deserialize<CheckpointMeta>(ReadBlock(r, path), MetaJson)
+                   ?? throw new CheckpointException(path, "empty metadata.");
+        if (meta.Format != FormatVersion) throw new CheckpointException(path, $"format {meta.Format}; this build reads format {FormatVersion}.");
+        return meta;
+    }
+
+    private static byte[] Serialize(Action<BinaryWriter> write)
+    {
+        using var ms = new MemoryStream();
+        using (var bw = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true)) write(bw);
+        return ms.ToArray();
+    }
+
+    private static void WriteBlock(BinaryWriter w, byte[] bytes)
+    {
+        w.Write((long)bytes.Length);
+        w.Write(bytes);
+    }
+
+    private static byte[] ReadBlock(BinaryReader r, string path)
+    {
+        try
+        {
+            long length = r.ReadInt64();
+            long left = r.BaseStream.Length - r.BaseStream.Position;
+            if (length < 0 || length > left) throw new CheckpointException(path, $"truncated: a block of {length} bytes with {left} left.");
+            return r.ReadBytes((int)length);
+        }
+        catch (EndOfStreamException)
+        {
+            throw new CheckpointException(path, "truncated.");
+        }
+    }
+}
+
+/// <summary>A checkpoint that cannot be read or does not fit; the message names the file.</summary>
+public sealed class CheckpointException(string path, string problem) : Exception($"checkpoint {path}: {problem}")
+{
+    public string Path { get; } = path;
+}

@@ -1,0 +1,145 @@
+// The paper's protocol (METHOD.md §4, §6): STL per task, MTL, then InterroGate at each λ_s started from
+// them, all evaluated on the test split and set side by side with Δ_MTL, mean rank and cost.
+using InterroGate.Analysis;
+using InterroGate.Architectures;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Training;
+
+/// <summary>One trained model of a comparison, with its test metrics and cost.</summary>
+public sealed record ComparisonEntry(
+    string Label, string Architecture, string Directory, IReadOnlyDictionary<string, double> Test,
+    long Macs, long Parameters, double MsPerStep, double? TaskSpecific, int Epochs);
+
+/// <summary>Everything a comparison produced: the entries, the table and where it was written.</summary>
+public sealed record ComparisonResult(IReadOnlyList<ComparisonEntry> Entries, ComparisonTable Table, string MarkdownPath, string JsonPath);
+
+public sealed class ComparisonRunner(CompareConfig config, string directory, IProgress<TrainingEvent>? progress = null)
+{
+    public ComparisonResult Run(CancellationToken cancel = default)
+    {
+        Runtime.NativeRuntime.EnsureLoaded();
+        var data = DataCatalog.Open(config.Data);
+        var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
+        config.Validate(tasks.Count);
+        Factory.ApplyThreads(config.Training);
+        var image = data.Train.ImageShape;
+        var entries = new List<ComparisonEntry>();
+
+        // STL: one network per task, each trained on its own task only.
+        var stl = new Dictionary<string, MultiTaskModel>();
+        var stlEntries = new List<ComparisonEntry>();
+        foreach (var task in tasks)
+        {
+            var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
+            var (model, entry) = TrainAndTest(run, data, image, init: null, cancel);
+            stl[task.Name] = model;
+            stlEntries.Add(entry);
+        }
+        entries.AddRange(stlEntries);
+
+        // MTL: one shared encoder.
+        var (mtl, mtlEntry) = TrainAndTest(config.Run(new HardSharingConfig(), "mtl"), data, image, init: null, cancel);
+        entries.Add(mtlEntry);
+
+        // InterroGate at each λ_s, started from STL (task branches, heads) and MTL (shared branch).
+        foreach (var lambda in config.LambdaS)
+        {
+            var run = config.Run(config.InterroGate with { LambdaS = lambda }, $"interrogate-ls{lambda:G4}");
+            Action<MultiTaskModel>? init = config.InitialiseFromBaselines
+                ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
+                : null;
+            entries.Add(TrainAndTest(run, data, image, init, cancel).Entry);
+        }
+
+        var table = BuildTable(tasks, stlEntries, entries.Where(e => e.Architecture != "stl").ToList());
+        Directory.CreateDirectory(directory);
+        string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
+        File.WriteAllText(md, table.ToMarkdown());
+        File.WriteAllText(json, table.ToJson());
+        return new ComparisonResult(entries, table, md, json);
+    }
+
+    /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates the best checkpoint on test.</summary>
+    private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(RunConfig run, DatasetSplits data,
+        (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel)
+    {
+        string dir = Path.Combine(directory, run.Name);
+        var prepared = PreparedRun.Create(run, data);
+        var trainer = new Trainer(run, prepared.Model, data, dir, progress);
+        string? resume = null;
+        bool finished = false;
+        if (File.Exists(trainer.LastPath))
+        {
+            var meta = Checkpoint.ReadMeta(trainer.LastPath);
+            if (meta.Config == ConfigJson.Serialize(run))
+            {
+                finished = meta.Epoch >= run.Training.Epochs && meta.Step == 0;
+                resume = finished ? null : trainer.LastPath;
+            }
+            else progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));
+        }
+
+        double msPerStep = double.NaN;
+        if (!finished)
+        {
+            if (resume is null) init?.Invoke(prepared.Model);
+            var result = trainer.Run(resume, cancel);
+            if (result.Interrupted) throw new OperationCanceledException($"Interrupted during {run.Name}; run the same command again to resume.");
+            msPerStep = run.Training.BatchSize / result.ImagesPerSecond * 1000;
+        }
+        else progress?.Report(new RunMessage(run.Name, $"reusing the finished run in {dir}"));
+        if (double.IsNaN(msPerStep)) msPerStep = MeasuredMsPerStep(trainer.MetricsPath, run.Training.BatchSize);
+
+        Checkpoint.Load(trainer.BestPath, prepared.Model);
+        var test = Evaluator.Evaluate(prepared.Model, data.Test, run.Training.EvalBatchSize, cancel);
+        var (macs, parameters) = Cost(prepared.Model, image);
+        double? specific = prepared.Model is InterroGateModel ig ? ig.TaskSpecificFraction().Overall : null;
+        string label = run.Architecture switch
+        {
+            InterroGateConfig c => $"InterroGate (λs={c.LambdaS:G4})",
+            SingleTaskConfig => $"STL ({string.Join(", ", prepared.Tasks.Names)})",
+            _ => "MTL",
+        };
+        progress?.Report(new RunMessage(run.Name, $"test: {string.Join(", ", test.Metrics.Select(kv => $"{kv.Key} {kv.Value:F4}"))}; {macs / 1e6:F2} M MACs"));
+        return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs));
+    }
+
+    /// <summary>MACs and parameters of the network that would be deployed: InterroGate's as pruned by its gates.</summary>
+    public static (long Macs, long Parameters) Cost(MultiTaskModel model, (int Channels, int Height, int Width) image)
+    {
+        var report = CostCounter.Count(model, x => model.call(x), [1, image.Channels, image.Height, image.Width]);
+        if (model is not InterroGateModel ig) return (report.Macs, report.Params);
+        var heads = report.Layers.Where(l => l.Name.StartsWith("heads.", StringComparison.Ordinal)).ToArray();
+        long headParams = ig.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel());
+        var pruned = ig.PredictPrunedEncoderCost();
+        return (pruned.Macs + heads.Sum(l => l.Macs), pruned.Parameters + headParams);
+    }
+
+    private static double MeasuredMsPerStep(string metricsPath, int batchSize)
+    {
+        if (!File.Exists(metricsPath)) return double.NaN;
+        var rates = File.ReadLines(metricsPath)
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("images_per_s").GetDouble()).ToArray();
+        return rates.Length == 0 ? double.NaN : batchSize / rates.Average() * 1000;
+    }
+
+    private static ComparisonTable BuildTable(TaskSet tasks, IReadOnlyList<ComparisonEntry> stl, IReadOnlyList<ComparisonEntry> others)
+    {
+        var table = new ComparisonTable(tasks);
+        table.AddRow(new ComparisonRow("STL", "stl",
+            tasks.ToDictionary(t => t.Name, t => stl.Single(e => e.Test.ContainsKey(t.Name)).Test[t.Name]),
+            stl.Sum(e => e.Macs), stl.Sum(e => e.Parameters),
+            new Dictionary<string, double> { ["ms/step"] = stl.Sum(e => e.MsPerStep), ["epochs"] = stl.Max(e => e.Epochs) }), isBaseline: true);
+        foreach (var e in others)
+        {
+            var extra = new Dictionary<string, double> { ["ms/step"] = e.MsPerStep, ["epochs"] = e.Epochs };
+            if (e.TaskSpecific is double f) extra["task-specific %"] = 100 * f;
+            table.AddRow(new ComparisonRow(e.Label, e.Architecture, e.Test, e.Macs, e.Parameters, extra));
+        }
+        return table;
+    }
+}

@@ -1,0 +1,62 @@
+using InterroGate.Analysis;
+using InterroGate.Architectures;
+using InterroGate.Data;
+using InterroGate.Objectives;
+using static TorchSharp.torch;
+
+namespace InterroGate.Training;
+
+/// <summary>Per-task primary metric and mean loss of a model on a data set.</summary>
+public sealed record EvaluationResult(IReadOnlyDictionary<string, double> Metrics, IReadOnlyDictionary<string, double> Losses, int Samples)
+{
+    /// <summary>
+    /// One number to pick the best epoch by: the mean over tasks of the primary metric, negated where
+    /// lower is better (comparable across epochs of one run, not across task mixes).
+    /// </summary>
+    public static double Score(Tasks.TaskSet tasks, IReadOnlyDictionary<string, double> metrics) =>
+        tasks.Average(t => t.HigherIsBetter ? metrics[t.Name] : -metrics[t.Name]);
+}
+
+/// <summary>Evaluates a model in evaluation mode, without gradients, one dispose scope per batch.</summary>
+public static class Evaluator
+{
+    public static EvaluationResult Evaluate(MultiTaskModel model, IMultiTaskDataset data, int batchSize, CancellationToken cancel = default)
+    {
+        var tasks = model.Tasks;
+        var metrics = tasks.Select(TaskMetrics.For).ToArray();
+        var lossSums = new double[tasks.Count];
+        int samples = 0;
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var _ = no_grad();
+            var loader = new DataLoader(data, batchSize, shuffle: false, seed: 0, dropLast: false);
+            foreach (var batch in loader.Epoch(0))
+            {
+                cancel.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                scope.Attach(batch.Values);
+                var images = batch[IMultiTaskDataset.ImageKey];
+                int n = (int)images.shape[0];
+                var outputs = model.call(images);
+                for (int t = 0; t < tasks.Count; t++)
+                {
+                    var output = outputs[tasks[t].Name];
+                    var target = batch[tasks[t].Name];
+                    metrics[t].Update(output, target);
+                    lossSums[t] += TaskLoss.Compute(tasks[t], output, target).item<float>() * n;
+                }
+                samples += n;
+            }
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+        return new EvaluationResult(
+            tasks.Select((t, i) => (t.Name, metrics[i].Compute())).ToDictionary(p => p.Name, p => p.Item2),
+            tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(1, samples))).ToDictionary(p => p.Name, p => p.Item2),
+            samples);
+    }
+}

@@ -1,0 +1,35 @@
+using InterroGate.Architectures;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Tasks;
+
+namespace InterroGate.Training;
+
+/// <summary>A run ready to train: validated config, its tasks, data and fresh model.</summary>
+public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits Data, MultiTaskModel Model)
+{
+    /// <summary>Validates <paramref name="config"/> against its data set and builds the model.</summary>
+    public static PreparedRun Create(RunConfig config, DatasetSplits? data = null)
+    {
+        Runtime.NativeRuntime.EnsureLoaded();
+        config.Validate(config.Tasks?.Count ?? 1);
+        data ??= DataCatalog.Open(config.Data);
+        var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
+        config.Validate(tasks.Count);
+        Factory.ApplyThreads(config.Training);
+        var model = Factory.CreateModel(config, tasks, data.Train.ImageShape);
+        return new PreparedRun(config, tasks, data, model);
+    }
+
+    /// <summary>Rebuilds the model a checkpoint holds (from its resolved config) and loads its weights.</summary>
+    public static (RunConfig Config, MultiTaskModel Model, CheckpointMeta Meta) Load(string checkpoint, (int Channels, int Height, int Width) image, TaskSet available)
+    {
+        Runtime.NativeRuntime.EnsureLoaded();
+        var meta = Checkpoint.ReadMeta(checkpoint);
+        var config = ConfigJson.Deserialize<RunConfig>(meta.Config, source: checkpoint);
+        var tasks = Factory.ResolveTasks(available, meta.Tasks);
+        var model = Factory.CreateModel(config, tasks, image);
+        Checkpoint.Load(checkpoint, model);
+        return (config, model, meta);
+    }
+}

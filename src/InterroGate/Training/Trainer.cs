@@ -1,0 +1,220 @@
+using System.Diagnostics;
+using System.Text.Json;
+using InterroGate.Architectures;
+using InterroGate.Balancing;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Objectives;
+using static TorchSharp.torch;
+
+namespace InterroGate.Training;
+
+/// <summary>Where a run's files go and what it ended with.</summary>
+public sealed record TrainingResult(
+    string Directory, string BestCheckpoint, string LastCheckpoint, int EpochsCompleted, int BestEpoch,
+    IReadOnlyDictionary<string, double> BestValidation, bool Interrupted, double TrainSeconds, double ImagesPerSecond);
+
+/// <summary>
+/// The one training loop for every architecture and balancer: Adam on the weights, SGD on the gate
+/// parameters where the model has them, validation every epoch, best and last checkpoints,
+/// resume, cancellation that saves a resumable checkpoint, and a stop on a non-finite loss.
+/// It knows no method by name.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly RunConfig _config;
+    private readonly MultiTaskModel _model;
+    private readonly DatasetSplits _data;
+    private readonly IBalancer _balancer;
+    private readonly string _dir;
+    private readonly IProgress<TrainingEvent>? _progress;
+
+    public Trainer(RunConfig config, MultiTaskModel model, DatasetSplits data, string directory, IProgress<TrainingEvent>? progress = null)
+    {
+        _config = config;
+        _model = model;
+        _data = data;
+        _balancer = config.Balancer.Create(model.Tasks.Count);
+        _dir = directory;
+        _progress = progress;
+    }
+
+    public string BestPath => Path.Combine(_dir, "best.ckpt");
+    public string LastPath => Path.Combine(_dir, "last.ckpt");
+    public string MetricsPath => Path.Combine(_dir, "metrics.jsonl");
+
+    /// <summary>Trains to the configured number of epochs, or from <paramref name="resumeFrom"/> onwards.</summary>
+    public TrainingResult Run(string? resumeFrom = null, CancellationToken cancel = default)
+    {
+        var cfg = _config.Training;
+        var tasks = _model.Tasks;
+        Directory.CreateDirectory(_dir);
+        File.WriteAllText(Path.Combine(_dir, "config.json"), ConfigJson.Serialize(_config));
+
+        var weightOpt = optim.Adam(_model.WeightParameters(), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
+        var gateParams = _model.GateParameters().ToArray();
+        double gateLr = (_config.Architecture as InterroGateConfig)?.GateLr ?? 0;
+        var gateOpt = gateParams.Length > 0 ? optim.SGD(gateParams, gateLr) : null;
+        var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
+        if (gateOpt is not null) optimizers.Add(("gates", gateOpt));
+        var context = new BalanceContext(_model.SharedParameters().ToArray());
+        var objective = new MultiTaskObjective(tasks);
+
+        int startEpoch = 0, startStep = 0, bestEpoch = -1;
+        double bestScore = double.NegativeInfinity;
+        IReadOnlyDictionary<string, double> bestValidation = new Dictionary<string, double>();
+        string? lastGood = null;
+        if (resumeFrom is not null)
+        {
+            var meta = Checkpoint.ReadMeta(resumeFrom);
+            if (meta.Architecture != _model.Architecture || meta.Backbone != _config.Backbone.Name || !meta.Tasks.SequenceEqual(tasks.Names))
+                throw new CheckpointException(resumeFrom,
+                    $"it holds a {meta.Architecture} model on {meta.Backbone} for tasks [{string.Join(", ", meta.Tasks)}]; " +
+                    $"this run trains {_model.Architecture} on {_config.Backbone.Name} for [{string.Join(", ", tasks.Names)}]. Resume only the same run.");
+            meta = Checkpoint.Load(resumeFrom, _model, optimizers);
+            Checkpoint.RestoreRng(meta.RngState);
+            (startEpoch, startStep, bestScore, bestEpoch) = (meta.Epoch, meta.Step, meta.BestScore, meta.BestEpoch);
+            bestValidation = meta.ValidationMetrics;
+            lastGood = resumeFrom;
+            Report(new RunMessage(_config.Name, $"resumed from {resumeFrom} at epoch {startEpoch + 1}, step {startStep + 1}"));
+        }
+
+        var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true);
+        int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
+        if (steps == 0) throw new ArgumentException($"The training split has {_data.Train.Count} samples, fewer than one batch of {cfg.BatchSize}.");
+
+        int reportEvery = Math.Clamp(steps / 20, 1, 10);
+        var total = Stopwatch.StartNew();
+        double trainSeconds = 0;
+        long trainImages = 0;
+        _model.train();
+        for (int epoch = startEpoch; epoch < cfg.Epochs; epoch++)
+        {
+            var lossSums = new double[tasks.Count];
+            double regSum = 0;
+            int done = 0;
+            var epochClock = Stopwatch.StartNew();
+            long epochImages = 0;
+            foreach (var batch in loader.Epoch(epoch, skipBatches: epoch == startEpoch ? startStep : 0))
+            {
+                int step = (epoch == startEpoch ? startStep : 0) + done;
+                if (step >= steps) { DisposeAll(batch); break; }
+                if (cancel.IsCancellationRequested)
+                {
+                    DisposeAll(batch);
+                    Save(LastPath, "interrupted", epoch, step, bestScore, bestEpoch, bestValidation, optimizers);
+                    Report(new RunMessage(_config.Name, $"interrupted: resumable checkpoint written to {LastPath}"));
+                    return new TrainingResult(_dir, BestPath, LastPath, epoch, bestEpoch, bestValidation, true, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
+                }
+
+                double factor = cfg.Schedule.Factor(epoch, step, steps, cfg.Epochs);
+                foreach (var g in weightOpt.ParamGroups) g.LearningRate = cfg.Lr * factor;
+
+                var (losses, reg, n) = Step(batch, objective, context, weightOpt, gateOpt);
+                for (int t = 0; t < tasks.Count; t++)
+                {
+                    if (!double.IsFinite(losses[t])) throw new NonFiniteLossException($"'{tasks[t].Name}' task", epoch, step, lastGood);
+                    lossSums[t] += losses[t];
+                }
+                if (!double.IsFinite(reg)) throw new NonFiniteLossException("regulariser", epoch, step, lastGood);
+                regSum += reg;
+                done++;
+                epochImages += n;
+
+                if (_progress is not null && (done % reportEvery == 0 || step == steps - 1))
+                {
+                    double elapsed = epochClock.Elapsed.TotalSeconds;
+                    double ips = epochImages / Math.Max(elapsed, 1e-9);
+                    double remainingSteps = (steps - step - 1) + (double)(cfg.Epochs - epoch - 1) * steps;
+                    _model.Diagnostics().TryGetValue("task_specific", out var ts);
+                    Report(new StepProgress(_config.Name, epoch, cfg.Epochs, step, steps,
+                        tasks.Select((t, i) => (t.Name, lossSums[i] / done)).ToDictionary(p => p.Name, p => p.Item2),
+                        regSum / done, gateParams.Length > 0 ? ts : null, ips, total.Elapsed,
+                        TimeSpan.FromSeconds(remainingSteps * elapsed / Math.Max(done, 1))));
+                }
+            }
+            trainSeconds += epochClock.Elapsed.TotalSeconds;
+            trainImages += epochImages;
+            startStep = 0;
+
+            var val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel);
+            double score = EvaluationResult.Score(tasks, val.Metrics);
+            bool isBest = score > bestScore;
+            if (isBest) (bestScore, bestEpoch, bestValidation) = (score, epoch, val.Metrics);
+            var trainLosses = tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(done, 1))).ToDictionary(p => p.Name, p => p.Item2);
+            var diagnostics = _model.Diagnostics();
+            double epochIps = epochImages / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);
+            AppendMetrics(epoch, factor: cfg.Schedule.Factor(epoch, 0, steps, cfg.Epochs), trainLosses, regSum / Math.Max(done, 1), val, diagnostics, epochIps, total.Elapsed.TotalSeconds);
+
+            if (isBest) Save(BestPath, "best", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
+            Save(LastPath, "last", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
+            lastGood = LastPath;
+            _balancer.EpochEnded(trainLosses.Values.ToArray());
+            Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps));
+        }
+        return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
+    }
+
+    /// <summary>One optimisation step in its own dispose scope; returns .NET numbers only.</summary>
+    private (double[] Losses, double Regularizer, int Images) Step(Dictionary<string, Tensor> batch, MultiTaskObjective objective,
+        BalanceContext context, optim.Optimizer weightOpt, optim.Optimizer? gateOpt)
+    {
+        using var scope = NewDisposeScope();
+        scope.Attach(batch.Values);
+        var images = batch[IMultiTaskDataset.ImageKey];
+        var outputs = _model.call(images);
+        var losses = objective.Losses(outputs, batch);
+        var reg = _model.Regularizer();
+        weightOpt.zero_grad();
+        gateOpt?.zero_grad();
+        _balancer.Backward(losses, reg, context);
+        weightOpt.step();
+        gateOpt?.step();
+        return (losses.Select(l => (double)l.item<float>()).ToArray(), reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
+    }
+
+    private void Save(string path, string kind, int epoch, int step, double bestScore, int bestEpoch,
+        IReadOnlyDictionary<string, double> validation, IReadOnlyList<(string, TorchSharp.Modules.OptimizerHelper)> optimizers)
+    {
+        var meta = new CheckpointMeta
+        {
+            Architecture = _model.Architecture,
+            Backbone = _config.Backbone.Name,
+            Tasks = _model.Tasks.Names.ToArray(),
+            Config = ConfigJson.Serialize(_config),
+            Epoch = epoch,
+            Step = step,
+            BestScore = bestScore,
+            BestEpoch = bestEpoch,
+            Kind = kind,
+            RngState = Checkpoint.EncodeRng(),
+            ValidationMetrics = validation,
+        };
+        Checkpoint.Save(path, meta, _model, optimizers);
+    }
+
+    private void AppendMetrics(int epoch, double factor, IReadOnlyDictionary<string, double> trainLosses, double reg,
+        EvaluationResult val, IReadOnlyDictionary<string, double> diagnostics, double imagesPerSecond, double elapsed)
+    {
+        var row = new Dictionary<string, object>
+        {
+            ["epoch"] = epoch + 1,
+            ["lr"] = _config.Training.Lr * factor,
+            ["train_loss"] = trainLosses,
+            ["regularizer"] = reg,
+            ["val_metric"] = val.Metrics,
+            ["val_loss"] = val.Losses,
+            ["images_per_s"] = imagesPerSecond,
+            ["elapsed_s"] = elapsed,
+        };
+        foreach (var (k, v) in diagnostics) row[k] = v;
+        File.AppendAllText(MetricsPath, JsonSerializer.Serialize(row) + "\n");
+    }
+
+    private static void DisposeAll(Dictionary<string, Tensor> batch)
+    {
+        foreach (var t in batch.Values) t.Dispose();
+    }
+
+    private void Report(TrainingEvent e) => _progress?.Report(e);
+}

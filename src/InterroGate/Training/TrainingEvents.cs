@@ -1,0 +1,28 @@
+namespace InterroGate.Training;
+
+/// <summary>What a training run reports; the CLI renders these, the library never prints.</summary>
+public abstract record TrainingEvent(string Run);
+
+/// <summary>Progress inside an epoch: running mean task losses, gate state, speed and time left.</summary>
+public sealed record StepProgress(
+    string Run, int Epoch, int Epochs, int Step, int Steps,
+    IReadOnlyDictionary<string, double> TaskLosses, double Regularizer, double? TaskSpecific,
+    double ImagesPerSecond, TimeSpan Elapsed, TimeSpan Remaining) : TrainingEvent(Run);
+
+/// <summary>An epoch's summary after validation.</summary>
+public sealed record EpochCompleted(
+    string Run, int Epoch, int Epochs,
+    IReadOnlyDictionary<string, double> TrainLosses, IReadOnlyDictionary<string, double> Validation,
+    double Score, bool IsBest, IReadOnlyDictionary<string, double> Diagnostics, double ImagesPerSecond) : TrainingEvent(Run);
+
+/// <summary>A plain message (checkpoint written, run resumed, ...).</summary>
+public sealed record RunMessage(string Run, string Text) : TrainingEvent(Run);
+
+/// <summary>A task's loss (or the regulariser) became NaN or infinite; training stopped.</summary>
+public sealed class NonFiniteLossException(string term, int epoch, int step, string? lastGoodCheckpoint)
+    : Exception($"The {term} loss became non-finite at epoch {epoch + 1}, step {step + 1}; training stopped. " +
+                (lastGoodCheckpoint is null ? "No checkpoint had been written yet." : $"The last good checkpoint is kept: {lastGoodCheckpoint}."))
+{
+    public string Term { get; } = term;
+    public string? LastGoodCheckpoint { get; } = lastGoodCheckpoint;
+}

@@ -1,0 +1,99 @@
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Gating;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Architectures;
+
+/// <summary>Every architecture on every backbone: output shape per task, finite values, a gradient for every parameter.</summary>
+[Collection("Torch")]
+public sealed class ArchitectureContractTests
+{
+    internal static readonly TaskSet Tasks = new([
+        new TaskSpec("kind", TaskKind.Classification, 5),
+        new TaskSpec("attributes", TaskKind.Binary, 3),
+        new TaskSpec("position", TaskKind.Regression, 2),
+    ]);
+
+    public static TheoryData<string, string> Cases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var backbone in new[] { "resnet20", "resnet18", "resnet34", "resnet50" })
+            foreach (var arch in new[] { "stl", "mtl", "interrogate-conv", "interrogate-block" })
+                data.Add(backbone, arch);
+        return data;
+    }
+
+    internal static MultiTaskModel Create(string arch, ResNetSpec spec, long channels, int size, TaskSet tasks) => arch switch
+    {
+        "stl" => new SingleTask(tasks, spec, channels),
+        "mtl" => new HardSharing(tasks, spec, channels),
+        "interrogate-conv" => new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig { Gating = GatingMode.Conv, Tau = [0.2] }),
+        "interrogate-block" => new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig { Gating = GatingMode.Block, Tau = [0.2] }),
+        _ => throw new ArgumentException(arch),
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Outputs_are_per_task_finite_and_every_parameter_gets_a_gradient(string backbone, string arch)
+    {
+        manual_seed(7);
+        int size = backbone == "resnet20" ? 16 : 32;
+        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.25) : BackboneCatalog.Spec(backbone);
+        var model = Create(arch, spec, 2, size, Tasks);
+        if (model is InterroGateModel ig)
+            using (no_grad())
+                foreach (var g in ig.Encoder.GateLayers)
+                {
+                    // A mixed sharing pattern in which every copy is read: channel 0 task-specific for all
+                    // tasks, channel 1 shared by all, the rest random.
+                    g.Alpha.copy_(randn_like(g.Alpha));
+                    g.Alpha[.., 0] = 1;
+                    g.Alpha[.., 1] = -1;
+                }
+
+        using var scope = NewDisposeScope();
+        var outputs = model.call(randn(3, 2, size, size));
+        Assert.Equal(Tasks.Names.ToHashSet(), outputs.Keys.ToHashSet());
+        Tensor total = zeros(1);
+        foreach (var t in Tasks)
+        {
+            Assert.Equal(new long[] { 3, t.Outputs }, outputs[t.Name].shape);
+            Assert.True(outputs[t.Name].isfinite().all().item<bool>(), $"{t.Name} has non-finite outputs");
+            total = total + outputs[t.Name].square().mean();
+        }
+        var reg = model.Regularizer();
+        if (reg is not null) total = total + reg;
+        total.backward();
+
+        foreach (var (name, p) in model.named_parameters())
+        {
+            Assert.True(p.grad is not null, $"{name} has no gradient");
+            Assert.True(p.grad!.isfinite().all().item<bool>(), $"{name} has a non-finite gradient");
+            Assert.True(p.grad.abs().sum().item<float>() > 0, $"{name} has an all-zero gradient");
+        }
+    }
+
+    [Fact]
+    public void Gate_parameters_are_exactly_alpha_and_beta_and_not_among_the_weights()
+    {
+        var model = (InterroGateModel)Create("interrogate-conv", ResNetSpec.ResNet20(0.25), 1, 16, Tasks);
+        var gateNames = model.named_parameters().Where(p => p.name.StartsWith("encoder.gates.", StringComparison.Ordinal)).Select(p => p.parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+        Assert.Equal(gateNames.Count, model.GateParameters().Count());
+        Assert.All(model.GateParameters(), p => Assert.Contains(p, gateNames));
+        Assert.DoesNotContain(model.WeightParameters(), p => gateNames.Contains(p));
+        Assert.Equal(model.parameters().Count(), model.WeightParameters().Count() + gateNames.Count);
+        // 19 gated layers (stem + 9 blocks × 2 units) with a mix on all but the last.
+        Assert.Equal(19 * 2 - 1, gateNames.Count);
+    }
+
+    [Fact]
+    public void Block_gating_gates_only_the_stem_and_block_outputs()
+    {
+        var model = (InterroGateModel)Create("interrogate-block", ResNetSpec.ResNet20(0.25), 1, 16, Tasks);
+        Assert.Equal(1 + 9, model.Encoder.GateLayers.Count);
+        var r50 = (InterroGateModel)Create("interrogate-conv", ResNetSpec.ResNet50(), 3, 32, Tasks);
+        Assert.Equal(1 + 16 * 3, r50.Encoder.GateLayers.Count);
+    }
+}

@@ -1,0 +1,118 @@
+using InterroGate.Architectures;
+using InterroGate.Configuration;
+using InterroGate.Gating;
+using InterroGate.Tasks;
+
+namespace InterroGate.Tests.Configuration;
+
+public sealed class ConfigTests
+{
+    private const string Valid = """
+        {
+          "name": "t",
+          "data": { "dataset": "synthetic", "trainSize": 64, "validationSize": 32, "testSize": 32 },
+          "backbone": { "name": "resnet20", "width": 0.25 },
+          "architecture": { "type": "interrogate", "lambdaS": 2, "tau": [0.1, 0.3], "gating": "block", "sparsity": "flops" },
+          "training": { "epochs": 2, "batchSize": 16, "schedule": { "kind": "poly", "power": 0.9 } }
+        }
+        """;
+
+    private static ConfigException Fails(string json, params string[] overrides)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>(json, overrides).Validate(2));
+        return e;
+    }
+
+    [Fact]
+    public void A_valid_file_reads_into_the_method_records()
+    {
+        var c = ConfigJson.Deserialize<RunConfig>(Valid);
+        c.Validate(2);
+        var ig = Assert.IsType<InterroGateConfig>(c.Architecture);
+        Assert.Equal(GatingMode.Block, ig.Gating);
+        Assert.Equal(SparsityKind.Flops, ig.Sparsity);
+        Assert.Equal(new[] { 0.1, 0.3 }, ig.Tau);
+        Assert.Equal(InterroGate.Training.ScheduleKind.Poly, c.Training.Schedule.Kind);
+    }
+
+    [Fact]
+    public void Serialising_round_trips()
+    {
+        var c = ConfigJson.Deserialize<RunConfig>(Valid);
+        var again = ConfigJson.Deserialize<RunConfig>(ConfigJson.Serialize(c));
+        Assert.Equal(ConfigJson.Serialize(c), ConfigJson.Serialize(again));
+        Assert.Equal(2.0, Assert.IsType<InterroGateConfig>(again.Architecture).LambdaS);
+    }
+
+    [Fact]
+    public void Unknown_keys_are_named()
+    {
+        Assert.Equal("training.epocs", Fails(Valid.Replace("\"epochs\"", "\"epocs\"")).Key);
+        Assert.Equal("architecture.lambda", Fails(Valid.Replace("\"lambdaS\"", "\"lambda\"")).Key);
+    }
+
+    [Fact]
+    public void Wrong_types_are_named()
+    {
+        var e = Fails(Valid.Replace("\"epochs\": 2", "\"epochs\": \"two\""));
+        Assert.Equal("training.epochs", e.Key);
+    }
+
+    [Theory]
+    [InlineData("\"tau\": [0.1, 0.3]", "\"tau\": [0.1, 1.5]", "architecture.tau[1]", "[0, 1]")]
+    [InlineData("\"lambdaS\": 2", "\"lambdaS\": -1", "architecture.lambdaS", "≥ 0")]
+    [InlineData("\"width\": 0.25", "\"width\": 0", "backbone.width", "> 0")]
+    [InlineData("\"batchSize\": 16", "\"batchSize\": 0", "training.batchSize", "> 0")]
+    [InlineData("\"tau\": [0.1, 0.3]", "\"tau\": [0.1, 0.3, 0.2]", "architecture.tau", "one per task")]
+    public void Out_of_range_values_name_the_key_and_the_valid_range(string from, string to, string key, string range)
+    {
+        var e = Fails(Valid.Replace(from, to));
+        Assert.Equal(key, e.Key);
+        Assert.Contains(range, e.Message);
+    }
+
+    [Fact]
+    public void An_unknown_architecture_type_is_an_error()
+    {
+        var e = Fails(Valid.Replace("\"type\": \"interrogate\"", "\"type\": \"magic\""));
+        Assert.Contains("architecture", e.Key);
+    }
+
+    [Fact]
+    public void Overrides_set_nested_values_and_are_validated()
+    {
+        var c = ConfigJson.Deserialize<RunConfig>(Valid, ["training.epochs=7", "architecture.lambdaS=0.5", "tasks=[\"a\"]"]);
+        Assert.Equal(7, c.Training.Epochs);
+        Assert.Equal(0.5, ((InterroGateConfig)c.Architecture).LambdaS);
+        Assert.Equal(new[] { "a" }, c.Tasks);
+        Assert.Equal("architecture.lambdaS", Fails(Valid, "architecture.lambdaS=-3").Key);
+        Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>(Valid, ["no-equals-sign"]));
+    }
+
+    [Fact]
+    public void No_tasks_and_unknown_task_names_are_errors_listing_the_data_sets_tasks()
+    {
+        Assert.Equal("tasks", Fails(Valid, "tasks=[]").Key);
+        var available = new TaskSet([new TaskSpec("top_left", TaskKind.Classification, 10), new TaskSpec("bottom_right", TaskKind.Classification, 10)]);
+        var e = Assert.Throws<ConfigException>(() => Factory.ResolveTasks(available, ["top_left", "middle"]));
+        Assert.Equal("tasks", e.Key);
+        Assert.Contains("'middle'", e.Message);
+        Assert.Contains("bottom_right", e.Message);
+        Assert.Equal(["bottom_right"], Factory.ResolveTasks(available, ["bottom_right"]).Names);
+    }
+
+    [Fact]
+    public void Malformed_json_is_reported_with_its_line()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>("{\n  \"name\": \"x\",\n  oops\n}"));
+        Assert.Contains("line", e.Message);
+    }
+
+    [Fact]
+    public void Every_preset_is_valid()
+    {
+        foreach (var (name, make) in Presets.Comparisons) make().Validate(2);
+        foreach (var name in Presets.RunNames) Presets.LoadRun(name, []).Validate(2);
+        Assert.Equal("config", Assert.Throws<ConfigException>(() => Presets.LoadRun("nope", [])).Key);
+    }
+}

@@ -1,0 +1,55 @@
+using InterroGate.Gating;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Gating;
+
+[Collection("Torch")]
+public sealed class SparsityLossTests
+{
+    private static Tensor Logits(params float[] probabilities) =>
+        tensor(probabilities.Select(p => MathF.Log(p / (1 - p))).ToArray());
+
+    // Two tasks, two layers; σ(α) means per task: layer A (0.8, 0.2), layer B (0.6, 0.4) with C = 2.
+    private static readonly Tensor[] Alphas =
+    [
+        Logits(0.7f, 0.9f, 0.1f, 0.3f).view(2, 2),
+        Logits(0.6f, 0.6f, 0.5f, 0.3f).view(2, 2),
+    ];
+
+    [Fact]
+    public void Hinge_is_the_mean_over_tasks_of_usage_above_budget()
+    {
+        // usage: task 0 = (0.8 + 0.6) / 2 = 0.7; task 1 = (0.2 + 0.4) / 2 = 0.3.
+        var loss = SparsityLoss.Compute(Alphas, [0.5, 0.5], SparsityKind.Hinge).item<float>();
+        Assert.Equal((0.2 + 0) / 2, loss, 5);
+    }
+
+    [Fact]
+    public void L1_ignores_the_budget()
+    {
+        var loss = SparsityLoss.Compute(Alphas, [0.5, 0.5], SparsityKind.L1).item<float>();
+        Assert.Equal((0.7 + 0.3) / 2, loss, 5);
+    }
+
+    [Fact]
+    public void Flops_weighting_weights_layers_by_their_cost()
+    {
+        // weights 3:1 -> task 0: 0.75*0.8 + 0.25*0.6 = 0.75; task 1: 0.75*0.2 + 0.25*0.4 = 0.25.
+        var loss = SparsityLoss.Compute(Alphas, [0.1, 0.1], SparsityKind.Flops, [300, 100]).item<float>();
+        Assert.Equal((0.65 + 0.15) / 2, loss, 5);
+    }
+
+    [Fact]
+    public void Its_gradient_pushes_every_gate_down_while_over_budget()
+    {
+        var a = Logits(0.7f, 0.9f).view(1, 2).requires_grad_();
+        SparsityLoss.Compute([a], [0.0], SparsityKind.Hinge).backward();
+        Assert.All(a.grad!.data<float>().ToArray(), g => Assert.True(g > 0));
+    }
+
+    [Fact]
+    public void Wrong_budget_count_is_an_error()
+    {
+        Assert.Throws<ArgumentException>(() => SparsityLoss.Compute(Alphas, [0.5], SparsityKind.Hinge));
+    }
+}

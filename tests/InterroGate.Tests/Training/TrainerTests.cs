@@ -1,0 +1,166 @@
+using System.Text.Json;
+using InterroGate.Architectures;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Training;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Training;
+
+[Collection("Torch")]
+public sealed class TrainerTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"ig-train-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    internal static RunConfig Config(ArchitectureConfig arch, int epochs = 2, int train = 512) => new()
+    {
+        Name = "test",
+        Data = new DataConfig { Dataset = "synthetic", TrainSize = train, ValidationSize = 128, TestSize = 128 },
+        Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+        Architecture = arch,
+        Training = new TrainingConfig { Epochs = epochs, BatchSize = 32, EvalBatchSize = 64, Lr = 3e-3, Schedule = new(ScheduleKind.Cosine) },
+    };
+
+    private sealed class Recorder : IProgress<TrainingEvent>
+    {
+        public readonly List<TrainingEvent> Events = new();
+        public void Report(TrainingEvent value) => Events.Add(value);
+    }
+
+    [Theory]
+    [InlineData("stl")]
+    [InlineData("mtl")]
+    [InlineData("interrogate")]
+    public void Training_lowers_the_loss_and_writes_metrics_and_checkpoints(string arch)
+    {
+        ArchitectureConfig a = arch switch { "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), _ => new InterroGateConfig { LambdaS = 1 } };
+        var run = PreparedRun.Create(Config(a, epochs: 3, train: 768));
+        var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
+        var recorder = new Recorder();
+        var result = new Trainer(run.Config, run.Model, run.Data, _dir, recorder).Run();
+        var after = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
+
+        foreach (var t in run.Tasks)
+            Assert.True(after.Losses[t.Name] < 0.8 * before.Losses[t.Name], $"{t.Name}: {before.Losses[t.Name]} -> {after.Losses[t.Name]}");
+        Assert.True(File.Exists(result.BestCheckpoint) && File.Exists(result.LastCheckpoint));
+        var lines = File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl"));
+        Assert.Equal(3, lines.Length);
+        var last = JsonDocument.Parse(lines[^1]).RootElement;
+        Assert.Equal(3, last.GetProperty("epoch").GetInt32());
+        Assert.Equal(arch == "interrogate", last.TryGetProperty("task_specific", out _));
+        Assert.Equal(3, recorder.Events.OfType<EpochCompleted>().Count());
+        Assert.Contains(recorder.Events.OfType<StepProgress>(), s => s.TaskLosses.Count == run.Tasks.Count);
+        Assert.True(File.Exists(Path.Combine(_dir, "config.json")));
+    }
+
+    [Fact]
+    public void A_checkpoint_round_trips_the_model()
+    {
+        var run = PreparedRun.Create(Config(new InterroGateConfig(), epochs: 1, train: 128));
+        new Trainer(run.Config, run.Model, run.Data, _dir).Run();
+        var (_, loaded, meta) = PreparedRun.Load(Path.Combine(_dir, "last.ckpt"), run.Data.Train.ImageShape, run.Data.Train.Tasks);
+        Assert.Equal("interrogate", meta.Architecture);
+        Assert.Equal(1, meta.Epoch);
+        run.Model.eval(); loaded.eval();
+        var x = randn(4, 1, 16, 16);
+        var a = run.Model.call(x);
+        var b = loaded.call(x);
+        foreach (var t in run.Tasks) Assert.Equal(0f, (a[t.Name] - b[t.Name]).abs().max().item<float>());
+    }
+
+    [Fact]
+    public void Resuming_from_another_architecture_is_refused_by_name()
+    {
+        var mtl = PreparedRun.Create(Config(new HardSharingConfig(), epochs: 1, train: 64));
+        new Trainer(mtl.Config, mtl.Model, mtl.Data, _dir).Run();
+        var ig = PreparedRun.Create(Config(new InterroGateConfig(), epochs: 1, train: 64));
+        var e = Assert.Throws<CheckpointException>(() => new Trainer(ig.Config, ig.Model, ig.Data, Path.Combine(_dir, "ig")).Run(Path.Combine(_dir, "last.ckpt")));
+        Assert.Contains("mtl", e.Message);
+        Assert.Contains("interrogate", e.Message);
+    }
+
+    [Fact]
+    public void Cancelling_writes_a_resumable_checkpoint_and_resuming_finishes_the_run()
+    {
+        var config = Config(new HardSharingConfig(), epochs: 2, train: 256);
+        var run = PreparedRun.Create(config);
+        using var cts = new CancellationTokenSource();
+        var stopper = new CancelAfter(cts, steps: 3);
+        var first = new Trainer(config, run.Model, run.Data, _dir, stopper).Run(cancel: cts.Token);
+        Assert.True(first.Interrupted);
+        var meta = Checkpoint.ReadMeta(first.LastCheckpoint);
+        Assert.Equal("interrupted", meta.Kind);
+        Assert.Equal(0, meta.Epoch);
+        Assert.True(meta.Step > 0);
+
+        var again = PreparedRun.Create(config);
+        var second = new Trainer(config, again.Model, again.Data, _dir).Run(first.LastCheckpoint);
+        Assert.False(second.Interrupted);
+        Assert.Equal(2, Checkpoint.ReadMeta(second.LastCheckpoint).Epoch);
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl")).Length);
+    }
+
+    private sealed class CancelAfter(CancellationTokenSource cts, int steps) : IProgress<TrainingEvent>
+    {
+        private int _seen;
+        public void Report(TrainingEvent value)
+        {
+            if (value is StepProgress && ++_seen >= steps) cts.Cancel();
+        }
+    }
+
+    [Fact]
+    public void A_non_finite_loss_stops_naming_the_task_and_keeps_the_last_good_checkpoint()
+    {
+        var config = Config(new HardSharingConfig(), epochs: 3, train: 128);
+        var clean = DataCatalog.Open(config.Data);
+        var poisoned = new DatasetSplits(new PoisonAfter(clean.Train, "position", firstPoisonedCall: 5), clean.Validation, clean.Test);
+        var run = PreparedRun.Create(config, poisoned);
+        var trainer = new Trainer(config, run.Model, poisoned, _dir);
+        var e = Assert.Throws<NonFiniteLossException>(() => trainer.Run());
+        Assert.Contains("'position'", e.Message);
+        Assert.Equal(trainer.LastPath, e.LastGoodCheckpoint);
+        Assert.Equal(1, Checkpoint.ReadMeta(trainer.LastPath).Epoch); // epoch 1 completed cleanly
+    }
+
+    /// <summary>A training split whose batches carry NaN targets for one task from some call on.</summary>
+    private sealed class PoisonAfter(IMultiTaskDataset inner, string task, int firstPoisonedCall) : IMultiTaskDataset
+    {
+        private int _calls;
+        public string Name => inner.Name;
+        public InterroGate.Tasks.TaskSet Tasks => inner.Tasks;
+        public int Count => inner.Count;
+        public (int Channels, int Height, int Width) ImageShape => inner.ImageShape;
+
+        public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+        {
+            var batch = inner.GetBatch(indices);
+            if (Interlocked.Increment(ref _calls) >= firstPoisonedCall) batch[task] = full_like(batch[task], double.NaN);
+            return batch;
+        }
+    }
+
+    [Fact]
+    public void A_crash_while_writing_a_checkpoint_leaves_the_previous_one_intact()
+    {
+        var run = PreparedRun.Create(Config(new HardSharingConfig(), epochs: 1, train: 64));
+        var trainer = new Trainer(run.Config, run.Model, run.Data, _dir);
+        trainer.Run();
+        var before = File.ReadAllBytes(trainer.LastPath);
+        var meta = Checkpoint.ReadMeta(trainer.LastPath);
+        Assert.ThrowsAny<Exception>(() => Checkpoint.Save(trainer.LastPath, meta, new FailingModule(), []));
+        Assert.Equal(before, File.ReadAllBytes(trainer.LastPath));
+        Assert.Equal(1, Checkpoint.ReadMeta(trainer.LastPath).Epoch);
+    }
+
+    private sealed class FailingModule() : nn.Module("failing")
+    {
+        public override Dictionary<string, Tensor> state_dict(Dictionary<string, Tensor>? destination = null, string? prefix = null) =>
+            throw new IOException("disk full");
+    }
+}
