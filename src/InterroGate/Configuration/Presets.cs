@@ -12,22 +12,24 @@ public static class Presets
         Name = "multifashion-quick",
         Data = new DataConfig { Dataset = "multifashion", TrainSize = 8000, ValidationSize = 2000, TestSize = 4000 },
         Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
-        Training = new TrainingConfig { Epochs = 3, BatchSize = 128, Lr = 1e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
-        InterroGateTraining = new TrainingConfig { Epochs = 2, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        Training = new TrainingConfig { Epochs = 3, BatchSize = 128, Lr = 3e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGateTraining = new TrainingConfig { Epochs = 2, BatchSize = 128, Lr = 1e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
         InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
-        LambdaS = [1, 10, 50],
+        // 124 gate steps: Δα ≈ λs · 7e-5 per step (METHOD.md §4), so λs spans 10 (little moves) to 200 (most shares).
+        LambdaS = [10, 50, 200],
     };
 
-    /// <summary>The paper's quarter-width protocol on the full MultiFashion benchmark (CPU: about an hour).</summary>
+    /// <summary>The paper's quarter-width protocol on the full MultiFashion benchmark (2-core CPU: about an hour).</summary>
     public static CompareConfig MultiFashionQuarter => new()
     {
         Name = "multifashion-w025",
         Data = new DataConfig { Dataset = "multifashion", TrainSize = 50_000, ValidationSize = 10_000, TestSize = 10_000 },
         Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
-        Training = new TrainingConfig { Epochs = 8, BatchSize = 128, Lr = 1e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
-        InterroGateTraining = new TrainingConfig { Epochs = 4, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        Training = new TrainingConfig { Epochs = 5, BatchSize = 128, Lr = 2e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGateTraining = new TrainingConfig { Epochs = 3, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
         InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
-        LambdaS = [1, 10, 50],
+        // 1170 gate steps: λs from 2 (most channels stay task-specific) to 32 (most are shared).
+        LambdaS = [2, 8, 32],
     };
 
     /// <summary>Full width, full data: for a GPU machine.</summary>

@@ -66,8 +66,9 @@ public static class MultiFashion
             b[i] = labels[ib];
             var dst = canvas.AsSpan(i * Canvas * Canvas, Canvas * Canvas);
             for (int y = 0; y < Item; y++)
-            {
                 images.AsSpan(ia * Item * Item + y * Item, Item).CopyTo(dst.Slice(y * Canvas, Item));
+            for (int y = 0; y < Item; y++)
+            {
                 var src = images.AsSpan(ib * Item * Item + y * Item, Item);
                 var row = dst.Slice((y + Shift) * Canvas + Shift, Item);
                 for (int x = 0; x < Item; x++) if (src[x] > row[x]) row[x] = src[x];

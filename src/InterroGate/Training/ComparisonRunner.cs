@@ -63,7 +63,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         return new ComparisonResult(entries, table, md, json);
     }
 
-    /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates the best checkpoint on test.</summary>
+    /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.</summary>
     private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(RunConfig run, DatasetSplits data,
         (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel)
     {
@@ -94,7 +94,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         else progress?.Report(new RunMessage(run.Name, $"reusing the finished run in {dir}"));
         if (double.IsNaN(msPerStep)) msPerStep = MeasuredMsPerStep(trainer.MetricsPath, run.Training.BatchSize);
 
-        Checkpoint.Load(trainer.BestPath, prepared.Model);
+        // The final checkpoint: InterroGate's gates reach their budget only by the end of training, so
+        // an earlier best-on-validation epoch would report a model the sparsity loss had not shaped yet.
+        Checkpoint.Load(trainer.LastPath, prepared.Model);
         var test = Evaluator.Evaluate(prepared.Model, data.Test, run.Training.EvalBatchSize, cancel);
         var (macs, parameters) = Cost(prepared.Model, image);
         double? specific = prepared.Model is InterroGateModel ig ? ig.TaskSpecificFraction().Overall : null;

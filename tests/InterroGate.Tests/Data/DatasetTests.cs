@@ -1,0 +1,172 @@
+using InterroGate.Configuration;
+using InterroGate.Data;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Data;
+
+[Collection("Torch")]
+public sealed class DatasetTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("ig-data-").FullName;
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A fake Fashion-MNIST: image i is filled with the value i + 1 (test image j with 200 + j); label i % 10.</summary>
+    private string FakeFashionMnist(int train = 60, int test = 12)
+    {
+        void Write(string prefix, int n, int offset)
+        {
+            var images = new byte[n * 28 * 28];
+            for (int i = 0; i < n; i++) Array.Fill(images, (byte)(offset + i), i * 784, 784);
+            IdxReader.Write(Path.Combine(_dir, $"{prefix}-images-idx3-ubyte.gz"), [n, 28, 28], images);
+            IdxReader.Write(Path.Combine(_dir, $"{prefix}-labels-idx1-ubyte"), [n], Enumerable.Range(0, n).Select(i => (byte)(i % 10)).ToArray());
+        }
+        Write("train", train, 1);
+        Write("t10k", test, 200);
+        return _dir;
+    }
+
+    [Fact]
+    public void MultiFashion_places_A_top_left_and_B_shifted_by_8_merged_by_maximum()
+    {
+        var f = FashionMnist.Load(FakeFashionMnist());
+        var pool = Enumerable.Range(0, 60).ToArray();
+        var (canvas, a, b) = MultiFashion.Compose(f.TrainImages.Data, f.TrainLabels, pool, 20, seed: 5);
+        for (int i = 0; i < 20; i++)
+        {
+            var img = canvas.AsSpan(i * 36 * 36, 36 * 36);
+            byte va = img[0], vb = img[35 * 36 + 35];
+            Assert.Equal(va - 1, pool[i]);                          // A is image pool[i] (value i + 1)
+            Assert.NotEqual(va, vb);                                // B is another image
+            Assert.Equal((long)((va - 1) % 10), a[i]);
+            Assert.Equal((long)((vb - 1) % 10), b[i]);
+            Assert.Equal(0, img[35]);                               // top-right corner: neither item
+            Assert.Equal(0, img[35 * 36]);                          // bottom-left corner: neither item
+            Assert.Equal(Math.Max(va, vb), img[10 * 36 + 10]);      // overlap: pixel-wise maximum
+            Assert.Equal(va, img[3 * 36 + 27]);                     // only A
+            Assert.Equal(vb, img[30 * 36 + 30]);                    // only B
+        }
+    }
+
+    [Fact]
+    public void MultiFashion_splits_are_deterministic_and_validation_is_held_apart()
+    {
+        var root = FakeFashionMnist();
+        var options = new MultiFashionOptions(TrainSize: 40, ValidationSize: 10, TestSize: 12, Seed: 3);
+        var s1 = MultiFashion.Load(root, options);
+        var s2 = MultiFashion.Load(root, options);
+        var s3 = MultiFashion.Load(root, options with { Seed = 4 });
+        long[] all(IMultiTaskDataset d) => Enumerable.Range(0, d.Count).Select(i => (long)i).ToArray();
+        Tensor image(IMultiTaskDataset d) => d.GetBatch(all(d))[IMultiTaskDataset.ImageKey];
+        Assert.True(image(s1.Train).equal(image(s2.Train)).all().item<bool>());
+        Assert.False(image(s1.Train).shape.SequenceEqual(image(s3.Train).shape) && image(s1.Train).equal(image(s3.Train)).all().item<bool>());
+
+        var f = FashionMnist.Load(root);
+        var shuffled = Enumerable.Range(0, 60).ToArray();
+        new Random(3).Shuffle(shuffled);
+        var valPool = shuffled[..10].ToHashSet();
+        var trainPool = shuffled[10..].ToHashSet();
+        Assert.Empty(valPool.Intersect(trainPool));
+        var (valCanvas, _, _) = MultiFashion.Compose(f.TrainImages.Data, f.TrainLabels, shuffled[..10], 10, 3 * 3 + 2);
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.Contains(valCanvas[i * 1296] - 1, valPool);
+            Assert.Contains(valCanvas[i * 1296 + 35 * 36 + 35] - 1, valPool);
+        }
+        Assert.Equal(12, s1.Test.Count);
+        Assert.Equal(new[] { "top_left", "bottom_right" }, s1.Train.Tasks.Names);
+    }
+
+    [Fact]
+    public void Sizes_beyond_the_pool_name_the_key_and_the_range()
+    {
+        var e = Assert.Throws<ConfigException>(() => MultiFashion.Load(FakeFashionMnist(), new MultiFashionOptions(TrainSize: 1000, ValidationSize: 5, TestSize: 5)));
+        Assert.Equal("data.trainSize", e.Key);
+        Assert.Contains("1 to 50", e.Message);
+    }
+
+    [Fact]
+    public void A_missing_data_set_names_the_path_and_the_install_command()
+    {
+        var e = Assert.Throws<DatasetNotFoundException>(() => FashionMnist.Load(Path.Combine(_dir, "nowhere")));
+        Assert.Contains(Path.Combine(_dir, "nowhere", "train-images-idx3-ubyte"), e.Message);
+        Assert.Contains("apt-get install -y dataset-fashion-mnist", e.Message);
+    }
+
+    [Fact]
+    public void The_real_Fashion_MNIST_is_installed_and_builds_MultiFashion()
+    {
+        var f = FashionMnist.Load(FashionMnist.PackageRoot);
+        Assert.Equal(60000, f.TrainImages.Count);
+        Assert.Equal(10000, f.TestImages.Count);
+        var s = MultiFashion.Build(f, new MultiFashionOptions(TrainSize: 500, ValidationSize: 100, TestSize: 100));
+        var batch = s.Train.GetBatch([0, 1, 2]);
+        Assert.Equal(new long[] { 3, 1, 36, 36 }, batch[IMultiTaskDataset.ImageKey].shape);
+        Assert.InRange(batch["top_left"].max().item<long>(), 0, 9);
+    }
+
+    [Fact]
+    public void The_loader_visits_every_sample_once_per_epoch_in_a_seeded_order_and_resumes_exactly()
+    {
+        var data = Synthetic.Make("s", 50, 1);
+        var loader = new DataLoader(data, 8, shuffle: true, seed: 9, dropLast: false);
+        Assert.Equal(7, loader.BatchesPerEpoch);
+        Assert.Equal(Enumerable.Range(0, 50).Select(i => (long)i), loader.Order(0).Order());
+        Assert.Equal(loader.Order(2), new DataLoader(data, 8, true, 9, false).Order(2));
+        Assert.NotEqual(loader.Order(0), loader.Order(1));
+        var full = loader.Epoch(1).Select(b => b["bar"].data<long>().ToArray()).ToList();
+        var resumed = loader.Epoch(1, skipBatches: 3).Select(b => b["bar"].data<long>().ToArray()).ToList();
+        Assert.Equal(50, full.Sum(b => b.Length));
+        Assert.Equal(full.Skip(3), resumed);
+        Assert.Equal(6, new DataLoader(data, 8, true, 9, dropLast: true).Epoch(0).Count());
+    }
+
+    private string UserFolder(bool withVal = true)
+    {
+        string root = Path.Combine(_dir, withVal ? "user" : "user-no-val");
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(root).FullName, "tasks.json"),
+            """{"tasks":[{"name":"kind","kind":"classification","classes":3},{"name":"size","kind":"regression","outputs":2}]}""");
+        foreach (var split in withVal ? new[] { "train", "val", "test" } : ["train", "test"])
+        {
+            string d = Directory.CreateDirectory(Path.Combine(root, split)).FullName;
+            Npy.Write(Path.Combine(d, "images.npy"), [20, 8, 8], new byte[20 * 64]);
+            Npy.Write(Path.Combine(d, "kind.npy"), [20], Enumerable.Range(0, 20).Select(i => (long)(i % 3)).ToArray());
+            Npy.Write(Path.Combine(d, "size.npy"), [20, 2], new float[40]);
+        }
+        return root;
+    }
+
+    [Fact]
+    public void A_user_folder_loads_with_its_tasks_and_holds_out_validation_when_absent()
+    {
+        var s = UserFolderDataset.Load(UserFolder());
+        Assert.Equal(["kind", "size"], s.Train.Tasks.Names);
+        Assert.Equal((1, 8, 8), s.Train.ImageShape);
+        Assert.Equal(20, s.Validation.Count);
+        var noVal = UserFolderDataset.Load(UserFolder(withVal: false), seed: 1);
+        Assert.Equal(2, noVal.Validation.Count);
+        Assert.Equal(18, noVal.Train.Count);
+    }
+
+    [Fact]
+    public void User_folder_faults_name_the_file()
+    {
+        string root = UserFolder();
+        Npy.Write(Path.Combine(root, "train", "kind.npy"), [20], Enumerable.Range(0, 20).Select(i => (long)(i % 4)).ToArray());
+        var e = Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root));
+        Assert.Contains(Path.Combine(root, "train", "kind.npy"), e.Message);
+        Assert.Contains("outside 0..2", e.Message);
+
+        Npy.Write(Path.Combine(root, "train", "kind.npy"), [19], new long[19]);
+        Assert.Contains("19 targets for 20 images", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
+
+        Npy.Write(Path.Combine(root, "train", "kind.npy"), [20], new float[20]);
+        Assert.Contains("must be integers", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
+
+        File.Delete(Path.Combine(root, "train", "kind.npy"));
+        Assert.Contains("missing", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
+
+        File.WriteAllText(Path.Combine(root, "tasks.json"), """{"tasks":[{"name":"kind","kind":"classification","classes":3,"colour":1}]}""");
+        Assert.Contains("tasks.json", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
+        Assert.Throws<DatasetNotFoundException>(() => UserFolderDataset.Load(Path.Combine(_dir, "empty")));
+    }
+}

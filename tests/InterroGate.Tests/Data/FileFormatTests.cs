@@ -1,0 +1,96 @@
+using InterroGate.Data;
+
+namespace InterroGate.Tests.Data;
+
+public sealed class FileFormatTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("ig-formats-").FullName;
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    private string P(string name) => Path.Combine(_dir, name);
+
+    [Theory]
+    [InlineData("a.idx")]
+    [InlineData("a.idx.gz")]
+    public void Idx_round_trips_raw_and_gzip(string name)
+    {
+        var data = Enumerable.Range(0, 2 * 3 * 4).Select(i => (byte)i).ToArray();
+        IdxReader.Write(P(name), [2, 3, 4], data);
+        var a = IdxReader.Read(P(name));
+        Assert.Equal(new[] { 2, 3, 4 }, a.Dimensions);
+        Assert.Equal(data, a.Data);
+    }
+
+    [Fact]
+    public void Idx_faults_name_the_file_and_the_problem()
+    {
+        IdxReader.Write(P("ok"), [4, 2], new byte[8]);
+        var bytes = File.ReadAllBytes(P("ok"));
+
+        File.WriteAllBytes(P("magic"), [1, 2, .. bytes[2..]]);
+        var e = Assert.Throws<DataFormatException>(() => IdxReader.Read(P("magic")));
+        Assert.Contains(P("magic"), e.Message);
+        Assert.Contains("bad magic", e.Message);
+
+        File.WriteAllBytes(P("short"), bytes[..^3]);
+        e = Assert.Throws<DataFormatException>(() => IdxReader.Read(P("short")));
+        Assert.Contains("need 8 data bytes, the file has 5", e.Message);
+
+        var wrongType = (byte[])bytes.Clone();
+        wrongType[2] = 0x0D;
+        File.WriteAllBytes(P("float"), wrongType);
+        Assert.Contains("data type 0x0d", Assert.Throws<DataFormatException>(() => IdxReader.Read(P("float"))).Message);
+
+        File.WriteAllBytes(P("bad.gz"), [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff]); // invalid deflate block
+        Assert.Contains("gzip", Assert.Throws<DataFormatException>(() => IdxReader.Read(P("bad.gz"))).Message);
+    }
+
+    [Fact]
+    public void Npy_round_trips_each_written_dtype()
+    {
+        Npy.Write(P("f.npy"), [2, 3], new float[] { 1, 2, 3, 4, 5, 6.5f });
+        Npy.Write(P("l.npy"), [3], new long[] { -1, 0, 9 });
+        Npy.Write(P("b.npy"), [2, 2], new byte[] { 0, 255, 7, 8 });
+        var f = Npy.Read(P("f.npy"));
+        Assert.Equal(new long[] { 2, 3 }, f.Shape);
+        Assert.Equal(6.5f, f.ToTensor()[1, 2].item<float>());
+        Assert.Equal(new long[] { -1, 0, 9 }, Npy.Read(P("l.npy")).ToTensor().data<long>().ToArray());
+        Assert.Equal(255, Npy.Read(P("b.npy")).ToTensor()[0, 1].item<byte>());
+        Npy.Write(P("i4.npy"), [2], "<i4", BitConverter.GetBytes(7).Concat(BitConverter.GetBytes(-3)).ToArray());
+        Assert.Equal(new[] { 7, -3 }, Npy.Read(P("i4.npy")).ToTensor().data<int>().ToArray());
+    }
+
+    [Fact]
+    public void Npy_reads_version_2_headers()
+    {
+        Npy.Write(P("v1.npy"), [2], new float[] { 1, 2 });
+        var v1 = File.ReadAllBytes(P("v1.npy"));
+        int headerLength = v1[8] | (v1[9] << 8);
+        var v2 = new List<byte>(v1[..6]) { 2, 0 };
+        v2.AddRange(BitConverter.GetBytes(headerLength));
+        v2.AddRange(v1[10..]);
+        File.WriteAllBytes(P("v2.npy"), v2.ToArray());
+        Assert.Equal(new float[] { 1, 2 }, Npy.Read(P("v2.npy")).ToTensor().data<float>().ToArray());
+    }
+
+    [Fact]
+    public void Npy_faults_name_the_file_and_the_problem()
+    {
+        File.WriteAllBytes(P("x.npy"), "hello world, not numpy"u8.ToArray());
+        Assert.Contains("bad magic", Assert.Throws<DataFormatException>(() => Npy.Read(P("x.npy"))).Message);
+
+        Npy.Write(P("t.npy"), [4], new float[] { 1, 2, 3, 4 });
+        File.WriteAllBytes(P("t.npy"), File.ReadAllBytes(P("t.npy"))[..^4]);
+        var e = Assert.Throws<DataFormatException>(() => Npy.Read(P("t.npy")));
+        Assert.Contains(P("t.npy"), e.Message);
+        Assert.Contains("needs 16 data bytes, the file has 12", e.Message);
+
+        Npy.Write(P("c.npy"), [2], "<c8", new byte[16]);
+        Assert.Contains("unsupported dtype '<c8'", Assert.Throws<DataFormatException>(() => Npy.Read(P("c.npy"))).Message);
+
+        Npy.Write(P("o.npy"), [2], new float[] { 1, 2 });
+        var text = File.ReadAllBytes(P("o.npy"));
+        var s = System.Text.Encoding.Latin1.GetString(text).Replace("'fortran_order': False", "'fortran_order': True ");
+        File.WriteAllBytes(P("o.npy"), System.Text.Encoding.Latin1.GetBytes(s));
+        Assert.Contains("Fortran", Assert.Throws<DataFormatException>(() => Npy.Read(P("o.npy"))).Message);
+    }
+}
