@@ -101,6 +101,16 @@ public sealed record FixedWeightsBalancerConfig : BalancerConfig
     }
 }
 
+/// <summary>
+/// Trained models an InterroGate run starts from (METHOD.md §4): per task an STL checkpoint for that task's
+/// branch and head, and an MTL checkpoint for the shared branch. Either part may be left out.
+/// </summary>
+public sealed record StartFrom
+{
+    public IReadOnlyDictionary<string, string> Stl { get; init; } = new Dictionary<string, string>();
+    public string? Mtl { get; init; }
+}
+
 /// <summary>One training run: data, tasks, backbone, architecture, optimisation, loss balancing.</summary>
 public sealed record RunConfig
 {
@@ -112,6 +122,8 @@ public sealed record RunConfig
     public ArchitectureConfig Architecture { get; init; } = new InterroGateConfig();
     public TrainingConfig Training { get; init; } = new();
     public BalancerConfig Balancer { get; init; } = new UniformBalancerConfig();
+    /// <summary>InterroGate only: trained STL/MTL checkpoints to start from; null = random start.</summary>
+    public StartFrom? StartFrom { get; init; }
 
     /// <summary>Checks every value; task-dependent checks use the number of tasks the run will learn.</summary>
     public void Validate(int tasks)
@@ -123,6 +135,13 @@ public sealed record RunConfig
         Architecture.Validate("architecture", tasks);
         Training.Validate("training");
         Balancer.Validate("balancer", tasks);
+        if (StartFrom is not null)
+        {
+            ConfigException.Require(Architecture is InterroGateConfig, "startFrom", Architecture.Type, "only InterroGate runs start from STL/MTL checkpoints");
+            foreach (var (task, path) in StartFrom.Stl)
+                ConfigException.Require(File.Exists(path), $"startFrom.stl.{task}", path, "an existing checkpoint file");
+            if (StartFrom.Mtl is not null) ConfigException.Require(File.Exists(StartFrom.Mtl), "startFrom.mtl", StartFrom.Mtl, "an existing checkpoint file");
+        }
     }
 }
 

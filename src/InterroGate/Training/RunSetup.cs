@@ -18,6 +18,14 @@ public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits 
         config.Validate(tasks.Count);
         Factory.ApplyThreads(config.Training);
         var model = Factory.CreateModel(config, tasks, data.Train.ImageShape);
+        if (config.StartFrom is { } start && model is InterroGateModel ig)
+        {
+            var unknown = start.Stl.Keys.Where(k => tasks.IndexOf(k) < 0).ToArray();
+            if (unknown.Length > 0) throw new ConfigException("startFrom.stl", $"{string.Join(", ", unknown)} not among the run's tasks ({string.Join(", ", tasks.Names)})");
+            var stl = start.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model);
+            var mtl = start.Mtl is null ? null : Load(start.Mtl, data.Train.ImageShape, data.Train.Tasks).Model;
+            WeightTransfer.InitialiseInterroGate(ig, stl, mtl);
+        }
         return new PreparedRun(config, tasks, data, model);
     }
 

@@ -74,6 +74,30 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void An_InterroGate_run_starts_from_STL_and_MTL_checkpoints()
+    {
+        var mtl = PreparedRun.Create(Config(new HardSharingConfig(), epochs: 1, train: 64));
+        new Trainer(mtl.Config, mtl.Model, mtl.Data, Path.Combine(_dir, "mtl")).Run();
+        var stlConfig = Config(new SingleTaskConfig(), epochs: 1, train: 64) with { Tasks = ["bar"] };
+        var stl = PreparedRun.Create(stlConfig);
+        new Trainer(stlConfig, stl.Model, stl.Data, Path.Combine(_dir, "stl")).Run();
+
+        var igConfig = Config(new InterroGateConfig(), epochs: 1, train: 64) with
+        {
+            StartFrom = new StartFrom { Stl = new Dictionary<string, string> { ["bar"] = Path.Combine(_dir, "stl", "last.ckpt") }, Mtl = Path.Combine(_dir, "mtl", "last.ckpt") },
+        };
+        var ig = PreparedRun.Create(igConfig);
+        var igState = ig.Model.state_dict();
+        Assert.True(igState["encoder.shared.layer3.2.conv2.weight"].equal(mtl.Model.state_dict()["encoder.layer3.2.conv2.weight"]).all().item<bool>());
+        Assert.True(igState["encoder.task_branches.bar.conv1.weight"].equal(stl.Model.state_dict()["encoders.bar.conv1.weight"]).all().item<bool>());
+        Assert.True(igState["heads.bar.fc.weight"].equal(stl.Model.state_dict()["heads.bar.fc.weight"]).all().item<bool>());
+
+        var e = Assert.Throws<ConfigException>(() => PreparedRun.Create(igConfig with { StartFrom = new StartFrom { Mtl = Path.Combine(_dir, "none.ckpt") } }));
+        Assert.Equal("startFrom.mtl", e.Key);
+        Assert.Equal("startFrom", Assert.Throws<ConfigException>(() => PreparedRun.Create(Config(new HardSharingConfig()) with { StartFrom = new StartFrom() })).Key);
+    }
+
+    [Fact]
     public void Resuming_from_another_architecture_is_refused_by_name()
     {
         var mtl = PreparedRun.Create(Config(new HardSharingConfig(), epochs: 1, train: 64));
