@@ -1,6 +1,6 @@
 namespace InterroGate.Analysis;
 
-/// <summary>Δ_MTL (METHOD.md §6): the mean relative gain over a baseline, in %.</summary>
+/// <summary>Δ_MTL: the mean relative gain over a baseline, in %.</summary>
 public static class DeltaMtl
 {
     /// <summary>
@@ -21,7 +21,7 @@ public static class DeltaMtl
     }
 }
 
-/// <summary>Mean rank (METHOD.md §6): rank every row per metric (1 = best, ties share the smaller rank), then average.</summary>
+/// <summary>Mean rank: rank every row per metric (1 = best, ties share the smaller rank), then average.</summary>
 public static class MeanRank
 {
     /// <summary><paramref name="values"/>[row][metric]; returns one mean rank per row.</summary>

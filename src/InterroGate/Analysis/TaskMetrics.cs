@@ -12,7 +12,7 @@ public interface ITaskMetric
     double Compute();
 }
 
-/// <summary>Chooses the metric by task kind (METHOD.md §6); accuracies are fractions in [0, 1].</summary>
+/// <summary>Chooses the metric by task kind; accuracies are fractions in [0, 1].</summary>
 public static class TaskMetrics
 {
     public static ITaskMetric For(TaskSpec task) => task.Kind switch

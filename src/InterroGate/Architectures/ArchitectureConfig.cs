@@ -31,7 +31,7 @@ public sealed record HardSharingConfig : ArchitectureConfig
 }
 
 /// <summary>
-/// InterroGate's hyperparameters (METHOD.md §2-4). <see cref="Tau"/>: one budget per task, or one value
+/// InterroGate's hyperparameters. <see cref="Tau"/>: one budget per task, or one value
 /// for every task. <see cref="AlphaInit"/>: initial gate logit (positive: tasks start specialised).
 /// <see cref="GateLr"/>: learning rate of the separate SGD optimiser for α and β.
 /// <see cref="NoiseTemperature"/>: Gumbel-sigmoid gate noise during training; 0 = off.

@@ -4,7 +4,7 @@ namespace InterroGate.Architectures;
 
 /// <summary>
 /// Copies weights between models by parameter name: how InterroGate starts from trained STL and MTL
-/// models (METHOD.md §4): task branch and head t from STL_t, the shared branch from the MTL encoder.
+/// models: task branch and head t from STL_t, the shared branch from the MTL encoder.
 /// </summary>
 public static class WeightTransfer
 {

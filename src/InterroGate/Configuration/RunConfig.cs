@@ -43,7 +43,7 @@ public sealed record BackboneConfig
     }
 }
 
-/// <summary>Optimisation (METHOD.md §4): Adam for the weights, the schedule, epochs, seed.</summary>
+/// <summary>Optimisation: Adam for the weights, the schedule, epochs, seed.</summary>
 public sealed record TrainingConfig
 {
     public int Epochs { get; init; } = 10;
@@ -102,7 +102,7 @@ public sealed record FixedWeightsBalancerConfig : BalancerConfig
 }
 
 /// <summary>
-/// Trained models an InterroGate run starts from (METHOD.md §4): per task an STL checkpoint for that task's
+/// Trained models an InterroGate run starts from: per task an STL checkpoint for that task's
 /// branch and head, and an MTL checkpoint for the shared branch. Either part may be left out.
 /// </summary>
 public sealed record StartFrom

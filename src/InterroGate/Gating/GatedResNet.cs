@@ -1,4 +1,4 @@
-// InterroGate's gated ResNet encoder (arXiv 2402.16848, Sec. 3, Algorithm 1; METHOD.md §2): T task copies
+// InterroGate's gated ResNet encoder (arXiv 2402.16848, Sec. 3, Algorithm 1): T task copies
 // and one shared copy of every layer, joined by per-channel gates and β mixing.
 using InterroGate.Backbones;
 using InterroGate.Layers;

@@ -1,5 +1,5 @@
 // The cost the static network will have once the current gates are made constant and every filter
-// nobody reads is removed (METHOD.md §5), computed from the gates without building that network.
+// nobody reads is removed, computed from the gates without building that network.
 namespace InterroGate.Gating;
 
 /// <summary>

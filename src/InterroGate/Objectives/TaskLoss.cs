@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace InterroGate.Objectives;
 
-/// <summary>The loss of one task, chosen by its kind (METHOD.md §3).</summary>
+/// <summary>The loss of one task, chosen by its kind.</summary>
 public static class TaskLoss
 {
     /// <summary>CE for classification, BCE-with-logits for binary attributes, L1 for regression.</summary>

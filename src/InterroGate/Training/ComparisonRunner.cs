@@ -1,4 +1,4 @@
-// The paper's protocol (METHOD.md §4, §6): STL per task, MTL, then InterroGate at each λ_s started from
+// The paper's protocol (arXiv 2402.16848, Sec. 4): STL per task, MTL, then InterroGate at each λ_s started from
 // them, all evaluated on the test split and set side by side with Δ_MTL, mean rank and cost.
 using InterroGate.Analysis;
 using InterroGate.Architectures;

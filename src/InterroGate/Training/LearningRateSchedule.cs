@@ -1,6 +1,6 @@
 namespace InterroGate.Training;
 
-/// <summary>Learning-rate schedules as a factor of the base rate (METHOD.md §4).</summary>
+/// <summary>Learning-rate schedules as a factor of the base rate.</summary>
 public enum ScheduleKind { Constant, Step, Poly, Cosine }
 
 /// <summary>

@@ -25,38 +25,35 @@ public sealed class CliTests
         Assert.NotEmpty(Program.Build().Parse(["evaluate", "a.ckpt", "--split", "train-ish"]).Errors);
     }
 
-    [Fact]
-    public void A_config_error_exits_with_code_2_and_names_the_key()
+    /// <summary>Runs the CLI, returning its exit code and what it wrote to standard error.</summary>
+    private static (int Code, string Error) Run(params string[] args)
     {
         var output = new StringWriter();
         var previous = Console.Error;
         Console.SetError(output);
         try
         {
-            int code = Program.Main(["train", "multifashion-quick/mtl", "--set", "training.epochs=-1"]);
-            Assert.Equal(2, code);
+            return (Program.Main(args), output.ToString());
         }
         finally
         {
             Console.SetError(previous);
         }
-        Assert.Contains("training.epochs", output.ToString());
+    }
+
+    [Fact]
+    public void A_config_error_exits_with_code_2_and_names_the_key()
+    {
+        var (code, error) = Run("train", "multifashion-quick/mtl", "--set", "training.epochs=-1");
+        Assert.Equal(2, code);
+        Assert.Contains("training.epochs", error);
     }
 
     [Fact]
     public void Unknown_presets_list_the_valid_ones()
     {
-        var output = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(output);
-        try
-        {
-            Assert.Equal(2, Program.Main(["compare", "no-such-preset"]));
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
-        Assert.Contains("multifashion-quick", output.ToString());
+        var (code, error) = Run("compare", "no-such-preset");
+        Assert.Equal(2, code);
+        Assert.Contains("multifashion-quick", error);
     }
 }
