@@ -49,4 +49,12 @@ public static class WeightTransfer
             Copy(model, "encoder.shared.", mtl.state_dict(), "encoder.");
         }
     }
+
+    /// <summary>Starts every task's encoder of an STL model from a trained MTL encoder (heads stay fresh).</summary>
+    public static void InitialiseSingleTask(SingleTask model, MultiTaskModel mtl)
+    {
+        if (mtl is not HardSharing) throw new ArgumentException($"STL encoders start from an MTL model, not {mtl.Architecture}.");
+        var state = mtl.state_dict();
+        foreach (var task in model.Tasks) Copy(model, $"encoders.{task.Name}.", state, "encoder.");
+    }
 }

@@ -13,10 +13,11 @@ public static class Presets
         Data = new DataConfig { Dataset = "multifashion", TrainSize = 50_000, ValidationSize = 10_000, TestSize = 10_000 },
         Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
         Training = new TrainingConfig { Epochs = 5, BatchSize = 128, Lr = 2e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
-        InterroGateTraining = new TrainingConfig { Epochs = 3, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGateTraining = new TrainingConfig { Epochs = 6, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
         InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
-        // 1170 gate steps: λs from 2 (most channels stay task-specific) to 32 (most are shared).
-        LambdaS = [2, 8, 32],
+        StlStartsFromMtl = true,
+        // 2340 gate steps: λs from 2 (most channels stay task-specific) to 24 (most are shared).
+        LambdaS = [2, 6, 24],
     };
 
     /// <summary>MultiFashion subset sized to finish `compare` in about 5 minutes on a 2-core CPU.</summary>
@@ -26,6 +27,7 @@ public static class Presets
         Data = new DataConfig { Dataset = "multifashion", TrainSize = 8000, ValidationSize = 2000, TestSize = 4000 },
         Training = MultiFashionQuarter.Training with { Epochs = 3, Lr = 3e-3 },
         InterroGateTraining = MultiFashionQuarter.InterroGateTraining! with { Epochs = 2, Lr = 1e-3 },
+        StlStartsFromMtl = false,
         // 124 gate steps: Δα ≈ λs · 7e-5 per step from the sparsity loss, so λs spans 10 (little moves) to 200 (most shares).
         LambdaS = [10, 50, 200],
     };

@@ -137,7 +137,13 @@ public sealed record RunConfig
         Balancer.Validate("balancer", tasks);
         if (StartFrom is not null)
         {
-            ConfigException.Require(Architecture is InterroGateConfig, "startFrom", Architecture.Type, "only InterroGate runs start from STL/MTL checkpoints");
+            ConfigException.Require(Architecture is InterroGateConfig or SingleTaskConfig, "startFrom", Architecture.Type,
+                "InterroGate runs (from STL and MTL checkpoints) or STL runs (from an MTL checkpoint)");
+            if (Architecture is SingleTaskConfig)
+            {
+                ConfigException.Require(StartFrom.Stl.Count == 0, "startFrom.stl", string.Join(", ", StartFrom.Stl.Keys), "empty for an STL run (its encoders start from startFrom.mtl)");
+                ConfigException.Require(StartFrom.Mtl is not null, "startFrom.mtl", "(missing)", "an MTL checkpoint for an STL run to start from");
+            }
             foreach (var (task, path) in StartFrom.Stl)
                 ConfigException.Require(File.Exists(path), $"startFrom.stl.{task}", path, "an existing checkpoint file");
             if (StartFrom.Mtl is not null) ConfigException.Require(File.Exists(StartFrom.Mtl), "startFrom.mtl", StartFrom.Mtl, "an existing checkpoint file");
@@ -163,6 +169,12 @@ public sealed record CompareConfig
     public InterroGateConfig InterroGate { get; init; } = new();
     public IReadOnlyList<double> LambdaS { get; init; } = [0.5, 2, 8];
     public bool InitialiseFromBaselines { get; init; } = true;
+    /// <summary>
+    /// Trains MTL first and starts every STL encoder from its trained encoder, so that all the branches
+    /// InterroGate combines descend from one network (the role ImageNet weights play in the paper) and a
+    /// channel that switches from a task branch to the shared one keeps its meaning.
+    /// </summary>
+    public bool StlStartsFromMtl { get; init; }
     public BalancerConfig Balancer { get; init; } = new UniformBalancerConfig();
 
     public void Validate(int tasks)

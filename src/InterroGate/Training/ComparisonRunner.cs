@@ -29,20 +29,25 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         var image = data.Train.ImageShape;
         var entries = new List<ComparisonEntry>();
 
+        // MTL: one shared encoder. Trained first when the STL encoders start from it.
+        (MultiTaskModel Model, ComparisonEntry Entry) TrainMtl() => TrainAndTest(config.Run(new HardSharingConfig(), "mtl"), data, image, init: null, cancel);
+        var mtlRun = config.StlStartsFromMtl ? TrainMtl() : default;
+
         // STL: one network per task, each trained on its own task only.
         var stl = new Dictionary<string, MultiTaskModel>();
         var stlEntries = new List<ComparisonEntry>();
         foreach (var task in tasks)
         {
             var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
+            if (config.StlStartsFromMtl) run = run with { StartFrom = new StartFrom { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
             var (model, entry) = TrainAndTest(run, data, image, init: null, cancel);
             stl[task.Name] = model;
             stlEntries.Add(entry);
         }
         entries.AddRange(stlEntries);
 
-        // MTL: one shared encoder.
-        var (mtl, mtlEntry) = TrainAndTest(config.Run(new HardSharingConfig(), "mtl"), data, image, init: null, cancel);
+        if (!config.StlStartsFromMtl) mtlRun = TrainMtl();
+        var (mtl, mtlEntry) = mtlRun;
         entries.Add(mtlEntry);
 
         // InterroGate at each λ_s, started from STL (task branches, heads) and MTL (shared branch).

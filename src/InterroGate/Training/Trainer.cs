@@ -40,7 +40,8 @@ public sealed class Trainer
     }
 
     public string BestPath => Path.Combine(_dir, "best.ckpt");
-    public string LastPath => Path.Combine(_dir, "last.ckpt");
+    public const string LastFileName = "last.ckpt";
+    public string LastPath => Path.Combine(_dir, LastFileName);
     public string MetricsPath => Path.Combine(_dir, "metrics.jsonl");
 
     /// <summary>Trains to the configured number of epochs, or from <paramref name="resumeFrom"/> onwards.</summary>

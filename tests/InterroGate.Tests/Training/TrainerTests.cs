@@ -95,6 +95,14 @@ public sealed class TrainerTests : IDisposable
         var e = Assert.Throws<ConfigException>(() => PreparedRun.Create(igConfig with { StartFrom = new StartFrom { Mtl = Path.Combine(_dir, "none.ckpt") } }));
         Assert.Equal("startFrom.mtl", e.Key);
         Assert.Equal("startFrom", Assert.Throws<ConfigException>(() => PreparedRun.Create(Config(new HardSharingConfig()) with { StartFrom = new StartFrom() })).Key);
+
+        // An STL run may start its encoders from the MTL encoder (one common ancestor for all branches).
+        var stlFromMtl = PreparedRun.Create(Config(new SingleTaskConfig(), epochs: 1, train: 64) with { StartFrom = new StartFrom { Mtl = Path.Combine(_dir, "mtl", "last.ckpt") } });
+        var stlState = stlFromMtl.Model.state_dict();
+        foreach (var task in stlFromMtl.Tasks)
+            Assert.True(stlState[$"encoders.{task.Name}.layer2.0.downsample.0.weight"].equal(mtl.Model.state_dict()["encoder.layer2.0.downsample.0.weight"]).all().item<bool>());
+        Assert.False(stlState[$"encoders.{stlFromMtl.Tasks[0].Name}.conv1.weight"].equal(stl.Model.state_dict()[$"encoders.bar.conv1.weight"]).all().item<bool>());
+        Assert.Equal("startFrom.stl", Assert.Throws<ConfigException>(() => PreparedRun.Create(Config(new SingleTaskConfig()) with { StartFrom = igConfig.StartFrom })).Key);
     }
 
     [Fact]
