@@ -34,6 +34,8 @@ public sealed class InterroGateModel : MultiTaskModel
 
     public InterroGateConfig Options { get; }
     public GatedResNet Encoder => encoder;
+    /// <summary>The head of task <paramref name="task"/>.</summary>
+    public nn.Module<Tensor, Tensor> Head(string task) => heads[task];
     public override string Architecture => "interrogate";
 
     public override Dictionary<string, Tensor> forward(Tensor x)

@@ -19,8 +19,21 @@ public interface IMultiTaskDataset
     /// <summary>Channels, height, width of one image.</summary>
     (int Channels, int Height, int Width) ImageShape { get; }
 
+    /// <summary>What a model trained on this data set expects as input, and how raw pixels become it.</summary>
+    ImageInput Input { get; }
+
     /// <summary>The samples at <paramref name="indices"/> as one batch (CPU tensors the caller disposes).</summary>
     Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices);
+}
+
+/// <summary>
+/// The input a model expects: <see cref="Channels"/>×<see cref="Height"/>×<see cref="Width"/> images whose
+/// 8-bit pixels are scaled by 1/255, then normalised as (x − <see cref="Mean"/>) / <see cref="Std"/>.
+/// </summary>
+public sealed record ImageInput(int Channels, int Height, int Width, double Mean = 0, double Std = 1)
+{
+    /// <summary>Normalises 8-bit pixels [N, C, H, W] (uint8) the way the training data was.</summary>
+    public Tensor FromBytes(Tensor pixels) => pixels.to(ScalarType.Float32).div(255).sub_(Mean).div_(Std);
 }
 
 /// <summary>The three splits of a benchmark.</summary>

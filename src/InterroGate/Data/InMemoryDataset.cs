@@ -35,12 +35,14 @@ public sealed class InMemoryDataset : IMultiTaskDataset
     public int Count => (int)_images.shape[0];
     public (int Channels, int Height, int Width) ImageShape => ((int)_images.shape[1], (int)_images.shape[2], (int)_images.shape[3]);
 
+    public ImageInput Input => new(ImageShape.Channels, ImageShape.Height, ImageShape.Width, _mean, _std);
+
     public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
     {
         using var scope = NewDisposeScope();
         var idx = tensor(indices.ToArray(), dtype: int64);
         var images = _images.index_select(0, idx);
-        images = images.dtype == ScalarType.Byte ? images.to(float32).div_(255).sub_(_mean).div_(_std) : images;
+        images = images.dtype == ScalarType.Byte ? Input.FromBytes(images) : images;
         var batch = new Dictionary<string, Tensor> { [IMultiTaskDataset.ImageKey] = images.MoveToOuterDisposeScope() };
         foreach (var (name, y) in _targets) batch[name] = y.index_select(0, idx).MoveToOuterDisposeScope();
         return batch;

@@ -56,7 +56,8 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
 
             // The mix after a gated unit feeds the shared branch's next unit (and its block's shortcut):
             // it stays iff the shared branch keeps anything in the unit or block that reads it.
-            if (unit.GateIndex >= 0 && u + 1 < n && SharedReads(units, kept, u + 1, S))
+            // Where every task reads the shared copy, the mix is the shared output itself (its weights sum to 1).
+            if (unit.GateIndex >= 0 && u + 1 < n && SharedReads(units, kept, u + 1, S) && Enumerable.Range(0, tasks).Any(t => kept[u, t] > 0))
                 parameters += tasks * unit.OutChannels;
         }
         return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace InterroGate.Heads;
 
 /// <summary>Global average pooling and one linear layer (torchvision's classifier, field `fc`).</summary>
-public sealed class ClassificationHead : nn.Module<Tensor, Tensor>
+public sealed class ClassificationHead : nn.Module<Tensor, Tensor>, Deployment.IStaticHead
 {
     private readonly Linear fc;
 
@@ -12,6 +12,13 @@ public sealed class ClassificationHead : nn.Module<Tensor, Tensor>
     {
         fc = nn.Linear(inChannels, outputs);
         RegisterComponents();
+    }
+
+    public int Emit(Deployment.GraphBuilder graph, int input, string name)
+    {
+        int pooled = graph.Op($"{name}.pool", Deployment.StaticOp.GlobalAvgPool, graph.Channels(input), input);
+        return graph.Add(new Deployment.StaticNode($"{name}.fc", Deployment.StaticOp.Linear, [pooled], fc.out_features),
+            ("weight", fc.weight!), ("bias", fc.bias!));
     }
 
     public override Tensor forward(Tensor x) =>

@@ -23,6 +23,8 @@ public sealed record CheckpointMeta
     /// <summary>libtorch's CPU generator state (base64).</summary>
     public string? RngState { get; init; }
     public IReadOnlyDictionary<string, double> ValidationMetrics { get; init; } = new Dictionary<string, double>();
+    /// <summary>The input the model was trained on (size and pixel normalisation); null in older checkpoints.</summary>
+    public Data.ImageInput? Input { get; init; }
     public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
 }
 

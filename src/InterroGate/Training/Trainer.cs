@@ -190,6 +190,7 @@ public sealed class Trainer
             Kind = kind,
             RngState = Checkpoint.EncodeRng(),
             ValidationMetrics = validation,
+            Input = _data.Train.Input,
         };
         Checkpoint.Save(path, meta, _model, optimizers);
     }

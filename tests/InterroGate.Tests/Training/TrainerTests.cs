@@ -168,6 +168,7 @@ public sealed class TrainerTests : IDisposable
         public InterroGate.Tasks.TaskSet Tasks => inner.Tasks;
         public int Count => inner.Count;
         public (int Channels, int Height, int Width) ImageShape => inner.ImageShape;
+        public InterroGate.Data.ImageInput Input => inner.Input;
 
         public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
         {

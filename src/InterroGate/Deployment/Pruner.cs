@@ -1,0 +1,219 @@
+// Pruning a trained InterroGate model to a static network (arXiv 2402.16848, Sec. 3.3; our rules in METHOD.md §5).
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Data;
+using InterroGate.Gating;
+using InterroGate.Heads;
+using InterroGate.Layers;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Deployment;
+
+/// <summary>What the pruner kept of one gated (or ungated) layer: filters per branch out of <see cref="Channels"/>.</summary>
+public sealed record PrunedLayer(string Layer, long Channels, IReadOnlyDictionary<string, long> KeptPerBranch);
+
+/// <summary>Per layer and branch, the filters kept; the cost before (gated network) and after.</summary>
+public sealed record PruneReport(IReadOnlyList<PrunedLayer> Layers, long MacsBefore, long ParametersBefore, long MacsAfter, long ParametersAfter)
+{
+    public string ToMarkdown(IReadOnlyList<string> branches)
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine($"| layer | channels | {string.Join(" | ", branches)} |");
+        sb.AppendLine($"|---|---|{string.Concat(branches.Select(_ => "---|"))}");
+        foreach (var l in Layers)
+            sb.AppendLine($"| {l.Layer} | {l.Channels} | {string.Join(" | ", branches.Select(b => l.KeptPerBranch.TryGetValue(b, out var k) ? k.ToString() : "0"))} |");
+        sb.AppendLine();
+        sb.AppendLine($"MACs: {MacsBefore:N0} gated → {MacsAfter:N0} pruned ({100.0 * MacsAfter / MacsBefore:F1}%); " +
+                      $"parameters: {ParametersBefore:N0} → {ParametersAfter:N0} ({100.0 * ParametersAfter / ParametersBefore:F1}%).");
+        sb.AppendLine($"({Analysis.CostCounter.Convention})");
+        return sb.ToString();
+    }
+}
+
+/// <summary>A pruned network and what pruning did.</summary>
+public sealed record PruneResult(StaticGraph Graph, PruneReport Report);
+
+/// <summary>
+/// Turns a trained InterroGate model into a static network with its gates made constant. A pure function:
+/// the model is read, never changed. Rules (METHOD.md §5): a task filter is kept iff its gate is 1, a shared
+/// filter iff some task's gate is 0; BN is folded into kept filters; each kept filter reads its full input,
+/// assembled channel by channel from whichever branch holds it; β stays continuous (softmax weights); then a
+/// dependency pass from the heads drops every node nobody reads. Encoders other than the gated ResNet add a
+/// case to <see cref="EmitEncoder"/>; heads implement <see cref="IStaticHead"/>.
+/// </summary>
+public static class Pruner
+{
+    public static PruneResult Prune(InterroGateModel model, ImageInput input)
+    {
+        if (input.Channels != model.Encoder.SharedBranch.InChannels)
+            throw new ArgumentException($"The model reads {model.Encoder.SharedBranch.InChannels}-channel images, the input spec says {input.Channels}.");
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            var gates = model.HardGates();
+            var g = new GraphBuilder(input.Channels);
+            var layers = new List<PrunedLayer>();
+            var features = EmitEncoder(model, g, gates, layers);
+            var outputs = new Dictionary<string, int>();
+            for (int t = 0; t < model.Tasks.Count; t++)
+            {
+                string task = model.Tasks[t].Name;
+                if (model.Head(task) is not IStaticHead head)
+                    throw new NotSupportedException($"The head of task '{task}' ({model.Head(task).GetType().Name}) cannot be exported to a static network.");
+                outputs[task] = head.Emit(g, features[t], $"heads.{task}");
+            }
+            var graph = g.Build(outputs, model.Tasks, input);
+
+            var before = Analysis.CostCounter.Count(model, x => model.call(x), [1, input.Channels, input.Height, input.Width]);
+            using var net = new StaticNetwork(graph);
+            var after = Analysis.CostCounter.Count(net, x => net.call(x), [1, input.Channels, input.Height, input.Width]);
+            return new PruneResult(graph, new PruneReport(layers, before.Macs, before.Params, after.Macs, after.Params));
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+    }
+
+    private static int[] EmitEncoder(InterroGateModel model, GraphBuilder g, IReadOnlyList<bool[][]> gates, List<PrunedLayer> layers) =>
+        model.Encoder switch
+        {
+            GatedResNet resnet => ResNetPruning.Emit(resnet, model.Tasks.Names.ToArray(), g, gates, layers),
+            var other => throw new NotSupportedException($"No pruner for encoder {other.GetType().Name}."),
+        };
+}
+
+/// <summary>A head that can write itself into a static network; returns the node of its prediction.</summary>
+public interface IStaticHead
+{
+    int Emit(GraphBuilder graph, int input, string name);
+}
+
+/// <summary>The pruning rules applied to <see cref="GatedResNet"/> (conv or block gating, any ResNet).</summary>
+internal static class ResNetPruning
+{
+    public static int[] Emit(GatedResNet encoder, string[] tasks, GraphBuilder g, IReadOnlyList<bool[][]> gates, List<PrunedLayer> layers)
+    {
+        int T = tasks.Length;
+        var branches = Enumerable.Range(0, T + 1).Select(b => b < T ? encoder.TaskBranch(b) : encoder.SharedBranch).ToArray();
+        string Prefix(int b) => b < T ? $"tasks.{tasks[b]}" : "shared";
+        var names = BlockNames(encoder.SharedBranch.Spec);
+        int gateIndex = 0;
+
+        // Stem: gated at its output.
+        var stemGates = gates[gateIndex];
+        var stemKeep = Keep(stemGates, encoder.SharedBranch.StemConv.out_channels, T);
+        var stemOut = new int[T + 1];
+        for (int b = 0; b <= T; b++)
+            stemOut[b] = stemKeep[b].Length == 0 ? -1
+                : g.Op($"{Prefix(b)}.conv1.relu", StaticOp.Relu, stemKeep[b].Length,
+                    g.FoldedConv($"{Prefix(b)}.conv1", GraphBuilder.InputNode, branches[b].StemConv, branches[b].StemNorm, stemKeep[b]));
+        layers.Add(Report("conv1", stemKeep, encoder.SharedBranch.StemConv.out_channels, tasks));
+        var (h, mix) = GateAndMix(g, "conv1", stemOut, stemKeep, stemGates, encoder.GateLayers[gateIndex++], tasks);
+        if (encoder.SharedBranch.StemPool is { } pool)
+        {
+            int Pool(int v, string name) => g.Add(new StaticNode(name, StaticOp.MaxPool, [v], g.Channels(v),
+                (int)pool.kernel_size[0], (int)(pool.stride?[0] ?? pool.kernel_size[0]), (int)(pool.padding?[0] ?? 0)));
+            h = h.Select((v, t) => Pool(v, $"tasks.{tasks[t]}.maxpool")).ToArray();
+            mix = mix < 0 ? -1 : Pool(mix, "mix.maxpool");
+        }
+
+        var blocks = encoder.SharedBranch.Blocks;
+        for (int j = 0; j < blocks.Count; j++)
+        {
+            // Branch inputs of this block: task t reads its gated features, the shared branch the mix.
+            var blockIn = h.Append(mix).ToArray();
+            var current = blockIn.ToArray();
+            int units = blocks[j].Units;
+            // Under block gating, inner units are kept whole iff their branch keeps anything at the block output.
+            long[][]? blockKeep = encoder.Mode == GatingMode.Block ? Keep(gates[gateIndex], blocks[j].OutChannels, T) : null;
+            for (int k = 0; k < units; k++)
+            {
+                string unit = $"{names[j]}.conv{k + 1}";
+                bool gated = encoder.Mode == GatingMode.Conv || k == units - 1;
+                long channels = blocks[j].ConvOf(k).out_channels;
+                var keep = gated ? Keep(gates[gateIndex], channels, T)
+                    : blockKeep!.Select(kb => kb.Length > 0 ? Range(channels) : Array.Empty<long>()).ToArray();
+                var outs = new int[T + 1];
+                for (int b = 0; b <= T; b++)
+                {
+                    if (keep[b].Length == 0 || current[b] < 0) { outs[b] = -1; continue; }
+                    var block = branches[b].Blocks[j];
+                    int y = g.FoldedConv($"{Prefix(b)}.{unit}", current[b], block.ConvOf(k), block.NormOf(k), keep[b]);
+                    if (k == units - 1)
+                    {
+                        int shortcut = block.Downsample is { } ds
+                            ? g.FoldedConv($"{Prefix(b)}.{names[j]}.downsample", blockIn[b], (Conv2d)ds[0], (BatchNorm2d)ds[1], keep[b])
+                            : g.Gather($"{Prefix(b)}.{names[j]}.identity", [blockIn[b]], keep[b]);
+                        y = g.Op($"{Prefix(b)}.{names[j]}.add", StaticOp.Add, keep[b].Length, y, shortcut);
+                    }
+                    outs[b] = g.Op($"{Prefix(b)}.{unit}.relu", StaticOp.Relu, keep[b].Length, y);
+                }
+                layers.Add(Report(unit, keep, channels, tasks));
+                if (gated)
+                {
+                    (h, mix) = GateAndMix(g, unit, outs, keep, gates[gateIndex], encoder.GateLayers[gateIndex], tasks);
+                    gateIndex++;
+                    current = h.Append(mix).ToArray();
+                }
+                else current = outs;
+            }
+        }
+        return h;
+    }
+
+    /// <summary>
+    /// Eq. 2 with constant gates: task t's features are channel c of its own output where G_t[c] = 1, of the
+    /// shared output otherwise. Eq. 3: the mix, with the softmax(β) weights as constants (none on the last layer).
+    /// </summary>
+    private static (int[] Gated, int Mix) GateAndMix(GraphBuilder g, string unit, int[] outs, long[][] keep, bool[][] gates, GateLayer layer, string[] tasks)
+    {
+        int T = tasks.Length;
+        int S = T;
+        long channels = gates[0].Length;
+        var positionShared = Positions(keep[S], channels);
+        var gated = new int[T];
+        for (int t = 0; t < T; t++)
+        {
+            var positionOwn = Positions(keep[t], channels);
+            var sources = new List<int>();
+            if (outs[t] >= 0) sources.Add(outs[t]);
+            if (outs[S] >= 0) sources.Add(outs[S]);
+            long ownCount = outs[t] >= 0 ? keep[t].Length : 0;
+            var index = new long[channels];
+            for (int c = 0; c < channels; c++)
+                index[c] = gates[t][c] ? positionOwn[c] : ownCount + positionShared[c];
+            gated[t] = g.Gather($"tasks.{tasks[t]}.{unit}.gated", sources.ToArray(), index);
+        }
+        if (layer.Beta is null) return (gated, -1);
+        using var _ = no_grad();
+        return (gated, g.Mix($"mix.{unit}", gated, layer.Beta.softmax(0)));
+    }
+
+    private static long[] Positions(long[] kept, long channels)
+    {
+        var pos = Enumerable.Repeat(-1L, (int)channels).ToArray();
+        for (int i = 0; i < kept.Length; i++) pos[kept[i]] = i;
+        return pos;
+    }
+
+    /// <summary>Filters kept per branch: task t where G_t = 1, shared where some task has G = 0.</summary>
+    private static long[][] Keep(bool[][] gates, long channels, int T)
+    {
+        var keep = new long[T + 1][];
+        for (int t = 0; t < T; t++) keep[t] = Range(channels).Where(c => gates[t][c]).ToArray();
+        keep[T] = Range(channels).Where(c => Enumerable.Range(0, T).Any(t => !gates[t][c])).ToArray();
+        return keep;
+    }
+
+    private static long[] Range(long n) => Enumerable.Range(0, (int)n).Select(i => (long)i).ToArray();
+
+    private static PrunedLayer Report(string unit, long[][] keep, long channels, string[] tasks) =>
+        new(unit, channels, Enumerable.Range(0, keep.Length).ToDictionary(b => b < tasks.Length ? tasks[b] : "shared", b => (long)keep[b].Length));
+
+    /// <summary>torchvision's block names: layer{stage}.{index}.</summary>
+    private static string[] BlockNames(ResNetSpec spec) =>
+        spec.Layers.SelectMany((count, s) => Enumerable.Range(0, count).Select(b => $"layer{s + 1}.{b}")).ToArray();
+}

@@ -1,0 +1,136 @@
+// The static multi-task network InterroGate leaves after pruning (arXiv 2402.16848, Sec. 3.3): a plain
+// feed-forward graph of convolutions, channel gathers and fixed mixes that predicts every task in one pass.
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using InterroGate.Data;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Deployment;
+
+/// <summary>The operators a static network is built from.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<StaticOp>))]
+public enum StaticOp
+{
+    /// <summary>The input image [B, C, H, W].</summary>
+    Input,
+    /// <summary>2-D convolution with bias (BN folded in): <c>{name}.weight</c>, <c>{name}.bias</c>.</summary>
+    Conv,
+    /// <summary>Element-wise sum of two values.</summary>
+    Add,
+    Relu,
+    MaxPool,
+    /// <summary>Concatenates its inputs along channels, then picks channels by <c>{name}.index</c> (int64).</summary>
+    Gather,
+    /// <summary>Σ_t w_t ⊙ x_t with per-channel weights <c>{name}.weight</c> [T, C] (the fixed β mix).</summary>
+    Mix,
+    /// <summary>Mean over H and W: [B, C, H, W] to [B, C].</summary>
+    GlobalAvgPool,
+    /// <summary>Fully connected layer: <c>{name}.weight</c> [out, in], <c>{name}.bias</c>.</summary>
+    Linear,
+}
+
+/// <summary>
+/// One node; its output is the value with the node's index. <see cref="Channels"/>: channels (or features) of
+/// the output. Convolution and pooling geometry applies to both spatial axes.
+/// </summary>
+public sealed record StaticNode(
+    string Name, StaticOp Op, int[] Inputs, long Channels,
+    int Kernel = 0, int Stride = 1, int Padding = 0, int Dilation = 1, int Groups = 1);
+
+/// <summary>
+/// A static network: nodes in execution order, their tensors by name, one output node per task, and the
+/// input it expects. Pure data: run it with <see cref="StaticNetwork"/>, store it with
+/// <see cref="StaticModelFile"/>, export it with <see cref="OnnxExporter"/>.
+/// </summary>
+public sealed class StaticGraph
+{
+    public StaticGraph(IReadOnlyList<StaticNode> nodes, IReadOnlyDictionary<string, Tensor> tensors,
+        IReadOnlyDictionary<string, int> outputs, TaskSet tasks, ImageInput input)
+    {
+        Nodes = nodes;
+        Tensors = tensors;
+        Outputs = outputs;
+        Tasks = tasks;
+        Input = input;
+        Validate();
+    }
+
+    public IReadOnlyList<StaticNode> Nodes { get; }
+    public IReadOnlyDictionary<string, Tensor> Tensors { get; }
+    /// <summary>Task name to the node whose value is that task's prediction.</summary>
+    public IReadOnlyDictionary<string, int> Outputs { get; }
+    public TaskSet Tasks { get; }
+    public ImageInput Input { get; }
+
+    /// <summary>The tensor <c>{node}.{suffix}</c>.</summary>
+    public Tensor Tensor(StaticNode node, string suffix) =>
+        Tensors.TryGetValue($"{node.Name}.{suffix}", out var t) ? t : throw new InvalidDataException($"Static network: node '{node.Name}' has no tensor '{suffix}'.");
+
+    /// <summary>Nodes each task's prediction depends on (itself included), by task.</summary>
+    public IReadOnlyDictionary<string, HashSet<int>> Cones() =>
+        Outputs.ToDictionary(kv => kv.Key, kv => Ancestors([kv.Value]));
+
+    /// <summary>Every node whose value reaches one of <paramref name="roots"/>.</summary>
+    public HashSet<int> Ancestors(IEnumerable<int> roots)
+    {
+        var seen = new HashSet<int>();
+        var stack = new Stack<int>(roots);
+        while (stack.Count > 0)
+        {
+            int n = stack.Pop();
+            if (!seen.Add(n)) continue;
+            foreach (var i in Nodes[n].Inputs) stack.Push(i);
+        }
+        return seen;
+    }
+
+    private void Validate()
+    {
+        if (Nodes.Count == 0 || Nodes[0].Op != StaticOp.Input) throw new InvalidDataException("Static network: the first node must be the input.");
+        var names = new HashSet<string>();
+        for (int n = 0; n < Nodes.Count; n++)
+        {
+            var node = Nodes[n];
+            if (!names.Add(node.Name)) throw new InvalidDataException($"Static network: two nodes are named '{node.Name}'.");
+            if (node.Op == StaticOp.Input && n != 0) throw new InvalidDataException($"Static network: node '{node.Name}' is a second input.");
+            foreach (var i in node.Inputs)
+                if (i < 0 || i >= n) throw new InvalidDataException($"Static network: node '{node.Name}' reads value {i}, which is not computed before it.");
+            int arity = node.Op switch { StaticOp.Input => 0, StaticOp.Add => 2, StaticOp.Gather or StaticOp.Mix => -1, _ => 1 };
+            if (arity >= 0 && node.Inputs.Length != arity || arity < 0 && node.Inputs.Length == 0)
+                throw new InvalidDataException($"Static network: node '{node.Name}' ({node.Op}) has {node.Inputs.Length} inputs.");
+            foreach (var suffix in node.Op switch
+            {
+                StaticOp.Conv or StaticOp.Linear => new[] { "weight", "bias" },
+                StaticOp.Mix => ["weight"],
+                StaticOp.Gather => ["index"],
+                _ => [],
+            })
+                Tensor(node, suffix);
+        }
+        foreach (var task in Tasks)
+            if (!Outputs.TryGetValue(task.Name, out int o) || o <= 0 || o >= Nodes.Count)
+                throw new InvalidDataException($"Static network: no output node for task '{task.Name}'.");
+    }
+
+    // ---- Serialisation of the structure (the tensors travel separately, by name) ----
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault,
+        Converters = { new JsonStringEnumConverter() },
+    };
+
+    private sealed record Structure(IReadOnlyList<StaticNode> Nodes, IReadOnlyDictionary<string, int> Outputs, IReadOnlyList<TaskSpec> Tasks, ImageInput Input);
+
+    /// <summary>The structure (nodes, outputs, tasks, input) as JSON.</summary>
+    public string StructureJson() => JsonSerializer.Serialize(new Structure(Nodes, Outputs, Tasks.ToArray(), Input), Json);
+
+    /// <summary>Rebuilds a graph from <see cref="StructureJson"/> and its tensors.</summary>
+    public static StaticGraph FromStructure(string json, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        var s = JsonSerializer.Deserialize<Structure>(json, Json) ?? throw new InvalidDataException("Static network: empty structure.");
+        return new StaticGraph(s.Nodes, tensors, s.Outputs, new TaskSet(s.Tasks), s.Input);
+    }
+}

@@ -1,0 +1,131 @@
+using InterroGate.Tasks;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Deployment;
+
+/// <summary>
+/// Runs a <see cref="StaticGraph"/> with TorchSharp: every task's prediction from one forward pass.
+/// Convolutions and linear layers are real <see cref="Conv2d"/> / <see cref="Linear"/> modules (so the one
+/// <see cref="Analysis.CostCounter"/> counts them); mix weights are parameters, gather indices buffers.
+/// Module names are the node names with '.' replaced by '_'.
+/// </summary>
+public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>>
+{
+    private readonly StaticGraph _graph;
+    private readonly nn.Module?[] _modules;
+    private readonly Tensor?[] _weights; // mix weights [T, C, 1, 1] (or [T, C]) and gather indices
+
+    public StaticNetwork(StaticGraph graph) : base(nameof(StaticNetwork))
+    {
+        _graph = graph;
+        _modules = new nn.Module?[graph.Nodes.Count];
+        _weights = new Tensor?[graph.Nodes.Count];
+        using var _ = no_grad();
+        for (int n = 0; n < graph.Nodes.Count; n++)
+        {
+            var node = graph.Nodes[n];
+            string key = node.Name.Replace('.', '_');
+            switch (node.Op)
+            {
+                case StaticOp.Conv:
+                {
+                    var w = graph.Tensor(node, "weight");
+                    var conv = nn.Conv2d(w.shape[1] * node.Groups, w.shape[0], kernel_size: w.shape[2], stride: node.Stride,
+                        padding: node.Padding, dilation: node.Dilation, groups: node.Groups, bias: true);
+                    conv.weight!.copy_(w);
+                    conv.bias!.copy_(graph.Tensor(node, "bias"));
+                    _modules[n] = conv;
+                    register_module(key, conv);
+                    break;
+                }
+                case StaticOp.Linear:
+                {
+                    var w = graph.Tensor(node, "weight");
+                    var linear = nn.Linear(w.shape[1], w.shape[0]);
+                    linear.weight!.copy_(w);
+                    linear.bias!.copy_(graph.Tensor(node, "bias"));
+                    _modules[n] = linear;
+                    register_module(key, linear);
+                    break;
+                }
+                case StaticOp.MaxPool:
+                    _modules[n] = nn.MaxPool2d(node.Kernel, node.Stride, node.Padding);
+                    break;
+                case StaticOp.Mix:
+                {
+                    var p = new Parameter(graph.Tensor(node, "weight").to(float32).clone(), requires_grad: false);
+                    register_parameter(key, p);
+                    _weights[n] = p;
+                    break;
+                }
+                case StaticOp.Gather:
+                {
+                    var index = graph.Tensor(node, "index").to(int64).clone();
+                    register_buffer(key, index);
+                    _weights[n] = index;
+                    break;
+                }
+            }
+        }
+        eval();
+    }
+
+    public StaticGraph Graph => _graph;
+    public TaskSet Tasks => _graph.Tasks;
+
+    public override Dictionary<string, Tensor> forward(Tensor x)
+    {
+        var nodes = _graph.Nodes;
+        var values = new Tensor[nodes.Count];
+        var lastUse = LastUse();
+        using (var scope = NewDisposeScope())
+        {
+            for (int n = 0; n < nodes.Count; n++)
+            {
+                var node = nodes[n];
+                Tensor In(int i) => values[node.Inputs[i]];
+                values[n] = node.Op switch
+                {
+                    StaticOp.Input => x,
+                    StaticOp.Conv => ((Conv2d)_modules[n]!).call(In(0)),
+                    StaticOp.Linear => ((Linear)_modules[n]!).call(In(0)),
+                    StaticOp.MaxPool => ((MaxPool2d)_modules[n]!).call(In(0)),
+                    StaticOp.Add => In(0) + In(1),
+                    StaticOp.Relu => nn.functional.relu(In(0)),
+                    StaticOp.GlobalAvgPool => In(0).mean([2, 3]),
+                    StaticOp.Gather => (node.Inputs.Length == 1 ? In(0) : cat(node.Inputs.Select(i => values[i]).ToArray(), 1)).index_select(1, _weights[n]!),
+                    StaticOp.Mix => Mix(node, values, _weights[n]!),
+                    _ => throw new InvalidOperationException($"Unknown operator {node.Op}."),
+                };
+                // Free what no later node reads (keeps peak memory at that of a plain network).
+                foreach (var i in node.Inputs)
+                    if (lastUse[i] == n && i != 0 && !IsOutput(i)) values[i].Dispose();
+            }
+            var result = _graph.Outputs.ToDictionary(kv => kv.Key, kv => values[kv.Value]);
+            foreach (var t in result.Values) t.MoveToOuterDisposeScope();
+            return result;
+        }
+    }
+
+    private static Tensor Mix(StaticNode node, Tensor[] values, Tensor weight)
+    {
+        var first = values[node.Inputs[0]];
+        long[] shape = first.dim() == 4 ? [1, weight.shape[1], 1, 1] : [1, weight.shape[1]];
+        var sum = first * weight[0].view(shape);
+        for (int t = 1; t < node.Inputs.Length; t++) sum = sum.addcmul_(values[node.Inputs[t]], weight[t].view(shape), 1);
+        return sum;
+    }
+
+    private int[]? _lastUse;
+    private int[] LastUse()
+    {
+        if (_lastUse is not null) return _lastUse;
+        var last = new int[_graph.Nodes.Count];
+        for (int n = 0; n < _graph.Nodes.Count; n++)
+            foreach (var i in _graph.Nodes[n].Inputs) last[i] = n;
+        return _lastUse = last;
+    }
+
+    private bool IsOutput(int value) => _graph.Outputs.Values.Contains(value);
+}

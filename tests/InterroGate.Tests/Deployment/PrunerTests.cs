@@ -1,0 +1,132 @@
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Data;
+using InterroGate.Deployment;
+using InterroGate.Gating;
+using InterroGate.Tasks;
+using InterroGate.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Deployment;
+
+/// <summary>The pruned network is the gated one: same outputs in evaluation mode, and the cost the gates predict.</summary>
+[Collection("Torch")]
+public sealed class PrunerTests
+{
+    public static readonly TaskSet Tasks = new([
+        new TaskSpec("a", TaskKind.Classification, 5),
+        new TaskSpec("b", TaskKind.Binary, 3),
+        new TaskSpec("c", TaskKind.Regression, 2),
+    ]);
+
+    public enum Pattern { AllShared, AllSpecific, Random, OneSpecificRestShared }
+
+    /// <summary>A gated model with random weights, BN statistics and β, and gates set to <paramref name="pattern"/>.</summary>
+    public static InterroGateModel Model(string backbone, GatingMode mode, Pattern pattern, int size, long inChannels = 3, int seed = 0)
+    {
+        manual_seed(seed);
+        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.5) : BackboneCatalog.Spec(backbone);
+        var model = new InterroGateModel(Tasks, spec, inChannels, (size, size), new InterroGateConfig { Gating = mode });
+        using var _ = no_grad();
+        foreach (var (_, m) in model.named_modules())
+        {
+            if (m is not BatchNorm2d bn) continue;
+            bn.running_mean!.copy_(randn_like(bn.running_mean) * 0.1);
+            bn.running_var!.copy_(rand_like(bn.running_var) + 0.5);
+            bn.weight!.copy_(rand_like(bn.weight) + 0.5);
+            bn.bias!.copy_(randn_like(bn.bias) * 0.1);
+        }
+        foreach (var g in model.Encoder.GateLayers)
+        {
+            g.Beta?.copy_(randn_like(g.Beta) * 2);
+            var alpha = pattern switch
+            {
+                Pattern.AllShared => full_like(g.Alpha, -1),
+                Pattern.AllSpecific => full_like(g.Alpha, 1),
+                Pattern.Random => randn_like(g.Alpha),
+                _ => cat([full(1, g.Channels, 1f), full(g.Tasks - 1, g.Channels, -1f)]),
+            };
+            g.Alpha.copy_(alpha);
+        }
+        return model;
+    }
+
+    private static double RelativeError(Tensor a, Tensor b) => (a - b).abs().max().item<float>() / Math.Max(b.abs().max().item<float>(), 1e-12);
+
+    public static IEnumerable<object[]> Cases()
+    {
+        foreach (var p in Enum.GetValues<Pattern>())
+        {
+            yield return ["resnet20", GatingMode.Conv, p, 16];
+            yield return ["resnet20", GatingMode.Block, p, 16];
+            yield return ["resnet18", GatingMode.Conv, p, 64];
+        }
+        yield return ["resnet18", GatingMode.Block, Pattern.Random, 64];
+        yield return ["resnet34", GatingMode.Conv, Pattern.Random, 64];
+        yield return ["resnet50", GatingMode.Conv, Pattern.Random, 64];
+        yield return ["resnet50", GatingMode.Block, Pattern.OneSpecificRestShared, 64];
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void The_pruned_network_computes_what_the_gated_one_does_at_the_cost_its_gates_predict(string backbone, GatingMode mode, Pattern pattern, int size)
+    {
+        var model = Model(backbone, mode, pattern, size);
+        model.train();
+        var before = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var input = new ImageInput(3, size, size);
+        var pruned = Pruner.Prune(model, input);
+
+        // Pure: the trained model is unchanged, and left in the mode it was in.
+        Assert.True(model.training);
+        foreach (var (k, v) in model.state_dict()) Assert.True(before[k].equal(v).all().item<bool>(), k);
+
+        model.eval();
+        using var net = new StaticNetwork(pruned.Graph);
+        var x = randn(2, 3, size, size);
+        using (no_grad())
+        {
+            var expected = model.call(x);
+            var actual = net.call(x);
+            foreach (var t in Tasks) Assert.True(RelativeError(actual[t.Name], expected[t.Name]) <= 1e-4, $"{t.Name}: {RelativeError(actual[t.Name], expected[t.Name])}");
+        }
+
+        // The counted cost of the pruned network is the cost the gates predicted.
+        var (macs, parameters) = ComparisonRunner.Cost(model, (3, size, size));
+        Assert.Equal(macs, pruned.Report.MacsAfter);
+        Assert.Equal(parameters, pruned.Report.ParametersAfter);
+        Assert.True(pruned.Report.MacsAfter < pruned.Report.MacsBefore);
+    }
+
+    [Fact]
+    public void Each_pattern_keeps_the_filters_the_rules_say()
+    {
+        var shared = Pruner.Prune(Model("resnet20", GatingMode.Conv, Pattern.AllShared, 16), new ImageInput(3, 16, 16));
+        Assert.All(shared.Report.Layers, l => Assert.Equal(l.Channels, l.KeptPerBranch["shared"]));
+        Assert.All(shared.Report.Layers, l => Assert.All(Tasks, t => Assert.Equal(0, l.KeptPerBranch[t.Name])));
+        Assert.DoesNotContain(shared.Graph.Nodes, n => n.Op is StaticOp.Mix or StaticOp.Gather); // exactly the MTL network
+
+        var specific = Pruner.Prune(Model("resnet20", GatingMode.Conv, Pattern.AllSpecific, 16), new ImageInput(3, 16, 16));
+        Assert.All(specific.Report.Layers, l => Assert.Equal(0, l.KeptPerBranch["shared"]));
+        Assert.DoesNotContain(specific.Graph.Nodes, n => n.Name.StartsWith("shared.") || n.Op == StaticOp.Mix);
+        // Each task's prediction depends on its own branch only: T separate networks (STL).
+        var cones = specific.Graph.Cones();
+        foreach (var t in Tasks)
+            Assert.All(cones[t.Name].Where(n => n > 0), n => Assert.Contains($".{t.Name}.", "." + specific.Graph.Nodes[n].Name));
+
+        var one = Pruner.Prune(Model("resnet20", GatingMode.Conv, Pattern.OneSpecificRestShared, 16), new ImageInput(3, 16, 16));
+        Assert.All(one.Report.Layers, l => Assert.Equal((l.Channels, 0L, 0L, l.Channels), (l.KeptPerBranch["a"], l.KeptPerBranch["b"], l.KeptPerBranch["c"], l.KeptPerBranch["shared"])));
+    }
+
+    [Fact]
+    public void The_structure_survives_a_round_trip_through_JSON()
+    {
+        var pruned = Pruner.Prune(Model("resnet18", GatingMode.Conv, Pattern.Random, 32), new ImageInput(3, 32, 32, 0.2, 0.3)).Graph;
+        var again = StaticGraph.FromStructure(pruned.StructureJson(), pruned.Tensors);
+        Assert.Equal(pruned.Nodes.Select(n => (n.Name, n.Op, string.Join(",", n.Inputs), n.Channels, n.Stride, n.Padding)),
+            again.Nodes.Select(n => (n.Name, n.Op, string.Join(",", n.Inputs), n.Channels, n.Stride, n.Padding)));
+        Assert.Equal(pruned.Input, again.Input);
+        Assert.Equal(pruned.Tasks.Select(t => t.Kind), again.Tasks.Select(t => t.Kind));
+    }
+}
