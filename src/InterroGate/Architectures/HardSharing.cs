@@ -14,11 +14,14 @@ public sealed class HardSharing : MultiTaskModel
 
     public HardSharing(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(HardSharing), tasks)
     {
+        Spec = spec;
         encoder = new ResNet(spec, inChannels);
         heads = MakeHeads(tasks, spec.OutChannels);
         RegisterComponents();
     }
 
+    /// <summary>The backbone every encoder of this model has.</summary>
+    public ResNetSpec Spec { get; }
     public override string Architecture => "mtl";
     public override IEnumerable<Parameter> SharedParameters() => encoder.parameters();
 

@@ -14,11 +14,14 @@ public sealed class SingleTask : MultiTaskModel
 
     public SingleTask(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(SingleTask), tasks)
     {
+        Spec = spec;
         encoders = nn.ModuleDict(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
         heads = MakeHeads(tasks, spec.OutChannels);
         RegisterComponents();
     }
 
+    /// <summary>The backbone every encoder of this model has.</summary>
+    public ResNetSpec Spec { get; }
     public override string Architecture => "stl";
     public override IEnumerable<Parameter> SharedParameters() => [];
 

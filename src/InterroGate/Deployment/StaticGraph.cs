@@ -107,10 +107,51 @@ public sealed class StaticGraph
                 _ => [],
             })
                 Tensor(node, suffix);
+            CheckShapes(node);
         }
         foreach (var task in Tasks)
             if (!Outputs.TryGetValue(task.Name, out int o) || o <= 0 || o >= Nodes.Count)
                 throw new InvalidDataException($"Static network: no output node for task '{task.Name}'.");
+    }
+
+    /// <summary>Every tensor has the shape its node's geometry needs, so a bad file fails here, by name, not inside a kernel.</summary>
+    private void CheckShapes(StaticNode node)
+    {
+        long In(int i) => Nodes[node.Inputs[i]].Channels;
+        void Expect(string suffix, params long[] shape)
+        {
+            var t = Tensor(node, suffix);
+            if (!t.shape.SequenceEqual(shape))
+                throw new InvalidDataException($"Static network: tensor '{node.Name}.{suffix}' has shape [{string.Join(", ", t.shape)}], node {node.Op} needs [{string.Join(", ", shape)}].");
+        }
+        switch (node.Op)
+        {
+            case StaticOp.Conv:
+                if (node.Groups < 1 || In(0) % node.Groups != 0) throw new InvalidDataException($"Static network: node '{node.Name}' has {node.Groups} groups for {In(0)} input channels.");
+                Expect("weight", node.Channels, In(0) / node.Groups, node.Kernel, node.Kernel);
+                Expect("bias", node.Channels);
+                break;
+            case StaticOp.Linear:
+                Expect("weight", node.Channels, In(0));
+                Expect("bias", node.Channels);
+                break;
+            case StaticOp.Mix:
+                if (node.Inputs.Any(i => Nodes[i].Channels != node.Channels)) throw new InvalidDataException($"Static network: node '{node.Name}' mixes values of different widths.");
+                Expect("weight", node.Inputs.Length, node.Channels);
+                break;
+            case StaticOp.Gather:
+            {
+                Expect("index", node.Channels);
+                long total = node.Inputs.Sum(i => Nodes[i].Channels);
+                var index = Tensor(node, "index");
+                if (index.dtype != ScalarType.Int64 || node.Channels > 0 && (index.min().item<long>() < 0 || index.max().item<long>() >= total))
+                    throw new InvalidDataException($"Static network: tensor '{node.Name}.index' must hold int64 channel numbers below {total}.");
+                break;
+            }
+            case StaticOp.Add:
+                if (In(0) != node.Channels || In(1) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' adds values of different widths.");
+                break;
+        }
     }
 
     // ---- Serialisation of the structure (the tensors travel separately, by name) ----

@@ -115,11 +115,19 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs));
     }
 
-    /// <summary>MACs and parameters of the network that would be deployed: InterroGate's as pruned by its gates.</summary>
+    /// <summary>
+    /// MACs and parameters of the network that would be deployed (BN folded into the convolutions; see
+    /// <see cref="Deployment.StaticConversion"/>): InterroGate's as pruned by its gates.
+    /// </summary>
     public static (long Macs, long Parameters) Cost(MultiTaskModel model, (int Channels, int Height, int Width) image)
     {
         var report = CostCounter.Count(model, x => model.call(x), [1, image.Channels, image.Height, image.Width]);
-        if (model is not InterroGateModel ig) return (report.Macs, report.Params);
+        if (model is not InterroGateModel ig)
+        {
+            // Deployed with BN folded into the convolution before it: each BN channel's scale and shift become one bias.
+            long bnChannels = model.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel());
+            return (report.Macs, report.Params - bnChannels);
+        }
         var heads = report.Layers.Where(l => l.Name.StartsWith("heads.", StringComparison.Ordinal)).ToArray();
         long headParams = ig.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel());
         var pruned = ig.PredictPrunedEncoderCost();

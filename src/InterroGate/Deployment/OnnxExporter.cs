@@ -1,0 +1,232 @@
+// ONNX export of a static network, written directly in the protobuf wire format for the operators a pruned
+// network uses (Conv, Add, Relu, MaxPool, Concat, Gather, Mul, Sum, GlobalAveragePool, Flatten, Gemm).
+// Message and field numbers follow onnx/onnx.proto (IR version 8, default opset 17).
+using System.Text;
+using static TorchSharp.torch;
+
+namespace InterroGate.Deployment;
+
+public static class OnnxExporter
+{
+    public const int IrVersion = 8;
+    public const int Opset = 17;
+    public const string InputName = "image";
+
+    /// <summary>Writes <paramref name="graph"/> as an ONNX model: input "image" [batch, C, H, W], one output per task, named after it.</summary>
+    public static void Export(StaticGraph graph, string path)
+    {
+        var bytes = ToBytes(graph);
+        string temp = path + ".tmp";
+        File.WriteAllBytes(temp, bytes);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    public static byte[] ToBytes(StaticGraph graph)
+    {
+        var nodes = new List<byte[]>();
+        var initializers = new List<byte[]>();
+        var names = new string[graph.Nodes.Count];
+        var rank = new int[graph.Nodes.Count];
+        for (int n = 0; n < graph.Nodes.Count; n++)
+        {
+            var node = graph.Nodes[n];
+            string output = names[n] = n == 0 ? InputName : node.Name;
+            string In(int i) => names[node.Inputs[i]];
+            rank[n] = node.Op switch { StaticOp.Input => 4, StaticOp.GlobalAvgPool or StaticOp.Linear => 2, _ => rank[node.Inputs[0]] };
+            string Init(string suffix, Tensor t, long[]? shape = null)
+            {
+                string name = $"{node.Name}.{suffix}";
+                initializers.Add(TensorProto(name, t, shape));
+                return name;
+            }
+            switch (node.Op)
+            {
+                case StaticOp.Input:
+                    break;
+                case StaticOp.Conv:
+                    nodes.Add(Node("Conv", node.Name, [In(0), Init("weight", graph.Tensor(node, "weight")), Init("bias", graph.Tensor(node, "bias"))], [output],
+                        Ints("kernel_shape", node.Kernel, node.Kernel), Ints("strides", node.Stride, node.Stride),
+                        Ints("pads", node.Padding, node.Padding, node.Padding, node.Padding), Ints("dilations", node.Dilation, node.Dilation), Int("group", node.Groups)));
+                    break;
+                case StaticOp.Linear:
+                    nodes.Add(Node("Gemm", node.Name, [In(0), Init("weight", graph.Tensor(node, "weight")), Init("bias", graph.Tensor(node, "bias"))], [output], Int("transB", 1)));
+                    break;
+                case StaticOp.Add:
+                    nodes.Add(Node("Add", node.Name, [In(0), In(1)], [output]));
+                    break;
+                case StaticOp.Relu:
+                    nodes.Add(Node("Relu", node.Name, [In(0)], [output]));
+                    break;
+                case StaticOp.MaxPool:
+                    nodes.Add(Node("MaxPool", node.Name, [In(0)], [output], Ints("kernel_shape", node.Kernel, node.Kernel),
+                        Ints("strides", node.Stride, node.Stride), Ints("pads", node.Padding, node.Padding, node.Padding, node.Padding)));
+                    break;
+                case StaticOp.GlobalAvgPool:
+                    nodes.Add(Node("GlobalAveragePool", node.Name, [In(0)], [output + ".pooled"]));
+                    nodes.Add(Node("Flatten", node.Name + ".flatten", [output + ".pooled"], [output], Int("axis", 1)));
+                    break;
+                case StaticOp.Gather:
+                {
+                    string data = In(0);
+                    if (node.Inputs.Length > 1)
+                    {
+                        data = output + ".concat";
+                        nodes.Add(Node("Concat", data, node.Inputs.Select(i => names[i]).ToArray(), [data], Int("axis", 1)));
+                    }
+                    nodes.Add(Node("Gather", node.Name, [data, Init("index", graph.Tensor(node, "index"))], [output], Int("axis", 1)));
+                    break;
+                }
+                case StaticOp.Mix:
+                {
+                    var w = graph.Tensor(node, "weight");
+                    long[] shape = rank[n] == 4 ? [1, node.Channels, 1, 1] : [1, node.Channels];
+                    var terms = new string[node.Inputs.Length];
+                    for (int t = 0; t < terms.Length; t++)
+                    {
+                        terms[t] = $"{output}.term{t}";
+                        nodes.Add(Node("Mul", terms[t], [In(t), Init($"weight{t}", w[t], shape)], [terms[t]]));
+                    }
+                    nodes.Add(Node("Sum", node.Name, terms, [output]));
+                    break;
+                }
+                default:
+                    throw new NotSupportedException($"ONNX export: no mapping for {node.Op}.");
+            }
+        }
+        var outputs = new List<byte[]>();
+        foreach (var task in graph.Tasks)
+        {
+            int o = graph.Outputs[task.Name];
+            nodes.Add(Node("Identity", $"output.{task.Name}", [names[o]], [task.Name]));
+            outputs.Add(ValueInfo(task.Name, [null, graph.Nodes[o].Channels]));
+        }
+
+        var g = new ProtoWriter();
+        foreach (var node in nodes) g.Bytes(1, node);
+        g.String(2, "interrogate_static_network");
+        foreach (var init in initializers) g.Bytes(5, init);
+        g.Bytes(11, ValueInfo(InputName, [null, graph.Input.Channels, graph.Input.Height, graph.Input.Width]));
+        foreach (var o in outputs) g.Bytes(12, o);
+
+        var model = new ProtoWriter();
+        model.Int64(1, IrVersion);
+        model.String(2, "InterroGate");
+        model.String(3, typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0");
+        model.Bytes(7, g.ToArray());
+        var opset = new ProtoWriter();
+        opset.String(1, "");
+        opset.Int64(2, Opset);
+        model.Bytes(8, opset.ToArray());
+        var meta = new ProtoWriter(); // metadata_props: the input normalisation, for tools that feed raw pixels
+        meta.String(1, "input_normalisation");
+        meta.String(2, $"x = (pixel / 255 - {graph.Input.Mean:R}) / {graph.Input.Std:R}");
+        model.Bytes(14, meta.ToArray());
+        return model.ToArray();
+    }
+
+    private static byte[] Node(string op, string name, string[] inputs, string[] outputs, params byte[][] attributes)
+    {
+        var w = new ProtoWriter();
+        foreach (var i in inputs) w.String(1, i);
+        foreach (var o in outputs) w.String(2, o);
+        w.String(3, name);
+        w.String(4, op);
+        foreach (var a in attributes) w.Bytes(5, a);
+        return w.ToArray();
+    }
+
+    private const int AttributeInt = 2, AttributeInts = 7;
+
+    private static byte[] Int(string name, long value)
+    {
+        var w = new ProtoWriter();
+        w.String(1, name);
+        w.Int64(3, value);
+        w.Int64(20, AttributeInt);
+        return w.ToArray();
+    }
+
+    private static byte[] Ints(string name, params long[] values)
+    {
+        var w = new ProtoWriter();
+        w.String(1, name);
+        foreach (var v in values) w.Int64(8, v);
+        w.Int64(20, AttributeInts);
+        return w.ToArray();
+    }
+
+    private const int ElementFloat = 1, ElementInt64 = 7;
+
+    private static byte[] TensorProto(string name, Tensor t, long[]? shape)
+    {
+        var c = t.detach().cpu().contiguous();
+        int type = c.dtype switch
+        {
+            ScalarType.Float32 => ElementFloat,
+            ScalarType.Int64 => ElementInt64,
+            _ => throw new NotSupportedException($"ONNX export: tensor '{name}' is {c.dtype}; only float32 and int64 are written."),
+        };
+        var w = new ProtoWriter();
+        foreach (var d in shape ?? c.shape) w.Int64(1, d);
+        w.Int64(2, type);
+        w.String(8, name);
+        var raw = new byte[c.numel() * c.ElementSize];
+        if (raw.Length > 0) c.bytes.CopyTo(raw);
+        w.Bytes(9, raw);
+        return w.ToArray();
+    }
+
+    /// <summary>A float tensor value; null dimensions are the symbolic batch size.</summary>
+    private static byte[] ValueInfo(string name, long?[] dims)
+    {
+        var shape = new ProtoWriter();
+        foreach (var d in dims)
+        {
+            var dim = new ProtoWriter();
+            if (d is long v) dim.Int64(1, v); else dim.String(2, "batch");
+            shape.Bytes(1, dim.ToArray());
+        }
+        var tensorType = new ProtoWriter();
+        tensorType.Int64(1, ElementFloat);
+        tensorType.Bytes(2, shape.ToArray());
+        var type = new ProtoWriter();
+        type.Bytes(1, tensorType.ToArray());
+        var w = new ProtoWriter();
+        w.String(1, name);
+        w.Bytes(2, type.ToArray());
+        return w.ToArray();
+    }
+
+    /// <summary>The protobuf wire format for the field kinds ONNX needs (varints and length-delimited fields).</summary>
+    private sealed class ProtoWriter
+    {
+        private readonly MemoryStream _s = new();
+
+        public void Int64(int field, long value)
+        {
+            Varint((ulong)(field << 3));
+            Varint((ulong)value);
+        }
+
+        public void String(int field, string value) => Bytes(field, Encoding.UTF8.GetBytes(value));
+
+        public void Bytes(int field, byte[] value)
+        {
+            Varint((ulong)(field << 3 | 2));
+            Varint((ulong)value.Length);
+            _s.Write(value);
+        }
+
+        private void Varint(ulong v)
+        {
+            while (v >= 0x80)
+            {
+                _s.WriteByte((byte)(v | 0x80));
+                v >>= 7;
+            }
+            _s.WriteByte((byte)v);
+        }
+
+        public byte[] ToArray() => _s.ToArray();
+    }
+}

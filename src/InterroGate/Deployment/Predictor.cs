@@ -1,0 +1,152 @@
+using InterroGate.Data;
+using InterroGate.Tasks;
+using SkiaSharp;
+using static TorchSharp.torch;
+
+namespace InterroGate.Deployment;
+
+/// <summary>One task's prediction for one image.</summary>
+public sealed record TaskPrediction(
+    string Task, TaskKind Kind,
+    /// <summary>Classification: the predicted class.</summary>
+    int? Class,
+    /// <summary>Classification: softmax probability of each class; binary: sigmoid of each attribute; regression: the values.</summary>
+    double[] Values);
+
+/// <summary>Every task's prediction for one image, or why the image could not be read.</summary>
+public sealed record ImagePrediction(string Source, IReadOnlyDictionary<string, TaskPrediction>? Tasks, string? Error, string? Note = null);
+
+/// <summary>An image file that cannot be used (not decodable, wrong channels); the message names the file.</summary>
+public sealed class ImageInputException(string path, string problem) : Exception($"{path}: {problem}");
+
+/// <summary>Loads a static network and predicts every task in one forward pass.</summary>
+public sealed class Predictor : IDisposable
+{
+    private readonly StaticNetwork _network;
+
+    public Predictor(StaticGraph graph) => _network = new StaticNetwork(graph);
+
+    /// <summary>A static model file (.safetensors written by prune or export).</summary>
+    public static Predictor Load(string path) => new(StaticModelFile.Load(path));
+
+    public StaticGraph Graph => _network.Graph;
+    public TaskSet Tasks => _network.Tasks;
+    public ImageInput Input => _network.Graph.Input;
+
+    /// <summary>Raw outputs per task for normalised images [B, C, H, W].</summary>
+    public Dictionary<string, Tensor> Forward(Tensor images)
+    {
+        using var _ = no_grad();
+        return _network.call(images);
+    }
+
+    /// <summary>Predicts each file; a file that cannot be read gets an error entry and the others are still predicted.</summary>
+    public IReadOnlyList<ImagePrediction> PredictFiles(IReadOnlyList<string> paths)
+    {
+        var results = new ImagePrediction?[paths.Count];
+        var good = new List<(int Index, Tensor Pixels, string? Note)>();
+        for (int i = 0; i < paths.Count; i++)
+        {
+            try
+            {
+                var (pixels, note) = ImageFiles.Read(paths[i], Input);
+                good.Add((i, pixels, note));
+            }
+            catch (ImageInputException e)
+            {
+                results[i] = new ImagePrediction(paths[i], null, e.Message);
+            }
+        }
+        const int batch = 32;
+        for (int start = 0; start < good.Count; start += batch)
+        {
+            var chunk = good.Skip(start).Take(batch).ToArray();
+            using var scope = NewDisposeScope();
+            var outputs = Forward(stack(chunk.Select(c => c.Pixels).ToArray()));
+            for (int j = 0; j < chunk.Length; j++)
+                results[chunk[j].Index] = new ImagePrediction(paths[chunk[j].Index],
+                    Tasks.ToDictionary(t => t.Name, t => Interpret(t, outputs[t.Name][j])), null, chunk[j].Note);
+        }
+        foreach (var g in good) g.Pixels.Dispose();
+        return results!;
+    }
+
+    private static TaskPrediction Interpret(TaskSpec task, Tensor output) => task.Kind switch
+    {
+        TaskKind.Classification => new TaskPrediction(task.Name, task.Kind, (int)output.argmax().item<long>(), Values(output.softmax(0))),
+        TaskKind.Binary => new TaskPrediction(task.Name, task.Kind, null, Values(output.sigmoid())),
+        _ => new TaskPrediction(task.Name, task.Kind, null, Values(output)),
+    };
+
+    private static double[] Values(Tensor t) => t.to(float64).data<double>().ToArray();
+
+    public void Dispose() => _network.Dispose();
+}
+
+/// <summary>Reads images for a model: PNG, JPEG, BMP, GIF, WebP (decoded with Skia) or .npy arrays.</summary>
+public static class ImageFiles
+{
+    /// <summary>
+    /// The image as a normalised float tensor [C, H, W] of the model's input size. 8-bit pixels are normalised as
+    /// the training data was; float .npy arrays are taken as already normalised. Images of another size are resized
+    /// (bilinear), which the note says; images with another number of channels are an error.
+    /// </summary>
+    public static (Tensor Pixels, string? Note) Read(string path, ImageInput input)
+    {
+        if (!File.Exists(path)) throw new ImageInputException(path, "no such file.");
+        return path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? ReadNpy(path, input) : ReadEncoded(path, input);
+    }
+
+    private static (Tensor, string?) ReadNpy(string path, ImageInput input)
+    {
+        NpyArray array;
+        try
+        {
+            array = Npy.Read(path);
+        }
+        catch (DataFormatException e)
+        {
+            throw new ImageInputException(path, e.Problem);
+        }
+        var shape = array.Shape.Length switch
+        {
+            2 => new[] { 1L, array.Shape[0], array.Shape[1] },
+            3 => array.Shape,
+            _ => throw new ImageInputException(path, $"an image array must be [H, W] or [C, H, W], not [{string.Join(", ", array.Shape)}]."),
+        };
+        if (shape[0] != input.Channels) throw new ImageInputException(path, $"has {shape[0]} channels; the model reads {input.Channels}.");
+        if (array.DType is not ("u1" or "f4" or "f8")) throw new ImageInputException(path, $"dtype {array.DType}; images are uint8 (pixels) or float (normalised).");
+        var t = array.ToTensor().view(shape);
+        var x = array.DType == "u1" ? input.FromBytes(t.unsqueeze(0)) : t.to(float32).unsqueeze(0);
+        return Fit(x, input, path);
+    }
+
+    private static (Tensor, string?) ReadEncoded(string path, ImageInput input)
+    {
+        using var codec = SKCodec.Create(path);
+        if (codec is null) throw new ImageInputException(path, "cannot be decoded (not a PNG, JPEG, BMP, GIF or WebP image, or damaged).");
+        bool gray = codec.Info.ColorType == SKColorType.Gray8;
+        int channels = gray ? 1 : 3;
+        if (channels != input.Channels)
+            throw new ImageInputException(path, $"is a {(gray ? "grayscale" : "colour")} image ({channels} channel{(channels == 1 ? "" : "s")}); the model reads {input.Channels}.");
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, gray ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var bitmap = new SKBitmap(info);
+        var result = codec.GetPixels(info, bitmap.GetPixels());
+        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+            throw new ImageInputException(path, $"cannot be decoded ({result}).");
+        var bytes = bitmap.Bytes;
+        int h = info.Height, w = info.Width;
+        Tensor pixels = gray
+            ? tensor(bytes, dtype: ScalarType.Byte).view(1, 1, h, w)
+            : tensor(bytes, dtype: ScalarType.Byte).view(h, w, 4).narrow(2, 0, 3).permute(2, 0, 1).unsqueeze(0); // RGBA -> RGB, CHW
+        return Fit(input.FromBytes(pixels), input, path);
+    }
+
+    private static (Tensor, string?) Fit(Tensor x, ImageInput input, string path)
+    {
+        long h = x.shape[2], w = x.shape[3];
+        if (h == input.Height && w == input.Width) return (x.squeeze(0).contiguous(), null);
+        var resized = nn.functional.interpolate(x, [input.Height, input.Width], mode: InterpolationMode.Bilinear, align_corners: false);
+        return (resized.squeeze(0).contiguous(), $"resized from {w}×{h} to {input.Width}×{input.Height}");
+    }
+}

@@ -1,0 +1,34 @@
+using InterroGate.Architectures;
+using InterroGate.Data;
+
+namespace InterroGate.Deployment;
+
+/// <summary>
+/// Any trained multi-task model as a static network. InterroGate is pruned by its gates. STL and MTL are the
+/// two ends of InterroGate's range (all gates 1: every task its own network; all gates 0: one shared encoder),
+/// so they are written into an InterroGate model with those gates and pruned the same way: one exporter for all.
+/// </summary>
+public static class StaticConversion
+{
+    public static PruneResult ToStatic(MultiTaskModel model, ImageInput input)
+    {
+        switch (model)
+        {
+            case InterroGateModel ig:
+                return Pruner.Prune(ig, input);
+            case SingleTask or HardSharing:
+            {
+                var spec = model is SingleTask s ? s.Spec : ((HardSharing)model).Spec;
+                using var ig = new InterroGateModel(model.Tasks, spec, input.Channels, (input.Height, input.Width), new InterroGateConfig());
+                bool stl = model is SingleTask;
+                WeightTransfer.InitialiseInterroGate(ig, stl ? model.Tasks.ToDictionary(t => t.Name, _ => model) : new Dictionary<string, MultiTaskModel>(), stl ? null : model);
+                if (!stl) WeightTransfer.Copy(ig, "heads.", model.state_dict(), "heads.");
+                using (TorchSharp.torch.no_grad())
+                    foreach (var g in ig.Encoder.GateLayers) g.Alpha.fill_(stl ? 1 : -1);
+                return Pruner.Prune(ig, input);
+            }
+            default:
+                throw new NotSupportedException($"No static form for {model.Architecture} models.");
+        }
+    }
+}
