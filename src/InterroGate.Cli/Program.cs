@@ -16,6 +16,10 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());
+        root.Subcommands.Add(DeployCommands.Prune());
+        root.Subcommands.Add(DeployCommands.Export());
+        root.Subcommands.Add(DeployCommands.Predict());
+        root.Subcommands.Add(DeployCommands.Cost());
         return root;
     }
 }

@@ -36,7 +36,8 @@ internal static class CommonOptions
             return body(cts.Token);
         }
         catch (Exception e) when (e is ConfigException or DataFormatException or DatasetNotFoundException or CheckpointException
-                                       or NativeLoadException or NonFiniteLossException or OperationCanceledException)
+                                       or NativeLoadException or NonFiniteLossException or OperationCanceledException
+                                       or Deployment.SafeTensorsException or Deployment.ImageInputException or FileNotFoundException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return e is OperationCanceledException ? 130 : 2;

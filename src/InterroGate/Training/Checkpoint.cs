@@ -25,6 +25,8 @@ public sealed record CheckpointMeta
     public IReadOnlyDictionary<string, double> ValidationMetrics { get; init; } = new Dictionary<string, double>();
     /// <summary>The input the model was trained on (size and pixel normalisation); null in older checkpoints.</summary>
     public Data.ImageInput? Input { get; init; }
+    /// <summary>The tasks the model predicts (kind and width); null in older checkpoints.</summary>
+    public IReadOnlyList<Tasks.TaskSpec>? TaskSpecs { get; init; }
     public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
 }
 

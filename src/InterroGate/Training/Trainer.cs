@@ -191,6 +191,7 @@ public sealed class Trainer
             RngState = Checkpoint.EncodeRng(),
             ValidationMetrics = validation,
             Input = _data.Train.Input,
+            TaskSpecs = _model.Tasks.ToArray(),
         };
         Checkpoint.Save(path, meta, _model, optimizers);
     }

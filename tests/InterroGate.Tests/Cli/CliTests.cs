@@ -56,4 +56,82 @@ public sealed class CliTests
         Assert.Equal(2, code);
         Assert.Contains("multifashion-quick", error);
     }
+
+    /// <summary>Runs the CLI capturing both streams.</summary>
+    private static (int Code, string Output, string Error) RunCapturing(params string[] args)
+    {
+        var output = new StringWriter();
+        var previous = Console.Out;
+        Console.SetOut(output);
+        try
+        {
+            var (code, error) = Run(args);
+            return (code, output.ToString(), error);
+        }
+        finally
+        {
+            Console.SetOut(previous);
+        }
+    }
+
+    [Fact]
+    public void Prune_export_predict_and_cost_work_on_checkpoints_and_refuse_what_they_cannot_use()
+    {
+        var dir = Directory.CreateTempSubdirectory("ig-cli-").FullName;
+        try
+        {
+            string Train(InterroGate.Architectures.ArchitectureConfig arch, string name)
+            {
+                var config = Training.TrainerTests.Config(arch, epochs: 1, train: 64);
+                var run = InterroGate.Training.PreparedRun.Create(config);
+                return new InterroGate.Training.Trainer(config, run.Model, run.Data, Path.Combine(dir, name)).Run().LastCheckpoint;
+            }
+            string mtl = Train(new InterroGate.Architectures.HardSharingConfig(), "mtl");
+            string ig = Train(new InterroGate.Architectures.InterroGateConfig(), "ig");
+
+            var refused = Run("prune", mtl);
+            Assert.Equal(2, refused.Code);
+            Assert.Contains("only InterroGate models are pruned", refused.Error);
+
+            string pruned = Path.Combine(dir, "ig.safetensors");
+            var (code, output, _) = RunCapturing("prune", ig, "-o", pruned, "--json");
+            Assert.Equal(0, code);
+            Assert.True(File.Exists(pruned));
+            using (var report = System.Text.Json.JsonDocument.Parse(output))
+                Assert.True(report.RootElement.GetProperty("report").GetProperty("MacsAfter").GetInt64() > 0);
+
+            Assert.Equal(0, Run("export", pruned, "--format", "onnx", "-o", Path.Combine(dir, "ig.onnx")).Code);
+            Assert.True(new FileInfo(Path.Combine(dir, "ig.onnx")).Length > 1000);
+            Assert.Equal(0, Run("export", mtl, "--format", "safetensors", "-o", Path.Combine(dir, "mtl.safetensors")).Code);
+
+            // One good image and one that is not an image: the good one is still predicted, the bad one named.
+            InterroGate.Data.Npy.Write(Path.Combine(dir, "a.npy"), [16, 16], new byte[256]);
+            File.WriteAllText(Path.Combine(dir, "b.png"), "not an image");
+            var (predictCode, json, error) = RunCapturing("predict", Path.Combine(dir, "mtl.safetensors"), Path.Combine(dir, "a.npy"), Path.Combine(dir, "b.png"), "--json");
+            Assert.Equal(1, predictCode);
+            using (var predictions = System.Text.Json.JsonDocument.Parse(json))
+            {
+                var first = predictions.RootElement[0];
+                Assert.Equal(3, first.GetProperty("tasks").EnumerateObject().Count());
+                Assert.Contains("b.png", predictions.RootElement[1].GetProperty("error").GetString());
+            }
+
+            var (costCode, costJson, _) = RunCapturing("cost", "resnet18", "--json");
+            Assert.Equal(0, costCode);
+            using (var cost = System.Text.Json.JsonDocument.Parse(costJson))
+            {
+                Assert.Equal(1_814_073_344, cost.RootElement.GetProperty("macs").GetInt64());
+                Assert.Equal(11_689_512, cost.RootElement.GetProperty("parameters").GetInt64());
+            }
+            var (_, igCost, _) = RunCapturing("cost", pruned, "--json");
+            using (var c = System.Text.Json.JsonDocument.Parse(igCost))
+                Assert.Equal(3, c.RootElement.GetProperty("tasks").EnumerateObject().Count());
+            Assert.Equal(2, Run("cost", pruned, "--input", "big").Code);
+            Assert.Equal(2, Run("prune", Path.Combine(dir, "none.ckpt")).Code);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }

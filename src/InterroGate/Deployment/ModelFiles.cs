@@ -1,0 +1,45 @@
+using InterroGate.Architectures;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Tasks;
+using InterroGate.Training;
+
+namespace InterroGate.Deployment;
+
+/// <summary>Opens what the commands accept as a model: a training checkpoint or a static model file.</summary>
+public static class ModelFiles
+{
+    /// <summary>
+    /// The model a checkpoint holds and the input it was trained on. Checkpoints record their tasks and input;
+    /// for older ones the run's data set is opened to find them.
+    /// </summary>
+    public static (MultiTaskModel Model, ImageInput Input, CheckpointMeta Meta) LoadCheckpoint(string path)
+    {
+        Runtime.NativeRuntime.EnsureLoaded();
+        var meta = Checkpoint.ReadMeta(path);
+        ImageInput input;
+        TaskSet tasks;
+        if (meta.Input is { } recorded && meta.TaskSpecs is { Count: > 0 } specs)
+            (input, tasks) = (recorded, new TaskSet(specs));
+        else
+        {
+            var config = ConfigJson.Deserialize<RunConfig>(meta.Config, source: path);
+            var data = DataCatalog.Open(config.Data);
+            (input, tasks) = (data.Train.Input, data.Train.Tasks);
+        }
+        var (_, model, _) = PreparedRun.Load(path, (input.Channels, input.Height, input.Width), tasks);
+        model.eval();
+        return (model, input, meta);
+    }
+
+    /// <summary>Whether <paramref name="path"/> is a static model file (by its extension).</summary>
+    public static bool IsStatic(string path) => path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>A static network from a static model file, or from any checkpoint (InterroGate pruned, STL/MTL converted).</summary>
+    public static StaticGraph LoadStatic(string path)
+    {
+        if (IsStatic(path)) return StaticModelFile.Load(path);
+        var (model, input, _) = LoadCheckpoint(path);
+        using (model) return StaticConversion.ToStatic(model, input).Graph;
+    }
+}
