@@ -1,6 +1,8 @@
 // Training-step speed on CPU: one plain network (STL, one task), MTL and InterroGate on MultiFashion
 // batches, and InterroGate's step against its T+1 branches trained as plain networks.
 // Usage: dotnet run -c Release --project bench/InterroGate.Bench -- [widths...] (default 0.25 0.5 1)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- deploy [backbone] [size] [fractions...]
+//        (inference speed of STL, MTL, gated and pruned InterroGate; see DeploySpeed.cs)
 using System.Diagnostics;
 using System.Globalization;
 using InterroGate.Architectures;
@@ -9,6 +11,14 @@ using InterroGate.Data;
 using InterroGate.Objectives;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
+
+if (args.Length > 0 && args[0] == "deploy")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    DeploySpeed.Run(args.Length > 1 ? args[1] : "resnet18", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 224,
+        args.Length > 3 ? args.Skip(3).Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.1, 0.3, 0.5], repeats: 9);
+    return;
+}
 
 const int Batch = 128, Warmup = 3, Steps = 15;
 var widths = args.Length > 0 ? args.Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.25, 0.5, 1.0];
