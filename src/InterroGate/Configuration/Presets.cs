@@ -13,10 +13,10 @@ public static class Presets
         Data = new DataConfig { Dataset = "multifashion", TrainSize = 50_000, ValidationSize = 10_000, TestSize = 10_000 },
         Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
         Training = new TrainingConfig { Epochs = 5, BatchSize = 128, Lr = 2e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
-        InterroGateTraining = new TrainingConfig { Epochs = 6, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGateTraining = new TrainingConfig { Epochs = 4, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
         InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
         StlStartsFromMtl = true,
-        // 2340 gate steps: λs from 2 (most channels stay task-specific) to 24 (most are shared).
+        // 1560 gate steps: λs from 2 (most channels stay task-specific) to 24 (most are shared).
         LambdaS = [2, 6, 24],
     };
 

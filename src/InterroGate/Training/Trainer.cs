@@ -80,6 +80,7 @@ public sealed class Trainer
             Report(new RunMessage(_config.Name, $"resumed from {resumeFrom} at epoch {startEpoch + 1}, step {startStep + 1}"));
         }
 
+        TrimMetrics(startEpoch);
         var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true);
         int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
         if (steps == 0) throw new ArgumentException($"The training split has {_data.Train.Count} samples, fewer than one batch of {cfg.BatchSize}.");
@@ -194,6 +195,18 @@ public sealed class Trainer
             TaskSpecs = _model.Tasks.ToArray(),
         };
         Checkpoint.Save(path, meta, _model, optimizers);
+    }
+
+    /// <summary>
+    /// metrics.jsonl holds one line per completed epoch of this run: a fresh run starts it anew, a resumed run
+    /// keeps the epochs before its resume point (and drops any written after it).
+    /// </summary>
+    private void TrimMetrics(int completedEpochs)
+    {
+        if (!File.Exists(MetricsPath)) return;
+        var keep = completedEpochs == 0 ? [] : File.ReadAllLines(MetricsPath)
+            .Where(l => l.Length > 0 && JsonDocument.Parse(l).RootElement.GetProperty("epoch").GetInt32() <= completedEpochs).ToArray();
+        File.WriteAllLines(MetricsPath, keep);
     }
 
     private void AppendMetrics(int epoch, double factor, IReadOnlyDictionary<string, double> trainLosses, double reg,

@@ -56,16 +56,18 @@ public sealed class PrunerTests
 
     public static IEnumerable<object[]> Cases()
     {
+        // Every backbone with every pattern; block gating on the two block types.
         foreach (var p in Enum.GetValues<Pattern>())
         {
             yield return ["resnet20", GatingMode.Conv, p, 16];
             yield return ["resnet20", GatingMode.Block, p, 16];
             yield return ["resnet18", GatingMode.Conv, p, 64];
+            yield return ["resnet34", GatingMode.Conv, p, 32];
+            yield return ["resnet50", GatingMode.Conv, p, 32];
         }
         yield return ["resnet18", GatingMode.Block, Pattern.Random, 64];
-        yield return ["resnet34", GatingMode.Conv, Pattern.Random, 64];
-        yield return ["resnet50", GatingMode.Conv, Pattern.Random, 64];
-        yield return ["resnet50", GatingMode.Block, Pattern.OneSpecificRestShared, 64];
+        yield return ["resnet50", GatingMode.Block, Pattern.Random, 32];
+        yield return ["resnet50", GatingMode.Block, Pattern.OneSpecificRestShared, 32];
     }
 
     [Theory]

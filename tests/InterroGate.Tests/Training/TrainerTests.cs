@@ -135,6 +135,17 @@ public sealed class TrainerTests : IDisposable
         Assert.False(second.Interrupted);
         Assert.Equal(2, Checkpoint.ReadMeta(second.LastCheckpoint).Epoch);
         Assert.Equal(2, File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl")).Length);
+
+        // A fresh run in the same folder starts its metrics anew; resuming after epoch 1 drops what came after it.
+        var fresh = PreparedRun.Create(config with { Training = config.Training with { Epochs = 1 } });
+        new Trainer(fresh.Config, fresh.Model, fresh.Data, _dir).Run();
+        var lines = File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl"));
+        Assert.Single(lines);
+        File.AppendAllText(Path.Combine(_dir, "metrics.jsonl"), lines[0].Replace("\"epoch\":1", "\"epoch\":2") + "\n");
+        var resumed = PreparedRun.Create(config);
+        new Trainer(config, resumed.Model, resumed.Data, _dir).Run(Path.Combine(_dir, "last.ckpt"));
+        var epochs = File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("epoch").GetInt32());
+        Assert.Equal([1, 2], epochs);
     }
 
     private sealed class CancelAfter(CancellationTokenSource cts, int steps) : IProgress<TrainingEvent>
