@@ -112,18 +112,20 @@ internal static class DeployCommands
     {
         var model = new Argument<string>("model")
         {
-            Description = "A backbone name (torchvision network with its 1000-class classifier), a run preset, a run config file, a checkpoint or a static model file",
+            Description = "A backbone name (torchvision network with its 1000-class classifier), an architecture name (stl, mtl, interrogate; with --backbone and --tasks), a run preset, a run config file, a checkpoint or a static model file",
         };
+        var backbone = new Option<string>("--backbone") { Description = "Backbone of an architecture given by name", DefaultValueFactory = _ => "resnet18" };
+        var taskCount = new Option<int>("--tasks") { Description = "Number of tasks (10-class classification) of an architecture given by name", DefaultValueFactory = _ => 2 };
         var inputSize = new Option<string?>("--input") { Description = "Input size HxW (default: the model's own, or 224x224 for a backbone)" };
         var channels = new Option<int>("--channels") { Description = "Input channels for a backbone name", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
-        var cmd = new Command("cost", $"Parameters and MACs, total and per task. {CostCounter.Convention}.") { model, inputSize, channels, json };
+        var cmd = new Command("cost", $"Parameters and MACs, total and per task. {CostCounter.Convention}.") { model, inputSize, channels, backbone, taskCount, json };
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
             Runtime.NativeRuntime.EnsureLoaded();
             string name = p.GetValue(model)!;
             var size = ParseSize(p.GetValue(inputSize));
-            var (title, total, perTask) = Measure(name, size, p.GetValue(channels));
+            var (title, total, perTask) = Measure(name, size, p.GetValue(channels), p.GetValue(backbone)!, p.GetValue(taskCount));
             if (p.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { model = name, title, macs = total.Macs, parameters = total.Params, tasks = perTask.ToDictionary(kv => kv.Key, kv => new { macs = kv.Value.Macs, parameters = kv.Value.Params }), convention = CostCounter.Convention }, Indented));
@@ -148,8 +150,25 @@ internal static class DeployCommands
         return (h, w);
     }
 
-    private static (string Title, (long Macs, long Params) Total, IReadOnlyDictionary<string, (long Macs, long Params)> PerTask) Measure(string name, (int H, int W)? size, int channels)
+    private static (string Title, (long Macs, long Params) Total, IReadOnlyDictionary<string, (long Macs, long Params)> PerTask) Measure(string name, (int H, int W)? size, int channels, string backboneName, int taskCount)
     {
+        // An architecture by name: built on --backbone for --tasks classification tasks, as initialised.
+        if (Factory.Architectures.ContainsKey(name) && !File.Exists(name))
+        {
+            if (taskCount < 1) throw new ConfigException("--tasks", $"{taskCount}; at least 1");
+            var (h, w) = size ?? (224, 224);
+            var config = new RunConfig
+            {
+                Name = name,
+                Backbone = new BackboneConfig { Name = backboneName },
+                Architecture = name switch { "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), _ => new InterroGateConfig() },
+            };
+            var tasks = new Tasks.TaskSet(Enumerable.Range(1, taskCount).Select(i => new Tasks.TaskSpec($"task{i}", Tasks.TaskKind.Classification, 10)));
+            using var built = Factory.CreateModel(config, tasks, (channels, h, w));
+            built.eval();
+            var g = StaticConversion.ToStatic(built, new Data.ImageInput(channels, h, w)).Graph;
+            return CountStatic(g, $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)");
+        }
         // A backbone by name: the torchvision network (encoder + 1000-class classifier), as published.
         if (BackboneCatalog.Descriptions.ContainsKey(name) && !File.Exists(name))
         {
@@ -178,6 +197,11 @@ internal static class DeployCommands
             title = $"{name} ({config.Architecture.Type}, {config.Backbone.Name}, as initialised)";
         }
         if (size is { } s) graph = new StaticGraph(graph.Nodes, graph.Tensors, graph.Outputs, graph.Tasks, graph.Input with { Height = s.H, Width = s.W });
+        return CountStatic(graph, title);
+    }
+
+    private static (string, (long, long), IReadOnlyDictionary<string, (long Macs, long Params)>) CountStatic(StaticGraph graph, string title)
+    {
         using var static_ = new StaticNetwork(graph);
         var input = graph.Input;
         var report = CostCounter.Count(static_, x => static_.call(x), [1, input.Channels, input.Height, input.Width]);

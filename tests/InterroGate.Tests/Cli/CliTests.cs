@@ -127,6 +127,20 @@ public sealed class CliTests
             using (var c = System.Text.Json.JsonDocument.Parse(igCost))
                 Assert.Equal(3, c.RootElement.GetProperty("tasks").EnumerateObject().Count());
             Assert.Equal(2, Run("cost", pruned, "--input", "big").Code);
+
+            // Architectures by name: STL's total is the sum of its tasks' networks; MTL shares one encoder.
+            long Total(string arch, out long[] perTask)
+            {
+                var (_, text, _) = RunCapturing("cost", arch, "--backbone", "resnet20", "--input", "32x32", "--tasks", "3", "--json");
+                using var d = System.Text.Json.JsonDocument.Parse(text);
+                perTask = d.RootElement.GetProperty("tasks").EnumerateObject().Select(t => t.Value.GetProperty("macs").GetInt64()).ToArray();
+                return d.RootElement.GetProperty("macs").GetInt64();
+            }
+            long stl = Total("stl", out var stlTasks), mtl = Total("mtl", out var mtlTasks);
+            Assert.Equal(3, stlTasks.Length);
+            Assert.Equal(stl, stlTasks.Sum());
+            Assert.Equal(stlTasks[0], mtlTasks[0]);
+            Assert.True(mtl < stlTasks.Sum() / 2);
             Assert.Equal(2, Run("prune", Path.Combine(dir, "none.ckpt")).Code);
         }
         finally
