@@ -85,14 +85,17 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
             {
                 var node = nodes[n];
                 Tensor In(int i) => values[node.Inputs[i]];
+                // A value no later node reads may be overwritten in place (ReLU and the residual add).
+                bool Reusable(int i) => node.Inputs[i] != 0 && lastUse[node.Inputs[i]] == n && !IsOutput(node.Inputs[i])
+                                        && node.Inputs.Count(v => v == node.Inputs[i]) == 1;
                 values[n] = node.Op switch
                 {
                     StaticOp.Input => x,
                     StaticOp.Conv => ((Conv2d)_modules[n]!).call(In(0)),
                     StaticOp.Linear => ((Linear)_modules[n]!).call(In(0)),
                     StaticOp.MaxPool => ((MaxPool2d)_modules[n]!).call(In(0)),
-                    StaticOp.Add => In(0) + In(1),
-                    StaticOp.Relu => nn.functional.relu(In(0)),
+                    StaticOp.Add => Reusable(0) ? In(0).add_(In(1)) : In(0) + In(1),
+                    StaticOp.Relu => Reusable(0) ? In(0).relu_() : nn.functional.relu(In(0)),
                     StaticOp.GlobalAvgPool => In(0).mean([2, 3]),
                     StaticOp.Gather => (node.Inputs.Length == 1 ? In(0) : cat(node.Inputs.Select(i => values[i]).ToArray(), 1)).index_select(1, _weights[n]!),
                     StaticOp.Mix => Mix(node, values, _weights[n]!),
@@ -100,7 +103,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                 };
                 // Free what no later node reads (keeps peak memory at that of a plain network).
                 foreach (var i in node.Inputs)
-                    if (lastUse[i] == n && i != 0 && !IsOutput(i)) values[i].Dispose();
+                    if (lastUse[i] == n && i != 0 && !IsOutput(i) && !ReferenceEquals(values[i], values[n])) values[i].Dispose();
             }
             var result = _graph.Outputs.ToDictionary(kv => kv.Key, kv => values[kv.Value]);
             foreach (var t in result.Values) t.MoveToOuterDisposeScope();
