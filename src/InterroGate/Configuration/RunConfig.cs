@@ -57,6 +57,12 @@ public sealed record TrainingConfig
     public int Threads { get; init; }
     /// <summary>Stop each epoch after this many steps (0 = all); for smoke runs.</summary>
     public int MaxStepsPerEpoch { get; init; }
+    /// <summary>
+    /// The last this-many epochs keep the model's gate parameters fixed (where it has any) and train only the
+    /// weights, so they adapt to the final sharing pattern instead of meeting gate flips at a vanishing
+    /// learning rate.
+    /// </summary>
+    public int FreezeGatesLastEpochs { get; init; }
 
     public void Validate(string path)
     {
@@ -70,6 +76,7 @@ public sealed record TrainingConfig
         ConfigException.Require(Schedule.Power > 0 && double.IsFinite(Schedule.Power), $"{path}.schedule.power", Schedule.Power, "> 0");
         ConfigException.Require(Threads >= 0, $"{path}.threads", Threads, "≥ 0 (0 = default)");
         ConfigException.Require(MaxStepsPerEpoch >= 0, $"{path}.maxStepsPerEpoch", MaxStepsPerEpoch, "≥ 0 (0 = whole epochs)");
+        ConfigException.Require(FreezeGatesLastEpochs >= 0 && FreezeGatesLastEpochs < Epochs, $"{path}.freezeGatesLastEpochs", FreezeGatesLastEpochs, $"0 to {Epochs - 1} (fewer than the epochs)");
     }
 }
 

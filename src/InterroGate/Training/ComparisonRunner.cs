@@ -80,7 +80,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         if (File.Exists(trainer.LastPath))
         {
             var meta = Checkpoint.ReadMeta(trainer.LastPath);
-            if (meta.Config == ConfigJson.Serialize(run))
+            if (SameConfig(meta.Config, run))
             {
                 finished = meta.Epoch >= run.Training.Epochs && meta.Step == 0;
                 resume = finished ? null : trainer.LastPath;
@@ -113,6 +113,22 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         };
         progress?.Report(new RunMessage(run.Name, $"test: {string.Join(", ", test.Metrics.Select(kv => $"{kv.Key} {kv.Value:F4}"))}; {macs / 1e6:F2} M MACs"));
         return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs));
+    }
+
+    /// <summary>
+    /// Whether a stored run configuration is <paramref name="run"/>. The stored JSON is read back first, so a run
+    /// written before an option existed still matches when the option has its default value.
+    /// </summary>
+    private static bool SameConfig(string stored, RunConfig run)
+    {
+        try
+        {
+            return ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(stored)) == ConfigJson.Serialize(run);
+        }
+        catch (ConfigException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

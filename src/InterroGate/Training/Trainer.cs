@@ -112,7 +112,8 @@ public sealed class Trainer
                 double factor = cfg.Schedule.Factor(epoch, step, steps, cfg.Epochs);
                 foreach (var g in weightOpt.ParamGroups) g.LearningRate = cfg.Lr * factor;
 
-                var (losses, reg, n) = Step(batch, objective, context, weightOpt, gateOpt);
+                bool gatesFixed = epoch >= cfg.Epochs - cfg.FreezeGatesLastEpochs;
+                var (losses, reg, n) = Step(batch, objective, context, weightOpt, gatesFixed ? null : gateOpt);
                 for (int t = 0; t < tasks.Count; t++)
                 {
                     if (!double.IsFinite(losses[t])) throw new NonFiniteLossException($"'{tasks[t].Name}' task", epoch, step, lastGood);
@@ -169,6 +170,7 @@ public sealed class Trainer
         var reg = _model.Regularizer();
         weightOpt.zero_grad();
         gateOpt?.zero_grad();
+        if (gateOpt is null) foreach (var p in _model.GateParameters()) p.grad?.zero_(); // fixed gates: no stale gradients pile up
         _balancer.Backward(losses, reg, context);
         weightOpt.step();
         gateOpt?.step();

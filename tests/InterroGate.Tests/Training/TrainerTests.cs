@@ -106,6 +106,32 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Gates_stay_fixed_in_the_last_epochs_while_the_weights_train()
+    {
+        var config = Config(new InterroGateConfig { LambdaS = 50 }, epochs: 3, train: 128) with { Training = Config(new InterroGateConfig()).Training with { Epochs = 3, FreezeGatesLastEpochs = 2 } };
+        var run = PreparedRun.Create(config);
+        var ig = (InterroGateModel)run.Model;
+        var initial = ig.Encoder.GateLayers[0].Alpha.detach().clone();
+        var snapshots = new List<(Tensor Alpha, Tensor Weight)>();
+        var probe = new OnEpoch(() => snapshots.Add((ig.Encoder.GateLayers[0].Alpha.detach().clone(), ig.Encoder.SharedBranch.StemConv.weight!.detach().clone())));
+        new Trainer(config, run.Model, run.Data, _dir, probe).Run();
+        Assert.Equal(3, snapshots.Count);
+        Assert.False(initial.equal(snapshots[0].Alpha).all().item<bool>());        // epoch 1 learns the gates
+        Assert.True(snapshots[0].Alpha.equal(snapshots[2].Alpha).all().item<bool>()); // epochs 2 and 3 keep them
+        Assert.False(snapshots[0].Weight.equal(snapshots[2].Weight).all().item<bool>()); // while the weights train
+        Assert.Equal("training.freezeGatesLastEpochs", Assert.Throws<ConfigException>(() =>
+            PreparedRun.Create(config with { Training = config.Training with { FreezeGatesLastEpochs = 3 } })).Key);
+    }
+
+    private sealed class OnEpoch(Action action) : IProgress<TrainingEvent>
+    {
+        public void Report(TrainingEvent value)
+        {
+            if (value is EpochCompleted) action();
+        }
+    }
+
+    [Fact]
     public void Resuming_from_another_architecture_is_refused_by_name()
     {
         var mtl = PreparedRun.Create(Config(new HardSharingConfig(), epochs: 1, train: 64));
