@@ -26,6 +26,7 @@ public sealed class ExportTests : IDisposable
     [InlineData("resnet20", GatingMode.Block, PrunerTests.Pattern.OneSpecificRestShared, 16)]
     [InlineData("resnet18", GatingMode.Conv, PrunerTests.Pattern.Random, 64)]
     [InlineData("resnet50", GatingMode.Conv, PrunerTests.Pattern.AllShared, 32)]
+    [InlineData("resnet18-os8", GatingMode.Conv, PrunerTests.Pattern.Random, 32)]
     public void OnnxRuntime_computes_what_TorchSharp_does(string backbone, GatingMode mode, PrunerTests.Pattern pattern, int size)
     {
         var model = PrunerTests.Model(backbone, mode, pattern, size);

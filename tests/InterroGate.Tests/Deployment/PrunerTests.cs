@@ -26,7 +26,9 @@ public sealed class PrunerTests
     public static InterroGateModel Model(string backbone, GatingMode mode, Pattern pattern, int size, long inChannels = 3, int seed = 0)
     {
         manual_seed(seed);
-        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.5) : BackboneCatalog.Spec(backbone);
+        // "name-os8": the backbone dilated to output stride 8 (DeepLab style).
+        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.5)
+            : backbone.EndsWith("-os8") ? BackboneCatalog.Spec(backbone[..^4], outputStride: 8) : BackboneCatalog.Spec(backbone);
         var model = new InterroGateModel(Tasks, spec, inChannels, (size, size), new InterroGateConfig { Gating = mode });
         using var _ = no_grad();
         foreach (var (_, m) in model.named_modules())
@@ -66,6 +68,7 @@ public sealed class PrunerTests
             yield return ["resnet50", GatingMode.Conv, p, 32];
         }
         yield return ["resnet18", GatingMode.Block, Pattern.Random, 64];
+        yield return ["resnet18-os8", GatingMode.Conv, Pattern.Random, 32];
         yield return ["resnet50", GatingMode.Block, Pattern.Random, 32];
         yield return ["resnet50", GatingMode.Block, Pattern.OneSpecificRestShared, 32];
     }
