@@ -3,6 +3,8 @@
 // Usage: dotnet run -c Release --project bench/InterroGate.Bench -- [widths...] (default 0.25 0.5 1)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- deploy [backbone] [size] [fractions...]
 //        (inference speed of STL, MTL, gated and pruned InterroGate; see DeploySpeed.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
+//        (time of one 3×3 convolution against its number of output channels; see DeploySpeed.ConvScaling)
 using System.Diagnostics;
 using System.Globalization;
 using InterroGate.Architectures;
@@ -12,11 +14,17 @@ using InterroGate.Objectives;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
 
+if (args.Length > 0 && args[0] == "convs")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    DeploySpeed.ConvScaling();
+    return;
+}
 if (args.Length > 0 && args[0] == "deploy")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
     DeploySpeed.Run(args.Length > 1 ? args[1] : "resnet18", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 224,
-        args.Length > 3 ? args.Skip(3).Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.1, 0.3, 0.5], repeats: 9);
+        args.Length > 3 ? args.Skip(3).Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.1, 0.3, 0.5], repeats: 7);
     return;
 }
 

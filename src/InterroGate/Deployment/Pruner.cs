@@ -111,14 +111,11 @@ internal static class ResNetPruning
                 : g.Op($"{Prefix(b)}.conv1.relu", StaticOp.Relu, stemKeep[b].Length,
                     g.FoldedConv($"{Prefix(b)}.conv1", GraphBuilder.InputNode, branches[b].StemConv, branches[b].StemNorm, stemKeep[b]));
         layers.Add(Report("conv1", stemKeep, encoder.SharedBranch.StemConv.out_channels, tasks));
-        var (h, mix) = GateAndMix(g, "conv1", stemOut, stemKeep, stemGates, encoder.GateLayers[gateIndex++], tasks);
-        if (encoder.SharedBranch.StemPool is { } pool)
-        {
-            int Pool(int v, string name) => g.Add(new StaticNode(name, StaticOp.MaxPool, [v], g.Channels(v),
-                (int)pool.kernel_size[0], (int)(pool.stride?[0] ?? pool.kernel_size[0]), (int)(pool.padding?[0] ?? 0)));
-            h = h.Select((v, t) => Pool(v, $"tasks.{tasks[t]}.maxpool")).ToArray();
-            mix = mix < 0 ? -1 : Pool(mix, "mix.maxpool");
-        }
+        Func<int, string, int>? stemPool = encoder.SharedBranch.StemPool is { } pool
+            ? (v, name) => g.Add(new StaticNode(name, StaticOp.MaxPool, [v], g.Channels(v),
+                (int)pool.kernel_size[0], (int)(pool.stride?[0] ?? pool.kernel_size[0]), (int)(pool.padding?[0] ?? 0)))
+            : null;
+        var (h, mix) = GateAndMix(g, "conv1", stemOut, stemKeep, stemGates, encoder.GateLayers[gateIndex++], tasks, stemPool);
 
         var blocks = encoder.SharedBranch.Blocks;
         for (int j = 0; j < blocks.Count; j++)
@@ -166,12 +163,45 @@ internal static class ResNetPruning
 
     /// <summary>
     /// Eq. 2 with constant gates: task t's features are channel c of its own output where G_t[c] = 1, of the
-    /// shared output otherwise. Eq. 3: the mix, with the softmax(β) weights as constants (none on the last layer).
+    /// shared output otherwise. Eq. 3, the mix, with the softmax(β) weights as constants (none on the last
+    /// layer): on a channel every task reads from the shared copy the mix is the shared output itself (the
+    /// weights sum to 1), so only the channels some task reads from its own copy are mixed, T weights each.
+    /// With <paramref name="pool"/> (the stem's max pool, which acts channel by channel and so commutes with
+    /// the gather), each kept branch output is pooled once and the task features gathered after the pool;
+    /// the mixed channels are pooled after mixing.
     /// </summary>
-    private static (int[] Gated, int Mix) GateAndMix(GraphBuilder g, string unit, int[] outs, long[][] keep, bool[][] gates, GateLayer layer, string[] tasks)
+    private static (int[] Gated, int Mix) GateAndMix(GraphBuilder g, string unit, int[] outs, long[][] keep, bool[][] gates, GateLayer layer,
+        string[] tasks, Func<int, string, int>? pool = null)
     {
-        int T = tasks.Length;
-        int S = T;
+        int T = tasks.Length, S = T;
+        long channels = gates[0].Length;
+        string Branch(int b) => b < T ? $"tasks.{tasks[b]}" : "shared";
+        var after = pool is null ? outs : outs.Select((v, b) => v < 0 ? -1 : pool(v, $"{Branch(b)}.maxpool")).ToArray();
+        var gated = Gather(g, unit, after, keep, gates, tasks, Range(channels));
+        if (layer.Beta is null) return (gated, -1);
+
+        var mixed = Range(channels).Where(c => Enumerable.Range(0, T).Any(t => gates[t][c])).ToArray();
+        if (mixed.Length == 0) return (gated, after[S]); // every task reads the shared copy everywhere
+        bool all = mixed.Length == channels;
+        var toMix = all && pool is null ? gated : Gather(g, all ? $"{unit}.unpooled" : $"{unit}.mixed", outs, keep, gates, tasks, mixed);
+        int mix;
+        using (no_grad())
+        {
+            var weights = layer.Beta.softmax(0);
+            mix = g.Mix($"mix.{unit}", toMix, all ? weights : weights.index_select(1, tensor(mixed, dtype: int64)));
+        }
+        if (pool is not null) mix = pool(mix, "mix.maxpool");
+        if (all) return (gated, mix);
+        var positionMixed = Positions(mixed, channels);
+        var positionShared = Positions(keep[S], channels);
+        var index = Range(channels).Select(c => positionMixed[c] >= 0 ? positionMixed[c] : mixed.Length + positionShared[c]).ToArray();
+        return (gated, g.Gather($"mix.{unit}.assembled", [mix, after[S]], index));
+    }
+
+    /// <summary>Every task's features on the channels <paramref name="picked"/>, gathered from its own and the shared output.</summary>
+    private static int[] Gather(GraphBuilder g, string unit, int[] outs, long[][] keep, bool[][] gates, string[] tasks, long[] picked)
+    {
+        int T = tasks.Length, S = T;
         long channels = gates[0].Length;
         var positionShared = Positions(keep[S], channels);
         var gated = new int[T];
@@ -182,14 +212,10 @@ internal static class ResNetPruning
             if (outs[t] >= 0) sources.Add(outs[t]);
             if (outs[S] >= 0) sources.Add(outs[S]);
             long ownCount = outs[t] >= 0 ? keep[t].Length : 0;
-            var index = new long[channels];
-            for (int c = 0; c < channels; c++)
-                index[c] = gates[t][c] ? positionOwn[c] : ownCount + positionShared[c];
+            var index = picked.Select(c => gates[t][c] ? positionOwn[c] : ownCount + positionShared[c]).ToArray();
             gated[t] = g.Gather($"tasks.{tasks[t]}.{unit}.gated", sources.ToArray(), index);
         }
-        if (layer.Beta is null) return (gated, -1);
-        using var _ = no_grad();
-        return (gated, g.Mix($"mix.{unit}", gated, layer.Beta.softmax(0)));
+        return gated;
     }
 
     private static long[] Positions(long[] kept, long channels)

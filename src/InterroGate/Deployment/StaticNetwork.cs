@@ -21,6 +21,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         _graph = graph;
         _modules = new nn.Module?[graph.Nodes.Count];
         _weights = new Tensor?[graph.Nodes.Count];
+        _gatherPlans = new GatherPlan?[graph.Nodes.Count];
         using var _ = no_grad();
         for (int n = 0; n < graph.Nodes.Count; n++)
         {
@@ -74,7 +75,21 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
     public StaticGraph Graph => _graph;
     public TaskSet Tasks => _graph.Tasks;
 
-    public override Dictionary<string, Tensor> forward(Tensor x)
+    public override Dictionary<string, Tensor> forward(Tensor x) => Run(x, null);
+
+    /// <summary>
+    /// Runs the network once and returns the wall time of every node (ms, in graph order): where inference
+    /// time goes. Times include the synchronisation a CPU kernel implies; on CUDA they are launch times only.
+    /// </summary>
+    public IReadOnlyList<(StaticNode Node, double Ms)> Profile(Tensor x)
+    {
+        var times = new List<(StaticNode, double)>();
+        using var _ = no_grad();
+        foreach (var t in Run(x, (n, ms) => times.Add((_graph.Nodes[n], ms))).Values) t.Dispose();
+        return times;
+    }
+
+    private Dictionary<string, Tensor> Run(Tensor x, Action<int, double>? onNode)
     {
         var nodes = _graph.Nodes;
         var values = new Tensor[nodes.Count];
@@ -85,6 +100,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
             {
                 var node = nodes[n];
                 Tensor In(int i) => values[node.Inputs[i]];
+                long start = onNode is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
                 // A value no later node reads may be overwritten in place (ReLU and the residual add).
                 bool Reusable(int i) => node.Inputs[i] != 0 && lastUse[node.Inputs[i]] == n && !IsOutput(node.Inputs[i])
                                         && node.Inputs.Count(v => v == node.Inputs[i]) == 1;
@@ -97,10 +113,11 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                     StaticOp.Add => Reusable(0) ? In(0).add_(In(1)) : In(0) + In(1),
                     StaticOp.Relu => Reusable(0) ? In(0).relu_() : nn.functional.relu(In(0)),
                     StaticOp.GlobalAvgPool => In(0).mean([2, 3]),
-                    StaticOp.Gather => (node.Inputs.Length == 1 ? In(0) : cat(node.Inputs.Select(i => values[i]).ToArray(), 1)).index_select(1, _weights[n]!),
+                    StaticOp.Gather => Gather(n, node, values),
                     StaticOp.Mix => Mix(node, values, _weights[n]!),
                     _ => throw new InvalidOperationException($"Unknown operator {node.Op}."),
                 };
+                if (onNode is not null) onNode(n, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
                 // Free what no later node reads (keeps peak memory at that of a plain network).
                 foreach (var i in node.Inputs)
                     if (lastUse[i] == n && i != 0 && !IsOutput(i) && !ReferenceEquals(values[i], values[n])) values[i].Dispose();
@@ -108,6 +125,56 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
             var result = _graph.Outputs.ToDictionary(kv => kv.Key, kv => values[kv.Value]);
             foreach (var t in result.Values) t.MoveToOuterDisposeScope();
             return result;
+        }
+    }
+
+    /// <summary>
+    /// The gather in (at most) one copy per source: the channels of the largest source are selected into the
+    /// output, then every other source's channels are copied to their places, instead of concatenating all
+    /// sources and selecting from the concatenation (two copies of everything).
+    /// </summary>
+    private Tensor Gather(int n, StaticNode node, Tensor[] values)
+    {
+        if (node.Inputs.Length == 1) return values[node.Inputs[0]].index_select(1, _weights[n]!);
+        var index = _weights[n]!;
+        var plan = _gatherPlans[n];
+        if (plan is null || plan.MainIndex.device != index.device) plan = _gatherPlans[n] = GatherPlan.Create(node, _graph, index);
+        var output = values[node.Inputs[plan.Main]].index_select(1, plan.MainIndex);
+        foreach (var (source, outPositions, sourcePositions) in plan.Others)
+        {
+            var x = values[node.Inputs[source]];
+            output.index_copy_(1, outPositions, sourcePositions is null ? x : x.index_select(1, sourcePositions));
+        }
+        return output;
+    }
+
+    private readonly GatherPlan?[] _gatherPlans;
+
+    private sealed record GatherPlan(int Main, Tensor MainIndex, (int Source, Tensor OutPositions, Tensor? SourcePositions)[] Others)
+    {
+        public static GatherPlan Create(StaticNode node, StaticGraph graph, Tensor index)
+        {
+            var channels = node.Inputs.Select(i => graph.Nodes[i].Channels).ToArray();
+            var offsets = new long[channels.Length];
+            for (int s = 1; s < channels.Length; s++) offsets[s] = offsets[s - 1] + channels[s - 1];
+            int SourceOf(long position) => Array.FindLastIndex(offsets, o => o <= position);
+            var idx = index.cpu().data<long>().ToArray();
+            var device = index.device;
+            int main = Enumerable.Range(0, channels.Length).MaxBy(s => idx.Count(v => SourceOf(v) == s));
+            // Channels from other sources first take channel 0 of the main source and are overwritten after.
+            var mainIndex = idx.Select(v => SourceOf(v) == main ? v - offsets[main] : 0).ToArray();
+            var others = new List<(int, Tensor, Tensor?)>();
+            for (int s = 0; s < channels.Length; s++)
+            {
+                if (s == main) continue;
+                var outPositions = Enumerable.Range(0, idx.Length).Where(c => SourceOf(idx[c]) == s).Select(c => (long)c).ToArray();
+                if (outPositions.Length == 0) continue;
+                var sourcePositions = outPositions.Select(c => idx[c] - offsets[s]).ToArray();
+                bool whole = sourcePositions.Length == channels[s] && sourcePositions.Select((v, i) => v == i).All(b => b);
+                others.Add((s, tensor(outPositions, dtype: int64, device: device).DetachFromDisposeScope(),
+                    whole ? null : tensor(sourcePositions, dtype: int64, device: device).DetachFromDisposeScope()));
+            }
+            return new GatherPlan(main, tensor(mainIndex, dtype: int64, device: device).DetachFromDisposeScope(), others.ToArray());
         }
     }
 

@@ -4,7 +4,7 @@ namespace InterroGate.Gating;
 
 /// <summary>
 /// Parameters and MACs of the pruned encoder (convolutions only; 1 MAC = 2 FLOPs). BN is folded into
-/// each kept filter (one bias per filter); each kept mix holds T weights per channel.
+/// each kept filter (one bias per filter); each kept mix holds T weights per channel that some task reads from its own copy.
 /// Counts per branch let reports show what each task keeps of its own.
 /// </summary>
 public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> TaskMacs, long SharedMacs, long KeptFilters, long TotalFilters)
@@ -56,9 +56,13 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
 
             // The mix after a gated unit feeds the shared branch's next unit (and its block's shortcut):
             // it stays iff the shared branch keeps anything in the unit or block that reads it.
-            // Where every task reads the shared copy, the mix is the shared output itself (its weights sum to 1).
-            if (unit.GateIndex >= 0 && u + 1 < n && SharedReads(units, kept, u + 1, S) && Enumerable.Range(0, tasks).Any(t => kept[u, t] > 0))
-                parameters += tasks * unit.OutChannels;
+            // On a channel every task reads from the shared copy, the mix is the shared output itself (its
+            // weights sum to 1): T weights per channel that some task reads from its own copy.
+            if (unit.GateIndex >= 0 && u + 1 < n && SharedReads(units, kept, u + 1, S))
+            {
+                var g = gates[unit.GateIndex];
+                parameters += tasks * Enumerable.Range(0, (int)unit.OutChannels).Count(c => Enumerable.Range(0, tasks).Any(t => g[t][c]));
+            }
         }
         return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);
     }
