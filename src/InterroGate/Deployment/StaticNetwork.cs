@@ -150,6 +150,19 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
 
     private readonly GatherPlan?[] _gatherPlans;
 
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            for (int n = 0; n < _gatherPlans.Length; n++)
+            {
+                if (_gatherPlans[n] is not { } plan) continue;
+                plan.MainIndex.Dispose();
+                foreach (var (_, outPositions, sourcePositions) in plan.Others) { outPositions.Dispose(); sourcePositions?.Dispose(); }
+                _gatherPlans[n] = null;
+            }
+        base.Dispose(disposing);
+    }
+
     private sealed record GatherPlan(int Main, Tensor MainIndex, (int Source, Tensor OutPositions, Tensor? SourcePositions)[] Others)
     {
         public static GatherPlan Create(StaticNode node, StaticGraph graph, Tensor index)

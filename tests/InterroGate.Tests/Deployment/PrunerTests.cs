@@ -125,6 +125,40 @@ public sealed class PrunerTests
     }
 
     [Fact]
+    public void The_stem_pools_each_branch_before_its_gather_and_mixes_only_channels_a_task_reads_from_its_own_copy()
+    {
+        var model = Model("resnet18", GatingMode.Conv, Pattern.Random, 32);
+        var graph = Pruner.Prune(model, new ImageInput(3, 32, 32)).Graph;
+        var nodes = graph.Nodes;
+        foreach (var t in Tasks)
+        {
+            var gather = nodes.Single(n => n.Name == $"tasks.{t.Name}.conv1.gated");
+            Assert.All(gather.Inputs, i => Assert.Equal(StaticOp.MaxPool, nodes[i].Op));
+        }
+        // Each gated layer's mix: T weights for each channel on which some task's gate is 1.
+        var gates = model.HardGates();
+        var stemMix = nodes.Single(n => n.Name == "mix.conv1");
+        long mixed = Enumerable.Range(0, gates[0][0].Length).Count(c => gates[0].Any(task => task[c]));
+        Assert.True(mixed < gates[0][0].Length); // the random pattern leaves some channels shared by all tasks
+        Assert.Equal(new long[] { Tasks.Count, mixed }, graph.Tensor(stemMix, "weight").shape);
+    }
+
+    [Fact]
+    public void The_profile_times_every_node_in_graph_order_and_changes_nothing()
+    {
+        var model = Model("resnet20", GatingMode.Conv, Pattern.Random, 16);
+        using var net = new StaticNetwork(Pruner.Prune(model, new ImageInput(3, 16, 16)).Graph);
+        var x = randn(2, 3, 16, 16);
+        using var _ = no_grad();
+        var before = net.call(x);
+        var profile = net.Profile(x);
+        Assert.Equal(net.Graph.Nodes, profile.Select(p => p.Node));
+        Assert.All(profile, p => Assert.True(p.Ms >= 0 && p.Ms < 60_000));
+        var after = net.call(x);
+        foreach (var t in Tasks) Assert.True(before[t.Name].equal(after[t.Name]).all().item<bool>(), t.Name);
+    }
+
+    [Fact]
     public void The_structure_survives_a_round_trip_through_JSON()
     {
         var pruned = Pruner.Prune(Model("resnet18", GatingMode.Conv, Pattern.Random, 32), new ImageInput(3, 32, 32, 0.2, 0.3)).Graph;
