@@ -3,6 +3,8 @@
 // Usage: dotnet run -c Release --project bench/InterroGate.Bench -- [widths...] (default 0.25 0.5 1)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- deploy [backbone] [size] [fractions...]
 //        (inference speed of STL, MTL, gated and pruned InterroGate; see DeploySpeed.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- gates [width]
+//        (forward + backward of one gated layer's gate and mix against its branches' units; see GateCost.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
 //        (time of one 3×3 convolution against its number of output channels; see DeploySpeed.ConvScaling)
 using System.Diagnostics;
@@ -14,6 +16,13 @@ using InterroGate.Objectives;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
 
+if (args.Length > 0 && args[0] == "gates")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    foreach (var w in args.Length > 1 ? args.Skip(1).Select(a => double.Parse(a, CultureInfo.InvariantCulture)) : [1.0])
+        GateCost.Run(w);
+    return;
+}
 if (args.Length > 0 && args[0] == "convs")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
@@ -36,7 +45,8 @@ var data = MultiFashion.Load(FashionMnist.DefaultRoot, new MultiFashionOptions(T
 var batches = Enumerable.Range(0, 4).Select(b => data.Train.GetBatch(Enumerable.Range(b * Batch, Batch).Select(i => (long)i).ToArray())).ToArray();
 var tasks = data.Train.Tasks;
 
-Console.WriteLine($"threads {get_num_threads()}, batch {Batch}, median of {Steps} training steps (forward, backward, Adam step) after {Warmup} warm-up steps");
+Console.WriteLine($"threads {get_num_threads()}, batch {Batch}; CPU allocator: {InterroGate.Runtime.CpuAllocator.Apply()}");
+Console.WriteLine($"median of {Steps} training steps (forward, backward, Adam step) after {Warmup} warm-up steps, the networks stepped in turn");
 Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s | InterroGate ms | (T+1) × plain ms | ratio |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|");
 foreach (var width in widths)
@@ -48,38 +58,44 @@ foreach (var width in widths)
     using (no_grad())
         foreach (var g in ig.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha)); // a mixed sharing pattern: about half the channels shared
 
-    double tPlain = StepMs(plain), tMtl = StepMs(mtl), tIg = StepMs(ig);
+    // Round-robin (one step of each network in turn) so that drifts of the machine touch all of them alike.
+    var runners = new[] { new Stepper(plain, batches), new Stepper(mtl, batches), new Stepper(ig, batches) };
+    for (int i = 0; i < Warmup + Steps; i++)
+        foreach (var r in runners) r.Step(record: i >= Warmup);
+    double tPlain = runners[0].Median, tMtl = runners[1].Median, tIg = runners[2].Median;
     double branches = (tasks.Count + 1) * tPlain;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"| {width} | {tPlain:F1} | {Batch / (2 * tPlain) * 1000:F0} | {Batch / tMtl * 1000:F0} | {Batch / tIg * 1000:F0} | {tIg:F1} | {branches:F1} | {tIg / branches:F2} |"));
 }
 
-double StepMs(MultiTaskModel model)
+/// <summary>Training steps of one model on the benchmark batches, timed one at a time.</summary>
+sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches)
 {
-    var weights = optim.Adam(model.WeightParameters(), 1e-3);
-    var gates = model.GateParameters().ToArray();
-    var gateOpt = gates.Length > 0 ? optim.SGD(gates, 0.1) : null;
-    var objective = new MultiTaskObjective(model.Tasks);
-    model.train();
-    var times = new List<double>();
-    for (int i = 0; i < Warmup + Steps; i++)
+    private readonly optim.Optimizer _weights = optim.Adam(model.WeightParameters(), 1e-3);
+    private readonly optim.Optimizer? _gates = model.GateParameters().ToArray() is { Length: > 0 } g ? optim.SGD(g, 0.1) : null;
+    private readonly MultiTaskObjective _objective = new(model.Tasks);
+    private readonly List<double> _times = [];
+    private int _step;
+
+    public double Median => _times.Order().ElementAt(_times.Count / 2);
+
+    public void Step(bool record)
     {
-        var batch = batches[i % batches.Length];
+        model.train();
+        var batch = batches[_step++ % batches.Length];
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
             var outputs = model.call(batch[IMultiTaskDataset.ImageKey]);
-            var loss = objective.Losses(outputs, batch).Aggregate((a, b) => a + b);
+            var loss = _objective.Losses(outputs, batch).Aggregate((a, b) => a + b);
             if (model.Regularizer() is { } reg) loss = loss + reg;
-            weights.zero_grad();
-            gateOpt?.zero_grad();
+            _weights.zero_grad();
+            _gates?.zero_grad();
             loss.backward();
-            weights.step();
-            gateOpt?.step();
+            _weights.step();
+            _gates?.step();
             _ = loss.item<float>();
         }
-        if (i >= Warmup) times.Add(sw.Elapsed.TotalMilliseconds);
+        if (record) _times.Add(sw.Elapsed.TotalMilliseconds);
     }
-    times.Sort();
-    return times[times.Count / 2];
 }

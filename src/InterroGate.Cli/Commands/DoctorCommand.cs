@@ -20,6 +20,7 @@ internal static class DoctorCommand
             if (r.LibTorch is not null)
             {
                 t.AddRow("threads", $"{r.Threads} intra-op, {r.InteropThreads} inter-op ({Environment.ProcessorCount} cores)");
+                t.AddRow("CPU memory allocator", Markup.Escape(r.Allocator));
                 t.AddRow("CUDA", r.CudaAvailable ? $"available, {r.CudaDevices} device(s)" : "not available (CPU)");
                 foreach (var g in r.Gpus) t.AddRow("GPU", Markup.Escape(g));
             }

@@ -5,7 +5,7 @@ namespace InterroGate.Runtime;
 
 /// <summary>What `interrogate doctor` prints: versions, threads, CUDA, and the data sets found.</summary>
 public sealed record EnvironmentReport(
-    string DotNet, string TorchSharp, string? LibTorch, string? LoadError, int Threads, int InteropThreads,
+    string DotNet, string TorchSharp, string? LibTorch, string? LoadError, int Threads, int InteropThreads, string Allocator,
     bool CudaAvailable, int CudaDevices, IReadOnlyList<string> Gpus, IReadOnlyList<(string Name, string Status)> Datasets)
 {
     public static EnvironmentReport Collect(IEnumerable<(string Name, Func<string> Probe)> datasets)
@@ -31,7 +31,7 @@ public sealed record EnvironmentReport(
             catch (Exception e) { return (d.Name, $"not found: {e.Message}"); }
         }).ToArray();
         return new EnvironmentReport(Environment.Version.ToString(), NativeRuntime.TorchSharpVersion, version, error,
-            threads, interop, cuda, devices, cuda ? GpuNames() : [], found);
+            threads, interop, CpuAllocator.Apply(), cuda, devices, cuda ? GpuNames() : [], found);
     }
 
     /// <summary>GPU names from nvidia-smi where present (libtorch does not expose them through TorchSharp).</summary>

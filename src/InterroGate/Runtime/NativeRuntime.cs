@@ -23,6 +23,7 @@ public static class NativeRuntime
         lock (Gate)
         {
             if (_version is not null) return _version;
+            CpuAllocator.Apply(); // before libtorch allocates anything
             try
             {
                 _version = torch.__version__;
