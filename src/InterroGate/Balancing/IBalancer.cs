@@ -4,7 +4,7 @@ namespace InterroGate.Balancing;
 
 /// <summary>
 /// Turns the T task losses (and the architecture's regulariser) into gradients: loss-weighting methods
-/// back-propagate a weighted sum; gradient methods (added later) combine per-task gradients of
+/// back-propagate a weighted sum; gradient methods (<see cref="GradientBalancer"/>) combine per-task gradients of
 /// <see cref="BalanceContext.SharedParameters"/>. The Trainer calls only this.
 /// </summary>
 public interface IBalancer
@@ -38,14 +38,18 @@ public sealed class FixedWeights : IBalancer
 
     public string Name { get; }
 
-    public double[] Backward(IReadOnlyList<Tensor> taskLosses, Tensor? regularizer, BalanceContext context)
+    public double[] Backward(IReadOnlyList<Tensor> taskLosses, Tensor? regularizer, BalanceContext context) =>
+        WeightedBackward(taskLosses, regularizer, _weights);
+
+    /// <summary>Back-propagates Σ_t ω_t L_t + regulariser; returns ω.</summary>
+    public static double[] WeightedBackward(IReadOnlyList<Tensor> taskLosses, Tensor? regularizer, double[] weights)
     {
-        if (taskLosses.Count != _weights.Length)
-            throw new ArgumentException($"{_weights.Length} weights for {taskLosses.Count} task losses.");
-        Tensor total = taskLosses[0] * _weights[0];
-        for (int t = 1; t < taskLosses.Count; t++) total = total + taskLosses[t] * _weights[t];
+        if (taskLosses.Count != weights.Length)
+            throw new ArgumentException($"{weights.Length} weights for {taskLosses.Count} task losses.");
+        Tensor total = taskLosses[0] * weights[0];
+        for (int t = 1; t < taskLosses.Count; t++) total = total + taskLosses[t] * weights[t];
         if (regularizer is not null) total = total + regularizer;
         total.backward();
-        return _weights;
+        return weights;
     }
 }

@@ -43,7 +43,8 @@ public static class ConfigJson
         }
         catch (JsonException e)
         {
-            throw new ConfigException(KeyOf(e), Describe(e));
+            var key = KeyOf(e);
+            throw new ConfigException(key, Describe(e, key));
         }
     }
 
@@ -79,10 +80,17 @@ public static class ConfigJson
         return key.Length == 0 ? "$" : key;
     }
 
-    private static string Describe(JsonException e)
+    private static string Describe(JsonException e, string key)
     {
         if (e.Message.Contains("could not be mapped", StringComparison.Ordinal)) return "unknown key";
-        if (e.Message.Contains("type discriminator", StringComparison.OrdinalIgnoreCase)) return $"unknown or missing \"type\" ({e.Message})";
+        if (e.Message.Contains("type discriminator", StringComparison.OrdinalIgnoreCase))
+        {
+            IEnumerable<string>? valid = key.Contains("balancer", StringComparison.Ordinal) ? Factory.Balancers.Keys
+                : key.Contains("architecture", StringComparison.Ordinal) ? Factory.Architectures.Keys : null;
+            return valid is null
+                ? $"unknown or missing \"type\" ({e.Message})"
+                : $"unknown or missing \"type\"; valid: {string.Join(", ", valid)}";
+        }
         return e.InnerException?.Message ?? e.Message;
     }
 }

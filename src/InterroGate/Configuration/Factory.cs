@@ -42,6 +42,12 @@ public static class Factory
     {
         ["uniform"] = "Σ_t L_t",
         ["fixed"] = "Σ_t ω_t L_t with given weights",
+        ["dwa"] = "Dynamic Weight Average: weights from the ratio of each task's last two epoch losses (Liu et al., CVPR 2019)",
+        ["rlw"] = "Random Loss Weighting: softmax of normal draws at every step (Lin et al., TMLR 2022)",
+        ["pcgrad"] = "PCGrad: project out conflicting gradient components (Yu et al., NeurIPS 2020)",
+        ["cagrad"] = "CAGrad: best worst-task improvement near the mean gradient (Liu et al., NeurIPS 2021)",
+        ["mgda"] = "MGDA: min-norm point of the task gradients' convex hull (Sener & Koltun, NeurIPS 2018)",
+        ["imtl-g"] = "IMTL-G: equal projection onto every task's unit gradient (Liu et al., ICLR 2021)",
     };
 
     /// <summary>The tasks a run learns: the data set's, or the named subset in the given order.</summary>

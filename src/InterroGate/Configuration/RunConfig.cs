@@ -80,10 +80,16 @@ public sealed record TrainingConfig
     }
 }
 
-/// <summary>How task losses are combined: uniform (ω = 1) or fixed weights.</summary>
+/// <summary>How task losses (or their gradients) are combined; one record per method, named by "type".</summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "type")]
 [JsonDerivedType(typeof(UniformBalancerConfig), "uniform")]
 [JsonDerivedType(typeof(FixedWeightsBalancerConfig), "fixed")]
+[JsonDerivedType(typeof(DwaBalancerConfig), "dwa")]
+[JsonDerivedType(typeof(RlwBalancerConfig), "rlw")]
+[JsonDerivedType(typeof(PCGradBalancerConfig), "pcgrad")]
+[JsonDerivedType(typeof(CAGradBalancerConfig), "cagrad")]
+[JsonDerivedType(typeof(MgdaBalancerConfig), "mgda")]
+[JsonDerivedType(typeof(ImtlGBalancerConfig), "imtl-g")]
 public abstract record BalancerConfig
 {
     public abstract IBalancer Create(int tasks);
@@ -106,6 +112,49 @@ public sealed record FixedWeightsBalancerConfig : BalancerConfig
         for (int i = 0; i < Weights.Count; i++)
             ConfigException.Require(Weights[i] >= 0 && double.IsFinite(Weights[i]), $"{path}.weights[{i}]", Weights[i], "≥ 0");
     }
+}
+
+/// <summary>DWA (<see cref="Dwa"/>): temperature τ &gt; 0 (2 in the paper).</summary>
+public sealed record DwaBalancerConfig : BalancerConfig
+{
+    public double Temperature { get; init; } = 2;
+    public override IBalancer Create(int tasks) => new Dwa(tasks, Temperature);
+    public override void Validate(string path, int tasks) =>
+        ConfigException.Require(Temperature > 0 && double.IsFinite(Temperature), $"{path}.temperature", Temperature, "> 0");
+}
+
+/// <summary>RLW (<see cref="Rlw"/>): no hyperparameters.</summary>
+public sealed record RlwBalancerConfig : BalancerConfig
+{
+    public override IBalancer Create(int tasks) => new Rlw(tasks);
+}
+
+/// <summary>PCGrad (<see cref="Balancing.PCGrad"/>): no hyperparameters.</summary>
+public sealed record PCGradBalancerConfig : BalancerConfig
+{
+    public override IBalancer Create(int tasks) => new PCGrad();
+}
+
+/// <summary>CAGrad (<see cref="Balancing.CAGrad"/>): c ≥ 0, the radius of the ball around the average gradient (0.4 in the paper's image experiments).</summary>
+public sealed record CAGradBalancerConfig : BalancerConfig
+{
+    public double C { get; init; } = 0.4;
+    public override IBalancer Create(int tasks) => new CAGrad(C);
+    public override void Validate(string path, int tasks) =>
+        ConfigException.Require(C >= 0 && double.IsFinite(C), $"{path}.c", C, "≥ 0");
+}
+
+/// <summary>MGDA (<see cref="Mgda"/>): normalize = scale the task gradients to unit length before solving.</summary>
+public sealed record MgdaBalancerConfig : BalancerConfig
+{
+    public bool Normalize { get; init; }
+    public override IBalancer Create(int tasks) => new Mgda(Normalize);
+}
+
+/// <summary>IMTL-G (<see cref="ImtlG"/>): no hyperparameters.</summary>
+public sealed record ImtlGBalancerConfig : BalancerConfig
+{
+    public override IBalancer Create(int tasks) => new ImtlG();
 }
 
 /// <summary>

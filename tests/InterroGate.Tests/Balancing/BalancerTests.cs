@@ -1,0 +1,231 @@
+using InterroGate.Architectures;
+using InterroGate.Balancing;
+using InterroGate.Configuration;
+using InterroGate.Training;
+using InterroGate.Tests.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Balancing;
+
+[Collection("Torch")]
+public sealed class BalancerTests
+{
+    private static Tensor G(params double[][] rows) => tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length]).to(float32);
+
+    private static void Close(double[] expected, Tensor actual, double tol = 1e-5)
+    {
+        var a = actual.to(float64).data<double>().ToArray();
+        Assert.Equal(expected.Length, a.Length);
+        for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(expected[i] - a[i]) <= tol, $"[{i}] expected {expected[i]}, got {a[i]}");
+    }
+
+    private static int[] Others(int T, int i) => Enumerable.Range(0, T).Where(j => j != i).ToArray();
+
+    [Fact]
+    public void PCGrad_leaves_orthogonal_gradients_alone_and_projects_conflicting_ones()
+    {
+        Close([1, 1], PCGrad.Project(G([1, 0], [0, 1]), i => Others(2, i)));
+        // g1·g2 = −1: g1' = g1 + ½ g2 = (0.5, 0.5), g2' = g2 + g1 = (0, 1).
+        Close([0.5, 1.5], PCGrad.Project(G([1, 0], [-1, 1]), i => Others(2, i)));
+        // Agreeing gradients are summed unchanged.
+        Close([3, 1], PCGrad.Project(G([1, 1], [2, 0]), i => Others(2, i)));
+    }
+
+    [Fact]
+    public void PCGrad_order_matters_with_three_tasks_and_each_result_no_longer_conflicts_with_the_last_projection()
+    {
+        var g = G([1, 0, 0], [-1, 1, 0], [-1, -1, 1]);
+        var a = PCGrad.Project(g, i => Others(3, i));
+        var b = PCGrad.Project(g, i => Others(3, i).Reverse().ToArray());
+        Assert.False(a.allclose(b));
+        // Task 0 projected off task 1 then task 2: (1,0,0) → (0.5,0.5,0); ·(−1,−1,1) = −1 → + (1/3)(−1,−1,1).
+        var g0 = PCGrad.Project(G([1, 0, 0], [-1, 1, 0], [-1, -1, 1]), i => i == 0 ? [1, 2] : []);
+        Close([0.5 - 1.0 / 3 - 1 + -1, 0.5 - 1.0 / 3 + 1 - 1, 1.0 / 3 + 0 + 1], g0);
+    }
+
+    [Fact]
+    public void MGDA_on_two_tasks_is_the_closed_form_min_norm_point()
+    {
+        Assert.Equal([0.5, 0.5], Mgda.Weights(G([1, 0], [0, 1]), normalize: false), new Tol(1e-9));
+        // |γ(2,0) + (1−γ)(0,1)|² = 4γ² + (1−γ)² is least at γ = 1/5.
+        Assert.Equal([0.2, 0.8], Mgda.Weights(G([2, 0], [0, 1]), normalize: false), new Tol(1e-6));
+        // One gradient inside the other's direction: the shorter one is the min-norm point.
+        Assert.Equal([1.0, 0.0], Mgda.Weights(G([1, 0], [3, 0]), normalize: false), new Tol(1e-6));
+        // Normalised, (2,0) and (0,1) are two unit vectors: equal weights on the unit vectors, 1/|g| on the raw ones.
+        Assert.Equal([1.0 / 3, 2.0 / 3], Mgda.Weights(G([2, 0], [0, 1]), normalize: true), new Tol(1e-6));
+    }
+
+    [Fact]
+    public void MGDA_with_more_tasks_meets_the_optimality_conditions()
+    {
+        manual_seed(3);
+        var g = randn(4, 6);
+        var w = Mgda.Weights(g, normalize: false);
+        Assert.Equal(1.0, w.Sum(), 6);
+        Assert.All(w, x => Assert.True(x >= -1e-9));
+        // KKT on the simplex: (A w)_i ≥ wᵀAw for every i, with equality where w_i > 0.
+        var a = g.matmul(g.t()).to(float64);
+        var aw = a.matmul(tensor(w)).data<double>().ToArray();
+        double wAw = w.Select((x, i) => x * aw[i]).Sum();
+        for (int i = 0; i < w.Length; i++)
+        {
+            Assert.True(aw[i] >= wAw - 1e-4, $"(Aw)_{i} = {aw[i]} < wᵀAw = {wAw}");
+            if (w[i] > 1e-3) Assert.True(Math.Abs(aw[i] - wAw) < 1e-3, $"(Aw)_{i} = {aw[i]} ≠ wᵀAw = {wAw}");
+        }
+    }
+
+    [Fact]
+    public void CAGrad_with_c_zero_is_the_mean_and_with_c_positive_improves_the_worst_task_within_its_ball()
+    {
+        var g = G([1, 0], [-0.8, 1]);
+        var (d0, w0) = CAGrad.Direction(g, 0);
+        Close([0.1, 0.5], d0);
+        Assert.Equal([0.5, 0.5], w0);
+
+        const double c = 0.5;
+        var (d, _) = CAGrad.Direction(g, c);
+        var g0 = g.mean([0]);
+        double worst(Tensor x) => Math.Min(g[0].dot(x).item<float>(), g[1].dot(x).item<float>());
+        // The constraint |d' − g₀| ≤ c|g₀| holds for d' = (1 + c²) d, and the worst task gains over the mean.
+        var unscaled = d * (1 + c * c);
+        Assert.True((unscaled - g0).norm().item<float>() <= c * g0.norm().item<float>() + 1e-4);
+        Assert.True(worst(unscaled) > worst(g0) + 1e-3, $"{worst(unscaled)} vs {worst(g0)}");
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CAGrad(-0.1));
+    }
+
+    [Fact]
+    public void IMTL_G_projects_equally_onto_every_task_unit_gradient()
+    {
+        manual_seed(5);
+        var g = randn(3, 8) * tensor(new float[] { 1, 5, 0.2f }).unsqueeze(1);
+        var alpha = ImtlG.Weights(g);
+        Assert.Equal(1.0, alpha.Sum(), 6);
+        var d = tensor(alpha).to(float32).matmul(g);
+        var u = g / g.norm(1).unsqueeze(1);
+        var projections = u.matmul(d).data<float>().ToArray();
+        Assert.All(projections, p => Assert.Equal(projections[0], p, 3));
+        // Two tasks of equal length: the average.
+        Assert.Equal([0.5, 0.5], ImtlG.Weights(G([3, 0], [0, 3])), new Tol(1e-6));
+    }
+
+    [Fact]
+    public void DWA_is_uniform_for_two_epochs_then_follows_the_loss_ratios()
+    {
+        var dwa = new Dwa(2, temperature: 2);
+        Assert.Equal([1.0, 1.0], dwa.CurrentWeights);
+        dwa.EpochEnded([1.0, 2.0]);
+        Assert.Equal([1.0, 1.0], dwa.CurrentWeights);
+        dwa.EpochEnded([0.5, 2.0]); // ratios 0.5 and 1: the task whose loss stalls gets more weight
+        double e1 = Math.Exp(0.5 / 2), e2 = Math.Exp(1.0 / 2);
+        Assert.Equal([2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)], dwa.CurrentWeights.ToArray(), new Tol(1e-12));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Dwa(2, 0));
+        Assert.Throws<ArgumentException>(() => dwa.EpochEnded([1.0]));
+    }
+
+    [Fact]
+    public void RLW_draws_positive_weights_summing_to_T_and_the_seed_repeats_them()
+    {
+        manual_seed(11);
+        var a = Rlw.Sample(3);
+        var b = Rlw.Sample(3);
+        manual_seed(11);
+        var again = Rlw.Sample(3);
+        Assert.All(a, x => Assert.True(x > 0));
+        Assert.Equal(3.0, a.Sum(), 9);
+        Assert.NotEqual(a, b);
+        Assert.Equal(a, again);
+    }
+
+    /// <summary>A shared linear layer feeding two task heads: small enough to compute every gradient by hand.</summary>
+    private sealed class TwoHeads : nn.Module
+    {
+        public readonly Linear shared = nn.Linear(4, 3), head_a = nn.Linear(3, 1), head_b = nn.Linear(3, 1);
+        public TwoHeads() : base(nameof(TwoHeads)) => RegisterComponents();
+        public Tensor[] Losses(Tensor x) { var h = shared.call(x).tanh(); return [head_a.call(h).square().mean(), (head_b.call(h) - 1).square().mean()]; }
+        public Tensor[] Flat(IEnumerable<Parameter> ps) => ps.Select(p => p.grad is { } g ? g.flatten() : zeros(p.numel())).ToArray();
+    }
+
+    [Fact]
+    public void A_gradient_method_sets_the_shared_gradient_to_its_combination_and_leaves_each_head_its_own_task_gradient()
+    {
+        manual_seed(1);
+        var m = new TwoHeads();
+        var x = randn(8, 4);
+        var shared = m.shared.parameters().ToArray();
+
+        // By hand: each task's gradient of every parameter.
+        var perTask = new List<(Tensor Shared, Tensor HeadA, Tensor HeadB)>();
+        for (int t = 0; t < 2; t++)
+        {
+            m.zero_grad();
+            m.Losses(x)[t].backward();
+            perTask.Add((cat(m.Flat(shared), 0).clone(), cat(m.Flat(m.head_a.parameters()), 0).clone(), cat(m.Flat(m.head_b.parameters()), 0).clone()));
+        }
+        var g = stack(perTask.Select(p => p.Shared).ToArray());
+        var expected = PCGrad.Project(g, i => i == 0 ? [1] : [0]);
+
+        m.zero_grad();
+        var reg = m.head_a.weight!.square().sum() * 0.1; // an unbalanced regulariser on a head
+        new PCGrad().Backward(m.Losses(x), reg, new BalanceContext(shared));
+        Assert.True(cat(m.Flat(shared), 0).allclose(expected, rtol: 1e-5, atol: 1e-6));
+        var regGrad = (m.head_a.weight!.detach() * 0.2).flatten();
+        var headA = cat(m.Flat(m.head_a.parameters()), 0);
+        Assert.True(headA.allclose(perTask[0].HeadA + cat([regGrad, zeros(1)], 0) + perTask[1].HeadA, rtol: 1e-5, atol: 1e-6));
+        Assert.True(cat(m.Flat(m.head_b.parameters()), 0).allclose(perTask[1].HeadB, rtol: 1e-5, atol: 1e-6));
+    }
+
+    [Theory]
+    [InlineData("""{ "type": "dwa", "temperature": 2 }""")]
+    [InlineData("""{ "type": "rlw" }""")]
+    [InlineData("""{ "type": "pcgrad" }""")]
+    [InlineData("""{ "type": "cagrad", "c": 0.4 }""")]
+    [InlineData("""{ "type": "mgda", "normalize": true }""")]
+    [InlineData("""{ "type": "imtl-g" }""")]
+    public void Every_method_trains_a_shared_encoder_through_the_one_Trainer(string balancer) => Trains(new HardSharingConfig(), balancer);
+
+    [Fact]
+    public void A_gradient_method_combines_with_InterroGate() => Trains(new InterroGateConfig { LambdaS = 1 }, """{ "type": "pcgrad" }""");
+
+    private static void Trains(ArchitectureConfig architecture, string balancer)
+    {
+        var config = TrainerTests.Config(architecture, epochs: 3, train: 768) with
+        {
+            Balancer = ConfigJson.Deserialize<BalancerConfig>(balancer),
+        };
+        var run = PreparedRun.Create(config);
+        var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
+        var dir = Path.Combine(Path.GetTempPath(), $"ig-bal-{Guid.NewGuid():N}");
+        try
+        {
+            new Trainer(run.Config, run.Model, run.Data, dir).Run();
+            var after = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
+            foreach (var t in run.Tasks)
+                Assert.True(after.Losses[t.Name] < 0.8 * before.Losses[t.Name], $"{balancer} {t.Name}: {before.Losses[t.Name]} -> {after.Losses[t.Name]}");
+            Assert.Contains(Factory.Balancers.Keys, k => balancer.Contains($"\"{k}\"", StringComparison.Ordinal));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Unknown_methods_and_out_of_range_hyperparameters_are_named()
+    {
+        var unknown = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>("""{ "balancer": { "type": "gradvac" } }"""));
+        Assert.Contains("balancer", unknown.Message);
+        Assert.Contains("pcgrad", unknown.Message);
+        Assert.Contains("cagrad", unknown.Message);
+        var c = Assert.Throws<ConfigException>(() => new RunConfig { Balancer = new CAGradBalancerConfig { C = -1 } }.Validate(2));
+        Assert.Contains("balancer.c", c.Message);
+        var temp = Assert.Throws<ConfigException>(() => new RunConfig { Balancer = new DwaBalancerConfig { Temperature = -2 } }.Validate(2));
+        Assert.Contains("balancer.temperature", temp.Message);
+    }
+
+    private sealed class Tol(double tolerance) : IEqualityComparer<double>
+    {
+        public bool Equals(double x, double y) => Math.Abs(x - y) <= tolerance;
+        public int GetHashCode(double obj) => 0;
+    }
+}
