@@ -29,6 +29,22 @@ public sealed class Dwa : IBalancer
     public double[] Backward(IReadOnlyList<Tensor> taskLosses, Tensor? regularizer, BalanceContext context) =>
         FixedWeights.WeightedBackward(taskLosses, regularizer, _weights);
 
+    public IReadOnlyDictionary<string, double[]> State() => new Dictionary<string, double[]>
+    {
+        ["weights"] = _weights.ToArray(),
+        ["history"] = _history.SelectMany(h => h).ToArray(),
+    };
+
+    public void Restore(IReadOnlyDictionary<string, double[]> state)
+    {
+        if (state.TryGetValue("weights", out var w) && w.Length == _weights.Length) _weights = w.ToArray();
+        if (state.TryGetValue("history", out var h) && h.Length % _weights.Length == 0)
+        {
+            _history.Clear();
+            _history.AddRange(h.Chunk(_weights.Length));
+        }
+    }
+
     public void EpochEnded(IReadOnlyList<double> meanTaskLosses)
     {
         if (meanTaskLosses.Count != _weights.Length)

@@ -16,6 +16,15 @@ public interface IBalancer
 
     /// <summary>Called with each task's mean training loss when an epoch ends (for epoch-based weighting).</summary>
     void EpochEnded(IReadOnlyList<double> meanTaskLosses) { }
+
+    /// <summary>Learnable parameters of the method itself; the Trainer optimises them with the model's weights.</summary>
+    IReadOnlyList<TorchSharp.Modules.Parameter> Parameters => [];
+
+    /// <summary>What a checkpoint must keep for an exact resume (loss history, learned weights), by name.</summary>
+    IReadOnlyDictionary<string, double[]> State() => new Dictionary<string, double[]>();
+
+    /// <summary>Restores what <see cref="State"/> returned; an empty state (a fresh run) changes nothing.</summary>
+    void Restore(IReadOnlyDictionary<string, double[]> state) { }
 }
 
 /// <summary>What a balancer may need from the model.</summary>

@@ -48,6 +48,10 @@ public static class Factory
         ["cagrad"] = "CAGrad: best worst-task improvement near the mean gradient (Liu et al., NeurIPS 2021)",
         ["mgda"] = "MGDA: min-norm point of the task gradients' convex hull (Sener & Koltun, NeurIPS 2018)",
         ["imtl-g"] = "IMTL-G: equal projection onto every task's unit gradient (Liu et al., ICLR 2021)",
+        ["nash-mtl"] = "Nash-MTL: the Nash bargaining update, (GGᵀ)α = 1/α (Navon et al., ICML 2022)",
+        ["aligned-mtl"] = "Aligned-MTL: gradients aligned to an orthogonal equal-norm set (Senushkin et al., CVPR 2023)",
+        ["uncertainty"] = "Uncertainty weighting: learned log-variances, exp(−s)L + s (Kendall et al., CVPR 2018)",
+        ["gradnorm"] = "GradNorm: weights that balance gradient norms by training rate (Chen et al., ICML 2018)",
     };
 
     /// <summary>The tasks a run learns: the data set's, or the named subset in the given order.</summary>

@@ -90,6 +90,10 @@ public sealed record TrainingConfig
 [JsonDerivedType(typeof(CAGradBalancerConfig), "cagrad")]
 [JsonDerivedType(typeof(MgdaBalancerConfig), "mgda")]
 [JsonDerivedType(typeof(ImtlGBalancerConfig), "imtl-g")]
+[JsonDerivedType(typeof(NashMtlBalancerConfig), "nash-mtl")]
+[JsonDerivedType(typeof(AlignedMtlBalancerConfig), "aligned-mtl")]
+[JsonDerivedType(typeof(UncertaintyBalancerConfig), "uncertainty")]
+[JsonDerivedType(typeof(GradNormBalancerConfig), "gradnorm")]
 public abstract record BalancerConfig
 {
     public abstract IBalancer Create(int tasks);
@@ -155,6 +159,37 @@ public sealed record MgdaBalancerConfig : BalancerConfig
 public sealed record ImtlGBalancerConfig : BalancerConfig
 {
     public override IBalancer Create(int tasks) => new ImtlG();
+}
+
+/// <summary>Nash-MTL (<see cref="NashMtl"/>): no hyperparameters.</summary>
+public sealed record NashMtlBalancerConfig : BalancerConfig
+{
+    public override IBalancer Create(int tasks) => new NashMtl();
+}
+
+/// <summary>Aligned-MTL (<see cref="AlignedMtl"/>): no hyperparameters.</summary>
+public sealed record AlignedMtlBalancerConfig : BalancerConfig
+{
+    public override IBalancer Create(int tasks) => new AlignedMtl();
+}
+
+/// <summary>Uncertainty weighting (<see cref="Balancing.Uncertainty"/>): the log-variances train with the weights.</summary>
+public sealed record UncertaintyBalancerConfig : BalancerConfig
+{
+    public override IBalancer Create(int tasks) => new Uncertainty(tasks);
+}
+
+/// <summary>GradNorm (<see cref="GradNorm"/>): alpha ≥ 0 (1.5 in the paper's NYUv2 runs), weightLr &gt; 0 for the weights' Adam.</summary>
+public sealed record GradNormBalancerConfig : BalancerConfig
+{
+    public double Alpha { get; init; } = 1.5;
+    public double WeightLr { get; init; } = 0.025;
+    public override IBalancer Create(int tasks) => new GradNorm(tasks, Alpha, WeightLr);
+    public override void Validate(string path, int tasks)
+    {
+        ConfigException.Require(Alpha >= 0 && double.IsFinite(Alpha), $"{path}.alpha", Alpha, "≥ 0");
+        ConfigException.Require(WeightLr > 0 && double.IsFinite(WeightLr), $"{path}.weightLr", WeightLr, "> 0");
+    }
 }
 
 /// <summary>

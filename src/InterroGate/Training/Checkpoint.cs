@@ -27,6 +27,8 @@ public sealed record CheckpointMeta
     public Data.ImageInput? Input { get; init; }
     /// <summary>The tasks the model predicts (kind and width); null in older checkpoints.</summary>
     public IReadOnlyList<Tasks.TaskSpec>? TaskSpecs { get; init; }
+    /// <summary>The loss-balancing method's own state (loss history, learned weights), by name; empty for stateless ones.</summary>
+    public IReadOnlyDictionary<string, double[]> BalancerState { get; init; } = new Dictionary<string, double[]>();
     public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
 }
 

@@ -52,7 +52,8 @@ public sealed class Trainer
         Directory.CreateDirectory(_dir);
         File.WriteAllText(Path.Combine(_dir, "config.json"), ConfigJson.Serialize(_config));
 
-        var weightOpt = optim.Adam(_model.WeightParameters(), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
+        // A balancer's own learnable parameters (e.g. Uncertainty's log-variances) train with the weights.
+        var weightOpt = optim.Adam(_model.WeightParameters().Concat(_balancer.Parameters), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
         var gateParams = _model.GateParameters().ToArray();
         double gateLr = (_config.Architecture as InterroGateConfig)?.GateLr ?? 0;
         var gateOpt = gateParams.Length > 0 ? optim.SGD(gateParams, gateLr) : null;
@@ -74,6 +75,7 @@ public sealed class Trainer
                     $"this run trains {_model.Architecture} on {_config.Backbone.Name} for [{string.Join(", ", tasks.Names)}]. Resume only the same run.");
             meta = Checkpoint.Load(resumeFrom, _model, optimizers);
             Checkpoint.RestoreRng(meta.RngState);
+            _balancer.Restore(meta.BalancerState);
             (startEpoch, startStep, bestScore, bestEpoch) = (meta.Epoch, meta.Step, meta.BestScore, meta.BestEpoch);
             bestValidation = meta.ValidationMetrics;
             lastGood = resumeFrom;
@@ -195,6 +197,7 @@ public sealed class Trainer
             ValidationMetrics = validation,
             Input = _data.Train.Input,
             TaskSpecs = _model.Tasks.ToArray(),
+            BalancerState = _balancer.State(),
         };
         Checkpoint.Save(path, meta, _model, optimizers);
     }
