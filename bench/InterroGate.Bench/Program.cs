@@ -3,6 +3,10 @@
 // Usage: dotnet run -c Release --project bench/InterroGate.Bench -- [widths...] (default 0.25 0.5 1)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- deploy [backbone] [size] [fractions...]
 //        (inference speed of STL, MTL, gated and pruned InterroGate; see DeploySpeed.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- balancers [methods...]
+//        (training step time of MTL under each loss-balancing method; see BalancerCost.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- gradient-reference OUT.json
+//        (gradient matrices and the gradient methods' results, for bench/reference/gradient_methods.py)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- gates [width]
 //        (forward + backward of one gated layer's gate and mix against its branches' units; see GateCost.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
@@ -16,6 +20,18 @@ using InterroGate.Objectives;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
 
+if (args.Length > 0 && args[0] is "balancers" or "balancer-memory")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    BalancerCost.Run(args[0] == "balancer-memory", args.Skip(1).ToArray());
+    return;
+}
+if (args.Length > 1 && args[0] == "gradient-reference")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    GradientReference.Run(args[1]);
+    return;
+}
 if (args.Length > 0 && args[0] == "gates")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
@@ -69,9 +85,12 @@ foreach (var width in widths)
 }
 
 /// <summary>Training steps of one model on the benchmark batches, timed one at a time.</summary>
-sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches)
+sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches, InterroGate.Balancing.IBalancer? balancer = null)
 {
-    private readonly optim.Optimizer _weights = optim.Adam(model.WeightParameters(), 1e-3);
+    private readonly InterroGate.Balancing.IBalancer _balancer = balancer ?? InterroGate.Balancing.FixedWeights.Uniform(model.Tasks.Count);
+    private readonly InterroGate.Balancing.BalanceContext _context = new(model.SharedParameters().ToArray());
+    private optim.Optimizer? _weightsOpt;
+    private optim.Optimizer Weights => _weightsOpt ??= optim.Adam(model.WeightParameters().Concat(_balancer.Parameters), 1e-3);
     private readonly optim.Optimizer? _gates = model.GateParameters().ToArray() is { Length: > 0 } g ? optim.SGD(g, 0.1) : null;
     private readonly MultiTaskObjective _objective = new(model.Tasks);
     private readonly List<double> _times = [];
@@ -87,14 +106,13 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches)
         using (var scope = NewDisposeScope())
         {
             var outputs = model.call(batch[IMultiTaskDataset.ImageKey]);
-            var loss = _objective.Losses(outputs, batch).Aggregate((a, b) => a + b);
-            if (model.Regularizer() is { } reg) loss = loss + reg;
-            _weights.zero_grad();
+            var losses = _objective.Losses(outputs, batch);
+            Weights.zero_grad();
             _gates?.zero_grad();
-            loss.backward();
-            _weights.step();
+            _balancer.Backward(losses, model.Regularizer(), _context);
+            Weights.step();
             _gates?.step();
-            _ = loss.item<float>();
+            _ = losses[0].item<float>();
         }
         if (record) _times.Add(sw.Elapsed.TotalMilliseconds);
     }
