@@ -33,6 +33,14 @@ public static class Presets
         LambdaS = [10, 50, 200],
     };
 
+    /// <summary>The quarter-width protocol with MTL also trained under every loss-balancing method.</summary>
+    public static CompareConfig MultiFashionQuarterMethods => MultiFashionQuarter with
+    {
+        Name = "multifashion-w025-methods",
+        Methods = Factory.Balancers.Keys.Where(k => k is not ("uniform" or "fixed"))
+            .Select(k => ConfigJson.Deserialize<BalancerConfig>($"{{ \"type\": \"{k}\" }}")).ToArray(),
+    };
+
     /// <summary>Full width, full data: for a GPU machine.</summary>
     public static CompareConfig MultiFashionFull => MultiFashionQuarter with
     {
@@ -46,6 +54,7 @@ public static class Presets
     {
         ["multifashion-quick"] = () => MultiFashionQuick,
         ["multifashion-w025"] = () => MultiFashionQuarter,
+        ["multifashion-w025-methods"] = () => MultiFashionQuarterMethods,
         ["multifashion-w1"] = () => MultiFashionFull,
     };
 

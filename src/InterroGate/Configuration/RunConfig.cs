@@ -267,9 +267,17 @@ public sealed record CompareConfig
     /// </summary>
     public bool StlStartsFromMtl { get; init; }
     public BalancerConfig Balancer { get; init; } = new UniformBalancerConfig();
+    /// <summary>
+    /// Further MTL rows: the shared encoder trained with each of these loss-balancing methods (same data,
+    /// backbone, optimisation and seed as the MTL row), e.g. [{"type": "pcgrad"}, {"type": "dwa"}].
+    /// </summary>
+    public IReadOnlyList<BalancerConfig> Methods { get; init; } = [];
 
     public void Validate(int tasks)
     {
+        for (int i = 0; i < Methods.Count; i++) Methods[i].Validate($"methods[{i}]", tasks);
+        var names = Methods.Select(m => m.Create(tasks).Name).ToArray();
+        ConfigException.Require(names.Distinct().Count() == names.Length, "methods", string.Join(", ", names), "each method at most once");
         ConfigException.Require(LambdaS.Count > 0, "lambdaS", "[]", "at least one value");
         for (int i = 0; i < LambdaS.Count; i++)
             ConfigException.Require(LambdaS[i] >= 0 && double.IsFinite(LambdaS[i]), $"lambdaS[{i}]", LambdaS[i], "≥ 0");

@@ -50,6 +50,14 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         var (mtl, mtlEntry) = mtlRun;
         entries.Add(mtlEntry);
 
+        // MTL under each further loss-balancing method.
+        foreach (var method in config.Methods)
+        {
+            string name = method.Create(tasks.Count).Name;
+            var run = config.Run(new HardSharingConfig(), $"mtl-{name}") with { Balancer = method };
+            entries.Add(TrainAndTest(run, data, image, init: null, cancel, label: $"MTL + {name}").Entry);
+        }
+
         // InterroGate at each λ_s, started from STL (task branches, heads) and MTL (shared branch).
         foreach (var lambda in config.LambdaS)
         {
@@ -70,7 +78,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.</summary>
     private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(RunConfig run, DatasetSplits data,
-        (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel)
+        (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label = null)
     {
         string dir = Path.Combine(directory, run.Name);
         var prepared = PreparedRun.Create(run, data);
@@ -105,7 +113,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         var test = Evaluator.Evaluate(prepared.Model, data.Test, run.Training.EvalBatchSize, cancel);
         var (macs, parameters) = Cost(prepared.Model, image);
         double? specific = prepared.Model is InterroGateModel ig ? ig.TaskSpecificFraction().Overall : null;
-        string label = run.Architecture switch
+        label ??= run.Architecture switch
         {
             InterroGateConfig c => $"InterroGate (λs={c.LambdaS:G4})",
             SingleTaskConfig => $"STL ({string.Join(", ", prepared.Tasks.Names)})",

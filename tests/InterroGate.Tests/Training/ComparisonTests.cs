@@ -1,0 +1,52 @@
+using System.Text.Json;
+using InterroGate.Architectures;
+using InterroGate.Balancing;
+using InterroGate.Configuration;
+using InterroGate.Training;
+
+namespace InterroGate.Tests.Training;
+
+[Collection("Torch")]
+public sealed class ComparisonTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"ig-compare-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public void Compare_trains_every_listed_method_and_writes_one_row_each()
+    {
+        var config = new CompareConfig
+        {
+            Name = "t",
+            Data = new DataConfig { Dataset = "synthetic", TrainSize = 128, ValidationSize = 64, TestSize = 64 },
+            Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+            Training = new TrainingConfig { Epochs = 1, BatchSize = 32, EvalBatchSize = 64 },
+            LambdaS = [1],
+            Methods = [new PCGradBalancerConfig(), new DwaBalancerConfig()],
+        };
+        var result = new ComparisonRunner(config, _dir).Run();
+
+        var labels = result.Table.Rows.Select(r => r.Label).ToArray();
+        Assert.Equal(["STL", "MTL", "MTL + pcgrad", "MTL + dwa", "InterroGate (λs=1)"], labels);
+        Assert.True(Directory.Exists(Path.Combine(_dir, "mtl-pcgrad")) && Directory.Exists(Path.Combine(_dir, "mtl-dwa")));
+        var stored = ConfigJson.Deserialize<RunConfig>(File.ReadAllText(Path.Combine(_dir, "mtl-pcgrad", "config.json")));
+        Assert.IsType<PCGradBalancerConfig>(stored.Balancer);
+        var rows = JsonDocument.Parse(File.ReadAllText(result.JsonPath)).RootElement.GetProperty("rows").EnumerateArray().ToArray();
+        Assert.Equal(labels, rows.Select(r => r.GetProperty("label").GetString()));
+        Assert.All(rows, r => Assert.True(r.GetProperty("extra").GetProperty("ms/step").GetDouble() > 0));
+        Assert.Contains("MTL + dwa", File.ReadAllText(result.MarkdownPath));
+    }
+
+    [Fact]
+    public void A_method_listed_twice_or_out_of_range_is_named()
+    {
+        var twice = new CompareConfig { Methods = [new PCGradBalancerConfig(), new PCGradBalancerConfig()] };
+        Assert.Contains("methods", Assert.Throws<ConfigException>(() => twice.Validate(2)).Message);
+        var bad = new CompareConfig { Methods = [new CAGradBalancerConfig { C = -1 }] };
+        Assert.Contains("methods[0].c", Assert.Throws<ConfigException>(() => bad.Validate(2)).Message);
+    }
+}
