@@ -9,10 +9,15 @@ namespace InterroGate.Architectures;
 [JsonDerivedType(typeof(SingleTaskConfig), "stl")]
 [JsonDerivedType(typeof(HardSharingConfig), "mtl")]
 [JsonDerivedType(typeof(InterroGateConfig), "interrogate")]
+[JsonDerivedType(typeof(MtanConfig), "mtan")]
+[JsonDerivedType(typeof(CrossStitchConfig), "cross-stitch")]
 public abstract record ArchitectureConfig
 {
     /// <summary>Registry name (the JSON "type").</summary>
     [JsonIgnore] public abstract string Type { get; }
+
+    /// <summary>Learning rate of the separate SGD optimiser for the model's <see cref="MultiTaskModel.GateParameters"/> (0 where it has none).</summary>
+    [JsonIgnore] public virtual double SeparateLr => 0;
 
     /// <summary>Throws <see cref="ConfigException"/> naming the key (under <paramref name="path"/>) and its valid range.</summary>
     public virtual void Validate(string path, int tasks) { }
@@ -39,6 +44,7 @@ public sealed record HardSharingConfig : ArchitectureConfig
 public sealed record InterroGateConfig : ArchitectureConfig
 {
     [JsonIgnore] public override string Type => "interrogate";
+    [JsonIgnore] public override double SeparateLr => GateLr;
     public GatingMode Gating { get; init; } = GatingMode.Conv;
     public double LambdaS { get; init; } = 1.0;
     public IReadOnlyList<double> Tau { get; init; } = [0.0];
@@ -62,5 +68,30 @@ public sealed record InterroGateConfig : ArchitectureConfig
         ConfigException.Require(double.IsFinite(AlphaInit), $"{path}.alphaInit", AlphaInit, "a finite number");
         ConfigException.Require(GateLr > 0 && double.IsFinite(GateLr), $"{path}.gateLr", GateLr, "> 0");
         ConfigException.Require(NoiseTemperature >= 0 && double.IsFinite(NoiseTemperature), $"{path}.noiseTemperature", NoiseTemperature, "≥ 0 (0 = no noise)");
+    }
+}
+
+/// <summary>MTAN: a shared encoder with per-task attention modules at every stage.</summary>
+public sealed record MtanConfig : ArchitectureConfig
+{
+    [JsonIgnore] public override string Type => "mtan";
+}
+
+/// <summary>
+/// Cross-stitch: one network per task joined by cross-stitch units after the stem and every stage.
+/// <see cref="SelfWeight"/>: initial weight of a task's own channels (the rest is spread over the others);
+/// <see cref="UnitLr"/>: learning rate of the units' SGD optimiser (higher than the weights', as in the paper).
+/// </summary>
+public sealed record CrossStitchConfig : ArchitectureConfig
+{
+    [JsonIgnore] public override string Type => "cross-stitch";
+    [JsonIgnore] public override double SeparateLr => UnitLr;
+    public double SelfWeight { get; init; } = 0.9;
+    public double UnitLr { get; init; } = 0.1;
+
+    public override void Validate(string path, int tasks)
+    {
+        ConfigException.Require(SelfWeight is >= 0 and <= 1, $"{path}.selfWeight", SelfWeight, "[0, 1]");
+        ConfigException.Require(UnitLr > 0 && double.IsFinite(UnitLr), $"{path}.unitLr", UnitLr, "> 0");
     }
 }

@@ -50,6 +50,18 @@ public static class WeightTransfer
         }
     }
 
+    /// <summary>Starts each task's network and head of a cross-stitch model from that task's trained STL model (the paper's start).</summary>
+    public static void InitialiseCrossStitch(CrossStitch model, IReadOnlyDictionary<string, MultiTaskModel> stlByTask)
+    {
+        foreach (var (task, stl) in stlByTask)
+        {
+            if (stl is not SingleTask) throw new ArgumentException($"The start for task '{task}' must be an STL model, not {stl.Architecture}.");
+            var state = stl.state_dict();
+            Copy(model, $"encoders.{task}.", state, $"encoders.{task}.");
+            Copy(model, $"heads.{task}.", state, $"heads.{task}.");
+        }
+    }
+
     /// <summary>Starts every task's encoder of an STL model from a trained MTL encoder (heads stay fresh).</summary>
     public static void InitialiseSingleTask(SingleTask model, MultiTaskModel mtl)
     {

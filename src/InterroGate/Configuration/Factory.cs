@@ -36,6 +36,8 @@ public static class Factory
         ["stl"] = "single-task learning: one network per task",
         ["mtl"] = "hard sharing: one shared encoder, one head per task",
         ["interrogate"] = "InterroGate: shared + per-task copies of every layer, learned per-channel gates, prunable",
+        ["mtan"] = "MTAN: shared encoder with per-task attention modules at every stage (Liu et al., CVPR 2019)",
+        ["cross-stitch"] = "Cross-stitch: one network per task, per-channel cross-stitch units after every stage (Misra et al., CVPR 2016)",
     };
 
     public static readonly IReadOnlyDictionary<string, string> Balancers = new Dictionary<string, string>
@@ -76,6 +78,8 @@ public static class Factory
             SingleTaskConfig => new SingleTask(tasks, spec, image.Channels),
             HardSharingConfig => new HardSharing(tasks, spec, image.Channels),
             InterroGateConfig ig => new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), ig),
+            MtanConfig => new Mtan(tasks, spec, image.Channels),
+            CrossStitchConfig cs => new CrossStitch(tasks, spec, image.Channels, cs.SelfWeight),
             _ => throw new ConfigException("architecture.type", $"unknown; valid: {string.Join(", ", Architectures.Keys)}"),
         };
     }

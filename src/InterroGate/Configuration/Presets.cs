@@ -33,10 +33,11 @@ public static class Presets
         LambdaS = [10, 50, 200],
     };
 
-    /// <summary>The quarter-width protocol with MTL also trained under every loss-balancing method.</summary>
+    /// <summary>The quarter-width protocol with MTL also trained under every loss-balancing method, and MTAN and Cross-stitch.</summary>
     public static CompareConfig MultiFashionQuarterMethods => MultiFashionQuarter with
     {
         Name = "multifashion-w025-methods",
+        Architectures = [new MtanConfig(), new CrossStitchConfig()],
         Methods = Factory.Balancers.Keys.Where(k => k is not ("uniform" or "fixed"))
             .Select(k => ConfigJson.Deserialize<BalancerConfig>($"{{ \"type\": \"{k}\" }}")).ToArray(),
     };

@@ -228,8 +228,10 @@ public sealed record RunConfig
         Balancer.Validate("balancer", tasks);
         if (StartFrom is not null)
         {
-            ConfigException.Require(Architecture is InterroGateConfig or SingleTaskConfig, "startFrom", Architecture.Type,
-                "InterroGate runs (from STL and MTL checkpoints) or STL runs (from an MTL checkpoint)");
+            ConfigException.Require(Architecture is InterroGateConfig or SingleTaskConfig or CrossStitchConfig, "startFrom", Architecture.Type,
+                "InterroGate runs (from STL and MTL checkpoints), cross-stitch runs (from STL checkpoints) or STL runs (from an MTL checkpoint)");
+            if (Architecture is CrossStitchConfig)
+                ConfigException.Require(StartFrom.Mtl is null, "startFrom.mtl", StartFrom.Mtl, "empty for a cross-stitch run (its networks start from startFrom.stl)");
             if (Architecture is SingleTaskConfig)
             {
                 ConfigException.Require(StartFrom.Stl.Count == 0, "startFrom.stl", string.Join(", ", StartFrom.Stl.Keys), "empty for an STL run (its encoders start from startFrom.mtl)");
@@ -272,9 +274,22 @@ public sealed record CompareConfig
     /// backbone, optimisation and seed as the MTL row), e.g. [{"type": "pcgrad"}, {"type": "dwa"}].
     /// </summary>
     public IReadOnlyList<BalancerConfig> Methods { get; init; } = [];
+    /// <summary>
+    /// Further architecture rows trained with <see cref="Training"/>, e.g. [{"type": "mtan"}, {"type": "cross-stitch"}];
+    /// a cross-stitch network starts from the STL models when <see cref="InitialiseFromBaselines"/> is set.
+    /// </summary>
+    public IReadOnlyList<ArchitectureConfig> Architectures { get; init; } = [];
 
     public void Validate(int tasks)
     {
+        for (int i = 0; i < Architectures.Count; i++)
+        {
+            ConfigException.Require(Architectures[i] is MtanConfig or CrossStitchConfig, $"architectures[{i}].type", Architectures[i].Type,
+                "mtan or cross-stitch (STL, MTL and InterroGate have their own rows)");
+            Architectures[i].Validate($"architectures[{i}]", tasks);
+        }
+        ConfigException.Require(Architectures.Select(a => a.Type).Distinct().Count() == Architectures.Count, "architectures",
+            string.Join(", ", Architectures.Select(a => a.Type)), "each architecture at most once");
         for (int i = 0; i < Methods.Count; i++) Methods[i].Validate($"methods[{i}]", tasks);
         var names = Methods.Select(m => m.Create(tasks).Name).ToArray();
         ConfigException.Require(names.Distinct().Count() == names.Length, "methods", string.Join(", ", names), "each method at most once");

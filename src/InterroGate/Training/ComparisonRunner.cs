@@ -58,6 +58,16 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             entries.Add(TrainAndTest(run, data, image, init: null, cancel, label: $"MTL + {name}").Entry);
         }
 
+        // Further architectures (MTAN, Cross-stitch); a cross-stitch network starts from the STL models.
+        foreach (var architecture in config.Architectures)
+        {
+            var run = config.Run(architecture, architecture.Type);
+            Action<MultiTaskModel>? init = config.InitialiseFromBaselines && architecture is CrossStitchConfig
+                ? m => WeightTransfer.InitialiseCrossStitch((CrossStitch)m, stl)
+                : null;
+            entries.Add(TrainAndTest(run, data, image, init, cancel).Entry);
+        }
+
         // InterroGate at each λ_s, started from STL (task branches, heads) and MTL (shared branch).
         foreach (var lambda in config.LambdaS)
         {
@@ -117,6 +127,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         {
             InterroGateConfig c => $"InterroGate (λs={c.LambdaS:G4})",
             SingleTaskConfig => $"STL ({string.Join(", ", prepared.Tasks.Names)})",
+            MtanConfig => "MTAN",
+            CrossStitchConfig => "Cross-stitch",
             _ => "MTL",
         };
         progress?.Report(new RunMessage(run.Name, $"test: {string.Join(", ", test.Metrics.Select(kv => $"{kv.Key} {kv.Value:F4}"))}; {macs / 1e6:F2} M MACs"));

@@ -26,6 +26,8 @@ public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits 
             var mtl = start.Mtl is null ? null : Load(start.Mtl, data.Train.ImageShape, data.Train.Tasks).Model;
             WeightTransfer.InitialiseInterroGate(ig, stl, mtl);
         }
+        else if (config.StartFrom is { } csStart && model is CrossStitch cs)
+            WeightTransfer.InitialiseCrossStitch(cs, csStart.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model));
         else if (config.StartFrom is { Mtl: { } mtlPath } && model is SingleTask stlModel)
             WeightTransfer.InitialiseSingleTask(stlModel, Load(mtlPath, data.Train.ImageShape, data.Train.Tasks).Model);
         return new PreparedRun(config, tasks, data, model);

@@ -55,7 +55,7 @@ public sealed class Trainer
         // A balancer's own learnable parameters (e.g. Uncertainty's log-variances) train with the weights.
         var weightOpt = optim.Adam(_model.WeightParameters().Concat(_balancer.Parameters), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
         var gateParams = _model.GateParameters().ToArray();
-        double gateLr = (_config.Architecture as InterroGateConfig)?.GateLr ?? 0;
+        double gateLr = _config.Architecture.SeparateLr;
         var gateOpt = gateParams.Length > 0 ? optim.SGD(gateParams, gateLr) : null;
         var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
         if (gateOpt is not null) optimizers.Add(("gates", gateOpt));

@@ -20,7 +20,7 @@ public sealed class ArchitectureContractTests
     {
         var data = new TheoryData<string, string>();
         foreach (var backbone in new[] { "resnet20", "resnet18", "resnet34", "resnet50" })
-            foreach (var arch in new[] { "stl", "mtl", "interrogate-conv", "interrogate-block" })
+            foreach (var arch in new[] { "stl", "mtl", "interrogate-conv", "interrogate-block", "mtan", "cross-stitch" })
                 data.Add(backbone, arch);
         return data;
     }
@@ -31,6 +31,8 @@ public sealed class ArchitectureContractTests
         "mtl" => new HardSharing(tasks, spec, channels),
         "interrogate-conv" => new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig { Gating = GatingMode.Conv, Tau = [0.2] }),
         "interrogate-block" => new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig { Gating = GatingMode.Block, Tau = [0.2] }),
+        "mtan" => new Mtan(tasks, spec, channels),
+        "cross-stitch" => new CrossStitch(tasks, spec, channels, selfWeight: 0.9),
         _ => throw new ArgumentException(arch),
     };
 

@@ -27,11 +27,12 @@ public sealed class ComparisonTests : IDisposable
             Training = new TrainingConfig { Epochs = 1, BatchSize = 32, EvalBatchSize = 64 },
             LambdaS = [1],
             Methods = [new PCGradBalancerConfig(), new DwaBalancerConfig()],
+            Architectures = [new MtanConfig(), new CrossStitchConfig()],
         };
         var result = new ComparisonRunner(config, _dir).Run();
 
         var labels = result.Table.Rows.Select(r => r.Label).ToArray();
-        Assert.Equal(["STL", "MTL", "MTL + pcgrad", "MTL + dwa", "InterroGate (λs=1)"], labels);
+        Assert.Equal(["STL", "MTL", "MTL + pcgrad", "MTL + dwa", "MTAN", "Cross-stitch", "InterroGate (λs=1)"], labels);
         Assert.True(Directory.Exists(Path.Combine(_dir, "mtl-pcgrad")) && Directory.Exists(Path.Combine(_dir, "mtl-dwa")));
         var stored = ConfigJson.Deserialize<RunConfig>(File.ReadAllText(Path.Combine(_dir, "mtl-pcgrad", "config.json")));
         Assert.IsType<PCGradBalancerConfig>(stored.Balancer);
@@ -44,6 +45,8 @@ public sealed class ComparisonTests : IDisposable
     [Fact]
     public void A_method_listed_twice_or_out_of_range_is_named()
     {
+        var arch = new CompareConfig { Architectures = [new HardSharingConfig()] };
+        Assert.Contains("architectures[0].type", Assert.Throws<ConfigException>(() => arch.Validate(2)).Message);
         var twice = new CompareConfig { Methods = [new PCGradBalancerConfig(), new PCGradBalancerConfig()] };
         Assert.Contains("methods", Assert.Throws<ConfigException>(() => twice.Validate(2)).Message);
         var bad = new CompareConfig { Methods = [new CAGradBalancerConfig { C = -1 }] };

@@ -36,17 +36,25 @@ public sealed class TrainerTests : IDisposable
     [InlineData("stl")]
     [InlineData("mtl")]
     [InlineData("interrogate")]
+    [InlineData("mtan")]
+    [InlineData("cross-stitch")]
     public void Training_lowers_the_loss_and_writes_metrics_and_checkpoints(string arch)
     {
-        ArchitectureConfig a = arch switch { "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), _ => new InterroGateConfig { LambdaS = 1 } };
+        ArchitectureConfig a = arch switch
+        {
+            "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), "mtan" => new MtanConfig(), "cross-stitch" => new CrossStitchConfig(),
+            _ => new InterroGateConfig { LambdaS = 1 },
+        };
         var run = PreparedRun.Create(Config(a, epochs: 3, train: 768));
         var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
         var recorder = new Recorder();
         var result = new Trainer(run.Config, run.Model, run.Data, _dir, recorder).Run();
         var after = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
 
+        // MTAN's attention masks start near 0.5 and scale the shared features down: it learns more slowly.
+        double factor = arch == "mtan" ? 0.9 : 0.8;
         foreach (var t in run.Tasks)
-            Assert.True(after.Losses[t.Name] < 0.8 * before.Losses[t.Name], $"{t.Name}: {before.Losses[t.Name]} -> {after.Losses[t.Name]}");
+            Assert.True(after.Losses[t.Name] < factor * before.Losses[t.Name], $"{t.Name}: {before.Losses[t.Name]} -> {after.Losses[t.Name]}");
         Assert.True(File.Exists(result.BestCheckpoint) && File.Exists(result.LastCheckpoint));
         var lines = File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl"));
         Assert.Equal(3, lines.Length);

@@ -1,0 +1,80 @@
+// MTAN, the Multi-Task Attention Network: a shared encoder with one soft-attention branch per task that selects its features stage by stage (Liu et al., "End-to-End Multi-Task Learning with Attention", CVPR 2019).
+using InterroGate.Backbones;
+using InterroGate.Layers;
+using InterroGate.Tasks;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Architectures;
+
+/// <summary>
+/// A shared ResNet (encoder) and, per task, an attention module at every stage j (attention.{task}.{j}):
+/// with u_j the shared features after stage j's first block and s_j those after its last,
+/// a_t^j = σ(BN(conv1×1(ReLU(BN(conv1×1([u_j, f_t^{j−1}])))))) and the attended features a_t^j ⊙ s_j; then
+/// f_t^j = ReLU(BN(conv3×3(a_t^j ⊙ s_j))) at stage j+1's width and stride (stage.{task}.{j}) carries them on.
+/// The first stage has no previous features (its mask reads u_1 alone). Each head reads a_t^L ⊙ s_L.
+/// </summary>
+public sealed class Mtan : MultiTaskModel
+{
+    private readonly ResNet encoder;
+    private readonly ModuleDict<ModuleList<Sequential>> attention;
+    private readonly ModuleDict<ModuleList<Sequential>> stage;
+    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    private readonly int[] _stageStarts, _stageEnds;
+
+    public Mtan(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(Mtan), tasks)
+    {
+        Spec = spec;
+        encoder = new ResNet(spec, inChannels);
+        heads = MakeHeads(tasks, spec.OutChannels);
+        int stages = spec.Layers.Count;
+        _stageStarts = spec.Layers.Select((_, s) => spec.Layers.Take(s).Sum()).ToArray();
+        _stageEnds = spec.Layers.Select((_, s) => spec.Layers.Take(s + 1).Sum() - 1).ToArray();
+        var width = _stageEnds.Select(b => encoder.Blocks[b].OutChannels).ToArray();
+        var stride = Enumerable.Range(0, stages).Select(s => s == 0 || spec.Dilate[s - 1] ? 1L : 2L).ToArray();
+
+        Sequential Attention(long input, long channels) => nn.Sequential(
+            nn.Conv2d(input, channels, 1, bias: false), nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, 1, bias: false), nn.BatchNorm2d(channels), nn.Sigmoid());
+        attention = nn.ModuleDict(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
+            Enumerable.Range(0, stages).Select(j => Attention(j == 0 ? width[0] : 2 * width[j], width[j])).ToArray()))).ToArray());
+        stage = nn.ModuleDict(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
+            Enumerable.Range(0, stages - 1).Select(j => nn.Sequential(
+                nn.Conv2d(width[j], width[j + 1], 3, stride: stride[j + 1], padding: 1, bias: false),
+                nn.BatchNorm2d(width[j + 1]), nn.ReLU())).ToArray()))).ToArray());
+        RegisterComponents();
+    }
+
+    public ResNetSpec Spec { get; }
+    public override string Architecture => "mtan";
+    public override IEnumerable<Parameter> SharedParameters() => encoder.parameters();
+
+    public override Dictionary<string, Tensor> forward(Tensor x)
+    {
+        // The shared encoder, keeping each stage's first-block (u) and last-block (s) features.
+        var h = encoder.Pool(encoder.StemUnit(x));
+        var u = new Tensor[_stageEnds.Length];
+        var s = new Tensor[_stageEnds.Length];
+        for (int b = 0, j = 0; b < encoder.Blocks.Count; b++)
+        {
+            h = encoder.Blocks[b].call(h);
+            if (b == _stageStarts[j]) u[j] = h;
+            if (b == _stageEnds[j]) s[j++] = h;
+        }
+
+        var outputs = new Dictionary<string, Tensor>();
+        foreach (var task in Tasks)
+        {
+            var att = attention[task.Name];
+            Tensor? carried = null, attended = null;
+            for (int j = 0; j < s.Length; j++)
+            {
+                var input = carried is null ? u[j] : cat([u[j], carried], 1);
+                attended = att[j].call(input) * s[j];
+                if (j < s.Length - 1) carried = stage[task.Name][j].call(attended);
+            }
+            outputs[task.Name] = heads[task.Name].call(attended!);
+        }
+        return outputs;
+    }
+}
