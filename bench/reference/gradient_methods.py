@@ -155,11 +155,9 @@ def min_norm(a):
 def mgda(g, normalize):
     if not normalize:
         return min_norm(gram(g))
+    # The authors' "l2" normalisation: solve for unit-length gradients, apply the weights to the raw ones.
     norms = [math.sqrt(dot(x, x)) for x in g]
-    w = min_norm(gram([scale(x, 1.0 / n) for x, n in zip(g, norms)]))
-    raw = [wi / n for wi, n in zip(w, norms)]
-    s = sum(raw)
-    return [x / s for x in raw]
+    return min_norm(gram([scale(x, 1.0 / n) for x, n in zip(g, norms)]))
 
 
 def imtl_g(g):

@@ -25,9 +25,13 @@ public sealed class HardSharing : MultiTaskModel
     public override string Architecture => "mtl";
     public override IEnumerable<Parameter> SharedParameters() => encoder.parameters();
 
+    public override Tensor? SharedRepresentation => _representation;
+    private Tensor? _representation;
+
     public override Dictionary<string, Tensor> forward(Tensor x)
     {
         var features = encoder.call(x);
+        _representation = features;
         return Tasks.ToDictionary(t => t.Name, t => heads[t.Name].call(features));
     }
 }

@@ -27,6 +27,12 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>Parameters every task's loss reaches (what gradient-balancing methods act on).</summary>
     public abstract IEnumerable<Parameter> SharedParameters();
 
+    /// <summary>
+    /// The shared representation of the last forward pass (what every head reads, [B, C, H, W]) where the
+    /// architecture has a single one; null otherwise. MGDA-UB balances the task gradients with respect to it.
+    /// </summary>
+    public virtual Tensor? SharedRepresentation => null;
+
     /// <summary>All parameters but the gate parameters (the weight optimiser's).</summary>
     public IEnumerable<Parameter> WeightParameters()
     {

@@ -27,8 +27,11 @@ public interface IBalancer
     void Restore(IReadOnlyDictionary<string, double[]> state) { }
 }
 
-/// <summary>What a balancer may need from the model.</summary>
-public sealed record BalanceContext(IReadOnlyList<TorchSharp.Modules.Parameter> SharedParameters);
+/// <summary>
+/// What a balancer may need from the model: the parameters every task's loss reaches, and (where the
+/// architecture has one) the shared representation of the current step, the encoder output all heads read.
+/// </summary>
+public sealed record BalanceContext(IReadOnlyList<TorchSharp.Modules.Parameter> SharedParameters, Func<Tensor?>? Representation = null);
 
 /// <summary>Fixed scalarisation: L = Σ_t ω_t L_t + regulariser (uniform: ω_t = 1).</summary>
 public sealed class FixedWeights : IBalancer

@@ -49,6 +49,7 @@ public static class Factory
         ["pcgrad"] = "PCGrad: project out conflicting gradient components (Yu et al., NeurIPS 2020)",
         ["cagrad"] = "CAGrad: best worst-task improvement near the mean gradient (Liu et al., NeurIPS 2021)",
         ["mgda"] = "MGDA: min-norm point of the task gradients' convex hull (Sener & Koltun, NeurIPS 2018)",
+        ["mgda-ub"] = "MGDA-UB: MGDA's weights from gradients at the shared representation (Sener & Koltun, NeurIPS 2018)",
         ["imtl-g"] = "IMTL-G: equal projection onto every task's unit gradient (Liu et al., ICLR 2021)",
         ["nash-mtl"] = "Nash-MTL: the Nash bargaining update, (GGᵀ)α = 1/α (Navon et al., ICML 2022)",
         ["aligned-mtl"] = "Aligned-MTL: gradients aligned to an orthogonal equal-norm set (Senushkin et al., CVPR 2023)",

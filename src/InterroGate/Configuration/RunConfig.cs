@@ -89,6 +89,7 @@ public sealed record TrainingConfig
 [JsonDerivedType(typeof(PCGradBalancerConfig), "pcgrad")]
 [JsonDerivedType(typeof(CAGradBalancerConfig), "cagrad")]
 [JsonDerivedType(typeof(MgdaBalancerConfig), "mgda")]
+[JsonDerivedType(typeof(MgdaUbBalancerConfig), "mgda-ub")]
 [JsonDerivedType(typeof(ImtlGBalancerConfig), "imtl-g")]
 [JsonDerivedType(typeof(NashMtlBalancerConfig), "nash-mtl")]
 [JsonDerivedType(typeof(AlignedMtlBalancerConfig), "aligned-mtl")]
@@ -153,6 +154,13 @@ public sealed record MgdaBalancerConfig : BalancerConfig
 {
     public bool Normalize { get; init; }
     public override IBalancer Create(int tasks) => new Mgda(Normalize);
+}
+
+/// <summary>MGDA-UB (<see cref="MgdaUb"/>): normalize as for MGDA.</summary>
+public sealed record MgdaUbBalancerConfig : BalancerConfig
+{
+    public bool Normalize { get; init; }
+    public override IBalancer Create(int tasks) => new MgdaUb(Normalize);
 }
 
 /// <summary>IMTL-G (<see cref="ImtlG"/>): no hyperparameters.</summary>

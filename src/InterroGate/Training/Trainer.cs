@@ -59,7 +59,7 @@ public sealed class Trainer
         var gateOpt = gateParams.Length > 0 ? optim.SGD(gateParams, gateLr) : null;
         var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
         if (gateOpt is not null) optimizers.Add(("gates", gateOpt));
-        var context = new BalanceContext(_model.SharedParameters().ToArray());
+        var context = new BalanceContext(_model.SharedParameters().ToArray(), () => _model.SharedRepresentation);
         var objective = new MultiTaskObjective(tasks);
 
         int startEpoch = 0, startStep = 0, bestEpoch = -1;

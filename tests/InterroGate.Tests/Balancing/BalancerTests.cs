@@ -52,8 +52,8 @@ public sealed class BalancerTests
         Assert.Equal([0.2, 0.8], Mgda.Weights(G([2, 0], [0, 1]), normalize: false), new Tol(1e-6));
         // One gradient inside the other's direction: the shorter one is the min-norm point.
         Assert.Equal([1.0, 0.0], Mgda.Weights(G([1, 0], [3, 0]), normalize: false), new Tol(1e-6));
-        // Normalised, (2,0) and (0,1) are two unit vectors: equal weights on the unit vectors, 1/|g| on the raw ones.
-        Assert.Equal([1.0 / 3, 2.0 / 3], Mgda.Weights(G([2, 0], [0, 1]), normalize: true), new Tol(1e-6));
+        // Normalised, (2,0) and (0,1) are solved as two unit vectors: equal weights (applied to the raw gradients).
+        Assert.Equal([0.5, 0.5], Mgda.Weights(G([2, 0], [0, 1]), normalize: true), new Tol(1e-6));
     }
 
     [Fact]
@@ -212,7 +212,8 @@ public sealed class BalancerTests
     {
         public readonly Linear shared = nn.Linear(4, 3), head_a = nn.Linear(3, 1), head_b = nn.Linear(3, 1);
         public TwoHeads() : base(nameof(TwoHeads)) => RegisterComponents();
-        public Tensor[] Losses(Tensor x) { var h = shared.call(x).tanh(); return [head_a.call(h).square().mean(), (head_b.call(h) - 1).square().mean()]; }
+        public Tensor? Representation;
+        public Tensor[] Losses(Tensor x) { var h = Representation = shared.call(x).tanh(); return [head_a.call(h).square().mean(), (head_b.call(h) - 1).square().mean()]; }
         public Tensor[] Flat(IEnumerable<Parameter> ps) => ps.Select(p => p.grad is { } g ? g.flatten() : zeros(p.numel())).ToArray();
     }
 
@@ -245,12 +246,35 @@ public sealed class BalancerTests
         Assert.True(cat(m.Flat(m.head_b.parameters()), 0).allclose(perTask[1].HeadB, rtol: 1e-5, atol: 1e-6));
     }
 
+    [Fact]
+    public void MGDA_UB_weights_the_losses_by_the_min_norm_point_of_the_representation_gradients()
+    {
+        manual_seed(4);
+        var m = new TwoHeads();
+        var x = randn(8, 4);
+        var losses = m.Losses(x);
+        var h = m.Representation!;
+        var g = stack(losses.Select(l => autograd.grad([l], [h], retain_graph: true)[0].flatten()).ToArray());
+        var w = Mgda.Weights(g, normalize: false);
+        var expected = new TwoHeads();
+        expected.load_state_dict(m.state_dict());
+        var el = expected.Losses(x);
+        (el[0] * (2 * w[0]) + el[1] * (2 * w[1])).backward();
+
+        var applied = new MgdaUb().Backward(losses, null, new BalanceContext(m.shared.parameters().ToArray(), () => m.Representation));
+        Assert.Equal(w.Select(v => 2 * v).ToArray(), applied, new Tol(1e-9));
+        Assert.True(m.shared.weight!.grad!.allclose(expected.shared.weight!.grad!, rtol: 1e-5, atol: 1e-6));
+        var refused = Assert.Throws<InvalidOperationException>(() => new MgdaUb().Backward(m.Losses(x), null, new BalanceContext([])));
+        Assert.Contains("mgda", refused.Message);
+    }
+
     [Theory]
     [InlineData("""{ "type": "dwa", "temperature": 2 }""")]
     [InlineData("""{ "type": "rlw" }""")]
     [InlineData("""{ "type": "pcgrad" }""")]
     [InlineData("""{ "type": "cagrad", "c": 0.4 }""")]
     [InlineData("""{ "type": "mgda", "normalize": true }""")]
+    [InlineData("""{ "type": "mgda-ub", "normalize": true }""")]
     [InlineData("""{ "type": "imtl-g" }""")]
     [InlineData("""{ "type": "nash-mtl" }""")]
     [InlineData("""{ "type": "aligned-mtl" }""")]
