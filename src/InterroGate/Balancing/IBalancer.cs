@@ -17,6 +17,13 @@ public interface IBalancer
     /// <summary>Called with each task's mean training loss when an epoch ends (for epoch-based weighting).</summary>
     void EpochEnded(IReadOnlyList<double> meanTaskLosses) { }
 
+    /// <summary>
+    /// Called after the optimisers stepped, with the step's task losses and a function that recomputes them on
+    /// the same batch with the updated model (one more forward pass, only when called; BN layers see the batch
+    /// again in training mode).
+    /// </summary>
+    void AfterStep(IReadOnlyList<double> lossesBefore, Func<IReadOnlyList<double>> lossesAfter) { }
+
     /// <summary>Learnable parameters of the method itself; the Trainer optimises them with the model's weights.</summary>
     IReadOnlyList<TorchSharp.Modules.Parameter> Parameters => [];
 

@@ -95,6 +95,7 @@ public sealed record TrainingConfig
 [JsonDerivedType(typeof(AlignedMtlBalancerConfig), "aligned-mtl")]
 [JsonDerivedType(typeof(UncertaintyBalancerConfig), "uncertainty")]
 [JsonDerivedType(typeof(GradNormBalancerConfig), "gradnorm")]
+[JsonDerivedType(typeof(FamoBalancerConfig), "famo")]
 public abstract record BalancerConfig
 {
     public abstract IBalancer Create(int tasks);
@@ -197,6 +198,19 @@ public sealed record GradNormBalancerConfig : BalancerConfig
     {
         ConfigException.Require(Alpha >= 0 && double.IsFinite(Alpha), $"{path}.alpha", Alpha, "≥ 0");
         ConfigException.Require(WeightLr > 0 && double.IsFinite(WeightLr), $"{path}.weightLr", WeightLr, "> 0");
+    }
+}
+
+/// <summary>FAMO (<see cref="Famo"/>): lr &gt; 0 and weightDecay ≥ 0 of the logits' Adam (0.025 and 0.001 in the paper).</summary>
+public sealed record FamoBalancerConfig : BalancerConfig
+{
+    public double Lr { get; init; } = 0.025;
+    public double WeightDecay { get; init; } = 0.001;
+    public override IBalancer Create(int tasks) => new Famo(tasks, Lr, WeightDecay);
+    public override void Validate(string path, int tasks)
+    {
+        ConfigException.Require(Lr > 0 && double.IsFinite(Lr), $"{path}.lr", Lr, "> 0");
+        ConfigException.Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), $"{path}.weightDecay", WeightDecay, "≥ 0");
     }
 }
 

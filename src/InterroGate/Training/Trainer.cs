@@ -176,7 +176,13 @@ public sealed class Trainer
         _balancer.Backward(losses, reg, context);
         weightOpt.step();
         gateOpt?.step();
-        return (losses.Select(l => (double)l.item<float>()).ToArray(), reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
+        var values = losses.Select(l => (double)l.item<float>()).ToArray();
+        _balancer.AfterStep(values, () =>
+        {
+            using var _ = no_grad();
+            return objective.Losses(_model.call(images), batch).Select(l => (double)l.item<float>()).ToArray();
+        });
+        return (values, reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
     }
 
     private void Save(string path, string kind, int epoch, int step, double bestScore, int bestEpoch,

@@ -172,6 +172,24 @@ public sealed class BalancerTests
     }
 
     [Fact]
+    public void FAMO_follows_the_log_losses_and_raises_the_weight_of_the_task_whose_loss_fell_less()
+    {
+        // Equal z: the weights are proportional to 1/L_t (equal steps in log L), T in total at equal losses.
+        Assert.Equal([1.0, 1.0], Famo.Weights([0.5, 0.5], [2.0, 2.0]), new Tol(1e-12));
+        Assert.Equal([4.0 / 3, 2.0 / 3], Famo.Weights([0.5, 0.5], [1.0, 2.0]), new Tol(1e-12));
+        // Task 0's log loss fell by 0.1, task 1's by 0.3: descending J_zᵀδ moves ξ_0 up.
+        Assert.Equal([-0.05, 0.05], Famo.LogitGradient([0.5, 0.5], [0.1, 0.3]), new Tol(1e-12));
+        var famo = new Famo(2, lr: 0.025, weightDecay: 0.001);
+        for (int i = 0; i < 20; i++) famo.AfterStep([1.0, 1.0], () => [0.9, 0.7]);
+        var z = famo.Z();
+        Assert.True(z[0] > 0.55, $"z = [{z[0]}, {z[1]}]");
+        var resumed = new Famo(2, 0.025, 0.001);
+        resumed.Restore(famo.State());
+        Assert.Equal(z, resumed.Z());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Famo(2, 0, 0.001));
+    }
+
+    [Fact]
     public void DWA_is_uniform_for_two_epochs_then_follows_the_loss_ratios()
     {
         var dwa = new Dwa(2, temperature: 2);
@@ -280,6 +298,7 @@ public sealed class BalancerTests
     [InlineData("""{ "type": "aligned-mtl" }""")]
     [InlineData("""{ "type": "uncertainty" }""")]
     [InlineData("""{ "type": "gradnorm", "alpha": 1.5 }""")]
+    [InlineData("""{ "type": "famo" }""")]
     public void Every_method_trains_a_shared_encoder_through_the_one_Trainer(string balancer) => Trains(new HardSharingConfig(), balancer);
 
     [Fact]
