@@ -18,7 +18,11 @@ internal static class CompareCommand
         {
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
             string dir = p.GetValue(outDir) ?? Path.Combine("runs", cfg.Name);
-            AnsiConsole.MarkupLine($"[bold]{Markup.Escape(cfg.Name)}[/]: STL, MTL and InterroGate at λs = {string.Join(", ", cfg.LambdaS)} on {cfg.Backbone.Name} (width {cfg.Backbone.Width}) -> {Markup.Escape(dir)}");
+            var rows = new List<string> { "STL", "MTL" };
+            if (cfg.Methods.Count > 0) rows.Add($"MTL + {string.Join(", ", cfg.Methods.Select(m => m.Create(2).Name))}");
+            rows.AddRange(cfg.Architectures.Select(a => a.Type));
+            if (cfg.LambdaS.Count > 0) rows.Add($"InterroGate at λs = {string.Join(", ", cfg.LambdaS)}");
+            AnsiConsole.MarkupLine($"[bold]{Markup.Escape(cfg.Name)}[/]: {Markup.Escape(string.Join("; ", rows))} on {cfg.Backbone.Name} (width {cfg.Backbone.Width}) -> {Markup.Escape(dir)}");
             var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
             AnsiConsole.WriteLine();
             Console.WriteLine(result.Table.ToMarkdown());

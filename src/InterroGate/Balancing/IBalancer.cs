@@ -38,7 +38,20 @@ public interface IBalancer
 /// What a balancer may need from the model: the parameters every task's loss reaches, and (where the
 /// architecture has one) the shared representation of the current step, the encoder output all heads read.
 /// </summary>
-public sealed record BalanceContext(IReadOnlyList<TorchSharp.Modules.Parameter> SharedParameters, Func<Tensor?>? Representation = null);
+public sealed record BalanceContext(IReadOnlyList<TorchSharp.Modules.Parameter> SharedParameters, Func<Tensor?>? Representation = null)
+{
+    /// <summary>What meta-learning methods need (Auto-λ's virtual step); null where the caller cannot provide it.</summary>
+    public MetaAccess? Meta { get; init; }
+}
+
+/// <summary>
+/// Access for meta-learning balancers: the weights the optimiser trains and its current learning rate, the task
+/// losses of the current training batch recomputed with the weights as they are now, and those of the next
+/// validation batch. Both forward passes run in training mode.
+/// </summary>
+public sealed record MetaAccess(
+    IReadOnlyList<TorchSharp.Modules.Parameter> Weights, Func<double> LearningRate,
+    Func<IReadOnlyList<Tensor>> TrainLosses, Func<IReadOnlyList<Tensor>> ValidationLosses);
 
 /// <summary>Fixed scalarisation: L = Σ_t ω_t L_t + regulariser (uniform: ω_t = 1).</summary>
 public sealed class FixedWeights : IBalancer

@@ -47,6 +47,7 @@ public static class Factory
         ["dwa"] = "Dynamic Weight Average: weights from the ratio of each task's last two epoch losses (Liu et al., CVPR 2019)",
         ["rlw"] = "Random Loss Weighting: softmax of normal draws at every step (Lin et al., TMLR 2022)",
         ["famo"] = "FAMO: weights that balance the rates of log-loss decrease, one extra forward pass (Liu et al., NeurIPS 2023)",
+        ["auto-lambda"] = "Auto-λ: weights meta-learned through a virtual step on a validation batch (Liu et al., TMLR 2022)",
         ["pcgrad"] = "PCGrad: project out conflicting gradient components (Yu et al., NeurIPS 2020)",
         ["cagrad"] = "CAGrad: best worst-task improvement near the mean gradient (Liu et al., NeurIPS 2021)",
         ["mgda"] = "MGDA: min-norm point of the task gradients' convex hull (Sener & Koltun, NeurIPS 2018)",

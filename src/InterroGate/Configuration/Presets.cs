@@ -33,10 +33,14 @@ public static class Presets
         LambdaS = [10, 50, 200],
     };
 
-    /// <summary>The quarter-width protocol with MTL also trained under every loss-balancing method, and MTAN and Cross-stitch.</summary>
+    /// <summary>
+    /// The quarter-width protocol's baselines: STL, MTL, MTL under every loss-balancing method, MTAN and Cross-stitch
+    /// (InterroGate's rows are multifashion-w025's; the same STL and MTL runs start them).
+    /// </summary>
     public static CompareConfig MultiFashionQuarterMethods => MultiFashionQuarter with
     {
         Name = "multifashion-w025-methods",
+        LambdaS = [],
         Architectures = [new MtanConfig(), new CrossStitchConfig()],
         Methods = Factory.Balancers.Keys.Where(k => k is not ("uniform" or "fixed"))
             .Select(k => ConfigJson.Deserialize<BalancerConfig>($"{{ \"type\": \"{k}\" }}")).ToArray(),

@@ -96,6 +96,7 @@ public sealed record TrainingConfig
 [JsonDerivedType(typeof(UncertaintyBalancerConfig), "uncertainty")]
 [JsonDerivedType(typeof(GradNormBalancerConfig), "gradnorm")]
 [JsonDerivedType(typeof(FamoBalancerConfig), "famo")]
+[JsonDerivedType(typeof(AutoLambdaBalancerConfig), "auto-lambda")]
 public abstract record BalancerConfig
 {
     public abstract IBalancer Create(int tasks);
@@ -199,6 +200,15 @@ public sealed record GradNormBalancerConfig : BalancerConfig
         ConfigException.Require(Alpha >= 0 && double.IsFinite(Alpha), $"{path}.alpha", Alpha, "≥ 0");
         ConfigException.Require(WeightLr > 0 && double.IsFinite(WeightLr), $"{path}.weightLr", WeightLr, "> 0");
     }
+}
+
+/// <summary>Auto-λ (<see cref="AutoLambda"/>): lr &gt; 0 of the weights' Adam (1e-4 in the paper).</summary>
+public sealed record AutoLambdaBalancerConfig : BalancerConfig
+{
+    public double Lr { get; init; } = 1e-4;
+    public override IBalancer Create(int tasks) => new AutoLambda(tasks, Lr);
+    public override void Validate(string path, int tasks) =>
+        ConfigException.Require(Lr > 0 && double.IsFinite(Lr), $"{path}.lr", Lr, "> 0");
 }
 
 /// <summary>FAMO (<see cref="Famo"/>): lr &gt; 0 and weightDecay ≥ 0 of the logits' Adam (0.025 and 0.001 in the paper).</summary>
@@ -315,7 +325,8 @@ public sealed record CompareConfig
         for (int i = 0; i < Methods.Count; i++) Methods[i].Validate($"methods[{i}]", tasks);
         var names = Methods.Select(m => m.Create(tasks).Name).ToArray();
         ConfigException.Require(names.Distinct().Count() == names.Length, "methods", string.Join(", ", names), "each method at most once");
-        ConfigException.Require(LambdaS.Count > 0, "lambdaS", "[]", "at least one value");
+        ConfigException.Require(LambdaS.Count > 0 || Methods.Count > 0 || Architectures.Count > 0, "lambdaS", "[]",
+            "at least one value (an empty list is allowed only when methods or architectures give other rows)");
         for (int i = 0; i < LambdaS.Count; i++)
             ConfigException.Require(LambdaS[i] >= 0 && double.IsFinite(LambdaS[i]), $"lambdaS[{i}]", LambdaS[i], "≥ 0");
         InterroGateTraining?.Validate("interroGateTraining");

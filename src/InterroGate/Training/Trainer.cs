@@ -59,8 +59,20 @@ public sealed class Trainer
         var gateOpt = gateParams.Length > 0 ? optim.SGD(gateParams, gateLr) : null;
         var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
         if (gateOpt is not null) optimizers.Add(("gates", gateOpt));
-        var context = new BalanceContext(_model.SharedParameters().ToArray(), () => _model.SharedRepresentation);
         var objective = new MultiTaskObjective(tasks);
+        using var validationBatches = ValidationBatches(cfg).GetEnumerator();
+        var context = new BalanceContext(_model.SharedParameters().ToArray(), () => _model.SharedRepresentation)
+        {
+            Meta = new MetaAccess(_model.WeightParameters().ToArray(), () => weightOpt.ParamGroups.First().LearningRate,
+                TrainLosses: () => objective.Losses(_model.call(_currentBatch![IMultiTaskDataset.ImageKey]), _currentBatch),
+                ValidationLosses: () =>
+                {
+                    validationBatches.MoveNext();
+                    var batch = validationBatches.Current;
+                    _stepScope?.Attach(batch.Values); // freed with the step
+                    return objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch);
+                }),
+        };
 
         int startEpoch = 0, startStep = 0, bestEpoch = -1;
         double bestScore = double.NegativeInfinity;
@@ -160,12 +172,25 @@ public sealed class Trainer
         return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
     }
 
+    private Dictionary<string, Tensor>? _currentBatch;
+    private TorchSharp.DisposeScope? _stepScope;
+
+    /// <summary>Validation batches without end (reshuffled each pass), for balancers that look at held-out data.</summary>
+    private IEnumerable<Dictionary<string, Tensor>> ValidationBatches(TrainingConfig cfg)
+    {
+        int size = Math.Min(cfg.BatchSize, Math.Max(1, _data.Validation.Count));
+        var loader = new DataLoader(_data.Validation, size, shuffle: true, seed: cfg.Seed + 7919, dropLast: true);
+        for (int pass = 0; ; pass++)
+            foreach (var batch in loader.Epoch(pass)) yield return batch;
+    }
+
     /// <summary>One optimisation step in its own dispose scope; returns .NET numbers only.</summary>
     private (double[] Losses, double Regularizer, int Images) Step(Dictionary<string, Tensor> batch, MultiTaskObjective objective,
         BalanceContext context, optim.Optimizer weightOpt, optim.Optimizer? gateOpt)
     {
         using var scope = NewDisposeScope();
         scope.Attach(batch.Values);
+        (_currentBatch, _stepScope) = (batch, scope);
         var images = batch[IMultiTaskDataset.ImageKey];
         var outputs = _model.call(images);
         var losses = objective.Losses(outputs, batch);
