@@ -16,8 +16,8 @@ namespace InterroGate.Balancing;
 public sealed class AutoLambda : IBalancer
 {
     private readonly int _tasks;
-    private readonly double[] _lambda, _m, _v;
-    private long _t;
+    private readonly double[] _lambda;
+    private readonly TaskWeightAdam _adam;
 
     public AutoLambda(int tasks, double lr)
     {
@@ -25,7 +25,7 @@ public sealed class AutoLambda : IBalancer
         if (!(lr > 0) || !double.IsFinite(lr)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "Auto-λ's lr must be > 0.");
         (_tasks, Lr) = (tasks, lr);
         _lambda = Enumerable.Repeat(1.0, tasks).ToArray();
-        (_m, _v) = (new double[tasks], new double[tasks]);
+        _adam = new TaskWeightAdam(tasks);
     }
 
     public string Name => "auto-lambda";
@@ -37,7 +37,7 @@ public sealed class AutoLambda : IBalancer
         if (taskLosses.Count != _tasks) throw new ArgumentException($"Auto-λ was built for {_tasks} tasks, got {taskLosses.Count} losses.");
         var meta = context.Meta ?? throw new InvalidOperationException("Auto-λ needs the trainer's meta access (training and validation losses).");
         if (meta.Weights.Count == 0) return FixedWeights.WeightedBackward(taskLosses, regularizer, _lambda.ToArray());
-        AdamStep(Hypergradient(taskLosses, meta));
+        _adam.Step(_lambda, Hypergradient(taskLosses, meta), Lr, floor: 0);
         // The virtual step wrote to the weights (and restored them), which invalidates the step's first graph:
         // the real step back-propagates a fresh forward pass at the restored weights.
         return FixedWeights.WeightedBackward(meta.TrainLosses(), regularizer, _lambda.ToArray());
@@ -84,28 +84,16 @@ public sealed class AutoLambda : IBalancer
         }
     }
 
-    private void AdamStep(double[] gradient)
+    public IReadOnlyDictionary<string, double[]> State()
     {
-        const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-        _t++;
-        for (int i = 0; i < _tasks; i++)
-        {
-            _m[i] = b1 * _m[i] + (1 - b1) * gradient[i];
-            _v[i] = b2 * _v[i] + (1 - b2) * gradient[i] * gradient[i];
-            _lambda[i] = Math.Max(0, _lambda[i] - Lr * (_m[i] / (1 - Math.Pow(b1, _t))) / (Math.Sqrt(_v[i] / (1 - Math.Pow(b2, _t))) + eps));
-        }
+        var state = new Dictionary<string, double[]> { ["lambda"] = _lambda.ToArray() };
+        _adam.Save(state);
+        return state;
     }
-
-    public IReadOnlyDictionary<string, double[]> State() => new Dictionary<string, double[]>
-    {
-        ["lambda"] = _lambda.ToArray(), ["adamM"] = _m.ToArray(), ["adamV"] = _v.ToArray(), ["adamStep"] = [_t],
-    };
 
     public void Restore(IReadOnlyDictionary<string, double[]> state)
     {
         if (state.TryGetValue("lambda", out var l) && l.Length == _tasks) l.CopyTo(_lambda, 0);
-        if (state.TryGetValue("adamM", out var m) && m.Length == _tasks) m.CopyTo(_m, 0);
-        if (state.TryGetValue("adamV", out var v) && v.Length == _tasks) v.CopyTo(_v, 0);
-        if (state.TryGetValue("adamStep", out var s) && s.Length == 1) _t = (long)s[0];
+        _adam.Restore(state);
     }
 }

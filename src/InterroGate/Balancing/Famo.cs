@@ -14,8 +14,8 @@ namespace InterroGate.Balancing;
 public sealed class Famo : IBalancer
 {
     private readonly int _tasks;
-    private readonly double[] _xi, _m, _v;
-    private long _t;
+    private readonly double[] _xi;
+    private readonly TaskWeightAdam _adam;
 
     public Famo(int tasks, double lr, double weightDecay)
     {
@@ -23,7 +23,8 @@ public sealed class Famo : IBalancer
         if (!(lr > 0) || !double.IsFinite(lr)) throw new ArgumentOutOfRangeException(nameof(lr), lr, "FAMO's lr must be > 0.");
         if (!(weightDecay >= 0) || !double.IsFinite(weightDecay)) throw new ArgumentOutOfRangeException(nameof(weightDecay), weightDecay, "FAMO's weightDecay must be ≥ 0.");
         (_tasks, Lr, WeightDecay) = (tasks, lr, weightDecay);
-        (_xi, _m, _v) = (new double[tasks], new double[tasks], new double[tasks]);
+        _xi = new double[tasks];
+        _adam = new TaskWeightAdam(tasks);
     }
 
     public string Name => "famo";
@@ -66,28 +67,19 @@ public sealed class Famo : IBalancer
         if (_tasks == 1) return;
         var after = lossesAfter();
         var delta = lossesBefore.Select((b, t) => Math.Log(Math.Max(b, 1e-8)) - Math.Log(Math.Max(after[t], 1e-8))).ToArray();
-        var g = LogitGradient(Z(), delta);
-        const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-        _t++;
-        for (int i = 0; i < _tasks; i++)
-        {
-            double gi = g[i] + WeightDecay * _xi[i];
-            _m[i] = b1 * _m[i] + (1 - b1) * gi;
-            _v[i] = b2 * _v[i] + (1 - b2) * gi * gi;
-            _xi[i] -= Lr * (_m[i] / (1 - Math.Pow(b1, _t))) / (Math.Sqrt(_v[i] / (1 - Math.Pow(b2, _t))) + eps);
-        }
+        _adam.Step(_xi, LogitGradient(Z(), delta), Lr, WeightDecay);
     }
 
-    public IReadOnlyDictionary<string, double[]> State() => new Dictionary<string, double[]>
+    public IReadOnlyDictionary<string, double[]> State()
     {
-        ["logits"] = _xi.ToArray(), ["adamM"] = _m.ToArray(), ["adamV"] = _v.ToArray(), ["adamStep"] = [_t],
-    };
+        var state = new Dictionary<string, double[]> { ["logits"] = _xi.ToArray() };
+        _adam.Save(state);
+        return state;
+    }
 
     public void Restore(IReadOnlyDictionary<string, double[]> state)
     {
         if (state.TryGetValue("logits", out var x) && x.Length == _tasks) x.CopyTo(_xi, 0);
-        if (state.TryGetValue("adamM", out var m) && m.Length == _tasks) m.CopyTo(_m, 0);
-        if (state.TryGetValue("adamV", out var v) && v.Length == _tasks) v.CopyTo(_v, 0);
-        if (state.TryGetValue("adamStep", out var s) && s.Length == 1) _t = (long)s[0];
+        _adam.Restore(state);
     }
 }

@@ -14,8 +14,7 @@ public sealed class GradNorm : IBalancer
 {
     private readonly int _tasks;
     private double[] _w, _initialLosses = [];
-    private readonly double[] _m, _v;
-    private long _t;
+    private readonly TaskWeightAdam _adam;
 
     public GradNorm(int tasks, double alpha, double weightLr)
     {
@@ -24,8 +23,7 @@ public sealed class GradNorm : IBalancer
         if (!(weightLr > 0) || !double.IsFinite(weightLr)) throw new ArgumentOutOfRangeException(nameof(weightLr), weightLr, "GradNorm's weightLr must be > 0.");
         (_tasks, Alpha, WeightLr) = (tasks, alpha, weightLr);
         _w = Enumerable.Repeat(1.0, tasks).ToArray();
-        _m = new double[tasks];
-        _v = new double[tasks];
+        _adam = new TaskWeightAdam(tasks);
     }
 
     public string Name => "gradnorm";
@@ -71,31 +69,22 @@ public sealed class GradNorm : IBalancer
 
     private void AdamStep(double[] gradient)
     {
-        const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-        _t++;
-        for (int i = 0; i < _tasks; i++)
-        {
-            _m[i] = b1 * _m[i] + (1 - b1) * gradient[i];
-            _v[i] = b2 * _v[i] + (1 - b2) * gradient[i] * gradient[i];
-            double mHat = _m[i] / (1 - Math.Pow(b1, _t)), vHat = _v[i] / (1 - Math.Pow(b2, _t));
-            _w[i] = Math.Max(_w[i] - WeightLr * mHat / (Math.Sqrt(vHat) + eps), 1e-6);
-        }
+        _adam.Step(_w, gradient, WeightLr, floor: 1e-6);
         double sum = _w.Sum();
         for (int i = 0; i < _tasks; i++) _w[i] *= _tasks / sum;
     }
 
-    public IReadOnlyDictionary<string, double[]> State() => new Dictionary<string, double[]>
+    public IReadOnlyDictionary<string, double[]> State()
     {
-        ["weights"] = _w.ToArray(), ["initialLosses"] = _initialLosses.ToArray(),
-        ["adamM"] = _m.ToArray(), ["adamV"] = _v.ToArray(), ["adamStep"] = [_t],
-    };
+        var state = new Dictionary<string, double[]> { ["weights"] = _w.ToArray(), ["initialLosses"] = _initialLosses.ToArray() };
+        _adam.Save(state);
+        return state;
+    }
 
     public void Restore(IReadOnlyDictionary<string, double[]> state)
     {
         if (state.TryGetValue("weights", out var w) && w.Length == _tasks) _w = w.ToArray();
         if (state.TryGetValue("initialLosses", out var l) && (l.Length == _tasks || l.Length == 0)) _initialLosses = l.ToArray();
-        if (state.TryGetValue("adamM", out var m) && m.Length == _tasks) m.CopyTo(_m, 0);
-        if (state.TryGetValue("adamV", out var v) && v.Length == _tasks) v.CopyTo(_v, 0);
-        if (state.TryGetValue("adamStep", out var s) && s.Length == 1) _t = (long)s[0];
+        _adam.Restore(state);
     }
 }
