@@ -88,7 +88,15 @@ foreach (var width in widths)
 sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches, InterroGate.Balancing.IBalancer? balancer = null)
 {
     private readonly InterroGate.Balancing.IBalancer _balancer = balancer ?? InterroGate.Balancing.FixedWeights.Uniform(model.Tasks.Count);
-    private readonly InterroGate.Balancing.BalanceContext _context = new(model.SharedParameters().ToArray());
+    private InterroGate.Balancing.BalanceContext? _contextValue;
+    // As the Trainer provides it: the shared representation, and meta access with the next batch as "validation".
+    private InterroGate.Balancing.BalanceContext _context => _contextValue ??= new(model.SharedParameters().ToArray(), () => model.SharedRepresentation)
+    {
+        Meta = new(model.WeightParameters().ToArray(), () => 1e-3,
+            () => _objective.Losses(model.call(_current![IMultiTaskDataset.ImageKey]), _current),
+            () => { var v = batches[_step % batches.Length]; return _objective.Losses(model.call(v[IMultiTaskDataset.ImageKey]), v); }),
+    };
+    private Dictionary<string, Tensor>? _current;
     private optim.Optimizer? _weightsOpt;
     private optim.Optimizer Weights => _weightsOpt ??= optim.Adam(model.WeightParameters().Concat(_balancer.Parameters), 1e-3);
     private readonly optim.Optimizer? _gates = model.GateParameters().ToArray() is { Length: > 0 } g ? optim.SGD(g, 0.1) : null;
@@ -101,7 +109,7 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
     public void Step(bool record)
     {
         model.train();
-        var batch = batches[_step++ % batches.Length];
+        var batch = _current = batches[_step++ % batches.Length];
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
@@ -112,7 +120,12 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
             _balancer.Backward(losses, model.Regularizer(), _context);
             Weights.step();
             _gates?.step();
-            _ = losses[0].item<float>();
+            var values = losses.Select(l => (double)l.item<float>()).ToArray();
+            _balancer.AfterStep(values, () =>
+            {
+                using var _ = no_grad();
+                return _objective.Losses(model.call(batch[IMultiTaskDataset.ImageKey]), batch).Select(l => (double)l.item<float>()).ToArray();
+            });
         }
         if (record) _times.Add(sw.Elapsed.TotalMilliseconds);
     }
