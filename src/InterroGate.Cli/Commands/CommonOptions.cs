@@ -17,6 +17,15 @@ internal static class CommonOptions
         DefaultValueFactory = _ => [],
     };
 
+    public static Option<string?> Device() => new("--device")
+    {
+        Description = "Where to train or evaluate: cpu, cuda or cuda:N (default: training.device of the configuration, cpu)",
+    };
+
+    /// <summary>The overrides with training.device set from --device, where given.</summary>
+    public static string[] WithDevice(string[] overrides, string? device) =>
+        device is null ? overrides : [.. overrides, $"training.device={device}"];
+
     public static Option<string?> Out(string what) => new("--out", "-o") { Description = $"Folder for {what} (default: runs/<name>)" };
 
     /// <summary>Runs <paramref name="body"/>, mapping the library's errors to one clear line and exit code 2.</summary>
@@ -37,7 +46,7 @@ internal static class CommonOptions
         }
         catch (Exception e) when (e is ConfigException or DataFormatException or DatasetNotFoundException or CheckpointException
                                        or NativeLoadException or NonFiniteLossException or OperationCanceledException
-                                       or Deployment.SafeTensorsException or Deployment.ImageInputException or FileNotFoundException)
+                                       or DeviceUnavailableException or Deployment.SafeTensorsException or Deployment.ImageInputException or FileNotFoundException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return e is OperationCanceledException ? 130 : 2;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using InterroGate.Cli.Rendering;
 using InterroGate.Configuration;
+using InterroGate.Runtime;
 using InterroGate.Training;
 using Spectre.Console;
 
@@ -13,11 +14,19 @@ internal static class CompareCommand
         var config = new Argument<string>("config") { Description = "A comparison preset (multifashion-quick, ...) or a JSON file" };
         var set = CommonOptions.Set();
         var outDir = CommonOptions.Out("every run and the table");
-        var cmd = new Command("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.") { config, set, outDir };
+        var device = CommonOptions.Device();
+        var cmd = new Command("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.") { config, set, outDir, device };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
+            if (p.GetValue(device) is { } d)
+                cfg = cfg with
+                {
+                    Training = cfg.Training with { Device = d },
+                    InterroGateTraining = cfg.InterroGateTraining is null ? null : cfg.InterroGateTraining with { Device = d },
+                };
             string dir = p.GetValue(outDir) ?? Path.Combine("runs", cfg.Name);
+            Devices.Resolve(cfg.Training.Device, cfg.Training.Tf32); // before anything trains
             var rows = new List<string> { "STL", "MTL" };
             if (cfg.Methods.Count > 0) rows.Add($"MTL + {string.Join(", ", cfg.Methods.Select(m => m.Create(2).Name))}");
             rows.AddRange(cfg.Architectures.Select(a => a.Type));

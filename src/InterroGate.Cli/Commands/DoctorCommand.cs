@@ -19,9 +19,10 @@ internal static class DoctorCommand
             t.AddRow("libtorch", r.LibTorch is null ? "[red]not loaded[/]" : Markup.Escape(r.LibTorch));
             if (r.LibTorch is not null)
             {
+                t.AddRow("libtorch backend", Markup.Escape(r.Backend ?? "?"));
                 t.AddRow("threads", $"{r.Threads} intra-op, {r.InteropThreads} inter-op ({Environment.ProcessorCount} cores)");
                 t.AddRow("CPU memory allocator", Markup.Escape(r.Allocator));
-                t.AddRow("CUDA", r.CudaAvailable ? $"available, {r.CudaDevices} device(s)" : "not available (CPU)");
+                t.AddRow("CUDA", r.CudaAvailable ? $"available, {r.CudaDevices} device(s) (--device cuda or cuda:N)" : Markup.Escape(Devices.WhyNoCuda(NativeRuntime.Location)));
                 foreach (var g in r.Gpus) t.AddRow("GPU", Markup.Escape(g));
             }
             foreach (var (name, status) in r.Datasets) t.AddRow($"data: {name}", Markup.Escape(status));

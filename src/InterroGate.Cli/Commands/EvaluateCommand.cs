@@ -1,6 +1,8 @@
+using TorchSharp;
 using System.CommandLine;
 using System.Text.Json;
 using InterroGate.Configuration;
+using InterroGate.Runtime;
 using InterroGate.Training;
 using Spectre.Console;
 
@@ -14,7 +16,8 @@ internal static class EvaluateCommand
         var split = new Option<string>("--split") { Description = "val or test", DefaultValueFactory = _ => "test" };
         split.AcceptOnlyFromAmong("val", "test");
         var json = new Option<bool>("--json") { Description = "Print JSON" };
-        var cmd = new Command("evaluate", "Evaluate a checkpoint on the validation or test split, with its cost.") { checkpoint, split, json };
+        var device = CommonOptions.Device();
+        var cmd = new Command("evaluate", "Evaluate a checkpoint on the validation or test split, with its cost.") { checkpoint, split, json, device };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var path = p.GetValue(checkpoint)!;
@@ -23,8 +26,9 @@ internal static class EvaluateCommand
             var data = DataCatalog.Open(runConfig.Data);
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
             var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
+            var (macs, parameters) = ComparisonRunner.Cost(model, data.Train.ImageShape); // counted on the CPU
+            model.to(Devices.Resolve(p.GetValue(device) ?? config.Training.Device, config.Training.Tf32));
             var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel);
-            var (macs, parameters) = ComparisonRunner.Cost(model, data.Train.ImageShape);
             if (p.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true }));

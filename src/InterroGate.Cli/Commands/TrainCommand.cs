@@ -1,6 +1,7 @@
 using System.CommandLine;
 using InterroGate.Cli.Rendering;
 using InterroGate.Configuration;
+using InterroGate.Runtime;
 using InterroGate.Training;
 using Spectre.Console;
 
@@ -14,11 +15,13 @@ internal static class TrainCommand
         var set = CommonOptions.Set();
         var outDir = CommonOptions.Out("checkpoints, metrics.jsonl and config.json");
         var resume = new Option<string?>("--resume") { Description = "Continue from this checkpoint (the same run's last.ckpt)" };
-        var cmd = new Command("train", "Train one model (STL, MTL or InterroGate).") { config, set, outDir, resume };
+        var device = CommonOptions.Device();
+        var cmd = new Command("train", "Train one model (STL, MTL or InterroGate).") { config, set, outDir, resume, device };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
-            var run = Presets.LoadRun(p.GetValue(config)!, p.GetValue(set)!);
+            var run = Presets.LoadRun(p.GetValue(config)!, CommonOptions.WithDevice(p.GetValue(set)!, p.GetValue(device)));
             string dir = p.GetValue(outDir) ?? Path.Combine("runs", run.Name);
+            Devices.Resolve(run.Training.Device, run.Training.Tf32); // before the data is read
             var prepared = PreparedRun.Create(run);
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(run.Name)}[/]: {run.Architecture.Type} on {run.Backbone.Name} (width {run.Backbone.Width}), tasks {Markup.Escape(string.Join(", ", prepared.Tasks.Names))}, {prepared.Data.Train.Count} training samples -> {Markup.Escape(dir)}");
             var result = ConsoleReporter.Run(reporter => new Trainer(run, prepared.Model, prepared.Data, dir, reporter).Run(p.GetValue(resume), cancel));

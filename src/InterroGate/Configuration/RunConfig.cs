@@ -63,9 +63,14 @@ public sealed record TrainingConfig
     /// learning rate.
     /// </summary>
     public int FreezeGatesLastEpochs { get; init; }
+    /// <summary>Where to train: cpu, cuda or cuda:N (`--device`).</summary>
+    public string Device { get; init; } = "cpu";
+    /// <summary>TF32 matrix math on CUDA (faster convolutions and matrix products at ~10-bit mantissa precision); no effect on CPU.</summary>
+    public bool Tf32 { get; init; } = true;
 
     public void Validate(string path)
     {
+        ConfigException.Require(Runtime.Devices.IsWellFormed(Device), $"{path}.device", Device, Runtime.Devices.Valid);
         ConfigException.Require(Epochs > 0, $"{path}.epochs", Epochs, "> 0");
         ConfigException.Require(BatchSize > 0, $"{path}.batchSize", BatchSize, "> 0");
         ConfigException.Require(EvalBatchSize > 0, $"{path}.evalBatchSize", EvalBatchSize, "> 0");

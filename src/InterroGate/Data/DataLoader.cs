@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InterroGate.Data;
@@ -5,9 +6,10 @@ namespace InterroGate.Data;
 /// <summary>
 /// Batches of a data set in an order that is a pure function of (seed, epoch), so a run can resume
 /// mid-epoch; the next batch is assembled on a background task while the caller computes. The caller
-/// owns (disposes) every tensor it receives.
+/// owns (disposes) every tensor it receives. Given a <paramref name="device"/> other than the CPU, batches arrive there
+/// (copied on the background task, so the copy overlaps the caller's work).
 /// </summary>
-public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool shuffle, int seed, bool dropLast)
+public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool shuffle, int seed, bool dropLast, Device? device = null)
 {
     public int BatchesPerEpoch => dropLast ? dataset.Count / batchSize : (dataset.Count + batchSize - 1) / batchSize;
 
@@ -45,6 +47,17 @@ public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool sh
     private Task<Dictionary<string, Tensor>> Fetch(long[] order, int batch)
     {
         int start = batch * batchSize, count = Math.Min(batchSize, order.Length - start);
-        return Task.Run(() => dataset.GetBatch(order.AsSpan(start, count)));
+        return Task.Run(() =>
+        {
+            var batch = dataset.GetBatch(order.AsSpan(start, count));
+            if (device is null || device.type == DeviceType.CPU) return batch;
+            var moved = new Dictionary<string, Tensor>(batch.Count);
+            foreach (var (key, t) in batch)
+            {
+                moved[key] = t.to(device, non_blocking: true);
+                t.Dispose();
+            }
+            return moved;
+        });
     }
 }

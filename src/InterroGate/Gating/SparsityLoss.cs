@@ -32,10 +32,10 @@ public static class SparsityLoss
             : Enumerable.Repeat(1.0 / alphas.Count, alphas.Count).ToArray();
 
         var perLayer = stack(alphas.Select(a => a.sigmoid().mean([1])).ToArray()); // [L, T]
-        var usage = (perLayer * tensor(w).to(perLayer.dtype).unsqueeze(1)).sum(dim: 0); // [T]
+        var usage = (perLayer * tensor(w).to(perLayer.dtype).to(perLayer.device).unsqueeze(1)).sum(dim: 0); // [T]
         var budget = kind == SparsityKind.L1
             ? zeros_like(usage)
-            : tensor(tau.ToArray()).to(usage.dtype);
+            : tensor(tau.ToArray()).to(usage.dtype).to(usage.device);
         return nn.functional.relu(usage - budget).mean();
     }
 

@@ -5,7 +5,7 @@ namespace InterroGate.Runtime;
 
 /// <summary>What `interrogate doctor` prints: versions, threads, CUDA, and the data sets found.</summary>
 public sealed record EnvironmentReport(
-    string DotNet, string TorchSharp, string? LibTorch, string? LoadError, int Threads, int InteropThreads, string Allocator,
+    string DotNet, string TorchSharp, string? LibTorch, string? Backend, string? LoadError, int Threads, int InteropThreads, string Allocator,
     bool CudaAvailable, int CudaDevices, IReadOnlyList<string> Gpus, IReadOnlyList<(string Name, string Status)> Datasets)
 {
     public static EnvironmentReport Collect(IEnumerable<(string Name, Func<string> Probe)> datasets)
@@ -30,7 +30,7 @@ public sealed record EnvironmentReport(
             try { return (d.Name, d.Probe()); }
             catch (Exception e) { return (d.Name, $"not found: {e.Message}"); }
         }).ToArray();
-        return new EnvironmentReport(Environment.Version.ToString(), NativeRuntime.TorchSharpVersion, version, error,
+        return new EnvironmentReport(Environment.Version.ToString(), NativeRuntime.TorchSharpVersion, version, NativeRuntime.Location?.Describe(), error,
             threads, interop, CpuAllocator.Apply(), cuda, devices, cuda ? GpuNames() : [], found);
     }
 

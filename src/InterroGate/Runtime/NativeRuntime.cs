@@ -17,22 +17,31 @@ public static class NativeRuntime
     private static readonly Lock Gate = new();
     private static string? _version;
 
-    /// <summary>The libtorch version, loading it first; throws <see cref="NativeLoadException"/> on failure.</summary>
+    /// <summary>The libtorch version TorchSharp is built against (the bundled one).</summary>
+    public static string BuiltAgainstLibTorch => string.Join('.', torch.__version__.Split('.').Take(3));
+
+    /// <summary>The libtorch in use, once <see cref="EnsureLoaded"/> has found it.</summary>
+    public static LibTorchLocation? Location { get; private set; }
+
+    /// <summary>The libtorch version, finding (<see cref="LibTorchLocator"/>) and loading it first; throws <see cref="NativeLoadException"/> on failure.</summary>
     public static string EnsureLoaded()
     {
         lock (Gate)
         {
             if (_version is not null) return _version;
             CpuAllocator.Apply(); // before libtorch allocates anything
+            var location = LibTorchLocator.Find();
+            LibTorchLocator.Preload(location);
             try
             {
-                _version = torch.__version__;
                 using var probe = torch.ones(1);
+                Location = location;
+                _version = location.Version ?? BuiltAgainstLibTorch;
                 return _version;
             }
             catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or NotSupportedException or EntryPointNotFoundException or BadImageFormatException)
             {
-                throw new NativeLoadException(Explain(e), e);
+                throw new NativeLoadException(Explain(e, location), e);
             }
         }
     }
@@ -44,7 +53,7 @@ public static class NativeRuntime
         return new[] { Path.Combine(baseDir, "runtimes", "linux-x64", "native"), baseDir }.Where(Directory.Exists).ToArray();
     }
 
-    private static string Explain(Exception e)
+    private static string Explain(Exception e, LibTorchLocation location)
     {
         var details = string.Join(" | ", Chain(e).Select(x => x.Message.Split('\n')[0]));
         var lib = NativeFolders().Select(f => Path.Combine(f, "libLibTorchSharp.so")).FirstOrDefault(File.Exists);
@@ -63,10 +72,10 @@ public static class NativeRuntime
                     "this machine (dotnet build / dotnet publish), or install a libstdc++ from GCC 13 or newer.";
         else if (lib is null)
             cause = $"libLibTorchSharp.so was not found next to the program (looked in: {string.Join(", ", NativeFolders().DefaultIfEmpty(AppContext.BaseDirectory))}). " +
-                    "A build without the bundled libtorch needs an installed one on the library path (LD_LIBRARY_PATH naming PyTorch's torch/lib folder).";
+                    "It ships with TorchSharp in every build; rebuild or republish the program.";
         else if (all.Contains("libtorch", StringComparison.OrdinalIgnoreCase) || all.Contains("libc10", StringComparison.Ordinal))
-            cause = "libtorch itself could not be loaded: it is missing from the library path or is of another version than TorchSharp " +
-                    $"{typeof(torch).Assembly.GetName().Version} expects (libtorch 2.10).";
+            cause = $"libtorch itself could not be loaded ({location.Describe()}): a library it needs is missing, or it is of another " +
+                    $"version than TorchSharp {TorchSharpVersion} runs on (libtorch 2.{LibTorchLocator.OldestMinor} or newer).";
         else
             cause = "the native TorchSharp libraries could not be loaded.";
         return $"Cannot start libtorch: {cause}\nLoader: {(loaderSays ?? "(no further detail)")}\nDetails: {details}";

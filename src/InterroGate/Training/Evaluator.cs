@@ -20,8 +20,10 @@ public sealed record EvaluationResult(IReadOnlyDictionary<string, double> Metric
 /// <summary>Evaluates a model in evaluation mode, without gradients, one dispose scope per batch.</summary>
 public static class Evaluator
 {
+    /// <summary>Evaluates on the device the model's weights are on.</summary>
     public static EvaluationResult Evaluate(MultiTaskModel model, IMultiTaskDataset data, int batchSize, CancellationToken cancel = default)
     {
+        var device = model.parameters().FirstOrDefault()?.device;
         var tasks = model.Tasks;
         var metrics = tasks.Select(TaskMetrics.For).ToArray();
         var lossSums = new double[tasks.Count];
@@ -31,7 +33,7 @@ public static class Evaluator
         try
         {
             using var _ = no_grad();
-            var loader = new DataLoader(data, batchSize, shuffle: false, seed: 0, dropLast: false);
+            var loader = new DataLoader(data, batchSize, shuffle: false, seed: 0, dropLast: false, device);
             foreach (var batch in loader.Epoch(0))
             {
                 cancel.ThrowIfCancellationRequested();

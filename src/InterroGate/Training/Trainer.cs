@@ -1,3 +1,4 @@
+using TorchSharp;
 using System.Diagnostics;
 using System.Text.Json;
 using InterroGate.Architectures;
@@ -49,8 +50,11 @@ public sealed class Trainer
     {
         var cfg = _config.Training;
         var tasks = _model.Tasks;
+        var device = Runtime.Devices.Resolve(cfg.Device, cfg.Tf32);
         Directory.CreateDirectory(_dir);
         File.WriteAllText(Path.Combine(_dir, "config.json"), ConfigJson.Serialize(_config));
+        _model.to(device);
+        // A balancer's own parameters stay on the CPU; balancers move them to the losses' device where they combine.
 
         // A balancer's own learnable parameters (e.g. Uncertainty's log-variances) train with the weights.
         var weightOpt = optim.Adam(_model.WeightParameters().Concat(_balancer.Parameters), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
@@ -60,7 +64,7 @@ public sealed class Trainer
         var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
         if (gateOpt is not null) optimizers.Add(("gates", gateOpt));
         var objective = new MultiTaskObjective(tasks);
-        using var validationBatches = ValidationBatches(cfg).GetEnumerator();
+        using var validationBatches = ValidationBatches(cfg, device).GetEnumerator();
         var context = new BalanceContext(_model.SharedParameters().ToArray(), () => _model.SharedRepresentation)
         {
             Meta = new MetaAccess(_model.WeightParameters().ToArray(), () => weightOpt.ParamGroups.First().LearningRate,
@@ -95,7 +99,7 @@ public sealed class Trainer
         }
 
         TrimMetrics(startEpoch);
-        var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true);
+        var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true, device);
         int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
         if (steps == 0) throw new ArgumentException($"The training split has {_data.Train.Count} samples, fewer than one batch of {cfg.BatchSize}.");
 
@@ -127,7 +131,18 @@ public sealed class Trainer
                 foreach (var g in weightOpt.ParamGroups) g.LearningRate = cfg.Lr * factor;
 
                 bool gatesFixed = epoch >= cfg.Epochs - cfg.FreezeGatesLastEpochs;
-                var (losses, reg, n) = Step(batch, objective, context, weightOpt, gatesFixed ? null : gateOpt);
+                double[] losses;
+                double reg;
+                int n;
+                try
+                {
+                    (losses, reg, n) = Step(batch, objective, context, weightOpt, gatesFixed ? null : gateOpt);
+                }
+                catch (Exception e) when (Runtime.Devices.ExplainOutOfMemory(e, cfg.BatchSize) is { } why)
+                {
+                    throw new Runtime.DeviceUnavailableException($"{_config.Name}, epoch {epoch + 1}, step {step + 1}: {why}" +
+                        (lastGood is null ? "" : $" Resume from {lastGood} with --resume."));
+                }
                 for (int t = 0; t < tasks.Count; t++)
                 {
                     if (!double.IsFinite(losses[t])) throw new NonFiniteLossException($"'{tasks[t].Name}' task", epoch, step, lastGood);
@@ -176,10 +191,10 @@ public sealed class Trainer
     private TorchSharp.DisposeScope? _stepScope;
 
     /// <summary>Validation batches without end (reshuffled each pass), for balancers that look at held-out data.</summary>
-    private IEnumerable<Dictionary<string, Tensor>> ValidationBatches(TrainingConfig cfg)
+    private IEnumerable<Dictionary<string, Tensor>> ValidationBatches(TrainingConfig cfg, Device device)
     {
         int size = Math.Min(cfg.BatchSize, Math.Max(1, _data.Validation.Count));
-        var loader = new DataLoader(_data.Validation, size, shuffle: true, seed: cfg.Seed + 7919, dropLast: true);
+        var loader = new DataLoader(_data.Validation, size, shuffle: true, seed: cfg.Seed + 7919, dropLast: true, device);
         for (int pass = 0; ; pass++)
             foreach (var batch in loader.Epoch(pass)) yield return batch;
     }

@@ -1,4 +1,5 @@
 using InterroGate.Cli;
+using InterroGate.Runtime;
 
 namespace InterroGate.Tests.Cli;
 
@@ -39,6 +40,20 @@ public sealed class CliTests
         {
             Console.SetError(previous);
         }
+    }
+
+    [Fact]
+    public void Asking_for_cuda_where_there_is_none_exits_with_code_2_before_reading_data()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"ig-device-{Guid.NewGuid():N}");
+        var (code, error) = Run("train", "multifashion-quick/mtl", "--device", "cuda", "-o", dir);
+        Assert.Equal(2, code);
+        Assert.Contains("device 'cuda'", error);
+        Assert.Contains("CUDA is not available", error);
+        Assert.False(Directory.Exists(dir)); // nothing written
+        var (badCode, badError) = Run("compare", "multifashion-quick", "--device", "gpu");
+        Assert.Equal(2, badCode);
+        Assert.Contains(Devices.Valid, badError);
     }
 
     [Fact]
