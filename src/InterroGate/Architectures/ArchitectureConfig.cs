@@ -52,6 +52,8 @@ public sealed record InterroGateConfig : ArchitectureConfig
     public double AlphaInit { get; init; } = 0.5;
     public double GateLr { get; init; } = 0.1;
     public double NoiseTemperature { get; init; }
+    /// <summary>How each unit's T+1 copies are computed: one call per branch, one fused call, or measured per unit.</summary>
+    public BranchFusion Fusion { get; init; } = BranchFusion.Off;
 
     /// <summary>τ for each of <paramref name="tasks"/> tasks.</summary>
     public double[] TauFor(int tasks) =>

@@ -1,4 +1,5 @@
 // Cross-stitch networks: one network per task, joined after every stage by learned per-channel linear combinations (Misra et al., "Cross-stitch Networks for Multi-task Learning", CVPR 2016).
+using InterroGate.Layers;
 using InterroGate.Backbones;
 using InterroGate.Tasks;
 using TorchSharp.Modules;
@@ -16,8 +17,8 @@ namespace InterroGate.Architectures;
 /// </summary>
 public sealed class CrossStitch : MultiTaskModel
 {
-    private readonly ModuleDict<ResNet> encoders;
-    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    private readonly ModuleMap<ResNet> encoders;
+    private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly ParameterList cross_stitch;
     private readonly ResNet[] _encoders;
     private readonly int[] _stageEnds;
@@ -26,7 +27,7 @@ public sealed class CrossStitch : MultiTaskModel
     {
         if (!(selfWeight is >= 0 and <= 1)) throw new ArgumentOutOfRangeException(nameof(selfWeight), selfWeight, "The self weight must be in [0, 1].");
         Spec = spec;
-        encoders = nn.ModuleDict(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
+        encoders = ModuleMap.Of(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
         heads = MakeHeads(tasks, spec.OutChannels);
         _encoders = tasks.Select(t => encoders[t.Name]).ToArray();
         _stageEnds = spec.Layers.Select((_, s) => spec.Layers.Take(s + 1).Sum() - 1).ToArray(); // last block index of each stage

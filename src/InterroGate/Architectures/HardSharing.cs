@@ -1,4 +1,5 @@
 // Hard parameter sharing (MTL): one shared encoder, one head per task.
+using InterroGate.Layers;
 using InterroGate.Backbones;
 using InterroGate.Tasks;
 using TorchSharp.Modules;
@@ -10,7 +11,7 @@ namespace InterroGate.Architectures;
 public sealed class HardSharing : MultiTaskModel
 {
     private readonly ResNet encoder;
-    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
     public HardSharing(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(HardSharing), tasks)
     {

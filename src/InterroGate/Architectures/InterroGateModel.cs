@@ -1,4 +1,5 @@
 // InterroGate: learning to share, specialise and prune representations (Bejnordi et al., arXiv 2402.16848).
+using InterroGate.Layers;
 using InterroGate.Backbones;
 using InterroGate.Gating;
 using InterroGate.Tasks;
@@ -14,7 +15,7 @@ namespace InterroGate.Architectures;
 public sealed class InterroGateModel : MultiTaskModel
 {
     private readonly GatedResNet encoder;
-    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
 
@@ -26,6 +27,7 @@ public sealed class InterroGateModel : MultiTaskModel
         encoder = new GatedResNet(tasks.Names.ToArray(), spec, inChannels, inputSize, options.Gating, options.AlphaInit)
         {
             Noise = new GateNoise(options.NoiseTemperature),
+            Fusion = options.Fusion,
         };
         heads = MakeHeads(tasks, spec.OutChannels);
         _layerMacs = encoder.GatedLayerMacs().ToArray();

@@ -17,9 +17,9 @@ namespace InterroGate.Architectures;
 public sealed class Mtan : MultiTaskModel
 {
     private readonly ResNet encoder;
-    private readonly ModuleDict<ModuleList<Sequential>> attention;
-    private readonly ModuleDict<ModuleList<Sequential>> stage;
-    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    private readonly ModuleMap<ModuleList<Sequential>> attention;
+    private readonly ModuleMap<ModuleList<Sequential>> stage;
+    private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly int[] _stageStarts, _stageEnds;
 
     public Mtan(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(Mtan), tasks)
@@ -36,9 +36,9 @@ public sealed class Mtan : MultiTaskModel
         Sequential Attention(long input, long channels) => nn.Sequential(
             nn.Conv2d(input, channels, 1, bias: false), nn.BatchNorm2d(channels), nn.ReLU(),
             nn.Conv2d(channels, channels, 1, bias: false), nn.BatchNorm2d(channels), nn.Sigmoid());
-        attention = nn.ModuleDict(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
+        attention = ModuleMap.Of(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
             Enumerable.Range(0, stages).Select(j => Attention(j == 0 ? width[0] : 2 * width[j], width[j])).ToArray()))).ToArray());
-        stage = nn.ModuleDict(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
+        stage = ModuleMap.Of(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
             Enumerable.Range(0, stages - 1).Select(j => nn.Sequential(
                 nn.Conv2d(width[j], width[j + 1], 3, stride: stride[j + 1], padding: 1, bias: false),
                 nn.BatchNorm2d(width[j + 1]), nn.ReLU())).ToArray()))).ToArray());

@@ -1,3 +1,4 @@
+using InterroGate.Layers;
 using InterroGate.Tasks;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -43,6 +44,6 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>Numbers worth logging each epoch (for example the fraction of task-specific channels).</summary>
     public virtual IReadOnlyDictionary<string, double> Diagnostics() => new Dictionary<string, double>();
 
-    protected static ModuleDict<nn.Module<Tensor, Tensor>> MakeHeads(TaskSet tasks, long inChannels) =>
-        nn.ModuleDict(tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, inChannels))).ToArray());
+    protected static ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(TaskSet tasks, long inChannels) =>
+        ModuleMap.Of(tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, inChannels))).ToArray());
 }

@@ -1,4 +1,5 @@
 // Single-task learning (STL): one encoder and head per task, nothing shared.
+using InterroGate.Layers;
 using InterroGate.Backbones;
 using InterroGate.Tasks;
 using TorchSharp.Modules;
@@ -9,13 +10,13 @@ namespace InterroGate.Architectures;
 /// <summary>STL: T independent networks (encoders.{task}, heads.{task}); the paper's upper-cost baseline.</summary>
 public sealed class SingleTask : MultiTaskModel
 {
-    private readonly ModuleDict<ResNet> encoders;
-    private readonly ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    private readonly ModuleMap<ResNet> encoders;
+    private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
     public SingleTask(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(SingleTask), tasks)
     {
         Spec = spec;
-        encoders = nn.ModuleDict(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
+        encoders = ModuleMap.Of(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
         heads = MakeHeads(tasks, spec.OutChannels);
         RegisterComponents();
     }

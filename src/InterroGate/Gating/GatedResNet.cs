@@ -38,27 +38,32 @@ public sealed record EncoderUnit(
 /// </summary>
 public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
 {
-    private readonly ModuleDict<ResNet> task_branches;
+    private readonly ModuleMap<ResNet> task_branches;
     private readonly ResNet shared;
     private readonly ModuleList<GateLayer> gates;
     private readonly ResNet[] _taskBranches;
     private readonly EncoderUnit[] _units;
     private readonly GateLayer[] _gateLayers;
+    private readonly ResNet[] _allBranches; // the task branches, then the shared one
+    private BranchFusion _fusion = BranchFusion.Off;
+    private bool[]? _fused;
 
     public GatedResNet(IReadOnlyList<string> taskNames, ResNetSpec spec, long inChannels, (int Height, int Width) inputSize,
         GatingMode mode, double alphaInit) : base(nameof(GatedResNet))
     {
         if (taskNames.Count == 0) throw new ArgumentException("InterroGate needs at least one task.");
         Mode = mode;
-        task_branches = nn.ModuleDict(taskNames.Select(n => (n, new ResNet(spec, inChannels))).ToArray());
+        task_branches = ModuleMap.Of(taskNames.Select(n => (n, new ResNet(spec, inChannels))).ToArray());
         shared = new ResNet(spec, inChannels);
         _taskBranches = taskNames.Select(n => task_branches[n]).ToArray();
+        _allBranches = [.. _taskBranches, shared];
 
         _units = DescribeUnits(shared, mode, inputSize);
         var gated = _units.Where(u => u.GateIndex >= 0).ToArray();
         gates = new ModuleList<GateLayer>(gated.Select((u, i) =>
             new GateLayer(taskNames.Count, u.OutChannels, alphaInit, hasMix: i < gated.Length - 1)).ToArray());
         _gateLayers = gates.ToArray();
+        _fused = new bool[_units.Length];
         RegisterComponents();
     }
 
@@ -78,49 +83,153 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
     public IReadOnlyList<double> GatedLayerMacs() =>
         _units.Where(u => u.GateIndex >= 0).Select(u => (double)u.MacsPerFilter * u.OutChannels).ToArray();
 
+    /// <summary>How the T+1 copies of each unit are computed; see <see cref="BranchFusion"/>.</summary>
+    public BranchFusion Fusion
+    {
+        get => _fusion;
+        set
+        {
+            _fusion = value;
+            _fused = value == BranchFusion.Auto ? null : Enumerable.Repeat(value == BranchFusion.On, _units.Length).ToArray();
+        }
+    }
+
+    /// <summary>Per unit (in <see cref="Units"/> order), whether it runs fused; null until Auto has measured.</summary>
+    public IReadOnlyList<bool>? FusedUnits => _fused;
+
     public override Tensor[] forward(Tensor x)
     {
-        int T = Tasks, gate = 0;
+        if (_fused is null && training) MeasureFusion(x);
+        var fused = _fused ?? new bool[_units.Length];
+        return Run(x, Noise, (u, _, _, _, _) => fused[u]);
+    }
 
-        // Stem: every branch runs its own copy; the gate picks each task's channels.
-        var stemOut = _taskBranches.Select(b => b.StemUnit(x)).ToArray();
-        var (feats, mix) = ApplyGate(gate++, stemOut, shared.StemUnit(x));
-        feats = feats.Select(shared.Pool).ToArray(); // every branch has the same stem pooling
-        mix = mix is null ? null : shared.Pool(mix);
+    /// <summary>
+    /// The encoder's forward pass; <paramref name="fuse"/>(unit, block, unit in block, input, block input) says
+    /// whether each unit runs fused (block −1 is the stem).
+    /// </summary>
+    private Tensor[] Run(Tensor x, GateNoise noise, Func<int, int, int, Branches, Branches, bool> fuse)
+    {
+        int T = Tasks, gate = 0, unit = 0;
+        var input = Branches.Of(Enumerable.Repeat(x, T + 1).ToArray());
+        var stem = ComputeUnit(-1, 0, input, input, fuse(unit++, -1, 0, input, input));
+        var h = ApplyGate(gate++, stem, noise).Next ?? throw new InvalidOperationException("The stem gate cannot be the last.");
+        h = h.Map(shared.Pool); // every branch has the same stem pooling
 
         for (int j = 0; j < shared.Blocks.Count; j++)
         {
-            var sharedBlock = shared.Blocks[j];
-            Tensor[] blockIn = feats, h = feats;
-            Tensor blockInShared = mix!, hShared = mix!;
-            for (int k = 0; k < sharedBlock.Units; k++)
+            var blockIn = h;
+            int units = shared.Blocks[j].Units;
+            for (int k = 0; k < units; k++)
             {
-                var outTasks = new Tensor[T];
-                for (int t = 0; t < T; t++) outTasks[t] = _taskBranches[t].Blocks[j].Unit(k, h[t], blockIn[t]);
-                var outShared = sharedBlock.Unit(k, hShared, blockInShared);
-                if (IsGated(Mode, k, sharedBlock.Units))
+                var output = ComputeUnit(j, k, h, blockIn, fuse(unit++, j, k, h, blockIn));
+                if (!IsGated(Mode, k, units))
                 {
-                    var (g, m) = ApplyGate(gate++, outTasks, outShared);
-                    h = g;
-                    hShared = m!;
+                    h = output;
+                    continue;
                 }
-                else
-                {
-                    h = outTasks;
-                    hShared = outShared;
-                }
+                var (next, gated) = ApplyGate(gate++, output, noise);
+                if (next is null) return gated;
+                h = next;
             }
-            feats = h;
-            mix = hShared;
         }
-        return feats;
+        throw new InvalidOperationException("The last unit of the encoder must be gated.");
     }
 
-    private (Tensor[] Gated, Tensor? Mixed) ApplyGate(int index, Tensor[] taskOut, Tensor sharedOut)
+    /// <summary>
+    /// Gates of layer <paramref name="index"/> applied to a unit's outputs: the gated task features, and with the
+    /// mix (the shared branch's next input) the next unit's T+1 inputs (null on the last gated layer).
+    /// </summary>
+    private (Branches? Next, Tensor[] Gated) ApplyGate(int index, Branches output, GateNoise noise)
     {
         var layer = _gateLayers[index];
-        return layer.Apply(taskOut, sharedOut, layer.Gates(Noise));
+        var parts = output.Parts;
+        var (gated, mixed) = layer.Apply(parts[..Tasks], parts[Tasks], layer.Gates(noise));
+        return (mixed is null ? null : Branches.Of([.. gated, mixed]), gated);
     }
+
+    /// <summary>Unit <paramref name="k"/> of block <paramref name="j"/> (−1: the stem) in all T+1 branches.</summary>
+    private Branches ComputeUnit(int j, int k, Branches h, Branches blockIn, bool fuse)
+    {
+        int n = _allBranches.Length;
+        if (j < 0)
+            return fuse
+                ? Branches.OfFused(nn.functional.relu(FusedBranches.Norm(_allBranches.Select(b => b.StemNorm).ToArray(),
+                    FusedBranches.Conv(_allBranches.Select(b => b.StemConv).ToArray(), h[0], sameInput: true))), n)
+                : Branches.Of(_allBranches.Select((b, i) => b.StemUnit(h[i])).ToArray());
+
+        var blocks = _allBranches.Select(b => b.Blocks[j]).ToArray();
+        if (!fuse) return Branches.Of(blocks.Select((b, i) => b.Unit(k, h[i], blockIn[i])).ToArray());
+
+        var y = FusedBranches.Norm(blocks.Select(b => b.NormOf(k)).ToArray(),
+            FusedBranches.Conv(blocks.Select(b => b.ConvOf(k)).ToArray(), h.Fused, sameInput: false));
+        if (k == blocks[0].Units - 1)
+            y = y + (blocks[0].Downsample is null
+                ? blockIn.Fused
+                : FusedBranches.Norm(blocks.Select(b => (BatchNorm2d)b.Downsample![1]).ToArray(),
+                    FusedBranches.Conv(blocks.Select(b => (Conv2d)b.Downsample![0]).ToArray(), blockIn.Fused, sameInput: false)));
+        return Branches.OfFused(nn.functional.relu(y), n);
+    }
+
+    /// <summary>
+    /// Times every unit fused and unfused (forward and backward, median of <paramref name="repeats"/> after one
+    /// warm-up) on the activations that batch <paramref name="x"/> produces, keeps the faster form per unit
+    /// (fused only where it saves at least 5%), and leaves weights, gradients, batch-norm statistics and the
+    /// random state as they were.
+    /// </summary>
+    public IReadOnlyList<bool> MeasureFusion(Tensor x, int repeats = 3)
+    {
+        var norms = modules().OfType<BatchNorm2d>().ToArray();
+        var saved = norms.Select(b => (Mean: b.running_mean!.clone(), Var: b.running_var!.clone(), Count: b.num_batches_tracked?.clone())).ToArray();
+        var choice = new bool[_units.Length];
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+            Run(x, GateNoise.Off, (u, j, k, h, blockIn) =>
+            {
+                double plain = Time(false), fused = Time(true);
+                choice[u] = fused < 0.95 * plain;
+                return choice[u];
+
+                double Time(bool fuse)
+                {
+                    var times = new List<double>();
+                    for (int r = 0; r <= repeats; r++)
+                    {
+                        using var inner = NewDisposeScope();
+                        using var grad = enable_grad();
+                        var hIn = Branches.Of(h.Parts.Select(p => p.detach().requires_grad_(j >= 0)).ToArray());
+                        var bIn = ReferenceEquals(h, blockIn) ? hIn : Branches.Of(blockIn.Parts.Select(p => p.detach().requires_grad_(true)).ToArray());
+                        var watch = System.Diagnostics.Stopwatch.StartNew();
+                        var y = ComputeUnit(j, k, hIn, bIn, fuse);
+                        var loss = y.Parts.Select(p => p.sum()).Aggregate((a, b) => a + b);
+                        var wrt = UnitParameters(j, k).Concat(j >= 0 ? hIn.Parts : []).ToArray();
+                        autograd.grad([loss], wrt);
+                        if (x.device.type == TorchSharp.DeviceType.CUDA) cuda.synchronize(x.device);
+                        if (r > 0) times.Add(watch.Elapsed.TotalMilliseconds);
+                    }
+                    return times.Order().ElementAt(times.Count / 2);
+                }
+            });
+        using (no_grad())
+            for (int i = 0; i < norms.Length; i++)
+            {
+                norms[i].running_mean!.copy_(saved[i].Mean);
+                norms[i].running_var!.copy_(saved[i].Var);
+                if (saved[i].Count is { } c) norms[i].num_batches_tracked!.copy_(c);
+            }
+        foreach (var s in saved) { s.Mean.Dispose(); s.Var.Dispose(); s.Count?.Dispose(); }
+        _fused = choice;
+        return choice;
+    }
+
+    /// <summary>The weights of unit <paramref name="k"/> of block <paramref name="j"/> (−1: the stem) in every branch.</summary>
+    private IEnumerable<Tensor> UnitParameters(int j, int k) => _allBranches.SelectMany(b =>
+    {
+        if (j < 0) return b.StemConv.parameters().Concat(b.StemNorm.parameters());
+        var block = b.Blocks[j];
+        var ps = block.ConvOf(k).parameters().Concat(block.NormOf(k).parameters());
+        return k == block.Units - 1 && block.Downsample is { } ds ? ps.Concat(ds.parameters()) : ps;
+    }).Select(p => (Tensor)p);
 
     private static bool IsGated(GatingMode mode, int unit, int units) => mode == GatingMode.Conv || unit == units - 1;
 

@@ -1,0 +1,133 @@
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Configuration;
+using InterroGate.Gating;
+using InterroGate.Tasks;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Gating;
+
+/// <summary>Fused branches compute what separate branches compute: outputs, gradients and BN statistics.</summary>
+[Collection("Torch")]
+public sealed class BranchFusionTests
+{
+    private static readonly TaskSet Tasks = new([
+        new TaskSpec("a", TaskKind.Classification, 3), new TaskSpec("b", TaskKind.Classification, 4), new TaskSpec("c", TaskKind.Regression, 2)]);
+
+    private static InterroGateModel Model(string backbone, GatingMode gating, BranchFusion fusion, int size)
+    {
+        manual_seed(7);
+        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.25) : BackboneCatalog.Spec(backbone);
+        var model = new InterroGateModel(Tasks, spec, 3, (size, size), new InterroGateConfig { Gating = gating, Fusion = fusion });
+        using (no_grad())
+            foreach (var g in model.Encoder.GateLayers)
+            {
+                g.Alpha.copy_(randn_like(g.Alpha)); // about half the channels task-specific
+                g.Beta?.copy_(randn_like(g.Beta));
+            }
+        return model;
+    }
+
+    private static void AssertClose(Tensor expected, Tensor actual, double rtol, double atol, string what)
+    {
+        var diff = (expected - actual).abs();
+        var bound = expected.abs() * rtol + atol;
+        Assert.True(diff.le(bound).all().item<bool>(), $"{what}: max difference {diff.max().to(float64).item<double>():E2}");
+    }
+
+    [Theory]
+    [InlineData("resnet20", GatingMode.Conv, 16)]
+    [InlineData("resnet20", GatingMode.Block, 16)]
+    [InlineData("resnet18", GatingMode.Conv, 32)]
+    [InlineData("resnet50", GatingMode.Block, 32)]
+    public void Fused_units_match_separate_branches_in_outputs_gradients_and_batch_norm_statistics(string backbone, GatingMode gating, int size)
+    {
+        // In float64, so that rounding (which batch norm over a few values per channel amplifies in float32)
+        // cannot hide a difference or make one: fused and separate must agree to 1e-9.
+        var plain = Model(backbone, gating, BranchFusion.Off, size);
+        var fused = Model(backbone, gating, BranchFusion.On, size);
+        plain.to(float64);
+        fused.to(float64);
+        Assert.All(fused.Encoder.FusedUnits!, Assert.True);
+        var x = randn(4, 3, size, size, dtype: float64);
+
+        plain.train();
+        fused.train();
+        var yp = plain.call(x);
+        var yf = fused.call(x);
+        foreach (var t in Tasks.Names) AssertClose(yp[t], yf[t], 1e-9, 1e-12, $"training output {t}");
+        yp.Values.Select(v => (v * v).sum()).Aggregate((a, b) => a + b).backward();
+        yf.Values.Select(v => (v * v).sum()).Aggregate((a, b) => a + b).backward();
+        var fusedParams = fused.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        int compared = 0;
+        foreach (var (name, p) in plain.named_parameters())
+        {
+            if (p.grad is null) continue;
+            AssertClose(p.grad, fusedParams[name].grad!, 1e-9, 1e-12, $"gradient of {name}");
+            compared++;
+        }
+        Assert.True(compared > 50, $"{compared} gradients compared");
+
+        var fusedBuffers = fused.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        foreach (var (name, b) in plain.named_buffers())
+        {
+            if (name.EndsWith("num_batches_tracked", StringComparison.Ordinal)) Assert.Equal(b.item<long>(), fusedBuffers[name].item<long>());
+            else AssertClose(b, fusedBuffers[name], 1e-9, 1e-12, name);
+        }
+
+        plain.eval();
+        fused.eval();
+        using (no_grad())
+        {
+            var ep = plain.call(x);
+            var ef = fused.call(x);
+            foreach (var t in Tasks.Names) AssertClose(ep[t], ef[t], 1e-9, 1e-12, $"eval output {t}");
+        }
+    }
+
+    [Fact]
+    public void Auto_measures_on_the_first_training_batch_and_leaves_the_model_as_it_was()
+    {
+        var plain = Model("resnet20", GatingMode.Conv, BranchFusion.Off, 16);
+        var auto = Model("resnet20", GatingMode.Conv, BranchFusion.Auto, 16);
+        Assert.Null(auto.Encoder.FusedUnits);
+        var x = randn(8, 3, 16, 16);
+
+        // Evaluation does not measure: it runs unfused.
+        auto.eval();
+        using (no_grad()) auto.call(x);
+        Assert.Null(auto.Encoder.FusedUnits);
+
+        plain.train();
+        auto.train();
+        manual_seed(11);
+        var yp = plain.call(x);
+        var noiseAfterPlain = rand(5);
+        manual_seed(11);
+        var ya = auto.call(x);
+        var noiseAfterAuto = rand(5);
+
+        Assert.Equal(auto.Encoder.Units.Count, auto.Encoder.FusedUnits!.Count);
+        Assert.True(noiseAfterPlain.equal(noiseAfterAuto).all().item<bool>(), "measuring consumed random numbers");
+        foreach (var t in Tasks.Names) AssertClose(yp[t], ya[t], 1e-4, 1e-5, $"output {t}");
+        // The measurement's own forward passes are undone: statistics moved by exactly one batch, as plain's did.
+        var autoBuffers = auto.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        foreach (var (name, b) in plain.named_buffers())
+        {
+            if (name.EndsWith("num_batches_tracked", StringComparison.Ordinal)) Assert.Equal(b.item<long>(), autoBuffers[name].item<long>());
+            else AssertClose(b, autoBuffers[name], 1e-4, 1e-6, name);
+        }
+        Assert.All(auto.parameters(), p => Assert.Null(p.grad));
+    }
+
+    [Fact]
+    public void Fusion_is_read_from_the_configuration()
+    {
+        var config = ConfigJson.Deserialize<RunConfig>("""{"architecture": {"type": "interrogate", "fusion": "auto"}}""");
+        Assert.Equal(BranchFusion.Auto, Assert.IsType<InterroGateConfig>(config.Architecture).Fusion);
+        var e = Assert.ThrowsAny<Exception>(() => ConfigJson.Deserialize<RunConfig>("""{"architecture": {"type": "interrogate", "fusion": "sometimes"}}"""));
+        Assert.Contains("fusion", e.Message);
+    }
+}
