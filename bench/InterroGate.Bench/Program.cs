@@ -9,6 +9,12 @@
 //        (gradient matrices and the gradient methods' results, for bench/reference/gradient_methods.py)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- gates [width]
 //        (forward + backward of one gated layer's gate and mix against its branches' units; see GateCost.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- fusion [widths...]
+//        (InterroGate's training step with branch fusion off, on, and chosen per unit)
+//    or: InterroGate.Bench step --model interrogate|mtl --backbone B ... --device cuda --out DIR
+//        (one model's training step on a device, for bench/reference/gpu_bench.py; see StepOnDevice.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- onnx [repeats]
+//        (the pruned network in our runtime against ONNX Runtime running its export; see OnnxSpeed.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
 //        (time of one 3×3 convolution against its number of output channels; see DeploySpeed.ConvScaling)
 using System.Diagnostics;
@@ -16,6 +22,7 @@ using System.Globalization;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
+using InterroGate.Gating;
 using InterroGate.Objectives;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
@@ -39,6 +46,18 @@ if (args.Length > 0 && args[0] == "gates")
         GateCost.Run(w);
     return;
 }
+if (args.Length > 0 && args[0] == "step")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    StepOnDevice.Run(args[1..]);
+    return;
+}
+if (args.Length > 0 && args[0] == "onnx")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    OnnxSpeed.Run(repeats: args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 15);
+    return;
+}
 if (args.Length > 0 && args[0] == "convs")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
@@ -54,6 +73,8 @@ if (args.Length > 0 && args[0] == "deploy")
 }
 
 const int Batch = 128, Warmup = 3, Steps = 15;
+bool fusion = args.Length > 0 && args[0] == "fusion";
+if (fusion) args = args[1..];
 var widths = args.Length > 0 ? args.Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.25, 0.5, 1.0];
 InterroGate.Runtime.NativeRuntime.EnsureLoaded();
 manual_seed(0);
@@ -62,6 +83,33 @@ var batches = Enumerable.Range(0, 4).Select(b => data.Train.GetBatch(Enumerable.
 var tasks = data.Train.Tasks;
 
 Console.WriteLine($"threads {get_num_threads()}, batch {Batch}; CPU allocator: {InterroGate.Runtime.CpuAllocator.Apply()}");
+if (fusion)
+{
+    // InterroGate's training step with each unit's T+1 copies as separate calls, fused, and chosen per unit by timing.
+    Console.WriteLine($"InterroGate training step (forward, backward, Adam + SGD step), median of {Steps} after {Warmup} warm-up steps, the three models stepped in turn");
+    Console.WriteLine("| width | fusion off ms | fusion on ms | fusion auto ms | on / off | auto / off | units fused by auto |");
+    Console.WriteLine("|---|---|---|---|---|---|---|");
+    foreach (var width in widths)
+    {
+        var spec = ResNetSpec.ResNet20(width);
+        var models = new[] { BranchFusion.Off, BranchFusion.On, BranchFusion.Auto }.Select(f =>
+        {
+            manual_seed(3);
+            var m = new InterroGateModel(tasks, spec, 1, (36, 36), new InterroGateConfig { LambdaS = 1, Fusion = f });
+            manual_seed(4);
+            using (no_grad())
+                foreach (var g in m.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha)); // about half the channels shared
+            return m;
+        }).ToArray();
+        var steppers = models.Select(m => new Stepper(m, batches)).ToArray();
+        for (int i = 0; i < Warmup + Steps; i++)
+            foreach (var r in steppers) r.Step(record: i >= Warmup);
+        var fused = models[2].Encoder.FusedUnits!;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {width} | {steppers[0].Median:F1} | {steppers[1].Median:F1} | {steppers[2].Median:F1} | {steppers[1].Median / steppers[0].Median:F2} | {steppers[2].Median / steppers[0].Median:F2} | {fused.Count(f => f)} of {fused.Count} |"));
+    }
+    return;
+}
 Console.WriteLine($"median of {Steps} training steps (forward, backward, Adam step) after {Warmup} warm-up steps, the networks stepped in turn");
 Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s | InterroGate ms | (T+1) × plain ms | ratio |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|");

@@ -1,0 +1,119 @@
+// Our side of bench/reference/gpu_bench.py: one model's training step on a device, with the weights, the batch
+// and the outputs written out so that the PyTorch reference can load the same weights, check that it computes
+// the same outputs and time the same work.
+// Usage: InterroGate.Bench step --model interrogate|mtl --backbone resnet18|resnet20 [--width W] --tasks T
+//        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] --out DIR
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Deployment;
+using InterroGate.Gating;
+using InterroGate.Objectives;
+using InterroGate.Runtime;
+using InterroGate.Tasks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+internal static class StepOnDevice
+{
+    public static void Run(string[] args)
+    {
+        var o = Options(args);
+        string model = o["model"], backbone = o["backbone"], outDir = o["out"];
+        double width = double.Parse(o.GetValueOrDefault("width", "1"), CultureInfo.InvariantCulture);
+        int tasks = int.Parse(o["tasks"], CultureInfo.InvariantCulture), size = int.Parse(o["size"], CultureInfo.InvariantCulture);
+        int channels = int.Parse(o["channels"], CultureInfo.InvariantCulture), batch = int.Parse(o["batch"], CultureInfo.InvariantCulture);
+        int steps = int.Parse(o["steps"], CultureInfo.InvariantCulture);
+        bool tf32 = bool.Parse(o.GetValueOrDefault("tf32", "true"));
+        var fusion = Enum.Parse<BranchFusion>(o.GetValueOrDefault("fusion", "off"), ignoreCase: true);
+        Directory.CreateDirectory(outDir);
+
+        var device = Devices.Resolve(o.GetValueOrDefault("device", "cuda"), tf32);
+        var taskSet = new TaskSet(Enumerable.Range(1, tasks).Select(t => new TaskSpec($"task{t}", TaskKind.Classification, 10)).ToArray());
+        var spec = BackboneCatalog.Spec(backbone, width);
+        manual_seed(0);
+        MultiTaskModel net = model switch
+        {
+            "interrogate" => new InterroGateModel(taskSet, spec, channels, (size, size), new InterroGateConfig { LambdaS = 1, Fusion = fusion }),
+            "mtl" => new HardSharing(taskSet, spec, channels),
+            _ => throw new ArgumentException($"--model interrogate or mtl, not {model}"),
+        };
+        if (net is InterroGateModel ig)
+            using (no_grad())
+                foreach (var g in ig.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha)); // about half the channels task-specific
+
+        // Weights and batch as the reference reads them (on CPU, before any step).
+        SafeTensors.SaveModule(Path.Combine(outDir, "weights.safetensors"), net);
+        var x = randn(batch, channels, size, size);
+        var data = new Dictionary<string, Tensor> { ["input"] = x };
+        foreach (var t in taskSet) data[t.Name] = randint(0, 10, [batch], dtype: int64);
+        SafeTensors.Save(Path.Combine(outDir, "batch.safetensors"), data);
+
+        net.to(device);
+        var onDevice = data.ToDictionary(kv => kv.Key == "input" ? InterroGate.Data.IMultiTaskDataset.ImageKey : kv.Key, kv => kv.Value.to(device));
+        var objective = new MultiTaskObjective(taskSet);
+        net.train();
+        // Outputs of the first forward pass (training mode: batch statistics), before any update.
+        using (no_grad())
+        {
+            var first = net.call(onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey]);
+            SafeTensors.Save(Path.Combine(outDir, "outputs.safetensors"), first.ToDictionary(kv => kv.Key, kv => kv.Value.cpu()));
+        }
+        // The forward pass above moved BN statistics; the timed steps start from them, as the reference does.
+
+        var adam = optim.Adam(net.WeightParameters(), 1e-3);
+        var gateParams = net.GateParameters().ToArray();
+        var sgd = gateParams.Length > 0 ? optim.SGD(gateParams, 0.1) : null;
+        var times = new List<double>();
+        const int Warmup = 5;
+        for (int i = 0; i < Warmup + steps; i++)
+        {
+            Synchronize(device);
+            var sw = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope())
+            {
+                var outputs = net.call(onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey]);
+                var losses = objective.Losses(outputs, onDevice);
+                var total = losses.Aggregate((a, b) => a + b);
+                if (net.Regularizer() is { } reg) total = total + reg;
+                adam.zero_grad();
+                sgd?.zero_grad();
+                total.backward();
+                adam.step();
+                sgd?.step();
+            }
+            Synchronize(device);
+            if (i >= Warmup) times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        var result = new Dictionary<string, object>
+        {
+            ["side"] = "ours", ["model"] = model, ["backbone"] = backbone, ["width"] = width, ["tasks"] = tasks, ["size"] = size,
+            ["batch"] = batch, ["device"] = device.ToString(), ["tf32"] = tf32, ["fusion"] = fusion.ToString().ToLowerInvariant(),
+            ["step_ms_median"] = times.Order().ElementAt(times.Count / 2), ["step_ms"] = times,
+        };
+        string json = JsonSerializer.Serialize(result);
+        File.WriteAllText(Path.Combine(outDir, "ours.json"), json);
+        Console.WriteLine(json);
+    }
+
+    private static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize(device);
+    }
+
+    private static Dictionary<string, string> Options(string[] args)
+    {
+        var o = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
+                throw new ArgumentException($"Expected --name value pairs, got '{args[i]}'.");
+            o[args[i][2..]] = args[++i];
+        }
+        foreach (var required in new[] { "model", "backbone", "tasks", "size", "channels", "batch", "steps", "out" })
+            if (!o.ContainsKey(required)) throw new ArgumentException($"--{required} is required.");
+        return o;
+    }
+}

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Our build against PyTorch eager on one GPU, side by side: training step time, peak GPU memory, numerics.
+
+Needs only the self-contained build from scripts/publish-cuda.sh (it holds bench/InterroGate.Bench) and a
+machine with CUDA PyTorch; no .NET, no network. Our side runs on that PyTorch's libtorch (found through python3).
+
+  python3 bench/reference/gpu_bench.py --ours publish/cuda/bench/InterroGate.Bench [--steps 30] [--out runs/gpu-bench]
+
+For each case (ResNet-18, 3 tasks, 224x224, batch 32; ResNet-20 x1/4, 2 tasks, 1x36x36, batch 256 as MultiFashion)
+and each model (MTL, InterroGate with about half the channels task-specific):
+1. numerics: our build writes its initial weights, a batch and the outputs of its first forward pass (training
+   mode, TF32 off); the reference model here loads the same weights and batch and must give the same outputs to
+   1e-4 relative (max |difference| over max |value|, per task);
+2. speed: each side, in its own process, runs warm-up and then the timed training steps (forward, backward, Adam
+   for the weights, SGD lr 0.1 for the gates; TF32 on) on the same weights and batch; the median step time is
+   reported, and peak GPU memory is the largest memory.used that nvidia-smi reports while the process runs, less
+   what was used before it started (the same measure for both sides, CUDA context included).
+Prints the Markdown table and writes it, with every side's JSON, to --out.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES = [
+    # label, backbone, width, tasks, size, channels, batch
+    ("ResNet-18, 3 tasks, 224x224, batch 32", "resnet18", 1.0, 3, 224, 3, 32),
+    ("ResNet-20 x1/4, MultiFashion 1x36x36, batch 256", "resnet20", 0.25, 2, 36, 1, 256),
+]
+MODELS = ["mtl", "interrogate"]
+
+
+def gpu_memory_used_mib():
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[0])
+
+
+def run_measured(cmd, env=None):
+    """Runs cmd; returns (stdout, peak GPU memory used above the level before it started, MiB)."""
+    base = gpu_memory_used_mib()
+    peak = [base]
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            try:
+                peak[0] = max(peak[0], gpu_memory_used_mib())
+            except (subprocess.CalledProcessError, ValueError):
+                pass
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    finally:
+        done.set()
+        poller.join()
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+    return proc.stdout, peak[0] - base
+
+
+def ours_cmd(args, case, model, out, steps, tf32):
+    _, backbone, width, tasks, size, channels, batch = case
+    return [args.ours, "step", "--model", model, "--backbone", backbone, "--width", str(width), "--tasks", str(tasks),
+            "--size", str(size), "--channels", str(channels), "--batch", str(batch), "--steps", str(steps),
+            "--device", "cuda", "--tf32", "true" if tf32 else "false", "--fusion", args.fusion, "--out", out]
+
+
+def reference_side(a):
+    """The PyTorch side, run in its own process: numerics check or timed steps on our weights and batch."""
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, HERE)
+    from interrogate_torch import HardSharing, InterroGateModel, load_safetensors
+
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32
+    torch.backends.cudnn.allow_tf32 = a.tf32
+    torch.backends.cudnn.benchmark = False
+    dev = torch.device("cuda")
+    tasks = {f"task{t + 1}": 10 for t in range(a.tasks)}
+    model = (InterroGateModel(tasks, a.backbone, a.channels, a.width) if a.model == "interrogate"
+             else HardSharing(tasks, a.backbone, a.channels, a.width))
+    model.load_state_dict(load_safetensors(os.path.join(a.dir, "weights.safetensors")), strict=True)
+    batch = load_safetensors(os.path.join(a.dir, "batch.safetensors"))
+    model.to(dev).train()
+    x = batch["input"].to(dev)
+    labels = {t: batch[t].to(dev) for t in tasks}
+
+    result = {"side": "pytorch", "model": a.model, "torch": torch.__version__, "tf32": a.tf32}
+    if a.check:
+        with torch.no_grad():
+            out = model(x)
+        ours = load_safetensors(os.path.join(a.dir, "outputs.safetensors"))
+        result["relative_difference"] = {
+            t: float((out[t].cpu() - ours[t]).abs().max() / ours[t].abs().max().clamp_min(1e-12)) for t in tasks}
+        print(json.dumps(result))
+        return
+    with torch.no_grad():
+        model(x)  # our side's first forward pass (its outputs file) moved BN statistics once before the steps too
+    gate_params = model.gate_parameters()
+    gate_ids = {id(p) for p in gate_params}
+    adam = torch.optim.Adam([p for p in model.parameters() if id(p) not in gate_ids], lr=1e-3)
+    sgd = torch.optim.SGD(gate_params, lr=0.1) if gate_params else None
+    times = []
+    for i in range(5 + a.steps):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = model(x)
+        total = sum(F.cross_entropy(out[t], labels[t]) for t in tasks)
+        reg = model.regularizer()
+        if reg is not None:
+            total = total + reg
+        adam.zero_grad(set_to_none=True)
+        if sgd:
+            sgd.zero_grad(set_to_none=True)
+        total.backward()
+        adam.step()
+        if sgd:
+            sgd.step()
+        torch.cuda.synchronize()
+        if i >= 5:
+            times.append((time.perf_counter() - start) * 1000)
+    result.update(step_ms_median=statistics.median(times), step_ms=times,
+                  torch_peak_allocated_mib=torch.cuda.max_memory_allocated() / 2**20)
+    print(json.dumps(result))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ours", help="the published InterroGate.Bench executable")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--fusion", default="off", choices=["off", "on", "auto"], help="our branch fusion")
+    p.add_argument("--out", default="runs/gpu-bench")
+    # the reference side (internal: the script calls itself)
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--check", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dir", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--backbone", help=argparse.SUPPRESS)
+    p.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--tasks", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--channels", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--tf32", type=lambda s: s == "true", default=True, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.reference:
+        reference_side(a)
+        return
+    if not a.ours or not os.access(a.ours, os.X_OK):
+        p.error("--ours must name the published InterroGate.Bench executable (scripts/publish-cuda.sh)")
+
+    os.makedirs(a.out, exist_ok=True)
+    rows, summary = [], {}
+    for case in CASES:
+        label, backbone, width, tasks, size, channels, batch = case
+        for model in MODELS:
+            d = os.path.abspath(os.path.join(a.out, f"{backbone}-{model}"))
+            ref = [sys.executable, os.path.abspath(__file__), "--reference", "--dir", d, "--model", model,
+                   "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--channels", str(channels)]
+            # 1. numerics, TF32 off on both sides
+            run_measured(ours_cmd(a, case, model, d, 1, tf32=False))
+            check = json.loads(run_measured(ref + ["--check", "--tf32", "false"])[0].strip().splitlines()[-1])
+            # 2. speed and memory, TF32 on, same weights and batch (our side rewrites them identically: seed 0)
+            ours_out, ours_mem = run_measured(ours_cmd(a, case, model, d, a.steps, tf32=True))
+            ours = json.loads(ours_out.strip().splitlines()[-1])
+            ref_out, ref_mem = run_measured(ref + ["--tf32", "true", "--steps", str(a.steps)])
+            torch_side = json.loads(ref_out.strip().splitlines()[-1])
+            diff = max(check["relative_difference"].values())
+            summary[(label, model)] = (ours["step_ms_median"], torch_side["step_ms_median"])
+            rows.append(f"| {label} | {model} | {ours['step_ms_median']:.2f} | {torch_side['step_ms_median']:.2f} | "
+                        f"{ours['step_ms_median'] / torch_side['step_ms_median']:.2f} | {ours_mem:.0f} | {ref_mem:.0f} | "
+                        f"{ours_mem / max(ref_mem, 1):.2f} | {diff:.1e} |")
+            with open(os.path.join(d, "pytorch.json"), "w") as f:
+                json.dump({"check": check, "speed": torch_side, "peak_mib": ref_mem, "ours_peak_mib": ours_mem}, f)
+
+    lines = [f"GPU: {subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True, text=True).stdout.strip()}; "
+             f"median of {a.steps} training steps after 5 warm-up; our branch fusion: {a.fusion}",
+             "| case | model | ours ms | PyTorch ms | ours / PyTorch | ours peak MiB | PyTorch peak MiB | ours / PyTorch | outputs: max relative difference |",
+             "|---|---|---|---|---|---|---|---|---|", *rows, "",
+             "| case | InterroGate / MTL step, ours | InterroGate / MTL step, PyTorch |", "|---|---|---|"]
+    for case in CASES:
+        (oi, ti), (om, tm) = summary[(case[0], "interrogate")], summary[(case[0], "mtl")]
+        lines.append(f"| {case[0]} | {oi / om:.2f} | {ti / tm:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(a.out, "table.md"), "w") as f:
+        f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
