@@ -108,7 +108,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
     /// The encoder's forward pass; <paramref name="fuse"/>(unit, block, unit in block, input, block input) says
     /// whether each unit runs fused (block −1 is the stem).
     /// </summary>
-    private Tensor[] Run(Tensor x, GateNoise noise, Func<int, int, int, Branches, Branches, bool> fuse)
+    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, int, int, Branches, Branches, bool> fuse)
     {
         int T = Tasks, gate = 0, unit = 0;
         var input = Branches.Of(Enumerable.Repeat(x, T + 1).ToArray());
@@ -149,7 +149,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
     }
 
     /// <summary>Unit <paramref name="k"/> of block <paramref name="j"/> (−1: the stem) in all T+1 branches.</summary>
-    private Branches ComputeUnit(int j, int k, Branches h, Branches blockIn, bool fuse)
+    internal Branches ComputeUnit(int j, int k, Branches h, Branches blockIn, bool fuse)
     {
         int n = _allBranches.Length;
         if (j < 0)
@@ -172,58 +172,17 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
     }
 
     /// <summary>
-    /// Times every unit fused and unfused (forward and backward, median of <paramref name="repeats"/> after one
-    /// warm-up) on the activations that batch <paramref name="x"/> produces, keeps the faster form per unit
-    /// (fused only where it saves at least 5%), and leaves weights, gradients, batch-norm statistics and the
-    /// random state as they were.
+    /// Times every unit fused and unfused on the activations that batch <paramref name="x"/> produces and keeps
+    /// the faster form per unit (see <see cref="Runtime.FusionTuner"/>); returns the choice.
     /// </summary>
     public IReadOnlyList<bool> MeasureFusion(Tensor x, int repeats = 3)
     {
-        var norms = modules().OfType<BatchNorm2d>().ToArray();
-        var saved = norms.Select(b => (Mean: b.running_mean!.clone(), Var: b.running_var!.clone(), Count: b.num_batches_tracked?.clone())).ToArray();
-        var choice = new bool[_units.Length];
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-            Run(x, GateNoise.Off, (u, j, k, h, blockIn) =>
-            {
-                double plain = Time(false), fused = Time(true);
-                choice[u] = fused < 0.95 * plain;
-                return choice[u];
-
-                double Time(bool fuse)
-                {
-                    var times = new List<double>();
-                    for (int r = 0; r <= repeats; r++)
-                    {
-                        using var inner = NewDisposeScope();
-                        using var grad = enable_grad();
-                        var hIn = Branches.Of(h.Parts.Select(p => p.detach().requires_grad_(j >= 0)).ToArray());
-                        var bIn = ReferenceEquals(h, blockIn) ? hIn : Branches.Of(blockIn.Parts.Select(p => p.detach().requires_grad_(true)).ToArray());
-                        var watch = System.Diagnostics.Stopwatch.StartNew();
-                        var y = ComputeUnit(j, k, hIn, bIn, fuse);
-                        var loss = y.Parts.Select(p => p.sum()).Aggregate((a, b) => a + b);
-                        var wrt = UnitParameters(j, k).Concat(j >= 0 ? hIn.Parts : []).ToArray();
-                        autograd.grad([loss], wrt);
-                        if (x.device.type == TorchSharp.DeviceType.CUDA) cuda.synchronize(x.device);
-                        if (r > 0) times.Add(watch.Elapsed.TotalMilliseconds);
-                    }
-                    return times.Order().ElementAt(times.Count / 2);
-                }
-            });
-        using (no_grad())
-            for (int i = 0; i < norms.Length; i++)
-            {
-                norms[i].running_mean!.copy_(saved[i].Mean);
-                norms[i].running_var!.copy_(saved[i].Var);
-                if (saved[i].Count is { } c) norms[i].num_batches_tracked!.copy_(c);
-            }
-        foreach (var s in saved) { s.Mean.Dispose(); s.Var.Dispose(); s.Count?.Dispose(); }
-        _fused = choice;
-        return choice;
+        _fused = Runtime.FusionTuner.Measure(this, x, repeats);
+        return _fused;
     }
 
     /// <summary>The weights of unit <paramref name="k"/> of block <paramref name="j"/> (−1: the stem) in every branch.</summary>
-    private IEnumerable<Tensor> UnitParameters(int j, int k) => _allBranches.SelectMany(b =>
+    internal IEnumerable<Tensor> UnitParameters(int j, int k) => _allBranches.SelectMany(b =>
     {
         if (j < 0) return b.StemConv.parameters().Concat(b.StemNorm.parameters());
         var block = b.Blocks[j];
