@@ -40,9 +40,7 @@ internal static class DeploySpeed
         {
             manual_seed(1);
             var ig = new InterroGateModel(tasks, spec, 3, (size, size), new InterroGateConfig());
-            var layers = ig.Encoder.GateLayers;
-            using (no_grad())
-                for (int l = 0; l < layers.Count; l++) layers[l].Alpha.copy_(gate(layers[l], l, layers.Count).to(float32) * 2 - 1);
+            SetGates(ig, gate);
             ig.eval();
             var pruned = Pruner.Prune(ig, input);
             string pct = (100 * ig.TaskSpecificFraction().Overall).ToString("F0", CultureInfo.InvariantCulture);
@@ -84,6 +82,14 @@ internal static class DeploySpeed
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | {pct} | {macs / 1e9:F3} | {ms1:F1} | {ips32:F1} | {s1:F2} / {s32:F2} | {(predicted is double q ? q.ToString("F2", CultureInfo.InvariantCulture) : "")} | {measured} | {againstStatic} |"));
         }
+    }
+
+    /// <summary>Sets every gate: <paramref name="open"/>(layer, index, layers) is true where the task reads its own copy.</summary>
+    public static void SetGates(InterroGateModel ig, Func<GateLayer, int, int, Tensor> open)
+    {
+        var layers = ig.Encoder.GateLayers;
+        using (no_grad())
+            for (int l = 0; l < layers.Count; l++) layers[l].Alpha.copy_(open(layers[l], l, layers.Count).to(float32) * 2 - 1);
     }
 
     /// <summary>

@@ -6,7 +6,6 @@ using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
 using InterroGate.Deployment;
-using InterroGate.Gating;
 using InterroGate.Tasks;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
@@ -28,13 +27,7 @@ internal static class OnnxSpeed
             {
                 manual_seed(1);
                 var ig = new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig());
-                var layers = ig.Encoder.GateLayers;
-                using (no_grad())
-                    for (int l = 0; l < layers.Count; l++)
-                    {
-                        var open = fraction >= 0 ? rand_like(layers[l].Alpha).lt(fraction) : full_like(layers[l].Alpha, 2 * l >= layers.Count).to(@bool);
-                        layers[l].Alpha.copy_(open.to(float32) * 2 - 1);
-                    }
+                DeploySpeed.SetGates(ig, (g, l, count) => fraction >= 0 ? rand_like(g.Alpha).lt(fraction) : full_like(g.Alpha, 2 * l >= count).to(@bool));
                 ig.eval();
                 var pruned = Pruner.Prune(ig, new ImageInput(channels, size, size));
                 var ours = new StaticNetwork(pruned.Graph);

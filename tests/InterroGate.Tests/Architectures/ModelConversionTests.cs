@@ -20,12 +20,7 @@ public sealed class ModelConversionTests
     [InlineData("cross-stitch")]
     public void Every_architecture_converts_to_another_dtype_keeping_its_parameter_names(string arch)
     {
-        ArchitectureConfig a = arch switch
-        {
-            "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), "mtan" => new MtanConfig(),
-            "cross-stitch" => new CrossStitchConfig(), _ => new InterroGateConfig(),
-        };
-        var run = PreparedRun.Create(Training.TrainerTests.Config(a, epochs: 1, train: 16));
+        var run = PreparedRun.Create(Training.TrainerTests.Config(Training.TrainerTests.Architecture(arch), epochs: 1, train: 16));
         var model = run.Model;
         var names = model.state_dict().Keys.ToArray();
 

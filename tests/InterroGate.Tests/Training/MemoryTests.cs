@@ -42,7 +42,7 @@ public sealed class MemoryTests : IDisposable
     [InlineData("mtl", "auto-lambda", 100)]
     public void Live_tensors_stay_flat_over_a_long_run(string architecture, string balancer, int stepsPerEpoch)
     {
-        ArchitectureConfig arch = architecture == "mtl" ? new HardSharingConfig() : new InterroGateConfig { LambdaS = 1 };
+        var arch = TrainerTests.Architecture(architecture);
         BalancerConfig bal = balancer switch
         {
             "pcgrad" => new PCGradBalancerConfig(),

@@ -26,6 +26,14 @@ public sealed class TrainerTests : IDisposable
         Training = new TrainingConfig { Epochs = epochs, BatchSize = 32, EvalBatchSize = 64, Lr = 3e-3, Schedule = new(ScheduleKind.Cosine) },
     };
 
+    /// <summary>The architecture a test names: stl, mtl, interrogate, mtan or cross-stitch.</summary>
+    internal static ArchitectureConfig Architecture(string name) => name switch
+    {
+        "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), "mtan" => new MtanConfig(), "cross-stitch" => new CrossStitchConfig(),
+        "interrogate" => new InterroGateConfig { LambdaS = 1 },
+        _ => throw new ArgumentException($"unknown architecture {name}"),
+    };
+
     private sealed class Recorder : IProgress<TrainingEvent>
     {
         public readonly List<TrainingEvent> Events = new();
@@ -40,12 +48,7 @@ public sealed class TrainerTests : IDisposable
     [InlineData("cross-stitch")]
     public void Training_lowers_the_loss_and_writes_metrics_and_checkpoints(string arch)
     {
-        ArchitectureConfig a = arch switch
-        {
-            "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), "mtan" => new MtanConfig(), "cross-stitch" => new CrossStitchConfig(),
-            _ => new InterroGateConfig { LambdaS = 1 },
-        };
-        var run = PreparedRun.Create(Config(a, epochs: 3, train: 768));
+        var run = PreparedRun.Create(Config(Architecture(arch), epochs: 3, train: 768));
         var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
         var recorder = new Recorder();
         var result = new Trainer(run.Config, run.Model, run.Data, _dir, recorder).Run();
