@@ -1,6 +1,6 @@
 using InterroGate.Data;
 using InterroGate.Tasks;
-using SkiaSharp;
+using InterroGate.Data.Formats;
 using static TorchSharp.torch;
 
 namespace InterroGate.Deployment;
@@ -123,22 +123,18 @@ public static class ImageFiles
 
     private static (Tensor, string?) ReadEncoded(string path, ImageInput input)
     {
-        using var codec = SKCodec.Create(path);
-        if (codec is null) throw new ImageInputException(path, "cannot be decoded (not a PNG, JPEG, BMP, GIF or WebP image, or damaged).");
-        bool gray = codec.Info.ColorType == SKColorType.Gray8;
-        int channels = gray ? 1 : 3;
-        if (channels != input.Channels)
-            throw new ImageInputException(path, $"is a {(gray ? "grayscale" : "colour")} image ({channels} channel{(channels == 1 ? "" : "s")}); the model reads {input.Channels}.");
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, gray ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var bitmap = new SKBitmap(info);
-        var result = codec.GetPixels(info, bitmap.GetPixels());
-        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
-            throw new ImageInputException(path, $"cannot be decoded ({result}).");
-        var bytes = bitmap.Bytes;
-        int h = info.Height, w = info.Width;
-        Tensor pixels = gray
-            ? tensor(bytes, dtype: ScalarType.Byte).view(1, 1, h, w)
-            : tensor(bytes, dtype: ScalarType.Byte).view(h, w, 4).narrow(2, 0, 3).permute(2, 0, 1).unsqueeze(0); // RGBA -> RGB, CHW
+        DecodedImage image;
+        try
+        {
+            image = Data.Formats.ImageFiles.Read(path);
+        }
+        catch (DataFormatException e)
+        {
+            throw new ImageInputException(path, e.Problem);
+        }
+        if (image.Channels != input.Channels)
+            throw new ImageInputException(path, $"is a {(image.Channels == 1 ? "grayscale" : "colour")} image ({image.Channels} channel{(image.Channels == 1 ? "" : "s")}); the model reads {input.Channels}.");
+        var pixels = tensor(image.Pixels, dtype: ScalarType.Byte).view(1, image.Height, image.Width, image.Channels).permute(0, 3, 1, 2); // HWC -> CHW
         return Fit(input.FromBytes(pixels), input, path);
     }
 

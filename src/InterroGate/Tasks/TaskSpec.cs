@@ -1,21 +1,43 @@
 namespace InterroGate.Tasks;
 
-/// <summary>What a task predicts; losses and metrics are chosen by kind, never by task name.</summary>
+/// <summary>
+/// What a task predicts; losses and metrics are chosen by kind, never by task name. The target layout in
+/// a batch of B samples is fixed per kind (dense kinds are per pixel, at the image's resolution):
+/// </summary>
 public enum TaskKind
 {
-    /// <summary>One of <see cref="TaskSpec.Outputs"/> classes per image: cross-entropy, accuracy.</summary>
+    /// <summary>One of <see cref="TaskSpec.Outputs"/> classes per image: cross-entropy, accuracy. Target int64 [B].</summary>
     Classification,
-    /// <summary><see cref="TaskSpec.Outputs"/> independent binary attributes: BCE, mean accuracy.</summary>
+    /// <summary><see cref="TaskSpec.Outputs"/> independent binary attributes: BCE, mean accuracy. Target float32 [B, K].</summary>
     Binary,
-    /// <summary><see cref="TaskSpec.Outputs"/> real values: L1 loss, mean absolute error.</summary>
+    /// <summary><see cref="TaskSpec.Outputs"/> real values: L1 loss, mean absolute error. Target float32 [B, K].</summary>
     Regression,
+    /// <summary>
+    /// A class per pixel (semantic segmentation, human parts): cross-entropy, mIoU. Target int64 [B, H, W],
+    /// <see cref="TaskSpec.IgnoreLabel"/> where unlabelled.
+    /// </summary>
+    Segmentation,
+    /// <summary>Depth per pixel: L1 on valid pixels, RMSE. Target float32 [B, 1, H, W], 0 where unknown.</summary>
+    Depth,
+    /// <summary>Unit surface normal per pixel: L1, mean angle error. Target float32 [B, 3, H, W], the zero vector where unknown.</summary>
+    Normals,
+    /// <summary>Salient-object probability per pixel: BCE, maxF. Target float32 [B, 1, H, W] in [0, 1].</summary>
+    Saliency,
+    /// <summary>Boundary per pixel: weighted BCE; the paper reports the edge loss. Target float32 [B, 1, H, W] in {0, 1}.</summary>
+    Edges,
 }
 
-/// <summary>One task: its name (a key in every batch), kind and output width.</summary>
+/// <summary>One task: its name (a key in every batch), kind and output width (classes for classification and segmentation).</summary>
 public sealed record TaskSpec(string Name, TaskKind Kind, int Outputs)
 {
+    /// <summary>The label of unlabelled pixels in a segmentation target.</summary>
+    public const long IgnoreLabel = 255;
+
+    /// <summary>Whether the task predicts a map (one output per pixel) rather than one output per image.</summary>
+    public bool IsDense => Kind.IsDense();
+
     /// <summary>Whether the task's primary metric improves upwards (accuracy) or downwards (error).</summary>
-    public bool HigherIsBetter => Kind is TaskKind.Classification or TaskKind.Binary;
+    public bool HigherIsBetter => Kind is TaskKind.Classification or TaskKind.Binary or TaskKind.Segmentation or TaskKind.Saliency;
 
     /// <summary>Name of the task's primary metric, as printed in tables.</summary>
     public string MetricName => Kind switch
@@ -23,7 +45,30 @@ public sealed record TaskSpec(string Name, TaskKind Kind, int Outputs)
         TaskKind.Classification => "accuracy",
         TaskKind.Binary => "accuracy",
         TaskKind.Regression => "mae",
+        TaskKind.Segmentation => "mIoU",
+        TaskKind.Depth => "rmse",
+        TaskKind.Normals => "mean angle",
+        TaskKind.Saliency => "maxF",
+        TaskKind.Edges => "loss",
         _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
+    };
+
+    /// <summary>Whether the primary metric is a fraction printed as a percentage (accuracy, mIoU, maxF).</summary>
+    public bool MetricIsFraction => HigherIsBetter;
+}
+
+/// <summary>Facts about task kinds.</summary>
+public static class TaskKinds
+{
+    /// <summary>Whether <paramref name="kind"/> predicts a map at the image's resolution.</summary>
+    public static bool IsDense(this TaskKind kind) => kind >= TaskKind.Segmentation;
+
+    /// <summary>The number of outputs a task of <paramref name="kind"/> must have, where the kind fixes it (null: any).</summary>
+    public static int? FixedOutputs(this TaskKind kind) => kind switch
+    {
+        TaskKind.Depth or TaskKind.Saliency or TaskKind.Edges => 1,
+        TaskKind.Normals => 3,
+        _ => null,
     };
 }
 
@@ -39,7 +84,11 @@ public sealed class TaskSet : IReadOnlyList<TaskSpec>
         var dup = _tasks.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new ArgumentException($"Task name '{dup.Key}' appears twice.");
         foreach (var t in _tasks)
+        {
             if (t.Outputs <= 0) throw new ArgumentException($"Task '{t.Name}' must have at least one output, not {t.Outputs}.");
+            if (t.Kind.FixedOutputs() is { } n && t.Outputs != n)
+                throw new ArgumentException($"Task '{t.Name}' ({t.Kind}) has {n} output{(n == 1 ? "" : "s")} per pixel, not {t.Outputs}.");
+        }
     }
 
     public TaskSpec this[int index] => _tasks[index];

@@ -1,0 +1,87 @@
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Data;
+
+/// <summary>
+/// One sample of a dense data set before batching: the image, uint8 [C, H, W], and one target per task in
+/// the layout <see cref="TaskKind"/> gives for its kind, without the batch axis (segmentation int64 [H, W];
+/// depth, saliency and edges float32 [1, H, W]; normals float32 [3, H, W]; image-level kinds as in a batch).
+/// </summary>
+public sealed record DenseSample(Tensor Image, IReadOnlyDictionary<string, Tensor> Targets)
+{
+    public int Height => (int)Image.shape[1];
+    public int Width => (int)Image.shape[2];
+}
+
+/// <summary>
+/// A transform applied to the image and every target of a sample together (scale, crop, flip, rotation), so
+/// they stay aligned. <paramref name="random"/> is the only source of randomness it may use.
+/// </summary>
+public interface IJointTransform
+{
+    DenseSample Apply(DenseSample sample, TaskSet tasks, Random random);
+}
+
+/// <summary>
+/// Base of data sets whose samples are read or generated one at a time (dense benchmarks that do not fit in
+/// memory). Each sample goes through the optional joint transform, which must bring it to
+/// <see cref="Input"/>'s size; then samples are stacked and the image normalised. A sample's random draws are a
+/// function of (seed, index, how many times the sample was drawn before), so a fresh run is reproducible.
+/// </summary>
+public abstract class DenseDataset : IMultiTaskDataset
+{
+    private readonly int _seed;
+    private int[] _draws = [];
+
+    protected DenseDataset(string name, TaskSet tasks, ImageInput input, IJointTransform? transform, int seed)
+    {
+        Name = name;
+        Tasks = tasks;
+        Input = input;
+        Transform = transform;
+        _seed = seed;
+    }
+
+    public string Name { get; }
+    public TaskSet Tasks { get; }
+    public abstract int Count { get; }
+    public ImageInput Input { get; }
+    public (int Channels, int Height, int Width) ImageShape => (Input.Channels, Input.Height, Input.Width);
+    public IJointTransform? Transform { get; }
+
+    /// <summary>Sample <paramref name="index"/> as stored (CPU tensors; the caller disposes them).</summary>
+    protected abstract DenseSample Load(int index);
+
+    public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+    {
+        if (_draws.Length != Count) Interlocked.CompareExchange(ref _draws, new int[Count], _draws);
+        using var scope = NewDisposeScope();
+        var images = new List<Tensor>(indices.Length);
+        int n = indices.Length;
+        var targets = Tasks.ToDictionary(t => t.Name, _ => new List<Tensor>(n));
+        foreach (long i in indices)
+        {
+            int index = checked((int)i);
+            var sample = Load(index);
+            if (Transform is not null)
+            {
+                int draw = Interlocked.Increment(ref _draws[index]) - 1;
+                sample = Transform.Apply(sample, Tasks, new Random(HashCode.Combine(_seed, index, draw)));
+            }
+            if (sample.Height != Input.Height || sample.Width != Input.Width || sample.Image.shape[0] != Input.Channels)
+                throw new InvalidOperationException(
+                    $"{Name}: sample {index} is {sample.Image.shape[0]}×{sample.Height}×{sample.Width}, the data set's input is " +
+                    $"{Input.Channels}×{Input.Height}×{Input.Width}; give the data set a transform that resizes or crops.");
+            images.Add(sample.Image);
+            foreach (var t in Tasks) targets[t.Name].Add(sample.Targets[t.Name]);
+        }
+        var image = stack(images);
+        var batch = new Dictionary<string, Tensor>
+        {
+            [IMultiTaskDataset.ImageKey] = (image.dtype == ScalarType.Byte ? Input.FromBytes(image) : image.to(ScalarType.Float32)).MoveToOuterDisposeScope(),
+        };
+        foreach (var t in Tasks) batch[t.Name] = stack(targets[t.Name]).MoveToOuterDisposeScope();
+        return batch;
+    }
+}

@@ -1,0 +1,67 @@
+using SkiaSharp;
+
+namespace InterroGate.Data.Formats;
+
+/// <summary>A decoded image: 8-bit pixels in height × width × channels order (1 = gray, 3 = RGB).</summary>
+public sealed record DecodedImage(byte[] Pixels, int Height, int Width, int Channels);
+
+/// <summary>Decodes PNG, JPEG, BMP, GIF and WebP files with SkiaSharp.</summary>
+public static class ImageFiles
+{
+    /// <summary>
+    /// The file's pixels, gray (1 channel) when the file is grayscale and RGB (3 channels) otherwise; alpha is
+    /// dropped. Gray PNG label maps keep their values exactly. Throws <see cref="DataFormatException"/> naming
+    /// the file when it is missing or cannot be decoded.
+    /// </summary>
+    public static DecodedImage Read(string path)
+    {
+        if (!File.Exists(path)) throw new DataFormatException(path, "no such file.");
+        using var codec = SKCodec.Create(path)
+            ?? throw new DataFormatException(path, "cannot be decoded (not a PNG, JPEG, BMP, GIF or WebP image, or damaged).");
+        bool gray = codec.Info.ColorType == SKColorType.Gray8;
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, gray ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var bitmap = new SKBitmap(info);
+        var result = codec.GetPixels(info, bitmap.GetPixels());
+        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+            throw new DataFormatException(path, $"cannot be decoded ({result}).");
+        int h = info.Height, w = info.Width;
+        var bytes = bitmap.Bytes;
+        if (gray) return new DecodedImage(bytes, h, w, 1);
+        var rgb = new byte[h * w * 3];
+        for (int i = 0, j = 0; i < rgb.Length; i += 3, j += 4)
+        {
+            rgb[i] = bytes[j];
+            rgb[i + 1] = bytes[j + 1];
+            rgb[i + 2] = bytes[j + 2];
+        }
+        return new DecodedImage(rgb, h, w, 3);
+    }
+
+    /// <summary>Writes 8-bit gray (1 channel) or RGB (3 channels) pixels as a PNG file (label maps, fixtures, previews).</summary>
+    public static void WritePng(string path, DecodedImage image)
+    {
+        if (image.Channels is not (1 or 3)) throw new ArgumentException($"PNG output takes 1 or 3 channels, not {image.Channels}.");
+        if (image.Pixels.Length != image.Height * image.Width * image.Channels)
+            throw new ArgumentException($"{image.Pixels.Length} bytes for a {image.Height}×{image.Width}×{image.Channels} image.");
+        var info = new SKImageInfo(image.Width, image.Height, image.Channels == 1 ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var bitmap = new SKBitmap(info);
+        var bytes = image.Channels == 1 ? image.Pixels : ToRgba(image.Pixels);
+        System.Runtime.InteropServices.Marshal.Copy(bytes, 0, bitmap.GetPixels(), bytes.Length);
+        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        using var file = File.Create(path);
+        data.SaveTo(file);
+    }
+
+    private static byte[] ToRgba(byte[] rgb)
+    {
+        var rgba = new byte[rgb.Length / 3 * 4];
+        for (int i = 0, j = 0; i < rgb.Length; i += 3, j += 4)
+        {
+            rgba[j] = rgb[i];
+            rgba[j + 1] = rgb[i + 1];
+            rgba[j + 2] = rgb[i + 2];
+            rgba[j + 3] = 255;
+        }
+        return rgba;
+    }
+}
