@@ -111,25 +111,32 @@ if (fusion)
     return;
 }
 Console.WriteLine($"median of {Steps} training steps (forward, backward, Adam step) after {Warmup} warm-up steps, the networks stepped in turn");
-Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s | InterroGate ms | (T+1) × plain ms | ratio |");
+Console.WriteLine("InterroGate with branch fusion off (the default) and auto (each unit fused where the first batch shows it faster)");
+Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s (off / auto) | InterroGate ms (off / auto) | (T+1) × plain ms | ratio (off / auto) |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|");
 foreach (var width in widths)
 {
     var spec = ResNetSpec.ResNet20(width);
     var plain = new SingleTask(new TaskSet([tasks[0]]), spec, 1);
     var mtl = new HardSharing(tasks, spec, 1);
-    var ig = new InterroGateModel(tasks, spec, 1, (36, 36), new InterroGateConfig { LambdaS = 1 });
-    using (no_grad())
-        foreach (var g in ig.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha)); // a mixed sharing pattern: about half the channels shared
+    var igs = new[] { BranchFusion.Off, BranchFusion.Auto }.Select(f =>
+    {
+        manual_seed(3);
+        var m = new InterroGateModel(tasks, spec, 1, (36, 36), new InterroGateConfig { LambdaS = 1, Fusion = f });
+        manual_seed(4);
+        using (no_grad())
+            foreach (var g in m.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha)); // a mixed sharing pattern: about half the channels shared
+        return m;
+    }).ToArray();
 
     // Round-robin (one step of each network in turn) so that drifts of the machine touch all of them alike.
-    var runners = new[] { new Stepper(plain, batches), new Stepper(mtl, batches), new Stepper(ig, batches) };
+    var runners = new[] { new Stepper(plain, batches), new Stepper(mtl, batches), new Stepper(igs[0], batches), new Stepper(igs[1], batches) };
     for (int i = 0; i < Warmup + Steps; i++)
         foreach (var r in runners) r.Step(record: i >= Warmup);
-    double tPlain = runners[0].Median, tMtl = runners[1].Median, tIg = runners[2].Median;
+    double tPlain = runners[0].Median, tMtl = runners[1].Median, tIg = runners[2].Median, tAuto = runners[3].Median;
     double branches = (tasks.Count + 1) * tPlain;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {width} | {tPlain:F1} | {Batch / (2 * tPlain) * 1000:F0} | {Batch / tMtl * 1000:F0} | {Batch / tIg * 1000:F0} | {tIg:F1} | {branches:F1} | {tIg / branches:F2} |"));
+        $"| {width} | {tPlain:F1} | {Batch / (2 * tPlain) * 1000:F0} | {Batch / tMtl * 1000:F0} | {Batch / tIg * 1000:F0} / {Batch / tAuto * 1000:F0} | {tIg:F1} / {tAuto:F1} | {branches:F1} | {tIg / branches:F2} / {tAuto / branches:F2} |"));
 }
 
 /// <summary>Training steps of one model on the benchmark batches, timed one at a time.</summary>

@@ -10,16 +10,26 @@ public interface ITaskMetric
     bool HigherIsBetter { get; }
     void Update(Tensor output, Tensor target);
     double Compute();
+
+    /// <summary>The primary metric and the secondary ones of its kind (for example median angle, odsF), by name.</summary>
+    IReadOnlyDictionary<string, double> Details() => new Dictionary<string, double> { [Name] = Compute() };
 }
 
 /// <summary>Chooses the metric by task kind; accuracies are fractions in [0, 1].</summary>
 public static class TaskMetrics
 {
-    public static ITaskMetric For(TaskSpec task) => task.Kind switch
+    public static ITaskMetric For(TaskSpec task) => For(task, DenseMetricOptions.Default);
+
+    public static ITaskMetric For(TaskSpec task, DenseMetricOptions options) => task.Kind switch
     {
         TaskKind.Classification => new Accuracy(),
         TaskKind.Binary => new BinaryAccuracy(),
         TaskKind.Regression => new MeanAbsoluteError(),
+        TaskKind.Segmentation => new MeanIoU(task.Outputs),
+        TaskKind.Depth => new DepthErrors(),
+        TaskKind.Normals => new NormalAngleErrors(),
+        TaskKind.Saliency => new SaliencyScores(options),
+        TaskKind.Edges => new EdgeScores(options),
         _ => throw new ArgumentOutOfRangeException(nameof(task), task.Kind, "No metric for this task kind."),
     };
 }

@@ -23,12 +23,12 @@ public sealed class CrossStitch : MultiTaskModel
     private readonly ResNet[] _encoders;
     private readonly int[] _stageEnds;
 
-    public CrossStitch(TaskSet tasks, ResNetSpec spec, long inChannels, double selfWeight) : base(nameof(CrossStitch), tasks)
+    public CrossStitch(TaskSet tasks, ResNetSpec spec, long inChannels, double selfWeight, Heads.HeadConfig? headConfig = null) : base(nameof(CrossStitch), tasks, headConfig)
     {
         if (!(selfWeight is >= 0 and <= 1)) throw new ArgumentOutOfRangeException(nameof(selfWeight), selfWeight, "The self weight must be in [0, 1].");
         Spec = spec;
         encoders = ModuleMap.Of(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
-        heads = MakeHeads(tasks, spec.OutChannels);
+        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
         _encoders = tasks.Select(t => encoders[t.Name]).ToArray();
         _stageEnds = spec.Layers.Select((_, s) => spec.Layers.Take(s + 1).Sum() - 1).ToArray(); // last block index of each stage
 
@@ -62,7 +62,7 @@ public sealed class CrossStitch : MultiTaskModel
             for (int t = 0; t < T; t++) h[t] = _encoders[t].Blocks[b].call(h[t]);
             if (_stageEnds.Contains(b)) h = Stitch(h, unit++);
         }
-        return Tasks.Select((task, t) => (task.Name, heads[task.Name].call(h[t]))).ToDictionary(p => p.Name, p => p.Item2);
+        return Tasks.Select((task, t) => (task.Name, Predict(task, heads[task.Name], h[t], x))).ToDictionary(p => p.Name, p => p.Item2);
     }
 
     private Tensor[] Stitch(Tensor[] features, int unit)

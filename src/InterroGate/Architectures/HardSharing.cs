@@ -13,11 +13,11 @@ public sealed class HardSharing : MultiTaskModel
     private readonly ResNet encoder;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
-    public HardSharing(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(HardSharing), tasks)
+    public HardSharing(TaskSet tasks, ResNetSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(HardSharing), tasks, headConfig)
     {
         Spec = spec;
         encoder = new ResNet(spec, inChannels);
-        heads = MakeHeads(tasks, spec.OutChannels);
+        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
         RegisterComponents();
     }
 
@@ -33,6 +33,6 @@ public sealed class HardSharing : MultiTaskModel
     {
         var features = encoder.call(x);
         _representation = features;
-        return Tasks.ToDictionary(t => t.Name, t => heads[t.Name].call(features));
+        return Tasks.ToDictionary(t => t.Name, t => Predict(t, heads[t.Name], features, x));
     }
 }

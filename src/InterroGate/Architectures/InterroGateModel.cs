@@ -19,8 +19,9 @@ public sealed class InterroGateModel : MultiTaskModel
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
 
-    public InterroGateModel(TaskSet tasks, ResNetSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options)
-        : base(nameof(InterroGateModel), tasks)
+    public InterroGateModel(TaskSet tasks, ResNetSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options,
+        Heads.HeadConfig? headConfig = null)
+        : base(nameof(InterroGateModel), tasks, headConfig)
     {
         Options = options;
         _tau = options.TauFor(tasks.Count);
@@ -29,7 +30,7 @@ public sealed class InterroGateModel : MultiTaskModel
             Noise = new GateNoise(options.NoiseTemperature),
             Fusion = options.Fusion,
         };
-        heads = MakeHeads(tasks, spec.OutChannels);
+        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
         _layerMacs = encoder.GatedLayerMacs().ToArray();
         RegisterComponents();
     }
@@ -43,7 +44,7 @@ public sealed class InterroGateModel : MultiTaskModel
     public override Dictionary<string, Tensor> forward(Tensor x)
     {
         var features = encoder.call(x);
-        return Tasks.Select((t, i) => (t.Name, Out: heads[t.Name].call(features[i]))).ToDictionary(p => p.Name, p => p.Out);
+        return Tasks.Select((t, i) => (t.Name, Out: Predict(t, heads[t.Name], features[i], x))).ToDictionary(p => p.Name, p => p.Out);
     }
 
     public override Tensor? Regularizer() =>

@@ -22,11 +22,11 @@ public sealed class Mtan : MultiTaskModel
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly int[] _stageStarts, _stageEnds;
 
-    public Mtan(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(Mtan), tasks)
+    public Mtan(TaskSet tasks, ResNetSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(Mtan), tasks, headConfig)
     {
         Spec = spec;
         encoder = new ResNet(spec, inChannels);
-        heads = MakeHeads(tasks, spec.OutChannels);
+        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
         int stages = spec.Layers.Count;
         _stageStarts = spec.Layers.Select((_, s) => spec.Layers.Take(s).Sum()).ToArray();
         _stageEnds = spec.Layers.Select((_, s) => spec.Layers.Take(s + 1).Sum() - 1).ToArray();
@@ -73,7 +73,7 @@ public sealed class Mtan : MultiTaskModel
                 attended = att[j].call(input) * s[j];
                 if (j < s.Length - 1) carried = stage[task.Name][j].call(attended);
             }
-            outputs[task.Name] = heads[task.Name].call(attended!);
+            outputs[task.Name] = Predict(task, heads[task.Name], attended!, x);
         }
         return outputs;
     }

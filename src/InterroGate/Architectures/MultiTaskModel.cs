@@ -12,9 +12,16 @@ namespace InterroGate.Architectures;
 /// </summary>
 public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tensor>>
 {
-    protected MultiTaskModel(string name, TaskSet tasks) : base(name) => Tasks = tasks;
+    protected MultiTaskModel(string name, TaskSet tasks, Heads.HeadConfig? heads = null) : base(name)
+    {
+        Tasks = tasks;
+        HeadOptions = heads ?? new Heads.HeadConfig();
+    }
 
     public TaskSet Tasks { get; }
+
+    /// <summary>How the dense tasks' heads are built (image-level tasks always get a linear head).</summary>
+    public Heads.HeadConfig HeadOptions { get; }
 
     /// <summary>Registry name of the architecture (stl, mtl, interrogate).</summary>
     public abstract string Architecture { get; }
@@ -44,6 +51,17 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>Numbers worth logging each epoch (for example the fraction of task-specific channels).</summary>
     public virtual IReadOnlyDictionary<string, double> Diagnostics() => new Dictionary<string, double>();
 
-    protected static ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(TaskSet tasks, long inChannels) =>
-        ModuleMap.Of(tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, inChannels))).ToArray());
+    /// <summary>One head per task reading <paramref name="inChannels"/> features at <paramref name="outputStride"/>.</summary>
+    protected ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(long inChannels, int outputStride) =>
+        ModuleMap.Of(Tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, inChannels, outputStride, HeadOptions))).ToArray());
+
+    /// <summary>
+    /// Task <paramref name="task"/>'s prediction from the features its head reads; a dense prediction is upsampled
+    /// (bilinear) to the resolution of <paramref name="image"/>, which is the labels' resolution.
+    /// </summary>
+    protected static Tensor Predict(TaskSpec task, nn.Module<Tensor, Tensor> head, Tensor features, Tensor image)
+    {
+        var output = head.call(features);
+        return task.IsDense ? Heads.DenseOutput.ResizeLike(output, image) : output;
+    }
 }

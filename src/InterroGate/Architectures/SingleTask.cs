@@ -13,11 +13,11 @@ public sealed class SingleTask : MultiTaskModel
     private readonly ModuleMap<ResNet> encoders;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
-    public SingleTask(TaskSet tasks, ResNetSpec spec, long inChannels) : base(nameof(SingleTask), tasks)
+    public SingleTask(TaskSet tasks, ResNetSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(SingleTask), tasks, headConfig)
     {
         Spec = spec;
         encoders = ModuleMap.Of(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
-        heads = MakeHeads(tasks, spec.OutChannels);
+        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
         RegisterComponents();
     }
 
@@ -27,5 +27,5 @@ public sealed class SingleTask : MultiTaskModel
     public override IEnumerable<Parameter> SharedParameters() => [];
 
     public override Dictionary<string, Tensor> forward(Tensor x) =>
-        Tasks.ToDictionary(t => t.Name, t => heads[t.Name].call(encoders[t.Name].call(x)));
+        Tasks.ToDictionary(t => t.Name, t => Predict(t, heads[t.Name], encoders[t.Name].call(x), x));
 }

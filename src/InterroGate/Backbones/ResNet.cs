@@ -22,6 +22,9 @@ public sealed record ResNetSpec(
     bool CifarStem,
     IReadOnlyList<bool> Dilate)
 {
+    /// <summary>Input pixels per output pixel along each axis: the stem's stride (1, or 4 with its max pool) times 2 per undilated stage after the first.</summary>
+    public int OutputStride => (CifarStem ? 1 : 4) * (1 << Dilate.Count(d => !d));
+
     /// <summary>Channels of the encoder's output.</summary>
     public long OutChannels => Widths[^1] * (Block == BlockType.Bottleneck ? Bottleneck.Expansion : BasicBlock.Expansion);
 

@@ -78,11 +78,11 @@ public static class Factory
         var spec = BackboneCatalog.Spec(config.Backbone.Name, config.Backbone.Width, config.Backbone.OutputStride);
         return config.Architecture switch
         {
-            SingleTaskConfig => new SingleTask(tasks, spec, image.Channels),
-            HardSharingConfig => new HardSharing(tasks, spec, image.Channels),
-            InterroGateConfig ig => new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), ig),
-            MtanConfig => new Mtan(tasks, spec, image.Channels),
-            CrossStitchConfig cs => new CrossStitch(tasks, spec, image.Channels, cs.SelfWeight),
+            SingleTaskConfig => new SingleTask(tasks, spec, image.Channels, config.Head),
+            HardSharingConfig => new HardSharing(tasks, spec, image.Channels, config.Head),
+            InterroGateConfig ig => new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), ig, config.Head),
+            MtanConfig => new Mtan(tasks, spec, image.Channels, config.Head),
+            CrossStitchConfig cs => new CrossStitch(tasks, spec, image.Channels, cs.SelfWeight, config.Head),
             _ => throw new ConfigException("architecture.type", $"unknown; valid: {string.Join(", ", Architectures.Keys)}"),
         };
     }

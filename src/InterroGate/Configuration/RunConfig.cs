@@ -247,6 +247,8 @@ public sealed record RunConfig
     /// <summary>Task names to learn (a subset of the data set's, in this order); null = all.</summary>
     public IReadOnlyList<string>? Tasks { get; init; }
     public BackboneConfig Backbone { get; init; } = new();
+    /// <summary>The dense tasks' heads (image-level tasks always get a linear head).</summary>
+    public Heads.HeadConfig Head { get; init; } = new();
     public ArchitectureConfig Architecture { get; init; } = new InterroGateConfig();
     public TrainingConfig Training { get; init; } = new();
     public BalancerConfig Balancer { get; init; } = new UniformBalancerConfig();
@@ -260,6 +262,7 @@ public sealed record RunConfig
         Data.Validate("data");
         if (Tasks is not null) ConfigException.Require(Tasks.Count > 0, "tasks", "[]", "at least one task name, or leave it out for all");
         Backbone.Validate("backbone");
+        Head.Validate("head");
         Architecture.Validate("architecture", tasks);
         Training.Validate("training");
         Balancer.Validate("balancer", tasks);
@@ -291,6 +294,8 @@ public sealed record CompareConfig
     public DataConfig Data { get; init; } = new();
     public IReadOnlyList<string>? Tasks { get; init; }
     public BackboneConfig Backbone { get; init; } = new();
+    /// <summary>The dense tasks' heads, the same in every row.</summary>
+    public Heads.HeadConfig Head { get; init; } = new();
     /// <summary>Optimisation of the STL and MTL baselines.</summary>
     public TrainingConfig Training { get; init; } = new();
     /// <summary>Optimisation of the InterroGate runs (default: as the baselines).</summary>
@@ -346,6 +351,7 @@ public sealed record CompareConfig
         Data = Data,
         Tasks = tasks ?? Tasks,
         Backbone = Backbone,
+        Head = Head,
         Architecture = architecture,
         Training = architecture is InterroGateConfig ? InterroGateTraining ?? Training : Training,
         Balancer = Balancer,

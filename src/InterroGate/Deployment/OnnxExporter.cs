@@ -32,7 +32,7 @@ public static class OnnxExporter
             var node = graph.Nodes[n];
             string output = names[n] = n == 0 ? InputName : node.Name;
             string In(int i) => names[node.Inputs[i]];
-            rank[n] = node.Op switch { StaticOp.Input => 4, StaticOp.GlobalAvgPool or StaticOp.Linear => 2, _ => rank[node.Inputs[0]] };
+            rank[n] = node.Op switch { StaticOp.Input or StaticOp.ImagePool or StaticOp.Resize => 4, StaticOp.GlobalAvgPool or StaticOp.Linear => 2, _ => rank[node.Inputs[0]] };
             string Init(string suffix, Tensor t, long[]? shape = null)
             {
                 string name = $"{node.Name}.{suffix}";
@@ -65,6 +65,23 @@ public static class OnnxExporter
                     nodes.Add(Node("GlobalAveragePool", node.Name, [In(0)], [output + ".pooled"]));
                     nodes.Add(Node("Flatten", node.Name + ".flatten", [output + ".pooled"], [output], Int("axis", 1)));
                     break;
+                case StaticOp.ImagePool:
+                    nodes.Add(Node("GlobalAveragePool", node.Name, [In(0)], [output]));
+                    break;
+                case StaticOp.Concat:
+                    nodes.Add(Node("Concat", node.Name, node.Inputs.Select(i => names[i]).ToArray(), [output], Int("axis", 1)));
+                    break;
+                case StaticOp.Resize:
+                {
+                    // sizes = [B, C] of the value, [H, W] of the reference, read at run time.
+                    string shape = output + ".shape", like = output + ".like", hw = output + ".hw", size = output + ".size";
+                    nodes.Add(Node("Shape", shape, [In(0)], [shape], Int("end", 2)));
+                    nodes.Add(Node("Shape", like, [In(1)], [hw], Int("start", 2)));
+                    nodes.Add(Node("Concat", size, [shape, hw], [size], Int("axis", 0)));
+                    nodes.Add(Node("Resize", node.Name, [In(0), "", "", size], [output],
+                        Str("mode", "linear"), Str("coordinate_transformation_mode", "pytorch_half_pixel")));
+                    break;
+                }
                 case StaticOp.Gather:
                 {
                     string data = In(0);
@@ -98,7 +115,9 @@ public static class OnnxExporter
         {
             int o = graph.Outputs[task.Name];
             nodes.Add(Node("Identity", $"output.{task.Name}", [names[o]], [task.Name]));
-            outputs.Add(ValueInfo(task.Name, [null, graph.Nodes[o].Channels]));
+            outputs.Add(ValueInfo(task.Name, rank[o] == 4
+                ? [null, graph.Nodes[o].Channels, graph.Input.Height, graph.Input.Width] // dense outputs are at the input's resolution
+                : [null, graph.Nodes[o].Channels]));
         }
 
         var g = new ProtoWriter();
@@ -135,7 +154,16 @@ public static class OnnxExporter
         return w.ToArray();
     }
 
-    private const int AttributeInt = 2, AttributeInts = 7;
+    private const int AttributeInt = 2, AttributeString = 3, AttributeInts = 7;
+
+    private static byte[] Str(string name, string value)
+    {
+        var w = new ProtoWriter();
+        w.String(1, name);
+        w.String(4, value);
+        w.Int64(20, AttributeString);
+        return w.ToArray();
+    }
 
     private static byte[] Int(string name, long value)
     {

@@ -63,6 +63,8 @@ public static class Pruner
                 if (model.Head(task) is not IStaticHead head)
                     throw new NotSupportedException($"The head of task '{task}' ({model.Head(task).GetType().Name}) cannot be exported to a static network.");
                 outputs[task] = head.Emit(g, features[t], $"heads.{task}");
+                if (model.Tasks[t].IsDense) // upsampled to the input's (= the labels') resolution, as in training
+                    outputs[task] = g.Op($"heads.{task}.upsample", StaticOp.Resize, g.Channels(outputs[task]), outputs[task], GraphBuilder.InputNode);
             }
             var graph = g.Build(outputs, model.Tasks, input);
 

@@ -19,7 +19,7 @@ public static class StaticConversion
             case SingleTask or HardSharing:
             {
                 var spec = model is SingleTask s ? s.Spec : ((HardSharing)model).Spec;
-                using var ig = new InterroGateModel(model.Tasks, spec, input.Channels, (input.Height, input.Width), new InterroGateConfig());
+                using var ig = new InterroGateModel(model.Tasks, spec, input.Channels, (input.Height, input.Width), new InterroGateConfig(), model.HeadOptions);
                 bool stl = model is SingleTask;
                 WeightTransfer.InitialiseInterroGate(ig, stl ? model.Tasks.ToDictionary(t => t.Name, _ => model) : new Dictionary<string, MultiTaskModel>(), stl ? null : model);
                 if (!stl) WeightTransfer.Copy(ig, "heads.", model.state_dict(), "heads.");

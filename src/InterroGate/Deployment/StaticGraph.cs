@@ -28,6 +28,12 @@ public enum StaticOp
     GlobalAvgPool,
     /// <summary>Fully connected layer: <c>{name}.weight</c> [out, in], <c>{name}.bias</c>.</summary>
     Linear,
+    /// <summary>Concatenates its inputs along channels (the branches of ASPP).</summary>
+    Concat,
+    /// <summary>Mean over H and W kept as a 1×1 map: [B, C, H, W] to [B, C, 1, 1] (ASPP's image-level branch).</summary>
+    ImagePool,
+    /// <summary>Bilinear resize of the first input to the height and width of the second (PyTorch's align_corners = false).</summary>
+    Resize,
 }
 
 /// <summary>
@@ -96,7 +102,7 @@ public sealed class StaticGraph
             if (node.Op == StaticOp.Input && n != 0) throw new InvalidDataException($"Static network: node '{node.Name}' is a second input.");
             foreach (var i in node.Inputs)
                 if (i < 0 || i >= n) throw new InvalidDataException($"Static network: node '{node.Name}' reads value {i}, which is not computed before it.");
-            int arity = node.Op switch { StaticOp.Input => 0, StaticOp.Add => 2, StaticOp.Gather or StaticOp.Mix => -1, _ => 1 };
+            int arity = node.Op switch { StaticOp.Input => 0, StaticOp.Add or StaticOp.Resize => 2, StaticOp.Gather or StaticOp.Mix or StaticOp.Concat => -1, _ => 1 };
             if (arity >= 0 && node.Inputs.Length != arity || arity < 0 && node.Inputs.Length == 0)
                 throw new InvalidDataException($"Static network: node '{node.Name}' ({node.Op}) has {node.Inputs.Length} inputs.");
             foreach (var suffix in node.Op switch
@@ -150,6 +156,12 @@ public sealed class StaticGraph
             }
             case StaticOp.Add:
                 if (In(0) != node.Channels || In(1) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' adds values of different widths.");
+                break;
+            case StaticOp.Concat:
+                if (node.Inputs.Sum(i => Nodes[i].Channels) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' concatenates {node.Inputs.Sum(i => Nodes[i].Channels)} channels into {node.Channels}.");
+                break;
+            case StaticOp.Resize:
+                if (In(0) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' changes the width of its input.");
                 break;
         }
     }

@@ -1,14 +1,53 @@
+using InterroGate.Configuration;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
 
 namespace InterroGate.Heads;
 
+/// <summary>
+/// The task heads. Image-level tasks always get global pooling and a linear layer. Dense tasks get
+/// <see cref="Dense"/>: <c>aspp</c> (DeepLab-v3, the paper's ResNet head; <see cref="Channels"/> wide, 3×3
+/// branches at <see cref="Rates"/>, default DeepLab's rates for the encoder's output stride).
+/// </summary>
+public sealed record HeadConfig
+{
+    public static readonly IReadOnlyDictionary<string, string> DenseHeads = new Dictionary<string, string>
+    {
+        ["aspp"] = "DeepLab-v3 ASPP (1×1, three dilated 3×3, image pooling) + 3×3 conv + 1×1 classifier, one per task",
+    };
+
+    public string Dense { get; init; } = "aspp";
+    public int Channels { get; init; } = 256;
+    /// <summary>Dilations of ASPP's 3×3 branches; null = 12/24/36 at output stride 8, 6/12/18 at 16, 3/6/9 otherwise.</summary>
+    public IReadOnlyList<int>? Rates { get; init; }
+
+    public void Validate(string path)
+    {
+        ConfigException.Require(DenseHeads.ContainsKey(Dense), $"{path}.dense", Dense, string.Join(", ", DenseHeads.Keys));
+        ConfigException.Require(Channels >= 1, $"{path}.channels", Channels, "≥ 1");
+        if (Rates is not null)
+        {
+            ConfigException.Require(Rates.Count > 0, $"{path}.rates", "[]", "at least one dilation, or leave it out for DeepLab's");
+            for (int i = 0; i < Rates.Count; i++) ConfigException.Require(Rates[i] >= 1, $"{path}.rates[{i}]", Rates[i], "≥ 1");
+        }
+    }
+}
+
 /// <summary>Chooses a task's head by its kind.</summary>
 public static class HeadFactory
 {
-    public static nn.Module<Tensor, Tensor> Create(TaskSpec task, long inChannels) => task.Kind switch
+    /// <summary>
+    /// The head of <paramref name="task"/> reading <paramref name="inChannels"/> features at
+    /// <paramref name="outputStride"/>; dense heads predict at the features' resolution (the architecture upsamples).
+    /// </summary>
+    public static nn.Module<Tensor, Tensor> Create(TaskSpec task, long inChannels, int outputStride = 32, HeadConfig? config = null)
     {
-        TaskKind.Classification or TaskKind.Binary or TaskKind.Regression => new ClassificationHead(inChannels, task.Outputs),
-        _ => throw new ArgumentOutOfRangeException(nameof(task), task.Kind, "No head for this task kind."),
-    };
+        config ??= new HeadConfig();
+        if (!task.IsDense) return new ClassificationHead(inChannels, task.Outputs);
+        return config.Dense switch
+        {
+            "aspp" => new AsppHead(inChannels, task.Outputs, config.Rates ?? AsppHead.RatesFor(outputStride), config.Channels),
+            var other => throw new ArgumentException($"Unknown dense head '{other}'; valid: {string.Join(", ", HeadConfig.DenseHeads.Keys)}."),
+        };
+    }
 }

@@ -3,17 +3,71 @@ using static TorchSharp.torch;
 
 namespace InterroGate.Objectives;
 
-/// <summary>The loss of one task, chosen by its kind.</summary>
+/// <summary>
+/// The loss of one task, chosen by its kind (METHOD.md §3). Dense losses average over the pixels whose target is
+/// known (segmentation: label ≠ <see cref="TaskSpec.IgnoreLabel"/>; depth: &gt; 0; normals: not the zero vector), and
+/// are 0, not NaN, on a batch without any known pixel, so that a fully unlabelled crop never stops training.
+/// </summary>
 public static class TaskLoss
 {
-    /// <summary>CE for classification, BCE-with-logits for binary attributes, L1 for regression.</summary>
-    public static Tensor Compute(TaskSpec task, Tensor output, Tensor target) => task.Kind switch
+    /// <summary>
+    /// Weight of edge pixels in the edge loss (1 − it for the others): the balanced cross-entropy of the multi-task
+    /// PASCAL-Context benchmark, where about 5% of pixels are edges.
+    /// </summary>
+    public const double EdgePositiveWeight = 0.95;
+
+    /// <summary>
+    /// CE for classification and segmentation, BCE-with-logits for binary attributes and saliency, L1 for regression
+    /// and depth, L1 between the unit-normalised prediction and the target for normals, weighted BCE for edges.
+    /// Dense outputs must have the target's resolution.
+    /// </summary>
+    public static Tensor Compute(TaskSpec task, Tensor output, Tensor target)
     {
-        TaskKind.Classification => nn.functional.cross_entropy(output, target),
-        TaskKind.Binary => nn.functional.binary_cross_entropy_with_logits(output, target),
-        TaskKind.Regression => nn.functional.l1_loss(output, target),
-        _ => throw new ArgumentOutOfRangeException(nameof(task), task.Kind, "No loss for this task kind."),
-    };
+        if (task.IsDense && (output.dim() != 4 || output.shape[^2] != target.shape[^2] || output.shape[^1] != target.shape[^1]))
+            throw new ArgumentException(
+                $"Task '{task.Name}' ({task.Kind}): the output [{string.Join(", ", output.shape)}] must be [B, K, H, W] at the target's resolution [{string.Join(", ", target.shape)}].");
+        return task.Kind switch
+        {
+            TaskKind.Classification => nn.functional.cross_entropy(output, target),
+            TaskKind.Binary => nn.functional.binary_cross_entropy_with_logits(output, target),
+            TaskKind.Regression => nn.functional.l1_loss(output, target),
+            TaskKind.Segmentation => Segmentation(output, target),
+            TaskKind.Depth => MaskedMean((output - target).abs(), target.gt(0)),
+            TaskKind.Normals => Normals(output, target),
+            TaskKind.Saliency => nn.functional.binary_cross_entropy_with_logits(output, target),
+            TaskKind.Edges => Edges(output, target),
+            _ => throw new ArgumentOutOfRangeException(nameof(task), task.Kind, "No loss for this task kind."),
+        };
+    }
+
+    /// <summary>Cross-entropy averaged over labelled pixels (<see cref="TaskSpec.IgnoreLabel"/> is skipped).</summary>
+    private static Tensor Segmentation(Tensor logits, Tensor labels)
+    {
+        var sum = nn.functional.cross_entropy(logits, labels, ignore_index: TaskSpec.IgnoreLabel, reduction: nn.Reduction.Sum);
+        return sum / labels.ne(TaskSpec.IgnoreLabel).sum().clamp_min(1);
+    }
+
+    /// <summary>L1 between the unit-normalised prediction and the target normal, over pixels with a known normal.</summary>
+    private static Tensor Normals(Tensor output, Tensor target)
+    {
+        var unit = nn.functional.normalize(output, p: 2, dim: 1);
+        var known = target.abs().sum(1, keepdim: true).gt(0); // [B, 1, H, W]
+        return MaskedMean((unit - target).abs(), known);
+    }
+
+    /// <summary>Balanced BCE: edge pixels weigh <see cref="EdgePositiveWeight"/>, the others 1 − that; mean over pixels.</summary>
+    private static Tensor Edges(Tensor logits, Tensor target)
+    {
+        var weight = target * (2 * EdgePositiveWeight - 1) + (1 - EdgePositiveWeight);
+        return nn.functional.binary_cross_entropy_with_logits(logits, target, weight);
+    }
+
+    /// <summary>Mean of <paramref name="values"/> over the elements where <paramref name="mask"/> (broadcast) holds; 0 where none does.</summary>
+    private static Tensor MaskedMean(Tensor values, Tensor mask)
+    {
+        var m = mask.expand_as(values).to(values.dtype);
+        return (values * m).sum() / m.sum().clamp_min(1);
+    }
 }
 
 /// <summary>The multi-task objective: outputs and batch in, one loss per task out (in task order).</summary>

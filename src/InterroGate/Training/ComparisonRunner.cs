@@ -165,7 +165,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             return (report.Macs, report.Params - bnChannels);
         }
         var heads = report.Layers.Where(l => l.Name.StartsWith("heads.", StringComparison.Ordinal)).ToArray();
-        long headParams = ig.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel());
+        long headParams = ig.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel())
+            - ig.named_modules().Where(m => m.name.StartsWith("heads.", StringComparison.Ordinal)).Select(m => m.module)
+                .OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel()); // dense heads' BN folds into their convolutions
         var pruned = ig.PredictPrunedEncoderCost();
         return (pruned.Macs + heads.Sum(l => l.Macs), pruned.Parameters + headParams);
     }

@@ -9,6 +9,10 @@ namespace InterroGate.Training;
 /// <summary>Per-task primary metric and mean loss of a model on a data set.</summary>
 public sealed record EvaluationResult(IReadOnlyDictionary<string, double> Metrics, IReadOnlyDictionary<string, double> Losses, int Samples)
 {
+    /// <summary>Per task, its primary and secondary metrics by name (see <see cref="ITaskMetric.Details"/>).</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Details { get; init; } =
+        new Dictionary<string, IReadOnlyDictionary<string, double>>();
+
     /// <summary>
     /// One number to pick the best epoch by: the mean over tasks of the primary metric, negated where
     /// lower is better (comparable across epochs of one run, not across task mixes).
@@ -25,7 +29,7 @@ public static class Evaluator
     {
         var device = model.parameters().FirstOrDefault()?.device;
         var tasks = model.Tasks;
-        var metrics = tasks.Select(TaskMetrics.For).ToArray();
+        var metrics = tasks.Select(t => TaskMetrics.For(t)).ToArray();
         var lossSums = new double[tasks.Count];
         int samples = 0;
         bool wasTraining = model.training;
@@ -59,6 +63,9 @@ public static class Evaluator
         return new EvaluationResult(
             tasks.Select((t, i) => (t.Name, metrics[i].Compute())).ToDictionary(p => p.Name, p => p.Item2),
             tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(1, samples))).ToDictionary(p => p.Name, p => p.Item2),
-            samples);
+            samples)
+        {
+            Details = tasks.Select((t, i) => (t.Name, metrics[i].Details())).ToDictionary(p => p.Name, p => p.Item2),
+        };
     }
 }

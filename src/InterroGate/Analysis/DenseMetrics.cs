@@ -1,0 +1,319 @@
+// Metrics of the dense tasks of the multi-task benchmarks (NYUD-v2, PASCAL-Context), accumulated over a whole data set.
+using InterroGate.Objectives;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Analysis;
+
+/// <summary>
+/// Options of the dense metrics. <see cref="EdgeMatchFraction"/>: an edge pixel is matched when a pixel of the other
+/// map lies within this fraction of the image diagonal (0.0075, the BSDS benchmark's default), at least 1 pixel;
+/// <see cref="SaliencyBeta2"/>: β² of the saliency F-measure (0.3, the usual weight of precision).
+/// </summary>
+public sealed record DenseMetricOptions(double EdgeMatchFraction = 0.0075, double SaliencyBeta2 = 0.3, int Thresholds = 99)
+{
+    public static readonly DenseMetricOptions Default = new();
+
+    /// <summary>The <see cref="Thresholds"/> probabilities k/(n+1), k = 1..n, at which saliency and edge maps are binarised.</summary>
+    public double[] ThresholdValues() => Enumerable.Range(1, Thresholds).Select(k => k / (Thresholds + 1.0)).ToArray();
+}
+
+/// <summary>Checks shared by the dense metrics.</summary>
+internal static class DenseChecks
+{
+    public static void SameResolution(string metric, Tensor output, Tensor target)
+    {
+        if (output.dim() != 4 || output.shape[^2] != target.shape[^2] || output.shape[^1] != target.shape[^1])
+            throw new ArgumentException($"{metric}: the output [{string.Join(", ", output.shape)}] must be [B, K, H, W] at the target's resolution [{string.Join(", ", target.shape)}].");
+    }
+}
+
+/// <summary>
+/// Mean intersection over union from a confusion matrix accumulated over the data set (pixels labelled
+/// <see cref="TaskSpec.IgnoreLabel"/> skipped); classes that occur neither in the labels nor in the predictions are
+/// left out of the mean. Details: pixel accuracy.
+/// </summary>
+public sealed class MeanIoU(int classes) : ITaskMetric
+{
+    private readonly long[] _confusion = new long[classes * classes]; // [label, prediction]
+    public string Name => "mIoU";
+    public bool HigherIsBetter => true;
+
+    public void Update(Tensor output, Tensor target)
+    {
+        DenseChecks.SameResolution(Name, output, target);
+        using var scope = NewDisposeScope();
+        var labels = target.flatten();
+        var predictions = output.argmax(1).flatten();
+        var valid = labels.ne(TaskSpec.IgnoreLabel);
+        if (labels.masked_select(valid).ge(classes).any().item<bool>())
+            throw new ArgumentException($"mIoU: a label is ≥ the number of classes ({classes}) and is not the ignore label {TaskSpec.IgnoreLabel}.");
+        var pairs = labels.masked_select(valid) * classes + predictions.masked_select(valid);
+        var counts = pairs.bincount(null, minlength: classes * classes).cpu().data<long>().ToArray();
+        for (int i = 0; i < _confusion.Length; i++) _confusion[i] += counts[i];
+    }
+
+    /// <summary>IoU of each class (NaN where the class occurs nowhere).</summary>
+    public double[] PerClass()
+    {
+        var iou = new double[classes];
+        for (int c = 0; c < classes; c++)
+        {
+            long tp = _confusion[c * classes + c], row = 0, column = 0;
+            for (int k = 0; k < classes; k++) { row += _confusion[c * classes + k]; column += _confusion[k * classes + c]; }
+            long union = row + column - tp;
+            iou[c] = union == 0 ? double.NaN : (double)tp / union;
+        }
+        return iou;
+    }
+
+    public double Compute()
+    {
+        var present = PerClass().Where(v => !double.IsNaN(v)).ToArray();
+        return present.Length == 0 ? double.NaN : present.Average();
+    }
+
+    public IReadOnlyDictionary<string, double> Details()
+    {
+        long correct = 0, total = _confusion.Sum();
+        for (int c = 0; c < classes; c++) correct += _confusion[c * classes + c];
+        return new Dictionary<string, double> { ["mIoU"] = Compute(), ["pixel_accuracy"] = total == 0 ? double.NaN : (double)correct / total };
+    }
+}
+
+/// <summary>
+/// Depth errors over every valid pixel (target &gt; 0) of the data set: RMSE = √(Σ (d − d*)² / N) (primary), and the
+/// absolute relative error mean |d − d*| / d* and the mean absolute error.
+/// </summary>
+public sealed class DepthErrors : ITaskMetric
+{
+    private double _squares, _relative, _absolute;
+    private long _count;
+    public string Name => "rmse";
+    public bool HigherIsBetter => false;
+
+    public void Update(Tensor output, Tensor target)
+    {
+        DenseChecks.SameResolution(Name, output, target);
+        using var scope = NewDisposeScope();
+        var valid = target.gt(0);
+        var d = output.to(float64).masked_select(valid);
+        var t = target.to(float64).masked_select(valid);
+        var diff = d - t;
+        _squares += diff.square().sum().item<double>();
+        _absolute += diff.abs().sum().item<double>();
+        _relative += (diff.abs() / t).sum().item<double>();
+        _count += t.numel();
+    }
+
+    public double Compute() => _count == 0 ? double.NaN : Math.Sqrt(_squares / _count);
+
+    public IReadOnlyDictionary<string, double> Details() => new Dictionary<string, double>
+    {
+        ["rmse"] = Compute(),
+        ["abs_rel"] = _count == 0 ? double.NaN : _relative / _count,
+        ["mae"] = _count == 0 ? double.NaN : _absolute / _count,
+    };
+}
+
+/// <summary>
+/// Angle between the unit-normalised predicted normal and the target over every pixel with a known normal: mean
+/// (primary), median, RMSE, and the percentage within 11.25°, 22.5° and 30°. The median is read off a histogram of
+/// 0.01° bins (exact to 0.01°), so memory does not grow with the data set.
+/// </summary>
+public sealed class NormalAngleErrors : ITaskMetric
+{
+    private const double BinDegrees = 0.01;
+    private static readonly double[] Within = [11.25, 22.5, 30];
+    private readonly long[] _histogram = new long[(int)(180 / BinDegrees) + 1];
+    private readonly long[] _within = new long[Within.Length];
+    private double _sum, _squares;
+    private long _count;
+    public string Name => "mean angle";
+    public bool HigherIsBetter => false;
+
+    public void Update(Tensor output, Tensor target)
+    {
+        DenseChecks.SameResolution(Name, output, target);
+        using var scope = NewDisposeScope();
+        var known = target.abs().sum(1).gt(0); // [B, H, W]
+        var p = nn.functional.normalize(output.to(float64), p: 2, dim: 1);
+        var t = nn.functional.normalize(target.to(float64), p: 2, dim: 1);
+        var cos = (p * t).sum(1).clamp(-1, 1).masked_select(known);
+        var degrees = cos.acos() * (180 / Math.PI);
+        _sum += degrees.sum().item<double>();
+        _squares += degrees.square().sum().item<double>();
+        _count += degrees.numel();
+        for (int i = 0; i < Within.Length; i++) _within[i] += degrees.lt(Within[i]).sum().item<long>();
+        var bins = (degrees / BinDegrees).floor().to(int64).clamp(0, _histogram.Length - 1).bincount(null, minlength: _histogram.Length);
+        var counts = bins.cpu().data<long>().ToArray();
+        for (int i = 0; i < _histogram.Length; i++) _histogram[i] += counts[i];
+    }
+
+    public double Compute() => _count == 0 ? double.NaN : _sum / _count;
+
+    /// <summary>The median angle: the middle of the histogram bin that holds the middle pixel.</summary>
+    public double Median()
+    {
+        if (_count == 0) return double.NaN;
+        long half = (_count + 1) / 2, seen = 0;
+        for (int i = 0; i < _histogram.Length; i++)
+            if ((seen += _histogram[i]) >= half) return (i + 0.5) * BinDegrees;
+        return 180;
+    }
+
+    public IReadOnlyDictionary<string, double> Details()
+    {
+        var d = new Dictionary<string, double>
+        {
+            ["mean"] = Compute(),
+            ["median"] = Median(),
+            ["rmse"] = _count == 0 ? double.NaN : Math.Sqrt(_squares / _count),
+        };
+        for (int i = 0; i < Within.Length; i++) d[$"within_{Within[i]:0.##}"] = _count == 0 ? double.NaN : 100.0 * _within[i] / _count;
+        return d;
+    }
+}
+
+/// <summary>
+/// Saliency: maxF, the best F_β (β² = 0.3) over binarisation thresholds of σ(output), from true/false positive counts
+/// accumulated over the data set (primary); and mIoU of {background, salient} at the threshold 0.5 (targets are
+/// binarised at 0.5).
+/// </summary>
+public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMetric
+{
+    private readonly DenseMetricOptions _options = options ?? DenseMetricOptions.Default;
+    private double[]? _thresholds;
+    private long[] _tp = [], _fp = [], _fn = [];
+    private long _tp5, _fp5, _fn5, _tn5;
+    public string Name => "maxF";
+    public bool HigherIsBetter => true;
+
+    public void Update(Tensor output, Tensor target)
+    {
+        DenseChecks.SameResolution(Name, output, target);
+        if (_thresholds is null)
+        {
+            _thresholds = _options.ThresholdValues();
+            (_tp, _fp, _fn) = (new long[_thresholds.Length], new long[_thresholds.Length], new long[_thresholds.Length]);
+        }
+        using var scope = NewDisposeScope();
+        var p = output.sigmoid();
+        var salient = target.gt(0.5);
+        long positives = salient.sum().item<long>();
+        for (int i = 0; i < _thresholds.Length; i++)
+        {
+            var predicted = p.gt(_thresholds[i]);
+            long tp = predicted.logical_and(salient).sum().item<long>();
+            _tp[i] += tp;
+            _fp[i] += predicted.sum().item<long>() - tp;
+            _fn[i] += positives - tp;
+        }
+        var half = p.gt(0.5);
+        long tpHalf = half.logical_and(salient).sum().item<long>(), predictedHalf = half.sum().item<long>();
+        _tp5 += tpHalf;
+        _fp5 += predictedHalf - tpHalf;
+        _fn5 += positives - tpHalf;
+        _tn5 += target.numel() - positives - (predictedHalf - tpHalf);
+    }
+
+    public double Compute()
+    {
+        if (_thresholds is null) return double.NaN;
+        double best = 0;
+        for (int i = 0; i < _thresholds.Length; i++)
+        {
+            double precision = _tp[i] + _fp[i] == 0 ? 0 : (double)_tp[i] / (_tp[i] + _fp[i]);
+            double recall = _tp[i] + _fn[i] == 0 ? 0 : (double)_tp[i] / (_tp[i] + _fn[i]);
+            double b2 = _options.SaliencyBeta2;
+            if (precision + recall > 0) best = Math.Max(best, (1 + b2) * precision * recall / (b2 * precision + recall));
+        }
+        return best;
+    }
+
+    public IReadOnlyDictionary<string, double> Details()
+    {
+        double Iou(long tp, long fp, long fn) => tp + fp + fn == 0 ? double.NaN : (double)tp / (tp + fp + fn);
+        var ious = new[] { Iou(_tp5, _fp5, _fn5), Iou(_tn5, _fn5, _fp5) }.Where(v => !double.IsNaN(v)).ToArray();
+        return new Dictionary<string, double> { ["maxF"] = Compute(), ["mIoU"] = ious.Length == 0 ? double.NaN : ious.Average() };
+    }
+}
+
+/// <summary>
+/// Edges: the balanced edge loss over every pixel of the data set (primary, as the paper reports it), and odsF, the
+/// best F-measure over thresholds of σ(output) at one threshold for the whole data set. A predicted edge pixel is
+/// correct when a true edge pixel lies within the matching distance, and a true edge pixel is found when a predicted
+/// one does (a tolerance match computed with a disk-shaped dilation; the BSDS benchmark also thins predictions and
+/// matches pixels one to one, so this odsF is an upper bound of its value).
+/// </summary>
+public sealed class EdgeScores(DenseMetricOptions? options = null) : ITaskMetric
+{
+    private readonly DenseMetricOptions _options = options ?? DenseMetricOptions.Default;
+    private double[]? _thresholds;
+    private long[] _predicted = [], _correct = [], _found = [];
+    private long _edges;
+    private double _lossSum;
+    private long _pixels;
+    public string Name => "loss";
+    public bool HigherIsBetter => false;
+
+    /// <summary>The matching distance in pixels for images of <paramref name="height"/> × <paramref name="width"/>.</summary>
+    public int MatchDistance(long height, long width) =>
+        Math.Max(1, (int)Math.Ceiling(_options.EdgeMatchFraction * Math.Sqrt((double)height * height + (double)width * width)));
+
+    public void Update(Tensor output, Tensor target)
+    {
+        DenseChecks.SameResolution(Name, output, target);
+        if (_thresholds is null)
+        {
+            _thresholds = _options.ThresholdValues();
+            (_predicted, _correct, _found) = (new long[_thresholds.Length], new long[_thresholds.Length], new long[_thresholds.Length]);
+        }
+        using var scope = NewDisposeScope();
+        var truth = target.gt(0.5);
+        _lossSum += TaskLoss.Compute(new TaskSpec("edge", TaskKind.Edges, 1), output, target).item<float>() * target.numel();
+        _pixels += target.numel();
+        int r = MatchDistance(target.shape[^2], target.shape[^1]);
+        var disk = Disk(r);
+        var nearTruth = Dilate(truth, disk, r);
+        _edges += truth.sum().item<long>();
+        var p = output.sigmoid();
+        for (int i = 0; i < _thresholds.Length; i++)
+        {
+            var predicted = p.gt(_thresholds[i]);
+            _predicted[i] += predicted.sum().item<long>();
+            _correct[i] += predicted.logical_and(nearTruth).sum().item<long>();
+            _found[i] += truth.logical_and(Dilate(predicted, disk, r)).sum().item<long>();
+        }
+    }
+
+    public double Compute() => _pixels == 0 ? double.NaN : _lossSum / _pixels;
+
+    /// <summary>odsF: the best F-measure over the thresholds, from counts over the data set.</summary>
+    public double OdsF()
+    {
+        if (_thresholds is null) return double.NaN;
+        double best = 0;
+        for (int i = 0; i < _thresholds.Length; i++)
+        {
+            double precision = _predicted[i] == 0 ? 0 : (double)_correct[i] / _predicted[i];
+            double recall = _edges == 0 ? 0 : (double)_found[i] / _edges;
+            if (precision + recall > 0) best = Math.Max(best, 2 * precision * recall / (precision + recall));
+        }
+        return best;
+    }
+
+    public IReadOnlyDictionary<string, double> Details() => new Dictionary<string, double> { ["loss"] = Compute(), ["odsF"] = OdsF() };
+
+    private static Tensor Disk(int r)
+    {
+        var k = zeros(1, 1, 2 * r + 1, 2 * r + 1);
+        for (int y = -r; y <= r; y++)
+            for (int x = -r; x <= r; x++)
+                if (x * x + y * y <= r * r) k[0, 0, y + r, x + r] = 1;
+        return k;
+    }
+
+    /// <summary>True where some pixel of the boolean map <paramref name="map"/> [B, 1, H, W] lies within the disk.</summary>
+    private static Tensor Dilate(Tensor map, Tensor disk, int r) => nn.functional.conv2d(map.to(float32), disk, padding: [r, r]).gt(0.5);
+}

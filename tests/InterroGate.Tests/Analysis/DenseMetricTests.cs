@@ -1,0 +1,114 @@
+using InterroGate.Analysis;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Analysis;
+
+/// <summary>The dense metrics on tiny maps, accumulated over batches, against closed forms.</summary>
+[Collection("Torch")]
+public sealed class DenseMetricTests
+{
+    /// <summary>Logits [1, K, H, W] whose argmax is <paramref name="classes"/> [H, W].</summary>
+    private static Tensor LogitsFor(long[,] classes, int k)
+    {
+        int h = classes.GetLength(0), w = classes.GetLength(1);
+        var logits = zeros(1, k, h, w);
+        for (int y = 0; y < h; y++) for (int x = 0; x < w; x++) logits[0, classes[y, x], y, x] = 5;
+        return logits;
+    }
+
+    private static Tensor Labels(long[,] labels) => tensor(labels.Cast<long>().ToArray()).view(1, labels.GetLength(0), labels.GetLength(1));
+
+    [Fact]
+    public void MIoU_comes_from_the_confusion_matrix_of_the_whole_data_set()
+    {
+        var m = new MeanIoU(3);
+        // Batch 1: labels 0 0 / 1 255, predicted 0 1 / 1 2 (the ignored pixel does not count).
+        m.Update(LogitsFor(new long[,] { { 0, 1 }, { 1, 2 } }, 3), Labels(new long[,] { { 0, 0 }, { 1, 255 } }));
+        // Batch 2: labels 1 1, predicted 1 0.
+        m.Update(LogitsFor(new long[,] { { 1, 0 } }, 3), Labels(new long[,] { { 1, 1 } }));
+        // Class 0: tp 1, label pixels 2, predicted 2 -> 1/3. Class 1: tp 2, labels 3, predicted 3 -> 2/4. Class 2 occurs nowhere.
+        var iou = m.PerClass();
+        Assert.Equal(1 / 3.0, iou[0], 9);
+        Assert.Equal(0.5, iou[1], 9);
+        Assert.True(double.IsNaN(iou[2]));
+        Assert.Equal((1 / 3.0 + 0.5) / 2, m.Compute(), 9);
+        Assert.Equal(3 / 5.0, m.Details()["pixel_accuracy"], 9);
+    }
+
+    [Fact]
+    public void Depth_RMSE_pools_every_valid_pixel_rather_than_averaging_images()
+    {
+        var m = new DepthErrors();
+        m.Update(tensor(new float[] { 3, 1 }).view(1, 1, 1, 2), tensor(new float[] { 1, 0 }).view(1, 1, 1, 2)); // error 2 on one pixel
+        m.Update(tensor(new float[] { 2, 2, 2 }).view(1, 1, 1, 3), tensor(new float[] { 2, 2, 4 }).view(1, 1, 1, 3)); // errors 0, 0, 2
+        Assert.Equal(Math.Sqrt((4 + 0 + 0 + 4) / 4.0), m.Compute(), 9);
+        Assert.Equal((2 / 1.0 + 0 + 0 + 2 / 4.0) / 4, m.Details()["abs_rel"], 9);
+    }
+
+    [Fact]
+    public void Normal_angles_give_mean_median_and_the_fractions_within_thresholds()
+    {
+        // Three known pixels at 0°, 45° and 90° from the target (0, 0, 1); one unknown pixel.
+        var output = tensor(new float[] { 0, 1, 1, 5, 0, 0, 0, 5, 1, 1, 0, 5 }).view(1, 3, 1, 4);
+        var target = tensor(new float[] { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0 }).view(1, 3, 1, 4);
+        var m = new NormalAngleErrors();
+        m.Update(output, target);
+        Assert.Equal(45, m.Compute(), 3);
+        Assert.Equal(45, m.Median(), 1);
+        var d = m.Details();
+        Assert.Equal(100 / 3.0, d["within_11.25"], 6);
+        Assert.Equal(100 / 3.0, d["within_30"], 6);
+        Assert.Equal(Math.Sqrt((0 + 45 * 45 + 90 * 90) / 3.0), d["rmse"], 3);
+    }
+
+    [Fact]
+    public void Saliency_maxF_is_one_for_a_perfect_map_and_the_weighted_F_of_counts_otherwise()
+    {
+        var target = tensor(new float[] { 1, 1, 0, 0 }).view(1, 1, 1, 4);
+        var perfect = new SaliencyScores();
+        perfect.Update(tensor(new float[] { 5, 5, -5, -5 }).view(1, 1, 1, 4), target);
+        Assert.Equal(1, perfect.Compute(), 9);
+        Assert.Equal(1, perfect.Details()["mIoU"], 9);
+
+        // Every pixel predicted salient at every threshold: precision 1/2, recall 1; F = 1.3 · 0.5 / (0.3 · 0.5 + 1).
+        var all = new SaliencyScores();
+        all.Update(full(1, 1, 1, 4, 9f), target);
+        Assert.Equal(1.3 * 0.5 / (0.15 + 1), all.Compute(), 9);
+        Assert.Equal((0.5 + 0) / 2, all.Details()["mIoU"], 9); // salient IoU 2/4, background IoU 0
+    }
+
+    [Fact]
+    public void Edge_odsF_matches_within_the_distance_and_the_primary_metric_is_the_loss()
+    {
+        var options = new DenseMetricOptions(EdgeMatchFraction: 1.0 / 9, Thresholds: 9); // 1/9 of the 6×6 diagonal (8.5 px) rounds up to 1 pixel
+        var target = zeros(1, 1, 6, 6);
+        target[0, 0, .., 2] = 1; // a vertical edge in column 2
+        var shifted = full(1, 1, 6, 6, -9f);
+        shifted[0, 0, .., 3] = 9; // predicted one column to the right: within one pixel
+        var m = new EdgeScores(options);
+        Assert.Equal(1, m.MatchDistance(6, 6));
+        m.Update(shifted, target);
+        Assert.Equal(1, m.OdsF(), 9);
+
+        var far = full(1, 1, 6, 6, -9f);
+        far[0, 0, .., 5] = 9; // three columns away: nothing matches
+        var f = new EdgeScores(options);
+        f.Update(far, target);
+        Assert.Equal(0, f.OdsF(), 9);
+        Assert.Equal(InterroGate.Objectives.TaskLoss.Compute(new TaskSpec("e", TaskKind.Edges, 1), far, target).item<float>(), f.Compute(), 5);
+        Assert.False(f.HigherIsBetter);
+    }
+
+    [Fact]
+    public void Every_dense_kind_has_its_metric_and_details_that_include_the_primary()
+    {
+        foreach (var kind in new[] { TaskKind.Segmentation, TaskKind.Depth, TaskKind.Normals, TaskKind.Saliency, TaskKind.Edges })
+        {
+            var task = new TaskSpec("t", kind, kind == TaskKind.Segmentation ? 4 : kind == TaskKind.Normals ? 3 : 1);
+            var metric = TaskMetrics.For(task);
+            Assert.Equal(task.HigherIsBetter, metric.HigherIsBetter);
+            Assert.Equal(task.MetricName, metric.Name);
+        }
+    }
+}
