@@ -14,6 +14,9 @@ public static class DataCatalog
         ["multifashion"] = "MultiFashion: two Fashion-MNIST items on a 36×36 canvas; tasks top_left, bottom_right (10 classes each)",
         ["folder"] = "a user data set: tasks.json and train/val/test folders of .npy files (see README)",
         ["synthetic"] = "a small learnable synthetic data set (tests and smoke runs)",
+        ["fashion-scenes"] = "FashionScenes: 64×64 scenes of 2-4 Fashion-MNIST items on a floor; dense tasks semseg, depth, normals, edge, sal",
+        ["nyudv2"] = "NYUD-v2 from disk (NYUD_MT folder layout or the preprocessed NumPy layout); semseg, depth, normals (+ edge); test = val split",
+        ["pascal-context"] = "PASCAL-Context multi-task layout (PASCAL_MT) from disk, 512×512; semseg, human_parts, sal, normals, edge; test = val split",
     };
 
     public static IReadOnlyCollection<string> Names => (IReadOnlyCollection<string>)Descriptions.Keys;
@@ -24,6 +27,17 @@ public static class DataCatalog
             new MultiFashionOptions(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed)),
         "folder" => UserFolderDataset.Load(c.Root!, c.Seed),
         "synthetic" => Synthetic.Create(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed),
+        "fashion-scenes" => FashionScenes.Load(new FashionScenesOptions(c.Root ?? FashionMnist.DefaultRoot, TrainSize: c.TrainSize,
+            ValidationSize: c.ValidationSize, TestSize: c.TestSize, Seed: c.Seed, TrainTransform: FashionScenes.Augmentation(64, 64))),
+        // The benchmarks' own splits: validation and test are the val split.
+        "nyudv2" => NyudV2.Load(new NyudV2Options(c.Root!, Seed: c.Seed,
+            TrainTransform: new HorizontalFlip())), // size-preserving: every NYUD image has one size
+        "pascal-context" => PascalContext.Load(new PascalContextOptions(c.Root!)
+        {
+            Seed = c.Seed,
+            TrainTransform = new Compose(new RandomScale(0.75, 1.25), new RandomCrop(512, 512), new HorizontalFlip()),
+            EvalTransform = new Resize(512, 512),
+        }),
         _ => throw new ConfigException("data.dataset", $"'{c.Dataset}' is unknown; valid: {string.Join(", ", Names)}"),
     };
 }

@@ -67,7 +67,7 @@ public abstract class DenseDataset : IMultiTaskDataset
             if (Transform is not null)
             {
                 int draw = Interlocked.Increment(ref _draws[index]) - 1;
-                sample = Transform.Apply(sample, Tasks, new Random(HashCode.Combine(_seed, index, draw)));
+                sample = Transform.Apply(sample, Tasks, new Random(StableSeed(_seed, index, draw)));
             }
             if (sample.Height != Input.Height || sample.Width != Input.Width || sample.Image.shape[0] != Input.Channels)
                 throw new InvalidOperationException(
@@ -83,5 +83,14 @@ public abstract class DenseDataset : IMultiTaskDataset
         };
         foreach (var t in Tasks) batch[t.Name] = stack(targets[t.Name]).MoveToOuterDisposeScope();
         return batch;
+    }
+
+    /// <summary>A seed from (seed, index, draw) that is the same in every process (HashCode.Combine is randomised per process).</summary>
+    internal static int StableSeed(int seed, int index, int draw)
+    {
+        ulong z = (ulong)(uint)seed * 0x9E3779B97F4A7C15UL ^ ((ulong)(uint)index + 1) * 0xC2B2AE3D27D4EB4FUL ^ ((ulong)(uint)draw + 1) * 0x165667B19E3779F9UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return (int)(z ^ (z >> 31));
     }
 }
