@@ -30,15 +30,8 @@ public sealed class PrunerTests
         var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.5)
             : backbone.EndsWith("-os8") ? BackboneCatalog.Spec(backbone[..^4], outputStride: 8) : BackboneCatalog.Spec(backbone);
         var model = new InterroGateModel(Tasks, spec, inChannels, (size, size), new InterroGateConfig { Gating = mode });
+        RandomiseNorms(model);
         using var _ = no_grad();
-        foreach (var (_, m) in model.named_modules())
-        {
-            if (m is not BatchNorm2d bn) continue;
-            bn.running_mean!.copy_(randn_like(bn.running_mean) * 0.1);
-            bn.running_var!.copy_(rand_like(bn.running_var) + 0.5);
-            bn.weight!.copy_(rand_like(bn.weight) + 0.5);
-            bn.bias!.copy_(randn_like(bn.bias) * 0.1);
-        }
         foreach (var g in model.Encoder.GateLayers)
         {
             g.Beta?.copy_(randn_like(g.Beta) * 2);
@@ -52,6 +45,20 @@ public sealed class PrunerTests
             g.Alpha.copy_(alpha);
         }
         return model;
+    }
+
+    /// <summary>Random BN statistics and affine parameters, so that folding BN is tested on more than the identity.</summary>
+    internal static void RandomiseNorms(nn.Module model)
+    {
+        using var _ = no_grad();
+        foreach (var (_, m) in model.named_modules())
+        {
+            if (m is not BatchNorm2d bn) continue;
+            bn.running_mean!.copy_(randn_like(bn.running_mean) * 0.1);
+            bn.running_var!.copy_(rand_like(bn.running_var) + 0.5);
+            bn.weight!.copy_(rand_like(bn.weight) + 0.5);
+            bn.bias!.copy_(randn_like(bn.bias) * 0.1);
+        }
     }
 
     private static double RelativeError(Tensor a, Tensor b) => (a - b).abs().max().item<float>() / Math.Max(b.abs().max().item<float>(), 1e-12);

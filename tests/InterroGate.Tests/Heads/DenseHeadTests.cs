@@ -112,7 +112,7 @@ public sealed class DenseHeadTests : IDisposable
     {
         manual_seed(seed);
         var model = new InterroGateModel(Tasks, BackboneCatalog.Spec("resnet18", outputStride: 8), 3, (h, w), new InterroGateConfig(), SmallAspp);
-        RandomiseNorms(model);
+        InterroGate.Tests.Deployment.PrunerTests.RandomiseNorms(model);
         using var _ = no_grad();
         foreach (var g in model.Encoder.GateLayers)
         {
@@ -120,19 +120,6 @@ public sealed class DenseHeadTests : IDisposable
             g.Alpha.copy_(randn_like(g.Alpha));
         }
         return model;
-    }
-
-    private static void RandomiseNorms(nn.Module model)
-    {
-        using var _ = no_grad();
-        foreach (var (_, m) in model.named_modules())
-        {
-            if (m is not BatchNorm2d bn) continue;
-            bn.running_mean!.copy_(randn_like(bn.running_mean) * 0.1);
-            bn.running_var!.copy_(rand_like(bn.running_var) + 0.5);
-            bn.weight!.copy_(rand_like(bn.weight) + 0.5);
-            bn.bias!.copy_(randn_like(bn.bias) * 0.1);
-        }
     }
 
     private static double RelativeError(Tensor a, Tensor b) => (a - b).abs().max().item<float>() / Math.Max(b.abs().max().item<float>(), 1e-12);
@@ -181,7 +168,7 @@ public sealed class DenseHeadTests : IDisposable
         var spec = BackboneCatalog.Spec("resnet18", outputStride: 16);
         foreach (MultiTaskModel model in new MultiTaskModel[] { new SingleTask(Tasks, spec, 3, SmallAspp), new HardSharing(Tasks, spec, 3, SmallAspp) })
         {
-            RandomiseNorms(model);
+            InterroGate.Tests.Deployment.PrunerTests.RandomiseNorms(model);
             model.eval();
             var pruned = StaticConversion.ToStatic(model, new ImageInput(3, h, w));
             using var net = new StaticNetwork(pruned.Graph);
