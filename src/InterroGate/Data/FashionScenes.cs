@@ -426,11 +426,5 @@ internal sealed class SceneGenerator(FashionMnist source, SceneSplit split, int[
     }
 
     // A seed from (seed, split, index) that is the same in every process (HashCode.Combine is randomised per process).
-    private static int SceneSeed(int seed, SceneSplit split, int index)
-    {
-        ulong z = (ulong)(uint)seed * 0x9E3779B97F4A7C15UL ^ ((ulong)split + 1) * 0xC2B2AE3D27D4EB4FUL ^ ((ulong)(uint)index + 1) * 0x165667B19E3779F9UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return (int)(z ^ (z >> 31));
-    }
+    private static int SceneSeed(int seed, SceneSplit split, int index) => DenseDataset.StableSeed(seed, (int)split, index);
 }
