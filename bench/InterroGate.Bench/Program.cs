@@ -104,7 +104,7 @@ if (fusion)
         var steppers = models.Select(m => new Stepper(m, batches)).ToArray();
         for (int i = 0; i < Warmup + Steps; i++)
             foreach (var r in steppers) r.Step(record: i >= Warmup);
-        var fused = models[2].Encoder.FusedUnits!;
+        var fused = models[2].ResNetEncoder!.FusedUnits!;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"| {width} | {steppers[0].Median:F1} | {steppers[1].Median:F1} | {steppers[2].Median:F1} | {steppers[1].Median / steppers[0].Median:F2} | {steppers[2].Median / steppers[0].Median:F2} | {fused.Count(f => f)} of {fused.Count} |"));
     }

@@ -10,19 +10,19 @@ namespace InterroGate.Architectures;
 /// <summary>MTL: a shared encoder (encoder) and task heads (heads.{task}); the paper's lower-cost baseline.</summary>
 public sealed class HardSharing : MultiTaskModel
 {
-    private readonly ResNet encoder;
+    private readonly nn.Module<Tensor, Tensor> encoder;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
-    public HardSharing(TaskSet tasks, ResNetSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(HardSharing), tasks, headConfig)
+    public HardSharing(TaskSet tasks, IEncoderSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(HardSharing), tasks, headConfig)
     {
         Spec = spec;
-        encoder = new ResNet(spec, inChannels);
+        encoder = spec.CreateEncoder(inChannels);
         heads = MakeHeads(spec.OutChannels, spec.OutputStride);
         RegisterComponents();
     }
 
     /// <summary>The backbone every encoder of this model has.</summary>
-    public ResNetSpec Spec { get; }
+    public IEncoderSpec Spec { get; }
     public override string Architecture => "mtl";
     public override IEnumerable<Parameter> SharedParameters() => encoder.parameters();
 

@@ -14,29 +14,42 @@ namespace InterroGate.Architectures;
 /// </summary>
 public sealed class InterroGateModel : MultiTaskModel
 {
-    private readonly GatedResNet encoder;
+    private readonly nn.Module<Tensor, Tensor[]> encoder;
+    private readonly IGatedEncoder _gated;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
 
-    public InterroGateModel(TaskSet tasks, ResNetSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options,
+    public InterroGateModel(TaskSet tasks, IEncoderSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options,
         Heads.HeadConfig? headConfig = null)
         : base(nameof(InterroGateModel), tasks, headConfig)
     {
         Options = options;
         _tau = options.TauFor(tasks.Count);
-        encoder = new GatedResNet(tasks.Names.ToArray(), spec, inChannels, inputSize, options.Gating, options.AlphaInit)
+        Spec = spec;
+        string[] names = tasks.Names.ToArray();
+        switch (spec)
         {
-            Noise = new GateNoise(options.NoiseTemperature),
-            Fusion = options.Fusion,
-        };
+            case ResNetSpec resnet:
+                var gatedResNet = new GatedResNet(names, resnet, inChannels, inputSize, options.Gating, options.AlphaInit) { Fusion = options.Fusion };
+                (encoder, _gated) = (gatedResNet, gatedResNet);
+                break;
+            default:
+                throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone.");
+        }
+        _gated.Noise = new GateNoise(options.NoiseTemperature);
         heads = MakeHeads(spec.OutChannels, spec.OutputStride);
-        _layerMacs = encoder.GatedLayerMacs().ToArray();
+        _layerMacs = _gated.GatedLayerMacs().ToArray();
         RegisterComponents();
     }
 
     public InterroGateConfig Options { get; }
-    public GatedResNet Encoder => encoder;
+    /// <summary>The backbone every branch of the encoder has.</summary>
+    public IEncoderSpec Spec { get; }
+    /// <summary>The gated encoder (encoder.task_branches.{task}, encoder.shared, encoder.gates).</summary>
+    public IGatedEncoder Encoder => _gated;
+    /// <summary>The gated encoder where the backbone is a ResNet; null otherwise.</summary>
+    public GatedResNet? ResNetEncoder => encoder as GatedResNet;
     /// <summary>The head of task <paramref name="task"/>.</summary>
     public nn.Module<Tensor, Tensor> Head(string task) => heads[task];
     public override string Architecture => "interrogate";
@@ -48,18 +61,18 @@ public sealed class InterroGateModel : MultiTaskModel
     }
 
     public override Tensor? Regularizer() =>
-        SparsityLoss.Compute(encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs) * Options.LambdaS;
+        SparsityLoss.Compute(_gated.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs) * Options.LambdaS;
 
     public override IEnumerable<Parameter> GateParameters() =>
-        encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta });
+        _gated.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta });
 
-    public override IEnumerable<Parameter> SharedParameters() => encoder.SharedBranch.parameters();
+    public override IEnumerable<Parameter> SharedParameters() => _gated.SharedParameters();
 
     /// <summary>Hard gates per gated layer, task and channel (G = 1[α &gt; 0]).</summary>
     public IReadOnlyList<bool[][]> HardGates()
     {
         using var _ = no_grad();
-        return encoder.GateLayers.Select(g =>
+        return _gated.GateLayers.Select(g =>
         {
             var on = g.Alpha.gt(0).cpu();
             return Enumerable.Range(0, g.Tasks).Select(t => on[t].data<bool>().ToArray()).ToArray();
@@ -76,7 +89,7 @@ public sealed class InterroGateModel : MultiTaskModel
     }
 
     /// <summary>Cost of the encoder once pruned with the current gates (see <see cref="PrunedCost"/>).</summary>
-    public PrunedCost PredictPrunedEncoderCost() => PrunedCost.FromGates(encoder.Units, HardGates(), Tasks.Count);
+    public PrunedCost PredictPrunedEncoderCost() => _gated.PredictPrunedCost(HardGates());
 
     public override IReadOnlyDictionary<string, double> Diagnostics()
     {

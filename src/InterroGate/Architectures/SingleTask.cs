@@ -10,19 +10,19 @@ namespace InterroGate.Architectures;
 /// <summary>STL: T independent networks (encoders.{task}, heads.{task}); the paper's upper-cost baseline.</summary>
 public sealed class SingleTask : MultiTaskModel
 {
-    private readonly ModuleMap<ResNet> encoders;
+    private readonly ModuleMap<nn.Module<Tensor, Tensor>> encoders;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
-    public SingleTask(TaskSet tasks, ResNetSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(SingleTask), tasks, headConfig)
+    public SingleTask(TaskSet tasks, IEncoderSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(SingleTask), tasks, headConfig)
     {
         Spec = spec;
-        encoders = ModuleMap.Of(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
+        encoders = ModuleMap.Of(tasks.Select(t => (t.Name, spec.CreateEncoder(inChannels))).ToArray());
         heads = MakeHeads(spec.OutChannels, spec.OutputStride);
         RegisterComponents();
     }
 
     /// <summary>The backbone every encoder of this model has.</summary>
-    public ResNetSpec Spec { get; }
+    public IEncoderSpec Spec { get; }
     public override string Architecture => "stl";
     public override IEnumerable<Parameter> SharedParameters() => [];
 

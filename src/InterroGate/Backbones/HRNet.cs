@@ -20,7 +20,7 @@ public sealed record HRNetSpec(
     int Stage1Blocks,
     IReadOnlyList<int> StageModules,
     int BlocksPerBranch,
-    bool AlignCorners = false)
+    bool AlignCorners = false) : IEncoderSpec
 {
     /// <summary>Channels of the stem and of layer1's bottleneck planes (fixed in every HRNet).</summary>
     public const long StemChannels = 64;
@@ -33,6 +33,12 @@ public sealed record HRNetSpec(
 
     /// <summary>Channels of the encoder's output: all branches concatenated (270 for W18).</summary>
     public long OutChannels => BranchChannels.Sum();
+
+    /// <summary>Input pixels per output pixel along each axis: the two stride-2 stem convolutions.</summary>
+    public int OutputStride => 4;
+
+    /// <summary>A plain <see cref="HRNet"/> of this shape.</summary>
+    public nn.Module<Tensor, Tensor> CreateEncoder(long inChannels) => new HRNet(this, inChannels);
 
     /// <summary>HRNetV2-W<paramref name="width"/> (official <c>seg_hrnet_w18/w32/w48</c>): 4 Bottlenecks; 1, 4, 3 modules of 4 BasicBlocks per branch.</summary>
     public static HRNetSpec V2(long width = 18)
@@ -236,7 +242,7 @@ public sealed class HRNet : nn.Module<Tensor, Tensor>
     public long OutChannels => Spec.OutChannels;
 
     /// <summary>Input pixels per output pixel along each axis: the two stride-2 stem convolutions.</summary>
-    public int OutputStride => 4;
+    public int OutputStride => Spec.OutputStride;
 
     /// <summary>Channels of each final branch (18, 36, 72, 144 for W18); branch b has stride 4·2^b.</summary>
     public IReadOnlyList<long> BranchChannels => Spec.BranchChannels;

@@ -20,10 +20,13 @@ public sealed record ResNetSpec(
     IReadOnlyList<long> Widths,
     long StemChannels,
     bool CifarStem,
-    IReadOnlyList<bool> Dilate)
+    IReadOnlyList<bool> Dilate) : IEncoderSpec
 {
     /// <summary>Input pixels per output pixel along each axis: the stem's stride (1, or 4 with its max pool) times 2 per undilated stage after the first.</summary>
     public int OutputStride => (CifarStem ? 1 : 4) * (1 << Dilate.Count(d => !d));
+
+    /// <summary>A plain <see cref="ResNet"/> of this shape.</summary>
+    public nn.Module<Tensor, Tensor> CreateEncoder(long inChannels) => new ResNet(this, inChannels);
 
     /// <summary>Channels of the encoder's output.</summary>
     public long OutChannels => Widths[^1] * (Block == BlockType.Bottleneck ? Bottleneck.Expansion : BasicBlock.Expansion);

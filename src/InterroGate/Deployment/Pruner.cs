@@ -46,8 +46,8 @@ public static class Pruner
 {
     public static PruneResult Prune(InterroGateModel model, ImageInput input)
     {
-        if (input.Channels != model.Encoder.SharedBranch.InChannels)
-            throw new ArgumentException($"The model reads {model.Encoder.SharedBranch.InChannels}-channel images, the input spec says {input.Channels}.");
+        if (input.Channels != model.Encoder.InChannels)
+            throw new ArgumentException($"The model reads {model.Encoder.InChannels}-channel images, the input spec says {input.Channels}.");
         bool wasTraining = model.training;
         model.eval();
         try

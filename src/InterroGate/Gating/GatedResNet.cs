@@ -36,7 +36,7 @@ public sealed record EncoderUnit(
 /// <see cref="ResNet"/> with its own BN and shortcut paths, so STL and MTL encoders load into it by name.
 /// Forward returns the gated features of the last layer, one per task (what the heads read).
 /// </summary>
-public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
+public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
 {
     private readonly ModuleMap<ResNet> task_branches;
     private readonly ResNet shared;
@@ -70,6 +70,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
     public GatingMode Mode { get; }
     public int Tasks => _taskBranches.Length;
     public long OutChannels => shared.OutChannels;
+    public long InChannels => shared.InChannels;
     public IReadOnlyList<GateLayer> GateLayers => _gateLayers;
     public IReadOnlyList<EncoderUnit> Units => _units;
     public GateNoise Noise { get; set; } = GateNoise.Off;
@@ -78,6 +79,10 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>
     public ResNet TaskBranch(int t) => _taskBranches[t];
     /// <summary>The shared branch (a plain ResNet).</summary>
     public ResNet SharedBranch => shared;
+
+    public IEnumerable<Parameter> SharedParameters() => shared.parameters();
+
+    public PrunedCost PredictPrunedCost(IReadOnlyList<bool[][]> gates) => PrunedCost.FromGates(_units, gates, Tasks);
 
     /// <summary>MACs of each gated layer in one branch, for FLOPs-weighted sparsity.</summary>
     public IReadOnlyList<double> GatedLayerMacs() =>

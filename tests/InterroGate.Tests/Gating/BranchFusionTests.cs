@@ -50,7 +50,7 @@ public sealed class BranchFusionTests
         var fused = Model(backbone, gating, BranchFusion.On, size);
         plain.to(float64);
         fused.to(float64);
-        Assert.All(fused.Encoder.FusedUnits!, Assert.True);
+        Assert.All(fused.ResNetEncoder!.FusedUnits!, Assert.True);
         var x = randn(4, 3, size, size, dtype: float64);
 
         plain.train();
@@ -92,13 +92,13 @@ public sealed class BranchFusionTests
     {
         var plain = Model("resnet20", GatingMode.Conv, BranchFusion.Off, 16);
         var auto = Model("resnet20", GatingMode.Conv, BranchFusion.Auto, 16);
-        Assert.Null(auto.Encoder.FusedUnits);
+        Assert.Null(auto.ResNetEncoder!.FusedUnits);
         var x = randn(8, 3, 16, 16);
 
         // Evaluation does not measure: it runs unfused.
         auto.eval();
         using (no_grad()) auto.call(x);
-        Assert.Null(auto.Encoder.FusedUnits);
+        Assert.Null(auto.ResNetEncoder!.FusedUnits);
 
         plain.train();
         auto.train();
@@ -109,7 +109,7 @@ public sealed class BranchFusionTests
         var ya = auto.call(x);
         var noiseAfterAuto = rand(5);
 
-        Assert.Equal(auto.Encoder.Units.Count, auto.Encoder.FusedUnits!.Count);
+        Assert.Equal(auto.ResNetEncoder!.Units.Count, auto.ResNetEncoder!.FusedUnits!.Count);
         Assert.True(noiseAfterPlain.equal(noiseAfterAuto).all().item<bool>(), "measuring consumed random numbers");
         foreach (var t in Tasks.Names) AssertClose(yp[t], ya[t], 1e-4, 1e-5, $"output {t}");
         // The measurement's own forward passes are undone: statistics moved by exactly one batch, as plain's did.
