@@ -40,13 +40,17 @@ public sealed class ComparisonTable(TaskSet tasks)
         MeanRank.Compute(_rows.Select(r => (IReadOnlyList<double>)Tasks.Select(t => r.Metrics[t.Name]).ToArray()).ToArray(),
             Tasks.Select(t => t.HigherIsBetter).ToArray());
 
+    /// <summary>A task column's metric: "acc %" for image-level accuracies, "mIoU %" / "maxF %" for dense fractions, the name otherwise.</summary>
+    private static string MetricHeader(TaskSpec t) =>
+        t.MetricIsFraction ? (t.MetricName == "accuracy" ? "acc %" : $"{t.MetricName} %") : t.MetricName;
+
     public string ToMarkdown()
     {
         var extras = _rows.SelectMany(r => r.Extra.Keys).Distinct().ToArray();
         var ranks = MeanRanks();
         var sb = new StringBuilder();
         var header = new List<string> { "Model" };
-        header.AddRange(Tasks.Select(t => $"{t.Name} ({(t.Kind is TaskKind.Regression ? t.MetricName : "acc %")} {(t.HigherIsBetter ? "↑" : "↓")})"));
+        header.AddRange(Tasks.Select(t => $"{t.Name} ({MetricHeader(t)} {(t.HigherIsBetter ? "↑" : "↓")})"));
         header.AddRange(["Δ_MTL %", "MACs (M)", "Params (M)", "MR"]);
         header.AddRange(extras);
         sb.AppendLine("| " + string.Join(" | ", header) + " |");
@@ -55,7 +59,7 @@ public sealed class ComparisonTable(TaskSet tasks)
         {
             var r = _rows[i];
             var cells = new List<string> { r.Label };
-            cells.AddRange(Tasks.Select(t => t.Kind is TaskKind.Regression ? F(r.Metrics[t.Name], 4) : F(100 * r.Metrics[t.Name], 2)));
+            cells.AddRange(Tasks.Select(t => t.MetricIsFraction ? F(100 * r.Metrics[t.Name], 2) : F(r.Metrics[t.Name], 4)));
             double delta = DeltaMtl(r);
             cells.Add(double.IsNaN(delta) ? "" : (delta >= 0 ? "+" : "") + F(delta, 2));
             cells.Add(F(r.Macs / 1e6, 2));

@@ -1,4 +1,5 @@
 using InterroGate.Architectures;
+using InterroGate.Data;
 using InterroGate.Training;
 
 namespace InterroGate.Configuration;
@@ -55,12 +56,42 @@ public static class Presets
         InterroGateTraining = MultiFashionQuarter.InterroGateTraining! with { Epochs = 10, FreezeGatesLastEpochs = 3 },
     };
 
+    /// <summary>
+    /// FashionScenes, NYUD-v2's tasks (semseg, depth, normals): ResNet-18 dilated to output stride 16 with one
+    /// 64-channel ASPP head per task, on 64×64 scenes; sized for a 2-core CPU (STL, MTL and three λ_s in well
+    /// under an hour). On a GPU, set backbone.outputStride=8, head.channels=256 and more scenes.
+    /// </summary>
+    public static CompareConfig FashionScenesNyud => new()
+    {
+        Name = "fashion-scenes-nyud",
+        Data = new DataConfig { Dataset = "fashion-scenes", TrainSize = 1500, ValidationSize = 200, TestSize = 500 },
+        Tasks = FashionScenes.NyudTasks,
+        Backbone = new BackboneConfig { Name = "resnet18", OutputStride = 16 },
+        Head = new Heads.HeadConfig { Dense = "aspp", Channels = 64 },
+        Training = new TrainingConfig { Epochs = 3, BatchSize = 32, EvalBatchSize = 100, Lr = 1e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
+        InterroGateTraining = new TrainingConfig { Epochs = 3, BatchSize = 32, EvalBatchSize = 100, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine), FreezeGatesLastEpochs = 1 },
+        InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
+        // 94 gate steps (2 epochs of 47). In ResNet-18 one α of a C-channel layer gets σ'(α)/(T·L·C) of λs from the
+        // sparsity loss (L = 17 gated layers), so SGD at 0.1 moves it ≈ 7e-6·λs per step at C = 64 and 9e-7·λs at
+        // C = 512: λs from 600 (the 64-channel layers barely move) to 10,000 (every layer can flip).
+        LambdaS = [600, 2500, 10000],
+    };
+
+    /// <summary>FashionScenes, PASCAL-Context's tasks that it has (semseg, normals, saliency, edges); otherwise as fashion-scenes-nyud.</summary>
+    public static CompareConfig FashionScenesPascal => FashionScenesNyud with
+    {
+        Name = "fashion-scenes-pascal",
+        Tasks = FashionScenes.PascalTasks,
+    };
+
     public static readonly IReadOnlyDictionary<string, Func<CompareConfig>> Comparisons = new Dictionary<string, Func<CompareConfig>>
     {
         ["multifashion-quick"] = () => MultiFashionQuick,
         ["multifashion-w025"] = () => MultiFashionQuarter,
         ["multifashion-w025-methods"] = () => MultiFashionQuarterMethods,
         ["multifashion-w1"] = () => MultiFashionFull,
+        ["fashion-scenes-nyud"] = () => FashionScenesNyud,
+        ["fashion-scenes-pascal"] = () => FashionScenesPascal,
     };
 
     /// <summary>Single runs: each comparison preset's run for one architecture, e.g. multifashion-quick/interrogate.</summary>

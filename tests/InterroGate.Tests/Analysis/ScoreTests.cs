@@ -86,4 +86,17 @@ public sealed class ScoreTests
         Assert.Equal(table.ToMarkdown(), back.ToMarkdown());
         Assert.Throws<ArgumentException>(() => table.AddRow(new ComparisonRow("x", "x", new Dictionary<string, double> { ["a"] = 1 }, 1, 1, new Dictionary<string, double>())));
     }
+
+    [Fact]
+    public void Dense_columns_name_their_metric_and_only_fractions_are_percentages()
+    {
+        var tasks = new TaskSet([new TaskSpec("semseg", TaskKind.Segmentation, 11), new TaskSpec("depth", TaskKind.Depth, 1),
+            new TaskSpec("normals", TaskKind.Normals, 3), new TaskSpec("sal", TaskKind.Saliency, 1)]);
+        var table = new ComparisonTable(tasks);
+        table.AddRow(new ComparisonRow("STL", "stl", new Dictionary<string, double> { ["semseg"] = 0.4123, ["depth"] = 0.58, ["normals"] = 18.9, ["sal"] = 0.75 },
+            200, 20, new Dictionary<string, double>()), isBaseline: true);
+        var md = table.ToMarkdown();
+        Assert.Contains("semseg (mIoU % ↑) | depth (rmse ↓) | normals (mean angle ↓) | sal (maxF % ↑)", md);
+        Assert.Contains("| STL | 41.23 | 0.5800 | 18.9000 | 75.00 |", md);
+    }
 }
