@@ -15,6 +15,8 @@
 //        (one model's training step on a device, for bench/reference/gpu_bench.py; see StepOnDevice.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- onnx [repeats]
 //        (the pruned network in our runtime against ONNX Runtime running its export; see OnnxSpeed.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- dense-step [outputStrides...]
+//        (dense training step of STL, MTL and InterroGate on FashionScenes batches; see DenseStep.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- dense-cost
 //        (encoder and head MACs of the paper's dense settings beside PAPER.md's; see DenseCost.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
@@ -58,6 +60,12 @@ if (args.Length > 0 && args[0] == "onnx")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
     OnnxSpeed.Run(repeats: args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 15);
+    return;
+}
+if (args.Length > 0 && args[0] == "dense-step")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    DenseStep.Run(args.Length > 1 ? args.Skip(1).Select(a => int.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [16, 8]);
     return;
 }
 if (args.Length > 0 && args[0] == "dense-cost")

@@ -84,6 +84,56 @@ public static class Presets
         Tasks = FashionScenes.PascalTasks,
     };
 
+    /// <summary>
+    /// The paper's dense recipe (METHOD.md §4): Adam lr 1e-4, weight decay 1e-4, poly 0.9 schedule, batch 8, on the
+    /// benchmark at full resolution; InterroGate starts from the STL and MTL runs and trains its weights with the
+    /// gates fixed for the last tenth of its epochs. The data is read from <c>data.root</c>
+    /// (<c>--set data.root=/data/NYUD_MT</c>).
+    /// </summary>
+    private static CompareConfig PaperDense(string name, string dataset, IReadOnlyList<string>? tasks, int epochs, BackboneConfig backbone,
+        Heads.HeadConfig head, double[] lambdaS)
+    {
+        var training = new TrainingConfig
+        {
+            Epochs = epochs, BatchSize = 8, EvalBatchSize = 8, Lr = 1e-4, WeightDecay = 1e-4,
+            Schedule = new(ScheduleKind.Poly, Power: 0.9),
+        };
+        return new CompareConfig
+        {
+            Name = name,
+            Data = new DataConfig { Dataset = dataset },
+            Tasks = tasks,
+            Backbone = backbone,
+            Head = head,
+            Training = training,
+            InterroGateTraining = training with { FreezeGatesLastEpochs = epochs / 10 },
+            InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
+            LambdaS = lambdaS,
+        };
+    }
+
+    /// <summary>
+    /// NYUD-v2 (semseg, depth, normals), ResNet-50 dilated to output stride 8 with DeepLab-v3 ASPP heads (Table 11),
+    /// 100 epochs of the 795 training images. λs: with L = 49 gated layers and 8,900 gate steps, SGD at 0.1 moves one α
+    /// of a C-channel layer by about 1.4·λs/C in all, so λs from 20 (the 64-channel layers flip) to 320 (the
+    /// 512-channel ones do) spans the range; an estimate from Eq. 4's gradient, not a measured sweep.
+    /// </summary>
+    public static CompareConfig NyudResNet50 => PaperDense("nyudv2-resnet50", "nyudv2", ["semseg", "depth", "normals"], 100,
+        new BackboneConfig { Name = "resnet50", OutputStride = 8 }, new Heads.HeadConfig { Dense = "aspp", Channels = 256 }, [20, 80, 320]);
+
+    /// <summary>
+    /// PASCAL-Context (semseg, human_parts, sal, normals, edge), ResNet-18 dilated to output stride 8 with ASPP heads,
+    /// 60 epochs of the 4,998 training images, the prior work's scalar task weights (semseg 1, human parts 2,
+    /// saliency 5, normals 10, edge 50). λs: L = 17, T = 5, 33,700 gate steps: one α moves about 3.7·λs/C in all,
+    /// so λs from 3 to 30 spans the range (an estimate from Eq. 4's gradient).
+    /// </summary>
+    public static CompareConfig PascalResNet18 => PaperDense("pascal-context-resnet18", "pascal-context",
+        [PascalContext.SemanticSegmentation, PascalContext.HumanParts, PascalContext.Saliency, PascalContext.Normals, PascalContext.Edges], 60,
+        new BackboneConfig { Name = "resnet18", OutputStride = 8 }, new Heads.HeadConfig { Dense = "aspp", Channels = 256 }, [3, 10, 30]) with
+    {
+        Balancer = new FixedWeightsBalancerConfig { Weights = [1, 2, 5, 10, 50] },
+    };
+
     public static readonly IReadOnlyDictionary<string, Func<CompareConfig>> Comparisons = new Dictionary<string, Func<CompareConfig>>
     {
         ["multifashion-quick"] = () => MultiFashionQuick,
@@ -92,6 +142,8 @@ public static class Presets
         ["multifashion-w1"] = () => MultiFashionFull,
         ["fashion-scenes-nyud"] = () => FashionScenesNyud,
         ["fashion-scenes-pascal"] = () => FashionScenesPascal,
+        ["nyudv2-resnet50"] = () => NyudResNet50,
+        ["pascal-context-resnet18"] = () => PascalResNet18,
     };
 
     /// <summary>Single runs: each comparison preset's run for one architecture, e.g. multifashion-quick/interrogate.</summary>
