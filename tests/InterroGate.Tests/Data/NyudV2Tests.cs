@@ -23,9 +23,12 @@ public sealed class NyudV2Tests : IDisposable
     /// (so 0 = unlabelled, 2 → class 1, 40 → class 39); depth k + p/10; normals zero at pixel 0, (0, 0, 2) at even and
     /// (3, 4, 0) at odd pixels; edge 1 where p mod 3 = 0.
     /// </summary>
-    private string MultiTask(string[] train, string[] val)
+    private string MultiTask(string[] train, string[] val) => MultiTaskFolder(_dir, train, val);
+
+    /// <summary>The NYUD_MT fixture (4×6 images) under <paramref name="dir"/>; what other tests read through the registry.</summary>
+    internal static string MultiTaskFolder(string dir, string[] train, string[] val)
     {
-        string root = Path.Combine(_dir, "nyud_mt");
+        string root = Path.Combine(dir, "nyud_mt");
         foreach (var d in new[] { "images", "segmentation", "depth", "normals", "edge", "gt_sets" }) Directory.CreateDirectory(Path.Combine(root, d));
         int k = 0;
         foreach (var id in train.Concat(val)) WriteMultiTaskSample(root, id, k++);

@@ -1,0 +1,41 @@
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Objectives;
+using InterroGate.Tests.Data;
+using InterroGate.Training;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Configuration;
+
+/// <summary>The paper's dense presets run on data in the on-disk formats once data.root points at it.</summary>
+public sealed class DensePresetTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("ig-dense-preset-").FullName;
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void The_NYUD_ResNet50_preset_reads_the_NYUD_MT_layout_and_predicts_every_task_at_label_resolution()
+    {
+        string root = NyudV2Tests.MultiTaskFolder(_dir, ["a", "b"], ["c"]);
+        var preset = Presets.LoadComparison("nyudv2-resnet50", [$"data.root={root}"]);
+        var run = PreparedRun.Create(preset.Run(new InterroGate.Architectures.HardSharingConfig()));
+        Assert.Equal(["semseg", "depth", "normals"], run.Tasks.Names);
+        Assert.Equal(2, run.Data.Train.Count);
+        var batch = run.Data.Validation.GetBatch([0]);
+        run.Model.eval();
+        using var _ = no_grad();
+        var outputs = run.Model.call(batch[IMultiTaskDataset.ImageKey]);
+        Assert.Equal(new long[] { 1, 40, 4, 6 }, outputs["semseg"].shape);
+        Assert.Equal(new long[] { 1, 1, 4, 6 }, outputs["depth"].shape);
+        Assert.Equal(new long[] { 1, 3, 4, 6 }, outputs["normals"].shape);
+        var losses = new MultiTaskObjective(run.Tasks).Losses(outputs, batch);
+        Assert.All(losses, l => Assert.True(float.IsFinite(l.item<float>())));
+    }
+
+    [Fact]
+    public void A_paper_preset_without_data_root_names_the_key()
+    {
+        var e = Assert.Throws<ConfigException>(() => PreparedRun.Create(Presets.LoadComparison("pascal-context-resnet18", []).Run(new InterroGate.Architectures.HardSharingConfig())));
+        Assert.Equal("data.root", e.Key);
+    }
+}
