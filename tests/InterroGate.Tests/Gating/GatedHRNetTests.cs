@@ -1,4 +1,5 @@
 using InterroGate.Analysis;
+using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Gating;
 using InterroGate.Tests.Deployment;
@@ -101,5 +102,16 @@ public sealed class GatedHRNetTests
             long convWeights = plain.modules().OfType<TorchSharp.Modules.Conv2d>().Sum(c => c.weight!.numel());
             Assert.Equal(convWeights, encoder.Units.Sum(u => u.OutChannels * u.Convs.Sum(c => c.ParametersPerFilter - 1)));
         }
+    }
+
+    [Fact]
+    public void The_HRNet_has_conv_gating_only()
+    {
+        var tasks = PrunerTests.Tasks;
+        var e = Assert.Throws<NotSupportedException>(() => new InterroGateModel(tasks, Tiny, 3, (32, 32), new InterroGateConfig { Gating = GatingMode.Block }));
+        Assert.Contains("gating: conv", e.Message);
+        using var model = new InterroGateModel(tasks, Tiny, 3, (32, 32), new InterroGateConfig());
+        Assert.IsType<GatedHRNet>(model.HRNetEncoder);
+        Assert.Equal(Tiny.OutChannels, model.Encoder.OutChannels);
     }
 }
