@@ -37,6 +37,7 @@ public sealed class InterroGateModel : MultiTaskModel
             case HRNetSpec hrnet:
                 if (options.Gating != GatingMode.Conv)
                     throw new NotSupportedException($"The gated HRNet gates every convolution (gating: conv); gating: {options.Gating.ToString().ToLowerInvariant()} is for ResNets only.");
+                // Branch fusion is the gated ResNet's option; the gated HRNet runs its T+1 copies one after the other.
                 var gatedHRNet = new GatedHRNet(names, hrnet, inChannels, inputSize, options.AlphaInit);
                 (encoder, _gated) = (gatedHRNet, gatedHRNet);
                 break;

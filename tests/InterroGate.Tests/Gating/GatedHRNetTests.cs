@@ -114,4 +114,33 @@ public sealed class GatedHRNetTests
         Assert.IsType<GatedHRNet>(model.HRNetEncoder);
         Assert.Equal(Tiny.OutChannels, model.Encoder.OutChannels);
     }
+
+    [Fact]
+    public void In_the_model_every_parameter_gets_a_gradient()
+    {
+        manual_seed(7);
+        var tasks = PrunerTests.Tasks;
+        var model = new InterroGateModel(tasks, Tiny, 2, (32, 32), new InterroGateConfig { Tau = [0.2] });
+        using (no_grad())
+            foreach (var g in model.Encoder.GateLayers)
+            {
+                // Every copy is read: channel 0 task-specific for all tasks, channel 1 shared by all, the rest random.
+                g.Alpha.copy_(randn_like(g.Alpha));
+                g.Alpha[.., 0] = 1;
+                g.Alpha[.., 1] = -1;
+            }
+        var outputs = model.call(randn(3, 2, 32, 32));
+        Tensor total = model.Regularizer()!;
+        foreach (var t in tasks)
+        {
+            Assert.Equal(new long[] { 3, t.Outputs }, outputs[t.Name].shape);
+            total = total + outputs[t.Name].square().mean();
+        }
+        total.backward();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            Assert.True(p.grad is not null, $"{name} has no gradient");
+            Assert.True(p.grad!.isfinite().all().item<bool>() && p.grad.abs().sum().item<float>() > 0, $"{name}: {p.grad.abs().sum().item<float>()}");
+        }
+    }
 }
