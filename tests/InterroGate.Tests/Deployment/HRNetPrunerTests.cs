@@ -2,6 +2,8 @@ using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
 using InterroGate.Deployment;
+using InterroGate.Heads;
+using InterroGate.Tasks;
 using InterroGate.Tests.Gating;
 using InterroGate.Training;
 using Microsoft.ML.OnnxRuntime;
@@ -65,6 +67,36 @@ public sealed class HRNetPrunerTests : IDisposable
         Assert.Equal(parameters, pruned.Report.ParametersAfter);
         Assert.True(pruned.Report.MacsAfter < pruned.Report.MacsBefore);
         Assert.Equal(model.Encoder.GateLayers.Count, pruned.Report.Layers.Count);
+    }
+
+    [Fact]
+    public void Dense_tasks_prune_at_a_size_that_is_not_square()
+    {
+        // Dense heads on the concatenated stride-4 features, their predictions upsampled to the input's 24×40.
+        var tasks = new TaskSet([
+            new TaskSpec("semseg", TaskKind.Segmentation, 5),
+            new TaskSpec("depth", TaskKind.Depth, 1),
+            new TaskSpec("normals", TaskKind.Normals, 3),
+        ]);
+        manual_seed(4);
+        var model = new InterroGateModel(tasks, GatedHRNetTests.Tiny, 3, (24, 40), new InterroGateConfig(), new HeadConfig { Dense = "aspp", Channels = 8 });
+        PrunerTests.RandomiseNorms(model);
+        PrunerTests.SetGates(model, PrunerTests.Pattern.Random);
+        var pruned = Pruner.Prune(model, new ImageInput(3, 24, 40));
+        model.eval();
+        using var net = new StaticNetwork(pruned.Graph);
+        var x = randn(2, 3, 24, 40);
+        using (no_grad())
+        {
+            var expected = model.call(x);
+            var actual = net.call(x);
+            foreach (var t in tasks)
+            {
+                Assert.Equal(new long[] { 2, t.Outputs, 24, 40 }, actual[t.Name].shape);
+                Assert.True(RelativeError(actual[t.Name], expected[t.Name]) <= 1e-4, $"{t.Name}: {RelativeError(actual[t.Name], expected[t.Name])}");
+            }
+        }
+        Assert.Equal(ComparisonRunner.Cost(model, (3, 24, 40)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
     }
 
     [Fact]
