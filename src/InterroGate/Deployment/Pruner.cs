@@ -237,7 +237,7 @@ internal static class ResNetPruning
         return keep;
     }
 
-    internal static long[] Range(long n) => Enumerable.Range(0, (int)n).Select(i => (long)i).ToArray();
+    private static long[] Range(long n) => Enumerable.Range(0, (int)n).Select(i => (long)i).ToArray();
 
     internal static PrunedLayer Report(string unit, long[][] keep, long channels, string[] tasks) =>
         new(unit, channels, Enumerable.Range(0, keep.Length).ToDictionary(b => b < tasks.Length ? tasks[b] : "shared", b => (long)keep[b].Length));
