@@ -34,6 +34,13 @@ public sealed class InterroGateModel : MultiTaskModel
                 var gatedResNet = new GatedResNet(names, resnet, inChannels, inputSize, options.Gating, options.AlphaInit) { Fusion = options.Fusion };
                 (encoder, _gated) = (gatedResNet, gatedResNet);
                 break;
+            case HRNetSpec hrnet:
+                if (options.Gating != GatingMode.Conv)
+                    throw new NotSupportedException($"The gated HRNet gates every convolution (gating: conv); gating: {options.Gating.ToString().ToLowerInvariant()} is for ResNets only.");
+                // Branch fusion is the gated ResNet's option; the gated HRNet runs its T+1 copies one after the other.
+                var gatedHRNet = new GatedHRNet(names, hrnet, inChannels, inputSize, options.AlphaInit);
+                (encoder, _gated) = (gatedHRNet, gatedHRNet);
+                break;
             default:
                 throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone.");
         }
@@ -50,6 +57,8 @@ public sealed class InterroGateModel : MultiTaskModel
     public IGatedEncoder Encoder => _gated;
     /// <summary>The gated encoder where the backbone is a ResNet; null otherwise.</summary>
     public GatedResNet? ResNetEncoder => encoder as GatedResNet;
+    /// <summary>The gated encoder where the backbone is an HRNet; null otherwise.</summary>
+    public GatedHRNet? HRNetEncoder => encoder as GatedHRNet;
     /// <summary>The head of task <paramref name="task"/>.</summary>
     public nn.Module<Tensor, Tensor> Head(string task) => heads[task];
     public override string Architecture => "interrogate";

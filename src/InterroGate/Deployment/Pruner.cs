@@ -83,6 +83,7 @@ public static class Pruner
         model.Encoder switch
         {
             GatedResNet resnet => ResNetPruning.Emit(resnet, model.Tasks.Names.ToArray(), g, gates, layers),
+            GatedHRNet hrnet => HRNetPruning.Emit(hrnet, model.Tasks.Names.ToArray(), g, gates, layers),
             var other => throw new NotSupportedException($"No pruner for encoder {other.GetType().Name}."),
         };
 }
@@ -172,7 +173,7 @@ internal static class ResNetPruning
     /// the gather), each kept branch output is pooled once and the task features gathered after the pool;
     /// the mixed channels are pooled after mixing.
     /// </summary>
-    private static (int[] Gated, int Mix) GateAndMix(GraphBuilder g, string unit, int[] outs, long[][] keep, bool[][] gates, GateLayer layer,
+    internal static (int[] Gated, int Mix) GateAndMix(GraphBuilder g, string unit, int[] outs, long[][] keep, bool[][] gates, GateLayer layer,
         string[] tasks, Func<int, string, int>? pool = null)
     {
         int T = tasks.Length, S = T;
@@ -228,7 +229,7 @@ internal static class ResNetPruning
     }
 
     /// <summary>Filters kept per branch: task t where G_t = 1, shared where some task has G = 0.</summary>
-    private static long[][] Keep(bool[][] gates, long channels, int T)
+    internal static long[][] Keep(bool[][] gates, long channels, int T)
     {
         var keep = new long[T + 1][];
         for (int t = 0; t < T; t++) keep[t] = Range(channels).Where(c => gates[t][c]).ToArray();
@@ -238,7 +239,7 @@ internal static class ResNetPruning
 
     private static long[] Range(long n) => Enumerable.Range(0, (int)n).Select(i => (long)i).ToArray();
 
-    private static PrunedLayer Report(string unit, long[][] keep, long channels, string[] tasks) =>
+    internal static PrunedLayer Report(string unit, long[][] keep, long channels, string[] tasks) =>
         new(unit, channels, Enumerable.Range(0, keep.Length).ToDictionary(b => b < tasks.Length ? tasks[b] : "shared", b => (long)keep[b].Length));
 
     /// <summary>torchvision's block names: layer{stage}.{index}.</summary>

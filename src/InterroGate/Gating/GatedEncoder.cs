@@ -5,7 +5,7 @@ namespace InterroGate.Gating;
 
 /// <summary>
 /// What <see cref="Architectures.InterroGateModel"/> needs of a gated encoder, whatever its backbone family
-/// (<see cref="GatedResNet"/>, and HRNet's): T task copies and one shared copy of every layer
+/// (<see cref="GatedResNet"/>, <see cref="GatedHRNet"/>): T task copies and one shared copy of every layer
 /// joined by per-channel gates. Its forward (an <c>nn.Module&lt;Tensor, Tensor[]&gt;</c>) returns the gated
 /// features each task's head reads, one per task.
 /// </summary>

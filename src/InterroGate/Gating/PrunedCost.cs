@@ -67,6 +67,51 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
         return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);
     }
 
+    /// <summary>
+    /// Applies the pruning rules to an encoder described unit by unit as a graph (<see cref="GatedUnit"/>, every unit
+    /// gated, as in the gated HRNet), given hard gates per gated layer (<paramref name="gates"/>[layer][task][channel]).
+    /// A kept filter of a unit is kept in every convolution the unit sums (its main path, shortcut or fuse paths), each with
+    /// its own folded bias. A unit's mix stays iff the shared branch keeps a filter in some unit that reads it.
+    /// </summary>
+    public static PrunedCost FromUnits(IReadOnlyList<GatedUnit> units, IReadOnlyList<bool[][]> gates, int tasks)
+    {
+        int n = units.Count, branches = tasks + 1, S = tasks;
+        var kept = new long[n, branches];
+        var mixed = new long[n];
+        for (int u = 0; u < n; u++)
+        {
+            var g = gates[units[u].GateIndex];
+            var channels = Enumerable.Range(0, (int)units[u].OutChannels);
+            for (int t = 0; t < tasks; t++) kept[u, t] = g[t].Count(b => b);
+            kept[u, S] = channels.Count(c => Enumerable.Range(0, tasks).Any(t => !g[t][c]));
+            mixed[u] = channels.Count(c => Enumerable.Range(0, tasks).Any(t => g[t][c]));
+        }
+        var sharedReads = new bool[n];
+        for (int v = 0; v < n; v++)
+            if (kept[v, S] > 0)
+                foreach (var u in units[v].Reads) sharedReads[u] = true;
+
+        long macs = 0, parameters = 0, sharedMacs = 0, keptFilters = 0, totalFilters = 0;
+        var taskMacs = new long[tasks];
+        for (int u = 0; u < n; u++)
+        {
+            var unit = units[u];
+            long filterMacs = unit.Convs.Sum(c => c.MacsPerFilter), filterParams = unit.Convs.Sum(c => c.ParametersPerFilter);
+            for (int b = 0; b < branches; b++)
+            {
+                long k = kept[u, b];
+                macs += k * filterMacs;
+                parameters += k * filterParams;
+                if (b == S) sharedMacs += k * filterMacs; else taskMacs[b] += k * filterMacs;
+                keptFilters += k;
+            }
+            totalFilters += branches * unit.OutChannels;
+            // T mix weights per channel that some task reads from its own copy (elsewhere the mix is the shared output).
+            if (unit.HasMix && sharedReads[u]) parameters += tasks * mixed[u];
+        }
+        return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);
+    }
+
     private static bool SharedReads(IReadOnlyList<EncoderUnit> units, long[,] kept, int next, int shared)
     {
         if (kept[next, shared] > 0) return true;
@@ -75,4 +120,26 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
         while (!units[last].LastOfBlock) last++;
         return kept[last, shared] > 0; // the block's shortcut reads the mix too
     }
+}
+
+/// <summary>One convolution (with BN folded: one bias per filter) inside a gated unit, at its output size.</summary>
+public sealed record UnitConv(long InChannels, long Groups, long KernelArea, long OutHeight, long OutWidth)
+{
+    /// <summary>MACs of one output filter.</summary>
+    public long MacsPerFilter => InChannels / Groups * KernelArea * OutHeight * OutWidth;
+    /// <summary>Weights and the folded bias of one output filter.</summary>
+    public long ParametersPerFilter => InChannels / Groups * KernelArea + 1;
+}
+
+/// <summary>
+/// One gated unit of an encoder whose units form a graph (the gated HRNet), in forward order: its gate layer,
+/// its output channels, the convolutions whose outputs it sums before its ReLU (<see cref="Convs"/>: the main
+/// convolution and a shortcut projection, or a fuse layer's paths), the units whose gated features it reads
+/// (<see cref="Reads"/>; the image is not listed) and whether its gate layer mixes (false on the last ones).
+/// </summary>
+public sealed record GatedUnit(string Name, int GateIndex, long OutChannels, IReadOnlyList<UnitConv> Convs, IReadOnlyList<int> Reads, bool HasMix,
+    long OutHeight, long OutWidth)
+{
+    /// <summary>MACs of the unit in one branch (all its filters).</summary>
+    public long Macs => OutChannels * Convs.Sum(c => c.MacsPerFilter);
 }

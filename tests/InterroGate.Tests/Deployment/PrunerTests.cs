@@ -31,6 +31,13 @@ public sealed class PrunerTests
             : backbone.EndsWith("-os8") ? BackboneCatalog.Spec(backbone[..^4], outputStride: 8) : BackboneCatalog.Spec(backbone);
         var model = new InterroGateModel(Tasks, spec, inChannels, (size, size), new InterroGateConfig { Gating = mode });
         RandomiseNorms(model);
+        SetGates(model, pattern);
+        return model;
+    }
+
+    /// <summary>Random β and gates set to <paramref name="pattern"/>.</summary>
+    internal static void SetGates(InterroGateModel model, Pattern pattern)
+    {
         using var _ = no_grad();
         foreach (var g in model.Encoder.GateLayers)
         {
@@ -44,7 +51,6 @@ public sealed class PrunerTests
             };
             g.Alpha.copy_(alpha);
         }
-        return model;
     }
 
     /// <summary>Random BN statistics and affine parameters, so that folding BN is tested on more than the identity.</summary>
