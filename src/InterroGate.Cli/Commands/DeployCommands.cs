@@ -112,7 +112,7 @@ internal static class DeployCommands
     {
         var model = new Argument<string>("model")
         {
-            Description = "A backbone name (torchvision network with its 1000-class classifier), an architecture name (stl, mtl, interrogate; with --backbone and --tasks), a run preset, a run config file, a checkpoint or a static model file",
+            Description = "A backbone name (its encoder with a 1000-class linear classifier), an architecture name (stl, mtl, interrogate; with --backbone and --tasks), a run preset, a run config file, a checkpoint or a static model file",
         };
         var backbone = new Option<string>("--backbone") { Description = "Backbone of an architecture given by name", DefaultValueFactory = _ => "resnet18" };
         var taskCount = new Option<int>("--tasks") { Description = "Number of tasks (10-class classification) of an architecture given by name", DefaultValueFactory = _ => 2 };
@@ -169,14 +169,14 @@ internal static class DeployCommands
             var g = StaticConversion.ToStatic(built, new Data.ImageInput(channels, h, w)).Graph;
             return CountStatic(g, $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)");
         }
-        // A backbone by name: the torchvision network (encoder + 1000-class classifier), as published.
+        // A backbone by name: its encoder + a 1000-class linear classifier (the torchvision ResNets as published).
         if (BackboneCatalog.Descriptions.ContainsKey(name) && !File.Exists(name))
         {
             var (h, w) = size ?? (224, 224);
             var spec = BackboneCatalog.Spec(name);
-            using var net = nn.Sequential(new ResNet(spec, channels), new ClassificationHead(spec.OutChannels, 1000));
+            using var net = nn.Sequential(spec.CreateEncoder(channels), new ClassificationHead(spec.OutChannels, 1000));
             var r = CostCounter.Count(net, x => net.call(x), [1, channels, h, w]);
-            return ($"{name} ({channels}×{h}×{w}, with a 1000-class classifier)", (r.Macs, r.Params), new Dictionary<string, (long, long)>());
+            return ($"{name} ({channels}×{h}×{w}, with a 1000-class linear classifier)", (r.Macs, r.Params), new Dictionary<string, (long, long)>());
         }
         StaticGraph graph;
         string title;

@@ -13,6 +13,7 @@ internal static class ListCommand
         cmd.SetAction(_ =>
         {
             Section("Backbones", BackboneCatalog.Descriptions);
+            Section("Dense heads (head.dense)", InterroGate.Heads.HeadConfig.DenseHeads);
             Section("Architectures", Factory.Architectures);
             Section("Loss balancing", Factory.Balancers);
             Section("Data sets", DataCatalog.Descriptions);

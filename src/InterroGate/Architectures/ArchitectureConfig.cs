@@ -19,6 +19,9 @@ public abstract record ArchitectureConfig
     /// <summary>Learning rate of the separate SGD optimiser for the model's <see cref="MultiTaskModel.GateParameters"/> (0 where it has none).</summary>
     [JsonIgnore] public virtual double SeparateLr => 0;
 
+    /// <summary>True where the architecture is built on the stages of a ResNet (MTAN, cross-stitch) and takes no other backbone.</summary>
+    [JsonIgnore] public virtual bool ResNetOnly => false;
+
     /// <summary>Throws <see cref="ConfigException"/> naming the key (under <paramref name="path"/>) and its valid range.</summary>
     public virtual void Validate(string path, int tasks) { }
 }
@@ -77,6 +80,7 @@ public sealed record InterroGateConfig : ArchitectureConfig
 public sealed record MtanConfig : ArchitectureConfig
 {
     [JsonIgnore] public override string Type => "mtan";
+    [JsonIgnore] public override bool ResNetOnly => true;
 }
 
 /// <summary>
@@ -87,6 +91,7 @@ public sealed record MtanConfig : ArchitectureConfig
 public sealed record CrossStitchConfig : ArchitectureConfig
 {
     [JsonIgnore] public override string Type => "cross-stitch";
+    [JsonIgnore] public override bool ResNetOnly => true;
     [JsonIgnore] public override double SeparateLr => UnitLr;
     public double SelfWeight { get; init; } = 0.9;
     public double UnitLr { get; init; } = 0.1;

@@ -28,7 +28,7 @@ public sealed class CrossStitch : MultiTaskModel
         if (!(selfWeight is >= 0 and <= 1)) throw new ArgumentOutOfRangeException(nameof(selfWeight), selfWeight, "The self weight must be in [0, 1].");
         Spec = spec;
         encoders = ModuleMap.Of(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
-        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
+        heads = MakeHeads(spec);
         _encoders = tasks.Select(t => encoders[t.Name]).ToArray();
         _stageEnds = spec.Layers.Select((_, s) => spec.Layers.Take(s + 1).Sum() - 1).ToArray(); // last block index of each stage
 

@@ -17,7 +17,7 @@ public sealed class HardSharing : MultiTaskModel
     {
         Spec = spec;
         encoder = spec.CreateEncoder(inChannels);
-        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
+        heads = MakeHeads(spec);
         RegisterComponents();
     }
 

@@ -45,7 +45,7 @@ public sealed class InterroGateModel : MultiTaskModel
                 throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone.");
         }
         _gated.Noise = new GateNoise(options.NoiseTemperature);
-        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
+        heads = MakeHeads(spec);
         _layerMacs = _gated.GatedLayerMacs().ToArray();
         RegisterComponents();
     }

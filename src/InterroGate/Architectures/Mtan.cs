@@ -26,7 +26,7 @@ public sealed class Mtan : MultiTaskModel
     {
         Spec = spec;
         encoder = new ResNet(spec, inChannels);
-        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
+        heads = MakeHeads(spec);
         int stages = spec.Layers.Count;
         _stageStarts = spec.Layers.Select((_, s) => spec.Layers.Take(s).Sum()).ToArray();
         _stageEnds = spec.Layers.Select((_, s) => spec.Layers.Take(s + 1).Sum() - 1).ToArray();

@@ -51,9 +51,9 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>Numbers worth logging each epoch (for example the fraction of task-specific channels).</summary>
     public virtual IReadOnlyDictionary<string, double> Diagnostics() => new Dictionary<string, double>();
 
-    /// <summary>One head per task reading <paramref name="inChannels"/> features at <paramref name="outputStride"/>.</summary>
-    protected ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(long inChannels, int outputStride) =>
-        ModuleMap.Of(Tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, inChannels, outputStride, HeadOptions))).ToArray());
+    /// <summary>One head per task reading the features of <paramref name="encoder"/> (its channels, at its output stride).</summary>
+    protected ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(Backbones.IEncoderSpec encoder) =>
+        ModuleMap.Of(Tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, encoder, HeadOptions))).ToArray());
 
     /// <summary>
     /// Task <paramref name="task"/>'s prediction from the features its head reads; a dense prediction is upsampled

@@ -17,7 +17,7 @@ public sealed class SingleTask : MultiTaskModel
     {
         Spec = spec;
         encoders = ModuleMap.Of(tasks.Select(t => (t.Name, spec.CreateEncoder(inChannels))).ToArray());
-        heads = MakeHeads(spec.OutChannels, spec.OutputStride);
+        heads = MakeHeads(spec);
         RegisterComponents();
     }
 

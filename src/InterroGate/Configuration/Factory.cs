@@ -95,11 +95,15 @@ public static class Factory
             SingleTaskConfig => new SingleTask(tasks, spec, image.Channels, config.Head),
             HardSharingConfig => new HardSharing(tasks, spec, image.Channels, config.Head),
             InterroGateConfig ig => new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), ig, config.Head),
-            MtanConfig => new Mtan(tasks, spec, image.Channels, config.Head),
-            CrossStitchConfig cs => new CrossStitch(tasks, spec, image.Channels, cs.SelfWeight, config.Head),
+            MtanConfig => new Mtan(tasks, ResNetOf(spec, config), image.Channels, config.Head),
+            CrossStitchConfig cs => new CrossStitch(tasks, ResNetOf(spec, config), image.Channels, cs.SelfWeight, config.Head),
             _ => throw new ConfigException("architecture.type", $"unknown; valid: {string.Join(", ", Architectures.Keys)}"),
         };
     }
+
+    /// <summary>The ResNet an architecture built on ResNet stages needs (validation has already rejected the others).</summary>
+    private static ResNetSpec ResNetOf(IEncoderSpec spec, RunConfig config) =>
+        spec as ResNetSpec ?? throw new ConfigException("backbone.name", $"{config.Architecture.Type} needs a ResNet backbone; got {config.Backbone.Name}");
 
     /// <summary>Applies the run's thread count to libtorch (0 keeps its default).</summary>
     public static void ApplyThreads(TrainingConfig training)

@@ -28,7 +28,12 @@ public sealed record DataConfig
     }
 }
 
-/// <summary>The encoder: name, width multiplier (ResNet-20) and output stride (dilated ResNets).</summary>
+/// <summary>
+/// The encoder: name (see <see cref="Backbones.BackboneCatalog"/>), width multiplier (ResNet-20 only; 1 for every
+/// other backbone) and output stride: 8, 16 or 32 for the torchvision ResNets (8 and 16 dilate the last stages),
+/// 32 for ResNet-20. HRNets are never dilated and always have stride 4: for them <see cref="OutputStride"/> is
+/// 4 or left at its default 32, which then means "the backbone's own" (any other value is an error).
+/// </summary>
 public sealed record BackboneConfig
 {
     public string Name { get; init; } = "resnet20";
@@ -37,11 +42,18 @@ public sealed record BackboneConfig
 
     public void Validate(string path)
     {
-        ConfigException.Require(Backbones.BackboneCatalog.Descriptions.ContainsKey(Name), $"{path}.name", Name, string.Join(", ", Backbones.BackboneCatalog.Descriptions.Keys));
-        ConfigException.Require(Width > 0 && double.IsFinite(Width), $"{path}.width", Width, "> 0 (ResNet-20: 1, 0.5, 0.25, ...)");
-        ConfigException.Require(OutputStride is 8 or 16 or 32, $"{path}.outputStride", OutputStride, "8, 16 or 32");
-        try { Backbones.BackboneCatalog.Spec(Name, Width, OutputStride); }
-        catch (ArgumentException e) { throw new ConfigException(path, e.Message); }
+        if (Backbones.BackboneCatalog.Invalid(Name, Width, OutputStride) is { } bad)
+            ConfigException.Require(false, $"{path}.{bad.Key}", bad.Value, bad.Valid);
+    }
+
+    /// <summary>
+    /// Throws <see cref="ConfigException"/> on <c>{path}.name</c> unless this backbone is a ResNet, which
+    /// <paramref name="architecture"/> (MTAN, cross-stitch: built on the ResNet stages) needs.
+    /// </summary>
+    public void RequireResNet(string architecture, string path)
+    {
+        if (!Backbones.BackboneCatalog.ResNets.Contains(Name))
+            throw new ConfigException($"{path}.name", $"{architecture} needs a ResNet backbone ({string.Join(", ", Backbones.BackboneCatalog.ResNets)}); got {Name}");
     }
 }
 
@@ -266,6 +278,7 @@ public sealed record RunConfig
         Backbone.Validate("backbone");
         Head.Validate("head");
         Architecture.Validate("architecture", tasks);
+        if (Architecture.ResNetOnly) Backbone.RequireResNet(Architecture.Type, "backbone");
         Training.Validate("training");
         Balancer.Validate("balancer", tasks);
         if (StartFrom is not null)
@@ -331,6 +344,7 @@ public sealed record CompareConfig
             ConfigException.Require(Architectures[i] is MtanConfig or CrossStitchConfig, $"architectures[{i}].type", Architectures[i].Type,
                 "mtan or cross-stitch (STL, MTL and InterroGate have their own rows)");
             Architectures[i].Validate($"architectures[{i}]", tasks);
+            if (Architectures[i].ResNetOnly) Backbone.RequireResNet(Architectures[i].Type, "backbone");
         }
         ConfigException.Require(Architectures.Select(a => a.Type).Distinct().Count() == Architectures.Count, "architectures",
             string.Join(", ", Architectures.Select(a => a.Type)), "each architecture at most once");

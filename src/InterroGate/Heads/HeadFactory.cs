@@ -1,3 +1,4 @@
+using InterroGate.Backbones;
 using InterroGate.Configuration;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
@@ -7,19 +8,28 @@ namespace InterroGate.Heads;
 /// <summary>
 /// The task heads. Image-level tasks always get global pooling and a linear layer. Dense tasks get
 /// <see cref="Dense"/>: <c>aspp</c> (DeepLab-v3, the paper's ResNet head; <see cref="Channels"/> wide, 3×3
-/// branches at <see cref="Rates"/>, default DeepLab's rates for the encoder's output stride).
+/// branches at <see cref="Rates"/>, default DeepLab's rates for the encoder's output stride), <c>hrnet</c> (the
+/// HRNetV2 head, the paper's HRNet head: as wide as the encoder's output; <see cref="Channels"/> and
+/// <see cref="Rates"/> do not apply) or <c>auto</c>, the default: the paper's head for the backbone, aspp for a
+/// ResNet and hrnet for an HRNet.
 /// </summary>
 public sealed record HeadConfig
 {
     public static readonly IReadOnlyDictionary<string, string> DenseHeads = new Dictionary<string, string>
     {
+        ["auto"] = "the paper's head for the backbone: aspp on a ResNet, hrnet on an HRNet",
         ["aspp"] = "DeepLab-v3 ASPP (1×1, three dilated 3×3, image pooling) + 3×3 conv + 1×1 classifier, one per task",
+        ["hrnet"] = "HRNetV2 head: 1×1 conv C→C + BN + ReLU + 1×1 classifier on the encoder's C channels, one per task",
     };
 
-    public string Dense { get; init; } = "aspp";
+    public string Dense { get; init; } = "auto";
+    /// <summary>Width of the ASPP head's branches and projection.</summary>
     public int Channels { get; init; } = 256;
     /// <summary>Dilations of ASPP's 3×3 branches; null = 12/24/36 at output stride 8, 6/12/18 at 16, 3/6/9 otherwise.</summary>
     public IReadOnlyList<int>? Rates { get; init; }
+
+    /// <summary>The dense head built on <paramref name="encoder"/>: <see cref="Dense"/>, with <c>auto</c> resolved.</summary>
+    public string DenseFor(IEncoderSpec encoder) => Dense != "auto" ? Dense : encoder is HRNetSpec ? "hrnet" : "aspp";
 
     public void Validate(string path)
     {
@@ -37,16 +47,17 @@ public sealed record HeadConfig
 public static class HeadFactory
 {
     /// <summary>
-    /// The head of <paramref name="task"/> reading <paramref name="inChannels"/> features at
-    /// <paramref name="outputStride"/>; dense heads predict at the features' resolution (the architecture upsamples).
+    /// The head of <paramref name="task"/> reading the features of <paramref name="encoder"/> (its channels, at its
+    /// output stride); dense heads predict at the features' resolution (the architecture upsamples).
     /// </summary>
-    public static nn.Module<Tensor, Tensor> Create(TaskSpec task, long inChannels, int outputStride = 32, HeadConfig? config = null)
+    public static nn.Module<Tensor, Tensor> Create(TaskSpec task, IEncoderSpec encoder, HeadConfig? config = null)
     {
         config ??= new HeadConfig();
-        if (!task.IsDense) return new ClassificationHead(inChannels, task.Outputs);
-        return config.Dense switch
+        if (!task.IsDense) return new ClassificationHead(encoder.OutChannels, task.Outputs);
+        return config.DenseFor(encoder) switch
         {
-            "aspp" => new AsppHead(inChannels, task.Outputs, config.Rates ?? AsppHead.RatesFor(outputStride), config.Channels),
+            "aspp" => new AsppHead(encoder.OutChannels, task.Outputs, config.Rates ?? AsppHead.RatesFor(encoder.OutputStride), config.Channels),
+            "hrnet" => new HrNetHead(encoder.OutChannels, task.Outputs),
             var other => throw new ArgumentException($"Unknown dense head '{other}'; valid: {string.Join(", ", HeadConfig.DenseHeads.Keys)}."),
         };
     }

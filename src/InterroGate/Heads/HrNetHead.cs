@@ -1,4 +1,5 @@
 // The HRNetV2 segmentation head (Wang et al., arXiv 1908.07919), as the official seg_hrnet.py `last_layer`.
+using InterroGate.Deployment;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -12,7 +13,7 @@ namespace InterroGate.Heads;
 /// (<see cref="Backbones.HRNet"/> does the upsample + concat once for all heads) and returns the map at stride 4;
 /// the caller upsamples it to the label resolution.
 /// </summary>
-public sealed class HrNetHead : nn.Module<Tensor, Tensor>
+public sealed class HrNetHead : nn.Module<Tensor, Tensor>, IStaticHead
 {
     private readonly Sequential last_layer;
 
@@ -34,4 +35,14 @@ public sealed class HrNetHead : nn.Module<Tensor, Tensor>
     public long Outputs { get; }
 
     public override Tensor forward(Tensor x) => last_layer.call(x); // [B, C, H/4, W/4] -> [B, outputs, H/4, W/4]
+
+    public int Emit(GraphBuilder graph, int input, string name)
+    {
+        // The first conv's bias and the BN after it fold into one conv with bias.
+        int h = graph.FoldedConv($"{name}.last_layer.0", input, (Conv2d)last_layer[0], (BatchNorm2d)last_layer[1], AsppHead.All(InChannels));
+        h = graph.Op($"{name}.last_layer.2", StaticOp.Relu, InChannels, h);
+        var classifier = (Conv2d)last_layer[3];
+        return graph.Add(new StaticNode($"{name}.last_layer.3", StaticOp.Conv, [h], Outputs, 1),
+            ("weight", classifier.weight!), ("bias", classifier.bias!));
+    }
 }

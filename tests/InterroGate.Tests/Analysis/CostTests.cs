@@ -40,7 +40,7 @@ public sealed class CostTests
     private static (InterroGateModel Ig, long EncoderMacs) Model(GatingMode mode, string backbone = "resnet20")
     {
         var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 4), new TaskSpec("b", TaskKind.Classification, 3), new TaskSpec("c", TaskKind.Classification, 2)]);
-        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.5) : BackboneCatalog.Spec(backbone);
+        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.5) : BackboneCatalog.ResNet(backbone);
         var ig = new InterroGateModel(tasks, spec, 3, (36, 36), new InterroGateConfig { Gating = mode });
         var plain = new ResNet(spec, 3);
         return (ig, CostCounter.Count(plain, x => plain.call(x), [1, 3, 36, 36]).Macs);

@@ -42,7 +42,7 @@ public sealed class ArchitectureContractTests
     {
         manual_seed(7);
         int size = backbone == "resnet20" ? 16 : 32;
-        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.25) : BackboneCatalog.Spec(backbone);
+        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.25) : BackboneCatalog.ResNet(backbone);
         var model = Create(arch, spec, 2, size, Tasks);
         if (model is InterroGateModel ig)
             using (no_grad())

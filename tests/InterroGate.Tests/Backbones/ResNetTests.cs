@@ -15,7 +15,7 @@ public sealed class ResNetTests
     [InlineData("resnet50", 25_557_032)]
     public void Torchvision_networks_have_torchvision_parameter_counts(string name, long expected)
     {
-        var encoder = new ResNet(BackboneCatalog.Spec(name), 3);
+        var encoder = new ResNet(BackboneCatalog.ResNet(name), 3);
         var fc = new ClassificationHead(encoder.OutChannels, 1000);
         Assert.Equal(expected, Count(encoder) + Count(fc));
     }
@@ -50,7 +50,7 @@ public sealed class ResNetTests
     [InlineData(8, 8)]
     public void Dilation_sets_the_output_stride(int outputStride, long size)
     {
-        var net = new ResNet(BackboneCatalog.Spec("resnet18", outputStride: outputStride), 3);
+        var net = new ResNet(BackboneCatalog.ResNet("resnet18", outputStride: outputStride), 3);
         net.eval();
         using var y = net.call(randn(1, 3, 64, 64));
         Assert.Equal(size, y.shape[2]);

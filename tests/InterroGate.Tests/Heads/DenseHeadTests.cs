@@ -70,7 +70,7 @@ public sealed class DenseHeadTests : IDisposable
     public void Every_architecture_predicts_dense_tasks_at_the_labels_resolution_with_a_gradient_for_every_parameter(string arch)
     {
         manual_seed(3);
-        var spec = BackboneCatalog.Spec("resnet18", outputStride: 8);
+        var spec = BackboneCatalog.ResNet("resnet18", outputStride: 8);
         int h = 24, w = 32;
         MultiTaskModel model = arch switch
         {
