@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 
 namespace InterroGate.Tests.Architectures;
 
-/// <summary>STL and MTL on an HRNet backbone through the registry: dense predictions at the image's resolution, and training.</summary>
+/// <summary>STL, MTL and InterroGate on an HRNet backbone through the registry: dense predictions at the image's resolution, and training.</summary>
 [Collection("Torch")]
 public sealed class HRNetArchitectureTests : IDisposable
 {
@@ -29,13 +29,14 @@ public sealed class HRNetArchitectureTests : IDisposable
         Name = "hrnet",
         Data = new DataConfig { Dataset = "fashion-scenes", TrainSize = 8, ValidationSize = 4, TestSize = 4 },
         Backbone = new BackboneConfig { Name = "hrnet18-small" },
-        Architecture = arch == "stl" ? new SingleTaskConfig() : new HardSharingConfig(),
+        Architecture = arch switch { "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), _ => new InterroGateConfig() },
         Training = new TrainingConfig { Epochs = 1, BatchSize = 4, EvalBatchSize = 4, MaxStepsPerEpoch = 2, Lr = 1e-3, Seed = seed },
     };
 
     [Theory]
     [InlineData("stl")]
     [InlineData("mtl")]
+    [InlineData("interrogate")]
     public void Dense_tasks_are_predicted_at_the_images_resolution_and_every_parameter_gets_a_gradient(string arch)
     {
         int h = 36, w = 44; // not multiples of 32: the stride-4 map is 9×11, the lower branches round up
@@ -44,6 +45,10 @@ public sealed class HRNetArchitectureTests : IDisposable
             .ToDictionary(m => m.name["heads.".Length..], m => m.module);
         Assert.All(new[] { "semseg", "depth", "normals" }, t => Assert.Equal(270, Assert.IsType<HrNetHead>(heads[t]).InChannels));
         Assert.IsType<ClassificationHead>(heads["kind"]);
+
+        if (model is InterroGateModel ig) // a mixed sharing pattern, so that the shared branch is read too
+            using (no_grad())
+                foreach (var g in ig.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha));
 
         using var scope = NewDisposeScope();
         var outputs = model.call(randn(2, 3, h, w));
