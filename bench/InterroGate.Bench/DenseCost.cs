@@ -5,6 +5,7 @@
 using System.Globalization;
 using InterroGate.Analysis;
 using InterroGate.Backbones;
+using InterroGate.Gating;
 using InterroGate.Heads;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
@@ -33,8 +34,8 @@ internal static class DenseCost
             new("PASCAL-Context HRNet-18 + HRNet head", HRNetSpec.V2(18), 512, 512, pascal,
                 (c, k) => new HrNetHead(c, k), "—"),
         };
-        Console.WriteLine("| setting | encoder G MACs | heads G MACs (each) | encoder params (M) | head params (M, each) | MTL G MACs | STL G MACs | PAPER.md |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|");
+        Console.WriteLine("| setting | encoder G MACs | heads G MACs (each) | encoder params (M) | head params (M, each) | MTL G MACs | STL G MACs | InterroGate gated layers | PAPER.md |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var s in settings)
         {
             using var encoder = s.Spec.CreateEncoder(3);
@@ -49,10 +50,19 @@ internal static class DenseCost
                 return CostCounter.Count(head, x => head.call(x), [1, s.Spec.OutChannels, fh, fw]);
             }).ToArray();
             long mtl = e.Macs + heads.Sum(h => h.Macs), stl = s.Heads.Length * e.Macs + heads.Sum(h => h.Macs);
+            string[] taskNames = s.Heads.Select(h => h.Task).ToArray();
+            int gatedLayers;
+            using (var gated = s.Spec switch
+            {
+                ResNetSpec r => (nn.Module)new GatedResNet(taskNames, r, 3, (s.Height, s.Width), GatingMode.Conv, 0.5),
+                HRNetSpec h => new GatedHRNet(taskNames, h, 3, (s.Height, s.Width), 0.5),
+                _ => throw new NotSupportedException(s.Spec.Name),
+            })
+                gatedLayers = ((IGatedEncoder)gated).GateLayers.Count;
             string G(long macs) => (macs / 1e9).ToString("F2", CultureInfo.InvariantCulture);
             string M(long p) => (p / 1e6).ToString("F2", CultureInfo.InvariantCulture);
             Console.WriteLine($"| {s.Name} at {s.Height}×{s.Width} | {G(e.Macs)} | {string.Join(" / ", heads.Select(h => G(h.Macs)))} | " +
-                              $"{M(e.Params)} | {string.Join(" / ", heads.Select(h => M(h.Params)))} | {G(mtl)} | {G(stl)} | {s.Paper} |");
+                              $"{M(e.Params)} | {string.Join(" / ", heads.Select(h => M(h.Params)))} | {G(mtl)} | {G(stl)} | {gatedLayers} | {s.Paper} |");
         }
         Console.WriteLine();
         Console.WriteLine(CostCounter.Convention);
