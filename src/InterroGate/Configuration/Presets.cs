@@ -134,6 +134,26 @@ public static class Presets
         Balancer = new FixedWeightsBalancerConfig { Weights = [1, 2, 5, 10, 50] },
     };
 
+    /// <summary>
+    /// NYUD-v2 (semseg, depth, normals), HRNet-18 (HRNetV2-W18) with HRNet heads (Table 10), 100 epochs. λs: the gated
+    /// HRNet-18 has L = 268 gated layers, so with 8,900 gate steps one α of a C-channel layer moves about 0.26·λs/C in
+    /// all: λs from 40 (the 18- and 36-channel layers flip) to 640 (the 144- and 256-channel ones do); an estimate.
+    /// </summary>
+    public static CompareConfig NyudHRNet18 => PaperDense("nyudv2-hrnet18", "nyudv2", ["semseg", "depth", "normals"], 100,
+        new BackboneConfig { Name = "hrnet18" }, new Heads.HeadConfig { Dense = "hrnet" }, [40, 160, 640]);
+
+    /// <summary>
+    /// PASCAL-Context's five tasks on HRNet-18 with HRNet heads, 60 epochs, the scalar task weights of
+    /// pascal-context-resnet18. λs: L = 268, T = 5, 33,700 gate steps: one α moves about 0.59·λs/C, so 15 to 240.
+    /// </summary>
+    public static CompareConfig PascalHRNet18 => PascalResNet18 with
+    {
+        Name = "pascal-context-hrnet18",
+        Backbone = new BackboneConfig { Name = "hrnet18" },
+        Head = new Heads.HeadConfig { Dense = "hrnet" },
+        LambdaS = [15, 60, 240],
+    };
+
     public static readonly IReadOnlyDictionary<string, Func<CompareConfig>> Comparisons = new Dictionary<string, Func<CompareConfig>>
     {
         ["multifashion-quick"] = () => MultiFashionQuick,
@@ -144,6 +164,8 @@ public static class Presets
         ["fashion-scenes-pascal"] = () => FashionScenesPascal,
         ["nyudv2-resnet50"] = () => NyudResNet50,
         ["pascal-context-resnet18"] = () => PascalResNet18,
+        ["nyudv2-hrnet18"] = () => NyudHRNet18,
+        ["pascal-context-hrnet18"] = () => PascalHRNet18,
     };
 
     /// <summary>Single runs: each comparison preset's run for one architecture, e.g. multifashion-quick/interrogate.</summary>

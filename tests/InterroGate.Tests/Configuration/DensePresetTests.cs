@@ -13,11 +13,13 @@ public sealed class DensePresetTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("ig-dense-preset-").FullName;
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    [Fact]
-    public void The_NYUD_ResNet50_preset_reads_the_NYUD_MT_layout_and_predicts_every_task_at_label_resolution()
+    [Theory]
+    [InlineData("nyudv2-resnet50")]
+    [InlineData("nyudv2-hrnet18")]
+    public void The_NYUD_presets_read_the_NYUD_MT_layout_and_predict_every_task_at_label_resolution(string name)
     {
         string root = NyudV2Tests.MultiTaskFolder(_dir, ["a", "b"], ["c"]);
-        var preset = Presets.LoadComparison("nyudv2-resnet50", [$"data.root={root}"]);
+        var preset = Presets.LoadComparison(name, [$"data.root={root}"]);
         var run = PreparedRun.Create(preset.Run(new InterroGate.Architectures.HardSharingConfig()));
         Assert.Equal(["semseg", "depth", "normals"], run.Tasks.Names);
         Assert.Equal(2, run.Data.Train.Count);
