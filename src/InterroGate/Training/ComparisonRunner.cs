@@ -71,7 +71,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         // InterroGate at each λ_s, started from STL (task branches, heads) and MTL (shared branch).
         foreach (var lambda in config.LambdaS)
         {
-            var run = config.Run(config.InterroGate with { LambdaS = lambda }, $"interrogate-ls{lambda:G4}");
+            var run = config.Run(config.InterroGate with { LambdaS = lambda }, $"interrogate-ls{Lambda(lambda)}");
             Action<MultiTaskModel>? init = config.InitialiseFromBaselines
                 ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
                 : null;
@@ -125,7 +125,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         double? specific = prepared.Model is InterroGateModel ig ? ig.TaskSpecificFraction().Overall : null;
         label ??= run.Architecture switch
         {
-            InterroGateConfig c => $"InterroGate (λs={c.LambdaS:G4})",
+            InterroGateConfig c => $"InterroGate (λs={Lambda(c.LambdaS)})",
             SingleTaskConfig => $"STL ({string.Join(", ", prepared.Tasks.Names)})",
             MtanConfig => "MTAN",
             CrossStitchConfig => "Cross-stitch",
@@ -195,4 +195,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         }
         return table;
     }
+
+    /// <summary>λ_s as run names and table rows show it: plain decimals (10000, 0.5), never an exponent.</summary>
+    internal static string Lambda(double value) => value.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -99,4 +99,12 @@ public sealed class ScoreTests
         Assert.Contains("semseg (mIoU % ↑) | depth (rmse ↓) | normals (mean angle ↓) | sal (maxF % ↑)", md);
         Assert.Contains("| STL | 41.23 | 0.5800 | 18.9000 | 75.00 |", md);
     }
+
+    [Theory]
+    [InlineData(10000, "10000")]
+    [InlineData(0.5, "0.5")]
+    [InlineData(2500, "2500")]
+    [InlineData(3, "3")]
+    public void Lambda_values_name_runs_without_exponents(double lambda, string shown) =>
+        Assert.Equal(shown, InterroGate.Training.ComparisonRunner.Lambda(lambda));
 }
