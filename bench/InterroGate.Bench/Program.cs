@@ -65,7 +65,7 @@ if (args.Length > 0 && args[0] == "onnx")
 if (args.Length > 0 && args[0] == "dense-step")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
-    DenseStep.Run(args.Length > 1 ? args.Skip(1).Select(a => int.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [16, 8]);
+    DenseStep.Run(args[1..]);
     return;
 }
 if (args.Length > 0 && args[0] == "dense-cost")
