@@ -17,11 +17,22 @@ internal static class ListCommand
             Section("Architectures", Factory.Architectures);
             Section("Loss balancing", Factory.Balancers);
             Section("Data sets", DataCatalog.Descriptions);
-            Section("Comparison presets (compare)", Presets.Comparisons.Keys.ToDictionary(k => k, k => Presets.Comparisons[k]().Backbone.Name + $" width {Presets.Comparisons[k]().Backbone.Width}"));
+            Section("Comparison presets (compare)", Presets.Comparisons.ToDictionary(p => p.Key, p => Describe(p.Value())));
             Section("Run presets (train)", Presets.RunNames.ToDictionary(k => k, _ => ""));
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>A comparison in one line: data set and tasks, backbone, λs values.</summary>
+    private static string Describe(CompareConfig c)
+    {
+        var b = c.Backbone;
+        string backbone = b.Name + (b.Width != 1 ? $" ×{b.Width}" : "") + (b.Name.StartsWith("resnet", StringComparison.Ordinal) && b.OutputStride != 32 ? $" OS{b.OutputStride}" : "");
+        string tasks = c.Tasks is null ? "" : $" ({string.Join(", ", c.Tasks)})";
+        string lambdas = c.LambdaS.Count == 0 ? "" : $"; λs {string.Join(", ", c.LambdaS)}";
+        string root = c.Data.Dataset is "nyudv2" or "pascal-context" ? "; needs --set data.root=..." : "";
+        return $"{c.Data.Dataset}{tasks}, {backbone}{lambdas}{root}";
     }
 
     private static void Section(string title, IReadOnlyDictionary<string, string> items)
