@@ -24,6 +24,8 @@ internal static class TrainCommand
             Devices.Resolve(run.Training.Device, run.Training.Tf32); // before the data is read
             var prepared = PreparedRun.Create(run);
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(run.Name)}[/]: {run.Architecture.Type} on {run.Backbone.Name} (width {run.Backbone.Width}), tasks {Markup.Escape(string.Join(", ", prepared.Tasks.Names))}, {prepared.Data.Train.Count} training samples -> {Markup.Escape(dir)}");
+            foreach (var (split, count) in DataCatalog.Skipped(prepared.Data))
+                AnsiConsole.MarkupLine($"[yellow]{count} ids of the {split} list left out: their files are missing (data.skipMissing)[/]");
             var result = ConsoleReporter.Run(reporter => new Trainer(run, prepared.Model, prepared.Data, dir, reporter).Run(p.GetValue(resume), cancel));
             if (result.Interrupted) return 130;
             AnsiConsole.MarkupLine($"best epoch {result.BestEpoch + 1}: {Markup.Escape(Format.Metrics(result.BestValidation))}; {result.ImagesPerSecond:F0} images/s");

@@ -21,6 +21,19 @@ public static class DataCatalog
 
     public static IReadOnlyCollection<string> Names => (IReadOnlyCollection<string>)Descriptions.Keys;
 
+    /// <summary>Ids of a split list left out because their files are missing (<see cref="DataConfig.SkipMissing"/>), per split; empty when none.</summary>
+    public static IReadOnlyDictionary<string, int> Skipped(DatasetSplits splits)
+    {
+        static int Count(IMultiTaskDataset d) => d switch
+        {
+            NyudV2Dataset n => n.SkippedIds.Count,
+            PascalContextDataset p => p.Skipped,
+            _ => 0,
+        };
+        var counts = new Dictionary<string, int> { ["train"] = Count(splits.Train), ["val"] = Count(splits.Test) };
+        return counts.Where(kv => kv.Value > 0).ToDictionary();
+    }
+
     public static DatasetSplits Open(DataConfig c) => c.Dataset switch
     {
         "multifashion" => MultiFashion.Load(c.Root ?? FashionMnist.DefaultRoot,
@@ -30,11 +43,12 @@ public static class DataCatalog
         "fashion-scenes" => FashionScenes.Load(new FashionScenesOptions(c.Root ?? FashionMnist.DefaultRoot, TrainSize: c.TrainSize,
             ValidationSize: c.ValidationSize, TestSize: c.TestSize, Seed: c.Seed, TrainTransform: FashionScenes.Augmentation(64, 64))),
         // The benchmarks' own splits: validation and test are the val split.
-        "nyudv2" => NyudV2.Load(new NyudV2Options(c.Root!, Seed: c.Seed,
+        "nyudv2" => NyudV2.Load(new NyudV2Options(c.Root!, Seed: c.Seed, SkipMissing: c.SkipMissing,
             TrainTransform: new HorizontalFlip())), // size-preserving: every NYUD image has one size
         "pascal-context" => PascalContext.Load(new PascalContextOptions(c.Root!)
         {
             Seed = c.Seed,
+            SkipMissing = c.SkipMissing,
             TrainTransform = new Compose(new RandomScale(0.75, 1.25), new RandomCrop(512, 512), new HorizontalFlip()),
             EvalTransform = new Resize(512, 512),
         }),

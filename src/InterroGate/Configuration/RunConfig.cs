@@ -15,6 +15,11 @@ public sealed record DataConfig
     public int ValidationSize { get; init; } = 10_000;
     public int TestSize { get; init; } = 10_000;
     public int Seed { get; init; }
+    /// <summary>
+    /// nyudv2 and pascal-context: leave out the ids of a split list whose files are missing (counted and reported)
+    /// instead of failing on the first one.
+    /// </summary>
+    public bool SkipMissing { get; init; }
 
     public void Validate(string path)
     {

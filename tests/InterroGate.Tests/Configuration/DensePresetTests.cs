@@ -40,4 +40,18 @@ public sealed class DensePresetTests : IDisposable
         var e = Assert.Throws<ConfigException>(() => PreparedRun.Create(Presets.LoadComparison("pascal-context-resnet18", []).Run(new InterroGate.Architectures.HardSharingConfig())));
         Assert.Equal("data.root", e.Key);
     }
+
+    [Fact]
+    public void Data_skipMissing_leaves_out_listed_ids_without_files_and_counts_them()
+    {
+        string root = NyudV2Tests.MultiTaskFolder(_dir, ["a", "b"], ["c"]);
+        File.AppendAllLines(Path.Combine(root, "gt_sets", "train.txt"), ["ghost"]);
+        var data = new DataConfig { Dataset = "nyudv2", Root = root };
+        var e = Assert.ThrowsAny<Exception>(() => DataCatalog.Open(data));
+        Assert.Contains("ghost", e.Message);
+        var splits = DataCatalog.Open(data with { SkipMissing = true });
+        Assert.Equal(2, splits.Train.Count);
+        Assert.Equal(new Dictionary<string, int> { ["train"] = 1 }, DataCatalog.Skipped(splits));
+        Assert.Empty(DataCatalog.Skipped(DataCatalog.Open(data with { Root = NyudV2Tests.MultiTaskFolder(Path.Combine(_dir, "clean"), ["a"], ["c"]) })));
+    }
 }
