@@ -51,22 +51,7 @@ public sealed class HRNetPrunerTests : IDisposable
     {
         var model = Model(spec, pattern, size);
         model.train();
-        var before = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
-        var pruned = Pruner.Prune(model, new ImageInput(3, size, size));
-
-        Assert.True(model.training);
-        foreach (var (k, v) in model.state_dict()) Assert.True(before[k].equal(v).all().item<bool>(), k);
-
-        model.eval();
-        using var net = new StaticNetwork(pruned.Graph);
-        var x = randn(2, 3, size, size);
-        using (no_grad())
-        {
-            var expected = model.call(x);
-            var actual = net.call(x);
-            foreach (var t in PrunerTests.Tasks)
-                Assert.True(RelativeError(actual[t.Name], expected[t.Name]) <= 1e-4, $"{t.Name}: {RelativeError(actual[t.Name], expected[t.Name])}");
-        }
+        var pruned = PrunerTests.PruneAndCompare(model, size, PrunerTests.Tasks);
 
         var (macs, parameters) = ComparisonRunner.Cost(model, (3, size, size));
         Assert.Equal(macs, pruned.Report.MacsAfter);

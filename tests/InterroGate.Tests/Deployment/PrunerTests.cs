@@ -86,15 +86,14 @@ public sealed class PrunerTests
         yield return ["resnet50", GatingMode.Block, Pattern.OneSpecificRestShared, 32];
     }
 
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void The_pruned_network_computes_what_the_gated_one_does_at_the_cost_its_gates_predict(string backbone, GatingMode mode, Pattern pattern, int size)
+    /// <summary>
+    /// Prunes <paramref name="model"/> (in training mode) at <paramref name="size"/>² and checks that pruning is pure
+    /// (the model unchanged and still training) and that the static network predicts every task as the gated model does.
+    /// </summary>
+    internal static PruneResult PruneAndCompare(InterroGateModel model, int size, TaskSet tasks)
     {
-        var model = Model(backbone, mode, pattern, size);
-        model.train();
         var before = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
-        var input = new ImageInput(3, size, size);
-        var pruned = Pruner.Prune(model, input);
+        var pruned = Pruner.Prune(model, new ImageInput(3, size, size));
 
         // Pure: the trained model is unchanged, and left in the mode it was in.
         Assert.True(model.training);
@@ -107,8 +106,18 @@ public sealed class PrunerTests
         {
             var expected = model.call(x);
             var actual = net.call(x);
-            foreach (var t in Tasks) Assert.True(RelativeError(actual[t.Name], expected[t.Name]) <= 1e-4, $"{t.Name}: {RelativeError(actual[t.Name], expected[t.Name])}");
+            foreach (var t in tasks) Assert.True(RelativeError(actual[t.Name], expected[t.Name]) <= 1e-4, $"{t.Name}: {RelativeError(actual[t.Name], expected[t.Name])}");
         }
+        return pruned;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void The_pruned_network_computes_what_the_gated_one_does_at_the_cost_its_gates_predict(string backbone, GatingMode mode, Pattern pattern, int size)
+    {
+        var model = Model(backbone, mode, pattern, size);
+        model.train();
+        var pruned = PruneAndCompare(model, size, Tasks);
 
         // The counted cost of the pruned network is the cost the gates predicted.
         var (macs, parameters) = ComparisonRunner.Cost(model, (3, size, size));
