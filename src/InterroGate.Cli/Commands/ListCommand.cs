@@ -31,7 +31,7 @@ internal static class ListCommand
         string backbone = b.Name + (b.Width != 1 ? $" ×{b.Width}" : "") + (b.Name.StartsWith("resnet", StringComparison.Ordinal) && b.OutputStride != 32 ? $" OS{b.OutputStride}" : "");
         string tasks = c.Tasks is null ? "" : $" ({string.Join(", ", c.Tasks)})";
         string lambdas = c.LambdaS.Count == 0 ? "" : $"; λs {string.Join(", ", c.LambdaS)}";
-        string root = c.Data.Dataset is "nyudv2" or "pascal-context" ? "; needs --set data.root=..." : "";
+        string root = DataCatalog.NeedsRoot(c.Data.Dataset) ? "; needs --set data.root=..." : "";
         return $"{c.Data.Dataset}{tasks}, {backbone}{lambdas}{root}";
     }
 

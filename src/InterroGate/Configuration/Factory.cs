@@ -21,6 +21,9 @@ public static class DataCatalog
 
     public static IReadOnlyCollection<string> Names => (IReadOnlyCollection<string>)Descriptions.Keys;
 
+    /// <summary>Whether <paramref name="dataset"/> is read from a folder the user names (data.root), with no default.</summary>
+    public static bool NeedsRoot(string dataset) => dataset is "nyudv2" or "pascal-context";
+
     /// <summary>Ids of a split list left out because their files are missing (<see cref="DataConfig.SkipMissing"/>), per split; empty when none.</summary>
     public static IReadOnlyDictionary<string, int> Skipped(DatasetSplits splits)
     {

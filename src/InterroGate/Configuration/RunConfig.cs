@@ -28,7 +28,7 @@ public sealed record DataConfig
         ConfigException.Require(ValidationSize > 0, $"{path}.validationSize", ValidationSize, "> 0");
         ConfigException.Require(TestSize > 0, $"{path}.testSize", TestSize, "> 0");
         if (Dataset == "folder") ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", "the folder holding tasks.json");
-        if (Dataset is "nyudv2" or "pascal-context")
+        if (DataCatalog.NeedsRoot(Dataset))
             ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", $"the folder of the {Dataset} data on disk");
     }
 }

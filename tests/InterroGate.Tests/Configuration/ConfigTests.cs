@@ -112,7 +112,7 @@ public sealed class ConfigTests
     public void Every_preset_is_valid()
     {
         // Presets of data sets read from disk leave data.root to the user (--set data.root=...).
-        static DataConfig Rooted(DataConfig d) => d.Dataset is "nyudv2" or "pascal-context" ? d with { Root = "/data" } : d;
+        static DataConfig Rooted(DataConfig d) => DataCatalog.NeedsRoot(d.Dataset) ? d with { Root = "/data" } : d;
         foreach (var (name, make) in Presets.Comparisons)
         {
             var c = make();
