@@ -60,16 +60,19 @@ internal static class DeploySpeed
         for (int m = 0; m < models.Count; m++)
             Row(models[m].Name, models[m].Pct, models[m].Macs, ms1[m], 32 / ms32[m] * 1000, models[m].Pruned is null ? null : (double)stlMacs / models[m].Macs);
 
-        Console.WriteLine();
-        Console.WriteLine("Where the time goes at batch 32 (ms per forward pass by operator; per node, the median of 5 passes):");
-        var profiles = models.Where(m => m.Pruned is not null).Select(m => (m.Name, Ops: ProfileByOp(m.Pruned!, size)))
-            .Prepend((Name: "STL, BN folded (static)", Ops: ProfileByOp(stlNet, size))).ToArray();
-        var ops = profiles.SelectMany(p => p.Ops.Keys).Distinct().OrderBy(o => o).Where(o => o != StaticOp.Input).ToArray();
-        Console.WriteLine($"| network | {string.Join(" | ", ops)} | total |");
-        Console.WriteLine($"|---|{string.Concat(ops.Select(_ => "---|"))}---|");
-        foreach (var (name, byOp) in profiles)
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | {string.Join(" | ", ops.Select(o => byOp.TryGetValue(o, out var v) ? v.ToString("F1", CultureInfo.InvariantCulture) : ""))} | {byOp.Values.Sum():F1} |"));
+        foreach (var batch in new[] { 1, 32 })
+        {
+            Console.WriteLine();
+            Console.WriteLine($"Where the time goes at batch {batch} (ms per forward pass by operator, and number of nodes; per node, the median of 5 passes):");
+            var profiles = models.Where(m => m.Pruned is not null).Select(m => (m.Name, Ops: ProfileByOp(m.Pruned!, size, batch)))
+                .Prepend((Name: "STL, BN folded (static)", Ops: ProfileByOp(stlNet, size, batch))).ToArray();
+            var ops = profiles.SelectMany(p => p.Ops.Keys).Distinct().OrderBy(o => o).Where(o => o != StaticOp.Input).ToArray();
+            Console.WriteLine($"| network | {string.Join(" | ", ops)} | total |");
+            Console.WriteLine($"|---|{string.Concat(ops.Select(_ => "---|"))}---|");
+            foreach (var (name, byOp) in profiles)
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {name} | {string.Join(" | ", ops.Select(o => byOp.TryGetValue(o, out var v) ? $"{v.Ms:F1} ({v.Nodes})" : ""))} | {byOp.Values.Sum(v => v.Ms):F1} ({byOp.Values.Sum(v => v.Nodes)}) |"));
+        }
 
         void Row(string name, string pct, long macs, double ms1, double ips32, double? predicted)
         {
@@ -127,15 +130,15 @@ internal static class DeploySpeed
         }
     }
 
-    /// <summary>Per-operator time of one batch-32 forward pass: per node, the median over 5 passes.</summary>
-    private static Dictionary<StaticOp, double> ProfileByOp(StaticNetwork net, int size)
+    /// <summary>Per-operator time of one forward pass at <paramref name="batch"/> (per node, the median over 5 passes) and node count.</summary>
+    private static Dictionary<StaticOp, (double Ms, int Nodes)> ProfileByOp(StaticNetwork net, int size, int batch)
     {
-        var x = randn(32, 3, size, size);
+        var x = randn(batch, 3, size, size);
         net.Profile(x);
         var runs = Enumerable.Range(0, 5).Select(_ => net.Profile(x)).ToArray();
         return Enumerable.Range(0, runs[0].Count)
             .Select(i => (runs[0][i].Node.Op, Ms: runs.Select(r => r[i].Ms).OrderBy(v => v).ElementAt(2)))
-            .GroupBy(p => p.Op).ToDictionary(g => g.Key, g => g.Sum(p => p.Ms));
+            .GroupBy(p => p.Op).ToDictionary(g => g.Key, g => (g.Sum(p => p.Ms), g.Count()));
     }
 
     private static long Macs(MultiTaskModel model, int size) =>

@@ -28,8 +28,10 @@ public static class CostCounter
     {
         var layers = new List<LayerCost>();
         var removers = new List<Action>();
+        var seen = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
         foreach (var (name, module) in model.named_modules())
         {
+            if (!seen.Add(module)) continue; // a module registered under two names runs (and counts) once per call
             switch (module)
             {
                 case Conv2d conv:

@@ -15,7 +15,6 @@ namespace InterroGate.Architectures;
 public sealed class InterroGateModel : MultiTaskModel
 {
     private readonly nn.Module<Tensor, Tensor[]> encoder;
-    private readonly IGatedEncoder _gated;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
@@ -32,21 +31,21 @@ public sealed class InterroGateModel : MultiTaskModel
         {
             case ResNetSpec resnet:
                 var gatedResNet = new GatedResNet(names, resnet, inChannels, inputSize, options.Gating, options.AlphaInit) { Fusion = options.Fusion };
-                (encoder, _gated) = (gatedResNet, gatedResNet);
+                encoder = gatedResNet;
                 break;
             case HRNetSpec hrnet:
                 if (options.Gating != GatingMode.Conv)
                     throw new NotSupportedException($"The gated HRNet gates every convolution (gating: conv); gating: {options.Gating.ToString().ToLowerInvariant()} is for ResNets only.");
                 // Branch fusion is the gated ResNet's option; the gated HRNet runs its T+1 copies one after the other.
                 var gatedHRNet = new GatedHRNet(names, hrnet, inChannels, inputSize, options.AlphaInit);
-                (encoder, _gated) = (gatedHRNet, gatedHRNet);
+                encoder = gatedHRNet;
                 break;
             default:
                 throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone.");
         }
-        _gated.Noise = new GateNoise(options.NoiseTemperature);
+        Encoder.Noise = new GateNoise(options.NoiseTemperature);
         heads = MakeHeads(spec);
-        _layerMacs = _gated.GatedLayerMacs().ToArray();
+        _layerMacs = Encoder.GatedLayerMacs().ToArray();
         RegisterComponents();
     }
 
@@ -54,7 +53,11 @@ public sealed class InterroGateModel : MultiTaskModel
     /// <summary>The backbone every branch of the encoder has.</summary>
     public IEncoderSpec Spec { get; }
     /// <summary>The gated encoder (encoder.task_branches.{task}, encoder.shared, encoder.gates).</summary>
-    public IGatedEncoder Encoder => _gated;
+    /// <remarks>
+    /// A property over the one encoder field, not a second field: TorchSharp registers every field that holds a
+    /// module, so a second field would register the encoder twice (every hook and cost count would see it twice).
+    /// </remarks>
+    public IGatedEncoder Encoder => (IGatedEncoder)encoder;
     /// <summary>The gated encoder where the backbone is a ResNet; null otherwise.</summary>
     public GatedResNet? ResNetEncoder => encoder as GatedResNet;
     /// <summary>The gated encoder where the backbone is an HRNet; null otherwise.</summary>
@@ -70,18 +73,18 @@ public sealed class InterroGateModel : MultiTaskModel
     }
 
     public override Tensor? Regularizer() =>
-        SparsityLoss.Compute(_gated.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs) * Options.LambdaS;
+        SparsityLoss.Compute(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs) * Options.LambdaS;
 
     public override IEnumerable<Parameter> GateParameters() =>
-        _gated.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta });
+        Encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta });
 
-    public override IEnumerable<Parameter> SharedParameters() => _gated.SharedParameters();
+    public override IEnumerable<Parameter> SharedParameters() => Encoder.SharedParameters();
 
     /// <summary>Hard gates per gated layer, task and channel (G = 1[α &gt; 0]).</summary>
     public IReadOnlyList<bool[][]> HardGates()
     {
         using var _ = no_grad();
-        return _gated.GateLayers.Select(g =>
+        return Encoder.GateLayers.Select(g =>
         {
             var on = g.Alpha.gt(0).cpu();
             return Enumerable.Range(0, g.Tasks).Select(t => on[t].data<bool>().ToArray()).ToArray();
@@ -98,7 +101,7 @@ public sealed class InterroGateModel : MultiTaskModel
     }
 
     /// <summary>Cost of the encoder once pruned with the current gates (see <see cref="PrunedCost"/>).</summary>
-    public PrunedCost PredictPrunedEncoderCost() => _gated.PredictPrunedCost(HardGates());
+    public PrunedCost PredictPrunedEncoderCost() => Encoder.PredictPrunedCost(HardGates());
 
     public override IReadOnlyDictionary<string, double> Diagnostics()
     {

@@ -37,6 +37,43 @@ public sealed class CostTests
         Assert.Equal(parameters, r.Params);
     }
 
+    [Theory]
+    [InlineData("resnet20")]
+    [InlineData("resnet18")]
+    public void The_gated_network_costs_its_T_plus_1_branches_and_T_heads_once_each(string backbone)
+    {
+        var (ig, encoder) = Model(GatingMode.Conv, backbone);
+        var r = CostCounter.Count(ig, x => ig.call(x), [1, 3, 36, 36]);
+        long features = ig.Encoder.OutChannels;
+        Assert.Equal(4 * encoder + features * (4 + 3 + 2), r.Macs); // shared + 3 task branches; linear heads of 4, 3, 2 classes
+        Assert.Equal(r.Layers.Count, r.Layers.Select(l => l.Name).Distinct().Count());
+    }
+
+    /// <summary>One convolution held by two fields, so TorchSharp registers it under two names.</summary>
+    private sealed class Aliased : nn.Module<Tensor, Tensor>
+    {
+        private readonly TorchSharp.Modules.Conv2d conv = nn.Conv2d(3, 8, 3);
+        private readonly nn.Module alias;
+
+        public Aliased() : base(nameof(Aliased))
+        {
+            alias = conv;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x) => conv.call(x);
+    }
+
+    [Fact]
+    public void A_module_registered_under_two_names_is_counted_once()
+    {
+        var net = new Aliased();
+        Assert.Equal(2, net.named_modules().Count());
+        var r = CostCounter.Count(net, x => net.call(x), [1, 3, 6, 6]);
+        Assert.Equal(8 * 3 * 9 * 4 * 4, r.Macs);
+        Assert.Single(r.Layers);
+    }
+
     private static (InterroGateModel Ig, long EncoderMacs) Model(GatingMode mode, string backbone = "resnet20")
     {
         var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 4), new TaskSpec("b", TaskKind.Classification, 3), new TaskSpec("c", TaskKind.Classification, 2)]);

@@ -55,6 +55,7 @@ public sealed class ArchitectureContractTests
                     g.Alpha[.., 1] = -1;
                 }
 
+        AssertEveryModuleOnce(model);
         using var scope = NewDisposeScope();
         var outputs = model.call(randn(3, 2, size, size));
         Assert.Equal(Tasks.Names.ToHashSet(), outputs.Keys.ToHashSet());
@@ -75,6 +76,19 @@ public sealed class ArchitectureContractTests
             Assert.True(p.grad!.isfinite().all().item<bool>(), $"{name} has a non-finite gradient");
             Assert.True(p.grad.abs().sum().item<float>() > 0, $"{name} has an all-zero gradient");
         }
+    }
+
+    /// <summary>
+    /// No module is registered under two names: TorchSharp registers every field holding a module, whatever the
+    /// field's declared type, and a module seen twice is counted, hooked and switched to eval twice.
+    /// </summary>
+    internal static void AssertEveryModuleOnce(nn.Module model)
+    {
+        var names = new Dictionary<nn.Module, string>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, module) in model.named_modules())
+            Assert.True(names.TryAdd(module, name), $"one module is registered as both '{names.GetValueOrDefault(module)}' and '{name}'");
+        // Each tensor once in the state dict, too (TorchSharp's state_dict would list an aliased module's tensors under both names).
+        Assert.Equal(model.named_parameters().Count() + model.named_buffers(include_nonpersistent: false).Count(), model.state_dict().Count);
     }
 
     [Fact]

@@ -45,6 +45,7 @@ public sealed class HRNetArchitectureTests : IDisposable
             .ToDictionary(m => m.name["heads.".Length..], m => m.module);
         Assert.All(new[] { "semseg", "depth", "normals" }, t => Assert.Equal(270, Assert.IsType<HrNetHead>(heads[t]).InChannels));
         Assert.IsType<ClassificationHead>(heads["kind"]);
+        ArchitectureContractTests.AssertEveryModuleOnce(model);
 
         if (model is InterroGateModel ig) // a mixed sharing pattern, so that the shared branch is read too
             using (no_grad())
