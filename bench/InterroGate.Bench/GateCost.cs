@@ -73,6 +73,56 @@ internal static class GateCost
         }
     }
 
+    /// <summary>
+    /// The gate and mix alone with the gradients a network gives it (dense, contiguous, from the next convolutions):
+    /// the fused kernel on all threads and on one, against the tensor operations. Forward + backward, median (ms).
+    /// </summary>
+    public static void Kernel(double width)
+    {
+        Console.WriteLine($"{get_num_threads()} threads, batch {Batch}, T = {Tasks}, ResNet-20 width {width}; gate and mix forward + backward with dense upstream gradients, median of {Runs} (ms)");
+        Console.WriteLine("| layer output | tensor operations | fused kernel | fused kernel, 1 thread | one copy of the layer output (clone) |");
+        Console.WriteLine("|---|---|---|---|---|");
+        foreach (var (c16, hw) in new[] { (16, 36L), (32, 18L), (64, 9L) })
+        {
+            long C = Math.Max(1, (long)Math.Round(c16 * width));
+            using var scope = NewDisposeScope();
+            var layer = new GateLayer(Tasks, C, 0, hasMix: true);
+            using (no_grad()) layer.Alpha.copy_(randn_like(layer.Alpha));
+            var branches = Enumerable.Range(0, Tasks + 1).Select(_ => randn(Batch, C, hw, hw).requires_grad_(true)).ToArray();
+            var upstream = Enumerable.Range(0, Tasks + 1).Select(_ => randn(Batch, C, hw, hw)).ToArray();
+            double Pass(bool kernel, int threads)
+            {
+                (GateMixKernel.Enabled, GateMixKernel.Threads) = (kernel, threads);
+                try
+                {
+                    return TimeAction(() =>
+                    {
+                        var (g, m) = layer.Apply(branches[1..], branches[0], layer.Gates(GateNoise.Off));
+                        autograd.backward([.. g, m!], upstream);
+                    });
+                }
+                finally { (GateMixKernel.Enabled, GateMixKernel.Threads) = (true, 0); }
+            }
+            double ops = Pass(false, 0), fused = Pass(true, 0), single = Pass(true, 1);
+            double copy = TimeAction(() => upstream[0].clone());
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {C}×{hw}×{hw} | {ops:F2} | {fused:F2} | {single:F2} | {copy:F2} |"));
+        }
+    }
+
+    private static double TimeAction(Action run)
+    {
+        var times = new List<double>();
+        for (int i = 0; i < Runs + 3; i++)
+        {
+            using var scope = NewDisposeScope();
+            var sw = Stopwatch.StartNew();
+            run();
+            if (i >= 3) times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
     private static Tensor Loss(Tensor mixed, Tensor[] gated)
     {
         Tensor l = mixed.sum();

@@ -9,6 +9,8 @@
 //        (gradient matrices and the gradient methods' results, for bench/reference/gradient_methods.py)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- gates [width]
 //        (forward + backward of one gated layer's gate and mix against its branches' units; see GateCost.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- gate-kernel [widths...]
+//        (the gate and mix alone: fused CPU kernel against tensor operations; see GateCost.Kernel)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- fusion [widths...]
 //        (InterroGate's training step with branch fusion off, on, and chosen per unit)
 //    or: InterroGate.Bench step --model interrogate|mtl --backbone B ... --device cuda --out DIR
@@ -48,6 +50,13 @@ if (args.Length > 0 && args[0] == "gates")
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
     foreach (var w in args.Length > 1 ? args.Skip(1).Select(a => double.Parse(a, CultureInfo.InvariantCulture)) : [1.0])
         GateCost.Run(w);
+    return;
+}
+if (args.Length > 0 && args[0] == "gate-kernel")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    foreach (var w in args.Length > 1 ? args.Skip(1).Select(a => double.Parse(a, CultureInfo.InvariantCulture)) : [1.0])
+        GateCost.Kernel(w);
     return;
 }
 if (args.Length > 0 && args[0] == "step")
@@ -127,15 +136,16 @@ if (fusion)
     return;
 }
 Console.WriteLine($"median of {Steps} training steps (forward, backward, Adam step) after {Warmup} warm-up steps, the networks stepped in turn");
-Console.WriteLine("InterroGate with branch fusion off (the default) and auto (each unit fused where the first batch shows it faster)");
-Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s (off / auto) | InterroGate ms (off / auto) | (T+1) × plain ms | ratio (off / auto) |");
+Console.WriteLine("InterroGate three ways: the fused gate-and-mix kernel (the default), the same as tensor operations, and the kernel with " +
+                  "branch fusion auto (each unit fused where the first batch shows it faster)");
+Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s (kernel / ops / kernel + auto) | InterroGate ms (kernel / ops / kernel + auto) | (T+1) × plain ms | ratio (kernel / ops / kernel + auto) |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|");
 foreach (var width in widths)
 {
     var spec = ResNetSpec.ResNet20(width);
     var plain = new SingleTask(new TaskSet([tasks[0]]), spec, 1);
     var mtl = new HardSharing(tasks, spec, 1);
-    var igs = new[] { BranchFusion.Off, BranchFusion.Auto }.Select(f =>
+    var igs = new[] { BranchFusion.Off, BranchFusion.Off, BranchFusion.Auto }.Select(f =>
     {
         manual_seed(3);
         var m = new InterroGateModel(tasks, spec, 1, (36, 36), new InterroGateConfig { LambdaS = 1, Fusion = f });
@@ -146,17 +156,20 @@ foreach (var width in widths)
     }).ToArray();
 
     // Round-robin (one step of each network in turn) so that drifts of the machine touch all of them alike.
-    var runners = new[] { new Stepper(plain, batches), new Stepper(mtl, batches), new Stepper(igs[0], batches), new Stepper(igs[1], batches) };
+    var runners = new[] { new Stepper(plain, batches), new Stepper(mtl, batches), new Stepper(igs[0], batches),
+        new Stepper(igs[1], batches, gateKernel: false), new Stepper(igs[2], batches) };
     for (int i = 0; i < Warmup + Steps; i++)
         foreach (var r in runners) r.Step(record: i >= Warmup);
-    double tPlain = runners[0].Median, tMtl = runners[1].Median, tIg = runners[2].Median, tAuto = runners[3].Median;
+    double tPlain = runners[0].Median, tMtl = runners[1].Median;
+    var tIg = runners[2..].Select(r => r.Median).ToArray();
     double branches = (tasks.Count + 1) * tPlain;
+    string Three(Func<double, double> f, string format) => string.Join(" / ", tIg.Select(t => f(t).ToString(format, CultureInfo.InvariantCulture)));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {width} | {tPlain:F1} | {Batch / (2 * tPlain) * 1000:F0} | {Batch / tMtl * 1000:F0} | {Batch / tIg * 1000:F0} / {Batch / tAuto * 1000:F0} | {tIg:F1} / {tAuto:F1} | {branches:F1} | {tIg / branches:F2} / {tAuto / branches:F2} |"));
+        $"| {width} | {tPlain:F1} | {Batch / (2 * tPlain) * 1000:F0} | {Batch / tMtl * 1000:F0} | {Three(t => Batch / t * 1000, "F0")} | {Three(t => t, "F1")} | {branches:F1} | {Three(t => t / branches, "F2")} |"));
 }
 
 /// <summary>Training steps of one model on the benchmark batches, timed one at a time.</summary>
-sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches, InterroGate.Balancing.IBalancer? balancer = null)
+sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches, InterroGate.Balancing.IBalancer? balancer = null, bool gateKernel = true)
 {
     private readonly InterroGate.Balancing.IBalancer _balancer = balancer ?? InterroGate.Balancing.FixedWeights.Uniform(model.Tasks.Count);
     private InterroGate.Balancing.BalanceContext? _contextValue;
@@ -181,6 +194,8 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
     {
         model.train();
         var batch = _current = batches[_step++ % batches.Length];
+        bool kernel = GateMixKernel.Enabled;
+        GateMixKernel.Enabled = gateKernel && kernel;
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
@@ -199,5 +214,6 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
             });
         }
         if (record) _times.Add(sw.Elapsed.TotalMilliseconds);
+        GateMixKernel.Enabled = kernel;
     }
 }
