@@ -97,7 +97,7 @@ if (args.Length > 0 && args[0] == "deploy")
     return;
 }
 
-const int Batch = 128, Warmup = 3, Steps = 15;
+const int Batch = 128, Warmup = 3, Steps = 30;
 bool fusion = args.Length > 0 && args[0] == "fusion";
 if (fusion) args = args[1..];
 var widths = args.Length > 0 ? args.Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.25, 0.5, 1.0];

@@ -2,6 +2,7 @@
 // features forward and one backward, where the same computation as tensor operations makes about four times as many
 // passes (a lerp per task, the weighted sum, and the backward of each with its per-channel reductions).
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using static TorchSharp.torch;
 
 namespace InterroGate.Gating;
@@ -146,6 +147,7 @@ public static class GateMixKernel
     /// One plane of task t forward: g = lerp(s, x, α) written to <paramref name="g"/>; with a mix, m = w·g (first task)
     /// or m += w·g. lerp's rounding: s + α(x − s) for α &lt; 0.5, x − (x − s)(1 − α) otherwise.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a kernel: optimised from its first call, not after tiering up
     private static unsafe void GatePlane(float* s, float* x, float* g, float alpha, float* m, float w, bool first, long n)
     {
         bool low = alpha < 0.5f;
@@ -176,6 +178,7 @@ public static class GateMixKernel
     /// One plane of task t backward. G = ∂φ̃_t (+ w ∂m): ∂φ_t = α G, ∂ψ = Σ_t (1 − α_t) G (written for the first task,
     /// accumulated for the others); returns Σ G (φ_t − ψ) (the gate's gradient) and Σ ∂m φ̃_t (the weight's).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe (double Alpha, double Weight) BackwardPlane(float* s, float* x, float* gg, float* gm, float* gx, float* gs,
         float alpha, float w, bool first, long n)
     {
