@@ -5,6 +5,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using InterroGate.Gating;
+using InterroGate.Runtime;
 using static TorchSharp.torch;
 
 internal static class GateCost

@@ -29,6 +29,7 @@ using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
 using InterroGate.Gating;
+using InterroGate.Runtime;
 using InterroGate.Objectives;
 using InterroGate.Tasks;
 using static TorchSharp.torch;

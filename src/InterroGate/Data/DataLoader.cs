@@ -18,7 +18,9 @@ public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool sh
     {
         var order = new long[dataset.Count];
         for (int i = 0; i < order.Length; i++) order[i] = i;
-        if (shuffle) new Random(HashCode.Combine(seed, epoch, 0x1f2e3d)).Shuffle(order);
+        // A seed that is the same in every process (HashCode.Combine is randomised per process): a run resumed in a
+        // new process continues the epoch in the order it started it.
+        if (shuffle) new Random(DenseDataset.StableSeed(seed, epoch, 0x1f2e3d)).Shuffle(order);
         return order;
     }
 

@@ -51,12 +51,12 @@ public sealed class GateLayer : nn.Module
     /// Eq. 2 and Eq. 3: each task reads channel c from its own copy where G_t[c] = 1 and from the shared
     /// copy otherwise; the shared copy of the next layer reads the softmax(β)-weighted sum of the gated
     /// task features. Returns the gated task features and the mix (null on the last gated layer). On float32 CPU
-    /// feature maps a fused kernel computes the same (<see cref="GateMixKernel"/>).
+    /// feature maps a fused kernel computes the same (<see cref="Runtime.GateMixKernel"/>).
     /// </summary>
     public (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> taskFeatures, Tensor shared, Tensor gates)
     {
         var weights = beta?.softmax(0); // [T, C], sums to 1 over tasks
-        if (GateMixKernel.Applies(shared, taskFeatures)) return GateMixKernel.Apply(taskFeatures, shared, gates, weights);
+        if (Runtime.GateMixKernel.Applies(shared, taskFeatures)) return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights);
 
         var gated = new Tensor[Tasks];
         var shape = ChannelShape(shared.dim());

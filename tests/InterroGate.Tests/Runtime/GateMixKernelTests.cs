@@ -1,7 +1,8 @@
 using InterroGate.Gating;
+using InterroGate.Runtime;
 using static TorchSharp.torch;
 
-namespace InterroGate.Tests.Gating;
+namespace InterroGate.Tests.Runtime;
 
 /// <summary>The fused CPU gate-and-mix computes what the tensor operations do, forward and backward.</summary>
 [Collection("Torch")]

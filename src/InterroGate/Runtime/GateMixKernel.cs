@@ -5,10 +5,10 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using static TorchSharp.torch;
 
-namespace InterroGate.Gating;
+namespace InterroGate.Runtime;
 
 /// <summary>
-/// The gate-and-mix of <see cref="GateLayer.Apply"/> on float32 CPU features [N, C, H, W], computed by a C# loop
+/// The gate-and-mix of <see cref="Gating.GateLayer.Apply"/> on float32 CPU features [N, C, H, W], computed by a C# loop
 /// (vectorised, parallel over N·C planes) with its own backward: for each task t, φ̃_t = ψ + G_t ⊙ (φ_t − ψ) (with
 /// the same rounding as <c>lerp</c>), and m = Σ_t w_t ⊙ φ̃_t. The backward recomputes φ̃_t from its inputs instead of
 /// storing it. Other devices, dtypes and ranks use the tensor operations.
