@@ -131,17 +131,5 @@ internal static class GateCost
         return l;
     }
 
-    private static double Time(Func<Tensor> lossOf)
-    {
-        var times = new List<double>();
-        for (int i = 0; i < Runs + 3; i++)
-        {
-            using var scope = NewDisposeScope();
-            var sw = Stopwatch.StartNew();
-            lossOf().backward();
-            if (i >= 3) times.Add(sw.Elapsed.TotalMilliseconds);
-        }
-        times.Sort();
-        return times[times.Count / 2];
-    }
+    private static double Time(Func<Tensor> lossOf) => TimeAction(() => lossOf().backward());
 }

@@ -161,14 +161,14 @@ public static class GateMixKernel
             var vs = Vector.Load(s + i);
             var vx = Vector.Load(x + i);
             var d = vx - vs;
-            var vg = low ? vs + vk * d : vx - d * vk;
+            var vg = Lerp(vs, vx, d, vk, low);
             vg.Store(g + i);
             if (m is not null) (first ? vw * vg : Vector.Load(m + i) + vg * vw).Store(m + i);
         }
         for (; i < n; i++)
         {
             float d = x[i] - s[i];
-            float gi = low ? s[i] + k * d : x[i] - d * k;
+            float gi = Lerp(s[i], x[i], d, k, low);
             g[i] = gi;
             if (m is not null) m[i] = first ? w * gi : m[i] + gi * w;
         }
@@ -202,7 +202,7 @@ public static class GateMixKernel
             {
                 var vm = Vector.Load(gm + i);
                 G += vw * vm;
-                accW += vm * (low ? vs + vk * d : vx - d * vk);
+                accW += vm * Lerp(vs, vx, d, vk, low);
             }
             (G * va).Store(gx + i);
             (first ? G * v1a : Vector.Load(gs + i) + G * v1a).Store(gs + i);
@@ -216,7 +216,7 @@ public static class GateMixKernel
             if (gm is not null)
             {
                 G += w * gm[i];
-                sumW += gm[i] * (low ? s[i] + k * d : x[i] - d * k);
+                sumW += gm[i] * Lerp(s[i], x[i], d, k, low);
             }
             gx[i] = G * alpha;
             gs[i] = first ? G * (1 - alpha) : gs[i] + G * (1 - alpha);
@@ -224,6 +224,13 @@ public static class GateMixKernel
         }
         return (sumA, sumW);
     }
+
+    /// <summary>lerp(s, x, α) with d = x − s and k = α (low: α &lt; 0.5) or 1 − α, rounded as ATen's lerp rounds it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<float> Lerp(Vector<float> s, Vector<float> x, Vector<float> d, Vector<float> k, bool low) => low ? s + k * d : x - d * k;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Lerp(float s, float x, float d, float k, bool low) => low ? s + k * d : x - d * k;
 
     private static float[] Scalars(Tensor t) => t.detach().to(float32).cpu().contiguous().data<float>().ToArray();
 
