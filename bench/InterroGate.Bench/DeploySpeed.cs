@@ -14,7 +14,8 @@ using static TorchSharp.torch;
 
 internal static class DeploySpeed
 {
-    public static void Run(string backbone, int size, double[] fractions, int repeats)
+    /// <param name="trained">InterroGate checkpoints of the same backbone whose learned gates are timed as further patterns.</param>
+    public static void Run(string backbone, int size, double[] fractions, int repeats, IReadOnlyList<string>? trained = null)
     {
         var tasks = new TaskSet([new TaskSpec("task1", TaskKind.Classification, 10), new TaskSpec("task2", TaskKind.Classification, 10)]);
         var spec = BackboneCatalog.Spec(backbone);
@@ -35,6 +36,16 @@ internal static class DeploySpeed
         };
         var patterns = fractions.Select(f => ($"random {f:P0}", (Func<GateLayer, int, int, Tensor>)((g, _, _) => rand_like(g.Alpha).lt(f)))).ToList();
         patterns.Add(("last half of the layers", (g, layer, layers) => full_like(g.Alpha, 2 * layer >= layers).to(@bool)));
+        foreach (var path in trained ?? [])
+        {
+            var gates = TrainedGates(path);
+            patterns.Add(($"trained, {Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(path)))}", (g, layer, layers) =>
+            {
+                if (gates.Count != layers || gates[layer].Length != g.Tasks || gates[layer][0].Length != g.Channels)
+                    throw new ArgumentException($"{path}: its gates ({gates.Count} layers) do not fit {backbone}'s InterroGate model ({layers} layers).");
+                return tensor(gates[layer].SelectMany(t => t).ToArray(), dtype: @bool).view(g.Tasks, g.Channels);
+            }));
+        }
         bool gatedTimed = false;
         foreach (var (pattern, gate) in patterns)
         {
@@ -85,6 +96,14 @@ internal static class DeploySpeed
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | {pct} | {macs / 1e9:F3} | {ms1:F1} | {ips32:F1} | {s1:F2} / {s32:F2} | {(predicted is double q ? q.ToString("F2", CultureInfo.InvariantCulture) : "")} | {measured} | {againstStatic} |"));
         }
+    }
+
+    /// <summary>The hard gates of an InterroGate checkpoint, per layer, task and channel.</summary>
+    private static IReadOnlyList<bool[][]> TrainedGates(string path)
+    {
+        var (model, _, _) = ModelFiles.LoadCheckpoint(path);
+        using (model)
+            return model is InterroGateModel ig ? ig.HardGates() : throw new ArgumentException($"{path} is not an InterroGate checkpoint.");
     }
 
     /// <summary>Sets every gate: <paramref name="open"/>(layer, index, layers) is true where the task reads its own copy.</summary>

@@ -1,7 +1,7 @@
 // Training-step speed on CPU: one plain network (STL, one task), MTL and InterroGate on MultiFashion
 // batches, and InterroGate's step against its T+1 branches trained as plain networks.
 // Usage: dotnet run -c Release --project bench/InterroGate.Bench -- [widths...] (default 0.25 0.5 1)
-//    or: dotnet run -c Release --project bench/InterroGate.Bench -- deploy [backbone] [size] [fractions...]
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- deploy [backbone] [size] [fractions...] [--gates CHECKPOINT...]
 //        (inference speed of STL, MTL, gated and pruned InterroGate; see DeploySpeed.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- balancers [methods...]
 //        (training step time of MTL under each loss-balancing method; see BalancerCost.cs)
@@ -93,8 +93,12 @@ if (args.Length > 0 && args[0] == "convs")
 if (args.Length > 0 && args[0] == "deploy")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    // Further arguments: task-specific fractions of random patterns, and (--gates CKPT...) trained checkpoints whose gates to time.
+    int split = Array.IndexOf(args, "--gates");
+    var rest = split < 0 ? args.Skip(3).ToArray() : args[3..split];
+    var trained = split < 0 ? [] : args[(split + 1)..];
     DeploySpeed.Run(args.Length > 1 ? args[1] : "resnet18", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 224,
-        args.Length > 3 ? args.Skip(3).Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.1, 0.3, 0.5], repeats: 7);
+        rest.Length > 0 ? rest.Select(a => double.Parse(a, CultureInfo.InvariantCulture)).ToArray() : [0.1, 0.3, 0.5], repeats: 7, trained);
     return;
 }
 
@@ -137,16 +141,17 @@ if (fusion)
     return;
 }
 Console.WriteLine($"median of {Steps} training steps (forward, backward, Adam step) after {Warmup} warm-up steps, the networks stepped in turn");
-Console.WriteLine("InterroGate three ways: the fused gate-and-mix kernel (the default), the same as tensor operations, and the kernel with " +
-                  "branch fusion auto (each unit fused where the first batch shows it faster)");
-Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s (kernel / ops / kernel + auto) | InterroGate ms (kernel / ops / kernel + auto) | (T+1) × plain ms | ratio (kernel / ops / kernel + auto) |");
+Console.WriteLine("InterroGate four ways: the fused gate-and-mix kernel with the gated units' ReLU in it (the default), the kernel with the ReLU " +
+                  "as a tensor operation before it, all as tensor operations, and the default with branch fusion auto (each unit fused " +
+                  "where the first batch shows it faster)");
+Console.WriteLine("| width | plain network ms | STL (2 networks) img/s | MTL img/s | InterroGate img/s (kernel / kernel, ReLU apart / ops / kernel + auto) | InterroGate ms (kernel / kernel, ReLU apart / ops / kernel + auto) | (T+1) × plain ms | ratio (kernel / kernel, ReLU apart / ops / kernel + auto) |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|");
 foreach (var width in widths)
 {
     var spec = ResNetSpec.ResNet20(width);
     var plain = new SingleTask(new TaskSet([tasks[0]]), spec, 1);
     var mtl = new HardSharing(tasks, spec, 1);
-    var igs = new[] { BranchFusion.Off, BranchFusion.Off, BranchFusion.Auto }.Select(f =>
+    var igs = new[] { BranchFusion.Off, BranchFusion.Off, BranchFusion.Off, BranchFusion.Auto }.Select(f =>
     {
         manual_seed(3);
         var m = new InterroGateModel(tasks, spec, 1, (36, 36), new InterroGateConfig { LambdaS = 1, Fusion = f });
@@ -158,19 +163,20 @@ foreach (var width in widths)
 
     // Round-robin (one step of each network in turn) so that drifts of the machine touch all of them alike.
     var runners = new[] { new Stepper(plain, batches), new Stepper(mtl, batches), new Stepper(igs[0], batches),
-        new Stepper(igs[1], batches, gateKernel: false), new Stepper(igs[2], batches) };
+        new Stepper(igs[1], batches, fuseActivation: false), new Stepper(igs[2], batches, gateKernel: false), new Stepper(igs[3], batches) };
     for (int i = 0; i < Warmup + Steps; i++)
         foreach (var r in runners) r.Step(record: i >= Warmup);
     double tPlain = runners[0].Median, tMtl = runners[1].Median;
     var tIg = runners[2..].Select(r => r.Median).ToArray();
     double branches = (tasks.Count + 1) * tPlain;
-    string Three(Func<double, double> f, string format) => string.Join(" / ", tIg.Select(t => f(t).ToString(format, CultureInfo.InvariantCulture)));
+    string Each(Func<double, double> f, string format) => string.Join(" / ", tIg.Select(t => f(t).ToString(format, CultureInfo.InvariantCulture)));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {width} | {tPlain:F1} | {Batch / (2 * tPlain) * 1000:F0} | {Batch / tMtl * 1000:F0} | {Three(t => Batch / t * 1000, "F0")} | {Three(t => t, "F1")} | {branches:F1} | {Three(t => t / branches, "F2")} |"));
+        $"| {width} | {tPlain:F1} | {Batch / (2 * tPlain) * 1000:F0} | {Batch / tMtl * 1000:F0} | {Each(t => Batch / t * 1000, "F0")} | {Each(t => t, "F1")} | {branches:F1} | {Each(t => t / branches, "F2")} |"));
 }
 
 /// <summary>Training steps of one model on the benchmark batches, timed one at a time.</summary>
-sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches, InterroGate.Balancing.IBalancer? balancer = null, bool gateKernel = true)
+sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches, InterroGate.Balancing.IBalancer? balancer = null,
+    bool gateKernel = true, bool fuseActivation = true)
 {
     private readonly InterroGate.Balancing.IBalancer _balancer = balancer ?? InterroGate.Balancing.FixedWeights.Uniform(model.Tasks.Count);
     private InterroGate.Balancing.BalanceContext? _contextValue;
@@ -197,6 +203,7 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
         var batch = _current = batches[_step++ % batches.Length];
         bool kernel = GateMixKernel.Enabled;
         GateMixKernel.Enabled = gateKernel && kernel;
+        GateMixKernel.FuseActivation = fuseActivation;
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
@@ -216,5 +223,6 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
         }
         if (record) _times.Add(sw.Elapsed.TotalMilliseconds);
         GateMixKernel.Enabled = kernel;
+        GateMixKernel.FuseActivation = true;
     }
 }

@@ -129,7 +129,10 @@ public sealed class ResNet : nn.Module<Tensor, Tensor>
     public IReadOnlyList<ResidualBlock> Blocks => _blocks;
 
     /// <summary>The stem's conv + BN + ReLU (before any pooling).</summary>
-    public Tensor StemUnit(Tensor x) => nn.functional.relu(bn1.call(conv1.call(x)));
+    public Tensor StemUnit(Tensor x) => nn.functional.relu(StemPreActivation(x));
+
+    /// <summary><see cref="StemUnit"/> without its ReLU.</summary>
+    public Tensor StemPreActivation(Tensor x) => bn1.call(conv1.call(x));
 
     /// <summary>The stem's pooling, or the input where the stem has none.</summary>
     public Tensor Pool(Tensor x) => maxpool is null ? x : maxpool.call(x);

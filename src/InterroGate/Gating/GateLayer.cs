@@ -51,12 +51,22 @@ public sealed class GateLayer : nn.Module
     /// Eq. 2 and Eq. 3: each task reads channel c from its own copy where G_t[c] = 1 and from the shared
     /// copy otherwise; the shared copy of the next layer reads the softmax(β)-weighted sum of the gated
     /// task features. Returns the gated task features and the mix (null on the last gated layer). On float32 CPU
-    /// feature maps a fused kernel computes the same (<see cref="Runtime.GateMixKernel"/>).
+    /// feature maps a fused kernel computes the same (<see cref="Runtime.GateMixKernel"/>). With
+    /// <paramref name="preActivation"/> the features are taken before their ReLU and the ReLU is applied first (in the
+    /// kernel, in the same pass).
     /// </summary>
-    public (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> taskFeatures, Tensor shared, Tensor gates)
+    public (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> taskFeatures, Tensor shared, Tensor gates, bool preActivation = false)
     {
         var weights = beta?.softmax(0); // [T, C], sums to 1 over tasks
-        if (Runtime.GateMixKernel.Applies(shared, taskFeatures)) return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights);
+        bool kernel = Runtime.GateMixKernel.Applies(shared, taskFeatures);
+        if (kernel && (!preActivation || Runtime.GateMixKernel.FuseActivation))
+            return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights, preActivation);
+        if (preActivation)
+        {
+            taskFeatures = taskFeatures.Select(f => nn.functional.relu(f)).ToArray();
+            shared = nn.functional.relu(shared);
+            if (kernel) return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights);
+        }
 
         var gated = new Tensor[Tasks];
         var shape = ChannelShape(shared.dim());

@@ -117,7 +117,8 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
     {
         int T = Tasks, gate = 0, unit = 0;
         var input = Branches.Of(Enumerable.Repeat(x, T + 1).ToArray());
-        var stem = ComputeUnit(-1, 0, input, input, fuse(unit++, -1, 0, input, input));
+        // Gated units hand their outputs to the gate layer before the ReLU, which applies it (fused in its CPU kernel).
+        var stem = ComputeUnit(-1, 0, input, input, fuse(unit++, -1, 0, input, input), activate: false);
         var h = ApplyGate(gate++, stem, noise).Next ?? throw new InvalidOperationException("The stem gate cannot be the last.");
         h = h.Map(shared.Pool); // every branch has the same stem pooling
 
@@ -127,14 +128,15 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
             int units = shared.Blocks[j].Units;
             for (int k = 0; k < units; k++)
             {
-                var output = ComputeUnit(j, k, h, blockIn, fuse(unit++, j, k, h, blockIn));
-                if (!IsGated(Mode, k, units))
+                bool gated = IsGated(Mode, k, units);
+                var output = ComputeUnit(j, k, h, blockIn, fuse(unit++, j, k, h, blockIn), activate: !gated);
+                if (!gated)
                 {
                     h = output;
                     continue;
                 }
-                var (next, gated) = ApplyGate(gate++, output, noise);
-                if (next is null) return gated;
+                var (next, features) = ApplyGate(gate++, output, noise);
+                if (next is null) return features;
                 h = next;
             }
         }
@@ -142,29 +144,33 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
     }
 
     /// <summary>
-    /// Gates of layer <paramref name="index"/> applied to a unit's outputs: the gated task features, and with the
+    /// Gates of layer <paramref name="index"/> applied to a unit's outputs before their ReLU: the gated task features, and with the
     /// mix (the shared branch's next input) the next unit's T+1 inputs (null on the last gated layer).
     /// </summary>
     private (Branches? Next, Tensor[] Gated) ApplyGate(int index, Branches output, GateNoise noise)
     {
         var layer = _gateLayers[index];
         var parts = output.Parts;
-        var (gated, mixed) = layer.Apply(parts[..Tasks], parts[Tasks], layer.Gates(noise));
+        var (gated, mixed) = layer.Apply(parts[..Tasks], parts[Tasks], layer.Gates(noise), preActivation: true);
         return (mixed is null ? null : Branches.Of([.. gated, mixed]), gated);
     }
 
-    /// <summary>Unit <paramref name="k"/> of block <paramref name="j"/> (−1: the stem) in all T+1 branches.</summary>
-    internal Branches ComputeUnit(int j, int k, Branches h, Branches blockIn, bool fuse)
+    /// <summary>
+    /// Unit <paramref name="k"/> of block <paramref name="j"/> (−1: the stem) in all T+1 branches; without
+    /// <paramref name="activate"/>, before the unit's ReLU.
+    /// </summary>
+    internal Branches ComputeUnit(int j, int k, Branches h, Branches blockIn, bool fuse, bool activate = true)
     {
         int n = _allBranches.Length;
+        Tensor Activation(Tensor y) => activate ? nn.functional.relu(y) : y;
         if (j < 0)
             return fuse
-                ? Branches.OfFused(nn.functional.relu(FusedBranches.Norm(_allBranches.Select(b => b.StemNorm).ToArray(),
+                ? Branches.OfFused(Activation(FusedBranches.Norm(_allBranches.Select(b => b.StemNorm).ToArray(),
                     FusedBranches.Conv(_allBranches.Select(b => b.StemConv).ToArray(), h[0], sameInput: true))), n)
-                : Branches.Of(_allBranches.Select((b, i) => b.StemUnit(h[i])).ToArray());
+                : Branches.Of(_allBranches.Select((b, i) => Activation(b.StemPreActivation(h[i]))).ToArray());
 
         var blocks = _allBranches.Select(b => b.Blocks[j]).ToArray();
-        if (!fuse) return Branches.Of(blocks.Select((b, i) => b.Unit(k, h[i], blockIn[i])).ToArray());
+        if (!fuse) return Branches.Of(blocks.Select((b, i) => Activation(b.PreActivation(k, h[i], blockIn[i]))).ToArray());
 
         var y = FusedBranches.Norm(blocks.Select(b => b.NormOf(k)).ToArray(),
             FusedBranches.Conv(blocks.Select(b => b.ConvOf(k)).ToArray(), h.Fused, sameInput: false));
@@ -173,7 +179,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
                 ? blockIn.Fused
                 : FusedBranches.Norm(blocks.Select(b => (BatchNorm2d)b.Downsample![1]).ToArray(),
                     FusedBranches.Conv(blocks.Select(b => (Conv2d)b.Downsample![0]).ToArray(), blockIn.Fused, sameInput: false)));
-        return Branches.OfFused(nn.functional.relu(y), n);
+        return Branches.OfFused(Activation(y), n);
     }
 
     /// <summary>

@@ -31,12 +31,15 @@ public abstract class ResidualBlock : nn.Module<Tensor, Tensor>
     /// Unit <paramref name="k"/> applied to <paramref name="h"/>; the last unit also adds the shortcut
     /// of <paramref name="blockInput"/> before its ReLU.
     /// </summary>
-    public Tensor Unit(int k, Tensor h, Tensor blockInput)
+    public Tensor Unit(int k, Tensor h, Tensor blockInput) => nn.functional.relu(PreActivation(k, h, blockInput));
+
+    /// <summary><see cref="Unit"/> without its final ReLU (for a consumer that applies the ReLU itself).</summary>
+    public Tensor PreActivation(int k, Tensor h, Tensor blockInput)
     {
         var y = NormOf(k).call(ConvOf(k).call(h));
         if (k == Units - 1)
             y = y + (Downsample is null ? blockInput : Downsample.call(blockInput));
-        return nn.functional.relu(y);
+        return y;
     }
 
     public override Tensor forward(Tensor x)

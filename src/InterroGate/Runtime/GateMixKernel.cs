@@ -10,8 +10,10 @@ namespace InterroGate.Runtime;
 /// <summary>
 /// The gate-and-mix of <see cref="Gating.GateLayer.Apply"/> on float32 CPU features [N, C, H, W], computed by a C# loop
 /// (vectorised, parallel over N·C planes) with its own backward: for each task t, φ̃_t = ψ + G_t ⊙ (φ_t − ψ) (with
-/// the same rounding as <c>lerp</c>), and m = Σ_t w_t ⊙ φ̃_t. The backward recomputes φ̃_t from its inputs instead of
-/// storing it. Other devices, dtypes and ranks use the tensor operations.
+/// the same rounding as <c>lerp</c>), and m = Σ_t w_t ⊙ φ̃_t. Given the features before their ReLU, it applies the ReLU
+/// in the same pass (ψ and φ_t above are then max(0, ·) of its inputs), so a gated unit's activation costs no pass of
+/// its own. The backward recomputes φ̃_t (and the ReLU) from its inputs instead of storing them. Other devices, dtypes
+/// and ranks use the tensor operations.
 /// </summary>
 public static class GateMixKernel
 {
@@ -20,6 +22,12 @@ public static class GateMixKernel
     /// The tensor-operation form computes the same values, for comparison and benchmarking.
     /// </summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("INTERROGATE_GATE_KERNEL") != "0";
+
+    /// <summary>
+    /// Whether the kernel applies a gated unit's ReLU itself, in its own pass (default: yes); off, the ReLU runs as a
+    /// tensor operation before the kernel, for comparison and benchmarking.
+    /// </summary>
+    public static bool FuseActivation { get; set; } = true;
 
     /// <summary>Threads the kernel runs on; 0 (default): libtorch's intra-op thread count.</summary>
     public static int Threads { get; set; }
@@ -32,17 +40,20 @@ public static class GateMixKernel
         && shared.shape[2] * shared.shape[3] >= MinPlane
         && tasks.All(t => t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.shape.SequenceEqual(shared.shape));
 
-    /// <summary>Gated task features and (with <paramref name="weights"/>) their mix; differentiable in every input.</summary>
-    internal static (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> tasks, Tensor shared, Tensor gates, Tensor? weights)
+    /// <summary>
+    /// Gated task features and (with <paramref name="weights"/>) their mix; differentiable in every input. With
+    /// <paramref name="relu"/>, <paramref name="tasks"/> and <paramref name="shared"/> are features before their ReLU.
+    /// </summary>
+    internal static (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> tasks, Tensor shared, Tensor gates, Tensor? weights, bool relu = false)
     {
         int T = tasks.Count;
         bool grad = is_grad_enabled() && (shared.requires_grad || gates.requires_grad || weights?.requires_grad == true || tasks.Any(t => t.requires_grad));
         if (!grad)
         {
-            var outputs = Forward(tasks, shared, gates, weights);
+            var outputs = Forward(tasks, shared, gates, weights, relu);
             return (outputs[..T], weights is null ? null : outputs[T]);
         }
-        var args = new List<object> { T, shared };
+        var args = new List<object> { T, relu, shared };
         args.AddRange(tasks);
         args.Add(gates);
         if (weights is not null) args.Add(weights);
@@ -51,7 +62,7 @@ public static class GateMixKernel
     }
 
     /// <summary>Forward pass: the T gated features, then the mix when <paramref name="weights"/> is given.</summary>
-    internal static unsafe Tensor[] Forward(IReadOnlyList<Tensor> tasks, Tensor shared, Tensor gates, Tensor? weights)
+    internal static unsafe Tensor[] Forward(IReadOnlyList<Tensor> tasks, Tensor shared, Tensor gates, Tensor? weights, bool relu)
     {
         int T = tasks.Count;
         using var scope = NewDisposeScope();
@@ -73,7 +84,7 @@ public static class GateMixKernel
                 long c = p % C, o = p * plane;
                 float* m = pm == IntPtr.Zero ? null : (float*)pm + o;
                 for (int t = 0; t < T; t++)
-                    GatePlane((float*)ps + o, (float*)px[t] + o, (float*)pg[t] + o, a[t * C + c], m, w is null ? 0 : w[t * C + c], t == 0, plane);
+                    GatePlane((float*)ps + o, (float*)px[t] + o, (float*)pg[t] + o, a[t * C + c], m, w is null ? 0 : w[t * C + c], t == 0, relu, plane);
             }
         });
         GC.KeepAlive(s); GC.KeepAlive(x); GC.KeepAlive(gated); GC.KeepAlive(mixed);
@@ -84,10 +95,11 @@ public static class GateMixKernel
 
     /// <summary>
     /// Backward pass. <paramref name="gradGated"/>: gradients of the T gated features (null where undefined);
-    /// <paramref name="gradMixed"/>: of the mix. Returns the gradients of shared, each task, the gates and the weights.
+    /// <paramref name="gradMixed"/>: of the mix. Returns the gradients of shared, each task, the gates and the weights
+    /// (with <paramref name="relu"/>, of the features before the ReLU).
     /// </summary>
     internal static unsafe (Tensor Shared, Tensor[] Tasks, Tensor Gates, Tensor? Weights) Backward(
-        IReadOnlyList<Tensor> tasks, Tensor shared, Tensor gates, Tensor? weights, IReadOnlyList<Tensor?> gradGated, Tensor? gradMixed)
+        IReadOnlyList<Tensor> tasks, Tensor shared, Tensor gates, Tensor? weights, IReadOnlyList<Tensor?> gradGated, Tensor? gradMixed, bool relu)
     {
         int T = tasks.Count;
         using var scope = NewDisposeScope();
@@ -124,7 +136,7 @@ public static class GateMixKernel
                 {
                     float* gt = pgg[t] == IntPtr.Zero ? null : (float*)pgg[t] + o;
                     var (da, dw) = BackwardPlane((float*)ps + o, (float*)px[t] + o, gt, gmix, (float*)pgt[t] + o, (float*)pgs + o,
-                        a[t * C + c], w is null ? 0 : w[t * C + c], t == 0, plane);
+                        a[t * C + c], w is null ? 0 : w[t * C + c], t == 0, relu, plane);
                     localA[t * C + c] += da;
                     localW[t * C + c] += dw;
                 }
@@ -145,10 +157,11 @@ public static class GateMixKernel
 
     /// <summary>
     /// One plane of task t forward: g = lerp(s, x, α) written to <paramref name="g"/>; with a mix, m = w·g (first task)
-    /// or m += w·g. lerp's rounding: s + α(x − s) for α &lt; 0.5, x − (x − s)(1 − α) otherwise.
+    /// or m += w·g. lerp's rounding: s + α(x − s) for α &lt; 0.5, x − (x − s)(1 − α) otherwise. With
+    /// <paramref name="relu"/>, s and x are first replaced by max(0, ·) (NaN stays NaN, as in <c>relu</c>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a kernel: optimised from its first call, not after tiering up
-    private static unsafe void GatePlane(float* s, float* x, float* g, float alpha, float* m, float w, bool first, long n)
+    private static unsafe void GatePlane(float* s, float* x, float* g, float alpha, float* m, float w, bool first, bool relu, long n)
     {
         bool low = alpha < 0.5f;
         float k = low ? alpha : 1 - alpha;
@@ -160,6 +173,7 @@ public static class GateMixKernel
         {
             var vs = Vector.Load(s + i);
             var vx = Vector.Load(x + i);
+            if (relu) (vs, vx) = (Relu(vs), Relu(vx));
             var d = vx - vs;
             var vg = Lerp(vs, vx, d, vk, low);
             vg.Store(g + i);
@@ -167,8 +181,9 @@ public static class GateMixKernel
         }
         for (; i < n; i++)
         {
-            float d = x[i] - s[i];
-            float gi = Lerp(s[i], x[i], d, k, low);
+            float si = relu ? Relu(s[i]) : s[i], xi = relu ? Relu(x[i]) : x[i];
+            float d = xi - si;
+            float gi = Lerp(si, xi, d, k, low);
             g[i] = gi;
             if (m is not null) m[i] = first ? w * gi : m[i] + gi * w;
         }
@@ -176,11 +191,12 @@ public static class GateMixKernel
 
     /// <summary>
     /// One plane of task t backward. G = ∂φ̃_t (+ w ∂m): ∂φ_t = α G, ∂ψ = Σ_t (1 − α_t) G (written for the first task,
-    /// accumulated for the others); returns Σ G (φ_t − ψ) (the gate's gradient) and Σ ∂m φ̃_t (the weight's).
+    /// accumulated for the others); returns Σ G (φ_t − ψ) (the gate's gradient) and Σ ∂m φ̃_t (the weight's). With
+    /// <paramref name="relu"/>, ψ and φ_t are max(0, ·) of s and x, and ∂ψ, ∂φ_t are zero where s, x ≤ 0 (ReLU's backward).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe (double Alpha, double Weight) BackwardPlane(float* s, float* x, float* gg, float* gm, float* gx, float* gs,
-        float alpha, float w, bool first, long n)
+        float alpha, float w, bool first, bool relu, long n)
     {
         bool low = alpha < 0.5f;
         float k = low ? alpha : 1 - alpha;
@@ -196,6 +212,8 @@ public static class GateMixKernel
         {
             var vs = Vector.Load(s + i);
             var vx = Vector.Load(x + i);
+            var (ms, mx) = relu ? (Vector.GreaterThan(vs, Vector<float>.Zero), Vector.GreaterThan(vx, Vector<float>.Zero)) : default;
+            if (relu) (vs, vx) = (Relu(vs), Relu(vx));
             var d = vx - vs;
             var G = gg is null ? Vector<float>.Zero : Vector.Load(gg + i);
             if (gm is not null)
@@ -204,22 +222,29 @@ public static class GateMixKernel
                 G += vw * vm;
                 accW += vm * Lerp(vs, vx, d, vk, low);
             }
-            (G * va).Store(gx + i);
-            (first ? G * v1a : Vector.Load(gs + i) + G * v1a).Store(gs + i);
+            var dx = G * va;
+            var ds = G * v1a;
+            if (relu) (dx, ds) = (Vector.ConditionalSelect(mx, dx, Vector<float>.Zero), Vector.ConditionalSelect(ms, ds, Vector<float>.Zero));
+            dx.Store(gx + i);
+            (first ? ds : Vector.Load(gs + i) + ds).Store(gs + i);
             accA += G * d;
         }
         double sumA = Vector.Sum(accA), sumW = Vector.Sum(accW);
         for (; i < n; i++)
         {
-            float d = x[i] - s[i];
+            float si = relu ? Relu(s[i]) : s[i], xi = relu ? Relu(x[i]) : x[i];
+            float d = xi - si;
             float G = gg is null ? 0 : gg[i];
             if (gm is not null)
             {
                 G += w * gm[i];
-                sumW += gm[i] * Lerp(s[i], x[i], d, k, low);
+                sumW += gm[i] * Lerp(si, xi, d, k, low);
             }
-            gx[i] = G * alpha;
-            gs[i] = first ? G * (1 - alpha) : gs[i] + G * (1 - alpha);
+            float dx = G * alpha, ds = G * (1 - alpha);
+            if (relu && !(x[i] > 0)) dx = 0;
+            if (relu && !(s[i] > 0)) ds = 0;
+            gx[i] = dx;
+            gs[i] = first ? ds : gs[i] + ds;
             sumA += G * d;
         }
         return (sumA, sumW);
@@ -231,6 +256,13 @@ public static class GateMixKernel
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Lerp(float s, float x, float d, float k, bool low) => low ? s + k * d : x - d * k;
+
+    /// <summary>max(0, v), keeping NaN (as <c>relu</c> does).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<float> Relu(Vector<float> v) => Vector.ConditionalSelect(Vector.LessThan(v, Vector<float>.Zero), Vector<float>.Zero, v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Relu(float v) => v < 0 ? 0 : v;
 
     private static float[] Scalars(Tensor t) => t.detach().to(float32).cpu().contiguous().data<float>().ToArray();
 
@@ -248,7 +280,7 @@ public static class GateMixKernel
     }
 }
 
-/// <summary>The autograd node of <see cref="GateMixKernel"/>: arguments T, shared, the T tasks, gates[, weights].</summary>
+/// <summary>The autograd node of <see cref="GateMixKernel"/>: arguments T, relu, shared, the T tasks, gates[, weights].</summary>
 internal sealed class GateMixFunction : autograd.MultiTensorFunction<GateMixFunction>
 {
     public override string Name => "InterroGateGateMix";
@@ -256,28 +288,31 @@ internal sealed class GateMixFunction : autograd.MultiTensorFunction<GateMixFunc
     public override List<Tensor> forward(autograd.AutogradContext ctx, params object[] vars)
     {
         int T = (int)vars[0];
-        var inputs = vars.Skip(1).Cast<Tensor>().ToList();
+        bool relu = (bool)vars[1];
+        var inputs = vars.Skip(2).Cast<Tensor>().ToList();
         var (shared, tasks, gates, weights) = Unpack(inputs, T);
         ctx.save_for_backward(inputs);
         ctx.save_data("tasks", T);
-        return [.. GateMixKernel.Forward(tasks, shared, gates, weights)];
+        ctx.save_data("relu", relu);
+        return [.. GateMixKernel.Forward(tasks, shared, gates, weights, relu)];
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, List<Tensor> grad_outputs)
     {
         int T = (int)ctx.get_data("tasks");
+        bool relu = (bool)ctx.get_data("relu");
         var saved = ctx.get_saved_variables();
         var (shared, tasks, gates, weights) = Unpack(saved, T);
         static Tensor? Defined(Tensor g) => g is null || g.IsInvalid ? null : g;
         var gradGated = grad_outputs.Take(T).Select(Defined).ToArray();
         var gradMixed = grad_outputs.Count > T ? Defined(grad_outputs[T]) : null;
-        var (gs, gt, gg, gw) = GateMixKernel.Backward(tasks, shared, gates, weights, gradGated, gradMixed);
+        var (gs, gt, gg, gw) = GateMixKernel.Backward(tasks, shared, gates, weights, gradGated, gradMixed, relu);
         foreach (var t in saved) t.Dispose();
         // The managed handles of the incoming gradients are ours, and libtorch copies the returned ones as soon as this
         // returns: release both now (the returned ones at the next call), not when the caller's dispose scope ends, so
         // that each gradient is freed as soon as autograd is done with it, as it is for built-in operations.
         foreach (var g in grad_outputs) g?.Dispose();
-        var result = new List<Tensor> { null!, gs }; // no gradient for the task count
+        var result = new List<Tensor> { null!, null!, gs }; // no gradient for the task count and the relu flag
         result.AddRange(gt);
         result.Add(gg);
         if (gw is not null) result.Add(gw);

@@ -11,7 +11,7 @@ public sealed class GateMixKernelTests
     private sealed record Pass(Tensor[] Gated, Tensor? Mixed, Tensor Shared, Tensor[] Tasks, Tensor Alpha, Tensor? Beta);
 
     /// <summary>One gated layer's forward and backward with the kernel on or off, from the same seed.</summary>
-    private static Pass Run(bool kernel, int tasks, long channels, int size, bool mix, int seed, bool skipFirstTask = false)
+    private static Pass Run(bool kernel, int tasks, long channels, int size, bool mix, int seed, bool skipFirstTask = false, bool preActivation = false)
     {
         bool before = GateMixKernel.Enabled;
         GateMixKernel.Enabled = kernel;
@@ -27,7 +27,7 @@ public sealed class GateMixKernelTests
             }
             var shared = randn(3, channels, size, size).requires_grad_();
             var phi = Enumerable.Range(0, tasks).Select(_ => randn(3, channels, size, size).requires_grad_()).ToArray();
-            var (gated, mixed) = layer.Apply(phi, shared, layer.Gates(GateNoise.Off));
+            var (gated, mixed) = layer.Apply(phi, shared, layer.Gates(GateNoise.Off), preActivation);
             Assert.Equal(kernel, GateMixKernel.Applies(shared, phi));
 
             // A loss that weighs every element differently, so each gradient is a distinct tensor.
@@ -58,14 +58,18 @@ public sealed class GateMixKernelTests
     }
 
     [Theory]
-    [InlineData(1, 4, 9, true)]   // 81 elements per plane: vectors and a scalar tail
-    [InlineData(2, 16, 36, true)] // MultiFashion's first stage
-    [InlineData(2, 8, 18, false)] // the last gated layer: no mix
-    [InlineData(3, 5, 7, true)]
-    public void Fused_kernel_matches_the_tensor_operations_in_values_and_gradients(int tasks, long channels, int size, bool mix)
+    [InlineData(1, 4, 9, true, false)]   // 81 elements per plane: vectors and a scalar tail
+    [InlineData(2, 16, 36, true, false)] // MultiFashion's first stage
+    [InlineData(2, 8, 18, false, false)] // the last gated layer: no mix
+    [InlineData(3, 5, 7, true, false)]
+    [InlineData(1, 4, 9, true, true)]    // features before their ReLU: the kernel applies it
+    [InlineData(2, 16, 36, true, true)]
+    [InlineData(2, 8, 18, false, true)]
+    [InlineData(3, 5, 7, true, true)]
+    public void Fused_kernel_matches_the_tensor_operations_in_values_and_gradients(int tasks, long channels, int size, bool mix, bool preActivation)
     {
-        var ops = Run(kernel: false, tasks, channels, size, mix, seed: 3);
-        var fused = Run(kernel: true, tasks, channels, size, mix, seed: 3);
+        var ops = Run(kernel: false, tasks, channels, size, mix, seed: 3, preActivation: preActivation);
+        var fused = Run(kernel: true, tasks, channels, size, mix, seed: 3, preActivation: preActivation);
         for (int t = 0; t < tasks; t++)
         {
             Close(ops.Gated[t], fused.Gated[t], $"gated {t}");
@@ -101,6 +105,35 @@ public sealed class GateMixKernelTests
         Close(ops.Tasks[1], fused.Tasks[1], "∂ task 1");
         Close(ops.Shared, fused.Shared, "∂ shared");
         Close(ops.Alpha, fused.Alpha, "∂ α");
+    }
+
+    [Fact]
+    public void Before_the_relu_negative_features_give_zero_and_no_gradient_and_nan_stays_nan()
+    {
+        bool before = GateMixKernel.Enabled;
+        GateMixKernel.Enabled = true;
+        try
+        {
+            using var scope = NewDisposeScope();
+            var layer = new GateLayer(1, 1, 0, hasMix: true);
+            using (no_grad()) layer.Alpha.fill_(5); // the task reads its own copy
+            // 20 elements: vectors and the scalar tail both see a negative, a positive and a NaN value.
+            var values = Enumerable.Range(0, 20).Select(i => i % 3 == 0 ? -1f : i % 3 == 1 ? 2f : float.NaN).ToArray();
+            var task = tensor(values).view(1, 1, 4, 5).requires_grad_();
+            var shared = full(1, 1, 4, 5, -3f).requires_grad_();
+            var (gated, mixed) = layer.Apply([task], shared, layer.Gates(GateNoise.Off), preActivation: true);
+            var g = gated[0].data<float>().ToArray();
+            for (int i = 0; i < 20; i++)
+                Assert.Equal(values[i] < 0 ? 0f : values[i], g[i]); // NaN equals NaN in Assert.Equal
+            (gated[0].nan_to_num().sum() + mixed!.nan_to_num().sum()).backward();
+            var dTask = task.grad!.data<float>().ToArray();
+            for (int i = 0; i < 20; i++) Assert.Equal(values[i] > 0 ? 2f : 0f, dTask[i]); // gated and mix each pass 1
+            Assert.Equal(0f, shared.grad!.abs().max().item<float>()); // every shared input is negative
+        }
+        finally
+        {
+            GateMixKernel.Enabled = before;
+        }
     }
 
     [Fact]
