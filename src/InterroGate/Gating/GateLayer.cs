@@ -59,14 +59,13 @@ public sealed class GateLayer : nn.Module
     {
         var weights = beta?.softmax(0); // [T, C], sums to 1 over tasks
         bool kernel = Runtime.GateMixKernel.Applies(shared, taskFeatures);
-        if (kernel && (!preActivation || Runtime.GateMixKernel.FuseActivation))
-            return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights, preActivation);
-        if (preActivation)
+        if (preActivation && !(kernel && Runtime.GateMixKernel.FuseActivation))
         {
             taskFeatures = taskFeatures.Select(f => nn.functional.relu(f)).ToArray();
             shared = nn.functional.relu(shared);
-            if (kernel) return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights);
+            preActivation = false;
         }
+        if (kernel) return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights, preActivation);
 
         var gated = new Tensor[Tasks];
         var shape = ChannelShape(shared.dim());
