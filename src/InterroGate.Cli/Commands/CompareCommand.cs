@@ -15,10 +15,12 @@ internal static class CompareCommand
         var set = CommonOptions.Set();
         var outDir = CommonOptions.Out("every run and the table");
         var device = CommonOptions.Device();
-        var cmd = new Command("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.") { config, set, outDir, device };
+        var seeds = new Option<string?>("--seeds") { Description = "Training seeds, e.g. 0,1,2: the protocol runs once per seed and the table shows mean ± std (config key seeds)" };
+        var cmd = new Command("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.") { config, set, outDir, device, seeds };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
+            if (p.GetValue(seeds) is { } list) cfg = cfg with { Seeds = ParseSeeds(list) };
             if (p.GetValue(device) is { } d)
                 cfg = cfg with
                 {
@@ -31,6 +33,7 @@ internal static class CompareCommand
             if (cfg.Methods.Count > 0) rows.Add($"MTL + {string.Join(", ", cfg.Methods.Select(m => m.Create(2).Name))}");
             rows.AddRange(cfg.Architectures.Select(a => a.Type));
             if (cfg.LambdaS.Count > 0) rows.Add($"InterroGate at λs = {string.Join(", ", cfg.LambdaS)}");
+            if (cfg.Seeds is { } s) rows.Add($"seeds {string.Join(", ", s)}");
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(cfg.Name)}[/]: {Markup.Escape(string.Join("; ", rows))} on {cfg.Backbone.Name} (width {cfg.Backbone.Width}) -> {Markup.Escape(dir)}");
             var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
             AnsiConsole.WriteLine();
@@ -39,5 +42,16 @@ internal static class CompareCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>"0,1,2" as seeds; anything else is a configuration error naming --seeds.</summary>
+    internal static int[] ParseSeeds(string list)
+    {
+        var parts = list.Split(',', StringSplitOptions.TrimEntries);
+        var seeds = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out seeds[i]))
+                throw new ConfigException("seeds", $"'{list}' is not a comma-separated list of non-negative integers (e.g. 0,1,2)");
+        return seeds;
     }
 }

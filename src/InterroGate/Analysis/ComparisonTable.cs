@@ -5,10 +5,47 @@ using InterroGate.Tasks;
 
 namespace InterroGate.Analysis;
 
-/// <summary>One row of a comparison: a model's per-task primary metric, its cost and extra columns.</summary>
+/// <summary>
+/// One row of a comparison: a model's per-task primary metric, its cost and extra columns. A row over several seeds
+/// holds the means and keeps each seed's row in <see cref="Seeds"/> (in the same seed order for every row).
+/// </summary>
 public sealed record ComparisonRow(
     string Label, string Method, IReadOnlyDictionary<string, double> Metrics, long Macs, long Parameters,
-    IReadOnlyDictionary<string, double> Extra);
+    IReadOnlyDictionary<string, double> Extra)
+{
+    /// <summary>This row in each seed's comparison; null for a single run.</summary>
+    public IReadOnlyList<ComparisonRow>? Seeds { get; init; }
+
+    /// <summary>Sample standard deviation (n − 1) over <see cref="Seeds"/> of <paramref name="value"/>; NaN with fewer than 2 seeds.</summary>
+    public double Std(Func<ComparisonRow, double> value) => SeedStatistics.Std(Seeds?.Select(value).ToArray() ?? []);
+
+    /// <summary>
+    /// The mean row of one model over seeds: metrics, MACs, parameters and extra columns averaged (an extra column
+    /// only where every seed has it).
+    /// </summary>
+    public static ComparisonRow Mean(IReadOnlyList<ComparisonRow> seeds)
+    {
+        if (seeds.Count == 0) throw new ArgumentException("No seeds to average.");
+        var first = seeds[0];
+        if (seeds.Any(r => r.Label != first.Label || r.Method != first.Method))
+            throw new ArgumentException($"Rows of different models cannot be averaged: {string.Join(", ", seeds.Select(r => r.Label).Distinct())}.");
+        var metrics = first.Metrics.Keys.ToDictionary(k => k, k => seeds.Average(r => r.Metrics[k]));
+        var extra = first.Extra.Keys.Where(k => seeds.All(r => r.Extra.ContainsKey(k))).ToDictionary(k => k, k => seeds.Average(r => r.Extra[k]));
+        return new ComparisonRow(first.Label, first.Method, metrics, (long)Math.Round(seeds.Average(r => (double)r.Macs)),
+            (long)Math.Round(seeds.Average(r => (double)r.Parameters)), extra) { Seeds = seeds.ToArray() };
+    }
+}
+
+/// <summary>Mean and sample standard deviation over seeds, as the paper's tables report them (mean ± std).</summary>
+public static class SeedStatistics
+{
+    public static double Std(IReadOnlyList<double> values)
+    {
+        if (values.Count < 2) return double.NaN;
+        double mean = values.Average();
+        return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1));
+    }
+}
 
 /// <summary>
 /// The paper's comparison table: per-task metric, Δ_MTL against the baseline row (STL), mean rank over
@@ -31,10 +68,47 @@ public sealed class ComparisonTable(TaskSet tasks)
         _rows.Add(row);
     }
 
+    /// <summary>
+    /// Δ_MTL of <paramref name="row"/> against the baseline row; over seeds, the mean of each seed's Δ_MTL against the
+    /// baseline of the same seed.
+    /// </summary>
     public double DeltaMtl(ComparisonRow row) =>
         Baseline is null ? double.NaN
-        : Analysis.DeltaMtl.Compute(Tasks.Select(t => row.Metrics[t.Name]).ToArray(), Tasks.Select(t => Baseline.Metrics[t.Name]).ToArray(),
+        : SeedDeltas(row) is { } deltas ? deltas.Average()
+        : Delta(row, Baseline);
+
+    /// <summary>Sample standard deviation over seeds of the per-seed Δ_MTL (NaN for a single run).</summary>
+    public double DeltaMtlStd(ComparisonRow row) => SeedDeltas(row) is { } deltas ? SeedStatistics.Std(deltas) : double.NaN;
+
+    private double[]? SeedDeltas(ComparisonRow row)
+    {
+        if (Baseline?.Seeds is not { } b || row.Seeds is not { } r || b.Count != r.Count) return null;
+        return r.Select((x, i) => Delta(x, b[i])).ToArray();
+    }
+
+    private double Delta(ComparisonRow row, ComparisonRow baseline) =>
+        Analysis.DeltaMtl.Compute(Tasks.Select(t => row.Metrics[t.Name]).ToArray(), Tasks.Select(t => baseline.Metrics[t.Name]).ToArray(),
             Tasks.Select(t => t.HigherIsBetter).ToArray(), Tasks.Names.ToArray());
+
+    /// <summary>
+    /// The table of means over seeds: one table per seed, the same rows (labels and order) in each; every row keeps
+    /// its per-seed rows. Δ_MTL is computed per seed against that seed's baseline, then averaged.
+    /// </summary>
+    public static ComparisonTable OverSeeds(IReadOnlyList<ComparisonTable> perSeed)
+    {
+        if (perSeed.Count == 0) throw new ArgumentException("No per-seed tables.");
+        var first = perSeed[0];
+        foreach (var t in perSeed)
+        {
+            if (!t.Tasks.Names.SequenceEqual(first.Tasks.Names) || !t.Rows.Select(r => r.Label).SequenceEqual(first.Rows.Select(r => r.Label))
+                || t._baseline != first._baseline)
+                throw new ArgumentException("Per-seed tables must have the same tasks and rows in the same order.");
+        }
+        var table = new ComparisonTable(first.Tasks);
+        for (int i = 0; i < first.Rows.Count; i++)
+            table.AddRow(ComparisonRow.Mean(perSeed.Select(t => t.Rows[i]).ToArray()), i == first._baseline);
+        return table;
+    }
 
     public double[] MeanRanks() =>
         MeanRank.Compute(_rows.Select(r => (IReadOnlyList<double>)Tasks.Select(t => r.Metrics[t.Name]).ToArray()).ToArray(),
@@ -48,6 +122,14 @@ public sealed class ComparisonTable(TaskSet tasks)
     {
         var extras = _rows.SelectMany(r => r.Extra.Keys).Distinct().ToArray();
         var ranks = MeanRanks();
+        int seeds = _rows.Select(r => r.Seeds?.Count ?? 1).DefaultIfEmpty(1).Max();
+        // A cell: the value, and "± std" over seeds where there are several.
+        string Cell(ComparisonRow r, Func<ComparisonRow, double> value, double scale, int digits)
+        {
+            string mean = F(scale * value(r), digits);
+            double std = r.Std(value);
+            return double.IsNaN(std) ? mean : $"{mean} ± {F(scale * std, digits)}";
+        }
         var sb = new StringBuilder();
         var header = new List<string> { "Model" };
         header.AddRange(Tasks.Select(t => $"{t.Name} ({MetricHeader(t)} {(t.HigherIsBetter ? "↑" : "↓")})"));
@@ -59,23 +141,29 @@ public sealed class ComparisonTable(TaskSet tasks)
         {
             var r = _rows[i];
             var cells = new List<string> { r.Label };
-            cells.AddRange(Tasks.Select(t => t.MetricIsFraction ? F(100 * r.Metrics[t.Name], 2) : F(r.Metrics[t.Name], 4)));
-            double delta = DeltaMtl(r);
-            cells.Add(double.IsNaN(delta) ? "" : (delta >= 0 ? "+" : "") + F(delta, 2));
-            cells.Add(F(r.Macs / 1e6, 2));
+            cells.AddRange(Tasks.Select(t => t.MetricIsFraction ? Cell(r, x => x.Metrics[t.Name], 100, 2) : Cell(r, x => x.Metrics[t.Name], 1, 4)));
+            double delta = DeltaMtl(r), deltaStd = DeltaMtlStd(r);
+            cells.Add(double.IsNaN(delta) ? "" : (delta >= 0 ? "+" : "") + F(delta, 2) + (double.IsNaN(deltaStd) ? "" : $" ± {F(deltaStd, 2)}"));
+            cells.Add(Cell(r, x => x.Macs, 1e-6, 2));
             cells.Add(F(r.Parameters / 1e6, 3));
             cells.Add(F(ranks[i], 2));
-            cells.AddRange(extras.Select(e => r.Extra.TryGetValue(e, out var v) ? F(v, 1) : ""));
+            cells.AddRange(extras.Select(e => r.Extra.ContainsKey(e) ? Cell(r, x => x.Extra.TryGetValue(e, out var v) ? v : double.NaN, 1, 1) : ""));
             sb.AppendLine("| " + string.Join(" | ", cells) + " |");
         }
         sb.AppendLine();
-        sb.AppendLine($"Δ_MTL against {Baseline?.Label ?? "(no baseline)"}; MR over the task metrics. {CostCounter.Convention}.");
+        string over = seeds > 1 ? $" Mean ± sample standard deviation over {seeds} seeds (Δ_MTL per seed against that seed's baseline); MR of the means." : "";
+        sb.AppendLine($"Δ_MTL against {Baseline?.Label ?? "(no baseline)"}; MR over the task metrics. {CostCounter.Convention}.{over}");
         return sb.ToString();
     }
 
     private sealed record JsonTask(string Name, TaskKind Kind, int Outputs);
     private sealed record JsonRow(string Label, string Method, Dictionary<string, double> Metrics, long Macs, long Parameters,
-        Dictionary<string, double> Extra, bool Baseline, double? DeltaMtl, double MeanRank);
+        Dictionary<string, double> Extra, bool Baseline, double? DeltaMtl, double? MeanRank)
+    {
+        /// <summary>Over seeds: Δ_MTL's sample standard deviation, and each seed's row (with its own Δ_MTL).</summary>
+        public double? DeltaMtlStd { get; init; }
+        public List<JsonRow>? Seeds { get; init; }
+    }
     private sealed record JsonTable(List<JsonTask> Tasks, List<JsonRow> Rows, string Convention);
 
     private static readonly JsonSerializerOptions Json = new()
@@ -91,7 +179,12 @@ public sealed class ComparisonTable(TaskSet tasks)
         return JsonSerializer.Serialize(new JsonTable(
             Tasks.Select(t => new JsonTask(t.Name, t.Kind, t.Outputs)).ToList(),
             _rows.Select((r, i) => new JsonRow(r.Label, r.Method, r.Metrics.ToDictionary(), r.Macs, r.Parameters, r.Extra.ToDictionary(),
-                i == _baseline, double.IsNaN(DeltaMtl(r)) ? null : DeltaMtl(r), ranks[i])).ToList(),
+                i == _baseline, Finite(DeltaMtl(r)), ranks[i])
+            {
+                DeltaMtlStd = Finite(DeltaMtlStd(r)),
+                Seeds = r.Seeds?.Select((x, k) => new JsonRow(x.Label, x.Method, x.Metrics.ToDictionary(), x.Macs, x.Parameters, x.Extra.ToDictionary(),
+                    i == _baseline, Baseline?.Seeds is { } b && k < b.Count ? Finite(Delta(x, b[k])) : null, null)).ToList(),
+            }).ToList(),
             CostCounter.Convention), Json);
     }
 
@@ -99,9 +192,15 @@ public sealed class ComparisonTable(TaskSet tasks)
     {
         var t = JsonSerializer.Deserialize<JsonTable>(json, Json) ?? throw new JsonException("empty table");
         var table = new ComparisonTable(new TaskSet(t.Tasks.Select(x => new TaskSpec(x.Name, x.Kind, x.Outputs))));
-        foreach (var r in t.Rows) table.AddRow(new ComparisonRow(r.Label, r.Method, r.Metrics, r.Macs, r.Parameters, r.Extra), r.Baseline);
+        foreach (var r in t.Rows)
+            table.AddRow(new ComparisonRow(r.Label, r.Method, r.Metrics, r.Macs, r.Parameters, r.Extra)
+            {
+                Seeds = r.Seeds?.Select(x => new ComparisonRow(x.Label, x.Method, x.Metrics, x.Macs, x.Parameters, x.Extra)).ToArray(),
+            }, r.Baseline);
         return table;
     }
+
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
 
     private static string F(double v, int digits) => v.ToString("F" + digits, CultureInfo.InvariantCulture);
 }

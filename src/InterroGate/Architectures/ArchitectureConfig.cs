@@ -52,7 +52,11 @@ public sealed record InterroGateConfig : ArchitectureConfig
     public double LambdaS { get; init; } = 1.0;
     public IReadOnlyList<double> Tau { get; init; } = [0.0];
     public SparsityKind Sparsity { get; init; } = SparsityKind.Hinge;
-    public double AlphaInit { get; init; } = 0.5;
+    /// <summary>
+    /// Small, so that the task gradient accumulated over the gate-learning steps can carry a gate across zero
+    /// (docs/method.md, "The gate regime", R2); 0.5 needs a push so large that whole layers flip together.
+    /// </summary>
+    public double AlphaInit { get; init; } = 0.01;
     public double GateLr { get; init; } = 0.1;
     public double NoiseTemperature { get; init; }
     /// <summary>How each unit's T+1 copies are computed: one call per branch, one fused call, or measured per unit.</summary>

@@ -18,6 +18,7 @@ public sealed class InterroGateModel : MultiTaskModel
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
+    private readonly GateMonitor _monitor;
 
     public InterroGateModel(TaskSet tasks, IEncoderSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options,
         Heads.HeadConfig? headConfig = null)
@@ -46,6 +47,7 @@ public sealed class InterroGateModel : MultiTaskModel
         Encoder.Noise = new GateNoise(options.NoiseTemperature);
         heads = MakeHeads(spec);
         _layerMacs = Encoder.GatedLayerMacs().ToArray();
+        _monitor = new GateMonitor(names, Encoder.GateLayers.Select(g => g.Channels).ToArray());
         RegisterComponents();
     }
 
@@ -74,6 +76,24 @@ public sealed class InterroGateModel : MultiTaskModel
 
     public override Tensor? Regularizer() =>
         SparsityLoss.Compute(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs) * Options.LambdaS;
+
+    /// <summary>λ_s·∂L_s/∂α per gated layer: the sparsity loss's push on every gate (closed form, no graph).</summary>
+    public Tensor[] SparsityPush() =>
+        SparsityLoss.Gradient(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs)
+            .Select(g => g * Options.LambdaS).ToArray();
+
+    public override void ObserveGradients() =>
+        _monitor.Observe(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), SparsityPush());
+
+    public override IReadOnlyList<GateLayerStats> TakeGateStatistics()
+    {
+        var report = _monitor.Report(Encoder.GateLayers);
+        _monitor.Reset();
+        return report;
+    }
+
+    public override string? GateRegimeWarning(int gateSteps) =>
+        GateMonitor.Verdict(_monitor.Report(Encoder.GateLayers), Options.LambdaS, Options.AlphaInit, Options.GateLr, gateSteps);
 
     public override IEnumerable<Parameter> GateParameters() =>
         Encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta });

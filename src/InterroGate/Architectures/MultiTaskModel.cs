@@ -51,6 +51,24 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>Numbers worth logging each epoch (for example the fraction of task-specific channels).</summary>
     public virtual IReadOnlyDictionary<string, double> Diagnostics() => new Dictionary<string, double>();
 
+    /// <summary>
+    /// Called after each backward pass whose gradients the separate (gate) optimiser is about to use, so the model can
+    /// read them (InterroGate: the task gradient and the sparsity push on every gate).
+    /// </summary>
+    public virtual void ObserveGradients() { }
+
+    /// <summary>
+    /// Per gated layer and task, the gates' state and the running means of their gradients since the last call, which
+    /// starts new running means; null for architectures without gates.
+    /// </summary>
+    public virtual IReadOnlyList<Gating.GateLayerStats>? TakeGateStatistics() => null;
+
+    /// <summary>
+    /// One line when the gates, as configured, cannot learn channel by channel within <paramref name="gateSteps"/>
+    /// steps (judged from the gradients observed so far); null when they can or the model has no gates.
+    /// </summary>
+    public virtual string? GateRegimeWarning(int gateSteps) => null;
+
     /// <summary>One head per task reading the features of <paramref name="encoder"/> (its channels, at its output stride).</summary>
     protected ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(Backbones.IEncoderSpec encoder) =>
         ModuleMap.Of(Tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, encoder, HeadOptions))).ToArray());

@@ -15,11 +15,13 @@ public static class Presets
         Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
         Training = new TrainingConfig { Epochs = 5, BatchSize = 128, Lr = 2e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
         InterroGateTraining = new TrainingConfig { Epochs = 5, BatchSize = 128, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine), FreezeGatesLastEpochs = 2 },
-        InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
+        InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.01 },
         StlStartsFromMtl = true,
-        // 1170 gate steps (3 epochs; the last 2 of 5 train the weights with the gates fixed):
-        // λs from 3 (most channels stay task-specific) to 32 (most are shared).
-        LambdaS = [3, 8, 32],
+        // 1170 gate steps (3 epochs; the last 2 of 5 train the weights with the gates fixed). In the gate regime
+        // (docs/method.md): α₀ = 0.01, and λs where the push λs·σ'(α)/(T·L·C) on a gate is within a small factor of the
+        // spread of the task gradient across a layer's channels (about 2.5e-3 here): λs ≈ 0.4·C, so from 0.5 (the
+        // 4-channel layers barely) to 16 (every layer's push above its signal). Extrapolated from multifashion-quick.
+        LambdaS = [0.5, 1, 2, 4, 8, 16],
     };
 
     /// <summary>MultiFashion subset sized to finish `compare` in about 5 minutes on a 2-core CPU.</summary>
@@ -31,9 +33,9 @@ public static class Presets
         // Two epochs of gate learning, then one with the gates fixed in which the weights adapt to the pattern (without it
         // the gates that flip late in training are never repaired and the sharing runs fall below MTL).
         InterroGateTraining = MultiFashionQuarter.InterroGateTraining! with { Epochs = 3, Lr = 1e-3, FreezeGatesLastEpochs = 1 },
-        StlStartsFromMtl = false,
-        // 124 gate steps: Δα ≈ λs · 7e-5 per step from the sparsity loss, so λs spans 10 (little moves) to 200 (most shares).
-        LambdaS = [10, 50, 200],
+        // 124 gate steps, α₀ = 0.01. Measured (bench/RESULTS.md, "The gate regime"): λs = 1, 2, 4, 8 leave about 84, 59,
+        // 31 and 13% of the channels task-specific, the push from under 1× to a few times the spread of the task gradient.
+        LambdaS = [1, 2, 4, 8],
     };
 
     /// <summary>
@@ -72,11 +74,13 @@ public static class Presets
         Head = new Heads.HeadConfig { Dense = "aspp", Channels = 64 },
         Training = new TrainingConfig { Epochs = 3, BatchSize = 32, EvalBatchSize = 100, Lr = 1e-3, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine) },
         InterroGateTraining = new TrainingConfig { Epochs = 3, BatchSize = 32, EvalBatchSize = 100, Lr = 5e-4, WeightDecay = 1e-4, Schedule = new(ScheduleKind.Cosine), FreezeGatesLastEpochs = 1 },
-        InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
+        InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.01 },
+        StlStartsFromMtl = true,
         // 94 gate steps (2 epochs of 47). In ResNet-18 one α of a C-channel layer gets σ'(α)/(T·L·C) of λs from the
         // sparsity loss (L = 17 gated layers), so SGD at 0.1 moves it ≈ 7e-6·λs per step at C = 64 and 9e-7·λs at
-        // C = 512: λs from 600 (the 64-channel layers barely move) to 10,000 (every layer can flip).
-        LambdaS = [600, 2500, 10000],
+        // C = 512. With α₀ = 0.01 (the gate regime, docs/method.md) λs from 12 (the 64-channel layers barely move) to
+        // 200 (every layer can flip): the old range scaled by the ratio of the α₀s; not yet a measured sweep.
+        LambdaS = [12, 50, 200],
     };
 
     /// <summary>FashionScenes, PASCAL-Context's tasks that it has (semseg, normals, saliency, edges); otherwise as fashion-scenes-nyud.</summary>
@@ -109,7 +113,8 @@ public static class Presets
             Head = head,
             Training = training,
             InterroGateTraining = training with { FreezeGatesLastEpochs = epochs / 10 },
-            InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.5 },
+            InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.01 },
+            StlStartsFromMtl = true,
             LambdaS = lambdaS,
         };
     }
@@ -117,21 +122,22 @@ public static class Presets
     /// <summary>
     /// NYUD-v2 (semseg, depth, normals), ResNet-50 dilated to output stride 8 with DeepLab-v3 ASPP heads (Table 11),
     /// 100 epochs of the 795 training images. λs: with L = 49 gated layers and 8,900 gate steps, SGD at 0.1 moves one α
-    /// of a C-channel layer by about 1.4·λs/C in all, so λs from 20 (the 64-channel layers flip) to 320 (the
-    /// 512-channel ones do) spans the range; an estimate from Eq. 4's gradient, not a measured sweep.
+    /// of a C-channel layer by about 1.4·λs/C in all, so with α₀ = 0.01 λs from 0.4 (the 64-channel layers can flip)
+    /// to 6.4 (the 512-channel ones can) spans the range; an estimate from Eq. 4's gradient, not a measured sweep (the
+    /// run's first line says when the push outweighs the task gradient).
     /// </summary>
     public static CompareConfig NyudResNet50 => PaperDense("nyudv2-resnet50", "nyudv2", ["semseg", "depth", "normals"], 100,
-        new BackboneConfig { Name = "resnet50", OutputStride = 8 }, new Heads.HeadConfig { Dense = "aspp", Channels = 256 }, [20, 80, 320]);
+        new BackboneConfig { Name = "resnet50", OutputStride = 8 }, new Heads.HeadConfig { Dense = "aspp", Channels = 256 }, [0.4, 1.6, 6.4]);
 
     /// <summary>
     /// PASCAL-Context (semseg, human_parts, sal, normals, edge), ResNet-18 dilated to output stride 8 with ASPP heads,
     /// 60 epochs of the 4,998 training images, the prior work's scalar task weights (semseg 1, human parts 2,
     /// saliency 5, normals 10, edge 50). λs: L = 17, T = 5, 33,700 gate steps: one α moves about 3.7·λs/C in all,
-    /// so λs from 3 to 30 spans the range (an estimate from Eq. 4's gradient).
+    /// so with α₀ = 0.01 λs from 0.06 to 0.6 spans the range (an estimate from Eq. 4's gradient).
     /// </summary>
     public static CompareConfig PascalResNet18 => PaperDense("pascal-context-resnet18", "pascal-context",
         [PascalContext.SemanticSegmentation, PascalContext.HumanParts, PascalContext.Saliency, PascalContext.Normals, PascalContext.Edges], 60,
-        new BackboneConfig { Name = "resnet18", OutputStride = 8 }, new Heads.HeadConfig { Dense = "aspp", Channels = 256 }, [3, 10, 30]) with
+        new BackboneConfig { Name = "resnet18", OutputStride = 8 }, new Heads.HeadConfig { Dense = "aspp", Channels = 256 }, [0.06, 0.2, 0.6]) with
     {
         Balancer = new FixedWeightsBalancerConfig { Weights = [1, 2, 5, 10, 50] },
     };
@@ -139,21 +145,23 @@ public static class Presets
     /// <summary>
     /// NYUD-v2 (semseg, depth, normals), HRNet-18 (HRNetV2-W18) with HRNet heads (Table 10), 100 epochs. λs: the gated
     /// HRNet-18 has L = 268 gated layers, so with 8,900 gate steps one α of a C-channel layer moves about 0.26·λs/C in
-    /// all: λs from 40 (the 18- and 36-channel layers flip) to 640 (the 144- and 256-channel ones do); an estimate.
+    /// all: with α₀ = 0.01 λs from 0.8 (the 18- and 36-channel layers can flip) to 12.8 (the 144- and 256-channel ones
+    /// can); an estimate.
     /// </summary>
     public static CompareConfig NyudHRNet18 => PaperDense("nyudv2-hrnet18", "nyudv2", ["semseg", "depth", "normals"], 100,
-        new BackboneConfig { Name = "hrnet18" }, new Heads.HeadConfig { Dense = "hrnet" }, [40, 160, 640]);
+        new BackboneConfig { Name = "hrnet18" }, new Heads.HeadConfig { Dense = "hrnet" }, [0.8, 3.2, 12.8]);
 
     /// <summary>
     /// PASCAL-Context's five tasks on HRNet-18 with HRNet heads, 60 epochs, the scalar task weights of
-    /// pascal-context-resnet18. λs: L = 268, T = 5, 33,700 gate steps: one α moves about 0.59·λs/C, so 15 to 240.
+    /// pascal-context-resnet18. λs: L = 268, T = 5, 33,700 gate steps: one α moves about 0.59·λs/C, so with α₀ = 0.01
+    /// 0.3 to 4.8.
     /// </summary>
     public static CompareConfig PascalHRNet18 => PascalResNet18 with
     {
         Name = "pascal-context-hrnet18",
         Backbone = new BackboneConfig { Name = "hrnet18" },
         Head = new Heads.HeadConfig { Dense = "hrnet" },
-        LambdaS = [15, 60, 240],
+        LambdaS = [0.3, 1.2, 4.8],
     };
 
     public static readonly IReadOnlyDictionary<string, Func<CompareConfig>> Comparisons = new Dictionary<string, Func<CompareConfig>>

@@ -341,9 +341,33 @@ public sealed record CompareConfig
     /// a cross-stitch network starts from the STL models when <see cref="InitialiseFromBaselines"/> is set.
     /// </summary>
     public IReadOnlyList<ArchitectureConfig> Architectures { get; init; } = [];
+    /// <summary>
+    /// Training seeds: the whole protocol runs once per seed (folders seed-{s}), and the table reports every row as
+    /// mean ± std over them, as the paper's Tables 10-11 do. Null: one run with <c>training.seed</c>. The data split
+    /// (<c>data.seed</c>) is the same for every seed.
+    /// </summary>
+    public IReadOnlyList<int>? Seeds { get; init; }
+
+    /// <summary>Checks <see cref="Seeds"/>: not empty, no seed twice, none negative.</summary>
+    public void ValidateSeeds()
+    {
+        if (Seeds is null) return;
+        ConfigException.Require(Seeds.Count > 0, "seeds", "[]", "at least one seed (or leave it out for one run with training.seed)");
+        ConfigException.Require(Seeds.Distinct().Count() == Seeds.Count, "seeds", $"[{string.Join(", ", Seeds)}]", "distinct seeds (a seed given twice would train the same runs twice)");
+        for (int i = 0; i < Seeds.Count; i++) ConfigException.Require(Seeds[i] >= 0, $"seeds[{i}]", Seeds[i], "≥ 0");
+    }
+
+    /// <summary>This comparison for one seed: every run trains with <paramref name="seed"/>.</summary>
+    public CompareConfig WithSeed(int seed) => this with
+    {
+        Seeds = null,
+        Training = Training with { Seed = seed },
+        InterroGateTraining = InterroGateTraining is null ? null : InterroGateTraining with { Seed = seed },
+    };
 
     public void Validate(int tasks)
     {
+        ValidateSeeds();
         for (int i = 0; i < Architectures.Count; i++)
         {
             ConfigException.Require(Architectures[i] is MtanConfig or CrossStitchConfig, $"architectures[{i}].type", Architectures[i].Type,

@@ -39,6 +39,26 @@ public static class SparsityLoss
         return nn.functional.relu(usage - budget).mean();
     }
 
+    /// <summary>
+    /// ∂L_s/∂α per gated layer ([T, C_ℓ] each), in closed form: (1/T) · 1[u_t &gt; τ_t] · w_ℓ / C_ℓ · σ'(α).
+    /// The same for every channel of a layer but for σ'(α): the uniform push the task gradient competes with
+    /// (docs/method.md, "The gate regime"). Multiply by λ_s for the push on the gates.
+    /// </summary>
+    public static Tensor[] Gradient(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null)
+    {
+        using var _ = no_grad();
+        int tasks = (int)alphas[0].shape[0];
+        double[] w = kind == SparsityKind.Flops
+            ? Normalise(layerWeights ?? throw new ArgumentException("FLOPs sparsity needs per-layer weights."), alphas.Count)
+            : Enumerable.Repeat(1.0 / alphas.Count, alphas.Count).ToArray();
+        var sig = alphas.Select(a => a.sigmoid()).ToArray();
+        var usage = zeros(tasks, dtype: float64, device: alphas[0].device);
+        for (int l = 0; l < alphas.Count; l++) usage += sig[l].mean([1]).to(float64) * w[l];
+        var budget = kind == SparsityKind.L1 ? zeros_like(usage) : tensor(tau.ToArray(), dtype: float64).to(usage.device);
+        var active = usage.gt(budget).to(alphas[0].dtype).unsqueeze(1) / tasks; // [T, 1]
+        return alphas.Select((a, l) => active * (sig[l] * (1 - sig[l])) * (w[l] / a.shape[1])).ToArray();
+    }
+
     private static double[] Normalise(IReadOnlyList<double> weights, int layers)
     {
         if (weights.Count != layers) throw new ArgumentException($"Need one weight per gated layer ({layers}), got {weights.Count}.");

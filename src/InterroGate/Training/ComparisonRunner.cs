@@ -19,7 +19,34 @@ public sealed record ComparisonResult(IReadOnlyList<ComparisonEntry> Entries, Co
 
 public sealed class ComparisonRunner(CompareConfig config, string directory, IProgress<TrainingEvent>? progress = null)
 {
+    /// <summary>
+    /// Runs the protocol, once or (with <see cref="CompareConfig.Seeds"/>) once per seed in seed-{s}, and writes the
+    /// table (over seeds: mean ± std, every seed's numbers kept in the JSON).
+    /// </summary>
     public ComparisonResult Run(CancellationToken cancel = default)
+    {
+        config.ValidateSeeds();
+        if (config.Seeds is not { } seeds) return new ComparisonRunner(config, directory, progress).RunOnce(cancel);
+        var results = new List<ComparisonResult>();
+        foreach (int seed in seeds)
+        {
+            progress?.Report(new RunMessage(config.Name, $"seed {seed} ({results.Count + 1} of {seeds.Count})"));
+            results.Add(new ComparisonRunner(config.WithSeed(seed), Path.Combine(directory, $"seed-{seed}"), progress).RunOnce(cancel));
+        }
+        var table = ComparisonTable.OverSeeds(results.Select(r => r.Table).ToArray());
+        return Write(table, results.SelectMany(r => r.Entries).ToList());
+    }
+
+    private ComparisonResult Write(ComparisonTable table, IReadOnlyList<ComparisonEntry> entries)
+    {
+        Directory.CreateDirectory(directory);
+        string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
+        File.WriteAllText(md, table.ToMarkdown());
+        File.WriteAllText(json, table.ToJson());
+        return new ComparisonResult(entries, table, md, json);
+    }
+
+    private ComparisonResult RunOnce(CancellationToken cancel)
     {
         Runtime.NativeRuntime.EnsureLoaded();
         var data = DataCatalog.Open(config.Data);
@@ -78,12 +105,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             entries.Add(TrainAndTest(run, data, image, init, cancel).Entry);
         }
 
-        var table = BuildTable(tasks, stlEntries, entries.Where(e => e.Architecture != "stl").ToList());
-        Directory.CreateDirectory(directory);
-        string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
-        File.WriteAllText(md, table.ToMarkdown());
-        File.WriteAllText(json, table.ToJson());
-        return new ComparisonResult(entries, table, md, json);
+        return Write(BuildTable(tasks, stlEntries, entries.Where(e => e.Architecture != "stl").ToList()), entries);
     }
 
     /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.</summary>

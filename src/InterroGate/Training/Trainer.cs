@@ -103,6 +103,10 @@ public sealed class Trainer
         int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
         if (steps == 0) throw new ArgumentException($"The training split has {_data.Train.Count} samples, fewer than one batch of {cfg.BatchSize}.");
 
+        int gateSteps = gateOpt is null ? 0 : (cfg.Epochs - cfg.FreezeGatesLastEpochs) * steps;
+        if (resumeFrom is null && gateOpt is not null && ProbeGateRegime(objective, device, gateSteps) is { } warning)
+            Report(new RunMessage(_config.Name, warning));
+
         int reportEvery = Math.Clamp(steps / 20, 1, 10);
         var total = Stopwatch.StartNew();
         double trainSeconds = 0;
@@ -214,6 +218,7 @@ public sealed class Trainer
         gateOpt?.zero_grad();
         if (gateOpt is null) foreach (var p in _model.GateParameters()) p.grad?.zero_(); // fixed gates: no stale gradients pile up
         _balancer.Backward(losses, reg, context);
+        if (gateOpt is not null) _model.ObserveGradients();
         weightOpt.step();
         gateOpt?.step();
         var values = losses.Select(l => (double)l.item<float>()).ToArray();
@@ -223,6 +228,44 @@ public sealed class Trainer
             return objective.Losses(_model.call(images), batch).Select(l => (double)l.item<float>()).ToArray();
         });
         return (values, reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
+    }
+
+    /// <summary>
+    /// Before the first step: the gradients of a few training batches (forward and backward in training mode, no
+    /// optimiser step, BN statistics restored afterwards) tell whether the gates can learn channel by channel within
+    /// <paramref name="gateSteps"/> steps (<see cref="MultiTaskModel.GateRegimeWarning"/>).
+    /// </summary>
+    private string? ProbeGateRegime(MultiTaskObjective objective, Device device, int gateSteps, int batches = 4)
+    {
+        var buffers = _model.buffers().Select(b => (Buffer: b, Saved: b.detach().clone())).ToArray();
+        var loader = new DataLoader(_data.Train, _config.Training.BatchSize, shuffle: true, seed: _config.Training.Seed + 104_729, dropLast: true, device);
+        try
+        {
+            int seen = 0;
+            foreach (var batch in loader.Epoch(0))
+            {
+                using (var scope = NewDisposeScope())
+                {
+                    scope.Attach(batch.Values);
+                    if (seen >= batches) break;
+                    foreach (var p in _model.parameters()) p.grad?.zero_();
+                    var losses = objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch);
+                    var total = losses.Aggregate((a, b) => a + b);
+                    var reg = _model.Regularizer();
+                    (reg is null ? total : total + reg).backward();
+                    _model.ObserveGradients();
+                }
+                seen++;
+            }
+            return _model.GateRegimeWarning(gateSteps);
+        }
+        finally
+        {
+            using var _ = no_grad();
+            foreach (var p in _model.parameters()) p.grad?.zero_();
+            foreach (var (buffer, saved) in buffers) { buffer.copy_(saved); saved.Dispose(); }
+            _model.TakeGateStatistics(); // the probe's gradients are not part of epoch 1's running means
+        }
     }
 
     private void Save(string path, string kind, int epoch, int step, double bestScore, int bestEpoch,
@@ -275,8 +318,16 @@ public sealed class Trainer
             ["elapsed_s"] = elapsed,
         };
         foreach (var (k, v) in diagnostics) row[k] = v;
-        File.AppendAllText(MetricsPath, JsonSerializer.Serialize(row) + "\n");
+        if (_model.TakeGateStatistics() is { } gates) row["gates"] = gates;
+        File.AppendAllText(MetricsPath, JsonSerializer.Serialize(row, MetricsJson) + "\n");
     }
+
+    /// <summary>How metrics.jsonl is written: NaN (a statistic with nothing to average) as the string "NaN".</summary>
+    public static readonly JsonSerializerOptions MetricsJson = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+    };
 
     private static void DisposeAll(Dictionary<string, Tensor> batch)
     {

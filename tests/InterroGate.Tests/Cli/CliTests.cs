@@ -64,6 +64,18 @@ public sealed class CliTests
         Assert.Contains("training.epochs", error);
     }
 
+    [Theory]
+    [InlineData("0,1,x")]
+    [InlineData("")]
+    [InlineData("0,,1")]
+    [InlineData("0,1,0")]
+    public void Compare_refuses_a_seed_list_that_is_malformed_or_repeats_before_training(string seeds)
+    {
+        var (code, error) = Run("compare", "multifashion-quick", "--seeds", seeds, "-o", Path.Combine(Path.GetTempPath(), $"ig-seeds-{Guid.NewGuid():N}"));
+        Assert.Equal(2, code);
+        Assert.Contains("config key 'seeds'", error);
+    }
+
     [Fact]
     public void Unknown_presets_list_the_valid_ones()
     {
@@ -103,6 +115,18 @@ public sealed class CliTests
             }
             string mtl = Train(new InterroGate.Architectures.HardSharingConfig(), "mtl");
             string ig = Train(new InterroGate.Architectures.InterroGateConfig(), "ig");
+
+            // gates: the table from the checkpoint and the run's metrics.jsonl, and the Figure 4 plot as PNG and SVG.
+            var (gatesCode, gatesTable, _) = RunCapturing("gates", Path.Combine(dir, "ig"), "-o", Path.Combine(dir, "plots"));
+            Assert.Equal(0, gatesCode);
+            Assert.Contains("| layer | C |", gatesTable);
+            Assert.Contains("Gradients: running means over the gate-learning steps of epoch 1", gatesTable);
+            var png = File.ReadAllBytes(Path.Combine(dir, "plots", "gates.png"));
+            Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
+            Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir, "plots", "gates.svg")));
+            var notGated = Run("gates", mtl);
+            Assert.Equal(2, notGated.Code);
+            Assert.Contains("only InterroGate models have gates", notGated.Error);
 
             var refused = Run("prune", mtl);
             Assert.Equal(2, refused.Code);

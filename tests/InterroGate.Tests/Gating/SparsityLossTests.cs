@@ -52,4 +52,23 @@ public sealed class SparsityLossTests
     {
         Assert.Throws<ArgumentException>(() => SparsityLoss.Compute(Alphas, [0.5], SparsityKind.Hinge));
     }
+
+    [Theory]
+    [InlineData(SparsityKind.Hinge, 0.5)]
+    [InlineData(SparsityKind.Hinge, 0.25)]
+    [InlineData(SparsityKind.L1, 0.5)]
+    [InlineData(SparsityKind.Flops, 0.1)]
+    public void The_closed_form_push_equals_autograd(SparsityKind kind, double tau)
+    {
+        // Task 1's usage (0.3) is under τ = 0.5, so the hinge pushes only task 0; at τ = 0.25 both are pushed.
+        var alphas = Alphas.Select(a => a.clone().requires_grad_(true)).ToArray();
+        double[] weights = [300, 100];
+        var loss = SparsityLoss.Compute(alphas, [tau, tau], kind, weights);
+        loss.backward();
+        var closed = SparsityLoss.Gradient(alphas, [tau, tau], kind, weights);
+        for (int l = 0; l < alphas.Length; l++)
+            Assert.True(alphas[l].grad!.allclose(closed[l], rtol: 1e-5, atol: 1e-7), $"layer {l}: largest difference {(alphas[l].grad! - closed[l]).abs().max().item<float>()}");
+        if (kind == SparsityKind.Hinge && tau == 0.5)
+            Assert.Equal(0f, closed[0][1].abs().sum().item<float>()); // a task under its budget gets no push
+    }
 }

@@ -1,0 +1,70 @@
+using InterroGate.Analysis;
+using InterroGate.Configuration;
+using InterroGate.Tasks;
+
+namespace InterroGate.Tests.Analysis;
+
+/// <summary>Comparison tables over seeds: mean ± sample std per row, Δ_MTL per seed against that seed's STL.</summary>
+public sealed class SeedTableTests
+{
+    private static readonly TaskSet Tasks = new([new TaskSpec("a", TaskKind.Classification, 2), new TaskSpec("b", TaskKind.Classification, 2)]);
+
+    private static ComparisonTable Seed(double stlA, double stlB, double mtlA, double mtlB, long mtlMacs)
+    {
+        var t = new ComparisonTable(Tasks);
+        t.AddRow(new ComparisonRow("STL", "stl", new Dictionary<string, double> { ["a"] = stlA, ["b"] = stlB }, 200, 20, new Dictionary<string, double>()), isBaseline: true);
+        t.AddRow(new ComparisonRow("MTL", "mtl", new Dictionary<string, double> { ["a"] = mtlA, ["b"] = mtlB }, mtlMacs, 10,
+            new Dictionary<string, double> { ["task-specific %"] = mtlMacs / 10.0 }));
+        return t;
+    }
+
+    [Fact]
+    public void Rows_are_means_and_delta_is_averaged_over_per_seed_deltas()
+    {
+        // Seed 1: STL 0.8/0.5, MTL 0.88/0.45 -> Δ = (+10% - 10%)/2 = 0.  Seed 2: STL 0.5/0.5, MTL 0.6/0.5 -> Δ = +10%.
+        var table = ComparisonTable.OverSeeds([Seed(0.8, 0.5, 0.88, 0.45, 100), Seed(0.5, 0.5, 0.6, 0.5, 120)]);
+        var mtl = table.Rows[1];
+        Assert.Equal(0.74, mtl.Metrics["a"], 10);
+        Assert.Equal(110, mtl.Macs);
+        Assert.Equal(5.0, table.DeltaMtl(mtl), 6); // not Δ of the means, which is (0.74/0.65 - 1 + 0.475/0.5 - 1)/2 = +4.4%
+        Assert.Equal(Math.Sqrt(50), table.DeltaMtlStd(mtl), 6);
+        Assert.Equal(0.28 / Math.Sqrt(2), mtl.Std(r => r.Metrics["a"]), 6); // values 0.88 and 0.6: sample std
+        var md = table.ToMarkdown();
+        Assert.Contains("| MTL | 74.00 ± 19.80 | 47.50 ± 3.54 | +5.00 ± 7.07 | 0.00 ± 0.00 |", md);
+        Assert.Contains("over 2 seeds", md);
+
+        // The JSON keeps every seed's numbers and reads back to the same table.
+        var back = ComparisonTable.FromJson(table.ToJson());
+        Assert.Equal(2, back.Rows[1].Seeds!.Count);
+        Assert.Equal(0.6, back.Rows[1].Seeds![1].Metrics["a"], 10);
+        Assert.Equal(5.0, back.DeltaMtl(back.Rows[1]), 6);
+    }
+
+    [Fact]
+    public void Tables_of_different_rows_are_not_averaged()
+    {
+        var other = new ComparisonTable(Tasks);
+        other.AddRow(Seed(0.8, 0.5, 0.8, 0.5, 1).Rows[0], isBaseline: true);
+        Assert.Throws<ArgumentException>(() => ComparisonTable.OverSeeds([Seed(0.8, 0.5, 0.88, 0.45, 100), other]));
+    }
+
+    [Theory]
+    [InlineData("[]", "seeds")]
+    [InlineData("[0, 1, 0]", "seeds")]
+    [InlineData("[2, -1]", "seeds[1]")]
+    public void Seed_lists_that_are_empty_repeat_or_are_negative_name_the_key(string seeds, string key)
+    {
+        var config = Presets.LoadComparison("multifashion-quick", [$"seeds={seeds}"]);
+        var e = Assert.Throws<ConfigException>(config.ValidateSeeds);
+        Assert.Equal(key, e.Key);
+    }
+
+    [Fact]
+    public void A_seed_gives_every_run_that_seed()
+    {
+        var config = Presets.LoadComparison("multifashion-quick", ["seeds=[3, 4]"]).WithSeed(4);
+        Assert.Null(config.Seeds);
+        Assert.Equal(4, config.Training.Seed);
+        Assert.Equal(4, config.InterroGateTraining!.Seed);
+    }
+}
