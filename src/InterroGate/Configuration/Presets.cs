@@ -20,8 +20,8 @@ public static class Presets
         // 1170 gate steps (3 epochs; the last 2 of 5 train the weights with the gates fixed). In the gate regime
         // (docs/method.md): α₀ = 0.01, and λs where the push λs·σ'(α)/(T·L·C) on a gate is within a small factor of the
         // spread of the task gradient across a layer's channels (about 2.5e-3 here): λs ≈ 0.4·C, so from 0.5 (the
-        // 4-channel layers barely) to 16 (every layer's push above its signal). Extrapolated from multifashion-quick.
-        LambdaS = [0.5, 1, 2, 4, 8, 16],
+        // 4-channel layers barely) to 8 (every layer's push above its signal). Extrapolated from multifashion-quick.
+        LambdaS = [0.5, 1, 2, 4, 8],
     };
 
     /// <summary>MultiFashion subset sized to finish `compare` in about 5 minutes on a 2-core CPU.</summary>
