@@ -40,20 +40,47 @@ internal static class CommonOptions
             AnsiConsole.MarkupLine("[yellow]Stopping after this step; a resumable checkpoint will be written (Ctrl+C again to quit now).[/]");
         };
         Console.CancelKeyPress += onCancel;
+        // SIGTERM (a scheduler's or `kill`'s stop) is handled like Ctrl+C: stop after this step, keep a resumable checkpoint.
+        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
+        {
+            if (cts.IsCancellationRequested) return;
+            ctx.Cancel = true;
+            cts.Cancel();
+            Console.Error.WriteLine("SIGTERM: stopping after this step; a resumable checkpoint will be written.");
+        });
         try
         {
             return body(cts.Token);
         }
         catch (Exception e) when (e is ConfigException or DataFormatException or DatasetNotFoundException or CheckpointException
                                        or NativeLoadException or NonFiniteLossException or OperationCanceledException
-                                       or DeviceUnavailableException or Deployment.SafeTensorsException or Deployment.ImageInputException or FileNotFoundException)
+                                       or DeviceUnavailableException or Deployment.SafeTensorsException or Deployment.ImageInputException or FileNotFoundException
+                                       or RunFolderException or DirectoryNotFoundException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return e is OperationCanceledException ? 130 : 2;
+        }
+        catch (Exception e)
+        {
+            // Not something the user did: one line, and the trace in a crash log (never on the console).
+            Console.Error.WriteLine($"internal error: {FirstLine(e.Message)} ({e.GetType().Name}); details in {WriteCrashLog(e)}");
+            return 70;
         }
         finally
         {
             Console.CancelKeyPress -= onCancel;
         }
+    }
+
+    private static string FirstLine(string message) => message.Split('\n', 2)[0].Trim();
+
+    /// <summary>Writes the exception with its trace and the command line to a new file under the temporary folder; returns its path.</summary>
+    internal static string WriteCrashLog(Exception e)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "interrogate-crashes");
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, $"crash-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Environment.ProcessId}.log");
+        File.WriteAllText(path, $"interrogate {string.Join(' ', Environment.GetCommandLineArgs().Skip(1))}\n{DateTime.UtcNow:O}\n\n{e}\n");
+        return path;
     }
 }

@@ -16,7 +16,9 @@ internal static class TrainCommand
         var outDir = CommonOptions.Out("checkpoints, metrics.jsonl and config.json");
         var resume = new Option<string?>("--resume") { Description = "Continue from this checkpoint (the same run's last.ckpt)" };
         var device = CommonOptions.Device();
-        var cmd = new Command("train", "Train one model (STL, MTL or InterroGate).") { config, set, outDir, resume, device };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Train anew in a folder that already holds a run, replacing its checkpoints and metrics" };
+        var accept = new Option<bool>("--accept-changes") { Description = "Resume even where the configuration differs from the checkpoint's (the differing keys are printed)" };
+        var cmd = new Command("train", "Train one model (STL, MTL or InterroGate).") { config, set, outDir, resume, device, overwrite, accept };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var run = Presets.LoadRun(p.GetValue(config)!, CommonOptions.WithDevice(p.GetValue(set)!, p.GetValue(device)));
@@ -26,7 +28,10 @@ internal static class TrainCommand
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(run.Name)}[/]: {run.Architecture.Type} on {run.Backbone.Name} (width {run.Backbone.Width}), tasks {Markup.Escape(string.Join(", ", prepared.Tasks.Names))}, {prepared.Data.Train.Count} training samples -> {Markup.Escape(dir)}");
             foreach (var (split, count) in DataCatalog.Skipped(prepared.Data))
                 AnsiConsole.MarkupLine($"[yellow]{count} ids of the {split} list left out: their files are missing (data.skipMissing)[/]");
-            var result = ConsoleReporter.Run(reporter => new Trainer(run, prepared.Model, prepared.Data, dir, reporter).Run(p.GetValue(resume), cancel));
+            var result = ConsoleReporter.Run(reporter => new Trainer(run, prepared.Model, prepared.Data, dir, reporter)
+            {
+                Overwrite = p.GetValue(overwrite), AcceptConfigChanges = p.GetValue(accept),
+            }.Run(p.GetValue(resume), cancel));
             if (result.Interrupted) return 130;
             AnsiConsole.MarkupLine($"best epoch {result.BestEpoch + 1}: {Markup.Escape(Format.Metrics(result.BestValidation))}; {result.ImagesPerSecond:F0} images/s");
             AnsiConsole.MarkupLine($"checkpoints: {Markup.Escape(result.BestCheckpoint)}, {Markup.Escape(result.LastCheckpoint)}");

@@ -114,7 +114,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     {
         string dir = Path.Combine(directory, run.Name);
         var prepared = PreparedRun.Create(run, data);
-        var trainer = new Trainer(run, prepared.Model, data, dir, progress);
+        // A folder holding a run of another configuration is trained anew (said below); the same one is resumed or reused.
+        var trainer = new Trainer(run, prepared.Model, data, dir, progress) { Overwrite = true };
         string? resume = null;
         bool finished = false;
         if (File.Exists(trainer.LastPath))

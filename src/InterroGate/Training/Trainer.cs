@@ -40,6 +40,14 @@ public sealed class Trainer
         _progress = progress;
     }
 
+    /// <summary>A fresh run into a folder that already holds one clears it instead of refusing.</summary>
+    public bool Overwrite { get; init; }
+    /// <summary>Resume even where the configuration differs from the checkpoint's (the differing keys are reported).</summary>
+    public bool AcceptConfigChanges { get; init; }
+
+    /// <summary>Configuration keys that may change on resume without changing what the run computes.</summary>
+    private static readonly IReadOnlySet<string> ResumeMayChange = new HashSet<string> { "training.device", "training.threads", "training.tf32" };
+
     public string BestPath => Path.Combine(_dir, "best.ckpt");
     public const string LastFileName = "last.ckpt";
     public string LastPath => Path.Combine(_dir, LastFileName);
@@ -51,8 +59,31 @@ public sealed class Trainer
         var cfg = _config.Training;
         var tasks = _model.Tasks;
         var device = Runtime.Devices.Resolve(cfg.Device, cfg.Tf32);
-        Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "config.json"), ConfigJson.Serialize(_config));
+        using var folderLock = RunFolderLock.Acquire(_dir, out bool staleLock);
+        if (staleLock) Report(new RunMessage(_config.Name, $"cleared the lock of {_dir} left by a run that no longer runs"));
+        if (resumeFrom is null && RunFiles.HoldsRun(_dir))
+        {
+            if (!Overwrite)
+                throw new RunFolderException(_dir, $"already holds a run; resume it (--resume {LastPath}), train anew over it (--overwrite), or choose another folder (-o)");
+            RunFiles.Clear(_dir);
+        }
+        if (resumeFrom is not null)
+        {
+            var stored = Checkpoint.ReadMeta(resumeFrom);
+            if (stored.Architecture != _model.Architecture || stored.Backbone != _config.Backbone.Name || !stored.Tasks.SequenceEqual(tasks.Names))
+                throw new CheckpointException(resumeFrom,
+                    $"it holds a {stored.Architecture} model on {stored.Backbone} for tasks [{string.Join(", ", stored.Tasks)}]; " +
+                    $"this run trains {_model.Architecture} on {_config.Backbone.Name} for [{string.Join(", ", tasks.Names)}]. Resume only the same run.");
+            var changed = ChangedKeys(stored.Config);
+            if (changed.Count > 0)
+            {
+                string list = string.Join(", ", changed);
+                if (!AcceptConfigChanges)
+                    throw new RunFolderException(_dir, $"the configuration differs from the checkpoint's in {list}; resume with the same configuration, or accept the changes (--accept-changes)");
+                Report(new RunMessage(_config.Name, $"resuming with a changed configuration: {list}"));
+            }
+        }
+        RunFiles.WriteAtomically(Path.Combine(_dir, "config.json"), ConfigJson.Serialize(_config));
         _model.to(device);
         // A balancer's own parameters stay on the CPU; balancers move them to the losses' device where they combine.
 
@@ -84,12 +115,7 @@ public sealed class Trainer
         string? lastGood = null;
         if (resumeFrom is not null)
         {
-            var meta = Checkpoint.ReadMeta(resumeFrom);
-            if (meta.Architecture != _model.Architecture || meta.Backbone != _config.Backbone.Name || !meta.Tasks.SequenceEqual(tasks.Names))
-                throw new CheckpointException(resumeFrom,
-                    $"it holds a {meta.Architecture} model on {meta.Backbone} for tasks [{string.Join(", ", meta.Tasks)}]; " +
-                    $"this run trains {_model.Architecture} on {_config.Backbone.Name} for [{string.Join(", ", tasks.Names)}]. Resume only the same run.");
-            meta = Checkpoint.Load(resumeFrom, _model, optimizers);
+            var meta = Checkpoint.Load(resumeFrom, _model, optimizers);
             Checkpoint.RestoreRng(meta.RngState);
             _balancer.Restore(meta.BalancerState);
             (startEpoch, startStep, bestScore, bestEpoch) = (meta.Epoch, meta.Step, meta.BestScore, meta.BestEpoch);
@@ -101,7 +127,7 @@ public sealed class Trainer
         TrimMetrics(startEpoch);
         var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true, device);
         int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
-        if (steps == 0) throw new ArgumentException($"The training split has {_data.Train.Count} samples, fewer than one batch of {cfg.BatchSize}.");
+        if (steps == 0) throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
 
         int gateSteps = gateOpt is null ? 0 : (cfg.Epochs - cfg.FreezeGatesLastEpochs) * steps;
         if (resumeFrom is null && gateOpt is not null && ProbeGateRegime(objective, device, gateSteps) is { } warning)
@@ -291,16 +317,28 @@ public sealed class Trainer
         Checkpoint.Save(path, meta, _model, optimizers);
     }
 
+    /// <summary>The keys in which this run's configuration differs from a checkpoint's stored one (read back first, so
+    /// options added since it was written compare at their defaults).</summary>
+    private IReadOnlyList<string> ChangedKeys(string stored)
+    {
+        string normalised;
+        try { normalised = ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(stored)); }
+        catch (ConfigException) { normalised = stored; }
+        return RunFiles.ChangedKeys(normalised, ConfigJson.Serialize(_config), ResumeMayChange);
+    }
+
     /// <summary>
     /// metrics.jsonl holds one line per completed epoch of this run: a fresh run starts it anew, a resumed run
-    /// keeps the epochs before its resume point (and drops any written after it).
+    /// keeps the epochs before its resume point (and drops any written after it). Lines cut short by a kill are left
+    /// out, said so; the file is replaced in one rename, so a kill here loses nothing.
     /// </summary>
     private void TrimMetrics(int completedEpochs)
     {
         if (!File.Exists(MetricsPath)) return;
-        var keep = completedEpochs == 0 ? [] : File.ReadAllLines(MetricsPath)
-            .Where(l => l.Length > 0 && JsonDocument.Parse(l).RootElement.GetProperty("epoch").GetInt32() <= completedEpochs).ToArray();
-        File.WriteAllLines(MetricsPath, keep);
+        var (lines, skipped) = RunFiles.ReadMetrics(MetricsPath);
+        if (skipped > 0) Report(new RunMessage(_config.Name, $"{MetricsPath}: left out {skipped} incomplete line(s) (a run stopped while writing)"));
+        var keep = lines.Where(l => l.Epoch <= completedEpochs).Select(l => l.Line + "\n");
+        RunFiles.WriteAtomically(MetricsPath, string.Concat(keep));
     }
 
     private void AppendMetrics(int epoch, double factor, IReadOnlyDictionary<string, double> trainLosses, double reg,

@@ -77,6 +77,49 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void An_unexpected_failure_prints_one_line_and_the_crash_log_path_and_exits_with_70()
+    {
+        var stderr = new StringWriter();
+        var previous = Console.Error;
+        Console.SetError(stderr);
+        int code;
+        try
+        {
+            code = InterroGate.Cli.Commands.CommonOptions.Guard(_ => throw new InvalidOperationException("boom\nsecond line"));
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+        Assert.Equal(70, code);
+        var lines = stderr.ToString().TrimEnd().Split('\n');
+        Assert.Single(lines);
+        Assert.StartsWith("internal error: boom (InvalidOperationException); details in ", lines[0]);
+        string log = lines[0][(lines[0].IndexOf("details in ", StringComparison.Ordinal) + "details in ".Length)..].Trim();
+        var text = File.ReadAllText(log);
+        Assert.Contains("second line", text);
+        Assert.Contains("   at ", text); // the trace is in the log, not on the console
+        File.Delete(log);
+    }
+
+    [Fact]
+    public void A_batch_larger_than_the_data_set_names_the_key()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"ig-batch-{Guid.NewGuid():N}");
+        try
+        {
+            var (code, error) = Run("train", "multifashion-quick/mtl", "--set", "data.dataset=\"synthetic\"", "--set", "data.trainSize=64",
+                "--set", "training.batchSize=128", "-o", dir);
+            Assert.Equal(2, code);
+            Assert.Contains("config key 'training.batchSize'", error);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Unknown_presets_list_the_valid_ones()
     {
         var (code, error) = Run("compare", "no-such-preset");

@@ -198,16 +198,55 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(2, Checkpoint.ReadMeta(second.LastCheckpoint).Epoch);
         Assert.Equal(2, File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl")).Length);
 
-        // A fresh run in the same folder starts its metrics anew; resuming after epoch 1 drops what came after it.
+        // A fresh run in a folder that holds one is refused, and nothing of the old run is touched.
         var fresh = PreparedRun.Create(config with { Training = config.Training with { Epochs = 1 } });
-        new Trainer(fresh.Config, fresh.Model, fresh.Data, _dir).Run();
+        var refused = Assert.Throws<RunFolderException>(() => new Trainer(fresh.Config, fresh.Model, fresh.Data, _dir).Run());
+        Assert.Contains("already holds a run", refused.Message);
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl")).Length);
+
+        // Told to overwrite, it starts its metrics anew; resuming after epoch 1 drops what came after it, and a line cut
+        // short by a kill is left out.
+        new Trainer(fresh.Config, fresh.Model, fresh.Data, _dir) { Overwrite = true }.Run();
         var lines = File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl"));
         Assert.Single(lines);
-        File.AppendAllText(Path.Combine(_dir, "metrics.jsonl"), lines[0].Replace("\"epoch\":1", "\"epoch\":2") + "\n");
-        var resumed = PreparedRun.Create(config);
-        new Trainer(config, resumed.Model, resumed.Data, _dir).Run(Path.Combine(_dir, "last.ckpt"));
+        File.AppendAllText(Path.Combine(_dir, "metrics.jsonl"), lines[0].Replace("\"epoch\":1", "\"epoch\":2") + "\n" + lines[0][..20]);
+
+        // Resuming with another configuration (two more epochs, another learning rate) is refused naming the keys,
+        // unless the changes are accepted.
+        var changed = config with { Training = config.Training with { Lr = config.Training.Lr * 2 } };
+        var resumed = PreparedRun.Create(changed);
+        var differs = Assert.Throws<RunFolderException>(() => new Trainer(changed, resumed.Model, resumed.Data, _dir).Run(Path.Combine(_dir, "last.ckpt")));
+        Assert.Contains("training.epochs, training.lr", differs.Message);
+        var messages = new Recorder();
+        new Trainer(changed, resumed.Model, resumed.Data, _dir, messages) { AcceptConfigChanges = true }.Run(Path.Combine(_dir, "last.ckpt"));
+        Assert.Contains(messages.Events.OfType<RunMessage>(), m => m.Text.Contains("incomplete line", StringComparison.Ordinal));
         var epochs = File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("epoch").GetInt32());
         Assert.Equal([1, 2], epochs);
+    }
+
+    [Fact]
+    public void A_run_folder_holds_one_run_at_a_time_and_a_killed_runs_lock_is_cleared()
+    {
+        Directory.CreateDirectory(_dir);
+        string lockPath = Path.Combine(_dir, RunFolderLock.FileName);
+        using (RunFolderLock.Acquire(_dir, out bool stale))
+        {
+            Assert.False(stale);
+            var e = Assert.Throws<RunFolderException>(() => RunFolderLock.Acquire(_dir, out _)); // this live process holds it
+            Assert.Contains($"in use by process {Environment.ProcessId}", e.Message);
+        }
+        Assert.False(File.Exists(lockPath));
+
+        File.WriteAllText(lockPath, "2147483600 638000000000"); // a process that does not run
+        using (RunFolderLock.Acquire(_dir, out bool stale)) Assert.True(stale);
+    }
+
+    [Fact]
+    public void Changed_keys_are_listed_by_their_path()
+    {
+        var changed = RunFiles.ChangedKeys("""{"a": 1, "b": {"c": [1, 2], "d": "x"}, "training": {"device": "cpu"}}""",
+            """{"a": 1, "b": {"c": [1, 3], "e": true}, "training": {"device": "cuda"}}""", new HashSet<string> { "training.device" });
+        Assert.Equal(["b.c", "b.d", "b.e"], changed);
     }
 
     private sealed class CancelAfter(CancellationTokenSource cts, int steps) : IProgress<TrainingEvent>

@@ -1,0 +1,168 @@
+// One run per folder: a lock while a run trains there, no silent overwrite of a finished run, a metrics file that a
+// kill cannot leave half-rewritten, and a resume that refuses a changed configuration.
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace InterroGate.Training;
+
+/// <summary>A run folder that cannot be used as asked: in use, already holding a run, or resumed with another configuration.</summary>
+public sealed class RunFolderException(string folder, string problem) : Exception($"run folder {folder}: {problem}")
+{
+    public string Folder { get; } = folder;
+}
+
+/// <summary>
+/// The lock of a run folder (<c>.lock</c>: the owner's process id and start time). Acquiring fails while another live
+/// process holds it; a lock left by a process that no longer runs (a killed run) is cleared, and said so.
+/// </summary>
+public sealed class RunFolderLock : IDisposable
+{
+    public const string FileName = ".lock";
+    private readonly string _path;
+
+    private RunFolderLock(string path) => _path = path;
+
+    /// <summary>Takes the lock of <paramref name="folder"/>; <paramref name="clearedStale"/> is set when a dead owner's lock was removed.</summary>
+    public static RunFolderLock Acquire(string folder, out bool clearedStale)
+    {
+        Directory.CreateDirectory(folder);
+        string path = Path.Combine(folder, FileName);
+        clearedStale = false;
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            try
+            {
+                using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+                using var writer = new StreamWriter(stream);
+                writer.Write($"{Environment.ProcessId} {StartTicks(Environment.ProcessId)}");
+                return new RunFolderLock(path);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                var owner = ReadOwner(path);
+                if (owner is { } o && IsAlive(o.Pid, o.StartTicks))
+                    throw new RunFolderException(folder, $"in use by process {o.Pid}; wait for it to finish or stop it (a run folder holds one run at a time)");
+                File.Delete(path); // its owner is gone: a killed run's lock
+                clearedStale = true;
+            }
+        }
+        throw new RunFolderException(folder, $"could not take {path}");
+    }
+
+    public void Dispose()
+    {
+        try { File.Delete(_path); } catch (IOException) { }
+    }
+
+    private static (int Pid, long StartTicks)? ReadOwner(string path)
+    {
+        try
+        {
+            var parts = File.ReadAllText(path).Split(' ');
+            return parts.Length == 2 && int.TryParse(parts[0], out int pid) && long.TryParse(parts[1], out long start) ? (pid, start) : null;
+        }
+        catch (IOException) { return null; }
+    }
+
+    /// <summary>A process of that id that started at that time still runs (a reused id of a later process does not count).</summary>
+    private static bool IsAlive(int pid, long startTicks)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited && StartTicks(pid) == startTicks;
+        }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
+    }
+
+    private static long StartTicks(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return p.StartTime.ToUniversalTime().Ticks / TimeSpan.TicksPerSecond; // seconds: the same however it is read
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            return 0;
+        }
+    }
+}
+
+/// <summary>What a run folder holds and how its files are rewritten safely.</summary>
+public static class RunFiles
+{
+    /// <summary>True where <paramref name="folder"/> already holds a run (checkpoints or metrics).</summary>
+    public static bool HoldsRun(string folder) =>
+        File.Exists(Path.Combine(folder, Trainer.LastFileName)) || File.Exists(Path.Combine(folder, "best.ckpt")) ||
+        File.Exists(Path.Combine(folder, "metrics.jsonl"));
+
+    /// <summary>Removes a run's files from <paramref name="folder"/> (checkpoints, metrics, config), nothing else.</summary>
+    public static void Clear(string folder)
+    {
+        foreach (var name in new[] { Trainer.LastFileName, "best.ckpt", "metrics.jsonl", "config.json" })
+        {
+            string path = Path.Combine(folder, name);
+            if (File.Exists(path)) File.Delete(path);
+        }
+    }
+
+    /// <summary>Writes <paramref name="text"/> to <paramref name="path"/> through a temporary file and a rename: a kill leaves the old or the new file, never a part.</summary>
+    public static void WriteAtomically(string path, string text)
+    {
+        string temp = path + ".tmp";
+        File.WriteAllText(temp, text);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>
+    /// The complete lines of a metrics.jsonl (each a JSON object with an epoch), and how many lines were skipped because
+    /// they are cut short or not JSON (a kill during an append leaves such a last line).
+    /// </summary>
+    public static (IReadOnlyList<(int Epoch, string Line)> Lines, int Skipped) ReadMetrics(string path)
+    {
+        var lines = new List<(int, string)>();
+        int skipped = 0;
+        foreach (var line in File.ReadAllLines(path))
+        {
+            if (line.Length == 0) continue;
+            try
+            {
+                using var doc = JsonDocument.Parse(line);
+                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("epoch", out var e) && e.TryGetInt32(out int epoch))
+                    lines.Add((epoch, line));
+                else skipped++;
+            }
+            catch (JsonException) { skipped++; }
+        }
+        return (lines, skipped);
+    }
+
+    /// <summary>
+    /// The keys (dotted paths) whose values differ between two serialized configurations, ignoring
+    /// <paramref name="ignored"/> (settings that may change on resume without changing the run, such as the device).
+    /// </summary>
+    public static IReadOnlyList<string> ChangedKeys(string storedJson, string currentJson, IReadOnlySet<string> ignored)
+    {
+        var a = new Dictionary<string, string>();
+        var b = new Dictionary<string, string>();
+        Flatten(JsonNode.Parse(storedJson), "", a);
+        Flatten(JsonNode.Parse(currentJson), "", b);
+        return a.Keys.Union(b.Keys).Where(k => !ignored.Contains(k) && a.GetValueOrDefault(k) != b.GetValueOrDefault(k)).OrderBy(k => k, StringComparer.Ordinal).ToArray();
+    }
+
+    private static void Flatten(JsonNode? node, string prefix, Dictionary<string, string> into)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                foreach (var (k, v) in o) Flatten(v, prefix.Length == 0 ? k : $"{prefix}.{k}", into);
+                break;
+            default:
+                into[prefix] = node?.ToJsonString() ?? "null";
+                break;
+        }
+    }
+}
