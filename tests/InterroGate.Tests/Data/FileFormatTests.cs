@@ -93,4 +93,46 @@ public sealed class FileFormatTests : IDisposable
         File.WriteAllBytes(P("o.npy"), System.Text.Encoding.Latin1.GetBytes(s));
         Assert.Contains("Fortran", Assert.Throws<DataFormatException>(() => Npy.Read(P("o.npy"))).Message);
     }
+
+    [Fact]
+    public void A_truncated_png_is_an_error_not_a_partly_black_image()
+    {
+        var pixels = Enumerable.Range(0, 64 * 64 * 3).Select(i => (byte)(i * 7919 % 251)).ToArray(); // noise: compresses little
+        InterroGate.Data.Formats.ImageFiles.WritePng(P("whole.png"), new(pixels, 64, 64, 3));
+        var bytes = File.ReadAllBytes(P("whole.png"));
+        Assert.Equal(pixels, InterroGate.Data.Formats.ImageFiles.Read(P("whole.png")).Pixels);
+        File.WriteAllBytes(P("cut.png"), bytes[..(bytes.Length * 2 / 3)]);
+        var e = Assert.Throws<DataFormatException>(() => InterroGate.Data.Formats.ImageFiles.Read(P("cut.png")));
+        Assert.Contains(P("cut.png"), e.Message);
+    }
+
+    [Fact]
+    public void A_png_header_declaring_a_huge_image_is_refused_before_decoding()
+    {
+        // A valid 1×1 PNG whose IHDR then claims 20000×20000 pixels (CRC fixed, so only the size is wrong).
+        InterroGate.Data.Formats.ImageFiles.WritePng(P("small.png"), new([0], 1, 1, 1));
+        var bytes = File.ReadAllBytes(P("small.png"));
+        int ihdr = 8; // signature; then length (4), "IHDR" (4), width (4), height (4), ...
+        foreach (int at in new[] { ihdr + 8, ihdr + 12 })
+        {
+            bytes[at] = 0; bytes[at + 1] = 0; bytes[at + 2] = 0x4E; bytes[at + 3] = 0x20; // 20000
+        }
+        uint crc = Crc32(bytes.AsSpan(ihdr + 4, 4 + 13));
+        bytes[ihdr + 21] = (byte)(crc >> 24); bytes[ihdr + 22] = (byte)(crc >> 16); bytes[ihdr + 23] = (byte)(crc >> 8); bytes[ihdr + 24] = (byte)crc;
+        File.WriteAllBytes(P("huge.png"), bytes);
+        var e = Assert.Throws<DataFormatException>(() => InterroGate.Data.Formats.ImageFiles.Read(P("huge.png")));
+        Assert.Contains("20000×20000", e.Message);
+        Assert.Contains("INTERROGATE_MAX_IMAGE_PIXELS", e.Message);
+    }
+
+    private static uint Crc32(ReadOnlySpan<byte> data)
+    {
+        uint crc = 0xFFFFFFFF;
+        foreach (byte b in data)
+        {
+            crc ^= b;
+            for (int k = 0; k < 8; k++) crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
+        }
+        return ~crc;
+    }
 }

@@ -9,6 +9,13 @@ public sealed record DecodedImage(byte[] Pixels, int Height, int Width, int Chan
 public static class ImageFiles
 {
     /// <summary>
+    /// The largest image (width × height) decoded; a larger header is refused before any pixel memory is taken.
+    /// 64 M pixels by default (8000 × 8000); the environment variable INTERROGATE_MAX_IMAGE_PIXELS sets another.
+    /// </summary>
+    public static long MaxPixels { get; set; } =
+        long.TryParse(Environment.GetEnvironmentVariable("INTERROGATE_MAX_IMAGE_PIXELS"), out long n) && n > 0 ? n : 64L * 1024 * 1024;
+
+    /// <summary>
     /// The file's pixels, gray (1 channel) when the file is grayscale and RGB (3 channels) otherwise; alpha is
     /// dropped. Gray PNG label maps keep their values exactly. Throws <see cref="DataFormatException"/> naming
     /// the file when it is missing or cannot be decoded.
@@ -18,11 +25,17 @@ public static class ImageFiles
         if (!File.Exists(path)) throw new DataFormatException(path, "no such file.");
         using var codec = SKCodec.Create(path)
             ?? throw new DataFormatException(path, "cannot be decoded (not a PNG, JPEG, BMP, GIF or WebP image, or damaged).");
+        long pixels = (long)codec.Info.Width * codec.Info.Height;
+        if (codec.Info.Width <= 0 || codec.Info.Height <= 0 || pixels > MaxPixels)
+            throw new DataFormatException(path, $"its header declares {codec.Info.Width}×{codec.Info.Height} pixels, more than the limit of {MaxPixels:N0} " +
+                                                "(INTERROGATE_MAX_IMAGE_PIXELS sets another).");
         bool gray = codec.Info.ColorType == SKColorType.Gray8;
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, gray ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var bitmap = new SKBitmap(info);
         var result = codec.GetPixels(info, bitmap.GetPixels());
-        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+        if (result == SKCodecResult.IncompleteInput)
+            throw new DataFormatException(path, "is truncated: the file ends before the image data does.");
+        if (result != SKCodecResult.Success)
             throw new DataFormatException(path, $"cannot be decoded ({result}).");
         int h = info.Height, w = info.Width;
         var bytes = bitmap.Bytes;
