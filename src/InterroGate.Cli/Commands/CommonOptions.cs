@@ -52,10 +52,7 @@ internal static class CommonOptions
         {
             return body(cts.Token);
         }
-        catch (Exception e) when (e is ConfigException or DataFormatException or DatasetNotFoundException or CheckpointException
-                                       or NativeLoadException or NonFiniteLossException or OperationCanceledException
-                                       or DeviceUnavailableException or Deployment.SafeTensorsException or Deployment.ImageInputException or FileNotFoundException
-                                       or RunFolderException or DirectoryNotFoundException or UnauthorizedAccessException)
+        catch (Exception e) when (UserErrors.Is(e) || e is OperationCanceledException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return e is OperationCanceledException ? 130 : 2;

@@ -39,12 +39,22 @@ public static class ConfigJson
         foreach (var o in overrides ?? []) ApplyOverride(node, o);
         try
         {
-            return node.Deserialize<T>(Options) ?? throw new ConfigException("$", $"{source} is null");
+            var value = node.Deserialize<T>(Options) ?? throw new ConfigException("$", $"{source} is null");
+            if (JsonNulls.FirstNull(value) is { } key) throw new ConfigException(key, "is null; give a value or leave the key out for its default");
+            return value;
         }
         catch (JsonException e)
         {
             var key = KeyOf(e);
             throw new ConfigException(key, Describe(e, key));
+        }
+        catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
+        {
+            // e.g. a method record without its "type" (the serializer names the path in its message).
+            var m = System.Text.RegularExpressions.Regex.Match(e.Message, @"Path: \$\.?([^ |]*)");
+            string key = m.Success && m.Groups[1].Value.Length > 0 ? m.Groups[1].Value : "$";
+            throw new ConfigException(key, e.Message.Contains("type discriminator", StringComparison.Ordinal)
+                ? "needs its \"type\" (see `interrogate list` for the names)" : e.Message.Split('\n')[0]);
         }
     }
 

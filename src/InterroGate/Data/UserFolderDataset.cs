@@ -34,7 +34,8 @@ public static class UserFolderDataset
         return new DatasetSplits(Part($"{folder}/train", held, n - held), Part($"{folder}/val (held out of train)", 0, held), test);
     }
 
-    private static TaskSet ReadTasks(string path)
+    /// <summary>The tasks of a tasks.json; every fault names the file.</summary>
+    internal static TaskSet ReadTasks(string path)
     {
         TasksFile? file;
         try
@@ -50,6 +51,15 @@ public static class UserFolderDataset
             throw new DataFormatException(path, $"invalid tasks.json at {e.Path}: {e.Message}");
         }
         if (file?.Tasks is not { Count: > 0 }) throw new DataFormatException(path, "no tasks listed (expected {\"tasks\": [{\"name\": ..., \"kind\": ..., ...}]})");
+        for (int i = 0; i < file.Tasks.Count; i++)
+        {
+            var t = file.Tasks[i] ?? throw new DataFormatException(path, $"tasks[{i}] is null; each task is {{\"name\": ..., \"kind\": ...}}");
+            if (string.IsNullOrWhiteSpace(t.Name)) throw new DataFormatException(path, $"tasks[{i}] has no name");
+            if (t.Classes is <= 1) throw new DataFormatException(path, $"task '{t.Name}' has {t.Classes} classes; a classification task needs at least 2");
+            if (t.Outputs is <= 0) throw new DataFormatException(path, $"task '{t.Name}' has {t.Outputs} outputs; it needs at least 1");
+        }
+        var twice = file.Tasks.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null) throw new DataFormatException(path, $"task '{twice.Key}' is listed {twice.Count()} times; each task once");
         return new TaskSet(file.Tasks.Select(t => t.Kind switch
         {
             "classification" => new TaskSpec(t.Name, TaskKind.Classification, t.Classes ?? throw new DataFormatException(path, $"task '{t.Name}' needs \"classes\"")),

@@ -81,6 +81,8 @@ public static class SafeTensors
     }
 
     /// <summary>Reads every tensor (CPU) and the metadata, checking the header against the file before allocating.</summary>
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata) Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file.", path);
@@ -98,7 +100,17 @@ public static class SafeTensors
         JsonObject header;
         try
         {
+            _ = StrictUtf8.GetCharCount(headerBytes); // JSON strings are read lazily: invalid UTF-8 would surface later as another error
             header = JsonNode.Parse(headerBytes) as JsonObject ?? throw new SafeTensorsException(path, null, "the header is not a JSON object.");
+            _ = header.Count; // builds the object's entries: a name given twice fails here
+        }
+        catch (System.Text.DecoderFallbackException)
+        {
+            throw new SafeTensorsException(path, null, "the header is not valid UTF-8 text.");
+        }
+        catch (ArgumentException e)
+        {
+            throw new SafeTensorsException(path, null, $"the header names an entry twice ({e.Message.Split('\n')[0]}).");
         }
         catch (JsonException e)
         {

@@ -184,6 +184,7 @@ public sealed class StaticGraph
     public static StaticGraph FromStructure(string json, IReadOnlyDictionary<string, Tensor> tensors)
     {
         var s = JsonSerializer.Deserialize<Structure>(json, Json) ?? throw new InvalidDataException("Static network: empty structure.");
+        if (Configuration.JsonNulls.FirstNull(s) is { } key) throw new InvalidDataException($"Static network: '{key}' is null.");
         return new StaticGraph(s.Nodes, tensors, s.Outputs, new TaskSet(s.Tasks), s.Input);
     }
 }

@@ -81,15 +81,23 @@ public static class Checkpoint
             using var wr = new BinaryReader(new MemoryStream(weights));
             model.load(wr, strict: true);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or FormatException or IOException)
         {
             throw new CheckpointException(path, $"its weights do not fit this {meta.Architecture} model: {e.Message}");
         }
         if (optimizers is null) return meta;
 
-        int count = r.ReadInt32();
         var states = new Dictionary<string, byte[]>();
-        for (int i = 0; i < count; i++) states[r.ReadString()] = ReadBlock(r, path);
+        try
+        {
+            int count = r.ReadInt32();
+            if (count < 0 || count > 64) throw new CheckpointException(path, $"damaged: {count} optimiser states.");
+            for (int i = 0; i < count; i++) states[r.ReadString()] = ReadBlock(r, path);
+        }
+        catch (Exception e) when (e is EndOfStreamException or FormatException or IOException)
+        {
+            throw new CheckpointException(path, $"damaged optimiser states ({e.Message}).");
+        }
         foreach (var (name, opt) in optimizers)
         {
             if (!states.TryGetValue(name, out var bytes))
@@ -124,8 +132,15 @@ public static class Checkpoint
 
     private static CheckpointMeta ReadMetaBlock(BinaryReader r, string path)
     {
-        var meta = JsonSerializer.Deserialize<CheckpointMeta>(ReadBlock(r, path), MetaJson)
-                   ?? throw new CheckpointException(path, "empty metadata.");
+        CheckpointMeta meta;
+        try
+        {
+            meta = JsonSerializer.Deserialize<CheckpointMeta>(ReadBlock(r, path), MetaJson) ?? throw new CheckpointException(path, "empty metadata.");
+        }
+        catch (Exception e) when (e is JsonException or NotSupportedException or InvalidOperationException or ArgumentException or FormatException)
+        {
+            throw new CheckpointException(path, $"damaged metadata ({e.Message.Split('\n')[0]}).");
+        }
         if (meta.Format != FormatVersion) throw new CheckpointException(path, $"format {meta.Format}; this build reads format {FormatVersion}.");
         return meta;
     }
