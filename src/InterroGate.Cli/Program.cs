@@ -5,7 +5,17 @@ namespace InterroGate.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Build().Parse(args).Invoke();
+    public static int Main(string[] args)
+    {
+        var parsed = Build().Parse(args);
+        // A malformed command line is a user error like any other: one line, exit code 2 (help and version still print).
+        if (parsed.Errors.Count > 0)
+        {
+            Console.Error.WriteLine($"error: {System.Text.RegularExpressions.Regex.Replace(parsed.Errors[0].Message, @"\s+", " ").Trim()} (`interrogate {string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')).Take(1))} --help` lists the arguments)");
+            return 2;
+        }
+        return parsed.Invoke();
+    }
 
     /// <summary>The command tree (exposed so tests can check how arguments map to configurations).</summary>
     public static RootCommand Build()

@@ -15,7 +15,7 @@ namespace InterroGate.Cli.Commands;
 /// <summary>prune, export, predict and cost: from a trained model to a static network and its numbers.</summary>
 internal static class DeployCommands
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public static Command Prune()
     {

@@ -31,7 +31,7 @@ internal static class EvaluateCommand
             var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel);
             if (p.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true }));
+                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
                 return 0;
             }
             var t = new Table().AddColumn("task").AddColumn("metric").AddColumn("value").AddColumn("loss");

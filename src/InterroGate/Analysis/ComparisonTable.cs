@@ -169,6 +169,7 @@ public sealed class ComparisonTable(TaskSet tasks)
     private static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals, // a NaN metric is written, not a crash
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };

@@ -93,10 +93,13 @@ public static class ConfigJson
     private static string Describe(JsonException e, string key)
     {
         if (e.Message.Contains("could not be mapped", StringComparison.Ordinal)) return "unknown key";
-        if (e.Message.Contains("type discriminator", StringComparison.OrdinalIgnoreCase))
+        bool polymorphic = e.Message.Contains("type discriminator", StringComparison.OrdinalIgnoreCase)
+            || e.Message.Contains("could not be converted to InterroGate.Architectures.ArchitectureConfig", StringComparison.Ordinal)
+            || e.Message.Contains("could not be converted to InterroGate.Configuration.BalancerConfig", StringComparison.Ordinal);
+        if (polymorphic)
         {
-            IEnumerable<string>? valid = key.Contains("balancer", StringComparison.Ordinal) ? Factory.Balancers.Keys
-                : key.Contains("architecture", StringComparison.Ordinal) ? Factory.Architectures.Keys : null;
+            IEnumerable<string>? valid = e.Message.Contains("BalancerConfig", StringComparison.Ordinal) || key.Contains("balancer", StringComparison.Ordinal) || key.StartsWith("methods", StringComparison.Ordinal) ? Factory.Balancers.Keys
+                : e.Message.Contains("ArchitectureConfig", StringComparison.Ordinal) || key.Contains("architecture", StringComparison.Ordinal) ? Factory.Architectures.Keys : null;
             return valid is null
                 ? $"unknown or missing \"type\" ({e.Message})"
                 : $"unknown or missing \"type\"; valid: {string.Join(", ", valid)}";

@@ -286,6 +286,8 @@ public sealed record RunConfig
         if (Architecture.ResNetOnly) Backbone.RequireResNet(Architecture.Type, "backbone");
         Training.Validate("training");
         Balancer.Validate("balancer", tasks);
+        if (Balancer is MgdaUbBalancerConfig && Architecture is not HardSharingConfig)
+            throw new ConfigException("balancer.type", $"mgda-ub balances the gradients of the one representation every head reads, which only mtl has (architecture: {Architecture.Type}); use mgda");
         if (StartFrom is not null)
         {
             ConfigException.Require(Architecture is InterroGateConfig or SingleTaskConfig or CrossStitchConfig, "startFrom", Architecture.Type,
@@ -386,6 +388,7 @@ public sealed record CompareConfig
             ConfigException.Require(LambdaS[i] >= 0 && double.IsFinite(LambdaS[i]), $"lambdaS[{i}]", LambdaS[i], "≥ 0");
         InterroGateTraining?.Validate("interroGateTraining");
         Run(new HardSharingConfig()).Validate(tasks);
+        if (LambdaS.Count > 0) Run(InterroGate).Validate(tasks);
         InterroGate.Validate("interroGate", tasks);
     }
 

@@ -26,6 +26,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     public ComparisonResult Run(CancellationToken cancel = default)
     {
         config.ValidateSeeds();
+        if (File.Exists(directory)) throw new RunFolderException(directory, "is a file, not a folder; give a folder for the comparison (-o)");
         if (config.Seeds is not { } seeds) return new ComparisonRunner(config, directory, progress).RunOnce(cancel);
         var results = new List<ComparisonResult>();
         foreach (int seed in seeds)

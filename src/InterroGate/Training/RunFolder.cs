@@ -26,6 +26,7 @@ public sealed class RunFolderLock : IDisposable
     /// <summary>Takes the lock of <paramref name="folder"/>; <paramref name="clearedStale"/> is set when a dead owner's lock was removed.</summary>
     public static RunFolderLock Acquire(string folder, out bool clearedStale)
     {
+        if (File.Exists(folder)) throw new RunFolderException(folder, "is a file, not a folder; give a folder for the run (-o)");
         Directory.CreateDirectory(folder);
         string path = Path.Combine(folder, FileName);
         clearedStale = false;

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Bad inputs a user can give, run through the command line: each must end in one line on stderr (the key, file or
+# task and what is wrong) with exit code 2, never a stack trace. Prints a Markdown table of case, exit code and
+# message, and fails if any case crashed or printed a trace.
+# Usage: bench/errors/error-cases.sh [table.md]   (INTERROGATE_CLI: a built interrogate.dll; default: builds Release)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+if [[ -z "${INTERROGATE_CLI:-}" ]]; then
+  dotnet build src/InterroGate.Cli -c Release -v q -nologo >/dev/null || exit 1
+  INTERROGATE_CLI=src/InterroGate.Cli/bin/Release/net10.0/interrogate.dll
+fi
+out=${1:-/dev/stdout}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ig() { dotnet "$INTERROGATE_CLI" "$@"; }
+
+# Files the cases read.
+printf 'not a checkpoint at all' > "$work/garbage.ckpt"
+printf '{"name": "x", "training": {"epochs": 0}}' > "$work/epochs0.json"
+printf '{"name": "x", "trainng": {}}' > "$work/typo.json"
+printf '{"name": "x", "training": {"lr": 1e999}}' > "$work/inf.json"
+printf '{"name": ' > "$work/cut.json"
+mkdir -p "$work/user/train" "$work/user/test"
+printf '{"tasks": [null]}' > "$work/user/tasks.json"
+mkdir -p "$work/user2/train" "$work/user2/test"
+printf '{"tasks": [{"name": "a", "kind": "binary"}, {"name": "a", "kind": "binary"}]}' > "$work/user2/tasks.json"
+printf '\x89PNG\r\n\x1a\n' > "$work/cut.png"
+printf 'hello' > "$work/text.png"
+printf 'x' > "$work/a-file"
+
+cases=(
+  "unknown preset|train nope"
+  "unknown key (typo)|train $work/typo.json"
+  "epochs 0|train $work/epochs0.json"
+  "infinite learning rate|train $work/inf.json"
+  "config cut short|train $work/cut.json"
+  "--set with a bad value|train multifashion-quick/mtl --set training.lr=-1"
+  "--set on an unknown key|train multifashion-quick/mtl --set training.nope=1"
+  "unknown architecture|train multifashion-quick/mtl --set 'architecture={\"type\":\"nope\"}'"
+  "architecture without its type|train multifashion-quick/mtl --set 'architecture={}'"
+  "mgda-ub on InterroGate|train multifashion-quick/interrogate --set 'balancer={\"type\":\"mgda-ub\"}'"
+  "unknown command-line option|train multifashion-quick/mtl --epochs 3"
+  "tau out of range|train multifashion-quick/interrogate --set architecture.tau=[2]"
+  "unknown device|train multifashion-quick/mtl --device tpu"
+  "cuda where there is none|train multifashion-quick/mtl --device cuda"
+  "-o naming a file|train multifashion-quick/mtl -o $work/a-file"
+  "compare -o naming a file|compare multifashion-quick -o $work/a-file"
+  "seeds repeated|compare multifashion-quick --seeds 0,1,0 -o $work/c1"
+  "seeds not numbers|compare multifashion-quick --seeds a,b -o $work/c2"
+  "seeds empty list|compare multifashion-quick --set seeds=[] -o $work/c3"
+  "batch larger than the data|train multifashion-quick/mtl --set data.dataset=\"synthetic\" --set data.trainSize=16 --set training.batchSize=64 -o $work/r1"
+  "data set folder missing|train multifashion-quick/mtl --set data.dataset=\"folder\" --set data.root=\"$work/none\" -o $work/r2"
+  "tasks.json with a null task|train multifashion-quick/mtl --set data.dataset=\"folder\" --set data.root=\"$work/user\" -o $work/r3"
+  "tasks.json naming a task twice|train multifashion-quick/mtl --set data.dataset=\"folder\" --set data.root=\"$work/user2\" -o $work/r4"
+  "resume from a missing checkpoint|train multifashion-quick/mtl --resume $work/none.ckpt -o $work/r5"
+  "prune a file that is no checkpoint|prune $work/garbage.ckpt"
+  "evaluate a missing checkpoint|evaluate $work/none.ckpt"
+  "gates on a folder without a run|gates $work"
+  "export to an unknown format|export $work/garbage.ckpt --format zip"
+  "predict with a garbage model|predict $work/garbage.ckpt $work/text.png"
+  "cost of an unknown backbone|cost nope"
+)
+
+fail=0
+{
+  echo "| case | command | exit | message |"
+  echo "|---|---|---|---|"
+  for c in "${cases[@]}"; do
+    name=${c%%|*}; args=${c#*|}
+    eval "set -- $args"
+    ig "$@" >"$work/stdout" 2>"$work/stderr" </dev/null
+    code=$?
+    msg=$(grep -v '^\s*$' "$work/stderr" | head -1 | sed "s|$work|…|g; s/|/\\\\|/g")
+    if grep -qE '^\s+at |Unhandled exception' "$work/stderr" "$work/stdout" || [[ $code -ne 2 ]]; then fail=$((fail+1)); name="**$name (FAILED)**"; fi
+    echo "| $name | \`interrogate ${args//$work/…}\` | $code | $msg |"
+  done
+} > "$out"
+[[ "$out" != /dev/stdout ]] && cat "$out"
+echo "${#cases[@]} cases, $fail not answered with one line and exit code 2"
+exit $((fail > 0))
