@@ -20,14 +20,19 @@ public static class ModelFiles
         ImageInput input;
         TaskSet tasks;
         if (meta.Input is { } recorded && meta.TaskSpecs is { Count: > 0 } specs)
-            (input, tasks) = (recorded, new TaskSet(specs));
+        {
+            try { (input, tasks) = (recorded, new TaskSet(specs)); }
+            catch (ArgumentException e) { throw new CheckpointException(path, $"its task list is not valid: {e.Message}"); }
+        }
         else
         {
             var config = ConfigJson.Deserialize<RunConfig>(meta.Config, source: path);
             var data = DataCatalog.Open(config.Data);
             (input, tasks) = (data.Train.Input, data.Train.Tasks);
         }
-        var (_, model, _) = PreparedRun.Load(path, (input.Channels, input.Height, input.Width), tasks);
+        MultiTaskModel model;
+        try { (_, model, _) = PreparedRun.Load(path, (input.Channels, input.Height, input.Width), tasks); }
+        catch (ArgumentException e) { throw new CheckpointException(path, $"describes a model that cannot be built: {e.Message}"); }
         model.eval();
         return (model, input, meta);
     }

@@ -176,7 +176,7 @@ public static class SafeTensors
         return (name, info.Type, shape, begin, end);
     }
 
-    private static byte[] Bytes(Tensor t)
+    internal static byte[] Bytes(Tensor t)
     {
         var c = t.detach().cpu().contiguous();
         var bytes = new byte[c.numel() * c.ElementSize];

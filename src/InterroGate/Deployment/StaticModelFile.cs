@@ -11,8 +11,29 @@ public static class StaticModelFile
     public const string Format = "interrogate-static-network/1";
     public const string StructureKey = "structure";
 
-    public static void Save(string path, StaticGraph graph) =>
-        SafeTensors.Save(path, graph.Tensors, new Dictionary<string, string> { [FormatKey] = Format, [StructureKey] = graph.StructureJson() });
+    /// <summary>SHA-256 of the structure and every tensor (name, dtype, shape, bytes, in name order): a damaged file is refused.</summary>
+    public const string ChecksumKey = "sha256";
+
+    public static void Save(string path, StaticGraph graph)
+    {
+        string structure = graph.StructureJson();
+        SafeTensors.Save(path, graph.Tensors, new Dictionary<string, string>
+        {
+            [FormatKey] = Format, [StructureKey] = structure, [ChecksumKey] = Checksum(structure, graph.Tensors),
+        });
+    }
+
+    private static string Checksum(string structure, IReadOnlyDictionary<string, TorchSharp.torch.Tensor> tensors)
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(structure));
+        foreach (var (name, t) in tensors.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            sha.AppendData(System.Text.Encoding.UTF8.GetBytes($"\n{name}:{t.dtype}:{string.Join(",", t.shape)}\n"));
+            sha.AppendData(SafeTensors.Bytes(t));
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
 
     /// <summary>Whether <paramref name="path"/> looks like a static model (a safetensors file with our metadata).</summary>
     public static bool IsStaticModel(string path) =>
@@ -24,6 +45,9 @@ public static class StaticModelFile
         if (!metadata.TryGetValue(FormatKey, out var format) || format != Format || !metadata.TryGetValue(StructureKey, out var structure))
             throw new SafeTensorsException(path, null, $"holds weights but no static network (its metadata lacks {FormatKey} = {Format}); " +
                 "write one with `interrogate prune` or `interrogate export --format safetensors`.");
+        // Files written before checksums existed have none; any other file must match its own.
+        if (metadata.TryGetValue(ChecksumKey, out var expected) && Checksum(structure, tensors) != expected)
+            throw new SafeTensorsException(path, null, "damaged: its contents do not match the checksum written with it (the file was changed or corrupted).");
         try
         {
             return StaticGraph.FromStructure(structure, tensors);

@@ -33,13 +33,19 @@ public sealed record CheckpointMeta
 }
 
 /// <summary>
-/// One-file checkpoints: magic, JSON metadata, model weights, then named optimiser states.
-/// Written to a temporary file and renamed over the target, so a crash mid-write leaves the last good one.
+/// One-file checkpoints: magic, JSON metadata, model weights, then named optimiser states; each block is followed by
+/// its SHA-256, so a damaged file is refused, never loaded. Written to a temporary file and renamed over the target, so
+/// a crash mid-write leaves the last good one; <see cref="Save"/> keeps the one it replaces as
+/// <see cref="PreviousPath"/>, to resume from when the newest is damaged.
 /// </summary>
 public static class Checkpoint
 {
     public const int FormatVersion = 1;
-    private static readonly byte[] Magic = "IGCKPT01"u8.ToArray();
+    private static readonly byte[] Magic = "IGCKPT02"u8.ToArray();
+    private static readonly byte[] MagicWithoutChecksums = "IGCKPT01"u8.ToArray(); // still read
+
+    /// <summary>Where <see cref="Save"/> keeps the checkpoint it replaces.</summary>
+    public static string PreviousPath(string path) => Path.ChangeExtension(path, null) + ".prev.ckpt";
     private static readonly JsonSerializerOptions MetaJson = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public static void Save(string path, CheckpointMeta meta, nn.Module model, IReadOnlyList<(string Name, TorchSharp.Modules.OptimizerHelper Optimizer)> optimizers)
@@ -61,6 +67,7 @@ public static class Checkpoint
             w.Flush();
             stream.Flush(flushToDisk: true);
         }
+        if (File.Exists(path)) File.Move(path, PreviousPath(path), overwrite: true);
         File.Move(tmp, path, overwrite: true);
     }
 
@@ -117,12 +124,51 @@ public static class Checkpoint
         set_rng_state(tensor(bytes, dtype: ScalarType.Byte));
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/> reads whole: every block present and matching its checksum (null), or what is
+    /// wrong with it.
+    /// </summary>
+    public static string? Verify(string path)
+    {
+        try
+        {
+            using var r = Open(path);
+            ReadMetaBlock(r, path);
+            ReadBlock(r, path);
+            int count = r.ReadInt32();
+            if (count < 0 || count > 64) return $"damaged: {count} optimiser states";
+            for (int i = 0; i < count; i++) { r.ReadString(); ReadBlock(r, path); }
+            return null;
+        }
+        catch (CheckpointException e) { return e.Message; }
+        catch (Exception e) when (e is EndOfStreamException or FormatException or IOException) { return $"checkpoint {path}: damaged ({e.Message})"; }
+    }
+
+    /// <summary>
+    /// <paramref name="path"/> if it reads whole, else the checkpoint it replaced (<see cref="PreviousPath"/>) if that one
+    /// does; null when neither does. <paramref name="problem"/> says what was wrong with <paramref name="path"/>.
+    /// </summary>
+    public static string? NewestGood(string path, out string? problem)
+    {
+        problem = Verify(path);
+        if (problem is null) return path;
+        string previous = PreviousPath(path);
+        return File.Exists(previous) && Verify(previous) is null ? previous : null;
+    }
+
+    /// <summary>A checkpoint's reader, knowing whether its blocks carry checksums (format 02) or not (01).</summary>
+    private sealed class CheckpointReader(Stream stream) : BinaryReader(stream)
+    {
+        public bool Checksums { get; set; }
+    }
+
     private static BinaryReader Open(string path)
     {
         if (!File.Exists(path)) throw new CheckpointException(path, "no such file.");
-        var r = new BinaryReader(File.OpenRead(path));
+        var r = new CheckpointReader(File.OpenRead(path));
         var magic = r.ReadBytes(Magic.Length);
-        if (!magic.AsSpan().SequenceEqual(Magic))
+        r.Checksums = magic.AsSpan().SequenceEqual(Magic);
+        if (!r.Checksums && !magic.AsSpan().SequenceEqual(MagicWithoutChecksums))
         {
             r.Dispose();
             throw new CheckpointException(path, "not an InterroGate checkpoint (bad magic).");
@@ -156,6 +202,7 @@ public static class Checkpoint
     {
         w.Write((long)bytes.Length);
         w.Write(bytes);
+        w.Write(System.Security.Cryptography.SHA256.HashData(bytes));
     }
 
     private static byte[] ReadBlock(BinaryReader r, string path)
@@ -165,7 +212,14 @@ public static class Checkpoint
             long length = r.ReadInt64();
             long left = r.BaseStream.Length - r.BaseStream.Position;
             if (length < 0 || length > left) throw new CheckpointException(path, $"truncated: a block of {length} bytes with {left} left.");
-            return r.ReadBytes((int)length);
+            if (length > int.MaxValue) throw new CheckpointException(path, $"a block of {length} bytes, more than this reader takes.");
+            var bytes = r.ReadBytes((int)length);
+            if (r is not CheckpointReader { Checksums: true }) return bytes;
+            var sum = r.ReadBytes(32);
+            if (sum.Length < 32) throw new CheckpointException(path, "truncated: a block without its checksum.");
+            if (!System.Security.Cryptography.SHA256.HashData(bytes).AsSpan().SequenceEqual(sum))
+                throw new CheckpointException(path, "damaged: a block does not match its checksum (the file was changed or corrupted).");
+            return bytes;
         }
         catch (EndOfStreamException)
         {

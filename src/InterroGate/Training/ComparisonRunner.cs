@@ -121,10 +121,13 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         bool finished = false;
         if (File.Exists(trainer.LastPath))
         {
-            var meta = Checkpoint.ReadMeta(trainer.LastPath);
-            if (SameConfig(meta.Config, run))
+            // The newest whole checkpoint: a damaged last.ckpt falls back to the one it replaced (the Trainer says so).
+            var good = Checkpoint.NewestGood(trainer.LastPath, out var problem);
+            var meta = good is null ? null : Checkpoint.ReadMeta(good);
+            if (meta is null) progress?.Report(new RunMessage(run.Name, $"{problem}; no whole checkpoint to resume from, training anew."));
+            else if (SameConfig(meta.Config, run))
             {
-                finished = meta.Epoch >= run.Training.Epochs && meta.Step == 0;
+                finished = good == trainer.LastPath && meta.Epoch >= run.Training.Epochs && meta.Step == 0;
                 resume = finished ? null : trainer.LastPath;
             }
             else progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));

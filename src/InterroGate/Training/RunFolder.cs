@@ -103,7 +103,8 @@ public static class RunFiles
     /// <summary>Removes a run's files from <paramref name="folder"/> (checkpoints, metrics, config), nothing else.</summary>
     public static void Clear(string folder)
     {
-        foreach (var name in new[] { Trainer.LastFileName, "best.ckpt", "metrics.jsonl", "config.json" })
+        foreach (var name in new[] { Trainer.LastFileName, "best.ckpt", Path.GetFileName(Checkpoint.PreviousPath(Trainer.LastFileName)),
+                     Path.GetFileName(Checkpoint.PreviousPath("best.ckpt")), "metrics.jsonl", "config.json" })
         {
             string path = Path.Combine(folder, name);
             if (File.Exists(path)) File.Delete(path);

@@ -69,6 +69,14 @@ public sealed class Trainer
         }
         if (resumeFrom is not null)
         {
+            // A damaged checkpoint is never loaded: resume from the one it replaced, where that one is whole.
+            var good = Checkpoint.NewestGood(resumeFrom, out var problem);
+            if (good is null) throw new CheckpointException(resumeFrom, $"cannot be resumed: {problem}; no whole previous checkpoint beside it.");
+            if (good != resumeFrom)
+            {
+                Report(new RunMessage(_config.Name, $"{problem}; resuming from the previous checkpoint {good} instead"));
+                resumeFrom = good;
+            }
             var stored = Checkpoint.ReadMeta(resumeFrom);
             if (stored.Architecture != _model.Architecture || stored.Backbone != _config.Backbone.Name || !stored.Tasks.SequenceEqual(tasks.Names))
                 throw new CheckpointException(resumeFrom,

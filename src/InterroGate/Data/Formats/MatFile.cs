@@ -653,7 +653,8 @@ public sealed class MatFile
             // Element data is unaligned in the file: copy it out before reinterpreting.
             var source = new TIn[raw.Length / Marshal.SizeOf<TIn>()];
             raw.CopyTo(MemoryMarshal.AsBytes(source.AsSpan()));
-            if (source is TOut[] same) return same;
+            // By type, not `is`: the runtime lets a ushort[] pass as a short[] (same size), which would keep the stored type.
+            if (typeof(TIn) == typeof(TOut)) return (TOut[])(object)source;
             var result = new TOut[source.Length];
             for (int i = 0; i < source.Length; i++) result[i] = TOut.CreateTruncating(source[i]);
             return result;
