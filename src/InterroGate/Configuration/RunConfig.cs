@@ -86,6 +86,14 @@ public sealed record TrainingConfig
     public string Device { get; init; } = "cpu";
     /// <summary>TF32 matrix math on CUDA (faster convolutions and matrix products at ~10-bit mantissa precision); no effect on CPU.</summary>
     public bool Tf32 { get; init; } = true;
+    /// <summary>
+    /// Bit-identical CPU runs: no choice that depends on timings (<c>fusion: auto</c> is refused) and TF32 off. Two CPU
+    /// runs of one configuration then give the same weights bit for bit on any machine with the same thread count
+    /// (<see cref="Threads"/>; its default is the machine's core count, and libtorch's parallel reductions add in an
+    /// order that depends on it). CUDA runs are refused: TorchSharp 0.107 cannot switch libtorch to its deterministic
+    /// CUDA kernels, some of which add in a varying order.
+    /// </summary>
+    public bool Deterministic { get; init; }
 
     public void Validate(string path)
     {
@@ -100,6 +108,8 @@ public sealed record TrainingConfig
         ConfigException.Require(Schedule.Power > 0 && double.IsFinite(Schedule.Power), $"{path}.schedule.power", Schedule.Power, "> 0");
         ConfigException.Require(Threads >= 0, $"{path}.threads", Threads, "≥ 0 (0 = default)");
         ConfigException.Require(MaxStepsPerEpoch >= 0, $"{path}.maxStepsPerEpoch", MaxStepsPerEpoch, "≥ 0 (0 = whole epochs)");
+        if (Deterministic)
+            ConfigException.Require(Device == "cpu", $"{path}.deterministic", true, "false on CUDA (bit-identical runs are for the CPU; set training.device=cpu)");
         ConfigException.Require(FreezeGatesLastEpochs >= 0 && FreezeGatesLastEpochs < Epochs, $"{path}.freezeGatesLastEpochs", FreezeGatesLastEpochs, $"0 to {Epochs - 1} (fewer than the epochs)");
     }
 }
@@ -286,6 +296,8 @@ public sealed record RunConfig
         if (Architecture.ResNetOnly) Backbone.RequireResNet(Architecture.Type, "backbone");
         Training.Validate("training");
         Balancer.Validate("balancer", tasks);
+        if (Training.Deterministic && Architecture is InterroGateConfig { Fusion: Gating.BranchFusion.Auto })
+            throw new ConfigException("architecture.fusion", "auto chooses by timing, which varies from run to run; with training.deterministic use on or off");
         if (Balancer is MgdaUbBalancerConfig && Architecture is not HardSharingConfig)
             throw new ConfigException("balancer.type", $"mgda-ub balances the gradients of the one representation every head reads, which only mtl has (architecture: {Architecture.Type}); use mgda");
         if (StartFrom is not null)

@@ -58,7 +58,7 @@ public sealed class Trainer
     {
         var cfg = _config.Training;
         var tasks = _model.Tasks;
-        var device = Runtime.Devices.Resolve(cfg.Device, cfg.Tf32);
+        var device = Runtime.Devices.Resolve(cfg.Device, cfg.Tf32 && !cfg.Deterministic);
         using var folderLock = RunFolderLock.Acquire(_dir, out bool staleLock);
         if (staleLock) Report(new RunMessage(_config.Name, $"cleared the lock of {_dir} left by a run that no longer runs"));
         if (resumeFrom is null && RunFiles.HoldsRun(_dir))

@@ -242,6 +242,29 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Deterministic_runs_give_bit_identical_weights_and_refuse_timing_dependent_choices()
+    {
+        var config = Config(new InterroGateConfig { LambdaS = 2 }, epochs: 2, train: 256) with
+        {
+            Training = Config(new HardSharingConfig()).Training with { Epochs = 2, Deterministic = true, MaxStepsPerEpoch = 4 },
+        };
+        byte[] Weights(string name)
+        {
+            var run = PreparedRun.Create(config);
+            new Trainer(config, run.Model, run.Data, Path.Combine(_dir, name)).Run();
+            using var ms = new MemoryStream();
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) run.Model.save(w);
+            return ms.ToArray();
+        }
+        Assert.Equal(Weights("a"), Weights("b"));
+
+        var auto = config with { Architecture = new InterroGateConfig { Fusion = InterroGate.Gating.BranchFusion.Auto } };
+        Assert.Equal("architecture.fusion", Assert.Throws<ConfigException>(() => auto.Validate(2)).Key);
+        var cuda = config with { Training = config.Training with { Device = "cuda" } };
+        Assert.Equal("training.deterministic", Assert.Throws<ConfigException>(() => cuda.Validate(2)).Key);
+    }
+
+    [Fact]
     public void Changed_keys_are_listed_by_their_path()
     {
         var changed = RunFiles.ChangedKeys("""{"a": 1, "b": {"c": [1, 2], "d": "x"}, "training": {"device": "cpu"}}""",
