@@ -27,6 +27,7 @@ public static class Program
         root.Subcommands.Add(EvaluateCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());
         root.Subcommands.Add(GatesCommand.Create());
+        root.Subcommands.Add(ConfigCommand.Create());
         root.Subcommands.Add(DeployCommands.Prune());
         root.Subcommands.Add(DeployCommands.Export());
         root.Subcommands.Add(DeployCommands.Predict());

@@ -23,8 +23,13 @@ public static class ConfigJson
 
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
 
-    /// <summary>Parses <paramref name="json"/> after applying <paramref name="overrides"/> (key.path=value).</summary>
-    public static T Deserialize<T>(string json, IEnumerable<string>? overrides = null, string source = "config")
+    /// <summary>
+    /// Parses <paramref name="json"/> after applying <paramref name="overrides"/> (key.path=value). With
+    /// <paramref name="baseDirectory"/> (the folder of the file the JSON came from), relative paths written in the file
+    /// (data.root, startFrom.mtl, startFrom.stl.*) are taken relative to that folder; paths given in overrides stay
+    /// relative to the working folder.
+    /// </summary>
+    public static T Deserialize<T>(string json, IEnumerable<string>? overrides = null, string source = "config", string? baseDirectory = null)
     {
         JsonNode node;
         try
@@ -36,6 +41,7 @@ public static class ConfigJson
         {
             throw new ConfigException("$", $"{source} is not valid JSON (line {e.LineNumber + 1}): {e.Message}");
         }
+        if (baseDirectory is not null) ResolvePaths(node, baseDirectory);
         foreach (var o in overrides ?? []) ApplyOverride(node, o);
         try
         {
@@ -59,6 +65,24 @@ public static class ConfigJson
     }
 
     /// <summary>Sets <c>a.b.c=value</c> in <paramref name="root"/>; value is JSON if it parses, else a string.</summary>
+    /// <summary>The keys that hold file or folder paths, resolved against a config file's folder.</summary>
+    private static void ResolvePaths(JsonNode root, string baseDirectory)
+    {
+        static void Fix(JsonObject? o, string key, string dir)
+        {
+            if (o?[key] is JsonValue v && v.TryGetValue(out string? path) && path.Length > 0 && !Path.IsPathRooted(path))
+                o[key] = Path.GetFullPath(Path.Combine(dir, path));
+        }
+        if (root is not JsonObject r) return;
+        Fix(r["data"] as JsonObject, "root", baseDirectory);
+        if (r["startFrom"] is JsonObject start)
+        {
+            Fix(start, "mtl", baseDirectory);
+            if (start["stl"] is JsonObject stl)
+                foreach (var key in stl.Select(p => p.Key).ToArray()) Fix(stl, key, baseDirectory);
+        }
+    }
+
     public static void ApplyOverride(JsonNode root, string assignment)
     {
         int eq = assignment.IndexOf('=');

@@ -198,11 +198,29 @@ public static class Presets
 
     /// <summary>Loads a comparison from a preset name or JSON file, then applies --set overrides.</summary>
     public static CompareConfig LoadComparison(string nameOrPath, IEnumerable<string> overrides) =>
-        ConfigJson.Deserialize<CompareConfig>(Source(nameOrPath, n => Comparisons.TryGetValue(n, out var f) ? f() : null, Comparisons.Keys), overrides, nameOrPath);
+        ConfigJson.Deserialize<CompareConfig>(Source(nameOrPath, n => Comparisons.TryGetValue(n, out var f) ? f() : null, Comparisons.Keys), overrides, nameOrPath,
+            FolderOf(nameOrPath));
 
     /// <summary>Loads a run from a preset name or JSON file, then applies --set overrides.</summary>
     public static RunConfig LoadRun(string nameOrPath, IEnumerable<string> overrides) =>
-        ConfigJson.Deserialize<RunConfig>(Source(nameOrPath, Run, RunNames), overrides, nameOrPath);
+        ConfigJson.Deserialize<RunConfig>(Source(nameOrPath, Run, RunNames), overrides, nameOrPath, FolderOf(nameOrPath));
+
+    /// <summary>Whether <paramref name="nameOrPath"/> names a comparison (a comparison preset, or a file with comparison keys).</summary>
+    public static bool IsComparison(string nameOrPath)
+    {
+        if (Comparisons.ContainsKey(nameOrPath)) return true;
+        if (!File.Exists(nameOrPath)) return false;
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(nameOrPath)) is System.Text.Json.Nodes.JsonObject o
+                   && (o.ContainsKey("lambdaS") || o.ContainsKey("interroGate") || o.ContainsKey("interroGateTraining") || o.ContainsKey("seeds"));
+        }
+        catch (System.Text.Json.JsonException) { return false; }
+    }
+
+    /// <summary>The folder of a config file (paths in it are relative to it); null for a preset.</summary>
+    private static string? FolderOf(string nameOrPath) =>
+        File.Exists(nameOrPath) ? Path.GetDirectoryName(Path.GetFullPath(nameOrPath)) : null;
 
     private static string Source<T>(string nameOrPath, Func<string, T?> preset, IEnumerable<string> names) where T : class
     {

@@ -35,7 +35,7 @@ public static class UserFolderDataset
     }
 
     /// <summary>The tasks of a tasks.json; every fault names the file.</summary>
-    internal static TaskSet ReadTasks(string path)
+    public static TaskSet ReadTasks(string path)
     {
         TasksFile? file;
         try

@@ -67,6 +67,7 @@ public static class Checkpoint
             w.Flush();
             stream.Flush(flushToDisk: true);
         }
+        RunFiles.PauseInWrite();
         if (File.Exists(path)) File.Move(path, PreviousPath(path), overwrite: true);
         File.Move(tmp, path, overwrite: true);
     }

@@ -116,7 +116,20 @@ public static class RunFiles
     {
         string temp = path + ".tmp";
         File.WriteAllText(temp, text);
+        PauseInWrite();
         File.Move(temp, path, overwrite: true);
+    }
+
+    private static readonly int WritePauseMs =
+        int.TryParse(Environment.GetEnvironmentVariable("INTERROGATE_FAULT_WRITE_PAUSE_MS"), out int ms) && ms > 0 ? ms : 0;
+
+    /// <summary>
+    /// Fault injection for the kill harness (bench/kill): INTERROGATE_FAULT_WRITE_PAUSE_MS holds every checkpoint write
+    /// and metrics rewrite that long between its temporary file and the rename, so random kills land inside writes.
+    /// </summary>
+    internal static void PauseInWrite()
+    {
+        if (WritePauseMs > 0) Thread.Sleep(WritePauseMs);
     }
 
     /// <summary>

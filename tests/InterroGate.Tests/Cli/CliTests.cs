@@ -120,6 +120,41 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void Config_init_writes_a_starter_that_trains_from_the_data_folder_and_config_show_resolves_it()
+    {
+        var dir = Directory.CreateTempSubdirectory("ig-init-").FullName;
+        try
+        {
+            string data = Path.Combine(dir, "mydata");
+            foreach (var split in new[] { "train", "test" })
+            {
+                Directory.CreateDirectory(Path.Combine(data, split));
+                InterroGate.Data.Npy.Write(Path.Combine(data, split, "images.npy"), [40, 8, 8], new byte[40 * 64]);
+                InterroGate.Data.Npy.Write(Path.Combine(data, split, "digit.npy"), [40], Enumerable.Range(0, 40).Select(i => (long)(i % 3)).ToArray());
+            }
+            File.WriteAllText(Path.Combine(data, "tasks.json"), """{"tasks": [{"name": "digit", "kind": "classification", "classes": 3}]}""");
+            string file = Path.Combine(dir, "configs", "mine.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            var (code, output, error) = RunCapturing("config", "init", "--dataset", "folder", "--root", data, "-o", file);
+            Assert.True(code == 0, error);
+            Assert.Contains("tasks digit", output);
+            Assert.Contains("\"root\": \"../mydata\"", File.ReadAllText(file)); // relative to the config file
+
+            var (showCode, shown, _) = RunCapturing("config", "show", file, "--set", "training.epochs=1");
+            Assert.Equal(0, showCode);
+            var resolved = InterroGate.Configuration.ConfigJson.Deserialize<InterroGate.Configuration.RunConfig>(shown);
+            Assert.Equal(data, resolved.Data.Root);
+            Assert.Equal(1, resolved.Training.Epochs);
+            Assert.Equal(["digit"], resolved.Tasks!);
+            Assert.Equal(2, Run("config", "init", "--dataset", "folder", "--root", data, "-o", file).Code); // exists: not overwritten
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Unknown_presets_list_the_valid_ones()
     {
         var (code, error) = Run("compare", "no-such-preset");

@@ -127,4 +127,45 @@ public sealed class ConfigTests
         Assert.Equal("data.root", unrooted.Key);
         Assert.Equal("config", Assert.Throws<ConfigException>(() => Presets.LoadRun("nope", [])).Key);
     }
+
+    /// <summary>The repository's README (tests run from tests/InterroGate.Tests/bin/...).</summary>
+    private static string Readme()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "README.md")) && File.Exists(Path.Combine(dir.FullName, "InterroGate.slnx")))
+                return File.ReadAllText(Path.Combine(dir.FullName, "README.md"));
+        throw new FileNotFoundException("README.md above the test folder");
+    }
+
+    [Fact]
+    public void The_READMEs_sample_configuration_is_what_the_code_applies_for_keys_left_out()
+    {
+        var readme = Readme();
+        int start = readme.IndexOf("A run (`train`)", StringComparison.Ordinal);
+        start = readme.IndexOf("```json", start, StringComparison.Ordinal) + "```json".Length;
+        var sample = System.Text.Json.Nodes.JsonNode.Parse(readme[start..readme.IndexOf("```", start, StringComparison.Ordinal)]);
+        var defaults = System.Text.Json.Nodes.JsonNode.Parse(ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>("{}")));
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(sample, defaults), $"README sample differs from the defaults:\n{defaults}");
+    }
+
+    [Fact]
+    public void Paths_in_a_config_file_are_relative_to_the_file_and_paths_in_overrides_to_the_working_folder()
+    {
+        var dir = Directory.CreateTempSubdirectory("ig-cfg-").FullName;
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(dir, "sub"));
+            string file = Path.Combine(dir, "sub", "run.json");
+            File.WriteAllText(file, """{"name": "r", "data": {"dataset": "folder", "root": "../data"}, "startFrom": {"mtl": "m.ckpt", "stl": {"a": "/abs/a.ckpt"}}}""");
+            var c = Presets.LoadRun(file, []);
+            Assert.Equal(Path.Combine(dir, "data"), c.Data.Root);
+            Assert.Equal(Path.Combine(dir, "sub", "m.ckpt"), c.StartFrom!.Mtl);
+            Assert.Equal("/abs/a.ckpt", c.StartFrom.Stl["a"]);
+            Assert.Equal("other", Presets.LoadRun(file, ["data.root=\"other\""]).Data.Root);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

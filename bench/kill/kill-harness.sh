@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Kill harness: trains a small InterroGate run to the end once, then trains the same run again while SIGKILLing it at
+# random moments (between and during steps, checkpoint writes and metrics rewrites), resuming after every kill, and
+# checks: every kill leaves a resumable folder (0 unreadable checkpoints), no metrics line of a completed epoch is
+# lost, and the final weights are bit-identical to the uninterrupted run's.
+# Usage: [PAUSE_MS=300] bench/kill/kill-harness.sh [kills=50] [seed=1]   (INTERROGATE_CLI: a built interrogate.dll; default: builds Release)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+kills=${1:-50}
+RANDOM=${2:-1}
+if [[ -z "${INTERROGATE_CLI:-}" ]]; then
+  dotnet build src/InterroGate.Cli -c Release -v q -nologo >/dev/null || exit 1
+  INTERROGATE_CLI=src/InterroGate.Cli/bin/Release/net10.0/interrogate.dll
+fi
+# Every checkpoint write and metrics rewrite pauses this long before its rename, so that kills land inside them too.
+pause_ms=${PAUSE_MS:-300}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+args=(train multifashion-quick/interrogate --set 'data.dataset="synthetic"' --set data.trainSize=1024 --set data.validationSize=128
+      --set data.testSize=128 --set training.batchSize=32 --set training.epochs=6 --set training.freezeGatesLastEpochs=1
+      --set training.deterministic=true --set training.threads=2 --set architecture.lambdaS=2)
+
+start=$(date +%s.%N)
+dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/ref" >"$work/ref.log" 2>&1 || { cat "$work/ref.log"; exit 1; }
+ref_seconds=$(echo "$(date +%s.%N) - $start" | bc)
+
+# Epochs whose metrics line must exist: those the newest whole checkpoint has completed.
+check_metrics() {
+  python3 - "$1" <<'PY'
+import json, sys, os, struct
+folder = sys.argv[1]
+def epoch_of(path):
+    with open(path, 'rb') as f:
+        if f.read(8) not in (b'IGCKPT02', b'IGCKPT01'): return None
+        n = struct.unpack('<q', f.read(8))[0]
+        return json.loads(f.read(n))['Epoch']
+ep = None
+for name in ('last.ckpt', 'last.prev.ckpt'):
+    p = os.path.join(folder, name)
+    if os.path.exists(p):
+        try: ep = epoch_of(p); break
+        except Exception: continue
+if ep is None: print(0); sys.exit(0)
+lines = []
+mp = os.path.join(folder, 'metrics.jsonl')
+if os.path.exists(mp):
+    for l in open(mp, encoding='utf-8', errors='replace'):
+        try: lines.append(json.loads(l)['epoch'])
+        except Exception: pass
+missing = [e for e in range(1, ep + 1) if e not in lines]
+print(len(missing))
+PY
+}
+
+done_kills=0 unreadable=0 lost=0 restarts=0 in_write=0
+while (( done_kills < kills )); do
+  resume=()
+  [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" ]] && resume=(--resume "$work/run/last.ckpt")
+  INTERROGATE_FAULT_WRITE_PAUSE_MS=$pause_ms dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 &
+  pid=$!
+  # A random moment within the run's length (start-up included), in milliseconds.
+  sleep "$(echo "scale=3; ($RANDOM % 1000) / 1000 * ($ref_seconds + 14 * $pause_ms / 1000)" | bc)"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$pid"; wait "$pid" 2>/dev/null
+    done_kills=$((done_kills + 1))
+    # A temporary file left behind: the kill landed inside a checkpoint write or a metrics rewrite.
+    if compgen -G "$work/run/*.tmp" >/dev/null; then in_write=$((in_write + 1)); rm -f "$work"/run/*.tmp; fi
+  else
+    wait "$pid"; code=$?
+    restarts=$((restarts + 1))
+    if [[ $code -ne 0 ]]; then
+      if grep -q "checkpoint" "$work/run.log"; then unreadable=$((unreadable + 1)); fi
+      echo "run exited with $code:"; tail -3 "$work/run.log"
+    fi
+    if grep -q "best epoch" "$work/run.log"; then rm -rf "$work/run"; fi # finished: start the run over for more kills
+  fi
+  lost=$((lost + $(check_metrics "$work/run")))
+done
+
+# Finish the interrupted run and compare it with the uninterrupted one.
+rm -rf "$work/run.final"
+while true; do
+  resume=()
+  [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" ]] && resume=(--resume "$work/run/last.ckpt")
+  dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 && break
+  if grep -q "already ran to" "$work/run.log"; then break; fi
+  echo "final resume failed:"; tail -3 "$work/run.log"; unreadable=$((unreadable + 1)); break
+done
+dotnet "$INTERROGATE_CLI" export "$work/ref/last.ckpt" --format safetensors -o "$work/ref.safetensors" >/dev/null
+dotnet "$INTERROGATE_CLI" export "$work/run/last.ckpt" --format safetensors -o "$work/run.safetensors" >/dev/null
+if cmp -s "$work/ref.safetensors" "$work/run.safetensors"; then identical=yes; else identical=no; fi
+ref_lines=$(wc -l < "$work/ref/metrics.jsonl"); run_lines=$(wc -l < "$work/run/metrics.jsonl")
+
+echo "kills: $done_kills (of them inside a checkpoint write or metrics rewrite: $in_write; runs that ended before their kill: $restarts)"
+echo "unreadable checkpoints (a resume that failed): $unreadable"
+echo "metric lines of completed epochs missing after a kill: $lost"
+echo "metrics lines: uninterrupted $ref_lines, killed and resumed $run_lines"
+echo "final weights bit-identical to the uninterrupted run: $identical"
+[[ $unreadable -eq 0 && $lost -eq 0 && $identical == yes && $ref_lines -eq $run_lines ]]

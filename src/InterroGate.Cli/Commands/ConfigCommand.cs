@@ -1,0 +1,66 @@
+using System.CommandLine;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using Spectre.Console;
+
+namespace InterroGate.Cli.Commands;
+
+/// <summary>`interrogate config show` (a resolved configuration) and `interrogate config init` (a starter configuration for a user's data folder).</summary>
+internal static class ConfigCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("config", "Print a resolved configuration, or write a starter one for your data.");
+        cmd.Subcommands.Add(Show());
+        cmd.Subcommands.Add(Init());
+        return cmd;
+    }
+
+    private static Command Show()
+    {
+        var config = new Argument<string?>("config") { Description = "A run or comparison preset, or a JSON file (default: a run's defaults)", Arity = ArgumentArity.ZeroOrOne };
+        var set = CommonOptions.Set();
+        var cmd = new Command("show", "Print a configuration with every key resolved: the defaults the code applies for keys left out, overrides applied.") { config, set };
+        cmd.SetAction(p => CommonOptions.Guard(_ =>
+        {
+            string? name = p.GetValue(config);
+            var overrides = p.GetValue(set)!;
+            Console.WriteLine(name is null ? ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>("{}", overrides))
+                : Presets.IsComparison(name) ? ConfigJson.Serialize(Presets.LoadComparison(name, overrides))
+                : ConfigJson.Serialize(Presets.LoadRun(name, overrides)));
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command Init()
+    {
+        var dataset = new Option<string>("--dataset") { Description = "The kind of data set (folder: your own, tasks.json with train/ and test/ .npy files)", Required = true };
+        dataset.AcceptOnlyFromAmong("folder");
+        var root = new Option<string>("--root") { Description = "The data folder (holding tasks.json)", Required = true };
+        var output = new Option<string?>("--out", "-o") { Description = "File to write (default: <folder name>.json here)" };
+        var cmd = new Command("init", "Write a starter InterroGate run configuration for a data folder, its tasks read from tasks.json.") { dataset, root, output };
+        cmd.SetAction(p => CommonOptions.Guard(_ =>
+        {
+            string folder = Path.GetFullPath(p.GetValue(root)!);
+            string tasksFile = Path.Combine(folder, "tasks.json");
+            if (!File.Exists(tasksFile)) throw new DatasetNotFoundException($"No tasks.json in {folder}: a user data set needs tasks.json and train/ and test/ folders of .npy files.");
+            var tasks = UserFolderDataset.ReadTasks(tasksFile);
+            string name = new DirectoryInfo(folder).Name;
+            string target = Path.GetFullPath(p.GetValue(output) ?? $"{name}.json");
+            if (File.Exists(target)) throw new ConfigException("--out", $"{target} exists; choose another file (-o)");
+            var starter = new RunConfig
+            {
+                Name = name,
+                // Relative to the config file's folder, which is how config files are read.
+                Data = new DataConfig { Dataset = "folder", Root = Path.GetRelativePath(Path.GetDirectoryName(target)!, folder) },
+                Tasks = tasks.Names.ToArray(),
+            };
+            starter.Validate(tasks.Count);
+            File.WriteAllText(target, ConfigJson.Serialize(starter) + "\n");
+            AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(target)}: tasks {Markup.Escape(string.Join(", ", tasks.Names))}; train it with `interrogate train {Markup.Escape(Path.GetRelativePath(Environment.CurrentDirectory, target))}`");
+            return 0;
+        }));
+        return cmd;
+    }
+}
