@@ -59,12 +59,16 @@ while (( done_kills < kills )); do
   INTERROGATE_FAULT_WRITE_PAUSE_MS=$pause_ms dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 &
   pid=$!
   # A random moment within the run's length (start-up included), in milliseconds.
-  sleep "$(echo "scale=3; ($RANDOM % 1000) / 1000 * ($ref_seconds + 14 * $pause_ms / 1000)" | bc)"
+  frac=$((RANDOM % 1000)) # (bc's % works at the set scale: take the remainder here)
+  delay=$(echo "scale=3; $frac * ($ref_seconds + 14 * $pause_ms / 1000) / 1000" | bc)
+  sleep "$delay"
   if kill -0 "$pid" 2>/dev/null; then
     kill -9 "$pid"; wait "$pid" 2>/dev/null
     done_kills=$((done_kills + 1))
     # A temporary file left behind: the kill landed inside a checkpoint write or a metrics rewrite.
-    if compgen -G "$work/run/*.tmp" >/dev/null; then in_write=$((in_write + 1)); rm -f "$work"/run/*.tmp; fi
+    inside=""
+    if compgen -G "$work/run/*.tmp" >/dev/null; then in_write=$((in_write + 1)); inside=" inside a write ($(cd "$work/run" && ls *.tmp | tr '\n' ' '))"; rm -f "$work"/run/*.tmp; fi
+    echo "kill $done_kills after ${delay}s$inside; checkpoints: $(cd "$work/run" 2>/dev/null && ls *.ckpt 2>/dev/null | tr '\n' ' ')"
   else
     wait "$pid"; code=$?
     restarts=$((restarts + 1))
