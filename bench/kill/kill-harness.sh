@@ -54,7 +54,8 @@ PY
 
 done_kills=0 unreadable=0 lost=0 restarts=0 in_write=0
 while (( done_kills < kills )); do
-  resume=()
+  # Resume where there is a checkpoint; a run killed before its first one left only its start: train it anew over that.
+  resume=(--overwrite)
   [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" ]] && resume=(--resume "$work/run/last.ckpt")
   INTERROGATE_FAULT_WRITE_PAUSE_MS=$pause_ms dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 &
   pid=$!
@@ -73,6 +74,7 @@ while (( done_kills < kills )); do
     wait "$pid"; code=$?
     restarts=$((restarts + 1))
     if [[ $code -ne 0 ]]; then
+      failures=$((${failures:-0} + 1)); (( failures > 5 )) && { echo "5 runs failed at once; stopping"; exit 1; }
       if grep -q "checkpoint" "$work/run.log"; then unreadable=$((unreadable + 1)); fi
       echo "run exited with $code:"; tail -3 "$work/run.log"
     fi
@@ -84,7 +86,7 @@ done
 # Finish the interrupted run and compare it with the uninterrupted one.
 rm -rf "$work/run.final"
 while true; do
-  resume=()
+  resume=(--overwrite)
   [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" ]] && resume=(--resume "$work/run/last.ckpt")
   dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 && break
   if grep -q "already ran to" "$work/run.log"; then break; fi

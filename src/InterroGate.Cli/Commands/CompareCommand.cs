@@ -16,7 +16,8 @@ internal static class CompareCommand
         var outDir = CommonOptions.Out("every run and the table");
         var device = CommonOptions.Device();
         var seeds = new Option<string?>("--seeds") { Description = "Training seeds, e.g. 0,1,2: the protocol runs once per seed and the table shows mean ± std (config key seeds)" };
-        var cmd = new Command("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.") { config, set, outDir, device, seeds };
+        var details = new Option<bool>("--details") { Description = "Also print each task's secondary metrics (depth abs-rel, normals median and within-angle fractions, saliency mIoU, edge odsF); the JSON always has them" };
+        var cmd = new Command("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.") { config, set, outDir, device, seeds, details };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
@@ -37,7 +38,7 @@ internal static class CompareCommand
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(cfg.Name)}[/]: {Markup.Escape(string.Join("; ", rows))} on {cfg.Backbone.Name} (width {cfg.Backbone.Width}) -> {Markup.Escape(dir)}");
             var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
             AnsiConsole.WriteLine();
-            Console.WriteLine(result.Table.ToMarkdown());
+            Console.WriteLine(result.Table.ToMarkdown(p.GetValue(details)));
             AnsiConsole.MarkupLine($"written: {Markup.Escape(result.MarkdownPath)}, {Markup.Escape(result.JsonPath)}");
             return 0;
         }));

@@ -31,12 +31,18 @@ internal static class EvaluateCommand
             var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel);
             if (p.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, details = result.Details, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
                 return 0;
             }
             var t = new Table().AddColumn("task").AddColumn("metric").AddColumn("value").AddColumn("loss");
             foreach (var task in model.Tasks)
+            {
                 t.AddRow(task.Name, task.MetricName, $"{result.Metrics[task.Name]:F4}", $"{result.Losses[task.Name]:F4}");
+                // The task kind's secondary metrics (depth abs-rel, normals median and within-angle fractions, ...).
+                if (result.Details.TryGetValue(task.Name, out var details))
+                    foreach (var (name, value) in details.Where(d => d.Key != task.MetricName))
+                        t.AddRow("", Markup.Escape(name), $"{value:F4}", "");
+            }
             AnsiConsole.Write(t);
             AnsiConsole.MarkupLine($"{model.Architecture}: {macs / 1e6:F2} M MACs, {parameters / 1e6:F3} M parameters (deployed network; 1 MAC = 2 FLOPs)");
             return 0;

@@ -16,6 +16,10 @@ public sealed record ComparisonRow(
     /// <summary>This row in each seed's comparison; null for a single run.</summary>
     public IReadOnlyList<ComparisonRow>? Seeds { get; init; }
 
+    /// <summary>Per task, its primary and secondary metrics by name (over seeds: their means); empty where not measured.</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Details { get; init; } =
+        new Dictionary<string, IReadOnlyDictionary<string, double>>();
+
     /// <summary>Sample standard deviation (n − 1) over <see cref="Seeds"/> of <paramref name="value"/>; NaN with fewer than 2 seeds.</summary>
     public double Std(Func<ComparisonRow, double> value) => SeedStatistics.Std(Seeds?.Select(value).ToArray() ?? []);
 
@@ -31,8 +35,11 @@ public sealed record ComparisonRow(
             throw new ArgumentException($"Rows of different models cannot be averaged: {string.Join(", ", seeds.Select(r => r.Label).Distinct())}.");
         var metrics = first.Metrics.Keys.ToDictionary(k => k, k => seeds.Average(r => r.Metrics[k]));
         var extra = first.Extra.Keys.Where(k => seeds.All(r => r.Extra.ContainsKey(k))).ToDictionary(k => k, k => seeds.Average(r => r.Extra[k]));
+        var details = first.Details.Keys.Where(t => seeds.All(r => r.Details.ContainsKey(t))).ToDictionary(t => t,
+            t => (IReadOnlyDictionary<string, double>)first.Details[t].Keys.Where(k => seeds.All(r => r.Details[t].ContainsKey(k)))
+                .ToDictionary(k => k, k => seeds.Average(r => r.Details[t][k])));
         return new ComparisonRow(first.Label, first.Method, metrics, (long)Math.Round(seeds.Average(r => (double)r.Macs)),
-            (long)Math.Round(seeds.Average(r => (double)r.Parameters)), extra) { Seeds = seeds.ToArray() };
+            (long)Math.Round(seeds.Average(r => (double)r.Parameters)), extra) { Seeds = seeds.ToArray(), Details = details };
     }
 }
 
@@ -118,7 +125,11 @@ public sealed class ComparisonTable(TaskSet tasks)
     private static string MetricHeader(TaskSpec t) =>
         t.MetricIsFraction ? (t.MetricName == "accuracy" ? "acc %" : $"{t.MetricName} %") : t.MetricName;
 
-    public string ToMarkdown()
+    /// <summary>
+    /// The table as Markdown; with <paramref name="details"/>, one more column per task and secondary metric (those
+    /// every row has, e.g. depth abs-rel, normals median and within-angle fractions).
+    /// </summary>
+    public string ToMarkdown(bool details = false)
     {
         var extras = _rows.SelectMany(r => r.Extra.Keys).Distinct().ToArray();
         var ranks = MeanRanks();
@@ -135,6 +146,11 @@ public sealed class ComparisonTable(TaskSet tasks)
         header.AddRange(Tasks.Select(t => $"{t.Name} ({MetricHeader(t)} {(t.HigherIsBetter ? "↑" : "↓")})"));
         header.AddRange(["Δ_MTL %", "MACs (M)", "Params (M)", "MR"]);
         header.AddRange(extras);
+        var secondary = details
+            ? Tasks.SelectMany(t => _rows.Count == 0 || _rows.Any(r => !r.Details.ContainsKey(t.Name)) ? []
+                : _rows[0].Details[t.Name].Keys.Where(k => k != t.MetricName && _rows.All(r => r.Details[t.Name].ContainsKey(k))).Select(k => (Task: t.Name, Metric: k))).ToArray()
+            : [];
+        header.AddRange(secondary.Select(s => $"{s.Task} {s.Metric}"));
         sb.AppendLine("| " + string.Join(" | ", header) + " |");
         sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", header.Count)));
         for (int i = 0; i < _rows.Count; i++)
@@ -148,6 +164,7 @@ public sealed class ComparisonTable(TaskSet tasks)
             cells.Add(F(r.Parameters / 1e6, 3));
             cells.Add(F(ranks[i], 2));
             cells.AddRange(extras.Select(e => r.Extra.ContainsKey(e) ? Cell(r, x => x.Extra.TryGetValue(e, out var v) ? v : double.NaN, 1, 1) : ""));
+            cells.AddRange(secondary.Select(s => F(r.Details[s.Task][s.Metric], 4)));
             sb.AppendLine("| " + string.Join(" | ", cells) + " |");
         }
         sb.AppendLine();
@@ -162,6 +179,8 @@ public sealed class ComparisonTable(TaskSet tasks)
     {
         /// <summary>Over seeds: Δ_MTL's sample standard deviation, and each seed's row (with its own Δ_MTL).</summary>
         public double? DeltaMtlStd { get; init; }
+        /// <summary>Per task, every metric of its kind by name.</summary>
+        public Dictionary<string, Dictionary<string, double>>? Details { get; init; }
         public List<JsonRow>? Seeds { get; init; }
     }
     private sealed record JsonTable(List<JsonTask> Tasks, List<JsonRow> Rows, string Convention);
@@ -183,8 +202,12 @@ public sealed class ComparisonTable(TaskSet tasks)
                 i == _baseline, Finite(DeltaMtl(r)), ranks[i])
             {
                 DeltaMtlStd = Finite(DeltaMtlStd(r)),
+                Details = r.Details.Count == 0 ? null : r.Details.ToDictionary(d => d.Key, d => d.Value.ToDictionary()),
                 Seeds = r.Seeds?.Select((x, k) => new JsonRow(x.Label, x.Method, x.Metrics.ToDictionary(), x.Macs, x.Parameters, x.Extra.ToDictionary(),
-                    i == _baseline, Baseline?.Seeds is { } b && k < b.Count ? Finite(Delta(x, b[k])) : null, null)).ToList(),
+                    i == _baseline, Baseline?.Seeds is { } b && k < b.Count ? Finite(Delta(x, b[k])) : null, null)
+                {
+                    Details = x.Details.Count == 0 ? null : x.Details.ToDictionary(d => d.Key, d => d.Value.ToDictionary()),
+                }).ToList(),
             }).ToList(),
             CostCounter.Convention), Json);
     }
@@ -196,10 +219,14 @@ public sealed class ComparisonTable(TaskSet tasks)
         foreach (var r in t.Rows)
             table.AddRow(new ComparisonRow(r.Label, r.Method, r.Metrics, r.Macs, r.Parameters, r.Extra)
             {
-                Seeds = r.Seeds?.Select(x => new ComparisonRow(x.Label, x.Method, x.Metrics, x.Macs, x.Parameters, x.Extra)).ToArray(),
+                Seeds = r.Seeds?.Select(x => new ComparisonRow(x.Label, x.Method, x.Metrics, x.Macs, x.Parameters, x.Extra) { Details = ReadDetails(x.Details) }).ToArray(),
+                Details = ReadDetails(r.Details),
             }, r.Baseline);
         return table;
     }
+
+    private static IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> ReadDetails(Dictionary<string, Dictionary<string, double>>? d) =>
+        d?.ToDictionary(p => p.Key, p => (IReadOnlyDictionary<string, double>)p.Value) ?? new Dictionary<string, IReadOnlyDictionary<string, double>>();
 
     private static double? Finite(double v) => double.IsFinite(v) ? v : null;
 

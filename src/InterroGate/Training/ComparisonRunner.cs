@@ -12,7 +12,12 @@ namespace InterroGate.Training;
 /// <summary>One trained model of a comparison, with its test metrics and cost.</summary>
 public sealed record ComparisonEntry(
     string Label, string Architecture, string Directory, IReadOnlyDictionary<string, double> Test,
-    long Macs, long Parameters, double MsPerStep, double? TaskSpecific, int Epochs);
+    long Macs, long Parameters, double MsPerStep, double? TaskSpecific, int Epochs)
+{
+    /// <summary>Per task, every metric of its kind on the test split (primary and secondary).</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> TestDetails { get; init; } =
+        new Dictionary<string, IReadOnlyDictionary<string, double>>();
+}
 
 /// <summary>Everything a comparison produced: the entries, the table and where it was written.</summary>
 public sealed record ComparisonResult(IReadOnlyList<ComparisonEntry> Entries, ComparisonTable Table, string MarkdownPath, string JsonPath);
@@ -159,7 +164,10 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             _ => "MTL",
         };
         progress?.Report(new RunMessage(run.Name, $"test: {string.Join(", ", test.Metrics.Select(kv => $"{kv.Key} {kv.Value:F4}"))}; {macs / 1e6:F2} M MACs"));
-        return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs));
+        return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs)
+        {
+            TestDetails = test.Details,
+        });
     }
 
     /// <summary>
@@ -213,12 +221,16 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         table.AddRow(new ComparisonRow("STL", "stl",
             tasks.ToDictionary(t => t.Name, t => stl.Single(e => e.Test.ContainsKey(t.Name)).Test[t.Name]),
             stl.Sum(e => e.Macs), stl.Sum(e => e.Parameters),
-            new Dictionary<string, double> { ["ms/step"] = stl.Sum(e => e.MsPerStep), ["epochs"] = stl.Max(e => e.Epochs) }), isBaseline: true);
+            new Dictionary<string, double> { ["ms/step"] = stl.Sum(e => e.MsPerStep), ["epochs"] = stl.Max(e => e.Epochs) })
+        {
+            Details = tasks.Where(t => stl.Any(e => e.TestDetails.ContainsKey(t.Name)))
+                .ToDictionary(t => t.Name, t => stl.First(e => e.TestDetails.ContainsKey(t.Name)).TestDetails[t.Name]),
+        }, isBaseline: true);
         foreach (var e in others)
         {
             var extra = new Dictionary<string, double> { ["ms/step"] = e.MsPerStep, ["epochs"] = e.Epochs };
             if (e.TaskSpecific is double f) extra["task-specific %"] = 100 * f;
-            table.AddRow(new ComparisonRow(e.Label, e.Architecture, e.Test, e.Macs, e.Parameters, extra));
+            table.AddRow(new ComparisonRow(e.Label, e.Architecture, e.Test, e.Macs, e.Parameters, extra) { Details = e.TestDetails });
         }
         return table;
     }

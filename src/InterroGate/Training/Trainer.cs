@@ -359,6 +359,7 @@ public sealed class Trainer
             ["train_loss"] = trainLosses,
             ["regularizer"] = reg,
             ["val_metric"] = val.Metrics,
+            ["val_details"] = val.Details, // the secondary metrics of each task's kind
             ["val_loss"] = val.Losses,
             ["images_per_s"] = imagesPerSecond,
             ["elapsed_s"] = elapsed,

@@ -67,4 +67,26 @@ public sealed class SeedTableTests
         Assert.Equal(4, config.Training.Seed);
         Assert.Equal(4, config.InterroGateTraining!.Seed);
     }
+
+    [Fact]
+    public void Secondary_metrics_reach_the_JSON_and_on_request_the_Markdown()
+    {
+        var d = new TaskSet([new TaskSpec("depth", TaskKind.Depth, 1)]);
+        ComparisonTable Seed(double rmse, double abs_rel)
+        {
+            var t = new ComparisonTable(d);
+            var details = new Dictionary<string, IReadOnlyDictionary<string, double>> { ["depth"] = new Dictionary<string, double> { ["rmse"] = rmse, ["abs_rel"] = abs_rel } };
+            t.AddRow(new ComparisonRow("STL", "stl", new Dictionary<string, double> { ["depth"] = rmse }, 1, 1, new Dictionary<string, double>()) { Details = details }, isBaseline: true);
+            return t;
+        }
+        var table = ComparisonTable.OverSeeds([Seed(0.5, 0.2), Seed(0.7, 0.4)]);
+        Assert.Equal(0.3, table.Rows[0].Details["depth"]["abs_rel"], 10);
+        Assert.DoesNotContain("abs_rel", table.ToMarkdown());
+        var md = table.ToMarkdown(details: true);
+        Assert.Contains("depth abs_rel", md);
+        Assert.Contains("| 0.3000 |", md);
+        var back = ComparisonTable.FromJson(table.ToJson());
+        Assert.Equal(0.4, back.Rows[0].Seeds![1].Details["depth"]["abs_rel"], 10);
+        Assert.Equal(0.3, back.Rows[0].Details["depth"]["abs_rel"], 10);
+    }
 }

@@ -56,6 +56,13 @@ public sealed class TrainerTests : IDisposable
         var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
         new Trainer(run.Config, run.Model, run.Data, _dir).Run();
         var after = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
+        // Every metric of each task's kind reaches metrics.jsonl, not only the primary one.
+        using (var line = System.Text.Json.JsonDocument.Parse(File.ReadLines(Path.Combine(_dir, "metrics.jsonl")).Last()))
+        {
+            var normals = line.RootElement.GetProperty("val_details").GetProperty("normals");
+            Assert.True(normals.TryGetProperty("median", out _) && normals.TryGetProperty("within_11.25", out _), normals.ToString());
+            Assert.True(line.RootElement.GetProperty("val_details").GetProperty("depth").TryGetProperty("abs_rel", out _));
+        }
         foreach (var t in run.Tasks)
             Assert.True(after.Losses[t.Name] < before.Losses[t.Name], $"{t.Name}: {before.Losses[t.Name]} -> {after.Losses[t.Name]}");
         Assert.True(after.Metrics["semseg"] > before.Metrics["semseg"], $"mIoU {before.Metrics["semseg"]} -> {after.Metrics["semseg"]}");
