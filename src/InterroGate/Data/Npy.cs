@@ -30,29 +30,53 @@ public sealed record NpyArray(long[] Shape, string DType, byte[] Data)
     private T[] Cast<T>() where T : unmanaged => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(Data).ToArray();
 }
 
+/// <summary>What a .npy header says: shape, dtype (as NumPy spells it, without byte order) and where the data bytes are.</summary>
+public sealed record NpyHeader(long[] Shape, string DType, long DataOffset, long DataBytes);
+
 /// <summary>Reads and writes NumPy .npy files (format 1.0, 2.0 and 3.0; C order; little-endian).</summary>
 public static class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
     private static readonly Dictionary<string, int> ItemSize = new() { ["u1"] = 1, ["i1"] = 1, ["b1"] = 1, ["i4"] = 4, ["i8"] = 8, ["f4"] = 4, ["f8"] = 8 };
 
+    /// <summary>The whole array in memory (up to 2 GB of data; larger files are read by <see cref="ReadHeader"/> and mapped).</summary>
     public static NpyArray Read(string path)
     {
-        if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
+        var header = ReadHeader(path);
+        long length = header.DataOffset + header.DataBytes;
+        if (length > Array.MaxLength) throw new DataFormatException(path, $"{header.DataBytes} data bytes are more than one array holds; read it memory-mapped");
         var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 10 || !bytes.AsSpan(0, 6).SequenceEqual(Magic)) throw new DataFormatException(path, "bad magic: not a NumPy .npy file");
-        int major = bytes[6];
+        return new NpyArray(header.Shape, header.DType, bytes[(int)header.DataOffset..]);
+    }
+
+    /// <summary>
+    /// The header of a .npy file (shape, dtype, where the data starts), checked against the file's length before anything
+    /// is read or allocated: the data must be exactly the bytes the shape and dtype need.
+    /// </summary>
+    public static NpyHeader ReadHeader(string path)
+    {
+        if (!File.Exists(path)) throw new DataFormatException(path, "file not found");
+        using var f = File.OpenRead(path);
+        long fileLength = f.Length;
+        var lead = new byte[12];
+        int got = f.ReadAtLeast(lead, lead.Length, throwOnEndOfStream: false);
+        if (got < 10 || !lead.AsSpan(0, 6).SequenceEqual(Magic)) throw new DataFormatException(path, "bad magic: not a NumPy .npy file");
+        int major = lead[6];
         int headerLength, start;
         switch (major)
         {
-            case 1: headerLength = bytes[8] | (bytes[9] << 8); start = 10; break;
+            case 1: headerLength = lead[8] | (lead[9] << 8); start = 10; break;
             case 2 or 3:
-                if (bytes.Length < 12) throw new DataFormatException(path, "truncated header");
-                headerLength = BitConverter.ToInt32(bytes, 8); start = 12; break;
-            default: throw new DataFormatException(path, $"unsupported .npy format version {major}.{bytes[7]} (1.0, 2.0 and 3.0 are read)");
+                if (got < 12) throw new DataFormatException(path, "truncated header");
+                headerLength = BitConverter.ToInt32(lead, 8); start = 12; break;
+            default: throw new DataFormatException(path, $"unsupported .npy format version {major}.{lead[7]} (1.0, 2.0 and 3.0 are read)");
         }
-        if (headerLength < 0 || start + headerLength > bytes.Length) throw new DataFormatException(path, $"truncated header: {headerLength} bytes announced, {bytes.Length - start} present");
-        string header = Encoding.UTF8.GetString(bytes, start, headerLength);
+        if (headerLength < 0 || start + (long)headerLength > fileLength) throw new DataFormatException(path, $"truncated header: {headerLength} bytes announced, {fileLength - start} present");
+        if (headerLength > 1 << 20) throw new DataFormatException(path, $"a header of {headerLength} bytes; .npy headers are short");
+        var headerBytes = new byte[headerLength];
+        f.Position = start;
+        f.ReadExactly(headerBytes);
+        string header = Encoding.UTF8.GetString(headerBytes);
 
         var descr = Regex.Match(header, @"'descr'\s*:\s*'([^']*)'");
         var fortran = Regex.Match(header, @"'fortran_order'\s*:\s*(True|False)");
@@ -71,15 +95,18 @@ public static class Npy
         {
             dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
         }
-        catch (FormatException)
+        catch (Exception e) when (e is FormatException or OverflowException)
         {
             throw new DataFormatException(path, $"unparsable shape ({shape.Groups[1].Value})");
         }
-        long count = dims.Aggregate(1L, (a, b) => a * b);
-        long dataStart = start + headerLength, expected = count * item, actual = bytes.Length - dataStart;
+        if (dims.Any(x => x < 0)) throw new DataFormatException(path, $"negative dimension in shape ({string.Join(", ", dims)})");
+        long count = 1;
+        foreach (var dim in dims)
+            count = dim == 0 ? 0 : count > long.MaxValue / dim / item ? throw new DataFormatException(path, $"shape ({string.Join(", ", dims)}) is too large") : count * dim;
+        long dataStart = start + headerLength, expected = count * item, actual = fileLength - dataStart;
         if (actual != expected)
             throw new DataFormatException(path, $"wrong length: shape ({string.Join(", ", dims)}) of {d} needs {expected} data bytes, the file has {actual}");
-        return new NpyArray(dims, type, bytes[(int)dataStart..]);
+        return new NpyHeader(dims, type, dataStart, expected);
     }
 
     public static void Write(string path, long[] shape, float[] data) => Write(path, shape, "<f4", System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()).ToArray());

@@ -8,7 +8,8 @@ namespace InterroGate.Data;
 /// A user's own data set without writing C#: a folder with tasks.json and train/, val/ (optional) and
 /// test/ folders, each holding images.npy ([N, H, W] or [N, C, H, W]; uint8 scaled by 1/255, or float32
 /// as is) and one &lt;task&gt;.npy per task (integer classes [N] for classification; float [N] or [N, K]
-/// otherwise). Without val/, a seeded 10% of train is held out for validation.
+/// otherwise). Without val/, a seeded 10% of train is held out for validation. The images are memory-mapped, not
+/// loaded: a batch reads only its own rows.
 /// </summary>
 public static class UserFolderDataset
 {
@@ -24,14 +25,11 @@ public static class UserFolderDataset
         var test = Split(folder, "test", tasks);
         if (Directory.Exists(Path.Combine(folder, "val"))) return new DatasetSplits(train, Split(folder, "val", tasks), test);
 
+        // A seeded 10% of train held out for validation: views of the same mapped file, nothing copied.
         int n = train.Count, held = Math.Max(1, n / 10);
         var order = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
         new Random(seed).Shuffle(order);
-        var all = train.GetBatch(order);
-        var images = all[IMultiTaskDataset.ImageKey];
-        InMemoryDataset Part(string name, long start, long count) => new(name, tasks, images.narrow(0, start, count),
-            tasks.ToDictionary(t => t.Name, t => all[t.Name].narrow(0, start, count)));
-        return new DatasetSplits(Part($"{folder}/train", held, n - held), Part($"{folder}/val (held out of train)", 0, held), test);
+        return new DatasetSplits(train.Subset($"{folder}/train", order[held..]), train.Subset($"{folder}/val (held out of train)", order[..held]), test);
     }
 
     /// <summary>The tasks of a tasks.json; every fault names the file.</summary>
@@ -69,17 +67,12 @@ public static class UserFolderDataset
         }));
     }
 
-    private static InMemoryDataset Split(string folder, string split, TaskSet tasks)
+    private static MappedImageDataset Split(string folder, string split, TaskSet tasks)
     {
         string dir = Path.Combine(folder, split);
         if (!Directory.Exists(dir)) throw new DatasetNotFoundException($"{dir} is missing: the data set needs a {split}/ folder with images.npy and one .npy per task.");
         string imagesPath = Path.Combine(dir, "images.npy");
-        var images = Npy.Read(imagesPath);
-        if (images.Shape.Length is not (3 or 4)) throw new DataFormatException(imagesPath, $"images must be [N, H, W] or [N, C, H, W], not ({string.Join(", ", images.Shape)})");
-        if (images.DType is not ("u1" or "f4")) throw new DataFormatException(imagesPath, $"images must be uint8 or float32, not {images.DType}");
-        long n = images.Shape[0];
-        var imageTensor = images.ToTensor();
-        if (images.Shape.Length == 3) imageTensor = imageTensor.unsqueeze(1);
+        long n = Npy.ReadHeader(imagesPath).Shape.FirstOrDefault(-1);
 
         var targets = new Dictionary<string, Tensor>();
         foreach (var task in tasks)
@@ -87,10 +80,11 @@ public static class UserFolderDataset
             string p = Path.Combine(dir, task.Name + ".npy");
             if (!File.Exists(p)) throw new DataFormatException(p, $"missing: task '{task.Name}' needs its targets in {split}/{task.Name}.npy");
             var y = Npy.Read(p);
-            if (y.Shape[0] != n) throw new DataFormatException(p, $"{y.Shape[0]} targets for {n} images");
+            if (y.Shape.Length == 0 || y.Shape[0] != n) throw new DataFormatException(p, $"{(y.Shape.Length == 0 ? 0 : y.Shape[0])} targets for {n} images");
             targets[task.Name] = task.Kind == TaskKind.Classification ? Classes(p, y, task) : Values(p, y, task);
         }
-        return new InMemoryDataset($"{folder}/{split}", tasks, imageTensor, targets);
+        // The images stay in their file, memory-mapped: a CelebA-sized folder trains without loading it into memory.
+        return new MappedImageDataset($"{folder}/{split}", tasks, imagesPath, targets);
     }
 
     private static Tensor Classes(string path, NpyArray y, TaskSpec task)

@@ -179,4 +179,42 @@ public sealed class DatasetTests : IDisposable
         Assert.Contains("tasks.json", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
         Assert.Throws<DatasetNotFoundException>(() => UserFolderDataset.Load(Path.Combine(_dir, "empty")));
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_user_folder_reads_its_images_memory_mapped_row_by_row(bool asFloat)
+    {
+        string root = Path.Combine(_dir, asFloat ? "mapped-f4" : "mapped-u1");
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(root).FullName, "tasks.json"), """{"tasks":[{"name":"kind","kind":"classification","classes":3}]}""");
+        const int n = 30, c = 3, h = 4, w = 5;
+        var pixels = Enumerable.Range(0, n * c * h * w).Select(i => (byte)(i * 7 % 256)).ToArray();
+        foreach (var split in new[] { "train", "test" })
+        {
+            string d = Directory.CreateDirectory(Path.Combine(root, split)).FullName;
+            if (asFloat) Npy.Write(Path.Combine(d, "images.npy"), [n, c, h, w], pixels.Select(b => b / 10f).ToArray());
+            else Npy.Write(Path.Combine(d, "images.npy"), [n, c, h, w], pixels);
+            Npy.Write(Path.Combine(d, "kind.npy"), [n], Enumerable.Range(0, n).Select(i => (long)(i % 3)).ToArray());
+        }
+        var splits = UserFolderDataset.Load(root, seed: 2);
+        Assert.Equal(27, splits.Train.Count);
+        Assert.Equal(3, splits.Validation.Count);
+        var all = splits.Test.GetBatch(Enumerable.Range(0, n).Select(i => (long)i).ToArray());
+        var expected = tensor(pixels.Select(b => asFloat ? b / 10f : b / 255f).ToArray()).view(n, c, h, w);
+        Assert.True(all["image"].allclose(expected, rtol: 0, atol: 1e-6));
+
+        // The held-out split and the rest are views of the same rows: together every row once, each with its own target.
+        var val = splits.Validation.GetBatch([0, 1, 2]);
+        var train = splits.Train.GetBatch(Enumerable.Range(0, 27).Select(i => (long)i).ToArray());
+        var rows = new HashSet<long>();
+        foreach (var batch in new[] { val, train })
+            for (int i = 0; i < batch["kind"].shape[0]; i++)
+            {
+                var image = batch["image"][i];
+                int row = Enumerable.Range(0, n).Single(r => expected[r].allclose(image, rtol: 0, atol: 1e-6));
+                Assert.True(rows.Add(row));
+                Assert.Equal(row % 3, batch["kind"][i].item<long>());
+            }
+        Assert.Equal(n, rows.Count);
+    }
 }

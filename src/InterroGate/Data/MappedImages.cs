@@ -1,0 +1,107 @@
+using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Data;
+
+/// <summary>
+/// A user data set split whose images stay in their .npy file, memory-mapped: a batch copies only its own rows, so a
+/// data set larger than memory (CelebA-sized folders) trains in the memory of a few batches and the page cache. The
+/// targets (small) are held in memory. <see cref="Subset"/> views part of it without copying (the held-out validation
+/// split).
+/// </summary>
+public sealed class MappedImageDataset : IMultiTaskDataset, IDisposable
+{
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly NpyHeader _header;
+    private readonly long _rowBytes;
+    private readonly Dictionary<string, Tensor> _targets;
+    private readonly long[]? _rows; // the file rows this data set is made of; null = all, in order
+    private readonly ImageInput _input;
+    private readonly bool _owner;
+
+    /// <summary>Maps <paramref name="imagesPath"/> ([N, H, W] or [N, C, H, W], uint8 or float32) with <paramref name="targets"/> per task ([N, ...]).</summary>
+    public MappedImageDataset(string name, TaskSet tasks, string imagesPath, IReadOnlyDictionary<string, Tensor> targets)
+    {
+        _header = Npy.ReadHeader(imagesPath);
+        var s = _header.Shape;
+        if (s.Length is not (3 or 4)) throw new DataFormatException(imagesPath, $"images must be [N, H, W] or [N, C, H, W], not ({string.Join(", ", s)})");
+        if (_header.DType is not ("u1" or "f4")) throw new DataFormatException(imagesPath, $"images must be uint8 or float32, not {_header.DType}");
+        if (s[0] > int.MaxValue) throw new DataFormatException(imagesPath, $"{s[0]} images; at most {int.MaxValue}");
+        (int c, int h, int w) = s.Length == 3 ? (1, (int)s[1], (int)s[2]) : ((int)s[1], (int)s[2], (int)s[3]);
+        foreach (var t in tasks)
+        {
+            if (!targets.TryGetValue(t.Name, out var y)) throw new ArgumentException($"{name}: no targets for task '{t.Name}'.");
+            if (y.shape[0] != s[0]) throw new DataFormatException(imagesPath, $"task '{t.Name}' has {y.shape[0]} targets for {s[0]} images");
+        }
+        Name = name;
+        Tasks = tasks;
+        ImageShape = (c, h, w);
+        _input = new ImageInput(c, h, w);
+        _rowBytes = (long)c * h * w * (_header.DType == "u1" ? 1 : 4);
+        _targets = tasks.ToDictionary(t => t.Name, t => targets[t.Name].detach().DetachFromDisposeScope());
+        _file = MemoryMappedFile.CreateFromFile(imagesPath, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        _view = _file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        _owner = true;
+    }
+
+    private MappedImageDataset(MappedImageDataset parent, string name, long[] rows)
+    {
+        (_file, _view, _header, _rowBytes, _targets, _input, _owner) = (parent._file, parent._view, parent._header, parent._rowBytes, parent._targets, parent._input, false);
+        (Name, Tasks, ImageShape) = (name, parent.Tasks, parent.ImageShape);
+        _rows = rows.Select(r => parent._rows is null ? r : parent._rows[r]).ToArray();
+    }
+
+    public string Name { get; }
+    public TaskSet Tasks { get; }
+    public int Count => _rows?.Length ?? (int)_header.Shape[0];
+    public (int Channels, int Height, int Width) ImageShape { get; }
+    public ImageInput Input => _input;
+
+    /// <summary>The samples at <paramref name="indices"/> of this data set, as a new data set sharing the mapping.</summary>
+    public MappedImageDataset Subset(string name, long[] indices)
+    {
+        foreach (var i in indices)
+            if (i < 0 || i >= Count) throw new ArgumentOutOfRangeException(nameof(indices), i, $"0 to {Count - 1}");
+        return new MappedImageDataset(this, name, indices);
+    }
+
+    public unsafe Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+    {
+        using var scope = NewDisposeScope();
+        var (c, h, w) = ImageShape;
+        var rows = new long[indices.Length];
+        for (int i = 0; i < rows.Length; i++) rows[i] = _rows is null ? indices[i] : _rows[indices[i]];
+        var images = empty([rows.Length, c, h, w], dtype: _header.DType == "u1" ? ScalarType.Byte : ScalarType.Float32);
+        byte* source = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref source);
+        try
+        {
+            byte* start = source + _view.PointerOffset + _header.DataOffset;
+            nint data = images.dtype == ScalarType.Byte ? images.storage<byte>().data_ptr() : images.storage<float>().data_ptr();
+            var target = new Span<byte>((void*)data, checked((int)(rows.Length * _rowBytes)));
+            for (int i = 0; i < rows.Length; i++)
+                new ReadOnlySpan<byte>(start + rows[i] * _rowBytes, (int)_rowBytes).CopyTo(target.Slice((int)(i * _rowBytes), (int)_rowBytes));
+        }
+        finally
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        }
+        var idx = tensor(rows, dtype: int64);
+        var batch = new Dictionary<string, Tensor>
+        {
+            [IMultiTaskDataset.ImageKey] = (images.dtype == ScalarType.Byte ? _input.FromBytes(images) : images).MoveToOuterDisposeScope(),
+        };
+        foreach (var (name, y) in _targets) batch[name] = y.index_select(0, idx).MoveToOuterDisposeScope();
+        return batch;
+    }
+
+    public void Dispose()
+    {
+        if (!_owner) return;
+        _view.Dispose();
+        _file.Dispose();
+    }
+}
