@@ -16,8 +16,8 @@ fi
 pause_ms=${PAUSE_MS:-300}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-args=(train multifashion-quick/interrogate --set 'data.dataset="synthetic"' --set data.trainSize=1024 --set data.validationSize=128
-      --set data.testSize=128 --set training.batchSize=32 --set training.epochs=6 --set training.freezeGatesLastEpochs=1
+args=(train multifashion-quick/interrogate --set 'data.dataset="synthetic"' --set data.trainSize=512 --set data.validationSize=64
+      --set data.testSize=64 --set training.batchSize=32 --set training.epochs=5 --set training.freezeGatesLastEpochs=1
       --set training.deterministic=true --set training.threads=2 --set architecture.lambdaS=2)
 
 start=$(date +%s.%N)

@@ -81,7 +81,7 @@ public sealed class DenseMetricTests
     [Fact]
     public void Edge_odsF_matches_within_the_distance_and_the_primary_metric_is_the_loss()
     {
-        var options = new DenseMetricOptions(EdgeMatchFraction: 1.0 / 9, Thresholds: 9); // 1/9 of the 6×6 diagonal (8.5 px) rounds up to 1 pixel
+        var options = new DenseMetricOptions(EdgeMatchFraction: 1.0 / 9, EdgeThresholds: 9); // 1/9 of the 6×6 diagonal (8.5 px) rounds up to 1 pixel
         var target = zeros(1, 1, 6, 6);
         target[0, 0, .., 2] = 1; // a vertical edge in column 2
         var shifted = full(1, 1, 6, 6, -9f);
@@ -110,5 +110,57 @@ public sealed class DenseMetricTests
             Assert.Equal(task.HigherIsBetter, metric.HigherIsBetter);
             Assert.Equal(task.MetricName, metric.Name);
         }
+    }
+
+    private static bool[] Map(params string[] rows) => rows.SelectMany(r => r.Select(ch => ch == '#')).ToArray();
+
+    [Fact]
+    public void Thinning_leaves_a_thick_line_one_pixel_wide_and_a_thin_one_as_it_is()
+    {
+        var thick = Map(
+            "........",
+            "########",
+            "########",
+            "########",
+            "........");
+        var thin = EdgeMatching.Thin(thick, 5, 8);
+        string shown = string.Join("/", Enumerable.Range(0, 5).Select(y => new string(Enumerable.Range(0, 8).Select(x => thin[y * 8 + x] ? '#' : '.').ToArray())));
+        // One pixel wide along the middle row; thinning also shortens a line's ends by a pixel or two.
+        for (int x = 2; x < 6; x++) Assert.True(Enumerable.Range(0, 5).Count(y => thin[y * 8 + x]) == 1 && thin[2 * 8 + x], shown);
+        Assert.InRange(thin.Count(b => b), 4, 8);
+
+        var line = Map(".....", "#####", ".....");
+        Assert.Equal(line, EdgeMatching.Thin(line, 3, 5));
+    }
+
+    [Fact]
+    public void Matching_is_one_to_one_within_the_distance()
+    {
+        // Two predicted pixels next to one true pixel: only one of them is matched.
+        Assert.Equal(1, EdgeMatching.MatchCount(Map("#.#"), Map(".#."), 1, 3, 1));
+        // A line shifted by one pixel matches whole; by two, not at all (distance 1).
+        Assert.Equal(5, EdgeMatching.MatchCount(Map(".....", "#####", "....."), Map("#####", ".....", "....."), 3, 5, 1));
+        Assert.Equal(0, EdgeMatching.MatchCount(Map("#####", ".....", "....."), Map(".....", ".....", "#####"), 3, 5, 1));
+        // Greedy nearest-first would match p0-t1 and leave p1 unmatched; the maximum matching pairs p0-t0 and p1-t1.
+        Assert.Equal(2, EdgeMatching.MatchCount(Map("##."), Map(".##"), 1, 3, 1));
+        // Diagonal neighbours are within distance √2 only when the radius allows it.
+        Assert.Equal(0, EdgeMatching.MatchCount(Map("#.", ".."), Map("..", ".#"), 2, 2, 1));
+        Assert.Equal(1, EdgeMatching.MatchCount(Map("#.", ".."), Map("..", ".#"), 2, 2, 2));
+    }
+
+    [Fact]
+    public void Edge_odsF_thins_thick_predictions_instead_of_counting_every_pixel()
+    {
+        // The true edge is one column; the prediction is three columns wide around it. Counting every predicted pixel
+        // gives precision 1/3 (F = 0.5); thinned to one line, every predicted pixel matches (precision 1; the thinned
+        // line is a few pixels shorter than the edge, so recall is under 1).
+        var options = new DenseMetricOptions(EdgeMatchFraction: 1.0 / 9, EdgeThresholds: 9);
+        var target = zeros(1, 1, 8, 8);
+        target[0, 0, .., 4] = 1;
+        var wide = full(1, 1, 8, 8, -9f);
+        wide[0, 0, .., TensorIndex.Slice(3, 6)] = 9;
+        var m = new EdgeScores(options);
+        m.Update(wide, target);
+        Assert.True(m.OdsF() > 0.7, $"odsF {m.OdsF()}");
     }
 }
