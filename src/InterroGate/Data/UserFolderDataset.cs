@@ -8,8 +8,8 @@ namespace InterroGate.Data;
 /// A user's own data set without writing C#: a folder with tasks.json and train/, val/ (optional) and
 /// test/ folders, each holding images.npy ([N, H, W] or [N, C, H, W]; uint8 scaled by 1/255, or float32
 /// as is) and one &lt;task&gt;.npy per task (integer classes [N] for classification; float [N] or [N, K]
-/// otherwise). Without val/, a seeded 10% of train is held out for validation. The images are memory-mapped, not
-/// loaded: a batch reads only its own rows.
+/// otherwise). Without val/, a seeded 10% of train is held out for validation. The images are not loaded: a batch
+/// reads only its own rows from the file.
 /// </summary>
 public static class UserFolderDataset
 {
@@ -25,7 +25,7 @@ public static class UserFolderDataset
         var test = Split(folder, "test", tasks);
         if (Directory.Exists(Path.Combine(folder, "val"))) return new DatasetSplits(train, Split(folder, "val", tasks), test);
 
-        // A seeded 10% of train held out for validation: views of the same mapped file, nothing copied.
+        // A seeded 10% of train held out for validation: views of the same file, nothing copied.
         int n = train.Count, held = Math.Max(1, n / 10);
         var order = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
         new Random(seed).Shuffle(order);
@@ -67,7 +67,7 @@ public static class UserFolderDataset
         }));
     }
 
-    private static MappedImageDataset Split(string folder, string split, TaskSet tasks)
+    private static FileImageDataset Split(string folder, string split, TaskSet tasks)
     {
         string dir = Path.Combine(folder, split);
         if (!Directory.Exists(dir)) throw new DatasetNotFoundException($"{dir} is missing: the data set needs a {split}/ folder with images.npy and one .npy per task.");
@@ -83,8 +83,8 @@ public static class UserFolderDataset
             if (y.Shape.Length == 0 || y.Shape[0] != n) throw new DataFormatException(p, $"{(y.Shape.Length == 0 ? 0 : y.Shape[0])} targets for {n} images");
             targets[task.Name] = task.Kind == TaskKind.Classification ? Classes(p, y, task) : Values(p, y, task);
         }
-        // The images stay in their file, memory-mapped: a CelebA-sized folder trains without loading it into memory.
-        return new MappedImageDataset($"{folder}/{split}", tasks, imagesPath, targets);
+        // The images stay in their file, read row by row: a CelebA-sized folder trains without loading it into memory.
+        return new FileImageDataset($"{folder}/{split}", tasks, imagesPath, targets);
     }
 
     private static Tensor Classes(string path, NpyArray y, TaskSpec task)

@@ -183,7 +183,7 @@ public sealed class DatasetTests : IDisposable
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void A_user_folder_reads_its_images_memory_mapped_row_by_row(bool asFloat)
+    public void A_user_folder_reads_its_images_from_the_file_row_by_row(bool asFloat)
     {
         string root = Path.Combine(_dir, asFloat ? "mapped-f4" : "mapped-u1");
         File.WriteAllText(Path.Combine(Directory.CreateDirectory(root).FullName, "tasks.json"), """{"tasks":[{"name":"kind","kind":"classification","classes":3}]}""");

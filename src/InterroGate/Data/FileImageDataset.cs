@@ -1,20 +1,19 @@
-using System.IO.MemoryMappedFiles;
-using System.Runtime.InteropServices;
 using InterroGate.Tasks;
+using Microsoft.Win32.SafeHandles;
 using static TorchSharp.torch;
 
 namespace InterroGate.Data;
 
 /// <summary>
-/// A user data set split whose images stay in their .npy file, memory-mapped: a batch copies only its own rows, so a
-/// data set larger than memory (CelebA-sized folders) trains in the memory of a few batches and the page cache. The
-/// targets (small) are held in memory. <see cref="Subset"/> views part of it without copying (the held-out validation
-/// split).
+/// A user data set split whose images stay in their .npy file: a batch reads only its own rows, with positioned reads,
+/// so a data set larger than memory (CelebA-sized folders) trains in the memory of a few batches; the operating
+/// system's page cache keeps what fits. (A memory map would do the same reads, but every page an epoch touches would
+/// then count as the process's resident memory.) The targets (small) are held in memory. <see cref="Subset"/> views
+/// part of it without copying (the held-out validation split).
 /// </summary>
-public sealed class MappedImageDataset : IMultiTaskDataset, IDisposable
+public sealed class FileImageDataset : IMultiTaskDataset, IDisposable
 {
-    private readonly MemoryMappedFile _file;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly SafeFileHandle _file;
     private readonly NpyHeader _header;
     private readonly long _rowBytes;
     private readonly Dictionary<string, Tensor> _targets;
@@ -22,8 +21,8 @@ public sealed class MappedImageDataset : IMultiTaskDataset, IDisposable
     private readonly ImageInput _input;
     private readonly bool _owner;
 
-    /// <summary>Maps <paramref name="imagesPath"/> ([N, H, W] or [N, C, H, W], uint8 or float32) with <paramref name="targets"/> per task ([N, ...]).</summary>
-    public MappedImageDataset(string name, TaskSet tasks, string imagesPath, IReadOnlyDictionary<string, Tensor> targets)
+    /// <summary>Opens <paramref name="imagesPath"/> ([N, H, W] or [N, C, H, W], uint8 or float32) with <paramref name="targets"/> per task ([N, ...]).</summary>
+    public FileImageDataset(string name, TaskSet tasks, string imagesPath, IReadOnlyDictionary<string, Tensor> targets)
     {
         _header = Npy.ReadHeader(imagesPath);
         var s = _header.Shape;
@@ -42,14 +41,13 @@ public sealed class MappedImageDataset : IMultiTaskDataset, IDisposable
         _input = new ImageInput(c, h, w);
         _rowBytes = (long)c * h * w * (_header.DType == "u1" ? 1 : 4);
         _targets = tasks.ToDictionary(t => t.Name, t => targets[t.Name].detach().DetachFromDisposeScope());
-        _file = MemoryMappedFile.CreateFromFile(imagesPath, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        _view = _file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        _file = File.OpenHandle(imagesPath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         _owner = true;
     }
 
-    private MappedImageDataset(MappedImageDataset parent, string name, long[] rows)
+    private FileImageDataset(FileImageDataset parent, string name, long[] rows)
     {
-        (_file, _view, _header, _rowBytes, _targets, _input, _owner) = (parent._file, parent._view, parent._header, parent._rowBytes, parent._targets, parent._input, false);
+        (_file, _header, _rowBytes, _targets, _input, _owner) = (parent._file, parent._header, parent._rowBytes, parent._targets, parent._input, false);
         (Name, Tasks, ImageShape) = (name, parent.Tasks, parent.ImageShape);
         _rows = rows.Select(r => parent._rows is null ? r : parent._rows[r]).ToArray();
     }
@@ -60,12 +58,12 @@ public sealed class MappedImageDataset : IMultiTaskDataset, IDisposable
     public (int Channels, int Height, int Width) ImageShape { get; }
     public ImageInput Input => _input;
 
-    /// <summary>The samples at <paramref name="indices"/> of this data set, as a new data set sharing the mapping.</summary>
-    public MappedImageDataset Subset(string name, long[] indices)
+    /// <summary>The samples at <paramref name="indices"/> of this data set, as a new data set sharing the file.</summary>
+    public FileImageDataset Subset(string name, long[] indices)
     {
         foreach (var i in indices)
             if (i < 0 || i >= Count) throw new ArgumentOutOfRangeException(nameof(indices), i, $"0 to {Count - 1}");
-        return new MappedImageDataset(this, name, indices);
+        return new FileImageDataset(this, name, indices);
     }
 
     public unsafe Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
@@ -75,19 +73,13 @@ public sealed class MappedImageDataset : IMultiTaskDataset, IDisposable
         var rows = new long[indices.Length];
         for (int i = 0; i < rows.Length; i++) rows[i] = _rows is null ? indices[i] : _rows[indices[i]];
         var images = empty([rows.Length, c, h, w], dtype: _header.DType == "u1" ? ScalarType.Byte : ScalarType.Float32);
-        byte* source = null;
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref source);
-        try
+        nint data = images.dtype == ScalarType.Byte ? images.storage<byte>().data_ptr() : images.storage<float>().data_ptr();
+        var target = new Span<byte>((void*)data, checked((int)(rows.Length * _rowBytes)));
+        for (int i = 0; i < rows.Length; i++)
         {
-            byte* start = source + _view.PointerOffset + _header.DataOffset;
-            nint data = images.dtype == ScalarType.Byte ? images.storage<byte>().data_ptr() : images.storage<float>().data_ptr();
-            var target = new Span<byte>((void*)data, checked((int)(rows.Length * _rowBytes)));
-            for (int i = 0; i < rows.Length; i++)
-                new ReadOnlySpan<byte>(start + rows[i] * _rowBytes, (int)_rowBytes).CopyTo(target.Slice((int)(i * _rowBytes), (int)_rowBytes));
-        }
-        finally
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            var row = target.Slice((int)(i * _rowBytes), (int)_rowBytes);
+            if (RandomAccess.Read(_file, row, _header.DataOffset + rows[i] * _rowBytes) != row.Length)
+                throw new DataFormatException(Name, $"the images file ended before row {rows[i]} (changed while training?)");
         }
         var idx = tensor(rows, dtype: int64);
         var batch = new Dictionary<string, Tensor>
@@ -100,8 +92,6 @@ public sealed class MappedImageDataset : IMultiTaskDataset, IDisposable
 
     public void Dispose()
     {
-        if (!_owner) return;
-        _view.Dispose();
-        _file.Dispose();
+        if (_owner) _file.Dispose();
     }
 }
