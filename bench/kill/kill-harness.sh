@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kill harness: trains a small InterroGate run to the end once, then trains the same run again while SIGKILLing it at
-# random moments (between and during steps, checkpoint writes and metrics rewrites), resuming after every kill, and
+# random moments (a random part of an epoch after 0 or 1 more completed epochs: between and during steps, checkpoint
+# writes and metrics rewrites, start-up), resuming after every kill, and
 # checks: every kill leaves a resumable folder (0 unreadable checkpoints), no metrics line of a completed epoch is
 # lost, and the final weights are bit-identical to the uninterrupted run's.
 # Usage: [PAUSE_MS=300] bench/kill/kill-harness.sh [kills=50] [seed=1]   (INTERROGATE_CLI: a built interrogate.dll; default: builds Release)
@@ -23,6 +24,7 @@ args=(train multifashion-quick/interrogate --set 'data.dataset="synthetic"' --se
 start=$(date +%s.%N)
 dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/ref" >"$work/ref.log" 2>&1 || { cat "$work/ref.log"; exit 1; }
 ref_seconds=$(echo "$(date +%s.%N) - $start" | bc)
+epoch_seconds=$(echo "scale=3; $ref_seconds / 5" | bc) # start-up included: a generous epoch
 
 # Epochs whose metrics line must exist: those the newest whole checkpoint has completed.
 check_metrics() {
@@ -52,6 +54,8 @@ print(len(missing))
 PY
 }
 
+metric_lines() { local n=0; [[ -f "$work/run/metrics.jsonl" ]] && n=$(grep -c . "$work/run/metrics.jsonl"); echo "${n:-0}"; }
+
 done_kills=0 unreadable=0 lost=0 restarts=0 in_write=0
 while (( done_kills < kills )); do
   # Resume where there is a checkpoint; a run killed before its first one left only its start: train it anew over that.
@@ -60,8 +64,14 @@ while (( done_kills < kills )); do
   INTERROGATE_FAULT_WRITE_PAUSE_MS=$pause_ms dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 &
   pid=$!
   # A random moment within the run's length (start-up included), in milliseconds.
+  # Kill moments follow the run's own progress, so that runs advance from kill to kill however loaded the machine
+  # is: wait for 0 or 1 more completed epochs (a metrics line), then a random part of an epoch's time (or start-up).
+  wait_lines=$(( $(metric_lines) + RANDOM % 2 ))
+  while kill -0 "$pid" 2>/dev/null && (( $(metric_lines) < wait_lines )); do
+    sleep 0.05
+  done
   frac=$((RANDOM % 1000)) # (bc's % works at the set scale: take the remainder here)
-  delay=$(echo "scale=3; $frac * ($ref_seconds + 14 * $pause_ms / 1000) / 1000" | bc)
+  delay=$(echo "scale=3; $frac * ($epoch_seconds + 3 * $pause_ms / 1000) / 1000" | bc)
   sleep "$delay"
   if kill -0 "$pid" 2>/dev/null; then
     kill -9 "$pid"; wait "$pid" 2>/dev/null
@@ -69,7 +79,7 @@ while (( done_kills < kills )); do
     # A temporary file left behind: the kill landed inside a checkpoint write or a metrics rewrite.
     inside=""
     if compgen -G "$work/run/*.tmp" >/dev/null; then in_write=$((in_write + 1)); inside=" inside a write ($(cd "$work/run" && ls *.tmp | tr '\n' ' '))"; rm -f "$work"/run/*.tmp; fi
-    echo "kill $done_kills after ${delay}s$inside; checkpoints: $(cd "$work/run" 2>/dev/null && ls *.ckpt 2>/dev/null | tr '\n' ' ')"
+    echo "kill $done_kills ${delay}s after epoch $wait_lines$inside; checkpoints: $(cd "$work/run" 2>/dev/null && ls *.ckpt 2>/dev/null | tr '\n' ' ')"
   else
     wait "$pid"; code=$?
     restarts=$((restarts + 1))

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using InterroGate.Configuration;
 using InterroGate.Data;
-using Spectre.Console;
 
 namespace InterroGate.Cli.Commands;
 
@@ -58,7 +57,7 @@ internal static class ConfigCommand
             };
             starter.Validate(tasks.Count);
             File.WriteAllText(target, ConfigJson.Serialize(starter) + "\n");
-            AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(target)}: tasks {Markup.Escape(string.Join(", ", tasks.Names))}; train it with `interrogate train {Markup.Escape(Path.GetRelativePath(Environment.CurrentDirectory, target))}`");
+            Console.WriteLine($"wrote {target}: tasks {string.Join(", ", tasks.Names)}; train it with `interrogate train {Path.GetRelativePath(Environment.CurrentDirectory, target)}`");
             return 0;
         }));
         return cmd;

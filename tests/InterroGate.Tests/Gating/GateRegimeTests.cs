@@ -85,8 +85,9 @@ public sealed class GateRegimeTests : IDisposable
             Training = new TrainingConfig { Epochs = 4, BatchSize = 32, EvalBatchSize = 128, Lr = 1e-7, WeightDecay = 0 },
         };
         var recorder = new Recorder();
-        new Trainer(config, model, new DatasetSplits(set, set.Take(128), set.Take(128)), _dir, recorder).Run();
-        var stats = GateReport.ReadGateLines(Path.Combine(_dir, "metrics.jsonl")).Last().Layers;
+        string dir = Path.Combine(_dir, $"a{alphaInit}-l{lambdaS}"); // one run per folder
+        new Trainer(config, model, new DatasetSplits(set, set.Take(128), set.Take(128)), dir, recorder).Run();
+        var stats = GateReport.ReadGateLines(Path.Combine(dir, "metrics.jsonl")).Last().Layers;
         return (model.HardGates()[^1], recorder.Messages, stats);
     }
 
