@@ -27,32 +27,7 @@ ref_seconds=$(echo "$(date +%s.%N) - $start" | bc)
 epoch_seconds=$(echo "scale=3; $ref_seconds / 5" | bc) # start-up included: a generous epoch
 
 # Epochs whose metrics line must exist: those the newest whole checkpoint has completed.
-check_metrics() {
-  python3 - "$1" <<'PY'
-import json, sys, os, struct
-folder = sys.argv[1]
-def epoch_of(path):
-    with open(path, 'rb') as f:
-        if f.read(8) not in (b'IGCKPT02', b'IGCKPT01'): return None
-        n = struct.unpack('<q', f.read(8))[0]
-        return json.loads(f.read(n))['Epoch']
-ep = None
-for name in ('last.ckpt', 'last.prev.ckpt'):
-    p = os.path.join(folder, name)
-    if os.path.exists(p):
-        try: ep = epoch_of(p); break
-        except Exception: continue
-if ep is None: print(0); sys.exit(0)
-lines = []
-mp = os.path.join(folder, 'metrics.jsonl')
-if os.path.exists(mp):
-    for l in open(mp, encoding='utf-8', errors='replace'):
-        try: lines.append(json.loads(l)['epoch'])
-        except Exception: pass
-missing = [e for e in range(1, ep + 1) if e not in lines]
-print(len(missing))
-PY
-}
+check_metrics() { python3 "$(dirname "$0")/missing_metrics.py" "$1"; }
 
 metric_lines() { local n=0; [[ -f "$work/run/metrics.jsonl" ]] && n=$(grep -c . "$work/run/metrics.jsonl"); echo "${n:-0}"; }
 
