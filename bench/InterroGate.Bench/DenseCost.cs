@@ -1,5 +1,5 @@
 // The cost counter on the paper's dense settings: encoder and per-head MACs and parameters of ResNet-50 + ASPP and
-// HRNet-18 at NYUD-v2's 480×640, and ResNet-18 + ASPP at PASCAL-Context's 512×512, beside what PAPER.md derives from
+// HRNet-18 at NYUD-v2's 480×640, and ResNet-18 + ASPP at PASCAL-Context's 512×512, beside what the paper's tables imply from
 // the paper's tables (STL = T·(E+H), MTL = E + T·H).
 // Usage: dotnet run -c Release --project bench/InterroGate.Bench -- dense-cost
 using System.Globalization;
@@ -34,7 +34,7 @@ internal static class DenseCost
             new("PASCAL-Context HRNet-18 + HRNet head", HRNetSpec.V2(18), 512, 512, pascal,
                 (c, k) => new HrNetHead(c, k), "—"),
         };
-        Console.WriteLine("| setting | encoder G MACs | heads G MACs (each) | encoder params (M) | head params (M, each) | MTL G MACs | STL G MACs | InterroGate gated layers | PAPER.md |");
+        Console.WriteLine("| setting | encoder G MACs | heads G MACs (each) | encoder params (M) | head params (M, each) | MTL G MACs | STL G MACs | InterroGate gated layers | from the paper's tables |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var s in settings)
         {

@@ -20,7 +20,7 @@
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- dense-step [outputStrides...]
 //        (dense training step of STL, MTL and InterroGate on FashionScenes batches; see DenseStep.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- dense-cost
-//        (encoder and head MACs of the paper's dense settings beside PAPER.md's; see DenseCost.cs)
+//        (encoder and head MACs of the paper's dense settings beside those the paper's tables imply; see DenseCost.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
 //        (time of one 3×3 convolution against its number of output channels; see DeploySpeed.ConvScaling)
 using System.Diagnostics;

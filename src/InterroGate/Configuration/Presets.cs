@@ -91,7 +91,7 @@ public static class Presets
     };
 
     /// <summary>
-    /// The paper's dense recipe (METHOD.md §4): Adam lr 1e-4, weight decay 1e-4, poly 0.9 schedule, batch 8, on the
+    /// The paper's dense recipe (docs/method.md, "Optimisation recipes"): Adam lr 1e-4, weight decay 1e-4, poly 0.9 schedule, batch 8, on the
     /// benchmark at full resolution; InterroGate starts from the STL and MTL runs and trains its weights with the
     /// gates fixed for the last tenth of its epochs. The data is read from <c>data.root</c>
     /// (<c>--set data.root=/data/NYUD_MT</c>).

@@ -1,4 +1,4 @@
-// Pruning InterroGate's gated HRNet to a static network (arXiv 2402.16848, Sec. 3.3; our rules in METHOD.md §5).
+// Pruning InterroGate's gated HRNet to a static network (arXiv 2402.16848, Sec. 3.3; our rules in docs/method.md, "Pruning").
 using InterroGate.Backbones;
 using InterroGate.Gating;
 using static TorchSharp.torch;

@@ -1,4 +1,4 @@
-// Pruning a trained InterroGate model to a static network (arXiv 2402.16848, Sec. 3.3; our rules in METHOD.md §5).
+// Pruning a trained InterroGate model to a static network (arXiv 2402.16848, Sec. 3.3; our rules in docs/method.md, "Pruning").
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
@@ -36,7 +36,7 @@ public sealed record PruneResult(StaticGraph Graph, PruneReport Report);
 
 /// <summary>
 /// Turns a trained InterroGate model into a static network with its gates made constant. A pure function:
-/// the model is read, never changed. Rules (METHOD.md §5): a task filter is kept iff its gate is 1, a shared
+/// the model is read, never changed. Rules (docs/method.md, "Pruning"): a task filter is kept iff its gate is 1, a shared
 /// filter iff some task's gate is 0; BN is folded into kept filters; each kept filter reads its full input,
 /// assembled channel by channel from whichever branch holds it; β stays continuous (softmax weights); then a
 /// dependency pass from the heads drops every node nobody reads. Encoders other than the gated ResNet add a

@@ -10,7 +10,7 @@ namespace InterroGate.Gating;
 /// <summary>
 /// InterroGate's gated HRNet encoder. Each branch (task_branches.{task}, shared) is a plain <see cref="HRNet"/> with
 /// its own BN, shortcuts and fuse layers, so STL and MTL encoders load into it by name. A gate follows every
-/// conv+BN(+ReLU) unit (METHOD.md §2): the two stem convolutions; each unit of the layer1 Bottlenecks and of every
+/// conv+BN(+ReLU) unit (docs/method.md, "The gated layer"): the two stem convolutions; each unit of the layer1 Bottlenecks and of every
 /// branch's BasicBlocks (the last one after the residual add and ReLU); each transition convolution (every stride-2
 /// step of a new branch included); each intermediate 3×3/2 step of a multi-step downsampling fuse path; and each
 /// fuse output after its sum and ReLU (the paths' last conv+BN are summed into it like a residual block's shortcut).

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace InterroGate.Objectives;
 
 /// <summary>
-/// The loss of one task, chosen by its kind (METHOD.md §3). Dense losses average over the pixels whose target is
+/// The loss of one task, chosen by its kind (docs/method.md, "Losses"). Dense losses average over the pixels whose target is
 /// known (segmentation: label ≠ <see cref="TaskSpec.IgnoreLabel"/>; depth: &gt; 0; normals: not the zero vector), and
 /// are 0, not NaN, on a batch without any known pixel, so that a fully unlabelled crop never stops training.
 /// </summary>

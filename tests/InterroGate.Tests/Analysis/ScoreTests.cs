@@ -3,7 +3,7 @@ using InterroGate.Tasks;
 
 namespace InterroGate.Tests.Analysis;
 
-/// <summary>Δ_MTL and mean rank against rows of the paper's tables (PAPER.md).</summary>
+/// <summary>Δ_MTL and mean rank against rows of the paper's tables (arXiv 2402.16848, Tables 9-11).</summary>
 public sealed class ScoreTests
 {
     private static readonly bool[] Nyud = [true, false, false]; // semseg ↑, depth ↓, normals ↓

@@ -134,7 +134,7 @@ public sealed class HRNetTests
         Assert.Equal(3.9, Math.Round((small.Params + HeadClosedForm(270, 19, 64, 64).Params) / 1e6, 1));
         Assert.Equal(small.Params, Count(new HRNet(HRNetSpec.W18SmallV2(), 3)));
 
-        // PAPER.md, NYUD-v2 HRNet-18 (semseg 40 classes, depth 1, normals 3): MTL 9.8 M = E + ΣH, STL 28.9 M = Σ(E + H).
+        // The paper's Table 10, NYUD-v2 HRNet-18 (semseg 40 classes, depth 1, normals 3): MTL 9.8 M = E + ΣH, STL 28.9 M = Σ(E + H).
         long[] heads = [40, 1, 3];
         long headParams = heads.Sum(k => Count(new HrNetHead(270, k)));
         Assert.Equal(heads.Sum(k => HeadClosedForm(270, k, 64, 64).Params), headParams);
@@ -157,7 +157,7 @@ public sealed class HRNetTests
             Assert.Equal(HeadClosedForm(270, t.Outputs, 480, 640).Macs, r.Layers.Where(l => l.Name.StartsWith($"heads.{t.Name}.", StringComparison.Ordinal)).Sum(l => l.Macs));
         Assert.Equal(expected.Params + tasks.Sum(t => HeadClosedForm(270, t.Outputs, 480, 640).Params), r.Params);
 
-        // PAPER.md derives E ≈ 20.3 G and H ≈ 1.4 G from Table 10 (MTL 24.5 G = E + ΣH, STL 65.1 G = Σ(E + H));
+        // The paper's Table 10 implies E ≈ 20.3 G and H ≈ 1.4 G from Table 10 (MTL 24.5 G = E + ΣH, STL 65.1 G = Σ(E + H));
         // its "GFlops" are MACs at 480×640. Heads at 120×160: 19,200 · 270 · (270 + K). bench/RESULTS.md: 24.52 G.
         long headMacs = new long[] { 40, 1, 3 }.Sum(k => HeadClosedForm(270, k, 480, 640).Macs);
         Assert.Equal(19_200L * 270 * (3 * 270 + 44), headMacs);

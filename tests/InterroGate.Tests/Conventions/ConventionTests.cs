@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 
 namespace InterroGate.Tests.Conventions;
 
-/// <summary>Scans the library's source for what DESIGN.md rules out.</summary>
+/// <summary>Scans the library's source for what the project's conventions rule out.</summary>
 public sealed class ConventionTests
 {
     private static readonly string Root = FindRoot();
