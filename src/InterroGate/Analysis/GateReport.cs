@@ -37,12 +37,17 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
             throw new Training.CheckpointException(checkpoint, $"holds a {meta.Architecture} model; only InterroGate models have gates.");
         var state = ig.TakeGateStatistics();
         string metrics = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(checkpoint))!, "metrics.jsonl");
-        var (epoch, gradients) = File.Exists(metrics) ? LastGateEpoch(metrics) : (null, null);
+        // One pass over metrics.jsonl: the last epoch whose statistics come from gate-learning steps, and flips summed over all.
+        int? epoch = null;
+        IReadOnlyList<GateLayerStats>? gradients = null;
         var flips = new Dictionary<(int, int), long>();
-        if (gradients is not null)
-            foreach (var (_, lines) in ReadGateLines(metrics))
+        if (File.Exists(metrics))
+            foreach (var (e, lines) in ReadGateLines(metrics))
+            {
+                if (lines.Any(l => l.Tasks.Any(t => double.IsFinite(t.Push)))) (epoch, gradients) = (e, lines);
                 foreach (var l in lines)
                     for (int k = 0; k < l.Tasks.Count; k++) flips[(l.Layer, k)] = flips.GetValueOrDefault((l.Layer, k)) + l.Tasks[k].Flips;
+            }
         var layers = state.Select((l, i) => gradients is null || i >= gradients.Count || gradients[i].Tasks.Count != l.Tasks.Count ? l
             : l with
             {
@@ -53,15 +58,6 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
                 }).ToArray(),
             }).ToArray();
         return new GateReport(checkpoint, ig.Tasks.Names.ToArray(), layers, epoch);
-    }
-
-    /// <summary>The last epoch of metrics.jsonl whose gate statistics come from gate-learning steps.</summary>
-    private static (int? Epoch, IReadOnlyList<GateLayerStats>? Layers) LastGateEpoch(string metrics)
-    {
-        (int?, IReadOnlyList<GateLayerStats>?) found = (null, null);
-        foreach (var (epoch, layers) in ReadGateLines(metrics))
-            if (layers.Any(l => l.Tasks.Any(t => double.IsFinite(t.Push)))) found = (epoch, layers);
-        return found;
     }
 
     /// <summary>Each epoch's gate statistics in a metrics.jsonl (lines without them, or cut short by a kill, are skipped).</summary>

@@ -118,8 +118,9 @@ public sealed class GateMonitor
         var result = new List<GateLayerStats>(layers.Count);
         for (int l = 0; l < layers.Count; l++)
         {
-            var alpha = layers[l].Alpha.detach().to(float64).cpu();
-            var mix = layers[l].Beta?.detach().softmax(0).to(float64).cpu();
+            // Read once per epoch, outside any step's dispose scope: freed here.
+            using var alpha = layers[l].Alpha.detach().to(float64).cpu();
+            using var mix = layers[l].Beta?.detach().softmax(0).to(float64).cpu();
             var tasks = new GateTaskStats[_tasks.Length];
             for (int t = 0; t < _tasks.Length; t++)
             {
