@@ -26,6 +26,8 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());
+        root.Subcommands.Add(CompareCommand.Sweep());
+        root.Subcommands.Add(CompareCommand.Merge());
         root.Subcommands.Add(GatesCommand.Create());
         root.Subcommands.Add(ConfigCommand.Create());
         root.Subcommands.Add(DeployCommands.Prune());

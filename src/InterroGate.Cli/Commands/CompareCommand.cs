@@ -11,14 +11,91 @@ internal static class CompareCommand
 {
     public static Command Create()
     {
+        var (cmd, load) = Common("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.");
+        var details = Details();
+        cmd.Options.Add(details);
+        cmd.SetAction(p => CommonOptions.Guard(cancel =>
+        {
+            var (cfg, dir) = load(p);
+            Announce(cfg, dir);
+            var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
+            PrintTable(result.Table, result.MarkdownPath, result.JsonPath, p.GetValue(details));
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>`sweep`: the comparison over λs, a τ grid and any config key, whole or one shard at a time.</summary>
+    public static Command Sweep()
+    {
+        var (cmd, load) = Common("sweep",
+            "Train a comparison's InterroGate runs over its grid (lambdaS × tauGrid × grid), whole or one shard at a time; `merge` joins the shards.");
+        var shard = new Option<string?>("--shard")
+        {
+            Description = "Run slice I/N of the InterroGate runs (run k when k mod N = I; the STL and MTL runs must be finished). " +
+                          "In a Slurm job array the slice comes from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT",
+        };
+        var baselines = new Option<bool>("--baselines") { Description = "Train only the STL and MTL runs of every seed (before the shards)" };
+        var details = Details();
+        cmd.Options.Add(shard);
+        cmd.Options.Add(baselines);
+        cmd.Options.Add(details);
+        cmd.SetAction(p => CommonOptions.Guard(cancel =>
+        {
+            var (cfg, dir) = load(p);
+            var slice = p.GetValue(shard) is { } text ? Shard.Parse(text) : Shard.FromEnvironment();
+            if (slice is not null && p.GetValue(baselines)) throw new ConfigException("--baselines", "give either --baselines or a shard (--shard or a Slurm array task), not both");
+            Announce(cfg, dir);
+            if (slice is null && !p.GetValue(baselines))
+            {
+                var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
+                PrintTable(result.Table, result.MarkdownPath, result.JsonPath, p.GetValue(details));
+                return 0;
+            }
+            string? written = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter) { Shard = slice, BaselinesOnly = p.GetValue(baselines) }.RunPart(cancel));
+            AnsiConsole.WriteLine();
+            Console.WriteLine(written is null
+                ? $"baselines finished in {dir}; now run the shards (--shard I/N) and `interrogate merge {dir}`"
+                : $"shard {slice!.Index} of {slice.Count} written: {written}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>`merge DIR`: one table from a sharded sweep's results.</summary>
+    public static Command Merge()
+    {
+        var dir = new Argument<string>("dir") { Description = "The sweep's folder (-o of its shards)" };
+        var details = Details();
+        var cmd = new Command("merge", "Join the shards of a sweep into one table (table.md, table.json in the sweep's folder).") { dir, details };
+        cmd.SetAction(p => CommonOptions.Guard(cancel =>
+        {
+            string folder = p.GetValue(dir)!;
+            var table = SweepShards.Merge(folder, out _);
+            string md = Path.Combine(folder, "table.md"), json = Path.Combine(folder, "table.json");
+            RunFiles.WriteAtomically(md, table.ToMarkdown());
+            RunFiles.WriteAtomically(json, table.ToJson());
+            PrintTable(table, md, json, p.GetValue(details));
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Option<bool> Details() => new("--details")
+    {
+        Description = "Also print each task's secondary metrics (depth abs-rel, normals median and within-angle fractions, saliency mIoU, edge odsF); the JSON always has them",
+    };
+
+    /// <summary>The options `compare` and `sweep` share, and how they make the configuration and its folder.</summary>
+    private static (Command Command, Func<ParseResult, (CompareConfig Config, string Dir)> Load) Common(string name, string description)
+    {
         var config = new Argument<string>("config") { Description = "A comparison preset (multifashion-quick, ...) or a JSON file" };
         var set = CommonOptions.Set();
         var outDir = CommonOptions.Out("every run and the table");
         var device = CommonOptions.Device();
         var seeds = new Option<string?>("--seeds") { Description = "Training seeds, e.g. 0,1,2: the protocol runs once per seed and the table shows mean ± std (config key seeds)" };
-        var details = new Option<bool>("--details") { Description = "Also print each task's secondary metrics (depth abs-rel, normals median and within-angle fractions, saliency mIoU, edge odsF); the JSON always has them" };
-        var cmd = new Command("compare", "Train STL per task, MTL and InterroGate at each λ_s; print the paper's table.") { config, set, outDir, device, seeds, details };
-        cmd.SetAction(p => CommonOptions.Guard(cancel =>
+        var cmd = new Command(name, description) { config, set, outDir, device, seeds };
+        return (cmd, p =>
         {
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
             if (p.GetValue(seeds) is { } list) cfg = cfg with { Seeds = ParseSeeds(list) };
@@ -30,19 +107,27 @@ internal static class CompareCommand
                 };
             string dir = p.GetValue(outDir) ?? Path.Combine("runs", cfg.Name);
             Devices.Resolve(cfg.Training.Device, cfg.Training.Tf32); // before anything trains
-            var rows = new List<string> { "STL", "MTL" };
-            if (cfg.Methods.Count > 0) rows.Add($"MTL + {string.Join(", ", cfg.Methods.Select(m => m.Create(2).Name))}");
-            rows.AddRange(cfg.Architectures.Select(a => a.Type));
-            if (cfg.LambdaS.Count > 0) rows.Add($"InterroGate at λs = {string.Join(", ", cfg.LambdaS)}");
-            if (cfg.Seeds is { } s) rows.Add($"seeds {string.Join(", ", s)}");
-            AnsiConsole.MarkupLine($"[bold]{Markup.Escape(cfg.Name)}[/]: {Markup.Escape(string.Join("; ", rows))} on {cfg.Backbone.Name} (width {cfg.Backbone.Width}) -> {Markup.Escape(dir)}");
-            var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
-            AnsiConsole.WriteLine();
-            Console.WriteLine(result.Table.ToMarkdown(p.GetValue(details)));
-            AnsiConsole.MarkupLine($"written: {Markup.Escape(result.MarkdownPath)}, {Markup.Escape(result.JsonPath)}");
-            return 0;
-        }));
-        return cmd;
+            return (cfg, dir);
+        });
+    }
+
+    private static void Announce(CompareConfig cfg, string dir)
+    {
+        var rows = new List<string> { "STL", "MTL" };
+        if (cfg.Methods.Count > 0) rows.Add($"MTL + {string.Join(", ", cfg.Methods.Select(m => m.Create(2).Name))}");
+        rows.AddRange(cfg.Architectures.Select(a => a.Type));
+        if (cfg.LambdaS.Count > 0) rows.Add($"InterroGate at λs = {string.Join(", ", cfg.LambdaS)}");
+        if (cfg.TauGrid is { } taus) rows.Add($"τ per task in {{{string.Join(", ", taus)}}}");
+        if (cfg.Grid is { } grid) rows.AddRange(grid.Select(kv => $"{kv.Key} in {{{string.Join(", ", kv.Value.Select(v => v.GetRawText()))}}}"));
+        if (cfg.Seeds is { } s) rows.Add($"seeds {string.Join(", ", s)}");
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(cfg.Name)}[/]: {Markup.Escape(string.Join("; ", rows))} on {cfg.Backbone.Name} (width {cfg.Backbone.Width}) -> {Markup.Escape(dir)}");
+    }
+
+    private static void PrintTable(Analysis.ComparisonTable table, string md, string json, bool details)
+    {
+        AnsiConsole.WriteLine();
+        Console.WriteLine(table.ToMarkdown(details));
+        AnsiConsole.MarkupLine($"written: {Markup.Escape(md)}, {Markup.Escape(json)}");
     }
 
     /// <summary>"0,1,2" as seeds; anything else is a configuration error naming --seeds.</summary>

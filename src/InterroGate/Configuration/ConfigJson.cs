@@ -75,6 +75,7 @@ public static class ConfigJson
         }
         if (root is not JsonObject r) return;
         Fix(r["data"] as JsonObject, "root", baseDirectory);
+        Fix(r["data"] as JsonObject, "cache", baseDirectory);
         if (r["startFrom"] is JsonObject start)
         {
             Fix(start, "mtl", baseDirectory);

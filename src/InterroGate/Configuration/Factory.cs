@@ -16,13 +16,14 @@ public static class DataCatalog
         ["synthetic"] = "a small learnable synthetic data set (tests and smoke runs)",
         ["fashion-scenes"] = "FashionScenes: 64×64 scenes of 2-4 Fashion-MNIST items on a floor; dense tasks semseg, depth, normals, edge, sal",
         ["nyudv2"] = "NYUD-v2 from disk (NYUD_MT folder layout or the preprocessed NumPy layout); semseg, depth, normals (+ edge); test = val split",
+        ["celeba"] = "CelebA from disk (official layout: img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt); attributes as binary tasks",
         ["pascal-context"] = "PASCAL-Context multi-task layout (PASCAL_MT) from disk, 512×512; semseg, human_parts, sal, normals, edge; test = val split",
     };
 
     public static IReadOnlyCollection<string> Names => (IReadOnlyCollection<string>)Descriptions.Keys;
 
     /// <summary>Whether <paramref name="dataset"/> is read from a folder the user names (data.root), with no default.</summary>
-    public static bool NeedsRoot(string dataset) => dataset is "nyudv2" or "pascal-context";
+    public static bool NeedsRoot(string dataset) => dataset is "nyudv2" or "pascal-context" or "celeba";
 
     /// <summary>Ids of a split list left out because their files are missing (<see cref="DataConfig.SkipMissing"/>), per split; empty when none.</summary>
     public static IReadOnlyDictionary<string, int> Skipped(DatasetSplits splits)
@@ -35,6 +36,19 @@ public static class DataCatalog
         };
         var counts = new Dictionary<string, int> { ["train"] = Count(splits.Train), ["val"] = Count(splits.Test) };
         return counts.Where(kv => kv.Value > 0).ToDictionary();
+    }
+
+    /// <summary>One line per tenth of a CelebA cache build (a first run decodes about 200,000 JPEGs).</summary>
+    private static Action<int, int> CacheProgress()
+    {
+        int last = -1;
+        return (done, total) =>
+        {
+            int tenth = (int)(10L * done / total);
+            if (tenth == last) return;
+            last = tenth;
+            Console.Error.WriteLine($"celeba: decoding images into the cache: {done:N0} / {total:N0}");
+        };
     }
 
     public static DatasetSplits Open(DataConfig c) => c.Dataset switch
@@ -54,6 +68,17 @@ public static class DataCatalog
             SkipMissing = c.SkipMissing,
             TrainTransform = new Compose(new RandomScale(0.75, 1.25), new RandomCrop(512, 512), new HorizontalFlip()),
             EvalTransform = new Resize(512, 512),
+        }),
+        "celeba" => CelebA.Load(new CelebAOptions(c.Root!)
+        {
+            Tasks = c.Attributes?.Select(kv => new CelebATask(kv.Key, kv.Value)).ToArray() ?? CelebA.PaperTasks,
+            ImageSize = c.ImageSize,
+            TrainSize = c.TrainSize,
+            ValidationSize = c.ValidationSize,
+            TestSize = c.TestSize,
+            Seed = c.Seed,
+            CacheRoot = c.Cache,
+            Progress = CacheProgress(),
         }),
         _ => throw new ConfigException("data.dataset", $"'{c.Dataset}' is unknown; valid: {string.Join(", ", Names)}"),
     };

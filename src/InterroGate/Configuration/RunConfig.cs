@@ -20,6 +20,17 @@ public sealed record DataConfig
     /// instead of failing on the first one.
     /// </summary>
     public bool SkipMissing { get; init; }
+    /// <summary>
+    /// celeba: the tasks, task name to CelebA attribute (for example {"smile": "Smiling"}); null: the paper's three,
+    /// gender = Male, age = Young, clothes = Wearing_Necktie (why: docs/datasets.md). trainSize, validationSize and
+    /// testSize draw seeded subsets of the official splits (162,770 / 19,867 / 19,962 images: the celeba presets use
+    /// them whole).
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? Attributes { get; init; }
+    /// <summary>celeba: side of the square images the model reads (central square crop, then area resize); the paper: 32.</summary>
+    public int ImageSize { get; init; } = 32;
+    /// <summary>celeba: folder of the decoded-image cache; null: $XDG_CACHE_HOME/interrogate (~/.cache/interrogate).</summary>
+    public string? Cache { get; init; }
 
     public void Validate(string path)
     {
@@ -28,6 +39,15 @@ public sealed record DataConfig
         ConfigException.Require(ValidationSize > 0, $"{path}.validationSize", ValidationSize, "> 0");
         ConfigException.Require(TestSize > 0, $"{path}.testSize", TestSize, "> 0");
         if (Dataset == "folder") ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", "the folder holding tasks.json");
+        ConfigException.Require(ImageSize is >= 8 and <= 1024, $"{path}.imageSize", ImageSize, "8 to 1024");
+        if (Attributes is not null)
+        {
+            ConfigException.Require(Dataset == "celeba", $"{path}.attributes", "(given)", "only with dataset celeba");
+            ConfigException.Require(Attributes.Count > 0, $"{path}.attributes", "{}", "at least one task: {\"name\": \"CelebA attribute\"}");
+            foreach (var (task, attribute) in Attributes)
+                ConfigException.Require(!string.IsNullOrWhiteSpace(task) && !string.IsNullOrWhiteSpace(attribute), $"{path}.attributes", $"'{task}': '{attribute}'",
+                    "task names and attribute names that are not empty");
+        }
         if (DataCatalog.NeedsRoot(Dataset))
             ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", $"the folder of the {Dataset} data on disk");
     }
@@ -361,6 +381,19 @@ public sealed record CompareConfig
     /// (<c>data.seed</c>) is the same for every seed.
     /// </summary>
     public IReadOnlyList<int>? Seeds { get; init; }
+    /// <summary>
+    /// Further InterroGate settings to sweep: config key (a run's key path, e.g. <c>architecture.gateLr</c> or
+    /// <c>training.lr</c>) to the values to try. Every InterroGate run is made for each λs of <see cref="LambdaS"/>
+    /// and each combination of the grid's values; the STL and MTL runs are shared by all (so keys of data, tasks,
+    /// backbone and head cannot vary here). Null: λs only.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<System.Text.Json.JsonElement>>? Grid { get; init; }
+    /// <summary>
+    /// τ values tried for every task independently (the paper's appendix F.3: 0, 0.25, 0.75, 1): each combination of
+    /// one value per task is an <c>architecture.tau</c> of the sweep (4 values and 3 tasks: 64 combinations). Null: the
+    /// τ of <see cref="InterroGate"/>.
+    /// </summary>
+    public IReadOnlyList<double>? TauGrid { get; init; }
 
     /// <summary>Checks <see cref="Seeds"/>: not empty, no seed twice, none negative.</summary>
     public void ValidateSeeds()
@@ -401,6 +434,7 @@ public sealed record CompareConfig
         InterroGateTraining?.Validate("interroGateTraining");
         Run(new HardSharingConfig()).Validate(tasks);
         if (LambdaS.Count > 0) Run(InterroGate).Validate(tasks);
+        global::InterroGate.Training.SweepPoints.Validate(this, tasks);
         InterroGate.Validate("interroGate", tasks);
     }
 

@@ -116,14 +116,24 @@ public static class Npy
     /// <summary>Writes a format-1.0 file with <paramref name="dtype"/> as NumPy spells it.</summary>
     public static void Write(string path, long[] shape, string dtype, byte[] data)
     {
+        using var f = File.Create(path);
+        WriteHeader(f, shape, dtype);
+        f.Write(data);
+    }
+
+    /// <summary>
+    /// Writes the magic, version and header of a format-1.0 file to <paramref name="stream"/>; the caller writes the
+    /// data after it (for arrays too large to hold in memory). Returns the header's length in bytes (the data offset).
+    /// </summary>
+    public static long WriteHeader(Stream stream, long[] shape, string dtype)
+    {
         string dims = shape.Length == 1 ? $"{shape[0]}," : string.Join(", ", shape);
         string header = $"{{'descr': '{dtype}', 'fortran_order': False, 'shape': ({dims}), }}";
         int total = 10 + header.Length + 1;
         header = header.PadRight(header.Length + (64 - total % 64) % 64) + "\n";
-        using var f = File.Create(path);
-        f.Write(Magic);
-        f.Write([1, 0, (byte)header.Length, (byte)(header.Length >> 8)]);
-        f.Write(Encoding.ASCII.GetBytes(header));
-        f.Write(data);
+        stream.Write(Magic);
+        stream.Write([1, 0, (byte)header.Length, (byte)(header.Length >> 8)]);
+        stream.Write(Encoding.ASCII.GetBytes(header));
+        return 10 + header.Length;
     }
 }

@@ -25,6 +25,41 @@ public sealed record ComparisonResult(IReadOnlyList<ComparisonEntry> Entries, Co
 public sealed class ComparisonRunner(CompareConfig config, string directory, IProgress<TrainingEvent>? progress = null)
 {
     /// <summary>
+    /// With a shard: train only the sweep's InterroGate runs this shard takes (numbered seed by seed, see
+    /// <see cref="SweepPoints"/>), against STL and MTL runs that must be finished already (<see cref="BaselinesOnly"/>),
+    /// and write the shard's result file (<see cref="SweepShards"/>) instead of the table.
+    /// </summary>
+    public Shard? Shard { get; init; }
+
+    /// <summary>Train (or reuse) the STL and MTL runs of every seed and nothing else: the first step of a sharded sweep.</summary>
+    public bool BaselinesOnly { get; init; }
+
+    /// <summary>Runs one shard (<see cref="Shard"/>) or the baselines (<see cref="BaselinesOnly"/>); returns the shard file written (null for the baselines).</summary>
+    public string? RunPart(CancellationToken cancel = default)
+    {
+        config.ValidateSeeds();
+        if (File.Exists(directory)) throw new RunFolderException(directory, "is a file, not a folder; give a folder for the comparison (-o)");
+        if (Shard is null && !BaselinesOnly) throw new InvalidOperationException("RunPart needs a shard or BaselinesOnly.");
+        var seeds = config.Seeds?.Select(s => (int?)s).ToArray() ?? [null];
+        var parts = new List<ShardSeed>();
+        Tasks.TaskSet? tasks = null;
+        for (int k = 0; k < seeds.Length; k++)
+        {
+            var seeded = seeds[k] is { } s ? config.WithSeed(s) : config;
+            string dir = seeds[k] is { } s2 ? Path.Combine(directory, $"seed-{s2}") : directory;
+            if (seeds[k] is { } s3) progress?.Report(new RunMessage(config.Name, $"seed {s3} ({k + 1} of {seeds.Length})"));
+            int offset = k;
+            var runner = new ComparisonRunner(seeded, dir, progress);
+            var part = runner.Collect(cancel, BaselinesOnly ? (_, _) => false : (point, count) => Shard!.Takes(offset * count + point), requireBaselines: !BaselinesOnly);
+            tasks = part.Tasks;
+            parts.Add(new ShardSeed(seeds[k], part.Baselines, part.Points));
+        }
+        if (BaselinesOnly) return null;
+        var result = new ShardResult(SweepShards.Identity(config), Shard!.Index, Shard.Count, tasks!.ToArray(), parts);
+        return SweepShards.Write(directory, result, Shard);
+    }
+
+    /// <summary>
     /// Runs the protocol, once or (with <see cref="CompareConfig.Seeds"/>) once per seed in seed-{s}, and writes the
     /// table (over seeds: mean ± std, every seed's numbers kept in the JSON).
     /// </summary>
@@ -54,6 +89,18 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     private ComparisonResult RunOnce(CancellationToken cancel)
     {
+        var part = Collect(cancel, (_, _) => true, requireBaselines: false);
+        var entries = part.Baselines.Concat(part.Points.Select(p => p.Entry)).ToList();
+        return Write(BuildTable(part.Tasks, part.Baselines.Where(e => e.Architecture == "stl").ToList(), entries.Where(e => e.Architecture != "stl").ToList()), entries);
+    }
+
+    /// <summary>
+    /// Trains (or reuses) the baselines and the InterroGate runs that <paramref name="takePoint"/>(point, points) picks,
+    /// and evaluates each. With <paramref name="requireBaselines"/> an STL or MTL run that is not finished is an error.
+    /// </summary>
+    private (Tasks.TaskSet Tasks, List<ComparisonEntry> Baselines, List<ShardEntry> Points) Collect(CancellationToken cancel,
+        Func<int, int, bool> takePoint, bool requireBaselines)
+    {
         Runtime.NativeRuntime.EnsureLoaded();
         var data = DataCatalog.Open(config.Data);
         var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
@@ -63,7 +110,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         var entries = new List<ComparisonEntry>();
 
         // MTL: one shared encoder. Trained first when the STL encoders start from it.
-        (MultiTaskModel Model, ComparisonEntry Entry) TrainMtl() => TrainAndTest(config.Run(new HardSharingConfig(), "mtl"), data, image, init: null, cancel);
+        var points = SweepPoints.Of(config, tasks.Count);
+        (MultiTaskModel Model, ComparisonEntry Entry) TrainMtl() => TrainAndTest(config.Run(new HardSharingConfig(), "mtl"), data, image, init: null, cancel, requireFinished: requireBaselines);
         var mtlRun = config.StlStartsFromMtl ? TrainMtl() : default;
 
         // STL: one network per task, each trained on its own task only.
@@ -73,7 +121,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         {
             var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
             if (config.StlStartsFromMtl) run = run with { StartFrom = new StartFrom { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
-            var (model, entry) = TrainAndTest(run, data, image, init: null, cancel);
+            var (model, entry) = TrainAndTest(run, data, image, init: null, cancel, requireFinished: requireBaselines);
             stl[task.Name] = model;
             stlEntries.Add(entry);
         }
@@ -88,7 +136,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         {
             string name = method.Create(tasks.Count).Name;
             var run = config.Run(new HardSharingConfig(), $"mtl-{name}") with { Balancer = method };
-            entries.Add(TrainAndTest(run, data, image, init: null, cancel, label: $"MTL + {name}").Entry);
+            entries.Add(TrainAndTest(run, data, image, init: null, cancel, label: $"MTL + {name}", requireFinished: requireBaselines).Entry);
         }
 
         // Further architectures (MTAN, Cross-stitch); a cross-stitch network starts from the STL models.
@@ -98,25 +146,27 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             Action<MultiTaskModel>? init = config.InitialiseFromBaselines && architecture is CrossStitchConfig
                 ? m => WeightTransfer.InitialiseCrossStitch((CrossStitch)m, stl)
                 : null;
-            entries.Add(TrainAndTest(run, data, image, init, cancel).Entry);
+            entries.Add(TrainAndTest(run, data, image, init, cancel, requireFinished: requireBaselines).Entry);
         }
 
-        // InterroGate at each λ_s, started from STL (task branches, heads) and MTL (shared branch).
-        foreach (var lambda in config.LambdaS)
+        // InterroGate at each λ_s (and each point of the sweep's grid), started from STL (task branches, heads) and MTL (shared branch).
+        var taken = new List<ShardEntry>();
+        foreach (var point in points)
         {
-            var run = config.Run(config.InterroGate with { LambdaS = lambda }, $"interrogate-ls{Lambda(lambda)}");
+            if (!takePoint(point.Index, points.Count)) continue;
+            var run = SweepPoints.Run(config, point);
             Action<MultiTaskModel>? init = config.InitialiseFromBaselines
                 ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
                 : null;
-            entries.Add(TrainAndTest(run, data, image, init, cancel).Entry);
+            taken.Add(new ShardEntry(point.Index, TrainAndTest(run, data, image, init, cancel, label: point.Label).Entry));
         }
-
-        return Write(BuildTable(tasks, stlEntries, entries.Where(e => e.Architecture != "stl").ToList()), entries);
+        return (tasks, entries, taken);
     }
 
     /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.</summary>
     private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(RunConfig run, DatasetSplits data,
-        (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label = null)
+        (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label = null,
+        bool requireFinished = false)
     {
         string dir = Path.Combine(directory, run.Name);
         var prepared = PreparedRun.Create(run, data);
@@ -139,6 +189,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         }
 
         double msPerStep = double.NaN;
+        if (!finished && requireFinished)
+            throw new RunFolderException(dir, $"the baseline {run.Name} is not trained yet; a shard of a sweep needs its STL and MTL runs finished: " +
+                                              "run `interrogate sweep CONFIG --baselines` with the same -o first (in a job array: a job the array depends on)");
         if (!finished)
         {
             if (resume is null) init?.Invoke(prepared.Model);
@@ -215,7 +268,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         return rates.Length == 0 ? double.NaN : batchSize / rates.Average() * 1000;
     }
 
-    private static ComparisonTable BuildTable(TaskSet tasks, IReadOnlyList<ComparisonEntry> stl, IReadOnlyList<ComparisonEntry> others)
+    internal static ComparisonTable BuildTable(TaskSet tasks, IReadOnlyList<ComparisonEntry> stl, IReadOnlyList<ComparisonEntry> others)
     {
         var table = new ComparisonTable(tasks);
         table.AddRow(new ComparisonRow("STL", "stl",

@@ -51,16 +51,22 @@ public static class ImageFiles
     }
 
     /// <summary>Writes 8-bit gray (1 channel) or RGB (3 channels) pixels as a PNG file (label maps, fixtures, previews).</summary>
-    public static void WritePng(string path, DecodedImage image)
+    public static void WritePng(string path, DecodedImage image) => Write(path, image, SKEncodedImageFormat.Png, 100);
+
+    /// <summary>Writes 8-bit gray or RGB pixels as a JPEG file of <paramref name="quality"/> (1-100).</summary>
+    public static void WriteJpeg(string path, DecodedImage image, int quality = 95) => Write(path, image, SKEncodedImageFormat.Jpeg, quality);
+
+    private static void Write(string path, DecodedImage image, SKEncodedImageFormat format, int quality)
     {
-        if (image.Channels is not (1 or 3)) throw new ArgumentException($"PNG output takes 1 or 3 channels, not {image.Channels}.");
+        if (image.Channels is not (1 or 3)) throw new ArgumentException($"Image output takes 1 or 3 channels, not {image.Channels}.");
         if (image.Pixels.Length != image.Height * image.Width * image.Channels)
             throw new ArgumentException($"{image.Pixels.Length} bytes for a {image.Height}×{image.Width}×{image.Channels} image.");
         var info = new SKImageInfo(image.Width, image.Height, image.Channels == 1 ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var bitmap = new SKBitmap(info);
         var bytes = image.Channels == 1 ? image.Pixels : ToRgba(image.Pixels);
         System.Runtime.InteropServices.Marshal.Copy(bytes, 0, bitmap.GetPixels(), bytes.Length);
-        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        using var data = bitmap.Encode(format, quality)
+            ?? throw new IOException($"{path}: the {format} encoder refused the image.");
         using var file = File.Create(path);
         data.SaveTo(file);
     }
