@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: installs Fashion-MNIST if missing (some tests read it), builds and runs every test,
-# and ends with a line "N passed, N failed".
+# runs the sweep-on-Slurm check (bench/slurm/sweep-array.sh: a single-node cluster, a job array, merge; needs root;
+# INTERROGATE_SLURM_CHECK=0 leaves it out) as one more test, and ends with a line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-fashion-mnist.sh || exit 1
@@ -11,5 +12,13 @@ status=${PIPESTATUS[0]}
 summary=$(grep -E "(Passed|Failed)!\s+-" TestResults/output.txt | tail -1)
 passed=$(echo "$summary" | sed -nE 's/.*Passed:\s+([0-9]+).*/\1/p')
 failed=$(echo "$summary" | sed -nE 's/.*Failed:\s+([0-9]+).*/\1/p')
-echo "${passed:-0} passed, ${failed:-0} failed"
+passed=${passed:-0} failed=${failed:-0}
+if [ "${INTERROGATE_SLURM_CHECK:-1}" != 0 ]; then
+  if OUT=TestResults/slurm bench/slurm/sweep-array.sh 3 > TestResults/slurm.log 2>&1; then
+    passed=$((passed + 1)); echo "Slurm job-array sweep: merged table equals the one-process sweep (TestResults/slurm/)"
+  else
+    failed=$((failed + 1)); status=1; echo "Slurm job-array sweep FAILED (TestResults/slurm.log):"; tail -n 20 TestResults/slurm.log
+  fi
+fi
+echo "$passed passed, $failed failed"
 exit $status
