@@ -71,10 +71,12 @@ internal static class CompareCommand
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             string folder = p.GetValue(dir)!;
-            var table = SweepShards.Merge(folder, out _);
+            var table = SweepShards.Merge(folder, out var entries);
             string md = Path.Combine(folder, "table.md"), json = Path.Combine(folder, "table.json");
             RunFiles.WriteAtomically(md, table.ToMarkdown());
             RunFiles.WriteAtomically(json, table.ToJson());
+            var figures = Analysis.ComparisonFigures.Write(table, entries, folder);
+            Console.WriteLine($"figures: {string.Join(", ", figures.Select(Path.GetFileName))} (and .svg)");
             PrintTable(table, md, json, p.GetValue(details));
             return 0;
         }));

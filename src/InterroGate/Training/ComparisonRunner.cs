@@ -84,6 +84,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
         File.WriteAllText(md, table.ToMarkdown());
         File.WriteAllText(json, table.ToJson());
+        ComparisonFigures.Write(table, entries, directory);
         return new ComparisonResult(entries, table, md, json);
     }
 

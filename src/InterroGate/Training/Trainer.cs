@@ -51,7 +51,8 @@ public sealed class Trainer
     public string BestPath => Path.Combine(_dir, "best.ckpt");
     public const string LastFileName = "last.ckpt";
     public string LastPath => Path.Combine(_dir, LastFileName);
-    public string MetricsPath => Path.Combine(_dir, "metrics.jsonl");
+    public const string MetricsFileName = "metrics.jsonl";
+    public string MetricsPath => Path.Combine(_dir, MetricsFileName);
 
     /// <summary>Trains to the configured number of epochs, or from <paramref name="resumeFrom"/> onwards.</summary>
     public TrainingResult Run(string? resumeFrom = null, CancellationToken cancel = default)

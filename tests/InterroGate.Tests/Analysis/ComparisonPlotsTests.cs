@@ -1,0 +1,56 @@
+using InterroGate.Analysis;
+using InterroGate.Tasks;
+
+namespace InterroGate.Tests.Analysis;
+
+public sealed class ComparisonPlotsTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("ig-plots-").FullName;
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void The_pareto_front_keeps_the_points_no_other_beats_on_both_cost_and_quality()
+    {
+        var points = new (double, double)[] { (6, 0), (3, -20), (5, -1), (4, -5), (4.5, -6), (5.5, -0.5), (7, -0.1), (3, double.NaN) };
+        Assert.Equal([1, 3, 2, 5, 0], ComparisonPlots.ParetoFront(points));
+        Assert.Empty(ComparisonPlots.ParetoFront([]));
+        Assert.Equal([0], ComparisonPlots.ParetoFront([(1, 1), (1, 0.5)])); // same cost: only the better one
+    }
+
+    [Fact]
+    public void The_trade_off_plot_marks_stl_mtl_the_front_and_colours_sweep_points_by_tau()
+    {
+        var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 10), new TaskSpec("b", TaskKind.Classification, 10)]);
+        var table = new ComparisonTable(tasks);
+        ComparisonRow Row(string label, string method, double a, double b, long macs) =>
+            new(label, method, new Dictionary<string, double> { ["a"] = a, ["b"] = b }, macs, 1000, new Dictionary<string, double>());
+        table.AddRow(Row("STL", "stl", 0.8, 0.8, 6_000_000), isBaseline: true);
+        table.AddRow(Row("MTL", "mtl", 0.7, 0.7, 3_000_000));
+        table.AddRow(Row("InterroGate (λs=1, tau=0_0.25)", "interrogate", 0.81, 0.8, 5_000_000));
+        table.AddRow(Row("InterroGate (λs=1, tau=0.25_0.25)", "interrogate", 0.78, 0.79, 4_000_000));
+        var (png, svg) = ComparisonPlots.TradeOff(table, Path.Combine(_dir, "t"), tauTask: "a");
+        Assert.True(new FileInfo(png).Length > 1000);
+        string text = File.ReadAllText(svg);
+        foreach (var legend in new[] { "Pareto front", "MTL–STL line", "STL", "MTL", "τ(a) = 0", "τ(a) = 0.25" }) Assert.Contains(legend, text);
+        Assert.Equal(0.25, ComparisonPlots.Tau("InterroGate (λs=1, tau=0_0.25)", 1));
+        Assert.Null(ComparisonPlots.Tau("InterroGate (λs=1)", 0));
+        Assert.Throws<ArgumentException>(() => ComparisonPlots.TradeOff(table, Path.Combine(_dir, "u"), tauTask: "c"));
+    }
+
+    [Fact]
+    public void Curves_read_each_runs_validation_metric_per_epoch()
+    {
+        string metrics = Path.Combine(_dir, "metrics.jsonl");
+        File.WriteAllLines(metrics, [
+            """{"epoch": 1, "val_metric": {"a": 0.5, "b": 0.4}}""",
+            """{"epoch": 2, "val_metric": {"a": 0.6, "b": 0.45}}""",
+            "{damaged",
+        ]);
+        var curve = ComparisonPlots.ReadCurve("run", metrics);
+        Assert.Equal([(1, 0.5), (2, 0.6)], curve.Tasks["a"]);
+        var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 10), new TaskSpec("b", TaskKind.Classification, 10)]);
+        var files = ComparisonPlots.Curves([curve, ComparisonPlots.ReadCurve("empty", Path.Combine(_dir, "none.jsonl"))], tasks, Path.Combine(_dir, "curves"));
+        Assert.Equal(["a", "b"], files.Keys.Order());
+        Assert.Contains("validation accuracy", File.ReadAllText(files["b"].Svg));
+    }
+}
