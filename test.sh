@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-fashion-mnist.sh || exit 1
+scripts/ensure-chromium.sh || exit 1
 dotnet build InterroGate.slnx -v q -nologo || exit 1
 mkdir -p TestResults
 dotnet test tests/InterroGate.Tests --no-build --logger "trx;LogFileName=results.trx" --results-directory TestResults 2>&1 | tee TestResults/output.txt

@@ -29,6 +29,7 @@ public static class Program
         root.Subcommands.Add(CompareCommand.Sweep());
         root.Subcommands.Add(CompareCommand.Merge());
         root.Subcommands.Add(GatesCommand.Create());
+        root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(ConfigCommand.Create());
         root.Subcommands.Add(DeployCommands.Prune());
         root.Subcommands.Add(DeployCommands.Export());

@@ -1,0 +1,159 @@
+// One self-contained HTML page for a comparison or sweep: its table, its figures, every run's configuration and
+// validation curves, and the sharing pattern of every InterroGate model.
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace InterroGate.Analysis;
+
+public static class HtmlReport
+{
+    public const string FileName = "report.html";
+
+    /// <summary>
+    /// Writes <paramref name="output"/> (default: report.html in <paramref name="directory"/>) for the comparison in
+    /// <paramref name="directory"/> (its table.json, from compare, sweep or merge). Images are embedded as data URIs
+    /// and the style is inline, so the page is one file that opens anywhere. Returns its path.
+    /// </summary>
+    public static string Write(string directory, string? output = null, Action<string>? progress = null)
+    {
+        string tablePath = Path.Combine(directory, "table.json");
+        if (!File.Exists(tablePath))
+            throw new FileNotFoundException($"{directory} holds no table.json: give the folder of a comparison or sweep (compare, sweep or merge write it).", tablePath);
+        ComparisonTable table;
+        try
+        {
+            table = ComparisonTable.FromJson(File.ReadAllText(tablePath));
+        }
+        catch (JsonException e)
+        {
+            throw new Data.DataFormatException(tablePath, $"is not a comparison table ({e.Message})");
+        }
+        string name = Path.GetFileName(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar));
+        var html = new StringBuilder();
+        html.Append($$"""
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>InterroGate report: {{E(name)}}</title>
+            <style>
+            body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+            table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+            th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
+            th:first-child, td:first-child { text-align: left; }
+            thead { background: #f0f0f0; }
+            img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+            pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+            details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
+            .note { color: #555; font-size: 0.9em; }
+            </style></head><body>
+            <h1>{{E(name)}}</h1>
+            <p class="note">Written by <code>interrogate report</code> from {{E(Path.GetFullPath(directory))}}.</p>
+
+            """);
+
+        html.Append("<h2>Results</h2>\n").Append(MarkdownTable(table.ToMarkdown(details: true)));
+
+        // Figures: the ones written next to the table; the trade-off is drawn now when an older comparison lacks it.
+        var figures = Directory.GetFiles(directory, "*.png").Select(f => Path.GetFileName(f)!)
+            .Where(f => f.StartsWith("tradeoff", StringComparison.Ordinal) || f.StartsWith("curves", StringComparison.Ordinal))
+            .OrderBy(f => f.StartsWith("curves", StringComparison.Ordinal)).ThenBy(f => f, StringComparer.Ordinal).ToList(); // trade-off first
+        if (!figures.Contains("tradeoff.png"))
+        {
+            ComparisonPlots.TradeOff(table, Path.Combine(directory, "tradeoff"));
+            figures.Insert(0, "tradeoff.png");
+        }
+        html.Append("<h2>Figures</h2>\n");
+        foreach (var f in figures) html.Append(Image(Path.Combine(directory, f), f));
+
+        // Runs: every folder with a config.json, seed folders included.
+        var runs = Directory.GetFiles(directory, "config.json", SearchOption.AllDirectories)
+            .Select(Path.GetDirectoryName).Order(StringComparer.Ordinal).ToArray();
+        html.Append($"<h2>Runs ({runs.Length})</h2>\n");
+        string scratch = Directory.CreateTempSubdirectory("ig-report-").FullName;
+        try
+        {
+            foreach (var run in runs)
+            {
+                string rel = Path.GetRelativePath(directory, run!);
+                progress?.Invoke(rel);
+                html.Append($"<details><summary>{E(rel)}</summary>\n");
+                var curve = ComparisonPlots.ReadCurve(rel, Path.Combine(run!, Training.Trainer.MetricsFileName));
+                if (curve.Tasks.Count > 0)
+                {
+                    var tasks = new Tasks.TaskSet(table.Tasks.Where(t => curve.Tasks.ContainsKey(t.Name)));
+                    foreach (var (_, (png, _)) in ComparisonPlots.Curves([curve], tasks, Path.Combine(scratch, rel.Replace('/', '_'))))
+                        html.Append(Image(png, $"{rel}: validation curve"));
+                }
+                if (File.Exists(Path.Combine(run!, Training.Trainer.LastFileName)) && IsInterroGate(Path.Combine(run!, "config.json")))
+                {
+                    var gates = GateReport.Load(run!);
+                    var (png, _) = GatePatternPlot.Save(gates.Layers, gates.Tasks, Path.Combine(scratch, rel.Replace('/', '_') + "-gates"), $"Sharing pattern: {rel}");
+                    html.Append("<h4>Sharing pattern</h4>\n").Append(Image(png, $"{rel}: sharing pattern"));
+                    html.Append(MarkdownTable(gates.ToMarkdown()));
+                }
+                html.Append("<h4>Configuration</h4>\n<pre>").Append(E(File.ReadAllText(Path.Combine(run!, "config.json")))).Append("</pre>\n</details>\n");
+            }
+        }
+        finally
+        {
+            Directory.Delete(scratch, recursive: true);
+        }
+        // What a browser check reads back: how many images decoded and how many table rows were laid out.
+        html.Append("""
+            <script>
+            window.addEventListener('load', () => {
+              const images = [...document.images];
+              const decoded = images.filter(i => i.complete && i.naturalWidth > 0).length;
+              document.body.dataset.rendered = `images ${decoded}/${images.length}; rows ${document.querySelectorAll('tbody tr').length}; height ${document.body.scrollHeight}`;
+            });
+            </script>
+            </body></html>
+
+            """);
+        string path = output ?? Path.Combine(directory, FileName);
+        Training.RunFiles.WriteAtomically(path, html.ToString());
+        return path;
+    }
+
+    private static bool IsInterroGate(string configPath)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
+            return doc.RootElement.TryGetProperty("architecture", out var a) && a.TryGetProperty("type", out var t) && t.GetString() == "interrogate";
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A Markdown pipe table (and the lines after it) as an HTML table (and paragraphs).</summary>
+    internal static string MarkdownTable(string markdown)
+    {
+        var sb = new StringBuilder();
+        var lines = markdown.Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        bool inTable = false, header = true;
+        foreach (var line in lines)
+        {
+            if (line.StartsWith('|'))
+            {
+                var cells = line.Trim().Trim('|').Split('|').Select(c => c.Trim()).ToArray();
+                if (cells.All(c => c.Length > 0 && c.All(ch => ch is '-' or ':'))) continue; // the separator row
+                if (!inTable) { sb.Append("<table>\n"); inTable = true; header = true; }
+                if (header) sb.Append("<thead><tr>").Append(string.Concat(cells.Select(c => $"<th>{E(c)}</th>"))).Append("</tr></thead>\n<tbody>\n");
+                else sb.Append("<tr>").Append(string.Concat(cells.Select(c => $"<td>{E(c)}</td>"))).Append("</tr>\n");
+                header = false;
+                continue;
+            }
+            if (inTable) { sb.Append("</tbody></table>\n"); inTable = false; }
+            if (line.Trim().Length > 0) sb.Append("<p class=\"note\">").Append(E(line.Trim())).Append("</p>\n");
+        }
+        if (inTable) sb.Append("</tbody></table>\n");
+        return sb.ToString();
+    }
+
+    private static string Image(string path, string alt) =>
+        $"<img alt=\"{E(alt)}\" src=\"data:image/png;base64,{Convert.ToBase64String(File.ReadAllBytes(path))}\">\n";
+
+    private static string E(string s) => WebUtility.HtmlEncode(s);
+}

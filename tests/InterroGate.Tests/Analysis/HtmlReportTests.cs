@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using InterroGate.Analysis;
+using InterroGate.Configuration;
+using InterroGate.Data.Formats;
+using InterroGate.Training;
+
+namespace InterroGate.Tests.Analysis;
+
+[Collection("Torch")]
+public sealed class HtmlReportTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("ig-report-").FullName;
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Compare()
+    {
+        string dir = Path.Combine(_dir, "cmp");
+        new ComparisonRunner(new CompareConfig
+        {
+            Name = "report",
+            Data = new DataConfig { Dataset = "synthetic", TrainSize = 96, ValidationSize = 32, TestSize = 64 },
+            Tasks = ["quadrant", "bar"],
+            Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+            Training = new TrainingConfig { Epochs = 2, BatchSize = 32, EvalBatchSize = 64 },
+            LambdaS = [4],
+        }, dir).Run();
+        return dir;
+    }
+
+    [Fact]
+    public void The_report_is_one_self_contained_page_a_browser_lays_out_with_every_image()
+    {
+        string dir = Compare();
+        string path = HtmlReport.Write(dir);
+        string html = File.ReadAllText(path);
+        Assert.DoesNotMatch(new Regex("(src|href)=\"(?!data:)"), html); // nothing outside the file
+        Assert.Contains("InterroGate (λs=4)", html);
+        Assert.Contains("Sharing pattern", html); // the InterroGate run's Figure 4 and gate table
+        Assert.Contains("&quot;lambdaS&quot;: 4", html); // its configuration (HTML-escaped)
+
+        // Chromium, headless: the page reports what it laid out (images decoded, table rows, height) into the DOM.
+        string dom = Chromium("--virtual-time-budget=5000", "--dump-dom", new Uri(path).AbsoluteUri);
+        var rendered = Regex.Match(dom, "data-rendered=\"images (\\d+)/(\\d+); rows (\\d+); height (\\d+)\"");
+        Assert.True(rendered.Success, "the page's load script did not run in the browser");
+        int decoded = int.Parse(rendered.Groups[1].Value), images = int.Parse(rendered.Groups[2].Value);
+        Assert.True(images >= 5, $"{images} images"); // trade-off, 2 curve figures, 4 run curves and the sharing pattern
+        Assert.Equal(images, decoded);
+        Assert.True(int.Parse(rendered.Groups[3].Value) >= 4, "table rows laid out");
+
+        // And what it painted: the results table's header shading at the top, the trade-off plot's STL marker
+        // colour (Category10 blue) in the figures below it.
+        string shot = Path.Combine(_dir, "shot.png");
+        Chromium("--hide-scrollbars", "--window-size=1280,1600", "--virtual-time-budget=5000", $"--screenshot={shot}", new Uri(path).AbsoluteUri);
+        var image = ImageFiles.Read(shot);
+        int Count(Func<byte, byte, byte, bool> match, int y0, int y1)
+        {
+            int n = 0;
+            for (int y = y0; y < Math.Min(y1, image.Height); y++)
+                for (int x = 0; x < image.Width; x++)
+                {
+                    int o = (y * image.Width + x) * image.Channels;
+                    if (match(image.Pixels[o], image.Pixels[o + 1], image.Pixels[o + 2])) n++;
+                }
+            return n;
+        }
+        static bool Near(byte v, int target) => Math.Abs(v - target) <= 12;
+        Assert.True(Count((r, g, b) => r == 240 && g == 240 && b == 240, 0, 400) > 2000, "no table header painted near the top");
+        Assert.True(Count((r, g, b) => Near(r, 31) && Near(g, 119) && Near(b, 180), 300, image.Height) > 30, "no STL marker painted in the figures");
+    }
+
+    [Fact]
+    public void A_folder_without_a_table_is_named()
+    {
+        var e = Assert.Throws<FileNotFoundException>(() => HtmlReport.Write(_dir));
+        Assert.Contains("table.json", e.Message);
+        File.WriteAllText(Path.Combine(_dir, "table.json"), "{ not json");
+        Assert.Contains("table.json", Assert.Throws<InterroGate.Data.DataFormatException>(() => HtmlReport.Write(_dir)).Message);
+    }
+
+    private static string Chromium(params string[] args)
+    {
+        string exe = File.Exists("/usr/bin/chromium") ? "/usr/bin/chromium" : "chromium-browser";
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage" }.Concat(args)) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException("Chromium did not start (scripts/ensure-chromium.sh installs it).");
+        var stderr = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        if (!p.WaitForExit(60_000)) { p.Kill(true); throw new TimeoutException("Chromium took over a minute"); }
+        Assert.True(p.ExitCode == 0, $"chromium exited with {p.ExitCode}: {stderr.Result}");
+        return output;
+    }
+}
