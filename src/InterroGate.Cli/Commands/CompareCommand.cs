@@ -71,10 +71,11 @@ internal static class CompareCommand
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             string folder = p.GetValue(dir)!;
-            var table = SweepShards.Merge(folder, out var entries);
+            var table = SweepShards.Merge(folder, out var entries, out var sweep);
             string md = Path.Combine(folder, "table.md"), json = Path.Combine(folder, "table.json");
             RunFiles.WriteAtomically(md, table.ToMarkdown());
             RunFiles.WriteAtomically(json, table.ToJson());
+            RunFiles.WriteAtomically(Path.Combine(folder, ComparisonRunner.CostFileName), table.ToCostMarkdown(sweep.Training.Device));
             var figures = Analysis.ComparisonFigures.Write(table, entries, folder);
             Console.WriteLine($"figures: {string.Join(", ", figures.Select(Path.GetFileName))} (and .svg)");
             PrintTable(table, md, json, p.GetValue(details));

@@ -131,7 +131,7 @@ public sealed class ComparisonTable(TaskSet tasks)
     /// </summary>
     public string ToMarkdown(bool details = false)
     {
-        var extras = _rows.SelectMany(r => r.Extra.Keys).Distinct().ToArray();
+        var extras = _rows.SelectMany(r => r.Extra.Keys).Distinct().Where(k => !CostKeys.Contains(k)).ToArray();
         var ranks = MeanRanks();
         int seeds = _rows.Select(r => r.Seeds?.Count ?? 1).DefaultIfEmpty(1).Max();
         // A cell: the value, and "± std" over seeds where there are several.
@@ -170,6 +170,39 @@ public sealed class ComparisonTable(TaskSet tasks)
         sb.AppendLine();
         string over = seeds > 1 ? $" Mean ± sample standard deviation over {seeds} seeds (Δ_MTL per seed against that seed's baseline); MR of the means." : "";
         sb.AppendLine($"Δ_MTL against {Baseline?.Label ?? "(no baseline)"}; MR over the task metrics. {CostCounter.Convention}.{over}");
+        return sb.ToString();
+    }
+
+    /// <summary>Training cost columns (in each row's extra values), shown by <see cref="ToCostMarkdown"/> rather than in the main table.</summary>
+    public const string ForwardKey = "forward ms", BackwardKey = "backward ms", TrainMinutesKey = "train min";
+    public static readonly IReadOnlySet<string> CostKeys = new HashSet<string> { ForwardKey, BackwardKey, TrainMinutesKey };
+
+    /// <summary>
+    /// The training cost table (the paper's Table 8): per row, forward and backward (+ update) milliseconds per step
+    /// after warm-up, their sum, and the training time without validation, on <paramref name="device"/>.
+    /// </summary>
+    public string ToCostMarkdown(string device)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("| Model | forward ms/step | backward + update ms/step | step ms | training time (min) | epochs |");
+        sb.AppendLine("|---|---|---|---|---|---|");
+        foreach (var r in _rows)
+        {
+            string Cell(string key, int digits)
+            {
+                if (!r.Extra.ContainsKey(key)) return "";
+                string mean = F(r.Extra[key], digits);
+                double std = r.Std(x => x.Extra.TryGetValue(key, out var v) ? v : double.NaN);
+                return double.IsNaN(std) ? mean : $"{mean} ± {F(std, digits)}";
+            }
+            string step = r.Extra.TryGetValue(ForwardKey, out var f) && r.Extra.TryGetValue(BackwardKey, out var b) ? F(f + b, 1) : "";
+            string epochs = r.Extra.TryGetValue("epochs", out var e) ? F(e, 0) : "";
+            sb.AppendLine($"| {r.Label} | {Cell(ForwardKey, 1)} | {Cell(BackwardKey, 1)} | {step} | {Cell(TrainMinutesKey, 2)} | {epochs} |");
+        }
+        sb.AppendLine();
+        sb.AppendLine($"Training cost on {device}: mean time of a training step's forward pass (model and losses) and of the rest " +
+                      "(backward, gate statistics, optimiser updates), each step after the run's first 5, averaged over epochs; " +
+                      "training time: the epochs without validation. STL: its networks' sum.");
         return sb.ToString();
     }
 

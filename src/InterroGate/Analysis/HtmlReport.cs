@@ -51,6 +51,8 @@ public static class HtmlReport
             """);
 
         html.Append("<h2>Results</h2>\n").Append(MarkdownTable(table.ToMarkdown(details: true)));
+        string costPath = Path.Combine(directory, Training.ComparisonRunner.CostFileName);
+        html.Append("<h2>Training cost</h2>\n").Append(MarkdownTable(File.Exists(costPath) ? File.ReadAllText(costPath) : table.ToCostMarkdown("the runs' device")));
 
         // Figures: the ones written next to the table; the trade-off is drawn now when an older comparison lacks it.
         var figures = Directory.GetFiles(directory, "*.png").Select(f => Path.GetFileName(f)!)

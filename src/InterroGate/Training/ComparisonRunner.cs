@@ -14,6 +14,9 @@ public sealed record ComparisonEntry(
     string Label, string Architecture, string Directory, IReadOnlyDictionary<string, double> Test,
     long Macs, long Parameters, double MsPerStep, double? TaskSpecific, int Epochs)
 {
+    /// <summary>Training cost read from the run's metrics.jsonl (NaN where a run predates the timing).</summary>
+    public TrainingCost Cost { get; init; } = TrainingCost.Unknown;
+
     /// <summary>Per task, every metric of its kind on the test split (primary and secondary).</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> TestDetails { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, double>>();
@@ -33,6 +36,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     /// <summary>Train (or reuse) the STL and MTL runs of every seed and nothing else: the first step of a sharded sweep.</summary>
     public bool BaselinesOnly { get; init; }
+
+    /// <summary>The training cost table written next to table.md (<see cref="ComparisonTable.ToCostMarkdown"/>).</summary>
+    public const string CostFileName = "cost.md";
 
     /// <summary>Runs one shard (<see cref="Shard"/>) or the baselines (<see cref="BaselinesOnly"/>); returns the shard file written (null for the baselines).</summary>
     public string? RunPart(CancellationToken cancel = default)
@@ -84,6 +90,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
         File.WriteAllText(md, table.ToMarkdown());
         File.WriteAllText(json, table.ToJson());
+        File.WriteAllText(Path.Combine(directory, CostFileName), table.ToCostMarkdown(config.Training.Device));
         ComparisonFigures.Write(table, entries, directory);
         return new ComparisonResult(entries, table, md, json);
     }
@@ -221,6 +228,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs)
         {
             TestDetails = test.Details,
+            Cost = TrainingCost.Read(trainer.MetricsPath),
         });
     }
 
@@ -261,6 +269,15 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         return (pruned.Macs + heads.Sum(l => l.Macs), pruned.Parameters + headParams);
     }
 
+    /// <summary><paramref name="extra"/> with the training cost's columns (<see cref="ComparisonTable.CostKeys"/>) where measured.</summary>
+    private static Dictionary<string, double> WithCost(Dictionary<string, double> extra, TrainingCost cost)
+    {
+        if (double.IsFinite(cost.ForwardMs)) extra[ComparisonTable.ForwardKey] = cost.ForwardMs;
+        if (double.IsFinite(cost.BackwardMs)) extra[ComparisonTable.BackwardKey] = cost.BackwardMs;
+        if (double.IsFinite(cost.TrainSeconds)) extra[ComparisonTable.TrainMinutesKey] = cost.TrainSeconds / 60;
+        return extra;
+    }
+
     private static double MeasuredMsPerStep(string metricsPath, int batchSize)
     {
         if (!File.Exists(metricsPath)) return double.NaN;
@@ -275,14 +292,15 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         table.AddRow(new ComparisonRow("STL", "stl",
             tasks.ToDictionary(t => t.Name, t => stl.Single(e => e.Test.ContainsKey(t.Name)).Test[t.Name]),
             stl.Sum(e => e.Macs), stl.Sum(e => e.Parameters),
-            new Dictionary<string, double> { ["ms/step"] = stl.Sum(e => e.MsPerStep), ["epochs"] = stl.Max(e => e.Epochs) })
+            WithCost(new Dictionary<string, double> { ["ms/step"] = stl.Sum(e => e.MsPerStep), ["epochs"] = stl.Max(e => e.Epochs) },
+                TrainingCost.Sum(stl.Select(e => e.Cost))))
         {
             Details = tasks.Where(t => stl.Any(e => e.TestDetails.ContainsKey(t.Name)))
                 .ToDictionary(t => t.Name, t => stl.First(e => e.TestDetails.ContainsKey(t.Name)).TestDetails[t.Name]),
         }, isBaseline: true);
         foreach (var e in others)
         {
-            var extra = new Dictionary<string, double> { ["ms/step"] = e.MsPerStep, ["epochs"] = e.Epochs };
+            var extra = WithCost(new Dictionary<string, double> { ["ms/step"] = e.MsPerStep, ["epochs"] = e.Epochs }, e.Cost);
             if (e.TaskSpecific is double f) extra["task-specific %"] = 100 * f;
             table.AddRow(new ComparisonRow(e.Label, e.Architecture, e.Test, e.Macs, e.Parameters, extra) { Details = e.TestDetails });
         }
@@ -291,4 +309,42 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     /// <summary>λ_s as run names and table rows show it: plain decimals (10000, 0.5), never an exponent.</summary>
     internal static string Lambda(double value) => value.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// What training a model cost (the paper's Table 8): mean forward and backward (+ update) milliseconds per step,
+/// measured after the warm-up steps on the run's device, and the training time without validation.
+/// </summary>
+public sealed record TrainingCost(double ForwardMs, double BackwardMs, double TrainSeconds)
+{
+    public static readonly TrainingCost Unknown = new(double.NaN, double.NaN, double.NaN);
+
+    /// <summary>Epoch means of forward_ms and backward_ms and the sum of train_s in a metrics.jsonl (NaN where absent).</summary>
+    public static TrainingCost Read(string metricsPath)
+    {
+        if (!File.Exists(metricsPath)) return Unknown;
+        var fwd = new List<double>();
+        var bwd = new List<double>();
+        double train = 0;
+        bool any = false;
+        foreach (var (_, line) in RunFiles.ReadMetrics(metricsPath).Lines)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(line);
+            var root = doc.RootElement;
+            if (Number(root, "forward_ms") is { } f) fwd.Add(f);
+            if (Number(root, "backward_ms") is { } b) bwd.Add(b);
+            if (Number(root, "train_s") is { } s) { train += s; any = true; }
+        }
+        return new TrainingCost(fwd.Count > 0 ? fwd.Average() : double.NaN, bwd.Count > 0 ? bwd.Average() : double.NaN, any ? train : double.NaN);
+    }
+
+    /// <summary>Several models trained one after the other (STL: one network per task).</summary>
+    public static TrainingCost Sum(IEnumerable<TrainingCost> costs)
+    {
+        var list = costs.ToArray();
+        return new TrainingCost(list.Sum(c => c.ForwardMs), list.Sum(c => c.BackwardMs), list.Sum(c => c.TrainSeconds));
+    }
+
+    private static double? Number(System.Text.Json.JsonElement root, string key) =>
+        root.TryGetProperty(key, out var v) && v.ValueKind == System.Text.Json.JsonValueKind.Number && double.IsFinite(v.GetDouble()) ? v.GetDouble() : null;
 }

@@ -180,7 +180,10 @@ public static class SweepShards
     /// The table of a sharded sweep in <paramref name="directory"/>: every shard's file must be there, of one
     /// configuration and one shard count; rows in the sweep's order, over seeds as <c>compare --seeds</c> gives them.
     /// </summary>
-    public static ComparisonTable Merge(string directory, out IReadOnlyList<ComparisonEntry> entries)
+    public static ComparisonTable Merge(string directory, out IReadOnlyList<ComparisonEntry> entries) => Merge(directory, out entries, out _);
+
+    /// <summary><see cref="Merge(string, out IReadOnlyList{ComparisonEntry})"/>, with the sweep's configuration.</summary>
+    public static ComparisonTable Merge(string directory, out IReadOnlyList<ComparisonEntry> entries, out CompareConfig sweep)
     {
         string folder = Path.Combine(directory, Folder);
         var files = Directory.Exists(folder) ? Directory.GetFiles(folder, "shard-*-of-*.json").Order(StringComparer.Ordinal).ToArray() : [];
@@ -212,7 +215,7 @@ public static class SweepShards
         if (missing.Length > 0)
             throw new RunFolderException(directory, $"shards {string.Join(", ", missing)} of {first.Result.Count} have no result yet (missing {string.Join(", ", missing.Select(i => new Shard(i, first.Result.Count).FileName))})");
 
-        var config = ConfigJson.Deserialize<CompareConfig>(first.Result.Config);
+        var config = sweep = ConfigJson.Deserialize<CompareConfig>(first.Result.Config);
         var seeds = first.Result.Seeds.Select(s => s.Seed).ToArray();
         var tables = new List<ComparisonTable>();
         var all = new List<ComparisonEntry>();

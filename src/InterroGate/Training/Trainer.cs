@@ -215,7 +215,8 @@ public sealed class Trainer
             var trainLosses = tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(done, 1))).ToDictionary(p => p.Name, p => p.Item2);
             var diagnostics = _model.Diagnostics();
             double epochIps = epochImages / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);
-            AppendMetrics(epoch, factor: cfg.Schedule.Factor(epoch, 0, steps, cfg.Epochs), trainLosses, regSum / Math.Max(done, 1), val, diagnostics, epochIps, total.Elapsed.TotalSeconds);
+            AppendMetrics(epoch, factor: cfg.Schedule.Factor(epoch, 0, steps, cfg.Epochs), trainLosses, regSum / Math.Max(done, 1), val, diagnostics, epochIps,
+                total.Elapsed.TotalSeconds, epochClock.Elapsed.TotalSeconds);
 
             if (isBest) Save(BestPath, "best", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
             Save(LastPath, "last", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
@@ -224,6 +225,18 @@ public sealed class Trainer
             Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps));
         }
         return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
+    }
+
+    /// <summary>Steps of a run (in this process) left out of the step timing: allocator and kernel warm-up.</summary>
+    private const int TimingWarmupSteps = 5;
+    private int _stepsRun;
+    private (int Steps, double ForwardMs, double BackwardMs) _timing;
+
+    /// <summary>Milliseconds since <paramref name="start"/>, once the device has finished its queued work.</summary>
+    private static double Elapsed(long start, Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize(device);
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
     private Dictionary<string, Tensor>? _currentBatch;
@@ -246,9 +259,13 @@ public sealed class Trainer
         scope.Attach(batch.Values);
         (_currentBatch, _stepScope) = (batch, scope);
         var images = batch[IMultiTaskDataset.ImageKey];
+        bool timed = _stepsRun++ >= TimingWarmupSteps;
+        long start = Stopwatch.GetTimestamp();
         var outputs = _model.call(images);
         var losses = objective.Losses(outputs, batch);
         var reg = _model.Regularizer();
+        double forwardMs = timed ? Elapsed(start, images.device) : 0;
+        long backwardStart = Stopwatch.GetTimestamp();
         weightOpt.zero_grad();
         gateOpt?.zero_grad();
         if (gateOpt is null) foreach (var p in _model.GateParameters()) p.grad?.zero_(); // fixed gates: no stale gradients pile up
@@ -262,6 +279,7 @@ public sealed class Trainer
             using var _ = no_grad();
             return objective.Losses(_model.call(images), batch).Select(l => (double)l.item<float>()).ToArray();
         });
+        if (timed) _timing = (_timing.Steps + 1, _timing.ForwardMs + forwardMs, _timing.BackwardMs + Elapsed(backwardStart, images.device));
         return (values, reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
     }
 
@@ -351,8 +369,13 @@ public sealed class Trainer
     }
 
     private void AppendMetrics(int epoch, double factor, IReadOnlyDictionary<string, double> trainLosses, double reg,
-        EvaluationResult val, IReadOnlyDictionary<string, double> diagnostics, double imagesPerSecond, double elapsed)
+        EvaluationResult val, IReadOnlyDictionary<string, double> diagnostics, double imagesPerSecond, double elapsed, double trainSeconds)
     {
+        // Training cost (the paper's Table 8): mean forward and backward (+ update) time of this epoch's steps after
+        // the run's warm-up steps, and the epoch's training time without validation.
+        double forwardMs = _timing.Steps > 0 ? _timing.ForwardMs / _timing.Steps : double.NaN;
+        double backwardMs = _timing.Steps > 0 ? _timing.BackwardMs / _timing.Steps : double.NaN;
+        _timing = default;
         var row = new Dictionary<string, object>
         {
             ["epoch"] = epoch + 1,
@@ -364,6 +387,9 @@ public sealed class Trainer
             ["val_loss"] = val.Losses,
             ["images_per_s"] = imagesPerSecond,
             ["elapsed_s"] = elapsed,
+            ["forward_ms"] = forwardMs,
+            ["backward_ms"] = backwardMs,
+            ["train_s"] = trainSeconds,
         };
         foreach (var (k, v) in diagnostics) row[k] = v;
         if (_model.TakeGateStatistics() is { } gates) row["gates"] = gates;

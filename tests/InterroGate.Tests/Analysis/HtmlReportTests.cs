@@ -32,11 +32,19 @@ public sealed class HtmlReportTests : IDisposable
     public void The_report_is_one_self_contained_page_a_browser_lays_out_with_every_image()
     {
         string dir = Compare();
+        // Every run timed its steps (after warm-up) and its epochs; the cost table sits beside the results table.
+        foreach (var run in new[] { "mtl", "stl-quadrant", "interrogate-ls4" })
+        {
+            var cost = TrainingCost.Read(Path.Combine(dir, run, Trainer.MetricsFileName));
+            Assert.True(cost.ForwardMs > 0 && cost.BackwardMs > 0 && cost.TrainSeconds > 0, $"{run}: {cost}");
+        }
+        Assert.Matches(@"\| InterroGate \(λs=4\) \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d\d \| 2 \|", File.ReadAllText(Path.Combine(dir, ComparisonRunner.CostFileName)));
         string path = HtmlReport.Write(dir);
         string html = File.ReadAllText(path);
         Assert.DoesNotMatch(new Regex("(src|href)=\"(?!data:)"), html); // nothing outside the file
         Assert.Contains("InterroGate (λs=4)", html);
         Assert.Contains("Sharing pattern", html); // the InterroGate run's Figure 4 and gate table
+        Assert.Contains("Training cost", html);
         Assert.Contains("&quot;lambdaS&quot;: 4", html); // its configuration (HTML-escaped)
 
         // Chromium, headless: the page reports what it laid out (images decoded, table rows, height) into the DOM.
