@@ -53,6 +53,36 @@ def load_safetensors(path):
     return out
 
 
+def safetensors_metadata(path):
+    """The __metadata__ strings of a safetensors file (empty when it has none)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
+def load_export(path, device="cpu"):
+    """A model written by `interrogate export CHECKPOINT --format state-dict`: built from the file's metadata (the run's
+    configuration, tasks and input) and loaded with strict=True. Returns the model in eval mode and the input it expects
+    ({"channels", "height", "width", "mean", "std"}: pixels / 255, then (x - mean) / std). Covers what this file
+    implements: InterroGate and MTL on the ResNets above with classification heads."""
+    meta = safetensors_metadata(path)
+    if meta.get("format") != "interrogate-state-dict":
+        raise ValueError(f"{path}: not an `interrogate export --format state-dict` file")
+    config, tasks, image = json.loads(meta["config"]), json.loads(meta["tasks"]), json.loads(meta["input"])
+    if any(t["kind"] != "classification" for t in tasks):
+        raise NotImplementedError("this reference builds classification heads only")
+    heads = {t["name"]: t["outputs"] for t in tasks}
+    arch, backbone = config["architecture"], config["backbone"]
+    if arch["type"] == "interrogate":
+        model = InterroGateModel(heads, backbone["name"], image["channels"], backbone["width"], arch.get("gating", "conv"), arch["lambdaS"])
+    elif arch["type"] == "mtl":
+        model = HardSharing(heads, backbone["name"], image["channels"], backbone["width"])
+    else:
+        raise NotImplementedError(f"architecture {arch['type']}: this reference builds interrogate and mtl")
+    model.load_state_dict(load_safetensors(path), strict=True)
+    return model.to(device).eval(), image
+
+
 # --- ResNet ----------------------------------------------------------------------------------------------------
 
 def conv3x3(cin, cout, stride=1):

@@ -47,13 +47,27 @@ internal static class DeployCommands
     public static Command Export()
     {
         var model = new Argument<string>("model") { Description = "A checkpoint (any architecture) or a static model file (.safetensors)" };
-        var format = new Option<string>("--format") { Description = "onnx or safetensors", Required = true };
-        format.AcceptOnlyFromAmong("onnx", "safetensors");
+        var format = new Option<string>("--format")
+        {
+            Description = "onnx or safetensors (the static network), or state-dict (a checkpoint's weights under PyTorch names, as safetensors)",
+            Required = true,
+        };
+        format.AcceptOnlyFromAmong("onnx", "safetensors", "state-dict");
         var output = new Option<string?>("--out", "-o") { Description = "File to write (default: next to the model)" };
-        var cmd = new Command("export", "Write a model as a static network: ONNX (one output per task) or safetensors.") { model, format, output };
+        var cmd = new Command("export", "Write a model as a static network (ONNX, one output per task, or safetensors) or a checkpoint's PyTorch state dict.") { model, format, output };
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
             string path = p.GetValue(model)!, kind = p.GetValue(format)!;
+            if (kind == "state-dict")
+            {
+                if (ModelFiles.IsStatic(path))
+                    throw new Training.CheckpointException(path, "is a static model; --format state-dict exports a training checkpoint's weights (give its .ckpt)");
+                var (trained, input, meta) = ModelFiles.LoadCheckpoint(path);
+                string file = p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".state.safetensors";
+                using (trained) StateDictExport.Save(file, trained, meta, input);
+                AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(file)} ({meta.Architecture} on {Markup.Escape(meta.Backbone)}: the state dict under PyTorch names, with the run's configuration as metadata)");
+                return 0;
+            }
             var graph = ModelFiles.LoadStatic(path);
             string target = p.GetValue(output) ?? Path.ChangeExtension(path, null) + (kind == "onnx" ? ".onnx" : ".static.safetensors");
             if (kind == "onnx") OnnxExporter.Export(graph, target);

@@ -26,6 +26,7 @@ internal static class TrainCommand
             Devices.Resolve(run.Training.Device, run.Training.Tf32); // before the data is read
             var prepared = PreparedRun.Create(run);
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(run.Name)}[/]: {run.Architecture.Type} on {run.Backbone.Name} (width {run.Backbone.Width}), tasks {Markup.Escape(string.Join(", ", prepared.Tasks.Names))}, {prepared.Data.Train.Count} training samples -> {Markup.Escape(dir)}");
+            if (prepared.Pretrained is { } weights) Console.WriteLine($"pretrained: {weights}");
             foreach (var (split, count) in DataCatalog.Skipped(prepared.Data))
                 AnsiConsole.MarkupLine($"[yellow]{count} ids of the {split} list left out: their files are missing (data.skipMissing)[/]");
             var result = ConsoleReporter.Run(reporter => new Trainer(run, prepared.Model, prepared.Data, dir, reporter)

@@ -64,7 +64,6 @@ public static class ConfigJson
         }
     }
 
-    /// <summary>Sets <c>a.b.c=value</c> in <paramref name="root"/>; value is JSON if it parses, else a string.</summary>
     /// <summary>The keys that hold file or folder paths, resolved against a config file's folder.</summary>
     private static void ResolvePaths(JsonNode root, string baseDirectory)
     {
@@ -76,14 +75,17 @@ public static class ConfigJson
         if (root is not JsonObject r) return;
         Fix(r["data"] as JsonObject, "root", baseDirectory);
         Fix(r["data"] as JsonObject, "cache", baseDirectory);
+        Fix(r, "pretrained", baseDirectory); // a comparison's
         if (r["startFrom"] is JsonObject start)
         {
             Fix(start, "mtl", baseDirectory);
+            Fix(start, "pretrained", baseDirectory);
             if (start["stl"] is JsonObject stl)
                 foreach (var key in stl.Select(p => p.Key).ToArray()) Fix(stl, key, baseDirectory);
         }
     }
 
+    /// <summary>Sets <c>a.b.c=value</c> in <paramref name="root"/>; value is JSON if it parses, else a string.</summary>
     public static void ApplyOverride(JsonNode root, string assignment)
     {
         int eq = assignment.IndexOf('=');

@@ -286,6 +286,11 @@ public sealed record StartFrom
 {
     public IReadOnlyDictionary<string, string> Stl { get; init; } = new Dictionary<string, string>();
     public string? Mtl { get; init; }
+    /// <summary>
+    /// Pretrained backbone weights (safetensors or a PyTorch state dict: .pth, .pt) loaded by name into every backbone
+    /// of the model, before any STL or MTL start (which then overwrite what they hold); any architecture.
+    /// </summary>
+    public string? Pretrained { get; init; }
 }
 
 /// <summary>One training run: data, tasks, backbone, architecture, optimisation, loss balancing.</summary>
@@ -301,7 +306,7 @@ public sealed record RunConfig
     public ArchitectureConfig Architecture { get; init; } = new InterroGateConfig();
     public TrainingConfig Training { get; init; } = new();
     public BalancerConfig Balancer { get; init; } = new UniformBalancerConfig();
-    /// <summary>InterroGate only: trained STL/MTL checkpoints to start from; null = random start.</summary>
+    /// <summary>Pretrained weights (any architecture) and trained STL/MTL checkpoints to start from; null = random start.</summary>
     public StartFrom? StartFrom { get; init; }
 
     /// <summary>Checks every value; task-dependent checks use the number of tasks the run will learn.</summary>
@@ -320,7 +325,13 @@ public sealed record RunConfig
             throw new ConfigException("architecture.fusion", "auto chooses by timing, which varies from run to run; with training.deterministic use on or off");
         if (Balancer is MgdaUbBalancerConfig && Architecture is not HardSharingConfig)
             throw new ConfigException("balancer.type", $"mgda-ub balances the gradients of the one representation every head reads, which only mtl has (architecture: {Architecture.Type}); use mgda");
-        if (StartFrom is not null)
+        if (StartFrom?.Pretrained is { } pretrained)
+        {
+            ConfigException.Require(File.Exists(pretrained), "startFrom.pretrained", pretrained, "an existing .safetensors or PyTorch state dict (.pth, .pt) file");
+            ConfigException.Require(Path.GetExtension(pretrained).ToLowerInvariant() is ".safetensors" or ".pth" or ".pt" or ".bin",
+                "startFrom.pretrained", pretrained, "a .safetensors, .pth, .pt or .bin file");
+        }
+        if (StartFrom is not null && (StartFrom.Stl.Count > 0 || StartFrom.Mtl is not null))
         {
             ConfigException.Require(Architecture is InterroGateConfig or SingleTaskConfig or CrossStitchConfig, "startFrom", Architecture.Type,
                 "InterroGate runs (from STL and MTL checkpoints), cross-stitch runs (from STL checkpoints) or STL runs (from an MTL checkpoint)");
@@ -394,6 +405,11 @@ public sealed record CompareConfig
     /// τ of <see cref="InterroGate"/>.
     /// </summary>
     public IReadOnlyList<double>? TauGrid { get; init; }
+    /// <summary>
+    /// Pretrained backbone weights for every run (startFrom.pretrained of each: safetensors or a PyTorch state dict);
+    /// InterroGate's branches then start from the STL and MTL runs, which started from these weights.
+    /// </summary>
+    public string? Pretrained { get; init; }
 
     /// <summary>Checks <see cref="Seeds"/>: not empty, no seed twice, none negative.</summary>
     public void ValidateSeeds()
@@ -449,5 +465,6 @@ public sealed record CompareConfig
         Architecture = architecture,
         Training = architecture is InterroGateConfig ? InterroGateTraining ?? Training : Training,
         Balancer = Balancer,
+        StartFrom = Pretrained is null ? null : new StartFrom { Pretrained = Pretrained },
     };
 }

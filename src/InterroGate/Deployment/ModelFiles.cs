@@ -48,3 +48,30 @@ public static class ModelFiles
         using (model) return StaticConversion.ToStatic(model, input).Graph;
     }
 }
+
+/// <summary>
+/// A trained model's weights as PyTorch names them: the model's state dict (every parameter and buffer, BN running
+/// statistics and InterroGate's α and β included) in a safetensors file, with the run's configuration, tasks and input
+/// in its metadata, so that a PyTorch model with the same module names loads it with <c>load_state_dict(strict=True)</c>
+/// (bench/reference/interrogate_torch.py's <c>load_export</c> builds the model from the metadata). The pruned network's
+/// portable form stays ONNX.
+/// </summary>
+public static class StateDictExport
+{
+    public const string Format = "interrogate-state-dict";
+
+    public static void Save(string path, MultiTaskModel model, CheckpointMeta meta, ImageInput input)
+    {
+        var state = model.state_dict();
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = Format,
+            ["architecture"] = meta.Architecture,
+            ["backbone"] = meta.Backbone,
+            ["tasks"] = System.Text.Json.JsonSerializer.Serialize(model.Tasks.Select(t => new { name = t.Name, kind = t.Kind.ToString().ToLowerInvariant(), outputs = t.Outputs })),
+            ["input"] = System.Text.Json.JsonSerializer.Serialize(new { channels = input.Channels, height = input.Height, width = input.Width, mean = input.Mean, std = input.Std }),
+            ["config"] = meta.Config,
+        };
+        SafeTensors.Save(path, state.ToDictionary(kv => kv.Key, kv => kv.Value), metadata);
+    }
+}

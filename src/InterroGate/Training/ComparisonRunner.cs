@@ -128,7 +128,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         foreach (var task in tasks)
         {
             var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
-            if (config.StlStartsFromMtl) run = run with { StartFrom = new StartFrom { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
+            if (config.StlStartsFromMtl) run = run with { StartFrom = (run.StartFrom ?? new StartFrom()) with { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
             var (model, entry) = TrainAndTest(run, data, image, init: null, cancel, requireFinished: requireBaselines);
             stl[task.Name] = model;
             stlEntries.Add(entry);
@@ -178,6 +178,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     {
         string dir = Path.Combine(directory, run.Name);
         var prepared = PreparedRun.Create(run, data);
+        if (prepared.Pretrained is { } weights) progress?.Report(new RunMessage(run.Name, $"pretrained: {weights}"));
         // A folder holding a run of another configuration is trained anew (said below); the same one is resumed or reused.
         var trainer = new Trainer(run, prepared.Model, data, dir, progress) { Overwrite = true };
         string? resume = null;

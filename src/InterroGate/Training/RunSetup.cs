@@ -8,6 +8,9 @@ namespace InterroGate.Training;
 /// <summary>A run ready to train: validated config, its tasks, data and fresh model.</summary>
 public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits Data, MultiTaskModel Model)
 {
+    /// <summary>What loading <c>startFrom.pretrained</c> did; null without it.</summary>
+    public PretrainedReport? Pretrained { get; init; }
+
     /// <summary>Validates <paramref name="config"/> against its data set and builds the model.</summary>
     public static PreparedRun Create(RunConfig config, DatasetSplits? data = null)
     {
@@ -18,6 +21,7 @@ public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits 
         config.Validate(tasks.Count);
         Factory.ApplyThreads(config.Training);
         var model = Factory.CreateModel(config, tasks, data.Train.ImageShape);
+        var pretrained = config.StartFrom?.Pretrained is { } weights ? PretrainedWeights.Apply(model, weights) : null;
         if (config.StartFrom is { } start && model is InterroGateModel ig)
         {
             var unknown = start.Stl.Keys.Where(k => tasks.IndexOf(k) < 0).ToArray();
@@ -30,7 +34,7 @@ public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits 
             WeightTransfer.InitialiseCrossStitch(cs, csStart.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model));
         else if (config.StartFrom is { Mtl: { } mtlPath } && model is SingleTask stlModel)
             WeightTransfer.InitialiseSingleTask(stlModel, Load(mtlPath, data.Train.ImageShape, data.Train.Tasks).Model);
-        return new PreparedRun(config, tasks, data, model);
+        return new PreparedRun(config, tasks, data, model) { Pretrained = pretrained };
     }
 
     /// <summary>Rebuilds the model a checkpoint holds (from its resolved config) and loads its weights.</summary>
