@@ -21,6 +21,8 @@
 //        (dense training step of STL, MTL and InterroGate on FashionScenes batches; see DenseStep.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- dense-cost
 //        (encoder and head MACs of the paper's dense settings beside those the paper's tables imply; see DenseCost.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- pretrained-load DIR
+//        (loading a torchvision-layout ResNet-50 state dict from .pth and safetensors; see PretrainedLoad.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- celeba-sample DIR [images]
 //        (a CelebA-format folder of synthetic faces, for bench/celeba/fixture-run.sh; see CelebASample)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
@@ -36,6 +38,12 @@ using InterroGate.Objectives;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
 
+if (args.Length > 1 && args[0] == "pretrained-load")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    PretrainedLoad.Run(args[1]);
+    return;
+}
 if (args.Length > 1 && args[0] == "celeba-sample")
 {
     int images = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 2000;
