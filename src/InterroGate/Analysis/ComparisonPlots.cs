@@ -191,8 +191,9 @@ public static partial class ComparisonPlots
 public static class ComparisonFigures
 {
     /// <summary>
-    /// tradeoff.png/svg; with a τ grid (labels with "tau=") also tradeoff-tau-{task}.png/svg per task; and
-    /// curves-{task}.png/svg from each run's metrics.jsonl. Returns the PNG paths.
+    /// tradeoff.png/svg; with a τ grid (labels with "tau=") also tradeoff-tau-{task}.png/svg per task;
+    /// curves-{task}.png/svg from each run's metrics.jsonl; and gates/{run}.png/svg, each InterroGate model's sharing
+    /// pattern. Returns the PNG paths.
     /// </summary>
     public static IReadOnlyList<string> Write(ComparisonTable table, IReadOnlyList<Training.ComparisonEntry> entries, string directory)
     {
@@ -208,6 +209,13 @@ public static class ComparisonFigures
             return ComparisonPlots.ReadCurve(label, Path.Combine(e.Directory, Training.Trainer.MetricsFileName));
         }).ToArray();
         written.AddRange(ComparisonPlots.Curves(curves, table.Tasks, Path.Combine(directory, "curves")).Values.Select(p => p.Png));
+        // Each InterroGate model's sharing pattern (the paper's Figure 4), in gates/ beside the table.
+        foreach (var e in entries.Where(e => e.Architecture == "interrogate" && File.Exists(Path.Combine(e.Directory, Training.Trainer.LastFileName))))
+        {
+            string name = Path.GetRelativePath(directory, e.Directory).Replace(Path.DirectorySeparatorChar, '_');
+            var report = GateReport.Load(e.Directory);
+            written.Add(GatePatternPlot.Save(report.Layers, report.Tasks, Path.Combine(directory, "gates", name), $"Sharing pattern: {e.Label}").Png);
+        }
         return written;
     }
 }

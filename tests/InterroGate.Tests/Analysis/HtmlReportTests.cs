@@ -39,6 +39,8 @@ public sealed class HtmlReportTests : IDisposable
             Assert.True(cost.ForwardMs > 0 && cost.BackwardMs > 0 && cost.TrainSeconds > 0, $"{run}: {cost}");
         }
         Assert.Matches(@"\| InterroGate \(λs=4\) \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d\d \| 2 \|", File.ReadAllText(Path.Combine(dir, ComparisonRunner.CostFileName)));
+        Assert.True(File.Exists(Path.Combine(dir, "gates", "interrogate-ls4.png")), "the InterroGate model's sharing pattern beside the table");
+        Assert.True(File.Exists(Path.Combine(dir, "tradeoff.svg")) && File.Exists(Path.Combine(dir, "curves-bar.png")));
         string path = HtmlReport.Write(dir);
         string html = File.ReadAllText(path);
         Assert.DoesNotMatch(new Regex("(src|href)=\"(?!data:)"), html); // nothing outside the file
