@@ -59,6 +59,12 @@ public sealed record InterroGateConfig : ArchitectureConfig
     public double AlphaInit { get; init; } = 0.01;
     public double GateLr { get; init; } = 0.1;
     public double NoiseTemperature { get; init; }
+    /// <summary>
+    /// Gate chatter control: 0 (default) makes G = 1[α &gt; 0] at every step, as the paper writes it; h &gt; 0 switches a
+    /// gate on only once α &gt; h and off only once α &lt; −h (see <see cref="Gating.GateLayer"/>). Chosen by measurement:
+    /// bench/RESULTS.md, "Gate chatter".
+    /// </summary>
+    public double GateHysteresis { get; init; }
     /// <summary>How each unit's T+1 copies are computed: one call per branch, one fused call, or measured per unit.</summary>
     public BranchFusion Fusion { get; init; } = BranchFusion.Off;
 
@@ -77,6 +83,7 @@ public sealed record InterroGateConfig : ArchitectureConfig
         ConfigException.Require(double.IsFinite(AlphaInit), $"{path}.alphaInit", AlphaInit, "a finite number");
         ConfigException.Require(GateLr > 0 && double.IsFinite(GateLr), $"{path}.gateLr", GateLr, "> 0");
         ConfigException.Require(NoiseTemperature >= 0 && double.IsFinite(NoiseTemperature), $"{path}.noiseTemperature", NoiseTemperature, "≥ 0 (0 = no noise)");
+        ConfigException.Require(GateHysteresis >= 0 && double.IsFinite(GateHysteresis), $"{path}.gateHysteresis", GateHysteresis, "≥ 0 (0 = G = 1[α > 0] at every step)");
     }
 }
 

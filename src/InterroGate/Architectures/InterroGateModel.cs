@@ -31,14 +31,14 @@ public sealed class InterroGateModel : MultiTaskModel
         switch (spec)
         {
             case ResNetSpec resnet:
-                var gatedResNet = new GatedResNet(names, resnet, inChannels, inputSize, options.Gating, options.AlphaInit) { Fusion = options.Fusion };
+                var gatedResNet = new GatedResNet(names, resnet, inChannels, inputSize, options.Gating, options.AlphaInit, options.GateHysteresis) { Fusion = options.Fusion };
                 encoder = gatedResNet;
                 break;
             case HRNetSpec hrnet:
                 if (options.Gating != GatingMode.Conv)
                     throw new NotSupportedException($"The gated HRNet gates every convolution (gating: conv); gating: {options.Gating.ToString().ToLowerInvariant()} is for ResNets only.");
                 // Branch fusion is the gated ResNet's option; the gated HRNet runs its T+1 copies one after the other.
-                var gatedHRNet = new GatedHRNet(names, hrnet, inChannels, inputSize, options.AlphaInit);
+                var gatedHRNet = new GatedHRNet(names, hrnet, inChannels, inputSize, options.AlphaInit, options.GateHysteresis);
                 encoder = gatedHRNet;
                 break;
             default:
@@ -82,8 +82,16 @@ public sealed class InterroGateModel : MultiTaskModel
         SparsityLoss.Gradient(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs)
             .Select(g => g * Options.LambdaS).ToArray();
 
-    public override void ObserveGradients() =>
-        _monitor.Observe(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), SparsityPush());
+    public override void ObserveGradients()
+    {
+        using var scope = NewDisposeScope();
+        _monitor.Observe(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), SparsityPush(), Encoder.GateLayers.Select(g => g.Hard()).ToArray());
+    }
+
+    public override void GatesStepped()
+    {
+        foreach (var g in Encoder.GateLayers) g.Step();
+    }
 
     public override IReadOnlyList<GateLayerStats> TakeGateStatistics()
     {
@@ -100,13 +108,13 @@ public sealed class InterroGateModel : MultiTaskModel
 
     public override IEnumerable<Parameter> SharedParameters() => Encoder.SharedParameters();
 
-    /// <summary>Hard gates per gated layer, task and channel (G = 1[α &gt; 0]).</summary>
+    /// <summary>Hard gates per gated layer, task and channel (G = 1[α &gt; 0], or the hysteresis state).</summary>
     public IReadOnlyList<bool[][]> HardGates()
     {
         using var _ = no_grad();
         return Encoder.GateLayers.Select(g =>
         {
-            var on = g.Alpha.gt(0).cpu();
+            using var on = g.Hard().gt(0.5).cpu();
             return Enumerable.Range(0, g.Tasks).Select(t => on[t].data<bool>().ToArray()).ToArray();
         }).ToList();
     }

@@ -57,6 +57,9 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// </summary>
     public virtual void ObserveGradients() { }
 
+    /// <summary>Called after each update of the gate parameters (InterroGate: the hysteresis state of its gates).</summary>
+    public virtual void GatesStepped() { }
+
     /// <summary>
     /// Per gated layer and task, the gates' state and the running means of their gradients since the last call, which
     /// starts new running means; null for architectures without gates.

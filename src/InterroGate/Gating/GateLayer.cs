@@ -14,20 +14,48 @@ public sealed class GateLayer : nn.Module
 {
     private readonly Parameter alpha;
     private readonly Parameter? beta;
+    private readonly Tensor? gate_state; // with a hysteresis: the current hard gates [T, C], 1 or 0
 
-    public GateLayer(int tasks, long channels, double alphaInit, bool hasMix) : base(nameof(GateLayer))
+    /// <param name="hysteresis">
+    /// 0: G = 1[α &gt; 0]. h &gt; 0: a gate switches on only once α &gt; h and off only once α &lt; −h, and keeps its
+    /// state in between (held in the buffer <c>gate_state</c>, updated by <see cref="Step"/> after each gate update), so
+    /// a gate whose α wanders around 0 does not switch its channel's source at every step.
+    /// </param>
+    public GateLayer(int tasks, long channels, double alphaInit, bool hasMix, double hysteresis = 0) : base(nameof(GateLayer))
     {
+        if (hysteresis < 0 || !double.IsFinite(hysteresis)) throw new ArgumentOutOfRangeException(nameof(hysteresis), hysteresis, "≥ 0");
         alpha = new Parameter(full(tasks, channels, alphaInit, dtype: float32));
         beta = hasMix ? new Parameter(zeros(tasks, channels, dtype: float32)) : null;
+        gate_state = hysteresis > 0 ? full(tasks, channels, alphaInit > 0 ? 1f : 0f, dtype: float32) : null;
         Tasks = tasks;
         Channels = channels;
+        Hysteresis = hysteresis;
         RegisterComponents();
+        if (gate_state is not null && !named_buffers().Any(b => b.name == nameof(gate_state))) register_buffer(nameof(gate_state), gate_state);
     }
 
     public int Tasks { get; }
     public long Channels { get; }
+    public double Hysteresis { get; }
     public Parameter Alpha => alpha;
     public Parameter? Beta => beta;
+
+    /// <summary>The hard gates [T, C] as 1 or 0 (float32): 1[α &gt; 0], or the hysteresis state.</summary>
+    public Tensor Hard()
+    {
+        using var _ = no_grad();
+        return gate_state is null ? alpha.gt(0).to(float32) : gate_state.clone();
+    }
+
+    /// <summary>After a gate update: with a hysteresis, switches the gates whose α left the band [−h, h] on its far side.</summary>
+    public void Step()
+    {
+        if (gate_state is null) return;
+        using var _ = no_grad();
+        using var on = alpha.gt(Hysteresis);
+        using var off = alpha.lt(-Hysteresis);
+        gate_state.masked_fill_(on, 1).masked_fill_(off, 0);
+    }
 
     /// <summary>
     /// Gate values [T, C]: exactly 0 or 1 in the forward pass, with σ'(α) as their gradient.
@@ -43,7 +71,7 @@ public sealed class GateLayer : nn.Module
             logits = (alpha + u.log() - (1 - u).log()) / noise.Temperature;
         }
         var soft = logits.sigmoid();
-        var hard = logits.gt(0).to(soft.dtype);
+        var hard = gate_state is not null && !(training && noise.Temperature > 0) ? gate_state : logits.gt(0).to(soft.dtype);
         return soft + (hard - soft).detach();
     }
 

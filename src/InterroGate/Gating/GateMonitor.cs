@@ -56,16 +56,18 @@ public sealed class GateMonitor
 
     /// <summary>
     /// Reads one step's gradients: <paramref name="alphas"/> with their .grad (task gradients plus the push), and
-    /// <paramref name="push"/> = λ_s·∂L_s/∂α per layer. Layers whose α has no gradient are skipped.
+    /// <paramref name="push"/> = λ_s·∂L_s/∂α per layer. Layers whose α has no gradient are skipped. Flips are changes
+    /// of <paramref name="gates"/> (the gates the step used, 1 or 0; default 1[α &gt; 0]).
     /// </summary>
-    public void Observe(IReadOnlyList<Tensor> alphas, IReadOnlyList<Tensor> push)
+    public void Observe(IReadOnlyList<Tensor> alphas, IReadOnlyList<Tensor> push, IReadOnlyList<Tensor>? gates = null)
     {
         using var _ = no_grad();
         int layers = alphas.Count, tasks = _tasks.Length;
         if (alphas.Any(a => a.grad is null)) return;
         // One copy to the host per step: α, its gradient and the push, every layer flattened.
         var parts = new List<Tensor>(3 * layers);
-        for (int l = 0; l < layers; l++) parts.AddRange([alphas[l].flatten(), alphas[l].grad!.flatten(), push[l].flatten()]);
+        for (int l = 0; l < layers; l++)
+            parts.AddRange([gates is null ? alphas[l].flatten() : gates[l].flatten().sub(0.5), alphas[l].grad!.flatten(), push[l].flatten()]);
         var flat = cat(parts, 0).to(float32).cpu().data<float>().ToArray();
 
         _previous ??= new bool[layers][];
@@ -80,7 +82,7 @@ public sealed class GateMonitor
                 for (int k = 0; k < c; k++)
                 {
                     int i = t * c + k;
-                    double alpha = flat[offset + i], grad = flat[offset + n + i], p = flat[offset + 2 * n + i];
+                    double alpha = flat[offset + i], grad = flat[offset + n + i], p = flat[offset + 2 * n + i]; // alpha: α, or G − 0.5
                     double x = grad - p; // the tasks' part of the gradient on this gate
                     sum += Math.Abs(x);
                     signedSum += x;
@@ -120,15 +122,17 @@ public sealed class GateMonitor
         {
             // Read once per epoch, outside any step's dispose scope: freed here.
             using var alpha = layers[l].Alpha.detach().to(float64).cpu();
+            using var on = layers[l].Hard().cpu();
             using var mix = layers[l].Beta?.detach().softmax(0).to(float64).cpu();
             var tasks = new GateTaskStats[_tasks.Length];
             for (int t = 0; t < _tasks.Length; t++)
             {
                 var a = alpha[t].data<double>().ToArray();
+                double specific = on[t].data<float>().ToArray().Count(v => v > 0.5) / (double)a.Length;
                 double mean = a.Average(), std = Math.Sqrt(a.Select(v => (v - mean) * (v - mean)).Average());
                 var w = mix?[t].data<double>().ToArray();
                 double s = _steps;
-                tasks[t] = new GateTaskStats(_tasks[t], a.Count(v => v > 0) / (double)a.Length, mean, std,
+                tasks[t] = new GateTaskStats(_tasks[t], specific, mean, std,
                     w?.Average() ?? double.NaN, w?.Max() ?? double.NaN,
                     _steps > 0 ? _gradSum[l, t] / s : double.NaN, _steps > 0 ? _spreadSum[l, t] / s : double.NaN,
                     _steps > 0 ? _pushSum[l, t] / s : double.NaN, _flips[l, t]);

@@ -32,7 +32,7 @@ public sealed class GatedHRNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
     private readonly int[] _final;
     private readonly GatedUnit[] _units;
 
-    public GatedHRNet(IReadOnlyList<string> taskNames, HRNetSpec spec, long inChannels, (int Height, int Width) inputSize, double alphaInit)
+    public GatedHRNet(IReadOnlyList<string> taskNames, HRNetSpec spec, long inChannels, (int Height, int Width) inputSize, double alphaInit, double hysteresis = 0)
         : base(nameof(GatedHRNet))
     {
         if (taskNames.Count == 0) throw new ArgumentException("InterroGate needs at least one task.");
@@ -43,7 +43,7 @@ public sealed class GatedHRNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
 
         (_steps, _final) = Plan(shared);
         _units = Describe(shared, _steps, _final, inputSize);
-        gates = new ModuleList<GateLayer>(_units.Select(u => new GateLayer(taskNames.Count, u.OutChannels, alphaInit, u.HasMix)).ToArray());
+        gates = new ModuleList<GateLayer>(_units.Select(u => new GateLayer(taskNames.Count, u.OutChannels, alphaInit, u.HasMix, hysteresis)).ToArray());
         _gateLayers = gates.ToArray();
         RegisterComponents();
     }

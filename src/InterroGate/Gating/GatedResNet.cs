@@ -49,7 +49,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
     private bool[]? _fused;
 
     public GatedResNet(IReadOnlyList<string> taskNames, ResNetSpec spec, long inChannels, (int Height, int Width) inputSize,
-        GatingMode mode, double alphaInit) : base(nameof(GatedResNet))
+        GatingMode mode, double alphaInit, double hysteresis = 0) : base(nameof(GatedResNet))
     {
         if (taskNames.Count == 0) throw new ArgumentException("InterroGate needs at least one task.");
         Mode = mode;
@@ -61,7 +61,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
         _units = DescribeUnits(shared, mode, inputSize);
         var gated = _units.Where(u => u.GateIndex >= 0).ToArray();
         gates = new ModuleList<GateLayer>(gated.Select((u, i) =>
-            new GateLayer(taskNames.Count, u.OutChannels, alphaInit, hasMix: i < gated.Length - 1)).ToArray());
+            new GateLayer(taskNames.Count, u.OutChannels, alphaInit, hasMix: i < gated.Length - 1, hysteresis)).ToArray());
         _gateLayers = gates.ToArray();
         _fused = new bool[_units.Length];
         RegisterComponents();

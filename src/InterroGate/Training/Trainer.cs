@@ -272,7 +272,11 @@ public sealed class Trainer
         _balancer.Backward(losses, reg, context);
         if (gateOpt is not null) _model.ObserveGradients();
         weightOpt.step();
-        gateOpt?.step();
+        if (gateOpt is not null)
+        {
+            gateOpt.step();
+            _model.GatesStepped();
+        }
         var values = losses.Select(l => (double)l.item<float>()).ToArray();
         _balancer.AfterStep(values, () =>
         {
