@@ -77,7 +77,7 @@ public sealed record InterroGateConfig : ArchitectureConfig
     public override void Validate(string path, int tasks)
     {
         ConfigException.Require(double.IsFinite(LambdaS) && LambdaS >= 0, $"{path}.lambdaS", LambdaS, "≥ 0");
-        ConfigException.Require(Tau.Count == 1 || Tau.Count == tasks, $"{path}.tau", $"{Tau.Count} values", $"1 value or one per task ({tasks})");
+        ConfigException.Require(Tau.Count == 1 || Tau.Count == tasks || tasks <= 0 && Tau.Count > 0, $"{path}.tau", $"{Tau.Count} values", $"1 value or one per task ({tasks})");
         for (int i = 0; i < Tau.Count; i++)
             ConfigException.Require(Tau[i] is >= 0 and <= 1, $"{path}.tau[{i}]", Tau[i], "[0, 1]");
         ConfigException.Require(double.IsFinite(AlphaInit), $"{path}.alphaInit", AlphaInit, "a finite number");

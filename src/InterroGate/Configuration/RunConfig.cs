@@ -169,7 +169,7 @@ public sealed record FixedWeightsBalancerConfig : BalancerConfig
 
     public override void Validate(string path, int tasks)
     {
-        ConfigException.Require(Weights.Count == tasks, $"{path}.weights", $"{Weights.Count} weights", $"one per task ({tasks})");
+        ConfigException.Require(Weights.Count == tasks || tasks <= 0 && Weights.Count > 0, $"{path}.weights", $"{Weights.Count} weights", $"one per task ({tasks})");
         for (int i = 0; i < Weights.Count; i++)
             ConfigException.Require(Weights[i] >= 0 && double.IsFinite(Weights[i]), $"{path}.weights[{i}]", Weights[i], "≥ 0");
     }
@@ -309,7 +309,10 @@ public sealed record RunConfig
     /// <summary>Pretrained weights (any architecture) and trained STL/MTL checkpoints to start from; null = random start.</summary>
     public StartFrom? StartFrom { get; init; }
 
-    /// <summary>Checks every value; task-dependent checks use the number of tasks the run will learn.</summary>
+    /// <summary>
+    /// Checks every value; task-dependent checks use the number of tasks the run will learn (0: not known yet, as before
+    /// the data set is opened; a per-task list then only needs to be non-empty, and is checked again once it is known).
+    /// </summary>
     public void Validate(int tasks)
     {
         ConfigException.Require(!string.IsNullOrWhiteSpace(Name), "name", "(empty)", "a non-empty name");

@@ -15,7 +15,7 @@ public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits 
     public static PreparedRun Create(RunConfig config, DatasetSplits? data = null)
     {
         Runtime.NativeRuntime.EnsureLoaded();
-        config.Validate(config.Tasks?.Count ?? 1);
+        config.Validate(config.Tasks?.Count ?? 0); // 0: the task count is not known before the data set is opened
         data ??= DataCatalog.Open(config.Data);
         var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
         config.Validate(tasks.Count);

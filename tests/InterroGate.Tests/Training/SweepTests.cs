@@ -77,6 +77,22 @@ public sealed class SweepTests : IDisposable
     }
 
     [Fact]
+    public void A_per_task_tau_is_checked_against_the_data_sets_tasks_when_the_run_names_none()
+    {
+        // The sweep's τ grid gives every run one τ per task; the run's task list is the data set's (synthetic: 3).
+        var run = new RunConfig
+        {
+            Data = new DataConfig { Dataset = "synthetic", TrainSize = 32, ValidationSize = 16, TestSize = 16 },
+            Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+            Architecture = new InterroGateConfig { Tau = [0, 0.5, 0.25] },
+        };
+        using (var prepared = PreparedRun.Create(run).Model) Assert.NotNull(prepared);
+        var e = Assert.Throws<ConfigException>(() => PreparedRun.Create(run with { Architecture = new InterroGateConfig { Tau = [0, 0.5] } }));
+        Assert.Equal("architecture.tau", e.Key);
+        Assert.Contains("one per task (3)", e.Message);
+    }
+
+    [Fact]
     public void Shards_merged_give_the_table_of_the_sweep_run_in_one_process()
     {
         var config = Tiny;
