@@ -354,11 +354,18 @@ public static class CelebACache
             for (int start = 0; start < n; start += chunk)
             {
                 int count = Math.Min(chunk, n - start);
-                Parallel.For(0, count, i =>
+                try
                 {
-                    var pixels = CelebA.CropAndResize(ImageFiles.Read(Path.Combine(dir, a.Files[start + i])), size);
-                    pixels.CopyTo(buffer, i * rowBytes);
-                });
+                    Parallel.For(0, count, i =>
+                    {
+                        var pixels = CelebA.CropAndResize(ImageFiles.Read(Path.Combine(dir, a.Files[start + i])), size);
+                        pixels.CopyTo(buffer, i * rowBytes);
+                    });
+                }
+                catch (AggregateException e) when (e.InnerExceptions.OfType<DataFormatException>().FirstOrDefault() is { } bad)
+                {
+                    throw bad; // a damaged or missing image, named: not a crash
+                }
                 f.Write(buffer, 0, count * rowBytes);
                 progress?.Invoke(start + count, n);
             }

@@ -144,6 +144,9 @@ public sealed class CelebATests : IDisposable
         Assert.Contains("no attribute 'Smilling'", unknown.Message);
         Assert.Contains("Smiling", unknown.Message);
 
+        File.WriteAllBytes(Path.Combine(Root, CelebA.ImagesFolder, "000003.jpg"), [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]); // a cut-short JPEG
+        var damaged = Assert.Throws<DataFormatException>(() => CelebA.Load(Options));
+        Assert.EndsWith("000003.jpg", damaged.Path);
         File.Delete(Path.Combine(Root, CelebA.ImagesFolder, "000004.jpg"));
         var missing = Assert.Throws<DataFormatException>(() => CelebA.Load(Options));
         Assert.EndsWith("000004.jpg", missing.Path);
