@@ -40,7 +40,11 @@ public static class PretrainedWeights
         try
         {
             if (ext == ".safetensors") return Safetensors.LoadStateDict(path);
-            if (ext is ".pth" or ".pt" or ".bin") return Flatten(PyTorchUnpickler.UnpickleStateDict(path), path);
+            if (ext is ".pth" or ".pt" or ".bin")
+            {
+                CheckSizes(path);
+                return Flatten(PyTorchUnpickler.UnpickleStateDict(path), path);
+            }
         }
         catch (Exception e) when (e is not Data.DataFormatException and not OutOfMemoryException)
         {
@@ -123,6 +127,47 @@ public static class PretrainedWeights
         return candidates.Select(p => (Prefix: p, Hits: names.Count(n => keys.Contains(p + n))))
             .OrderByDescending(c => c.Hits).ThenBy(c => c.Prefix.Length).ThenBy(c => c.Prefix, StringComparer.Ordinal).First().Prefix;
     }
+
+    /// <summary>
+    /// Before any tensor is read: every tensor the pickle describes must fit in the file (a damaged shape would otherwise
+    /// make the reader allocate gigabytes). The tensors are described without reading them (PyBridge's skipTensorRead).
+    /// </summary>
+    private static void CheckSizes(string path)
+    {
+        long fileBytes = new FileInfo(path).Length;
+        using var stream = File.OpenRead(path);
+        var table = PyTorchUnpickler.UnpickleStateDict(stream, leaveOpen: true, skipTensorRead: true);
+        void Visit(Hashtable t, string prefix)
+        {
+            foreach (DictionaryEntry e in t)
+            {
+                string name = prefix + e.Key;
+                if (e.Value is Hashtable nested) { Visit(nested, name + "."); continue; }
+                if (e.Value is null) continue;
+                var type = e.Value.GetType();
+                if (type.GetProperty("Shape")?.GetValue(e.Value) is not long[] shape || type.GetProperty("DType")?.GetValue(e.Value) is not ScalarType dtype) continue;
+                (type.GetProperty("Data")?.GetValue(e.Value) as Stream)?.Dispose();
+                long bytes = ElementSize(dtype);
+                foreach (long d in shape)
+                {
+                    if (d < 0) throw new Data.DataFormatException(path, $"tensor '{name}' has a negative dimension ({string.Join(", ", shape)})");
+                    bytes = d == 0 ? 0 : bytes > fileBytes / d ? long.MaxValue : bytes * d;
+                }
+                if (bytes > fileBytes)
+                    throw new Data.DataFormatException(path, $"tensor '{name}' declares shape [{string.Join(", ", shape)}], more data than the file's {fileBytes:N0} bytes hold (a damaged file?)");
+            }
+        }
+        Visit(table, "");
+    }
+
+    private static long ElementSize(ScalarType t) => t switch
+    {
+        ScalarType.Float64 or ScalarType.Int64 or ScalarType.ComplexFloat32 => 8,
+        ScalarType.ComplexFloat64 => 16,
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Int16 => 2,
+        _ => 1,
+    };
 
     /// <summary>A state dict (name to tensor), found at the top of an unpickled file or under one of the usual keys.</summary>
     private static Dictionary<string, Tensor> Flatten(Hashtable table, string path)

@@ -33,7 +33,7 @@ public sealed class FuzzTests(ITestOutputHelper output) : IDisposable
     /// <summary>One parser: a valid file's bytes, the file name it needs, and how the program reads it.</summary>
     private sealed record Target(string Name, string FileName, byte[] Valid, Action<string> Parse, bool Text = false);
 
-    public static IEnumerable<object[]> Parsers => new[] { "idx", "npy", "safetensors", "checkpoint", "static-model", "mat", "config", "tasks.json", "png" }
+    public static IEnumerable<object[]> Parsers => new[] { "idx", "npy", "safetensors", "checkpoint", "static-model", "mat", "config", "tasks.json", "png", "celeba-attributes" }
         .Select(n => new object[] { n });
 
     [Theory]
@@ -48,7 +48,7 @@ public sealed class FuzzTests(ITestOutputHelper output) : IDisposable
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < cases && failures.Count < 5; i++)
         {
-            var rng = new Random(HashCode.Combine(parser.Length, parser[0], i)); // the same cases in every run
+            var rng = new Random(parser.Aggregate(17, (h, c) => unchecked(h * 31 + c)) ^ i * 7919); // the same cases in every run (HashCode is seeded per process)
             var (bytes, how) = Mutate(target, rng, i);
             string path = Write($"case-{i}-{target.FileName}", bytes);
             long allocated = 0;
@@ -213,6 +213,17 @@ public sealed class FuzzTests(ITestOutputHelper output) : IDisposable
             case "png":
                 InterroGate.Data.Formats.ImageFiles.WritePng(P("a.png"), new DecodedImage(Enumerable.Range(0, 16 * 16 * 3).Select(i => (byte)(i * 31)).ToArray(), 16, 16, 3));
                 return new(parser, "a.png", File.ReadAllBytes(P("a.png")), p => InterroGate.Data.Formats.ImageFiles.Read(p));
+            case "celeba-attributes":
+            {
+                // A CelebA folder whose list_attr_celeba.txt is the damaged file (the partition and images stay valid).
+                string root = Path.Combine(seed, "celeba");
+                InterroGate.Data.CelebASample.Write(root, 5);
+                return new(parser, InterroGate.Data.CelebA.AttributesFile, File.ReadAllBytes(Path.Combine(root, InterroGate.Data.CelebA.AttributesFile)), p =>
+                {
+                    File.Copy(p, Path.Combine(root, InterroGate.Data.CelebA.AttributesFile), overwrite: true);
+                    InterroGate.Data.CelebA.ReadAnnotations(root);
+                }, Text: true);
+            }
             default:
                 throw new ArgumentException(parser);
         }
