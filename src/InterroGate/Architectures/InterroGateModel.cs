@@ -84,7 +84,7 @@ public sealed class InterroGateModel : MultiTaskModel
 
     public override void ObserveGradients()
     {
-        using var scope = NewDisposeScope();
+        // Called inside the training step's dispose scope, which frees the hard-gate copies.
         _monitor.Observe(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), SparsityPush(), Encoder.GateLayers.Select(g => g.Hard()).ToArray());
     }
 

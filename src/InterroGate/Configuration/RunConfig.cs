@@ -334,10 +334,12 @@ public sealed record RunConfig
             ConfigException.Require(Path.GetExtension(pretrained).ToLowerInvariant() is ".safetensors" or ".pth" or ".pt" or ".bin",
                 "startFrom.pretrained", pretrained, "a .safetensors, .pth, .pt or .bin file");
         }
-        if (StartFrom is not null && (StartFrom.Stl.Count > 0 || StartFrom.Mtl is not null))
+        // Checkpoint starts (stl, mtl) are for the architectures built from them; pretrained weights are for any.
+        if (StartFrom is not null && (StartFrom.Stl.Count > 0 || StartFrom.Mtl is not null || StartFrom.Pretrained is null))
         {
             ConfigException.Require(Architecture is InterroGateConfig or SingleTaskConfig or CrossStitchConfig, "startFrom", Architecture.Type,
-                "InterroGate runs (from STL and MTL checkpoints), cross-stitch runs (from STL checkpoints) or STL runs (from an MTL checkpoint)");
+                "InterroGate runs (from STL and MTL checkpoints), cross-stitch runs (from STL checkpoints), STL runs (from an MTL checkpoint), " +
+                "or any run with startFrom.pretrained alone");
             if (Architecture is CrossStitchConfig)
                 ConfigException.Require(StartFrom.Mtl is null, "startFrom.mtl", StartFrom.Mtl, "empty for a cross-stitch run (its networks start from startFrom.stl)");
             if (Architecture is SingleTaskConfig)
