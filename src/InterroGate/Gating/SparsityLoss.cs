@@ -12,6 +12,12 @@ public enum SparsityKind
     L1,
     /// <summary>Hinge with each layer weighted by its share of the FLOPs: τ_t becomes a compute budget.</summary>
     Flops,
+    /// <summary>
+    /// Hinge with each layer weighted by its share of the channels: the usage is the mean of σ(α) over every gated
+    /// channel, τ_t a fraction of all channels, and the push on one gate, λs·σ'(α)/(T·Σ_ℓ C_ℓ), the same in every layer
+    /// (Eq. 4's is λs·σ'(α)/(T·L·C_ℓ): larger in narrow layers). An option, not the paper's loss.
+    /// </summary>
+    Channels,
 }
 
 public static class SparsityLoss
@@ -27,9 +33,7 @@ public static class SparsityLoss
         int tasks = (int)alphas[0].shape[0];
         if (tau.Count != tasks) throw new ArgumentException($"Need one τ per task ({tasks}), got {tau.Count}.");
 
-        double[] w = kind == SparsityKind.Flops
-            ? Normalise(layerWeights ?? throw new ArgumentException("FLOPs sparsity needs per-layer weights."), alphas.Count)
-            : Enumerable.Repeat(1.0 / alphas.Count, alphas.Count).ToArray();
+        double[] w = LayerWeights(alphas, kind, layerWeights);
 
         var perLayer = stack(alphas.Select(a => a.sigmoid().mean([1])).ToArray()); // [L, T]
         var usage = (perLayer * tensor(w).to(perLayer.dtype).to(perLayer.device).unsqueeze(1)).sum(dim: 0); // [T]
@@ -48,9 +52,7 @@ public static class SparsityLoss
     {
         using var _ = no_grad();
         int tasks = (int)alphas[0].shape[0];
-        double[] w = kind == SparsityKind.Flops
-            ? Normalise(layerWeights ?? throw new ArgumentException("FLOPs sparsity needs per-layer weights."), alphas.Count)
-            : Enumerable.Repeat(1.0 / alphas.Count, alphas.Count).ToArray();
+        double[] w = LayerWeights(alphas, kind, layerWeights);
         var sig = alphas.Select(a => a.sigmoid()).ToArray();
         var usage = zeros(tasks, dtype: float64, device: alphas[0].device);
         for (int l = 0; l < alphas.Count; l++) usage += sig[l].mean([1]).to(float64) * w[l];
@@ -58,6 +60,14 @@ public static class SparsityLoss
         var active = usage.gt(budget).to(alphas[0].dtype).unsqueeze(1) / tasks; // [T, 1]
         return alphas.Select((a, l) => active * (sig[l] * (1 - sig[l])) * (w[l] / a.shape[1])).ToArray();
     }
+
+    /// <summary>Each layer's weight in the usage (summing to 1): uniform (Eq. 4), by FLOPs, or by channels.</summary>
+    private static double[] LayerWeights(IReadOnlyList<Tensor> alphas, SparsityKind kind, IReadOnlyList<double>? layerWeights) => kind switch
+    {
+        SparsityKind.Flops => Normalise(layerWeights ?? throw new ArgumentException("FLOPs sparsity needs per-layer weights."), alphas.Count),
+        SparsityKind.Channels => Normalise(alphas.Select(a => (double)a.shape[1]).ToArray(), alphas.Count),
+        _ => Enumerable.Repeat(1.0 / alphas.Count, alphas.Count).ToArray(),
+    };
 
     private static double[] Normalise(IReadOnlyList<double> weights, int layers)
     {

@@ -40,6 +40,25 @@ public sealed class SparsityLossTests
     }
 
     [Fact]
+    public void Channel_weighting_pushes_every_gate_alike_whatever_its_layers_width()
+    {
+        // Layers of 2 and 6 channels, every σ(α) = 0.5: usage 0.5 in both forms; the per-gate push (at σ' = 1/4) is
+        // 1/(T·L·C) under Eq. 4 (4× larger in the narrow layer) and 1/(T·ΣC) with channel weighting.
+        Tensor[] alphas = [zeros(1, 2), zeros(1, 6)];
+        Assert.Equal(0.5, SparsityLoss.Compute(alphas, [0.0], SparsityKind.Channels).item<float>(), 5);
+        var eq4 = SparsityLoss.Gradient(alphas, [0.0], SparsityKind.Hinge);
+        var channels = SparsityLoss.Gradient(alphas, [0.0], SparsityKind.Channels);
+        Assert.Equal(0.25 / (2 * 2), eq4[0][0, 0].item<float>(), 6);
+        Assert.Equal(0.25 / (2 * 6), eq4[1][0, 0].item<float>(), 6);
+        Assert.Equal(0.25 / 8, channels[0][0, 0].item<float>(), 6);
+        Assert.Equal(0.25 / 8, channels[1][0, 0].item<float>(), 6);
+        // The usage is the fraction over all channels: 2 channels at 0.9 and 6 at 0.1 give 0.3, not (0.9 + 0.1) / 2.
+        Tensor[] mixed = [full(1, 2, MathF.Log(9f)), full(1, 6, -MathF.Log(9f))];
+        Assert.Equal(0.3, SparsityLoss.Compute(mixed, [0.0], SparsityKind.Channels).item<float>(), 5);
+        Assert.Equal(0.5, SparsityLoss.Compute(mixed, [0.0], SparsityKind.Hinge).item<float>(), 5);
+    }
+
+    [Fact]
     public void Its_gradient_pushes_every_gate_down_while_over_budget()
     {
         var a = Logits(0.7f, 0.9f).view(1, 2).requires_grad_();
@@ -58,6 +77,7 @@ public sealed class SparsityLossTests
     [InlineData(SparsityKind.Hinge, 0.25)]
     [InlineData(SparsityKind.L1, 0.5)]
     [InlineData(SparsityKind.Flops, 0.1)]
+    [InlineData(SparsityKind.Channels, 0.1)]
     public void The_closed_form_push_equals_autograd(SparsityKind kind, double tau)
     {
         // Task 1's usage (0.3) is under τ = 0.5, so the hinge pushes only task 0; at τ = 0.25 both are pushed.
