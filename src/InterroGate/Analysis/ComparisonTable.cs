@@ -201,7 +201,7 @@ public sealed class ComparisonTable(TaskSet tasks)
         }
         sb.AppendLine();
         sb.AppendLine($"Training cost on {device}: mean time of a training step's forward pass (model and losses) and of the rest " +
-                      "(backward, gate statistics, optimiser updates), each step after the run's first 5, averaged over epochs; " +
+                      "(backward, gate statistics, optimiser updates), each step after the run's first 5 (on CUDA every 10th), averaged over epochs; " +
                       "training time: the epochs without validation. STL: its networks' sum.");
         return sb.ToString();
     }
