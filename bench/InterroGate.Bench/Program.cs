@@ -107,6 +107,12 @@ if (args.Length > 0 && args[0] == "convs")
     DeploySpeed.ConvScaling();
     return;
 }
+if (args.Length > 0 && args[0] == "deploy-layouts")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    DeployLayouts.Run(repeats: args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 7);
+    return;
+}
 if (args.Length > 0 && args[0] == "deploy")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
