@@ -97,11 +97,17 @@ internal static class CompareCommand
         var outDir = CommonOptions.Out("every run and the table");
         var device = CommonOptions.Device();
         var seeds = new Option<string?>("--seeds") { Description = "Training seeds, e.g. 0,1,2: the protocol runs once per seed and the table shows mean ± std (config key seeds)" };
-        var cmd = new Command(name, description) { config, set, outDir, device, seeds };
+        var targets = new Option<string?>("--targets")
+        {
+            Description = "Compute budgets instead of the λs list, as fractions of the way from MTL's MACs (0) to STL's (1), e.g. 0.25,0.5,0.75: " +
+                          "one InterroGate run trained to each (config key targets; replaces lambdaS)",
+        };
+        var cmd = new Command(name, description) { config, set, outDir, device, seeds, targets };
         return (cmd, p =>
         {
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
             if (p.GetValue(seeds) is { } list) cfg = cfg with { Seeds = ParseSeeds(list) };
+            if (p.GetValue(targets) is { } fractions) cfg = cfg with { LambdaS = [], Targets = ParseTargets(fractions) };
             if (p.GetValue(device) is { } d)
                 cfg = cfg with
                 {
@@ -120,6 +126,7 @@ internal static class CompareCommand
         if (cfg.Methods.Count > 0) rows.Add($"MTL + {string.Join(", ", cfg.Methods.Select(m => m.Create(2).Name))}");
         rows.AddRange(cfg.Architectures.Select(a => a.Type));
         if (cfg.LambdaS.Count > 0) rows.Add($"InterroGate at λs = {string.Join(", ", cfg.LambdaS)}");
+        if (cfg.Targets is { Count: > 0 } budgets) rows.Add($"InterroGate trained to {string.Join(", ", budgets.Select(b => b.Label))}");
         if (cfg.TauGrid is { } taus) rows.Add($"τ per task in {{{string.Join(", ", taus)}}}");
         if (cfg.Grid is { } grid) rows.AddRange(grid.Select(kv => $"{kv.Key} in {{{string.Join(", ", kv.Value.Select(v => v.GetRawText()))}}}"));
         if (cfg.Seeds is { } s) rows.Add($"seeds {string.Join(", ", s)}");
@@ -131,6 +138,20 @@ internal static class CompareCommand
         AnsiConsole.WriteLine();
         Console.WriteLine(table.ToMarkdown(details));
         AnsiConsole.MarkupLine($"written: {Markup.Escape(md)}, {Markup.Escape(json)}");
+    }
+
+    /// <summary>"0.25,0.5" as budgets at those fractions of the way from MTL to STL; anything else is an error naming --targets.</summary>
+    internal static Gating.BudgetTarget[] ParseTargets(string list)
+    {
+        var parts = list.Split(',', StringSplitOptions.TrimEntries);
+        var targets = new Gating.BudgetTarget[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double f) || f is < 0 or > 1)
+                throw new ConfigException("targets", $"'{list}' is not a comma-separated list of fractions in [0, 1] (0 = MTL's MACs, 1 = STL's; e.g. 0.25,0.5,0.75)");
+            targets[i] = Gating.BudgetTarget.AtFraction(f);
+        }
+        return targets;
     }
 
     /// <summary>"0,1,2" as seeds; anything else is a configuration error naming --seeds.</summary>

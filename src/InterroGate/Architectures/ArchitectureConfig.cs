@@ -67,6 +67,11 @@ public sealed record InterroGateConfig : ArchitectureConfig
     public double GateHysteresis { get; init; }
     /// <summary>How each unit's T+1 copies are computed: one call per branch, one fused call, or measured per unit.</summary>
     public BranchFusion Fusion { get; init; } = BranchFusion.Off;
+    /// <summary>
+    /// A compute budget to train to (<see cref="BudgetTarget"/>): λs is then adapted during training (starting from
+    /// <see cref="LambdaS"/>) and the gates are landed on the budget when they are fixed. Null: λs stays as given.
+    /// </summary>
+    public BudgetTarget? Target { get; init; }
 
     /// <summary>τ for each of <paramref name="tasks"/> tasks.</summary>
     public double[] TauFor(int tasks) =>
@@ -84,6 +89,13 @@ public sealed record InterroGateConfig : ArchitectureConfig
         ConfigException.Require(GateLr > 0 && double.IsFinite(GateLr), $"{path}.gateLr", GateLr, "> 0");
         ConfigException.Require(NoiseTemperature >= 0 && double.IsFinite(NoiseTemperature), $"{path}.noiseTemperature", NoiseTemperature, "≥ 0 (0 = no noise)");
         ConfigException.Require(GateHysteresis >= 0 && double.IsFinite(GateHysteresis), $"{path}.gateHysteresis", GateHysteresis, "≥ 0 (0 = G = 1[α > 0] at every step)");
+        if (Target is { } target)
+        {
+            target.Validate($"{path}.target", tasks);
+            if (Tau.Any(t => t != 0))
+                throw new ConfigException($"{path}.tau", $"[{string.Join(", ", Tau)}] with a target; give 0 (the target is the budget: the sparsity loss is applied while the cost exceeds it)");
+            ConfigException.Require(LambdaS > 0, $"{path}.lambdaS", LambdaS, "> 0 with a target (the starting value of the adapted λs)");
+        }
     }
 }
 

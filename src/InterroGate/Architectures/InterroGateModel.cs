@@ -19,6 +19,10 @@ public sealed class InterroGateModel : MultiTaskModel
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
     private readonly GateMonitor _monitor;
+    private readonly BudgetController? budget;
+    private readonly long _inChannels;
+    private readonly (int Height, int Width) _inputSize;
+    private double[]? _budgetWeights; // the budget's weight per task for the coming step
 
     public InterroGateModel(TaskSet tasks, IEncoderSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options,
         Heads.HeadConfig? headConfig = null)
@@ -48,7 +52,45 @@ public sealed class InterroGateModel : MultiTaskModel
         heads = MakeHeads(spec);
         _layerMacs = Encoder.GatedLayerMacs().ToArray();
         _monitor = new GateMonitor(names, Encoder.GateLayers.Select(g => g.Channels).ToArray());
+        (_inChannels, _inputSize) = (inChannels, inputSize);
+        if (options.Target is { } target)
+            budget = new BudgetController(target, options.LambdaS, tasks.Count, Encoder.GateLayers.Select(g => g.Channels).ToArray(),
+                gates => Encoder.PredictPrunedCost(gates), HeadCost) { TaskNames = names };
         RegisterComponents();
+    }
+
+    /// <summary>The compute budget the model trains to (architecture.target); null without one.</summary>
+    public BudgetController? Budget => budget;
+
+    /// <summary>
+    /// MACs and parameters of the heads at the model's input size (constant: they do not depend on the gates). Dense
+    /// heads' BN folds into their convolutions in the deployed network, so their BN parameters are not counted.
+    /// </summary>
+    public (long Macs, long Parameters) HeadCost()
+    {
+        var device = parameters().First().device;
+        var report = Analysis.CostCounter.Count(this, x => call(x.to(device)), [1, _inChannels, _inputSize.Height, _inputSize.Width]);
+        long macs = report.Layers.Where(l => l.Name.StartsWith("heads.", StringComparison.Ordinal)).Sum(l => l.Macs);
+        long headParameters = named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel())
+            - named_modules().Where(m => m.name.StartsWith("heads.", StringComparison.Ordinal)).Select(m => m.module)
+                .OfType<BatchNorm2d>().Sum(bn => bn.weight!.numel());
+        return (macs, headParameters);
+    }
+
+    public override string? PrepareTraining(int gateSteps)
+    {
+        if (budget is null) return null;
+        budget.SetGateSteps(gateSteps);
+        return $"{budget.Describe()}; λs adapted from {Options.LambdaS:G4} at rate {budget.Rate:G3} per gate step";
+    }
+
+    public override string? FixGates()
+    {
+        if (budget is null) return null;
+        var (landed, message) = budget.Land(HardGates());
+        using (no_grad())
+            for (int l = 0; l < landed.Length; l++) Encoder.GateLayers[l].Force(landed[l]);
+        return message;
     }
 
     public InterroGateConfig Options { get; }
@@ -74,23 +116,43 @@ public sealed class InterroGateModel : MultiTaskModel
         return Tasks.Select((t, i) => (t.Name, Out: Predict(t, heads[t.Name], features[i], x))).ToDictionary(p => p.Name, p => p.Out);
     }
 
-    public override Tensor? Regularizer() =>
-        SparsityLoss.Compute(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs) * Options.LambdaS;
+    /// <summary>
+    /// λ_s · L_s (Eq. 4). With a budget, each task's term is weighted by the budget's adapted λ while the pruned cost
+    /// exceeds the target and by 0 under it.
+    /// </summary>
+    public override Tensor? Regularizer()
+    {
+        var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
+        return budget is null
+            ? SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs) * Options.LambdaS
+            : SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights());
+    }
 
     /// <summary>λ_s·∂L_s/∂α per gated layer: the sparsity loss's push on every gate (closed form, no graph).</summary>
-    public Tensor[] SparsityPush() =>
-        SparsityLoss.Gradient(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), _tau, Options.Sparsity, _layerMacs)
-            .Select(g => g * Options.LambdaS).ToArray();
+    public Tensor[] SparsityPush()
+    {
+        var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
+        return budget is null
+            ? SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs).Select(g => g * Options.LambdaS).ToArray()
+            : SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights());
+    }
+
+    private double[] BudgetWeights() => _budgetWeights ??= budget!.Weights(HardGates());
 
     public override void ObserveGradients()
     {
         // Called inside the training step's dispose scope, which frees the hard-gate copies.
-        _monitor.Observe(Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray(), SparsityPush(), Encoder.GateLayers.Select(g => g.Hard()).ToArray());
+        var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
+        var push = SparsityPush();
+        _monitor.Observe(alphas, push, Encoder.GateLayers.Select(g => g.Hard()).ToArray());
+        if (budget is not null && alphas.All(a => a.grad is not null))
+            budget.Observe(alphas.Select((a, l) => a.grad! - push[l]).ToArray());
     }
 
     public override void GatesStepped()
     {
         foreach (var g in Encoder.GateLayers) g.Step();
+        if (budget is not null) _budgetWeights = budget.Update(HardGates());
     }
 
     public override IReadOnlyList<GateLayerStats> TakeGateStatistics()
@@ -136,6 +198,20 @@ public sealed class InterroGateModel : MultiTaskModel
         var (overall, perTask) = TaskSpecificFraction();
         var d = new Dictionary<string, double> { ["task_specific"] = overall };
         for (int t = 0; t < Tasks.Count; t++) d[$"task_specific/{Tasks[t].Name}"] = perTask[t];
+        if (budget is not null)
+        {
+            var gates = HardGates();
+            d["budget_target"] = budget.TargetCost();
+            d["budget_cost"] = budget.Cost(gates);
+            d["budget_gap"] = budget.Relative(d["budget_cost"]);
+            var lambdas = budget.Lambda;
+            var shares = budget.TaskShares(gates);
+            for (int t = 0; t < Tasks.Count; t++)
+            {
+                d[$"budget_lambda/{Tasks[t].Name}"] = lambdas[t];
+                d[$"budget_own_share/{Tasks[t].Name}"] = shares[t];
+            }
+        }
         return d;
     }
 }

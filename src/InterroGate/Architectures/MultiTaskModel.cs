@@ -72,6 +72,19 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// </summary>
     public virtual string? GateRegimeWarning(int gateSteps) => null;
 
+    /// <summary>
+    /// Called once before training starts (or resumes), with the number of gate-learning steps: a line worth printing about what the model trains to
+    /// (InterroGate: its compute budget), or null. Throws <see cref="Configuration.ConfigException"/> for a setting the
+    /// built model shows to be invalid (a budget outside MTL's and STL's cost).
+    /// </summary>
+    public virtual string? PrepareTraining(int gateSteps) => null;
+
+    /// <summary>
+    /// Called when the gates become fixed for the rest of training (InterroGate with a budget: lands the gates on it);
+    /// returns a line saying what was done, or null.
+    /// </summary>
+    public virtual string? FixGates() => null;
+
     /// <summary>One head per task reading the features of <paramref name="encoder"/> (its channels, at its output stride).</summary>
     protected ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(Backbones.IEncoderSpec encoder) =>
         ModuleMap.Of(Tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, encoder, HeadOptions))).ToArray());

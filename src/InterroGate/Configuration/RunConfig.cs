@@ -323,6 +323,8 @@ public sealed record RunConfig
         Architecture.Validate("architecture", tasks);
         if (Architecture.ResNetOnly) Backbone.RequireResNet(Architecture.Type, "backbone");
         Training.Validate("training");
+        if (Architecture is InterroGateConfig { Target: not null } && Training.FreezeGatesLastEpochs < 1)
+            throw new ConfigException("training.freezeGatesLastEpochs", $"{Training.FreezeGatesLastEpochs} with architecture.target; give 1 to {Training.Epochs - 1} (the gates are landed on the target, then the weights train with them fixed)");
         Balancer.Validate("balancer", tasks);
         if (Training.Deterministic && Architecture is InterroGateConfig { Fusion: Gating.BranchFusion.Auto })
             throw new ConfigException("architecture.fusion", "auto chooses by timing, which varies from run to run; with training.deterministic use on or off");
@@ -373,6 +375,11 @@ public sealed record CompareConfig
     /// <summary>InterroGate's options; its lambdaS is replaced by each value of <see cref="LambdaS"/>.</summary>
     public InterroGateConfig InterroGate { get; init; } = new();
     public IReadOnlyList<double> LambdaS { get; init; } = [0.5, 2, 8];
+    /// <summary>
+    /// Compute budgets to train InterroGate to, one run each, instead of the λs list (which must then be empty):
+    /// e.g. [{"fraction": 0.25}, {"fraction": 0.5}, {"macs": 4.2e6}]. Null or empty: the λs list.
+    /// </summary>
+    public IReadOnlyList<Gating.BudgetTarget>? Targets { get; init; }
     public bool InitialiseFromBaselines { get; init; } = true;
     /// <summary>
     /// Trains MTL first and starts every STL encoder from its trained encoder, so that all the branches
@@ -448,13 +455,21 @@ public sealed record CompareConfig
         for (int i = 0; i < Methods.Count; i++) Methods[i].Validate($"methods[{i}]", tasks);
         var names = Methods.Select(m => m.Create(tasks).Name).ToArray();
         ConfigException.Require(names.Distinct().Count() == names.Length, "methods", string.Join(", ", names), "each method at most once");
-        ConfigException.Require(LambdaS.Count > 0 || Methods.Count > 0 || Architectures.Count > 0, "lambdaS", "[]",
-            "at least one value (an empty list is allowed only when methods or architectures give other rows)");
+        bool targets = Targets is { Count: > 0 };
+        if (targets && LambdaS.Count > 0)
+            throw new ConfigException("targets", $"given with a λs sweep (lambdaS: [{string.Join(", ", LambdaS)}]); give one or the other (lambdaS: [] with targets; interroGate.lambdaS is the adapted λs's starting value)");
+        if (InterroGate.Target is not null)
+            throw new ConfigException("interroGate.target", "is set for every run; list the budgets in targets instead (one run each)");
+        ConfigException.Require(LambdaS.Count > 0 || targets || Methods.Count > 0 || Architectures.Count > 0, "lambdaS", "[]",
+            "at least one value (an empty list is allowed only with targets, or when methods or architectures give other rows)");
+        if (Targets is { } list)
+            for (int i = 0; i < list.Count; i++) list[i].Validate($"targets[{i}]", tasks);
         for (int i = 0; i < LambdaS.Count; i++)
             ConfigException.Require(LambdaS[i] >= 0 && double.IsFinite(LambdaS[i]), $"lambdaS[{i}]", LambdaS[i], "≥ 0");
         InterroGateTraining?.Validate("interroGateTraining");
         Run(new HardSharingConfig()).Validate(tasks);
         if (LambdaS.Count > 0) Run(InterroGate).Validate(tasks);
+        if (targets) Run(InterroGate with { Target = Targets![0] }).Validate(tasks);
         global::InterroGate.Training.SweepPoints.Validate(this, tasks);
         InterroGate.Validate("interroGate", tasks);
     }

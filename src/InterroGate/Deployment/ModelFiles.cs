@@ -72,6 +72,7 @@ public static class StateDictExport
             ["input"] = System.Text.Json.JsonSerializer.Serialize(new { channels = input.Channels, height = input.Height, width = input.Width, mean = input.Mean, std = input.Std }),
             ["config"] = meta.Config,
         };
-        SafeTensors.Save(path, state.ToDictionary(kv => kv.Key, kv => kv.Value), metadata);
+        // A budget's controller state (budget.*: the adapted λ and running gradients) is training state, not the model's.
+        SafeTensors.Save(path, state.Where(kv => !kv.Key.StartsWith("budget.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key, kv => kv.Value), metadata);
     }
 }

@@ -58,6 +58,24 @@ public sealed class GateLayer : nn.Module
     }
 
     /// <summary>
+    /// Sets the hard gates to <paramref name="gates"/>[task][channel]: a gate whose state changes gets α = ±(h + max(|α|, 0.01))
+    /// on its new side of the band (h: the hysteresis, 0 without), so 1[α &gt; 0] and the hysteresis state agree with it.
+    /// </summary>
+    public void Force(bool[][] gates)
+    {
+        if (gates.Length != Tasks || gates.Any(g => g.Length != Channels))
+            throw new ArgumentException($"Need [{Tasks}][{Channels}] gates.");
+        using var _ = no_grad();
+        var wanted = tensor(gates.SelectMany(g => g).ToArray(), dtype: @bool).view(Tasks, Channels).to(alpha.device);
+        using var current = Hard().gt(0.5);
+        var changed = wanted.ne(current);
+        var magnitude = alpha.abs().clamp_min(0.01) + Hysteresis;
+        var value = where(wanted, magnitude, -magnitude);
+        alpha.copy_(where(changed, value, alpha));
+        gate_state?.copy_(wanted.to(float32));
+    }
+
+    /// <summary>
     /// Gate values [T, C]: exactly 0 or 1 in the forward pass, with σ'(α) as their gradient.
     /// With <paramref name="noise"/>.Temperature &gt; 0 in training, logistic noise is added to α and
     /// the sigmoid is sharpened by the temperature (Gumbel-sigmoid).

@@ -27,7 +27,9 @@ public static class SparsityLoss
     /// <paramref name="tau"/> and per-layer weights <paramref name="layerWeights"/> (used for
     /// <see cref="SparsityKind.Flops"/>; they are normalised to sum to 1).
     /// </summary>
-    public static Tensor Compute(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null)
+    /// <param name="taskWeights">Optional weight of each task's term (a budget's adapted λ per task): mean over tasks of w_t·max(0, u_t − τ_t).</param>
+    public static Tensor Compute(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null,
+        IReadOnlyList<double>? taskWeights = null)
     {
         if (alphas.Count == 0) throw new ArgumentException("No gated layers.");
         int tasks = (int)alphas[0].shape[0];
@@ -40,7 +42,13 @@ public static class SparsityLoss
         var budget = kind == SparsityKind.L1
             ? zeros_like(usage)
             : tensor(tau.ToArray()).to(usage.dtype).to(usage.device);
-        return nn.functional.relu(usage - budget).mean();
+        var hinge = nn.functional.relu(usage - budget);
+        if (taskWeights is not null)
+        {
+            if (taskWeights.Count != tasks) throw new ArgumentException($"Need one task weight per task ({tasks}), got {taskWeights.Count}.");
+            hinge = hinge * tensor(taskWeights.ToArray()).to(hinge.dtype).to(hinge.device);
+        }
+        return hinge.mean();
     }
 
     /// <summary>
@@ -48,7 +56,8 @@ public static class SparsityLoss
     /// The same for every channel of a layer but for σ'(α): the uniform push the task gradient competes with
     /// (docs/method.md, "The gate regime"). Multiply by λ_s for the push on the gates.
     /// </summary>
-    public static Tensor[] Gradient(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null)
+    public static Tensor[] Gradient(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null,
+        IReadOnlyList<double>? taskWeights = null)
     {
         using var _ = no_grad();
         int tasks = (int)alphas[0].shape[0];
@@ -58,6 +67,7 @@ public static class SparsityLoss
         for (int l = 0; l < alphas.Count; l++) usage += sig[l].mean([1]).to(float64) * w[l];
         var budget = kind == SparsityKind.L1 ? zeros_like(usage) : tensor(tau.ToArray(), dtype: float64).to(usage.device);
         var active = usage.gt(budget).to(alphas[0].dtype).unsqueeze(1) / tasks; // [T, 1]
+        if (taskWeights is not null) active = active * tensor(taskWeights.ToArray()).to(active.dtype).to(active.device).unsqueeze(1);
         return alphas.Select((a, l) => active * (sig[l] * (1 - sig[l])) * (w[l] / a.shape[1])).ToArray();
     }
 

@@ -20,6 +20,11 @@ public sealed record ComparisonEntry(
     /// <summary>Per task, every metric of its kind on the test split (primary and secondary).</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> TestDetails { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, double>>();
+
+    /// <summary>An InterroGate run's compute budget (MACs, or parameters for a parameter budget); null without one.</summary>
+    public double? Target { get; init; }
+    /// <summary>(achieved − target) / target of a run with a budget.</summary>
+    public double? TargetGap { get; init; }
 }
 
 /// <summary>Everything a comparison produced: the entries, the table and where it was written.</summary>
@@ -217,19 +222,26 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         var test = Evaluator.Evaluate(prepared.Model, data.Test, run.Training.EvalBatchSize, cancel);
         var (macs, parameters) = Cost(prepared.Model, image);
         double? specific = prepared.Model is InterroGateModel ig ? ig.TaskSpecificFraction().Overall : null;
+        var budget = (prepared.Model as InterroGateModel)?.Budget;
         label ??= run.Architecture switch
         {
+            InterroGateConfig { Target: { } t } => $"InterroGate (target {t.Label})",
             InterroGateConfig c => $"InterroGate (λs={Lambda(c.LambdaS)})",
             SingleTaskConfig => $"STL ({string.Join(", ", prepared.Tasks.Names)})",
             MtanConfig => "MTAN",
             CrossStitchConfig => "Cross-stitch",
             _ => "MTL",
         };
-        progress?.Report(new RunMessage(run.Name, $"test: {string.Join(", ", test.Metrics.Select(kv => $"{kv.Key} {kv.Value:F4}"))}; {macs / 1e6:F2} M MACs"));
+        double? target = budget?.TargetCost();
+        double? gap = budget is null ? null : budget.Relative(budget.Target.Kind == Gating.BudgetKind.Parameters ? parameters : macs);
+        progress?.Report(new RunMessage(run.Name, $"test: {string.Join(", ", test.Metrics.Select(kv => $"{kv.Key} {kv.Value:F4}"))}; {macs / 1e6:F2} M MACs" +
+            (budget is null ? "" : $"; target {target / 1e6:F3} M {(budget.Target.Kind == Gating.BudgetKind.Parameters ? "parameters" : "MACs")}, gap {gap:+0.0%;-0.0%}")));
         return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs)
         {
             TestDetails = test.Details,
             Cost = TrainingCost.Read(trainer.MetricsPath),
+            Target = target,
+            TargetGap = gap,
         });
     }
 
@@ -255,19 +267,16 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     /// </summary>
     public static (long Macs, long Parameters) Cost(MultiTaskModel model, (int Channels, int Height, int Width) image)
     {
-        var report = CostCounter.Count(model, x => model.call(x), [1, image.Channels, image.Height, image.Width]);
         if (model is not InterroGateModel ig)
         {
+            var report = CostCounter.Count(model, x => model.call(x), [1, image.Channels, image.Height, image.Width]);
             // Deployed with BN folded into the convolution before it: each BN channel's scale and shift become one bias.
             long bnChannels = model.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel());
             return (report.Macs, report.Params - bnChannels);
         }
-        var heads = report.Layers.Where(l => l.Name.StartsWith("heads.", StringComparison.Ordinal)).ToArray();
-        long headParams = ig.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel())
-            - ig.named_modules().Where(m => m.name.StartsWith("heads.", StringComparison.Ordinal)).Select(m => m.module)
-                .OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel()); // dense heads' BN folds into their convolutions
+        var heads = ig.HeadCost();
         var pruned = ig.PredictPrunedEncoderCost();
-        return (pruned.Macs + heads.Sum(l => l.Macs), pruned.Parameters + headParams);
+        return (pruned.Macs + heads.Macs, pruned.Parameters + heads.Parameters);
     }
 
     /// <summary><paramref name="extra"/> with the training cost's columns (<see cref="ComparisonTable.CostKeys"/>) where measured.</summary>
@@ -303,6 +312,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         {
             var extra = WithCost(new Dictionary<string, double> { ["ms/step"] = e.MsPerStep, ["epochs"] = e.Epochs }, e.Cost);
             if (e.TaskSpecific is double f) extra["task-specific %"] = 100 * f;
+            if (e.Target is double target) extra[ComparisonTable.TargetKey] = target / 1e6;
+            if (e.TargetGap is double gap) extra[ComparisonTable.TargetGapKey] = 100 * gap;
             table.AddRow(new ComparisonRow(e.Label, e.Architecture, e.Test, e.Macs, e.Parameters, extra) { Details = e.TestDetails });
         }
         return table;

@@ -9,10 +9,13 @@ using InterroGate.Configuration;
 
 namespace InterroGate.Training;
 
-/// <summary>One InterroGate run of a sweep: its folder name, its table label, λs and the config overrides that make it.</summary>
-public sealed record SweepPoint(int Index, string Name, string Label, double LambdaS, IReadOnlyList<string> Overrides);
+/// <summary>
+/// One InterroGate run of a sweep: its folder name, its table label, λs (or, with <see cref="Target"/>, the adapted
+/// λs's starting value) and the config overrides that make it.
+/// </summary>
+public sealed record SweepPoint(int Index, string Name, string Label, double LambdaS, IReadOnlyList<string> Overrides, Gating.BudgetTarget? Target = null);
 
-/// <summary>The InterroGate runs a comparison makes: λs × the τ grid × the grid, in that order.</summary>
+/// <summary>The InterroGate runs a comparison makes: λs (or the budget targets) × the τ grid × the grid, in that order.</summary>
 public static class SweepPoints
 {
     /// <summary>Keys a sweep cannot vary: the STL and MTL runs every InterroGate run starts from would no longer fit.</summary>
@@ -32,15 +35,19 @@ public static class SweepPoints
             axes.Add((key, key.Split('.')[^1], values.Select(v => (v.GetRawText(), Text(v))).ToArray()));
 
         var points = new List<SweepPoint>();
-        foreach (double lambda in c.LambdaS)
+        // Either the λs list or the budget targets make the first axis.
+        var first = c.Targets is { Count: > 0 } targets
+            ? targets.Select(t => (Name: $"interrogate-target{Safe(t.Label)}", Label: $"InterroGate (target {t.Label}", Lambda: c.InterroGate.LambdaS, Target: (Gating.BudgetTarget?)t)).ToArray()
+            : c.LambdaS.Select(l => (Name: $"interrogate-ls{ComparisonRunner.Lambda(l)}", Label: $"InterroGate (λs={ComparisonRunner.Lambda(l)}", Lambda: l, Target: (Gating.BudgetTarget?)null)).ToArray();
+        foreach (var head in first)
         {
             var combos = new List<(string Json, string Text)[]> { Array.Empty<(string, string)>() };
             foreach (var axis in axes) combos = combos.SelectMany(prefix => axis.Values.Select(v => prefix.Append(v).ToArray())).ToList();
             foreach (var combo in combos)
             {
-                string name = $"interrogate-ls{ComparisonRunner.Lambda(lambda)}" + string.Concat(combo.Select((v, i) => $"-{Safe(axes[i].Short)}{Safe(v.Text)}"));
-                string label = $"InterroGate (λs={ComparisonRunner.Lambda(lambda)}" + string.Concat(combo.Select((v, i) => $", {axes[i].Short}={v.Text}")) + ")";
-                points.Add(new SweepPoint(points.Count, name, label, lambda, combo.Select((v, i) => $"{axes[i].Key}={v.Json}").ToArray()));
+                string name = head.Name + string.Concat(combo.Select((v, i) => $"-{Safe(axes[i].Short)}{Safe(v.Text)}"));
+                string label = head.Label + string.Concat(combo.Select((v, i) => $", {axes[i].Short}={v.Text}")) + ")";
+                points.Add(new SweepPoint(points.Count, name, label, head.Lambda, combo.Select((v, i) => $"{axes[i].Key}={v.Json}").ToArray(), head.Target));
             }
         }
         return points;
@@ -49,7 +56,7 @@ public static class SweepPoints
     /// <summary>The run of <paramref name="point"/>: InterroGate at its λs with its overrides applied.</summary>
     public static RunConfig Run(CompareConfig c, SweepPoint point)
     {
-        var run = c.Run(c.InterroGate with { LambdaS = point.LambdaS }, point.Name);
+        var run = c.Run(c.InterroGate with { LambdaS = point.LambdaS, Target = point.Target }, point.Name);
         return point.Overrides.Count == 0 ? run : ConfigJson.Deserialize<RunConfig>(ConfigJson.Serialize(run), point.Overrides, point.Name);
     }
 
@@ -77,7 +84,7 @@ public static class SweepPoints
             }
         }
         if (c.Grid is null && c.TauGrid is null) return;
-        ConfigException.Require(c.LambdaS.Count > 0, "lambdaS", "[]", "at least one λs: the grid varies the InterroGate runs");
+        ConfigException.Require(c.LambdaS.Count > 0 || c.Targets is { Count: > 0 }, "lambdaS", "[]", "at least one λs (or targets): the grid varies the InterroGate runs");
         var points = Of(c, tasks);
         var twice = points.GroupBy(p => p.Name).FirstOrDefault(g => g.Count() > 1);
         if (twice is not null) throw new ConfigException("grid", $"two points share the run name {twice.Key}; give values that differ once written out");

@@ -138,7 +138,9 @@ public sealed class Trainer
         int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
         if (steps == 0) throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
 
+        bool gatesLanded = false;
         int gateSteps = gateOpt is null ? 0 : (cfg.Epochs - cfg.FreezeGatesLastEpochs) * steps;
+        if (_model.PrepareTraining(gateSteps) is { } preparation) Report(new RunMessage(_config.Name, preparation));
         if (resumeFrom is null && gateOpt is not null && ProbeGateRegime(objective, device, gateSteps) is { } warning)
             Report(new RunMessage(_config.Name, warning));
 
@@ -170,6 +172,12 @@ public sealed class Trainer
                 foreach (var g in weightOpt.ParamGroups) g.LearningRate = cfg.Lr * factor;
 
                 bool gatesFixed = epoch >= cfg.Epochs - cfg.FreezeGatesLastEpochs;
+                if (gatesFixed && gateOpt is not null && !gatesLanded)
+                {
+                    // Once, as the gates become fixed (or on resuming with them fixed: a no-op when already on target).
+                    if (_model.FixGates() is { } landing) Report(new RunMessage(_config.Name, landing));
+                    gatesLanded = true;
+                }
                 double[] losses;
                 double reg;
                 int n;
