@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A Pareto sweep on MultiFashion (the multifashion-quick preset: 8,000 training pairs, ResNet-20 ×¼): InterroGate at
-# λs ∈ {2, 8} × τ per task ∈ {0, 0.25}² = 8 points, seeds 0 and 1, run as the baselines and SHARDS shards one
+# λs ∈ {2, 8} × τ per task ∈ {0, 0.5}² = 8 points, seeds 0 and 1, run as the baselines and SHARDS shards one
 # after the other (each is what one job of a Slurm array runs), then merged. Output: bench/results/multifashion-pareto/
 # (table, cost, figures, the report). Usage: bench/sweeps/multifashion-pareto.sh [shards, default 3]
 set -euo pipefail
@@ -13,7 +13,7 @@ cp -r src/InterroGate.Cli/bin/Release/net10.0/. "$bin/"
 runs=runs/bench-multifashion-pareto
 out=bench/results/multifashion-pareto
 mkdir -p "$out"
-sweep=(sweep multifashion-quick -o "$runs" --seeds 0,1 --set 'lambdaS=[2,8]' --set 'tauGrid=[0,0.25]')
+sweep=(sweep multifashion-quick -o "$runs" --seeds 0,1 --set 'lambdaS=[2,8]' --set 'tauGrid=[0,0.5]')
 {
   dotnet "$bin/interrogate.dll" "${sweep[@]}" --baselines
   for ((i = 0; i < shards; i++)); do dotnet "$bin/interrogate.dll" "${sweep[@]}" --shard "$i/$shards"; done

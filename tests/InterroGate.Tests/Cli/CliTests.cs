@@ -76,6 +76,18 @@ public sealed class CliTests
         Assert.Contains("config key 'seeds'", error);
     }
 
+    [Theory]
+    [InlineData("--targets", "0.5,1.5")]
+    [InlineData("--targets", "half")]
+    [InlineData("--set", "targets=[{\"fraction\":0.5}]")] // with the preset's λs list still there
+    [InlineData("--set", "targets=[{\"fraction\":0.5,\"macs\":4e6}]")]
+    public void Compare_refuses_malformed_budgets_or_budgets_beside_a_lambda_list_before_training(string option, string value)
+    {
+        var (code, error) = Run("compare", "multifashion-quick", option, value, "-o", Path.Combine(Path.GetTempPath(), $"ig-targets-{Guid.NewGuid():N}"));
+        Assert.Equal(2, code);
+        Assert.Contains("config key 'targets", error);
+    }
+
     [Fact]
     public void An_unexpected_failure_prints_one_line_and_the_crash_log_path_and_exits_with_70()
     {
