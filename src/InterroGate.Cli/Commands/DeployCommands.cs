@@ -188,13 +188,23 @@ internal static class DeployCommands
             {
                 Name = name,
                 Backbone = new BackboneConfig { Name = backboneName },
-                Architecture = name switch { "stl" => new SingleTaskConfig(), "mtl" => new HardSharingConfig(), _ => new InterroGateConfig() },
+                Architecture = name switch
+                {
+                    "stl" => new SingleTaskConfig(),
+                    "mtl" => new HardSharingConfig(),
+                    "interrogate" => new InterroGateConfig(),
+                    "mtan" => new MtanConfig(),
+                    "cross-stitch" => new CrossStitchConfig(),
+                    _ => throw new ConfigException("model", $"'{name}' is an architecture `cost` cannot build; valid: {string.Join(", ", Factory.Architectures.Keys)}"),
+                },
             };
             var tasks = new Tasks.TaskSet(Enumerable.Range(1, taskCount).Select(i => new Tasks.TaskSpec($"task{i}", Tasks.TaskKind.Classification, 10)));
             using var built = Factory.CreateModel(config, tasks, (channels, h, w));
             built.eval();
+            string named = $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)";
+            if (built is Mtan or CrossStitch) return CountBuilt(built, (channels, h, w), named);
             var g = StaticConversion.ToStatic(built, new Data.ImageInput(channels, h, w)).Graph;
-            return CountStatic(g, $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)");
+            return CountStatic(g, named);
         }
         // A backbone by name: its encoder + a 1000-class linear classifier (the torchvision ResNets as published).
         if (BackboneCatalog.Descriptions.ContainsKey(name) && !File.Exists(name))
@@ -220,11 +230,27 @@ internal static class DeployCommands
             var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
             using var model = Factory.CreateModel(config, tasks, data.Train.ImageShape);
             model.eval();
-            graph = StaticConversion.ToStatic(model, data.Train.Input).Graph;
             title = $"{name} ({config.Architecture.Type}, {config.Backbone.Name}, as initialised)";
+            if (model is Mtan or CrossStitch)
+            {
+                var shape = data.Train.ImageShape;
+                return CountBuilt(model, size is { } z ? (shape.Channels, z.H, z.W) : shape, title);
+            }
+            graph = StaticConversion.ToStatic(model, data.Train.Input).Graph;
         }
         if (size is { } s) graph = new StaticGraph(graph.Nodes, graph.Tensors, graph.Outputs, graph.Tasks, graph.Input with { Height = s.H, Width = s.W });
         return CountStatic(graph, title);
+    }
+
+    /// <summary>
+    /// MTAN and cross-stitch have no static form (their attention and cross-stitch units mix the tasks at every stage):
+    /// they are counted as built, BN folded into the convolutions as for every other row; no per-task split.
+    /// </summary>
+    private static (string, (long, long), IReadOnlyDictionary<string, (long Macs, long Params)>) CountBuilt(MultiTaskModel model,
+        (int Channels, int Height, int Width) image, string title)
+    {
+        var (macs, parameters) = ComparisonRunner.Cost(model, image);
+        return (title, (macs, parameters), new Dictionary<string, (long, long)>());
     }
 
     private static (string, (long, long), IReadOnlyDictionary<string, (long Macs, long Params)>) CountStatic(StaticGraph graph, string title)

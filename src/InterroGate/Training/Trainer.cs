@@ -205,10 +205,11 @@ public sealed class Trainer
                     double elapsed = epochClock.Elapsed.TotalSeconds;
                     double ips = epochImages / Math.Max(elapsed, 1e-9);
                     double remainingSteps = (steps - step - 1) + (double)(cfg.Epochs - epoch - 1) * steps;
-                    _model.Diagnostics().TryGetValue("task_specific", out var ts);
+                    // Only a model that reports a task-specific fraction has one (cross-stitch units are gate parameters too).
+                    double? specific = _model.Diagnostics().TryGetValue("task_specific", out var ts) ? ts : null;
                     Report(new StepProgress(_config.Name, epoch, cfg.Epochs, step, steps,
                         tasks.Select((t, i) => (t.Name, lossSums[i] / done)).ToDictionary(p => p.Name, p => p.Item2),
-                        regSum / done, gateParams.Length > 0 ? ts : null, ips, total.Elapsed,
+                        regSum / done, specific, ips, total.Elapsed,
                         TimeSpan.FromSeconds(remainingSteps * elapsed / Math.Max(done, 1))));
                 }
             }

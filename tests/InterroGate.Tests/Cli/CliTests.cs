@@ -260,7 +260,8 @@ public sealed class CliTests
             // Architectures by name: STL's total is the sum of its tasks' networks; MTL shares one encoder.
             long Total(string arch, out long[] perTask)
             {
-                var (_, text, _) = RunCapturing("cost", arch, "--backbone", "resnet20", "--input", "32x32", "--tasks", "3", "--json");
+                var (code, text, error) = RunCapturing("cost", arch, "--backbone", "resnet20", "--input", "32x32", "--tasks", "3", "--json");
+                Assert.True(code == 0, $"cost {arch}: {error}");
                 using var d = System.Text.Json.JsonDocument.Parse(text);
                 perTask = d.RootElement.GetProperty("tasks").EnumerateObject().Select(t => t.Value.GetProperty("macs").GetInt64()).ToArray();
                 return d.RootElement.GetProperty("macs").GetInt64();
@@ -270,6 +271,16 @@ public sealed class CliTests
             Assert.Equal(stlMacs, stlTasks.Sum());
             Assert.Equal(stlTasks[0], mtlTasks[0]);
             Assert.True(mtlMacs < stlTasks.Sum() / 2);
+            // MTAN and cross-stitch are built as named (counted as built: no static form), not as an InterroGate network.
+            long mtanMacs = Total("mtan", out _), crossStitchMacs = Total("cross-stitch", out _);
+            using (var _ = TorchSharp.torch.NewDisposeScope())
+            {
+                var tasks = new InterroGate.Tasks.TaskSet(Enumerable.Range(1, 3).Select(i => new InterroGate.Tasks.TaskSpec($"task{i}", InterroGate.Tasks.TaskKind.Classification, 10)));
+                using var mtan = new InterroGate.Architectures.Mtan(tasks, (InterroGate.Backbones.ResNetSpec)InterroGate.Backbones.BackboneCatalog.Spec("resnet20"), 3);
+                Assert.Equal(InterroGate.Training.ComparisonRunner.Cost(mtan, (3, 32, 32)).Macs, mtanMacs);
+            }
+            Assert.True(mtanMacs > mtlMacs && mtanMacs < stlMacs); // an InterroGate network as initialised costs STL's
+            Assert.True(crossStitchMacs >= stlMacs);
             Assert.Equal(2, Run("prune", Path.Combine(dir, "none.ckpt")).Code);
         }
         finally

@@ -166,6 +166,20 @@ public sealed class TrainerTests : IDisposable
             PreparedRun.Create(config with { Training = config.Training with { FreezeGatesLastEpochs = 3 } })).Key);
     }
 
+    [Theory]
+    [InlineData("cross-stitch", false)]
+    [InlineData("interrogate", true)]
+    public void Progress_shows_a_task_specific_fraction_only_for_models_that_have_one(string arch, bool has)
+    {
+        var config = Config(Architecture(arch), epochs: 1, train: 128);
+        var run = PreparedRun.Create(config);
+        var events = new Recorder();
+        new Trainer(config, run.Model, run.Data, _dir, events).Run();
+        var steps = events.Events.OfType<StepProgress>().ToArray();
+        Assert.NotEmpty(steps);
+        Assert.All(steps, s => Assert.Equal(has, s.TaskSpecific is not null));
+    }
+
     private sealed class OnEpoch(Action action) : IProgress<TrainingEvent>
     {
         public void Report(TrainingEvent value)
