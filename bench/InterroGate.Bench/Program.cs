@@ -107,6 +107,11 @@ if (args.Length > 0 && args[0] == "convs")
     DeploySpeed.ConvScaling();
     return;
 }
+if (args.Length > 2 && args[0] == "front-check")
+{
+    FrontCheck.Run(args[1], args[2]);
+    return;
+}
 if (args.Length > 0 && args[0] == "deploy-layouts")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
