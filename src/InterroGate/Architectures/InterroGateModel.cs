@@ -55,7 +55,7 @@ public sealed class InterroGateModel : MultiTaskModel
         (_inChannels, _inputSize) = (inChannels, inputSize);
         if (options.Target is { } target)
             budget = new BudgetController(target, options.LambdaS, tasks.Count, Encoder.GateLayers.Select(g => g.Channels).ToArray(),
-                gates => Encoder.PredictPrunedCost(gates), HeadCost) { TaskNames = names };
+                gates => Encoder.PredictPrunedCost(SharingPattern.FromGates(gates)), HeadCost) { TaskNames = names };
         RegisterComponents();
     }
 
@@ -184,14 +184,16 @@ public sealed class InterroGateModel : MultiTaskModel
     /// <summary>Fraction of gates that pick the task's own copy, per task and overall.</summary>
     public (double Overall, double[] PerTask) TaskSpecificFraction()
     {
-        var gates = HardGates();
-        var perTask = Enumerable.Range(0, Tasks.Count)
-            .Select(t => (double)gates.Sum(l => l[t].Count(b => b)) / gates.Sum(l => l[t].Length)).ToArray();
+        var pattern = Sharing();
+        var perTask = Enumerable.Range(0, Tasks.Count).Select(pattern.TaskSpecificFraction).ToArray();
         return (perTask.Average(), perTask);
     }
 
     /// <summary>Cost of the encoder once pruned with the current gates (see <see cref="PrunedCost"/>).</summary>
-    public PrunedCost PredictPrunedEncoderCost() => Encoder.PredictPrunedCost(HardGates());
+    public PrunedCost PredictPrunedEncoderCost() => Encoder.PredictPrunedCost(Sharing());
+
+    /// <summary>The sharing pattern of the current hard gates.</summary>
+    public SharingPattern Sharing() => SharingPattern.FromGates(HardGates());
 
     public override IReadOnlyDictionary<string, double> Diagnostics()
     {

@@ -15,7 +15,7 @@ namespace InterroGate.Deployment;
 /// </summary>
 internal static class HRNetPruning
 {
-    public static int[] Emit(GatedHRNet encoder, string[] tasks, GraphBuilder g, IReadOnlyList<bool[][]> gates, List<PrunedLayer> layers)
+    public static int[] Emit(GatedHRNet encoder, string[] tasks, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers)
     {
         int T = tasks.Length;
         var branches = Enumerable.Range(0, T + 1).Select(b => b < T ? encoder.TaskBranch(b) : encoder.SharedBranch).ToArray();
@@ -28,7 +28,7 @@ internal static class HRNetPruning
         {
             var step = steps[u];
             long channels = encoder.Units[u].OutChannels;
-            var keep = ResNetPruning.Keep(gates[u], channels, T);
+            var keep = pattern[u].Kept;
             var outs = new int[T + 1];
             for (int b = 0; b <= T; b++)
             {
@@ -44,7 +44,7 @@ internal static class HRNetPruning
                 outs[b] = g.Op($"{name}.relu", StaticOp.Relu, keep[b].Length, y);
             }
             layers.Add(ResNetPruning.Report(step.Name, keep, channels, tasks));
-            var (gated, mix) = ResNetPruning.GateAndMix(g, step.Name, outs, keep, gates[u], encoder.GateLayers[u], tasks);
+            var (gated, mix) = ResNetPruning.GateAndMix(g, step.Name, outs, pattern[u], encoder.GateLayers[u], tasks);
             streams[u] = [.. gated, mix];
         }
 

@@ -52,10 +52,10 @@ public static class Pruner
         model.eval();
         try
         {
-            var gates = model.HardGates();
+            var pattern = model.Sharing();
             var g = new GraphBuilder(input.Channels);
             var layers = new List<PrunedLayer>();
-            var features = EmitEncoder(model, g, gates, layers);
+            var features = EmitEncoder(model, g, pattern, layers);
             var outputs = new Dictionary<string, int>();
             for (int t = 0; t < model.Tasks.Count; t++)
             {
@@ -79,11 +79,11 @@ public static class Pruner
         }
     }
 
-    private static int[] EmitEncoder(InterroGateModel model, GraphBuilder g, IReadOnlyList<bool[][]> gates, List<PrunedLayer> layers) =>
+    private static int[] EmitEncoder(InterroGateModel model, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers) =>
         model.Encoder switch
         {
-            GatedResNet resnet => ResNetPruning.Emit(resnet, model.Tasks.Names.ToArray(), g, gates, layers),
-            GatedHRNet hrnet => HRNetPruning.Emit(hrnet, model.Tasks.Names.ToArray(), g, gates, layers),
+            GatedResNet resnet => ResNetPruning.Emit(resnet, model.Tasks.Names.ToArray(), g, pattern, layers),
+            GatedHRNet hrnet => HRNetPruning.Emit(hrnet, model.Tasks.Names.ToArray(), g, pattern, layers),
             var other => throw new NotSupportedException($"No pruner for encoder {other.GetType().Name}."),
         };
 }
@@ -97,7 +97,7 @@ public interface IStaticHead
 /// <summary>The pruning rules applied to <see cref="GatedResNet"/> (conv or block gating, any ResNet).</summary>
 internal static class ResNetPruning
 {
-    public static int[] Emit(GatedResNet encoder, string[] tasks, GraphBuilder g, IReadOnlyList<bool[][]> gates, List<PrunedLayer> layers)
+    public static int[] Emit(GatedResNet encoder, string[] tasks, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers)
     {
         int T = tasks.Length;
         var branches = Enumerable.Range(0, T + 1).Select(b => b < T ? encoder.TaskBranch(b) : encoder.SharedBranch).ToArray();
@@ -106,8 +106,7 @@ internal static class ResNetPruning
         int gateIndex = 0;
 
         // Stem: gated at its output.
-        var stemGates = gates[gateIndex];
-        var stemKeep = Keep(stemGates, encoder.SharedBranch.StemConv.out_channels, T);
+        var stemKeep = pattern[gateIndex].Kept;
         var stemOut = new int[T + 1];
         for (int b = 0; b <= T; b++)
             stemOut[b] = stemKeep[b].Length == 0 ? -1
@@ -118,7 +117,7 @@ internal static class ResNetPruning
             ? (v, name) => g.Add(new StaticNode(name, StaticOp.MaxPool, [v], g.Channels(v),
                 (int)pool.kernel_size[0], (int)(pool.stride?[0] ?? pool.kernel_size[0]), (int)(pool.padding?[0] ?? 0)))
             : null;
-        var (h, mix) = GateAndMix(g, "conv1", stemOut, stemKeep, stemGates, encoder.GateLayers[gateIndex++], tasks, stemPool);
+        var (h, mix) = GateAndMix(g, "conv1", stemOut, pattern[gateIndex], encoder.GateLayers[gateIndex++], tasks, stemPool);
 
         var blocks = encoder.SharedBranch.Blocks;
         for (int j = 0; j < blocks.Count; j++)
@@ -128,13 +127,13 @@ internal static class ResNetPruning
             var current = blockIn.ToArray();
             int units = blocks[j].Units;
             // Under block gating, inner units are kept whole iff their branch keeps anything at the block output.
-            long[][]? blockKeep = encoder.Mode == GatingMode.Block ? Keep(gates[gateIndex], blocks[j].OutChannels, T) : null;
+            long[][]? blockKeep = encoder.Mode == GatingMode.Block ? pattern[gateIndex].Kept : null;
             for (int k = 0; k < units; k++)
             {
                 string unit = $"{names[j]}.conv{k + 1}";
                 bool gated = encoder.Mode == GatingMode.Conv || k == units - 1;
                 long channels = blocks[j].ConvOf(k).out_channels;
-                var keep = gated ? Keep(gates[gateIndex], channels, T)
+                var keep = gated ? pattern[gateIndex].Kept
                     : blockKeep!.Select(kb => kb.Length > 0 ? Range(channels) : Array.Empty<long>()).ToArray();
                 var outs = new int[T + 1];
                 for (int b = 0; b <= T; b++)
@@ -154,7 +153,7 @@ internal static class ResNetPruning
                 layers.Add(Report(unit, keep, channels, tasks));
                 if (gated)
                 {
-                    (h, mix) = GateAndMix(g, unit, outs, keep, gates[gateIndex], encoder.GateLayers[gateIndex], tasks);
+                    (h, mix) = GateAndMix(g, unit, outs, pattern[gateIndex], encoder.GateLayers[gateIndex], tasks);
                     gateIndex++;
                     current = h.Append(mix).ToArray();
                 }
@@ -173,17 +172,17 @@ internal static class ResNetPruning
     /// the gather), each kept branch output is pooled once and the task features gathered after the pool;
     /// the mixed channels are pooled after mixing.
     /// </summary>
-    internal static (int[] Gated, int Mix) GateAndMix(GraphBuilder g, string unit, int[] outs, long[][] keep, bool[][] gates, GateLayer layer,
+    internal static (int[] Gated, int Mix) GateAndMix(GraphBuilder g, string unit, int[] outs, LayerSharing sharing, GateLayer layer,
         string[] tasks, Func<int, string, int>? pool = null)
     {
         int T = tasks.Length, S = T;
-        long channels = gates[0].Length;
+        var (keep, gates, channels) = (sharing.Kept, sharing.Gates, sharing.Channels);
         string Branch(int b) => b < T ? $"tasks.{tasks[b]}" : "shared";
         var after = pool is null ? outs : outs.Select((v, b) => v < 0 ? -1 : pool(v, $"{Branch(b)}.maxpool")).ToArray();
         var gated = Gather(g, unit, after, keep, gates, tasks, Range(channels));
         if (layer.Beta is null) return (gated, -1);
 
-        var mixed = Range(channels).Where(c => Enumerable.Range(0, T).Any(t => gates[t][c])).ToArray();
+        var mixed = sharing.Mixed;
         if (mixed.Length == 0) return (gated, after[S]); // every task reads the shared copy everywhere
         bool all = mixed.Length == channels;
         var toMix = all && pool is null ? gated : Gather(g, all ? $"{unit}.unpooled" : $"{unit}.mixed", outs, keep, gates, tasks, mixed);
@@ -226,15 +225,6 @@ internal static class ResNetPruning
         var pos = Enumerable.Repeat(-1L, (int)channels).ToArray();
         for (int i = 0; i < kept.Length; i++) pos[kept[i]] = i;
         return pos;
-    }
-
-    /// <summary>Filters kept per branch: task t where G_t = 1, shared where some task has G = 0.</summary>
-    internal static long[][] Keep(bool[][] gates, long channels, int T)
-    {
-        var keep = new long[T + 1][];
-        for (int t = 0; t < T; t++) keep[t] = Range(channels).Where(c => gates[t][c]).ToArray();
-        keep[T] = Range(channels).Where(c => Enumerable.Range(0, T).Any(t => !gates[t][c])).ToArray();
-        return keep;
     }
 
     private static long[] Range(long n) => Enumerable.Range(0, (int)n).Select(i => (long)i).ToArray();

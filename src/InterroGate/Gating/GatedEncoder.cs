@@ -32,6 +32,6 @@ public interface IGatedEncoder
     /// <summary>The shared branch's parameters (what every task's loss reaches).</summary>
     IEnumerable<Parameter> SharedParameters();
 
-    /// <summary>Cost of the encoder once pruned with hard gates <paramref name="gates"/>[layer][task][channel].</summary>
-    PrunedCost PredictPrunedCost(IReadOnlyList<bool[][]> gates);
+    /// <summary>Cost of the encoder once pruned to <paramref name="pattern"/> (what each gated layer keeps).</summary>
+    PrunedCost PredictPrunedCost(SharingPattern pattern);
 }

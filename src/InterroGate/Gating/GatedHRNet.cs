@@ -73,7 +73,7 @@ public sealed class GatedHRNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
 
     public IReadOnlyList<double> GatedLayerMacs() => _units.Select(u => (double)u.Macs).ToArray();
 
-    public PrunedCost PredictPrunedCost(IReadOnlyList<bool[][]> gates) => PrunedCost.FromUnits(_units, gates, Tasks);
+    public PrunedCost PredictPrunedCost(SharingPattern pattern) => PrunedCost.FromUnits(_units, pattern);
 
     public override Tensor[] forward(Tensor x)
     {

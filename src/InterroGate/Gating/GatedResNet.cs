@@ -82,7 +82,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
 
     public IEnumerable<Parameter> SharedParameters() => shared.parameters();
 
-    public PrunedCost PredictPrunedCost(IReadOnlyList<bool[][]> gates) => PrunedCost.FromGates(_units, gates, Tasks);
+    public PrunedCost PredictPrunedCost(SharingPattern pattern) => PrunedCost.FromGates(_units, pattern);
 
     /// <summary>MACs of each gated layer in one branch, for FLOPs-weighted sparsity.</summary>
     public IReadOnlyList<double> GatedLayerMacs() =>

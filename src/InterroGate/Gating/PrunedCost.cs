@@ -9,22 +9,19 @@ namespace InterroGate.Gating;
 /// </summary>
 public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> TaskMacs, long SharedMacs, long KeptFilters, long TotalFilters)
 {
-    /// <summary>
-    /// Applies the pruning rules to <paramref name="units"/> given hard gates per gated layer
-    /// (<paramref name="gates"/>[layer][task][channel]).
-    /// </summary>
-    public static PrunedCost FromGates(IReadOnlyList<EncoderUnit> units, IReadOnlyList<bool[][]> gates, int tasks)
+    /// <summary>Applies <paramref name="pattern"/> (what each gated layer keeps) to <paramref name="units"/>.</summary>
+    public static PrunedCost FromGates(IReadOnlyList<EncoderUnit> units, SharingPattern pattern)
     {
+        int tasks = pattern.Tasks;
         int n = units.Count, branches = tasks + 1, S = tasks; // branch index S is the shared branch
         var kept = new long[n, branches];
 
-        // Gated units: a task filter is kept iff its gate is 1; a shared filter iff some task's gate is 0.
+        // Gated units: the filters the pattern keeps per branch.
         for (int u = 0; u < n; u++)
         {
             if (units[u].GateIndex < 0) continue;
-            var g = gates[units[u].GateIndex];
-            for (int t = 0; t < tasks; t++) kept[u, t] = g[t].Count(b => b);
-            kept[u, S] = Enumerable.Range(0, (int)units[u].OutChannels).Count(c => Enumerable.Range(0, tasks).Any(t => !g[t][c]));
+            var layer = pattern[units[u].GateIndex];
+            for (int b = 0; b < branches; b++) kept[u, b] = layer.Kept[b].Length;
         }
         // Ungated units (inside a block under block gating) feed only their own branch's next unit:
         // kept whole iff that branch keeps anything at the block's output.
@@ -59,32 +56,28 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
             // On a channel every task reads from the shared copy, the mix is the shared output itself (its
             // weights sum to 1): T weights per channel that some task reads from its own copy.
             if (unit.GateIndex >= 0 && u + 1 < n && SharedReads(units, kept, u + 1, S))
-            {
-                var g = gates[unit.GateIndex];
-                parameters += tasks * Enumerable.Range(0, (int)unit.OutChannels).Count(c => Enumerable.Range(0, tasks).Any(t => g[t][c]));
-            }
+                parameters += tasks * pattern[unit.GateIndex].Mixed.Length;
         }
         return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);
     }
 
     /// <summary>
-    /// Applies the pruning rules to an encoder described unit by unit as a graph (<see cref="GatedUnit"/>, every unit
-    /// gated, as in the gated HRNet), given hard gates per gated layer (<paramref name="gates"/>[layer][task][channel]).
-    /// A kept filter of a unit is kept in every convolution the unit sums (its main path, shortcut or fuse paths), each with
-    /// its own folded bias. A unit's mix stays iff the shared branch keeps a filter in some unit that reads it.
+    /// Applies <paramref name="pattern"/> to an encoder described unit by unit as a graph (<see cref="GatedUnit"/>, every
+    /// unit gated, as in the gated HRNet). A kept filter of a unit is kept in every convolution the unit sums (its main
+    /// path, shortcut or fuse paths), each with its own folded bias. A unit's mix stays iff the shared branch keeps a
+    /// filter in some unit that reads it.
     /// </summary>
-    public static PrunedCost FromUnits(IReadOnlyList<GatedUnit> units, IReadOnlyList<bool[][]> gates, int tasks)
+    public static PrunedCost FromUnits(IReadOnlyList<GatedUnit> units, SharingPattern pattern)
     {
+        int tasks = pattern.Tasks;
         int n = units.Count, branches = tasks + 1, S = tasks;
         var kept = new long[n, branches];
         var mixed = new long[n];
         for (int u = 0; u < n; u++)
         {
-            var g = gates[units[u].GateIndex];
-            var channels = Enumerable.Range(0, (int)units[u].OutChannels);
-            for (int t = 0; t < tasks; t++) kept[u, t] = g[t].Count(b => b);
-            kept[u, S] = channels.Count(c => Enumerable.Range(0, tasks).Any(t => !g[t][c]));
-            mixed[u] = channels.Count(c => Enumerable.Range(0, tasks).Any(t => g[t][c]));
+            var layer = pattern[units[u].GateIndex];
+            for (int b = 0; b < branches; b++) kept[u, b] = layer.Kept[b].Length;
+            mixed[u] = layer.Mixed.Length;
         }
         var sharedReads = new bool[n];
         for (int v = 0; v < n; v++)
