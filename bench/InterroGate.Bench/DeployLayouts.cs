@@ -12,7 +12,8 @@ using System.Globalization;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
 

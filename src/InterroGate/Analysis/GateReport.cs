@@ -32,7 +32,7 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
             throw new FileNotFoundException(Directory.Exists(runOrCheckpoint)
                 ? $"{runOrCheckpoint} holds no {Training.Trainer.LastFileName}: give a run folder written by train or compare, or a checkpoint file."
                 : $"{runOrCheckpoint} does not exist.", checkpoint);
-        var (model, _, meta) = Deployment.ModelFiles.LoadCheckpoint(checkpoint);
+        var (model, _, meta) = Export.ModelFiles.LoadCheckpoint(checkpoint);
         if (model is not InterroGateModel ig)
             throw new Training.CheckpointException(checkpoint, $"holds a {meta.Architecture} model; only InterroGate models have gates.");
         var state = ig.TakeGateStatistics();

@@ -1,5 +1,6 @@
 // DeepLab-v3's head: atrous spatial pyramid pooling, then a 3×3 convolution and a 1×1 classifier (Chen et al., arXiv 1706.05587).
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace InterroGate.Heads;
 
 /// <summary>Global average pooling and one linear layer (torchvision's classifier, field `fc`).</summary>
-public sealed class ClassificationHead : nn.Module<Tensor, Tensor>, Deployment.IStaticHead
+public sealed class ClassificationHead : nn.Module<Tensor, Tensor>, Pruning.IStaticHead
 {
     private readonly Linear fc;
 
@@ -14,10 +14,10 @@ public sealed class ClassificationHead : nn.Module<Tensor, Tensor>, Deployment.I
         RegisterComponents();
     }
 
-    public int Emit(Deployment.GraphBuilder graph, int input, string name)
+    public int Emit(Pruning.GraphBuilder graph, int input, string name)
     {
-        int pooled = graph.Op($"{name}.pool", Deployment.StaticOp.GlobalAvgPool, graph.Channels(input), input);
-        return graph.Add(new Deployment.StaticNode($"{name}.fc", Deployment.StaticOp.Linear, [pooled], fc.out_features),
+        int pooled = graph.Op($"{name}.pool", Pruning.StaticOp.GlobalAvgPool, graph.Channels(input), input);
+        return graph.Add(new Pruning.StaticNode($"{name}.fc", Pruning.StaticOp.Linear, [pooled], fc.out_features),
             ("weight", fc.weight!), ("bias", fc.bias!));
     }
 

@@ -1,5 +1,6 @@
 // The HRNetV2 segmentation head (Wang et al., arXiv 1908.07919), as the official seg_hrnet.py `last_layer`.
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -10,6 +10,6 @@ public static class UserErrors
     public static bool Is(Exception e) => e is Configuration.ConfigException or Data.DataFormatException or Data.DatasetNotFoundException
         or Training.CheckpointException or Training.RunFolderException or Training.NonFiniteLossException
         or NativeLoadException or DeviceUnavailableException
-        or Deployment.SafeTensorsException or Deployment.ImageInputException
+        or Export.SafeTensorsException or Export.ImageInputException
         or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 }

@@ -263,7 +263,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     /// <summary>
     /// MACs and parameters of the network that would be deployed (BN folded into the convolutions; see
-    /// <see cref="Deployment.StaticConversion"/>): InterroGate's as pruned by its gates.
+    /// <see cref="Pruning.StaticConversion"/>): InterroGate's as pruned by its gates.
     /// </summary>
     public static (long Macs, long Parameters) Cost(MultiTaskModel model, (int Channels, int Height, int Width) image)
     {

@@ -2,7 +2,7 @@ using InterroGate.Analysis;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Gating;
-using InterroGate.Tests.Deployment;
+using InterroGate.Tests.Pruning;
 using static TorchSharp.torch;
 
 namespace InterroGate.Tests.Gating;

@@ -1,7 +1,8 @@
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Gating;
 using InterroGate.Heads;
 using InterroGate.Objectives;
@@ -112,7 +113,7 @@ public sealed class DenseHeadTests : IDisposable
     {
         manual_seed(seed);
         var model = new InterroGateModel(Tasks, BackboneCatalog.Spec("resnet18", outputStride: 8), 3, (h, w), new InterroGateConfig(), SmallAspp);
-        InterroGate.Tests.Deployment.PrunerTests.RandomiseNorms(model);
+        InterroGate.Tests.Pruning.PrunerTests.RandomiseNorms(model);
         using var _ = no_grad();
         foreach (var g in model.Encoder.GateLayers)
         {
@@ -168,7 +169,7 @@ public sealed class DenseHeadTests : IDisposable
         var spec = BackboneCatalog.Spec("resnet18", outputStride: 16);
         foreach (MultiTaskModel model in new MultiTaskModel[] { new SingleTask(Tasks, spec, 3, SmallAspp), new HardSharing(Tasks, spec, 3, SmallAspp) })
         {
-            InterroGate.Tests.Deployment.PrunerTests.RandomiseNorms(model);
+            InterroGate.Tests.Pruning.PrunerTests.RandomiseNorms(model);
             model.eval();
             var pruned = StaticConversion.ToStatic(model, new ImageInput(3, h, w));
             using var net = new StaticNetwork(pruned.Graph);

@@ -1,7 +1,8 @@
 using InterroGate.Backbones;
 using InterroGate.Configuration;
 using InterroGate.Data;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Heads;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
@@ -19,7 +20,7 @@ public sealed class HrNetHeadTests
     {
         manual_seed(11);
         var head = new HrNetHead(12, 5);
-        InterroGate.Tests.Deployment.PrunerTests.RandomiseNorms(head);
+        InterroGate.Tests.Pruning.PrunerTests.RandomiseNorms(head);
         using (no_grad())
             foreach (var p in head.parameters()) p.copy_(randn_like(p) * 0.5); // biases and BN affine away from their defaults too
         head.eval();

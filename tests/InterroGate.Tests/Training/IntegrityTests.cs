@@ -1,6 +1,7 @@
 using InterroGate.Architectures;
 using InterroGate.Data;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Training;
 
 namespace InterroGate.Tests.Training;

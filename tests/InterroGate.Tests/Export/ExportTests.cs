@@ -1,14 +1,17 @@
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Gating;
 using InterroGate.Tasks;
 using Microsoft.ML.OnnxRuntime;
 using SkiaSharp;
 using static TorchSharp.torch;
 
-namespace InterroGate.Tests.Deployment;
+using InterroGate.Tests.Pruning;
+
+namespace InterroGate.Tests.Export;
 
 /// <summary>The static network leaves the project as ONNX and safetensors, and predicts from image files.</summary>
 [Collection("Torch")]

@@ -1,11 +1,14 @@
 using System.Text;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Heads;
 using static TorchSharp.torch;
 
-namespace InterroGate.Tests.Deployment;
+using InterroGate.Tests.Pruning;
+
+namespace InterroGate.Tests.Export;
 
 [Collection("Torch")]
 public sealed class SafeTensorsTests : IDisposable

@@ -2,9 +2,10 @@
 // network uses (Conv, Add, Relu, MaxPool, Concat, Gather, Mul, Sum, GlobalAveragePool, Flatten, Gemm).
 // Message and field numbers follow onnx/onnx.proto (IR version 8, default opset 17).
 using System.Text;
+using InterroGate.Pruning;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Export;
 
 public static class OnnxExporter
 {

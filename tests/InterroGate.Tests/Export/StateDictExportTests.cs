@@ -1,10 +1,11 @@
 using InterroGate.Architectures;
 using InterroGate.Configuration;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Training;
 using static TorchSharp.torch;
 
-namespace InterroGate.Tests.Deployment;
+namespace InterroGate.Tests.Export;
 
 [Collection("Torch")]
 public sealed class StateDictExportTests : IDisposable

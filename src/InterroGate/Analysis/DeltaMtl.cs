@@ -20,23 +20,3 @@ public static class DeltaMtl
         return 100 * sum / model.Count;
     }
 }
-
-/// <summary>Mean rank: rank every row per metric (1 = best, ties share the smaller rank), then average.</summary>
-public static class MeanRank
-{
-    /// <summary><paramref name="values"/>[row][metric]; returns one mean rank per row.</summary>
-    public static double[] Compute(IReadOnlyList<IReadOnlyList<double>> values, IReadOnlyList<bool> higherIsBetter)
-    {
-        int rows = values.Count, metrics = higherIsBetter.Count;
-        if (values.Any(r => r.Count != metrics)) throw new ArgumentException($"Every row needs {metrics} metrics.");
-        var sums = new double[rows];
-        for (int m = 0; m < metrics; m++)
-            for (int r = 0; r < rows; r++)
-            {
-                double v = values[r][m];
-                int better = values.Count(o => higherIsBetter[m] ? o[m] > v : o[m] < v);
-                sums[r] += better + 1;
-            }
-        return sums.Select(s => s / metrics).ToArray();
-    }
-}

@@ -1,9 +1,10 @@
 using InterroGate.Data;
 using InterroGate.Tasks;
 using InterroGate.Data.Formats;
+using InterroGate.Pruning;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Export;
 
 /// <summary>One task's prediction for one image.</summary>
 public sealed record TaskPrediction(

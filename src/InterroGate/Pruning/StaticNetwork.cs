@@ -1,8 +1,9 @@
 using InterroGate.Tasks;
 using TorchSharp.Modules;
+using InterroGate.Export;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Pruning;
 
 /// <summary>
 /// Runs a <see cref="StaticGraph"/> with TorchSharp: every task's prediction from one forward pass.

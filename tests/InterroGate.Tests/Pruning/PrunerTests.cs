@@ -1,14 +1,15 @@
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Gating;
 using InterroGate.Tasks;
 using InterroGate.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace InterroGate.Tests.Deployment;
+namespace InterroGate.Tests.Pruning;
 
 /// <summary>The pruned network is the gated one: same outputs in evaluation mode, and the cost the gates predict.</summary>
 [Collection("Torch")]

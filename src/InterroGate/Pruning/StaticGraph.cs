@@ -4,9 +4,10 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using InterroGate.Data;
 using InterroGate.Tasks;
+using InterroGate.Export;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Pruning;
 
 /// <summary>The operators a static network is built from.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<StaticOp>))]

@@ -1,9 +1,10 @@
 // Pruning InterroGate's gated HRNet to a static network (arXiv 2402.16848, Sec. 3.3; our rules in docs/method.md, "Pruning").
 using InterroGate.Backbones;
 using InterroGate.Gating;
+using InterroGate.Export;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Pruning;
 
 /// <summary>
 /// The pruning rules applied to <see cref="GatedHRNet"/>, unit by unit in its forward order: per branch, the kept

@@ -4,7 +4,8 @@ using InterroGate.Data;
 using InterroGate.Tasks;
 using InterroGate.Training;
 
-namespace InterroGate.Deployment;
+using InterroGate.Pruning;
+namespace InterroGate.Export;
 
 /// <summary>Opens what the commands accept as a model: a training checkpoint or a static model file.</summary>
 public static class ModelFiles

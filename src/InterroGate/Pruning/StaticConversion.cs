@@ -1,7 +1,8 @@
 using InterroGate.Architectures;
 using InterroGate.Data;
 
-namespace InterroGate.Deployment;
+using InterroGate.Export;
+namespace InterroGate.Pruning;
 
 /// <summary>
 /// Any trained multi-task model as a static network. InterroGate is pruned by its gates. STL and MTL are the

@@ -5,9 +5,10 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using InterroGate.Pruning;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Export;
 
 /// <summary>A safetensors file that cannot be read; the message names the file, and the tensor where one is at fault.</summary>
 public sealed class SafeTensorsException(string path, string? tensorName, string problem)

@@ -1,4 +1,5 @@
-namespace InterroGate.Deployment;
+using InterroGate.Pruning;
+namespace InterroGate.Export;
 
 /// <summary>
 /// A static network in one safetensors file: its tensors under their node names, its structure (nodes, task

@@ -1,9 +1,10 @@
 using InterroGate.Data;
 using InterroGate.Tasks;
 using TorchSharp.Modules;
+using InterroGate.Export;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Pruning;
 
 /// <summary>
 /// Builds a <see cref="StaticGraph"/> node by node; <see cref="Build"/> runs the dependency pass (from the

@@ -1,7 +1,8 @@
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
-using InterroGate.Deployment;
+using InterroGate.Export;
+using InterroGate.Pruning;
 using InterroGate.Heads;
 using InterroGate.Tasks;
 using InterroGate.Tests.Gating;
@@ -9,7 +10,7 @@ using InterroGate.Training;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
-namespace InterroGate.Tests.Deployment;
+namespace InterroGate.Tests.Pruning;
 
 /// <summary>The pruned gated HRNet is the gated one: same outputs in evaluation mode, the cost its gates predict, STL and MTL at the ends.</summary>
 [Collection("Torch")]

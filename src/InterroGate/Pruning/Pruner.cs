@@ -6,9 +6,10 @@ using InterroGate.Gating;
 using InterroGate.Heads;
 using InterroGate.Layers;
 using TorchSharp.Modules;
+using InterroGate.Export;
 using static TorchSharp.torch;
 
-namespace InterroGate.Deployment;
+namespace InterroGate.Pruning;
 
 /// <summary>What the pruner kept of one gated (or ungated) layer: filters per branch out of <see cref="Channels"/>.</summary>
 public sealed record PrunedLayer(string Layer, long Channels, IReadOnlyDictionary<string, long> KeptPerBranch);
