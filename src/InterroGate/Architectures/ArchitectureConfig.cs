@@ -11,8 +11,11 @@ namespace InterroGate.Architectures;
 [JsonDerivedType(typeof(InterroGateConfig), "interrogate")]
 [JsonDerivedType(typeof(MtanConfig), "mtan")]
 [JsonDerivedType(typeof(CrossStitchConfig), "cross-stitch")]
-public abstract record ArchitectureConfig
+public abstract record ArchitectureConfig : IDescribed
 {
+    /// <summary>One line for `interrogate list`.</summary>
+    [JsonIgnore] public abstract string Description { get; }
+
     /// <summary>Registry name (the JSON "type").</summary>
     [JsonIgnore] public abstract string Type { get; }
 
@@ -24,17 +27,30 @@ public abstract record ArchitectureConfig
 
     /// <summary>Throws <see cref="ConfigException"/> naming the key (under <paramref name="path"/>) and its valid range.</summary>
     public virtual void Validate(string path, int tasks) { }
+
+    /// <summary>A freshly initialised model of this architecture for <paramref name="tasks"/> on <paramref name="spec"/>.</summary>
+    public abstract MultiTaskModel CreateModel(Tasks.TaskSet tasks, Backbones.IEncoderSpec spec, (int Channels, int Height, int Width) image, Heads.HeadConfig? head = null);
+
+    /// <summary>The ResNet an architecture built on ResNet stages needs.</summary>
+    protected Backbones.ResNetSpec ResNetOf(Backbones.IEncoderSpec spec) =>
+        spec as Backbones.ResNetSpec ?? throw new ConfigException("backbone.name", $"{Type} needs a ResNet backbone; got {spec.Name}");
 }
 
 /// <summary>STL: one network per task.</summary>
 public sealed record SingleTaskConfig : ArchitectureConfig
 {
+    public override MultiTaskModel CreateModel(Tasks.TaskSet tasks, Backbones.IEncoderSpec spec, (int Channels, int Height, int Width) image, Heads.HeadConfig? head = null) =>
+        new SingleTask(tasks, spec, image.Channels, head);
+    [JsonIgnore] public override string Description => "single-task learning: one network per task";
     [JsonIgnore] public override string Type => "stl";
 }
 
 /// <summary>MTL: one shared encoder, one head per task.</summary>
 public sealed record HardSharingConfig : ArchitectureConfig
 {
+    public override MultiTaskModel CreateModel(Tasks.TaskSet tasks, Backbones.IEncoderSpec spec, (int Channels, int Height, int Width) image, Heads.HeadConfig? head = null) =>
+        new HardSharing(tasks, spec, image.Channels, head);
+    [JsonIgnore] public override string Description => "hard sharing: one shared encoder, one head per task";
     [JsonIgnore] public override string Type => "mtl";
 }
 
@@ -46,6 +62,9 @@ public sealed record HardSharingConfig : ArchitectureConfig
 /// </summary>
 public sealed record InterroGateConfig : ArchitectureConfig
 {
+    public override MultiTaskModel CreateModel(Tasks.TaskSet tasks, Backbones.IEncoderSpec spec, (int Channels, int Height, int Width) image, Heads.HeadConfig? head = null) =>
+        new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), this, head);
+    [JsonIgnore] public override string Description => "InterroGate: shared + per-task copies of every layer, learned per-channel gates, prunable";
     [JsonIgnore] public override string Type => "interrogate";
     [JsonIgnore] public override double SeparateLr => GateLr;
     public GatingMode Gating { get; init; } = GatingMode.Conv;
@@ -102,6 +121,9 @@ public sealed record InterroGateConfig : ArchitectureConfig
 /// <summary>MTAN: a shared encoder with per-task attention modules at every stage.</summary>
 public sealed record MtanConfig : ArchitectureConfig
 {
+    public override MultiTaskModel CreateModel(Tasks.TaskSet tasks, Backbones.IEncoderSpec spec, (int Channels, int Height, int Width) image, Heads.HeadConfig? head = null) =>
+        new Mtan(tasks, ResNetOf(spec), image.Channels, head);
+    [JsonIgnore] public override string Description => "MTAN: shared encoder with per-task attention modules at every stage (Liu et al., CVPR 2019)";
     [JsonIgnore] public override string Type => "mtan";
     [JsonIgnore] public override bool ResNetOnly => true;
 }
@@ -113,6 +135,9 @@ public sealed record MtanConfig : ArchitectureConfig
 /// </summary>
 public sealed record CrossStitchConfig : ArchitectureConfig
 {
+    public override MultiTaskModel CreateModel(Tasks.TaskSet tasks, Backbones.IEncoderSpec spec, (int Channels, int Height, int Width) image, Heads.HeadConfig? head = null) =>
+        new CrossStitch(tasks, ResNetOf(spec), image.Channels, SelfWeight, head);
+    [JsonIgnore] public override string Description => "Cross-stitch: one network per task, per-channel cross-stitch units after every stage (Misra et al., CVPR 2016)";
     [JsonIgnore] public override string Type => "cross-stitch";
     [JsonIgnore] public override bool ResNetOnly => true;
     [JsonIgnore] public override double SeparateLr => UnitLr;

@@ -87,33 +87,11 @@ public static class DataCatalog
 /// <summary>The one registry from names to methods: a switch per axis.</summary>
 public static class Factory
 {
-    public static readonly IReadOnlyDictionary<string, string> Architectures = new Dictionary<string, string>
-    {
-        ["stl"] = "single-task learning: one network per task",
-        ["mtl"] = "hard sharing: one shared encoder, one head per task",
-        ["interrogate"] = "InterroGate: shared + per-task copies of every layer, learned per-channel gates, prunable",
-        ["mtan"] = "MTAN: shared encoder with per-task attention modules at every stage (Liu et al., CVPR 2019)",
-        ["cross-stitch"] = "Cross-stitch: one network per task, per-channel cross-stitch units after every stage (Misra et al., CVPR 2016)",
-    };
+    /// <summary>Architecture names and descriptions (from the config records registered on <see cref="ArchitectureConfig"/>).</summary>
+    public static IReadOnlyDictionary<string, string> Architectures => Registry<ArchitectureConfig>.Descriptions;
 
-    public static readonly IReadOnlyDictionary<string, string> Balancers = new Dictionary<string, string>
-    {
-        ["uniform"] = "Σ_t L_t",
-        ["fixed"] = "Σ_t ω_t L_t with given weights",
-        ["dwa"] = "Dynamic Weight Average: weights from the ratio of each task's last two epoch losses (Liu et al., CVPR 2019)",
-        ["rlw"] = "Random Loss Weighting: softmax of normal draws at every step (Lin et al., TMLR 2022)",
-        ["famo"] = "FAMO: weights that balance the rates of log-loss decrease, one extra forward pass (Liu et al., NeurIPS 2023)",
-        ["auto-lambda"] = "Auto-λ: weights meta-learned through a virtual step on a validation batch (Liu et al., TMLR 2022)",
-        ["pcgrad"] = "PCGrad: project out conflicting gradient components (Yu et al., NeurIPS 2020)",
-        ["cagrad"] = "CAGrad: best worst-task improvement near the mean gradient (Liu et al., NeurIPS 2021)",
-        ["mgda"] = "MGDA: min-norm point of the task gradients' convex hull (Sener & Koltun, NeurIPS 2018)",
-        ["mgda-ub"] = "MGDA-UB: MGDA's weights from gradients at the shared representation (Sener & Koltun, NeurIPS 2018)",
-        ["imtl-g"] = "IMTL-G: equal projection onto every task's unit gradient (Liu et al., ICLR 2021)",
-        ["nash-mtl"] = "Nash-MTL: the Nash bargaining update, (GGᵀ)α = 1/α (Navon et al., ICML 2022)",
-        ["aligned-mtl"] = "Aligned-MTL: gradients aligned to an orthogonal equal-norm set (Senushkin et al., CVPR 2023)",
-        ["uncertainty"] = "Uncertainty weighting: learned log-variances, exp(−s)L + s (Kendall et al., CVPR 2018)",
-        ["gradnorm"] = "GradNorm: weights that balance gradient norms by training rate (Chen et al., ICML 2018)",
-    };
+    /// <summary>Loss-balancing names and descriptions (from the config records registered on <see cref="BalancerConfig"/>).</summary>
+    public static IReadOnlyDictionary<string, string> Balancers => Registry<BalancerConfig>.Descriptions;
 
     /// <summary>The tasks a run learns: the data set's, or the named subset in the given order.</summary>
     public static TaskSet ResolveTasks(TaskSet available, IReadOnlyList<string>? names)
@@ -132,20 +110,8 @@ public static class Factory
         config.Validate(tasks.Count);
         manual_seed(config.Training.Seed);
         var spec = BackboneCatalog.Spec(config.Backbone.Name, config.Backbone.Width, config.Backbone.OutputStride);
-        return config.Architecture switch
-        {
-            SingleTaskConfig => new SingleTask(tasks, spec, image.Channels, config.Head),
-            HardSharingConfig => new HardSharing(tasks, spec, image.Channels, config.Head),
-            InterroGateConfig ig => new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), ig, config.Head),
-            MtanConfig => new Mtan(tasks, ResNetOf(spec, config), image.Channels, config.Head),
-            CrossStitchConfig cs => new CrossStitch(tasks, ResNetOf(spec, config), image.Channels, cs.SelfWeight, config.Head),
-            _ => throw new ConfigException("architecture.type", $"unknown; valid: {string.Join(", ", Architectures.Keys)}"),
-        };
+        return config.Architecture.CreateModel(tasks, spec, image, config.Head);
     }
-
-    /// <summary>The ResNet an architecture built on ResNet stages needs (validation has already rejected the others).</summary>
-    private static ResNetSpec ResNetOf(IEncoderSpec spec, RunConfig config) =>
-        spec as ResNetSpec ?? throw new ConfigException("backbone.name", $"{config.Architecture.Type} needs a ResNet backbone; got {config.Backbone.Name}");
 
     /// <summary>Applies the run's thread count to libtorch (0 keeps its default).</summary>
     public static void ApplyThreads(TrainingConfig training)

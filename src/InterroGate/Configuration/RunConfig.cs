@@ -151,19 +151,24 @@ public sealed record TrainingConfig
 [JsonDerivedType(typeof(GradNormBalancerConfig), "gradnorm")]
 [JsonDerivedType(typeof(FamoBalancerConfig), "famo")]
 [JsonDerivedType(typeof(AutoLambdaBalancerConfig), "auto-lambda")]
-public abstract record BalancerConfig
+public abstract record BalancerConfig : IDescribed
 {
+    /// <summary>One line for `interrogate list`.</summary>
+    [JsonIgnore] public abstract string Description { get; }
+
     public abstract IBalancer Create(int tasks);
     public virtual void Validate(string path, int tasks) { }
 }
 
 public sealed record UniformBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Σ_t L_t";
     public override IBalancer Create(int tasks) => FixedWeights.Uniform(tasks);
 }
 
 public sealed record FixedWeightsBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Σ_t ω_t L_t with given weights";
     public IReadOnlyList<double> Weights { get; init; } = [];
     public override IBalancer Create(int tasks) => new FixedWeights(Weights);
 
@@ -178,6 +183,7 @@ public sealed record FixedWeightsBalancerConfig : BalancerConfig
 /// <summary>DWA (<see cref="Dwa"/>): temperature τ &gt; 0 (2 in the paper).</summary>
 public sealed record DwaBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Dynamic Weight Average: weights from the ratio of each task's last two epoch losses (Liu et al., CVPR 2019)";
     public double Temperature { get; init; } = 2;
     public override IBalancer Create(int tasks) => new Dwa(tasks, Temperature);
     public override void Validate(string path, int tasks) =>
@@ -187,18 +193,21 @@ public sealed record DwaBalancerConfig : BalancerConfig
 /// <summary>RLW (<see cref="Rlw"/>): no hyperparameters.</summary>
 public sealed record RlwBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Random Loss Weighting: softmax of normal draws at every step (Lin et al., TMLR 2022)";
     public override IBalancer Create(int tasks) => new Rlw(tasks);
 }
 
 /// <summary>PCGrad (<see cref="Balancing.PCGrad"/>): no hyperparameters.</summary>
 public sealed record PCGradBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "PCGrad: project out conflicting gradient components (Yu et al., NeurIPS 2020)";
     public override IBalancer Create(int tasks) => new PCGrad();
 }
 
 /// <summary>CAGrad (<see cref="Balancing.CAGrad"/>): c ≥ 0, the radius of the ball around the average gradient (0.4 in the paper's image experiments).</summary>
 public sealed record CAGradBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "CAGrad: best worst-task improvement near the mean gradient (Liu et al., NeurIPS 2021)";
     public double C { get; init; } = 0.4;
     public override IBalancer Create(int tasks) => new CAGrad(C);
     public override void Validate(string path, int tasks) =>
@@ -208,6 +217,7 @@ public sealed record CAGradBalancerConfig : BalancerConfig
 /// <summary>MGDA (<see cref="Mgda"/>): normalize = scale the task gradients to unit length before solving.</summary>
 public sealed record MgdaBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "MGDA: min-norm point of the task gradients' convex hull (Sener & Koltun, NeurIPS 2018)";
     public bool Normalize { get; init; }
     public override IBalancer Create(int tasks) => new Mgda(Normalize);
 }
@@ -215,6 +225,7 @@ public sealed record MgdaBalancerConfig : BalancerConfig
 /// <summary>MGDA-UB (<see cref="MgdaUb"/>): normalize as for MGDA.</summary>
 public sealed record MgdaUbBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "MGDA-UB: MGDA's weights from gradients at the shared representation (Sener & Koltun, NeurIPS 2018)";
     public bool Normalize { get; init; }
     public override IBalancer Create(int tasks) => new MgdaUb(Normalize);
 }
@@ -222,30 +233,35 @@ public sealed record MgdaUbBalancerConfig : BalancerConfig
 /// <summary>IMTL-G (<see cref="ImtlG"/>): no hyperparameters.</summary>
 public sealed record ImtlGBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "IMTL-G: equal projection onto every task's unit gradient (Liu et al., ICLR 2021)";
     public override IBalancer Create(int tasks) => new ImtlG();
 }
 
 /// <summary>Nash-MTL (<see cref="NashMtl"/>): no hyperparameters.</summary>
 public sealed record NashMtlBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Nash-MTL: the Nash bargaining update, (GGᵀ)α = 1/α (Navon et al., ICML 2022)";
     public override IBalancer Create(int tasks) => new NashMtl();
 }
 
 /// <summary>Aligned-MTL (<see cref="AlignedMtl"/>): no hyperparameters.</summary>
 public sealed record AlignedMtlBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Aligned-MTL: gradients aligned to an orthogonal equal-norm set (Senushkin et al., CVPR 2023)";
     public override IBalancer Create(int tasks) => new AlignedMtl();
 }
 
 /// <summary>Uncertainty weighting (<see cref="Balancing.Uncertainty"/>): the log-variances train with the weights.</summary>
 public sealed record UncertaintyBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Uncertainty weighting: learned log-variances, exp(−s)L + s (Kendall et al., CVPR 2018)";
     public override IBalancer Create(int tasks) => new Uncertainty(tasks);
 }
 
 /// <summary>GradNorm (<see cref="GradNorm"/>): alpha ≥ 0 (1.5 in the paper's NYUv2 runs), weightLr &gt; 0 for the weights' Adam.</summary>
 public sealed record GradNormBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "GradNorm: weights that balance gradient norms by training rate (Chen et al., ICML 2018)";
     public double Alpha { get; init; } = 1.5;
     public double WeightLr { get; init; } = 0.025;
     public override IBalancer Create(int tasks) => new GradNorm(tasks, Alpha, WeightLr);
@@ -259,6 +275,7 @@ public sealed record GradNormBalancerConfig : BalancerConfig
 /// <summary>Auto-λ (<see cref="AutoLambda"/>): lr &gt; 0 of the weights' Adam (1e-4 in the paper).</summary>
 public sealed record AutoLambdaBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "Auto-λ: weights meta-learned through a virtual step on a validation batch (Liu et al., TMLR 2022)";
     public double Lr { get; init; } = 1e-4;
     public override IBalancer Create(int tasks) => new AutoLambda(tasks, Lr);
     public override void Validate(string path, int tasks) =>
@@ -268,6 +285,7 @@ public sealed record AutoLambdaBalancerConfig : BalancerConfig
 /// <summary>FAMO (<see cref="Famo"/>): lr &gt; 0 and weightDecay ≥ 0 of the logits' Adam (0.025 and 0.001 in the paper).</summary>
 public sealed record FamoBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override string Description => "FAMO: weights that balance the rates of log-loss decrease, one extra forward pass (Liu et al., NeurIPS 2023)";
     public double Lr { get; init; } = 0.025;
     public double WeightDecay { get; init; } = 0.001;
     public override IBalancer Create(int tasks) => new Famo(tasks, Lr, WeightDecay);

@@ -1,5 +1,6 @@
 using InterroGate.Architectures;
 using InterroGate.Backbones;
+using InterroGate.Configuration;
 using InterroGate.Gating;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
@@ -16,25 +17,28 @@ public sealed class ArchitectureContractTests
         new TaskSpec("position", TaskKind.Regression, 2),
     ]);
 
+    /// <summary>Every registered architecture (InterroGate with both gating modes) on every ResNet depth.</summary>
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
+        var architectures = Registry<ArchitectureConfig>.Names.SelectMany(n => n == "interrogate" ? new[] { "interrogate-conv", "interrogate-block" } : [n]).ToArray();
         foreach (var backbone in new[] { "resnet20", "resnet18", "resnet34", "resnet50" })
-            foreach (var arch in new[] { "stl", "mtl", "interrogate-conv", "interrogate-block", "mtan", "cross-stitch" })
+            foreach (var arch in architectures)
                 data.Add(backbone, arch);
         return data;
     }
 
-    internal static MultiTaskModel Create(string arch, ResNetSpec spec, long channels, int size, TaskSet tasks) => arch switch
+    /// <summary>A registered architecture with its default options (InterroGate: τ = 0.2 and the named gating), built by its config record.</summary>
+    internal static MultiTaskModel Create(string arch, ResNetSpec spec, long channels, int size, TaskSet tasks)
     {
-        "stl" => new SingleTask(tasks, spec, channels),
-        "mtl" => new HardSharing(tasks, spec, channels),
-        "interrogate-conv" => new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig { Gating = GatingMode.Conv, Tau = [0.2] }),
-        "interrogate-block" => new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig { Gating = GatingMode.Block, Tau = [0.2] }),
-        "mtan" => new Mtan(tasks, spec, channels),
-        "cross-stitch" => new CrossStitch(tasks, spec, channels, selfWeight: 0.9),
-        _ => throw new ArgumentException(arch),
-    };
+        ArchitectureConfig config = arch switch
+        {
+            "interrogate-conv" => new InterroGateConfig { Gating = GatingMode.Conv, Tau = [0.2] },
+            "interrogate-block" => new InterroGateConfig { Gating = GatingMode.Block, Tau = [0.2] },
+            _ => Registry<ArchitectureConfig>.Default(arch),
+        };
+        return config.CreateModel(tasks, spec, ((int)channels, size, size));
+    }
 
     [Theory]
     [MemberData(nameof(Cases))]
