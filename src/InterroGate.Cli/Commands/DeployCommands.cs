@@ -153,15 +153,16 @@ internal static class DeployCommands
             Runtime.NativeRuntime.EnsureLoaded();
             string name = p.GetValue(model)!;
             var size = ParseSize(p.GetValue(inputSize));
-            var (title, total, perTask) = Measure(name, size, p.GetValue(channels), p.GetValue(backbone)!, p.GetValue(taskCount));
+            var cost = DeployedCost.Of(name, size, p.GetValue(channels), p.GetValue(backbone)!, p.GetValue(taskCount));
+            var (title, total, perTask) = (cost.Title, (cost.Macs, Params: cost.Parameters), cost.PerTask);
             if (p.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { model = name, title, macs = total.Macs, parameters = total.Params, tasks = perTask.ToDictionary(kv => kv.Key, kv => new { macs = kv.Value.Macs, parameters = kv.Value.Params }), convention = CostCounter.Convention }, Indented));
+                Console.WriteLine(JsonSerializer.Serialize(new { model = name, title, macs = total.Macs, parameters = total.Params, tasks = perTask.ToDictionary(kv => kv.Key, kv => new { macs = kv.Value.Macs, parameters = kv.Value.Parameters }), convention = CostCounter.Convention }, Indented));
                 return 0;
             }
             var t = new Table { Title = new TableTitle(Markup.Escape(title)) }.AddColumn("").AddColumn("MACs").AddColumn("GMACs").AddColumn("parameters");
             t.AddRow("total", total.Macs.ToString("N0"), (total.Macs / 1e9).ToString("F3"), total.Params.ToString("N0"));
-            foreach (var (task, c) in perTask) t.AddRow(Markup.Escape(task), c.Macs.ToString("N0"), (c.Macs / 1e9).ToString("F3"), c.Params.ToString("N0"));
+            foreach (var (task, c) in perTask) t.AddRow(Markup.Escape(task), c.Macs.ToString("N0"), (c.Macs / 1e9).ToString("F3"), c.Parameters.ToString("N0"));
             AnsiConsole.Write(t);
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(CostCounter.Convention)}. Per task: what serving that task alone needs.[/]");
             return 0;
@@ -176,99 +177,5 @@ internal static class DeployCommands
         if (parts.Length != 2 || !int.TryParse(parts[0], out int h) || !int.TryParse(parts[1], out int w) || h <= 0 || w <= 0)
             throw new ConfigException("--input", $"'{text}' is not a size; write HxW with positive integers, e.g. 224x224");
         return (h, w);
-    }
-
-    private static (string Title, (long Macs, long Params) Total, IReadOnlyDictionary<string, (long Macs, long Params)> PerTask) Measure(string name, (int H, int W)? size, int channels, string backboneName, int taskCount)
-    {
-        // An architecture by name: built on --backbone for --tasks classification tasks, as initialised.
-        if (Factory.Architectures.ContainsKey(name) && !File.Exists(name))
-        {
-            if (taskCount < 1) throw new ConfigException("--tasks", $"{taskCount}; at least 1");
-            var (h, w) = size ?? (224, 224);
-            var config = new RunConfig
-            {
-                Name = name,
-                Backbone = new BackboneConfig { Name = backboneName },
-                Architecture = name switch
-                {
-                    "stl" => new SingleTaskConfig(),
-                    "mtl" => new HardSharingConfig(),
-                    "interrogate" => new InterroGateConfig(),
-                    "mtan" => new MtanConfig(),
-                    "cross-stitch" => new CrossStitchConfig(),
-                    _ => throw new ConfigException("model", $"'{name}' is an architecture `cost` cannot build; valid: {string.Join(", ", Factory.Architectures.Keys)}"),
-                },
-            };
-            var tasks = new Tasks.TaskSet(Enumerable.Range(1, taskCount).Select(i => new Tasks.TaskSpec($"task{i}", Tasks.TaskKind.Classification, 10)));
-            using var built = Factory.CreateModel(config, tasks, (channels, h, w));
-            built.eval();
-            string named = $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)";
-            if (built is Mtan or CrossStitch) return CountBuilt(built, (channels, h, w), named);
-            var g = StaticConversion.ToStatic(built, new Data.ImageInput(channels, h, w)).Graph;
-            return CountStatic(g, named);
-        }
-        // A backbone by name: its encoder + a 1000-class linear classifier (the torchvision ResNets as published).
-        if (BackboneCatalog.Descriptions.ContainsKey(name) && !File.Exists(name))
-        {
-            var (h, w) = size ?? (224, 224);
-            var spec = BackboneCatalog.Spec(name);
-            using var net = nn.Sequential(spec.CreateEncoder(channels), new ClassificationHead(spec.OutChannels, 1000));
-            var r = CostCounter.Count(net, x => net.call(x), [1, channels, h, w]);
-            return ($"{name} ({channels}×{h}×{w}, with a 1000-class linear classifier)", (r.Macs, r.Params), new Dictionary<string, (long, long)>());
-        }
-        StaticGraph graph;
-        string title;
-        if (File.Exists(name) && (ModelFiles.IsStatic(name) || !name.EndsWith(".json", StringComparison.OrdinalIgnoreCase)))
-        {
-            graph = ModelFiles.LoadStatic(name);
-            title = ModelFiles.IsStatic(name) ? $"{name} (static network)" : $"{name} (deployed: pruned or BN-folded)";
-        }
-        else
-        {
-            // A run preset or config file: a freshly initialised model on its data set's input.
-            var config = Presets.LoadRun(name, []);
-            var data = DataCatalog.Open(config.Data);
-            var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
-            using var model = Factory.CreateModel(config, tasks, data.Train.ImageShape);
-            model.eval();
-            title = $"{name} ({config.Architecture.Type}, {config.Backbone.Name}, as initialised)";
-            if (model is Mtan or CrossStitch)
-            {
-                var shape = data.Train.ImageShape;
-                return CountBuilt(model, size is { } z ? (shape.Channels, z.H, z.W) : shape, title);
-            }
-            graph = StaticConversion.ToStatic(model, data.Train.Input).Graph;
-        }
-        if (size is { } s) graph = new StaticGraph(graph.Nodes, graph.Tensors, graph.Outputs, graph.Tasks, graph.Input with { Height = s.H, Width = s.W });
-        return CountStatic(graph, title);
-    }
-
-    /// <summary>
-    /// MTAN and cross-stitch have no static form (their attention and cross-stitch units mix the tasks at every stage):
-    /// they are counted as built, BN folded into the convolutions as for every other row; no per-task split.
-    /// </summary>
-    private static (string, (long, long), IReadOnlyDictionary<string, (long Macs, long Params)>) CountBuilt(MultiTaskModel model,
-        (int Channels, int Height, int Width) image, string title)
-    {
-        var (macs, parameters) = ComparisonRunner.Cost(model, image);
-        return (title, (macs, parameters), new Dictionary<string, (long, long)>());
-    }
-
-    private static (string, (long, long), IReadOnlyDictionary<string, (long Macs, long Params)>) CountStatic(StaticGraph graph, string title)
-    {
-        using var static_ = new StaticNetwork(graph);
-        var input = graph.Input;
-        var report = CostCounter.Count(static_, x => static_.call(x), [1, input.Channels, input.Height, input.Width]);
-        // Per task: the layers its prediction depends on.
-        var cones = graph.Cones();
-        var byModule = report.Layers.ToDictionary(l => l.Name, l => l);
-        var perTask = new Dictionary<string, (long, long)>();
-        foreach (var (task, cone) in cones)
-        {
-            var layers = cone.Select(n => graph.Nodes[n].Name.Replace('.', '_')).Where(byModule.ContainsKey).Select(k => byModule[k]).ToArray();
-            long mixParams = cone.Where(n => graph.Nodes[n].Op == StaticOp.Mix).Sum(n => graph.Tensor(graph.Nodes[n], "weight").numel());
-            perTask[task] = (layers.Sum(l => l.Macs), layers.Sum(l => l.Parameters) + mixParams);
-        }
-        return ($"{title} at {input.Channels}×{input.Height}×{input.Width}", (report.Macs, report.Params), perTask);
     }
 }

@@ -261,23 +261,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         }
     }
 
-    /// <summary>
-    /// MACs and parameters of the network that would be deployed (BN folded into the convolutions; see
-    /// <see cref="Pruning.StaticConversion"/>): InterroGate's as pruned by its gates.
-    /// </summary>
-    public static (long Macs, long Parameters) Cost(MultiTaskModel model, (int Channels, int Height, int Width) image)
-    {
-        if (model is not InterroGateModel ig)
-        {
-            var report = CostCounter.Count(model, x => model.call(x), [1, image.Channels, image.Height, image.Width]);
-            // Deployed with BN folded into the convolution before it: each BN channel's scale and shift become one bias.
-            long bnChannels = model.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel());
-            return (report.Macs, report.Params - bnChannels);
-        }
-        var heads = ig.HeadCost();
-        var pruned = ig.PredictPrunedEncoderCost();
-        return (pruned.Macs + heads.Macs, pruned.Parameters + heads.Parameters);
-    }
+    /// <summary>MACs and parameters of the network that would be deployed (<see cref="DeployedCost.OfModel"/>).</summary>
+    public static (long Macs, long Parameters) Cost(MultiTaskModel model, (int Channels, int Height, int Width) image) => DeployedCost.OfModel(model, image);
 
     /// <summary><paramref name="extra"/> with the training cost's columns (<see cref="ComparisonTable.CostKeys"/>) where measured.</summary>
     private static Dictionary<string, double> WithCost(Dictionary<string, double> extra, TrainingCost cost)

@@ -1,0 +1,138 @@
+// The cost of a network as it would be deployed (BN folded; InterroGate pruned by its gates), total and per task.
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Export;
+using InterroGate.Heads;
+using InterroGate.Pruning;
+using InterroGate.Tasks;
+using static TorchSharp.torch;
+
+namespace InterroGate.Analysis;
+
+/// <summary>A network's MACs and parameters, and per task what serving that task alone needs (empty where not split).</summary>
+public sealed record CostSummary(string Title, long Macs, long Parameters, IReadOnlyDictionary<string, (long Macs, long Parameters)> PerTask);
+
+/// <summary>Costs as the comparison tables and `interrogate cost` report them (convention: <see cref="CostCounter.Convention"/>).</summary>
+public static class DeployedCost
+{
+    /// <summary>
+    /// MACs and parameters of the network that would be deployed (BN folded into the convolutions; see
+    /// <see cref="Pruning.StaticConversion"/>): InterroGate's as pruned by its gates.
+    /// </summary>
+    public static (long Macs, long Parameters) OfModel(MultiTaskModel model, (int Channels, int Height, int Width) image)
+    {
+        if (model is not InterroGateModel ig)
+        {
+            var report = CostCounter.Count(model, x => model.call(x), [1, image.Channels, image.Height, image.Width]);
+            // Deployed with BN folded into the convolution before it: each BN channel's scale and shift become one bias.
+            long bnChannels = model.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel());
+            return (report.Macs, report.Params - bnChannels);
+        }
+        var heads = ig.HeadCost();
+        var pruned = ig.PredictPrunedEncoderCost();
+        return (pruned.Macs + heads.Macs, pruned.Parameters + heads.Parameters);
+    }
+
+    /// <summary>
+    /// The cost of <paramref name="name"/>: an architecture name (built on <paramref name="backboneName"/> for
+    /// <paramref name="taskCount"/> 10-class tasks, as initialised), a backbone name (its encoder with a 1000-class linear
+    /// classifier), a static model file or checkpoint (as deployed: pruned or BN-folded), or a run preset or config file (a
+    /// freshly initialised model on its data set's input). <paramref name="size"/> overrides the input's height and width.
+    /// </summary>
+    public static CostSummary Of(string name, (int H, int W)? size, int channels, string backboneName, int taskCount)
+    {
+        // An architecture by name: built on --backbone for --tasks classification tasks, as initialised.
+        if (Factory.Architectures.ContainsKey(name) && !File.Exists(name))
+        {
+            if (taskCount < 1) throw new ConfigException("--tasks", $"{taskCount}; at least 1");
+            var (h, w) = size ?? (224, 224);
+            var config = new RunConfig
+            {
+                Name = name,
+                Backbone = new BackboneConfig { Name = backboneName },
+                Architecture = name switch
+                {
+                    "stl" => new SingleTaskConfig(),
+                    "mtl" => new HardSharingConfig(),
+                    "interrogate" => new InterroGateConfig(),
+                    "mtan" => new MtanConfig(),
+                    "cross-stitch" => new CrossStitchConfig(),
+                    _ => throw new ConfigException("model", $"'{name}' is an architecture `cost` cannot build; valid: {string.Join(", ", Factory.Architectures.Keys)}"),
+                },
+            };
+            var tasks = new TaskSet(Enumerable.Range(1, taskCount).Select(i => new TaskSpec($"task{i}", TaskKind.Classification, 10)));
+            using var built = Factory.CreateModel(config, tasks, (channels, h, w));
+            built.eval();
+            string named = $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)";
+            if (built is Mtan or CrossStitch) return CountBuilt(built, (channels, h, w), named);
+            var g = StaticConversion.ToStatic(built, new ImageInput(channels, h, w)).Graph;
+            return OfGraph(g, named);
+        }
+        // A backbone by name: its encoder + a 1000-class linear classifier (the torchvision ResNets as published).
+        if (BackboneCatalog.Descriptions.ContainsKey(name) && !File.Exists(name))
+        {
+            var (h, w) = size ?? (224, 224);
+            var spec = BackboneCatalog.Spec(name);
+            using var net = nn.Sequential(spec.CreateEncoder(channels), new ClassificationHead(spec.OutChannels, 1000));
+            var r = CostCounter.Count(net, x => net.call(x), [1, channels, h, w]);
+            return new CostSummary($"{name} ({channels}×{h}×{w}, with a 1000-class linear classifier)", r.Macs, r.Params, new Dictionary<string, (long, long)>());
+        }
+        StaticGraph graph;
+        string title;
+        if (File.Exists(name) && (ModelFiles.IsStatic(name) || !name.EndsWith(".json", StringComparison.OrdinalIgnoreCase)))
+        {
+            graph = ModelFiles.LoadStatic(name);
+            title = ModelFiles.IsStatic(name) ? $"{name} (static network)" : $"{name} (deployed: pruned or BN-folded)";
+        }
+        else
+        {
+            // A run preset or config file: a freshly initialised model on its data set's input.
+            var config = Presets.LoadRun(name, []);
+            var data = DataCatalog.Open(config.Data);
+            var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
+            using var model = Factory.CreateModel(config, tasks, data.Train.ImageShape);
+            model.eval();
+            title = $"{name} ({config.Architecture.Type}, {config.Backbone.Name}, as initialised)";
+            if (model is Mtan or CrossStitch)
+            {
+                var shape = data.Train.ImageShape;
+                return CountBuilt(model, size is { } z ? (shape.Channels, z.H, z.W) : shape, title);
+            }
+            graph = StaticConversion.ToStatic(model, data.Train.Input).Graph;
+        }
+        if (size is { } s) graph = new StaticGraph(graph.Nodes, graph.Tensors, graph.Outputs, graph.Tasks, graph.Input with { Height = s.H, Width = s.W });
+        return OfGraph(graph, title);
+    }
+
+    /// <summary>
+    /// MTAN and cross-stitch have no static form (their attention and cross-stitch units mix the tasks at every stage):
+    /// they are counted as built, BN folded into the convolutions as for every other row; no per-task split.
+    /// </summary>
+    private static CostSummary CountBuilt(MultiTaskModel model,
+        (int Channels, int Height, int Width) image, string title)
+    {
+        var (macs, parameters) = OfModel(model, image);
+        return new CostSummary(title, macs, parameters, new Dictionary<string, (long, long)>());
+    }
+
+    /// <summary>A static network's cost, total and per task (the nodes each task's prediction depends on).</summary>
+    public static CostSummary OfGraph(StaticGraph graph, string title)
+    {
+        using var static_ = new StaticNetwork(graph);
+        var input = graph.Input;
+        var report = CostCounter.Count(static_, x => static_.call(x), [1, input.Channels, input.Height, input.Width]);
+        // Per task: the layers its prediction depends on.
+        var cones = graph.Cones();
+        var byModule = report.Layers.ToDictionary(l => l.Name, l => l);
+        var perTask = new Dictionary<string, (long, long)>();
+        foreach (var (task, cone) in cones)
+        {
+            var layers = cone.Select(n => graph.Nodes[n].Name.Replace('.', '_')).Where(byModule.ContainsKey).Select(k => byModule[k]).ToArray();
+            long mixParams = cone.Where(n => graph.Nodes[n].Op == StaticOp.Mix).Sum(n => graph.Tensor(graph.Nodes[n], "weight").numel());
+            perTask[task] = (layers.Sum(l => l.Macs), layers.Sum(l => l.Parameters) + mixParams);
+        }
+        return new CostSummary($"{title} at {input.Channels}×{input.Height}×{input.Width}", report.Macs, report.Params, perTask);
+    }
+}
