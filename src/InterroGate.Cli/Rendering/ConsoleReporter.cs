@@ -30,7 +30,7 @@ internal sealed class ConsoleReporter : IProgress<TrainingEvent>
         {
             case StepProgress s:
                 string text = $"{s.Run} epoch {s.Epoch + 1}/{s.Epochs} loss {Format.Metrics(s.TaskLosses)}" +
-                              (s.TaskSpecific is double f ? $" task-specific {100 * f:F0}%" : "") + $" {s.ImagesPerSecond:F0} img/s";
+                              (s.Headline is { } h ? $" {h}" : "") + $" {s.ImagesPerSecond:F0} img/s";
                 if (_context is not null)
                 {
                     string key = $"{s.Run}/{s.Epoch}";
@@ -50,7 +50,7 @@ internal sealed class ConsoleReporter : IProgress<TrainingEvent>
                 break;
             case EpochCompleted e:
                 _lastPrintedQuarter = -1;
-                string diag = e.Diagnostics.TryGetValue("task_specific", out var ts) ? $", task-specific {100 * ts:F1}%" : "";
+                string diag = e.Headline is { } headline ? $", {headline}" : "";
                 Console.WriteLine($"{e.Run} epoch {e.Epoch + 1}/{e.Epochs}: train loss {Format.Metrics(e.TrainLosses)}; val {Format.Metrics(e.Validation)}{diag}; {e.ImagesPerSecond:F0} img/s{(e.IsBest ? " (best)" : "")}");
                 break;
             case RunMessage m:

@@ -195,6 +195,14 @@ public sealed class InterroGateModel : MultiTaskModel
     /// <summary>The sharing pattern of the current hard gates.</summary>
     public SharingPattern Sharing() => SharingPattern.FromGates(HardGates());
 
+    public override string? Headline()
+    {
+        var (overall, _) = TaskSpecificFraction();
+        string text = $"task-specific {100 * overall:F1}%";
+        if (budget is not null) text += $", budget gap {budget.Relative(budget.Cost(HardGates())):+0.0%;-0.0%}";
+        return text;
+    }
+
     public override IReadOnlyDictionary<string, double> Diagnostics()
     {
         var (overall, perTask) = TaskSpecificFraction();

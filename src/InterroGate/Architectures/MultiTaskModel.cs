@@ -52,6 +52,12 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     public virtual IReadOnlyDictionary<string, double> Diagnostics() => new Dictionary<string, double>();
 
     /// <summary>
+    /// A few words on the model's state for progress lines (InterroGate: its task-specific fraction and a budget's gap);
+    /// null when there is nothing to say. Progress carries it as text, so no renderer reads a diagnostic by name.
+    /// </summary>
+    public virtual string? Headline() => null;
+
+    /// <summary>
     /// Called after each backward pass whose gradients the separate (gate) optimiser is about to use, so the model can
     /// read them (InterroGate: the task gradient and the sparsity push on every gate).
     /// </summary>

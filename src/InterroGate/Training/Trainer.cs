@@ -205,11 +205,9 @@ public sealed class Trainer
                     double elapsed = epochClock.Elapsed.TotalSeconds;
                     double ips = epochImages / Math.Max(elapsed, 1e-9);
                     double remainingSteps = (steps - step - 1) + (double)(cfg.Epochs - epoch - 1) * steps;
-                    // Only a model that reports a task-specific fraction has one (cross-stitch units are gate parameters too).
-                    double? specific = _model.Diagnostics().TryGetValue("task_specific", out var ts) ? ts : null;
                     Report(new StepProgress(_config.Name, epoch, cfg.Epochs, step, steps,
                         tasks.Select((t, i) => (t.Name, lossSums[i] / done)).ToDictionary(p => p.Name, p => p.Item2),
-                        regSum / done, specific, ips, total.Elapsed,
+                        regSum / done, _model.Headline(), ips, total.Elapsed,
                         TimeSpan.FromSeconds(remainingSteps * elapsed / Math.Max(done, 1))));
                 }
             }
@@ -231,7 +229,7 @@ public sealed class Trainer
             Save(LastPath, "last", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
             lastGood = LastPath;
             _balancer.EpochEnded(trainLosses.Values.ToArray());
-            Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps));
+            Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps, _model.Headline()));
         }
         return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
     }

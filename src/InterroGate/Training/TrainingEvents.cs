@@ -3,17 +3,20 @@ namespace InterroGate.Training;
 /// <summary>What a training run reports; the CLI renders these, the library never prints.</summary>
 public abstract record TrainingEvent(string Run);
 
-/// <summary>Progress inside an epoch: running mean task losses, gate state, speed and time left.</summary>
+/// <summary>
+/// Progress inside an epoch: running mean task losses, the model's <see cref="Architectures.MultiTaskModel.Headline"/>
+/// (InterroGate: its sharing state), speed and time left.
+/// </summary>
 public sealed record StepProgress(
     string Run, int Epoch, int Epochs, int Step, int Steps,
-    IReadOnlyDictionary<string, double> TaskLosses, double Regularizer, double? TaskSpecific,
+    IReadOnlyDictionary<string, double> TaskLosses, double Regularizer, string? Headline,
     double ImagesPerSecond, TimeSpan Elapsed, TimeSpan Remaining) : TrainingEvent(Run);
 
 /// <summary>An epoch's summary after validation.</summary>
 public sealed record EpochCompleted(
     string Run, int Epoch, int Epochs,
     IReadOnlyDictionary<string, double> TrainLosses, IReadOnlyDictionary<string, double> Validation,
-    double Score, bool IsBest, IReadOnlyDictionary<string, double> Diagnostics, double ImagesPerSecond) : TrainingEvent(Run);
+    double Score, bool IsBest, IReadOnlyDictionary<string, double> Diagnostics, double ImagesPerSecond, string? Headline = null) : TrainingEvent(Run);
 
 /// <summary>A plain message (checkpoint written, run resumed, ...).</summary>
 public sealed record RunMessage(string Run, string Text) : TrainingEvent(Run);

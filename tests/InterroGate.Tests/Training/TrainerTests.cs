@@ -177,7 +177,8 @@ public sealed class TrainerTests : IDisposable
         new Trainer(config, run.Model, run.Data, _dir, events).Run();
         var steps = events.Events.OfType<StepProgress>().ToArray();
         Assert.NotEmpty(steps);
-        Assert.All(steps, s => Assert.Equal(has, s.TaskSpecific is not null));
+        Assert.All(steps, s => Assert.Equal(has, s.Headline?.StartsWith("task-specific", StringComparison.Ordinal) == true));
+        Assert.All(events.Events.OfType<EpochCompleted>(), e => Assert.Equal(has, e.Headline is not null));
     }
 
     private sealed class OnEpoch(Action action) : IProgress<TrainingEvent>
