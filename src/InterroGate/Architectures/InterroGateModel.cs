@@ -84,6 +84,18 @@ public sealed class InterroGateModel : MultiTaskModel
         return $"{budget.Describe()}; λs adapted from {Options.LambdaS:G4} at rate {budget.Rate:G3} per gate step";
     }
 
+    public override void PrepareSpeed(Func<Tensor> sample)
+    {
+        if (ResNetEncoder is { Fusion: BranchFusion.Auto, FusedUnits: null } resnet)
+        {
+            // The encoder's input is the image batch itself; the measurement leaves weights, statistics and RNG as they were.
+            bool wasTraining = training;
+            train();
+            try { resnet.MeasureFusion(sample()); }
+            finally { train(wasTraining); }
+        }
+    }
+
     public override string? FixGates()
     {
         if (budget is null) return null;

@@ -86,6 +86,13 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     public virtual string? PrepareTraining(int gateSteps) => null;
 
     /// <summary>
+    /// Called once before training (or resuming): a model that picks how to compute by measuring does so here, never
+    /// inside <c>forward</c> (InterroGate with <c>fusion: auto</c>), on the images <paramref name="sample"/> returns (a
+    /// training batch, drawn only when asked for). Weights, BN statistics and the random state are left as they were.
+    /// </summary>
+    public virtual void PrepareSpeed(Func<Tensor> sample) { }
+
+    /// <summary>
     /// Called when the gates become fixed for the rest of training (InterroGate with a budget: lands the gates on it);
     /// returns a line saying what was done, or null.
     /// </summary>

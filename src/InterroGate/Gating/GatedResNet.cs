@@ -102,9 +102,10 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
     /// <summary>Per unit (in <see cref="Units"/> order), whether it runs fused; null until Auto has measured.</summary>
     public IReadOnlyList<bool>? FusedUnits => _fused;
 
+    /// <remarks>No timing happens here: with <see cref="BranchFusion.Auto"/> every unit runs unfused until
+    /// <see cref="MeasureFusion"/> has chosen (the Trainer calls it once, on a training batch, before the first step).</remarks>
     public override Tensor[] forward(Tensor x)
     {
-        if (_fused is null && training) MeasureFusion(x);
         var fused = _fused ?? new bool[_units.Length];
         return Run(x, Noise, (u, _, _, _, _) => fused[u]);
     }

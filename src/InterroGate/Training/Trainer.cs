@@ -141,6 +141,7 @@ public sealed class Trainer
         bool gatesLanded = false;
         int gateSteps = gateOpt is null ? 0 : (cfg.Epochs - cfg.FreezeGatesLastEpochs) * steps;
         if (_model.PrepareTraining(gateSteps) is { } preparation) Report(new RunMessage(_config.Name, preparation));
+        PrepareSpeed(device);
         if (resumeFrom is null && gateOpt is not null && ProbeGateRegime(objective, device, gateSteps) is { } warning)
             Report(new RunMessage(_config.Name, warning));
 
@@ -296,6 +297,19 @@ public sealed class Trainer
         });
         if (timed) _timing = (_timing.Steps + 1, _timing.ForwardMs + forwardMs, _timing.BackwardMs + Elapsed(backwardStart, images.device));
         return (values, reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
+    }
+
+    /// <summary>One training batch (from a loader of its own, so the training order is untouched) for <see cref="MultiTaskModel.PrepareSpeed"/>.</summary>
+    private void PrepareSpeed(Device device)
+    {
+        using var scope = NewDisposeScope();
+        _model.PrepareSpeed(() =>
+        {
+            var loader = new DataLoader(_data.Train, _config.Training.BatchSize, shuffle: true, seed: _config.Training.Seed + 15_485_863, dropLast: true, device);
+            var batch = loader.Epoch(0).First();
+            foreach (var (key, value) in batch) if (key != IMultiTaskDataset.ImageKey) value.Dispose();
+            return batch[IMultiTaskDataset.ImageKey];
+        });
     }
 
     /// <summary>

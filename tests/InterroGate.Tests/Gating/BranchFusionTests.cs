@@ -88,17 +88,31 @@ public sealed class BranchFusionTests
     }
 
     [Fact]
-    public void Auto_measures_on_the_first_training_batch_and_leaves_the_model_as_it_was()
+    public void Auto_measures_before_training_not_in_forward_and_leaves_the_model_as_it_was()
     {
         var plain = Model("resnet20", GatingMode.Conv, BranchFusion.Off, 16);
         var auto = Model("resnet20", GatingMode.Conv, BranchFusion.Auto, 16);
         Assert.Null(auto.ResNetEncoder!.FusedUnits);
         var x = randn(8, 3, 16, 16);
 
-        // Evaluation does not measure: it runs unfused.
+        // Neither evaluation nor a training forward pass measures: until measured, every unit runs unfused.
         auto.eval();
         using (no_grad()) auto.call(x);
         Assert.Null(auto.ResNetEncoder!.FusedUnits);
+        auto.train();
+        using (no_grad()) auto.call(x);
+        Assert.Null(auto.ResNetEncoder!.FusedUnits);
+        // (that pass moved the BN statistics by one batch: start both models from the same state again)
+        auto.load_state_dict(plain.state_dict());
+
+        // The measurement, as the Trainer asks for it once before the first step.
+        manual_seed(11);
+        auto.PrepareSpeed(() => x);
+        var noiseAfterMeasuring = rand(5);
+        manual_seed(11);
+        var noiseWithout = rand(5);
+        Assert.True(noiseWithout.equal(noiseAfterMeasuring).all().item<bool>(), "measuring consumed random numbers");
+        plain.PrepareSpeed(() => throw new InvalidOperationException("a model that does not measure draws no batch"));
 
         plain.train();
         auto.train();
