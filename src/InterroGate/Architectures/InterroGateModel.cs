@@ -49,6 +49,8 @@ public sealed class InterroGateModel : MultiTaskModel
                 throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone.");
         }
         Encoder.Noise = new GateNoise(options.NoiseTemperature);
+        // The fused CPU kernel computes Eqs. 2-3 where it applies (chosen here, once; Gating does not know it).
+        foreach (var g in Encoder.GateLayers) g.Implementation = Runtime.GateMixKernel.Implementation;
         heads = MakeHeads(spec);
         _layerMacs = Encoder.GatedLayerMacs().ToArray();
         _monitor = new GateMonitor(names, Encoder.GateLayers.Select(g => g.Channels).ToArray());
@@ -91,7 +93,7 @@ public sealed class InterroGateModel : MultiTaskModel
             // The encoder's input is the image batch itself; the measurement leaves weights, statistics and RNG as they were.
             bool wasTraining = training;
             train();
-            try { resnet.MeasureFusion(sample()); }
+            try { resnet.UseFusion(Runtime.FusionTuner.Measure(resnet, sample())); }
             finally { train(wasTraining); }
         }
     }

@@ -38,6 +38,9 @@ public sealed class GateLayer : nn.Module
     public long Channels { get; }
     public double Hysteresis { get; }
     public Parameter Alpha => alpha;
+
+    /// <summary>A faster computation of <see cref="Apply"/> where it applies (set when the model is built); null: tensor operations only.</summary>
+    public IGateMixImplementation? Implementation { get; set; }
     public Parameter? Beta => beta;
 
     /// <summary>The hard gates [T, C] as 1 or 0 (float32): 1[α &gt; 0], or the hysteresis state.</summary>
@@ -97,21 +100,21 @@ public sealed class GateLayer : nn.Module
     /// Eq. 2 and Eq. 3: each task reads channel c from its own copy where G_t[c] = 1 and from the shared
     /// copy otherwise; the shared copy of the next layer reads the softmax(β)-weighted sum of the gated
     /// task features. Returns the gated task features and the mix (null on the last gated layer). On float32 CPU
-    /// feature maps a fused kernel computes the same (<see cref="Runtime.GateMixKernel"/>). With
+    /// feature maps, <see cref="Implementation"/> (the fused kernel) computes the same where it applies. With
     /// <paramref name="preActivation"/> the features are taken before their ReLU and the ReLU is applied first (in the
     /// kernel, in the same pass).
     /// </summary>
     public (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> taskFeatures, Tensor shared, Tensor gates, bool preActivation = false)
     {
         var weights = beta?.softmax(0); // [T, C], sums to 1 over tasks
-        bool kernel = Runtime.GateMixKernel.Applies(shared, taskFeatures);
-        if (preActivation && !(kernel && Runtime.GateMixKernel.FuseActivation))
+        var fast = Implementation is { } impl && impl.Applies(shared, taskFeatures) ? impl : null;
+        if (preActivation && fast?.FusesActivation != true)
         {
             taskFeatures = taskFeatures.Select(f => nn.functional.relu(f)).ToArray();
             shared = nn.functional.relu(shared);
             preActivation = false;
         }
-        if (kernel) return Runtime.GateMixKernel.Apply(taskFeatures, shared, gates, weights, preActivation);
+        if (fast is not null) return fast.Apply(taskFeatures, shared, gates, weights, preActivation);
 
         var gated = new Tensor[Tasks];
         var shape = ChannelShape(shared.dim());

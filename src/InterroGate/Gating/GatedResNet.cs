@@ -103,7 +103,7 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
     public IReadOnlyList<bool>? FusedUnits => _fused;
 
     /// <remarks>No timing happens here: with <see cref="BranchFusion.Auto"/> every unit runs unfused until
-    /// <see cref="MeasureFusion"/> has chosen (the Trainer calls it once, on a training batch, before the first step).</remarks>
+    /// <see cref="UseFusion"/> has been given a choice (measured once before the first step; see the InterroGate model).</remarks>
     public override Tensor[] forward(Tensor x)
     {
         var fused = _fused ?? new bool[_units.Length];
@@ -183,14 +183,11 @@ public sealed class GatedResNet : nn.Module<Tensor, Tensor[]>, IGatedEncoder
         return Branches.OfFused(Activation(y), n);
     }
 
-    /// <summary>
-    /// Times every unit fused and unfused on the activations that batch <paramref name="x"/> produces and keeps
-    /// the faster form per unit (see <see cref="Runtime.FusionTuner"/>); returns the choice.
-    /// </summary>
-    public IReadOnlyList<bool> MeasureFusion(Tensor x, int repeats = 3)
+    /// <summary>Which units run fused, one flag per unit in <see cref="Units"/> order (a measured choice under <see cref="BranchFusion.Auto"/>).</summary>
+    public void UseFusion(IReadOnlyList<bool> perUnit)
     {
-        _fused = Runtime.FusionTuner.Measure(this, x, repeats);
-        return _fused;
+        if (perUnit.Count != _units.Length) throw new ArgumentException($"Need one flag per unit ({_units.Length}), got {perUnit.Count}.");
+        _fused = perUnit.ToArray();
     }
 
     /// <summary>The weights of unit <paramref name="k"/> of block <paramref name="j"/> (−1: the stem) in every branch.</summary>

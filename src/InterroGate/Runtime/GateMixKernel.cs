@@ -3,6 +3,7 @@
 // passes (a lerp per task, the weighted sum, and the backward of each with its per-channel reductions).
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using InterroGate.Gating;
 using static TorchSharp.torch;
 
 namespace InterroGate.Runtime;
@@ -31,6 +32,17 @@ public static class GateMixKernel
 
     /// <summary>Threads the kernel runs on; 0 (default): libtorch's intra-op thread count.</summary>
     public static int Threads { get; set; }
+
+    /// <summary>The kernel as a gate layer's <see cref="IGateMixImplementation"/> (it reads <see cref="Enabled"/> and <see cref="FuseActivation"/> at each call).</summary>
+    public static IGateMixImplementation Implementation { get; } = new KernelImplementation();
+
+    private sealed class KernelImplementation : IGateMixImplementation
+    {
+        public bool Applies(Tensor shared, IReadOnlyList<Tensor> tasks) => GateMixKernel.Applies(shared, tasks);
+        public bool FusesActivation => FuseActivation;
+        public (Tensor[] Gated, Tensor? Mixed) Apply(IReadOnlyList<Tensor> tasks, Tensor shared, Tensor gates, Tensor? weights, bool preActivation) =>
+            GateMixKernel.Apply(tasks, shared, gates, weights, preActivation);
+    }
 
     /// <summary>Planes smaller than this go to the tensor operations (per-plane overhead would dominate).</summary>
     private const long MinPlane = 16;

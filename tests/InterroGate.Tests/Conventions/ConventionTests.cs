@@ -32,6 +32,17 @@ public sealed class ConventionTests
     }
 
     [Fact]
+    public void The_mechanism_does_not_depend_on_the_speed_code()
+    {
+        // Gating holds Eqs. 2-4 and the gated encoders; the fused kernel and the fusion tuner (Runtime/) plug into it
+        // when a model is built, never the reverse, and nothing is timed inside forward.
+        var offenders = Sources("Gating")
+            .Where(s => Regex.IsMatch(s.Text, @"Runtime\.|using InterroGate\.Runtime|Stopwatch"))
+            .Select(s => s.Path).ToArray();
+        Assert.Empty(offenders);
+    }
+
+    [Fact]
     public void No_code_branches_on_a_task_name()
     {
         var pattern = new Regex(@"(task|Task|\.Name)\s*==\s*""|""\s*==\s*(task|t)\.Name|case\s+""(depth|semseg|normals|gender|age|top_left|bottom_right)""");

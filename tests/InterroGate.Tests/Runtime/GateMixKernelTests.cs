@@ -19,7 +19,7 @@ public sealed class GateMixKernelTests
         try
         {
             manual_seed(seed);
-            var layer = new GateLayer(tasks, channels, 0, hasMix: mix);
+            var layer = new GateLayer(tasks, channels, 0, hasMix: mix) { Implementation = GateMixKernel.Implementation };
             using (no_grad())
             {
                 layer.Alpha.copy_(randn_like(layer.Alpha));
@@ -144,5 +144,19 @@ public sealed class GateMixKernelTests
         Assert.False(GateMixKernel.Applies(zeros(2, 4, 8, 8, dtype: float64), [zeros(2, 4, 8, 8, dtype: float64)]));
         Assert.False(GateMixKernel.Applies(zeros(2, 4, 8, 8), [zeros(2, 4, 8, 9)]));        // shapes differ
         Assert.True(GateMixKernel.Applies(zeros(2, 4, 8, 8), [zeros(2, 4, 8, 8)]) == GateMixKernel.Enabled);
+    }
+
+    [Fact]
+    public void Every_gate_layer_of_an_InterroGate_model_is_built_with_the_kernel_plugged_in()
+    {
+        using var scope = NewDisposeScope();
+        var tasks = new InterroGate.Tasks.TaskSet([new InterroGate.Tasks.TaskSpec("a", InterroGate.Tasks.TaskKind.Classification, 2), new InterroGate.Tasks.TaskSpec("b", InterroGate.Tasks.TaskKind.Classification, 2)]);
+        foreach (var backbone in new[] { "resnet20", "hrnet-tiny" })
+        {
+            if (!InterroGate.Backbones.BackboneCatalog.Descriptions.ContainsKey(backbone)) continue;
+            using var model = new InterroGate.Architectures.InterroGateModel(tasks, InterroGate.Backbones.BackboneCatalog.Spec(backbone, backbone == "resnet20" ? 0.25 : 1), 1, (32, 32),
+                new InterroGate.Architectures.InterroGateConfig());
+            Assert.All(model.Encoder.GateLayers, g => Assert.Same(GateMixKernel.Implementation, g.Implementation));
+        }
     }
 }
