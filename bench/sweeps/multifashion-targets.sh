@@ -7,7 +7,7 @@
 #     bench/sweeps/multifashion-targets.sh
 #   quick (2 seeds, after bench/sweeps/multifashion-pareto.sh):
 #     bench/sweeps/multifashion-targets.sh multifashion-quick runs/bench-multifashion-pareto 0,1
-# Output: bench/results/<preset>-targets/ (table, log, the front check).
+# Output: bench/results/<preset>-targets/ (table, trade-off plot with the targets drawn, log, the front check).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 preset=${1:-multifashion-w025}
@@ -25,6 +25,6 @@ mkdir -p "$out"
 cp "$lambda_table" "$out/lambda-table.json"  # compare rewrites the folder's table below
 dotnet "$bin/interrogate.dll" compare "$preset" -o "$runs" --seeds "$seeds" --targets 0.25,0.5,0.75 2>&1 \
   | grep -vE '^\s+\S+ epoch [0-9]+/[0-9]+ loss' | tee "$out/compare.log"
-cp "$runs/table.md" "$runs/table.json" "$out/"
+cp "$runs/table.md" "$runs/table.json" "$runs/tradeoff.png" "$runs/tradeoff.svg" "$out/"
 cp "$out/lambda-table.json" "$lambda_table"     # the λs comparison's table back in its folder
 dotnet bench/InterroGate.Bench/bin/Release/net10.0/InterroGate.Bench.dll front-check "$out/lambda-table.json" "$out/table.json" | tee "$out/front-check.md"

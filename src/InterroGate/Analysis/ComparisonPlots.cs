@@ -53,6 +53,17 @@ public static partial class ComparisonPlots
             steps.LegendText = "Pareto front";
         }
 
+        // Runs trained to a MAC budget: their targets as dotted vertical lines, so a point's distance to its target shows.
+        var targets = rows.Select(r => r.Row.Extra.TryGetValue(ComparisonTable.TargetMacsKey, out var t) ? t : double.NaN).Where(double.IsFinite).Distinct().ToArray();
+        for (int i = 0; i < targets.Length; i++)
+        {
+            var v = plot.Add.VerticalLine(targets[i]);
+            v.LinePattern = ScottPlot.LinePattern.Dotted;
+            v.Color = ScottPlot.Colors.SteelBlue.WithAlpha(0.6);
+            v.LineWidth = 1.5f;
+            if (i == 0) v.LegendText = "budget targets";
+        }
+
         var palette = new ScottPlot.Palettes.Category10();
         var gated = rows.Where(r => r.Row.Method == "interrogate").ToArray();
         var groups = gated.GroupBy(r => tauIndex >= 0 ? Tau(r.Row.Label, tauIndex) : null).OrderBy(g => g.Key ?? double.NaN).ToArray();

@@ -176,7 +176,7 @@ public sealed class ComparisonTable(TaskSet tasks)
     /// <summary>Training cost columns (in each row's extra values), shown by <see cref="ToCostMarkdown"/> rather than in the main table.</summary>
     public const string ForwardKey = "forward ms", BackwardKey = "backward ms", TrainMinutesKey = "train min";
     /// <summary>Columns of runs trained to a compute budget: the target (millions of MACs, or of parameters) and the gap to it.</summary>
-    public const string TargetKey = "target (M)", TargetGapKey = "gap to target %";
+    public const string TargetMacsKey = "target (M MACs)", TargetParametersKey = "target (M params)", TargetGapKey = "gap to target %";
     public static readonly IReadOnlySet<string> CostKeys = new HashSet<string> { ForwardKey, BackwardKey, TrainMinutesKey };
 
     /// <summary>

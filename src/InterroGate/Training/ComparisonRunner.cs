@@ -25,6 +25,8 @@ public sealed record ComparisonEntry(
     public double? Target { get; init; }
     /// <summary>(achieved − target) / target of a run with a budget.</summary>
     public double? TargetGap { get; init; }
+    /// <summary>Whether <see cref="Target"/> counts parameters (a parameter budget) rather than MACs.</summary>
+    public bool TargetIsParameters { get; init; }
 }
 
 /// <summary>Everything a comparison produced: the entries, the table and where it was written.</summary>
@@ -242,6 +244,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             Cost = TrainingCost.Read(trainer.MetricsPath),
             Target = target,
             TargetGap = gap,
+            TargetIsParameters = budget?.Target.Kind == Gating.BudgetKind.Parameters,
         });
     }
 
@@ -297,7 +300,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         {
             var extra = WithCost(new Dictionary<string, double> { ["ms/step"] = e.MsPerStep, ["epochs"] = e.Epochs }, e.Cost);
             if (e.TaskSpecific is double f) extra["task-specific %"] = 100 * f;
-            if (e.Target is double target) extra[ComparisonTable.TargetKey] = target / 1e6;
+            if (e.Target is double target) extra[e.TargetIsParameters ? ComparisonTable.TargetParametersKey : ComparisonTable.TargetMacsKey] = target / 1e6;
             if (e.TargetGap is double gap) extra[ComparisonTable.TargetGapKey] = 100 * gap;
             table.AddRow(new ComparisonRow(e.Label, e.Architecture, e.Test, e.Macs, e.Parameters, extra) { Details = e.TestDetails });
         }

@@ -38,6 +38,28 @@ public sealed class ComparisonPlotsTests : IDisposable
     }
 
     [Fact]
+    public void Rows_trained_to_a_MAC_budget_get_their_targets_drawn_and_parameter_budgets_do_not()
+    {
+        var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 10)]);
+        ComparisonRow Row(string label, string method, double a, long macs, Dictionary<string, double> extra) =>
+            new(label, method, new Dictionary<string, double> { ["a"] = a }, macs, 1000, extra);
+        var table = new ComparisonTable(tasks);
+        table.AddRow(Row("STL", "stl", 0.8, 6_000_000, []), isBaseline: true);
+        table.AddRow(Row("MTL", "mtl", 0.7, 3_000_000, []));
+        table.AddRow(Row("InterroGate (λs=1)", "interrogate", 0.78, 4_000_000, []));
+        string without = File.ReadAllText(ComparisonPlots.TradeOff(table, Path.Combine(_dir, "plain")).Svg);
+        Assert.DoesNotContain("budget targets", without);
+        table.AddRow(Row("InterroGate (target f0.5)", "interrogate", 0.79, 4_400_000,
+            new() { [ComparisonTable.TargetMacsKey] = 4.5, [ComparisonTable.TargetGapKey] = -2.2 }));
+        Assert.Contains("budget targets", File.ReadAllText(ComparisonPlots.TradeOff(table, Path.Combine(_dir, "macs")).Svg));
+
+        var parameters = new ComparisonTable(tasks);
+        parameters.AddRow(Row("STL", "stl", 0.8, 6_000_000, []), isBaseline: true);
+        parameters.AddRow(Row("InterroGate (target 0.03Mparams)", "interrogate", 0.79, 4_400_000, new() { [ComparisonTable.TargetParametersKey] = 0.03 }));
+        Assert.DoesNotContain("budget targets", File.ReadAllText(ComparisonPlots.TradeOff(parameters, Path.Combine(_dir, "params")).Svg));
+    }
+
+    [Fact]
     public void Curves_read_each_runs_validation_metric_per_epoch()
     {
         string metrics = Path.Combine(_dir, "metrics.jsonl");
