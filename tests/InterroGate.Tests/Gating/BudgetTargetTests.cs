@@ -160,6 +160,26 @@ public sealed class BudgetTargetTests : IDisposable
     }
 
     [Fact]
+    public void Landing_works_on_a_gated_HRNet_with_dense_heads_and_agrees_with_the_pruned_network()
+    {
+        using var _ = NewDisposeScope();
+        var tasks = new TaskSet([new TaskSpec("seg", TaskKind.Segmentation, 3), new TaskSpec("depth", TaskKind.Depth, 1)]);
+        manual_seed(0);
+        var m = new InterroGateModel(tasks, GatedHRNetTests.Tiny, 3, (32, 32), new InterroGateConfig { Target = BudgetTarget.AtFraction(0.3) });
+        m.PrepareTraining(10);
+        SetAll(m, true);
+        manual_seed(1);
+        for (int i = 0; i < 50; i++) m.Budget!.Observe(m.Encoder.GateLayers.Select(g => randn(g.Tasks, g.Channels)).ToArray());
+        Assert.Contains("flipping", m.FixGates());
+        var b = m.Budget!;
+        Assert.InRange(b.Relative(b.Cost(m.HardGates())), -0.02, 0.02);
+        // The budget's cost is the cost of the network the pruner builds (encoder and dense heads).
+        m.eval();
+        var pruned = InterroGate.Pruning.Pruner.Prune(m, new InterroGate.Data.ImageInput(3, 32, 32));
+        Assert.Equal(pruned.Report.MacsAfter, b.Cost(m.HardGates()), 6);
+    }
+
+    [Fact]
     public void A_run_trained_to_a_budget_ends_on_it_says_how_and_resumes_its_lambda()
     {
         var config = TrainerTests.Config(new InterroGateConfig { LambdaS = 1, Target = BudgetTarget.AtFraction(0.5) }, epochs: 3, train: 256) is var c
