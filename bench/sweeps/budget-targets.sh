@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Budget targets on MultiFashion: InterroGate trained to 25%, 50% and 75% of the way from MTL's MACs to STL's, in the
+# Budget targets for any comparison preset: InterroGate trained to 25%, 50% and 75% of the way from MTL's MACs to STL's, in the
 # folder of a λs comparison of the same preset (its STL and MTL runs are reused), then each target row against that
 # sweep's Pareto front at the same MACs (bench command front-check).
-# Usage: bench/sweeps/multifashion-targets.sh [preset] [folder of the λs comparison] [seeds]
+# Usage: bench/sweeps/budget-targets.sh [preset] [folder of the λs comparison] [seeds]
 #   full data (3 seeds, after `NAME=multifashion-w025-regime bench/multifashion-quality.sh multifashion-w025 --seeds 0,1,2`):
-#     bench/sweeps/multifashion-targets.sh
+#     bench/sweeps/budget-targets.sh
 #   quick (2 seeds, after bench/sweeps/multifashion-pareto.sh):
-#     bench/sweeps/multifashion-targets.sh multifashion-quick runs/bench-multifashion-pareto 0,1
+#     bench/sweeps/budget-targets.sh multifashion-quick runs/bench-multifashion-pareto 0,1
+#   dense (after `interrogate compare fashion-scenes-nyud -o runs/fashion-scenes-nyud`):
+#     bench/sweeps/budget-targets.sh fashion-scenes-nyud runs/fashion-scenes-nyud 0
 # Output: bench/results/<preset>-targets/ (table, trade-off plot with the targets drawn, log, the front check).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
