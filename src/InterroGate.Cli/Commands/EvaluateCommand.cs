@@ -1,3 +1,4 @@
+using InterroGate.Analysis;
 using TorchSharp;
 using System.CommandLine;
 using System.Text.Json;
@@ -26,7 +27,7 @@ internal static class EvaluateCommand
             var data = DataCatalog.Open(runConfig.Data);
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
             var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
-            var (macs, parameters) = ComparisonRunner.Cost(model, data.Train.ImageShape); // counted on the CPU
+            var (macs, parameters) = DeployedCost.OfModel(model, data.Train.ImageShape); // counted on the CPU
             model.to(Devices.Resolve(p.GetValue(device) ?? config.Training.Device, config.Training.Tf32));
             var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel);
             if (p.GetValue(json))

@@ -222,7 +222,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         // an earlier best-on-validation epoch would report a model the sparsity loss had not shaped yet.
         Checkpoint.Load(trainer.LastPath, prepared.Model);
         var test = Evaluator.Evaluate(prepared.Model, data.Test, run.Training.EvalBatchSize, cancel);
-        var (macs, parameters) = Cost(prepared.Model, image);
+        var (macs, parameters) = DeployedCost.OfModel(prepared.Model, image);
         double? specific = prepared.Model is InterroGateModel ig ? ig.TaskSpecificFraction().Overall : null;
         var budget = (prepared.Model as InterroGateModel)?.Budget;
         label ??= run.Architecture switch
@@ -263,9 +263,6 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             return false;
         }
     }
-
-    /// <summary>MACs and parameters of the network that would be deployed (<see cref="DeployedCost.OfModel"/>).</summary>
-    public static (long Macs, long Parameters) Cost(MultiTaskModel model, (int Channels, int Height, int Width) image) => DeployedCost.OfModel(model, image);
 
     /// <summary><paramref name="extra"/> with the training cost's columns (<see cref="ComparisonTable.CostKeys"/>) where measured.</summary>
     private static Dictionary<string, double> WithCost(Dictionary<string, double> extra, TrainingCost cost)

@@ -72,7 +72,7 @@ public sealed class ExportTests : IDisposable
                 var b = net.call(x);
                 foreach (var t in tasks) Assert.True(allclose(a[t.Name], b[t.Name], 1e-4, 1e-5), $"{model.Architecture} {t.Name}");
             }
-            var cost = InterroGate.Training.ComparisonRunner.Cost(model, (3, 16, 16));
+            var cost = InterroGate.Analysis.DeployedCost.OfModel(model, (3, 16, 16));
             Assert.Equal(cost.Macs, pruned.Report.MacsAfter);
             Assert.Equal(cost.Parameters, pruned.Report.ParametersAfter);
         }

@@ -1,3 +1,4 @@
+using InterroGate.Analysis;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Configuration;
@@ -44,7 +45,7 @@ public sealed class BudgetTargetTests : IDisposable
         Assert.True(stl > mtl);
         Assert.Equal(mtl + 0.25 * (stl - mtl), b.TargetCost(), 6);
         // Whole-network MACs as the comparison table counts them: pruned encoder + heads.
-        var (macs, _) = ComparisonRunner.Cost(m, (1, 16, 16));
+        var (macs, _) = DeployedCost.OfModel(m, (1, 16, 16));
         Assert.Equal(macs, stl, 6);
     }
 
@@ -192,7 +193,7 @@ public sealed class BudgetTargetTests : IDisposable
         Assert.Contains(messages, x => x.StartsWith("budget: ", StringComparison.Ordinal));
         Assert.Contains(messages, x => x.StartsWith("budget met by", StringComparison.Ordinal));
         Assert.InRange(ig.Budget!.Relative(ig.Budget.Cost(ig.HardGates())), -0.02, 0.02);
-        var (macs, _) = ComparisonRunner.Cost(ig, (1, 16, 16));
+        var (macs, _) = DeployedCost.OfModel(ig, (1, 16, 16));
         Assert.InRange((macs - ig.Budget.TargetCost()) / ig.Budget.TargetCost(), -0.02, 0.02);
         // λ travels in the checkpoint.
         var reloaded = PreparedRun.Create(config);

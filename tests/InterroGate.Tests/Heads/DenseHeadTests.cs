@@ -1,3 +1,4 @@
+using InterroGate.Analysis;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
@@ -146,7 +147,7 @@ public sealed class DenseHeadTests : IDisposable
                 Assert.True(RelativeError(actual[t.Name], expected[t.Name]) <= 1e-4, $"{t.Name}: {RelativeError(actual[t.Name], expected[t.Name])}");
             }
         }
-        var (macs, parameters) = ComparisonRunner.Cost(model, (3, h, w));
+        var (macs, parameters) = DeployedCost.OfModel(model, (3, h, w));
         Assert.Equal(macs, pruned.Report.MacsAfter);
         Assert.Equal(parameters, pruned.Report.ParametersAfter);
 
@@ -180,7 +181,7 @@ public sealed class DenseHeadTests : IDisposable
                 var b = net.call(x);
                 foreach (var t in Tasks) Assert.True(RelativeError(b[t.Name], a[t.Name]) <= 1e-4, $"{model.Architecture} {t.Name}");
             }
-            var cost = ComparisonRunner.Cost(model, (3, h, w));
+            var cost = DeployedCost.OfModel(model, (3, h, w));
             Assert.Equal(cost.Macs, pruned.Report.MacsAfter);
             Assert.Equal(cost.Parameters, pruned.Report.ParametersAfter);
         }

@@ -1,3 +1,4 @@
+using InterroGate.Analysis;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
@@ -54,7 +55,7 @@ public sealed class HRNetPrunerTests : IDisposable
         model.train();
         var pruned = PrunerTests.PruneAndCompare(model, size, PrunerTests.Tasks);
 
-        var (macs, parameters) = ComparisonRunner.Cost(model, (3, size, size));
+        var (macs, parameters) = DeployedCost.OfModel(model, (3, size, size));
         Assert.Equal(macs, pruned.Report.MacsAfter);
         Assert.Equal(parameters, pruned.Report.ParametersAfter);
         Assert.True(pruned.Report.MacsAfter < pruned.Report.MacsBefore);
@@ -88,7 +89,7 @@ public sealed class HRNetPrunerTests : IDisposable
                 Assert.True(RelativeError(actual[t.Name], expected[t.Name]) <= 1e-4, $"{t.Name}: {RelativeError(actual[t.Name], expected[t.Name])}");
             }
         }
-        Assert.Equal(ComparisonRunner.Cost(model, (3, 24, 40)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
+        Assert.Equal(DeployedCost.OfModel(model, (3, 24, 40)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
     }
 
     [Fact]
@@ -98,8 +99,8 @@ public sealed class HRNetPrunerTests : IDisposable
         var spec = GatedHRNetTests.Tiny;
         var stl = new SingleTask(tasks, spec, 3);
         var mtl = new HardSharing(tasks, spec, 3);
-        Assert.Equal(ComparisonRunner.Cost(stl, (3, 32, 32)), ComparisonRunner.Cost(Model("tiny", PrunerTests.Pattern.AllSpecific, 32), (3, 32, 32)));
-        Assert.Equal(ComparisonRunner.Cost(mtl, (3, 32, 32)), ComparisonRunner.Cost(Model("tiny", PrunerTests.Pattern.AllShared, 32), (3, 32, 32)));
+        Assert.Equal(DeployedCost.OfModel(stl, (3, 32, 32)), DeployedCost.OfModel(Model("tiny", PrunerTests.Pattern.AllSpecific, 32), (3, 32, 32)));
+        Assert.Equal(DeployedCost.OfModel(mtl, (3, 32, 32)), DeployedCost.OfModel(Model("tiny", PrunerTests.Pattern.AllShared, 32), (3, 32, 32)));
 
         // STL and MTL HRNet models become static networks through the same pruner, at the cost counted on them.
         manual_seed(3);
@@ -116,7 +117,7 @@ public sealed class HRNetPrunerTests : IDisposable
                 var b = net.call(x);
                 foreach (var t in tasks) Assert.True(RelativeError(b[t.Name], a[t.Name]) <= 1e-4, $"{model.Architecture} {t.Name}");
             }
-            Assert.Equal(ComparisonRunner.Cost(model, (3, 32, 32)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
+            Assert.Equal(DeployedCost.OfModel(model, (3, 32, 32)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
         }
     }
 

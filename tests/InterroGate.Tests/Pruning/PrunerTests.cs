@@ -1,3 +1,4 @@
+using InterroGate.Analysis;
 using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
@@ -121,7 +122,7 @@ public sealed class PrunerTests
         var pruned = PruneAndCompare(model, size, Tasks);
 
         // The counted cost of the pruned network is the cost the gates predicted.
-        var (macs, parameters) = ComparisonRunner.Cost(model, (3, size, size));
+        var (macs, parameters) = DeployedCost.OfModel(model, (3, size, size));
         Assert.Equal(macs, pruned.Report.MacsAfter);
         Assert.Equal(parameters, pruned.Report.ParametersAfter);
         Assert.True(pruned.Report.MacsAfter < pruned.Report.MacsBefore);
