@@ -82,7 +82,6 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     private (long Macs, long Parameters)? _heads;
     private string? _description;
     private PrunedCost? _mtl, _stl;
-    private double _gap;
 
     /// <param name="cost">The pruned encoder's cost for given hard gates.</param>
     /// <param name="headCost">MACs and parameters of the heads (constant; evaluated once, when first needed).</param>
@@ -117,9 +116,6 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
 
     /// <summary>The current λ_s per task.</summary>
     public double[] Lambda => lambda.cpu().data<double>().ToArray();
-
-    /// <summary>The last gap to the target (fractions of the way from MTL to STL; per task, the largest).</summary>
-    public double Gap => _gap;
 
     /// <summary>
     /// One line that states the target. The first call fixes the constant parts (the heads' cost, MTL's and STL's
@@ -178,7 +174,6 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     public double[] Weights(IReadOnlyList<bool[][]> gates)
     {
         var gaps = Gaps(gates);
-        _gap = gaps.MaxBy(Math.Abs);
         var lam = Lambda;
         return gaps.Select((g, t) => g > 0 ? lam[t] : 0).ToArray();
     }
@@ -190,7 +185,6 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     public double[] Update(IReadOnlyList<bool[][]> gates)
     {
         var gaps = Gaps(gates);
-        _gap = gaps.MaxBy(Math.Abs);
         using var _ = no_grad();
         var next = Lambda.Select((l, t) => Math.Clamp(l * Math.Exp(Rate * gaps[t]), 1e-6, 1e6)).ToArray();
         lambda.copy_(tensor(next, dtype: float64));
