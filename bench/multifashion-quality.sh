@@ -17,7 +17,7 @@ name=${NAME:-$preset}
 runs=runs/bench-$name
 out=bench/results/$name
 mkdir -p "$out"
-dotnet "$bin/interrogate.dll" compare "$preset" -o "$runs" "$@" | tee "$out/compare.log"
+dotnet "$bin/interrogate.dll" compare "$preset" -o "$runs" "$@" | tee -a "$out/compare.log"
 cp "$runs/table.md" "$runs/table.json" "$out/"
 # Every run's metrics (seed-N/run/metrics.jsonl with --seeds, run/metrics.jsonl without), named by their path.
 (cd "$runs" && find . -name metrics.jsonl) | while read -r m; do

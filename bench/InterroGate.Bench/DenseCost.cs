@@ -52,13 +52,8 @@ internal static class DenseCost
             long mtl = e.Macs + heads.Sum(h => h.Macs), stl = s.Heads.Length * e.Macs + heads.Sum(h => h.Macs);
             string[] taskNames = s.Heads.Select(h => h.Task).ToArray();
             int gatedLayers;
-            using (var gated = s.Spec switch
-            {
-                ResNetSpec r => (nn.Module)new GatedResNet(taskNames, r, 3, (s.Height, s.Width), GatingMode.Conv, 0.5),
-                HRNetSpec h => new GatedHRNet(taskNames, h, 3, (s.Height, s.Width), 0.5),
-                _ => throw new NotSupportedException(s.Spec.Name),
-            })
-                gatedLayers = ((IGatedEncoder)gated).GateLayers.Count;
+            using (var gated = new GatedEncoder(taskNames, s.Spec, 3, (s.Height, s.Width), GatingMode.Conv, 0.5))
+                gatedLayers = gated.GateLayers.Count;
             string G(long macs) => (macs / 1e9).ToString("F2", CultureInfo.InvariantCulture);
             string M(long p) => (p / 1e6).ToString("F2", CultureInfo.InvariantCulture);
             Console.WriteLine($"| {s.Name} at {s.Height}×{s.Width} | {G(e.Macs)} | {string.Join(" / ", heads.Select(h => G(h.Macs)))} | " +

@@ -162,7 +162,7 @@ if (fusion)
         var steppers = models.Select(m => new Stepper(m, batches)).ToArray();
         for (int i = 0; i < Warmup + Steps; i++)
             foreach (var r in steppers) r.Step(record: i >= Warmup);
-        var fused = models[2].ResNetEncoder!.FusedUnits!;
+        var fused = models[2].Encoder.FusedUnits!;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"| {width} | {steppers[0].Median:F1} | {steppers[1].Median:F1} | {steppers[2].Median:F1} | {steppers[1].Median / steppers[0].Median:F2} | {steppers[2].Median / steppers[0].Median:F2} | {fused.Count(f => f)} of {fused.Count} |"));
     }
@@ -211,14 +211,14 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
     // As the Trainer provides it: the shared representation, and meta access with the next batch as "validation".
     private InterroGate.Balancing.BalanceContext _context => _contextValue ??= new(model.SharedParameters().ToArray(), () => model.SharedRepresentation)
     {
-        Meta = new(model.WeightParameters().ToArray(), () => 1e-3,
+        Meta = new(model.ParametersOf(GroupKind.Weights).ToArray(), () => 1e-3,
             () => _objective.Losses(model.call(_current![IMultiTaskDataset.ImageKey]), _current),
             () => { var v = batches[_step % batches.Length]; return _objective.Losses(model.call(v[IMultiTaskDataset.ImageKey]), v); }),
     };
     private Dictionary<string, Tensor>? _current;
     private optim.Optimizer? _weightsOpt;
-    private optim.Optimizer Weights => _weightsOpt ??= optim.Adam(model.WeightParameters().Concat(_balancer.Parameters), 1e-3);
-    private readonly optim.Optimizer? _gates = model.GateParameters().ToArray() is { Length: > 0 } g ? optim.SGD(g, 0.1) : null;
+    private optim.Optimizer Weights => _weightsOpt ??= optim.Adam(model.ParametersOf(GroupKind.Weights).Concat(_balancer.Parameters), 1e-3);
+    private readonly optim.Optimizer? _gates = model.ParametersOf(GroupKind.Gates).ToArray() is { Length: > 0 } g ? optim.SGD(g, 0.1) : null;
     private readonly MultiTaskObjective _objective = new(model.Tasks);
     private readonly List<double> _times = [];
     private int _step;

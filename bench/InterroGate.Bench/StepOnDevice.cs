@@ -64,8 +64,8 @@ internal static class StepOnDevice
         }
         // The forward pass above moved BN statistics; the timed steps start from them, as the reference does.
 
-        var adam = optim.Adam(net.WeightParameters(), 1e-3);
-        var gateParams = net.GateParameters().ToArray();
+        var adam = optim.Adam(net.ParametersOf(GroupKind.Weights), 1e-3);
+        var gateParams = net.ParametersOf(GroupKind.Gates).ToArray();
         var sgd = gateParams.Length > 0 ? optim.SGD(gateParams, 0.1) : null;
         var times = new List<double>();
         const int Warmup = 5;

@@ -33,25 +33,14 @@ internal static class DeployCommands
             var result = Pruner.Prune(ig, input);
             string target = p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".pruned.safetensors";
             StaticModelFile.Save(target, result.Graph);
-            // A model trained to a budget: the target beside what the pruned network measures.
-            var budget = ig.Budget is { } b
-                ? new
-                {
-                    kind = b.Target.Kind.ToString().ToLowerInvariant(),
-                    target = b.TargetCost(),
-                    achieved = (double)(b.Target.Kind == Gating.BudgetKind.Parameters ? result.Report.ParametersAfter : result.Report.MacsAfter),
-                }
-                : null;
             if (p.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, output = target, report = result.Report,
-                    budget = budget is null ? null : new { budget.kind, budget.target, budget.achieved, gap = (budget.achieved - budget.target) / budget.target } }, Indented));
+                var budget = result.Report.Budget;
+                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, output = target, report = result.Report with { Budget = null },
+                    budget = budget is null ? null : new { kind = budget.Kind, target = budget.Target, achieved = budget.Achieved, gap = budget.Gap } }, Indented));
                 return 0;
             }
             Console.WriteLine(result.Report.ToMarkdown([.. ig.Tasks.Names, "shared"]));
-            if (budget is not null)
-                Console.WriteLine($"budget: target {budget.target / 1e6:F3} M {(budget.kind == "parameters" ? "parameters" : "MACs")}, pruned network {budget.achieved / 1e6:F3} M " +
-                                  $"(gap {(budget.achieved - budget.target) / budget.target:+0.0%;-0.0%})");
             AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(target)}");
             return 0;
         }));

@@ -19,9 +19,6 @@ public abstract record ArchitectureConfig : IDescribed
     /// <summary>Registry name (the JSON "type").</summary>
     [JsonIgnore] public abstract string Type { get; }
 
-    /// <summary>Learning rate of the separate SGD optimiser for the model's <see cref="MultiTaskModel.GateParameters"/> (0 where it has none).</summary>
-    [JsonIgnore] public virtual double SeparateLr => 0;
-
     /// <summary>True where the architecture is built on the stages of a ResNet (MTAN, cross-stitch) and takes no other backbone.</summary>
     [JsonIgnore] public virtual bool ResNetOnly => false;
 
@@ -66,7 +63,6 @@ public sealed record InterroGateConfig : ArchitectureConfig
         new InterroGateModel(tasks, spec, image.Channels, (image.Height, image.Width), this, head);
     [JsonIgnore] public override string Description => "InterroGate: shared + per-task copies of every layer, learned per-channel gates, prunable";
     [JsonIgnore] public override string Type => "interrogate";
-    [JsonIgnore] public override double SeparateLr => GateLr;
     public GatingMode Gating { get; init; } = GatingMode.Conv;
     public double LambdaS { get; init; } = 1.0;
     public IReadOnlyList<double> Tau { get; init; } = [0.0];
@@ -136,11 +132,10 @@ public sealed record MtanConfig : ArchitectureConfig
 public sealed record CrossStitchConfig : ArchitectureConfig
 {
     public override MultiTaskModel CreateModel(Tasks.TaskSet tasks, Backbones.IEncoderSpec spec, (int Channels, int Height, int Width) image, Heads.HeadConfig? head = null) =>
-        new CrossStitch(tasks, ResNetOf(spec), image.Channels, SelfWeight, head);
+        new CrossStitch(tasks, ResNetOf(spec), image.Channels, SelfWeight, head, UnitLr);
     [JsonIgnore] public override string Description => "Cross-stitch: one network per task, per-channel cross-stitch units after every stage (Misra et al., CVPR 2016)";
     [JsonIgnore] public override string Type => "cross-stitch";
     [JsonIgnore] public override bool ResNetOnly => true;
-    [JsonIgnore] public override double SeparateLr => UnitLr;
     public double SelfWeight { get; init; } = 0.9;
     public double UnitLr { get; init; } = 0.1;
 

@@ -23,10 +23,13 @@ public sealed class CrossStitch : MultiTaskModel
     private readonly ResNet[] _encoders;
     private readonly int[] _stageEnds;
 
-    public CrossStitch(TaskSet tasks, ResNetSpec spec, long inChannels, double selfWeight, Heads.HeadConfig? headConfig = null) : base(nameof(CrossStitch), tasks, headConfig)
+    public CrossStitch(TaskSet tasks, ResNetSpec spec, long inChannels, double selfWeight, Heads.HeadConfig? headConfig = null, double unitLr = 0.1)
+        : base(nameof(CrossStitch), tasks, headConfig)
     {
         if (!(selfWeight is >= 0 and <= 1)) throw new ArgumentOutOfRangeException(nameof(selfWeight), selfWeight, "The self weight must be in [0, 1].");
+        if (!(unitLr > 0) || !double.IsFinite(unitLr)) throw new ArgumentOutOfRangeException(nameof(unitLr), unitLr, "The units' learning rate must be > 0.");
         Spec = spec;
+        UnitLr = unitLr;
         encoders = ModuleMap.Of(tasks.Select(t => (t.Name, new ResNet(spec, inChannels))).ToArray());
         heads = MakeHeads(spec);
         _encoders = tasks.Select(t => encoders[t.Name]).ToArray();
@@ -47,7 +50,10 @@ public sealed class CrossStitch : MultiTaskModel
     public ResNetSpec Spec { get; }
     public override string Architecture => "cross-stitch";
     public override IEnumerable<Parameter> SharedParameters() => [];
-    public override IEnumerable<Parameter> GateParameters() => cross_stitch;
+    /// <summary>Learning rate of the units' SGD optimiser.</summary>
+    public double UnitLr { get; }
+    /// <summary>"weights" and "gates" (the cross-stitch units, SGD at <see cref="UnitLr"/>).</summary>
+    public override IReadOnlyList<ParameterGroup> ParameterGroups() => WeightsAndGates(cross_stitch, UnitLr);
 
     /// <summary>The units' weights α_k [T, T, C_k] (row t: how task t reads every task's channels).</summary>
     public IReadOnlyList<Parameter> Units => cross_stitch.ToArray();

@@ -14,7 +14,7 @@ namespace InterroGate.Architectures;
 /// </summary>
 public sealed class InterroGateModel : MultiTaskModel
 {
-    private readonly nn.Module<Tensor, Tensor[]> encoder;
+    private readonly GatedEncoder encoder;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
@@ -32,24 +32,10 @@ public sealed class InterroGateModel : MultiTaskModel
         _tau = options.TauFor(tasks.Count);
         Spec = spec;
         string[] names = tasks.Names.ToArray();
-        switch (spec)
-        {
-            case ResNetSpec resnet:
-                var gatedResNet = new GatedResNet(names, resnet, inChannels, inputSize, options.Gating, options.AlphaInit, options.GateHysteresis) { Fusion = options.Fusion };
-                encoder = gatedResNet;
-                break;
-            case HRNetSpec hrnet:
-                if (options.Gating != GatingMode.Conv)
-                    throw new NotSupportedException($"The gated HRNet gates every convolution (gating: conv); gating: {options.Gating.ToString().ToLowerInvariant()} is for ResNets only.");
-                // Branch fusion is the gated ResNet's option; the gated HRNet runs its T+1 copies one after the other.
-                var gatedHRNet = new GatedHRNet(names, hrnet, inChannels, inputSize, options.AlphaInit, options.GateHysteresis);
-                encoder = gatedHRNet;
-                break;
-            default:
-                throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone.");
-        }
+        // How fused units and Eqs. 2-3 are computed fast is chosen here, once (Gating does not know Runtime).
+        encoder = new GatedEncoder(names, spec, inChannels, inputSize, options.Gating, options.AlphaInit, options.GateHysteresis)
+            { Fusion = options.Fusion, FusedImplementation = Runtime.FusedBranches.Instance };
         Encoder.Noise = new GateNoise(options.NoiseTemperature);
-        // The fused CPU kernel computes Eqs. 2-3 where it applies (chosen here, once; Gating does not know it).
         foreach (var g in Encoder.GateLayers) g.Implementation = Runtime.GateMixKernel.Implementation;
         heads = MakeHeads(spec);
         _layerMacs = Encoder.GatedLayerMacs().ToArray();
@@ -88,12 +74,12 @@ public sealed class InterroGateModel : MultiTaskModel
 
     public override void PrepareSpeed(Func<Tensor> sample)
     {
-        if (ResNetEncoder is { Fusion: BranchFusion.Auto, FusedUnits: null } resnet)
+        if (encoder is { Fusion: BranchFusion.Auto, FusedUnits: null })
         {
             // The encoder's input is the image batch itself; the measurement leaves weights, statistics and RNG as they were.
             bool wasTraining = training;
             train();
-            try { resnet.UseFusion(Runtime.FusionTuner.Measure(resnet, sample())); }
+            try { encoder.UseFusion(Runtime.FusionTuner.Measure(encoder, sample())); }
             finally { train(wasTraining); }
         }
     }
@@ -111,15 +97,7 @@ public sealed class InterroGateModel : MultiTaskModel
     /// <summary>The backbone every branch of the encoder has.</summary>
     public IEncoderSpec Spec { get; }
     /// <summary>The gated encoder (encoder.task_branches.{task}, encoder.shared, encoder.gates).</summary>
-    /// <remarks>
-    /// A property over the one encoder field, not a second field: TorchSharp registers every field that holds a
-    /// module, so a second field would register the encoder twice (every hook and cost count would see it twice).
-    /// </remarks>
-    public IGatedEncoder Encoder => (IGatedEncoder)encoder;
-    /// <summary>The gated encoder where the backbone is a ResNet; null otherwise.</summary>
-    public GatedResNet? ResNetEncoder => encoder as GatedResNet;
-    /// <summary>The gated encoder where the backbone is an HRNet; null otherwise.</summary>
-    public GatedHRNet? HRNetEncoder => encoder as GatedHRNet;
+    public GatedEncoder Encoder => encoder;
     /// <summary>The head of task <paramref name="task"/>.</summary>
     public nn.Module<Tensor, Tensor> Head(string task) => heads[task];
     public override string Architecture => "interrogate";
@@ -179,8 +157,9 @@ public sealed class InterroGateModel : MultiTaskModel
     public override string? GateRegimeWarning(int gateSteps) =>
         GateMonitor.Verdict(_monitor.Report(Encoder.GateLayers), Options.LambdaS, Options.AlphaInit, Options.GateLr, gateSteps);
 
-    public override IEnumerable<Parameter> GateParameters() =>
-        Encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta });
+    /// <summary>"weights" and "gates" (α and β of every gate layer, SGD at <c>gateLr</c>).</summary>
+    public override IReadOnlyList<ParameterGroup> ParameterGroups() =>
+        WeightsAndGates(Encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta }), Options.GateLr);
 
     public override IEnumerable<Parameter> SharedParameters() => Encoder.SharedParameters();
 

@@ -7,8 +7,8 @@ namespace InterroGate.Architectures;
 
 /// <summary>
 /// A network that maps an image batch to one output per task. The Trainer knows architectures only
-/// through this class: its outputs, its regulariser (zero unless the method has one), which
-/// parameters the gate optimiser owns, and which are shared between tasks.
+/// through this class: its outputs, its regulariser (zero unless the method has one), its parameter groups
+/// (how each parameter is optimised), and which parameters are shared between tasks.
 /// </summary>
 public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tensor>>
 {
@@ -29,8 +29,22 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>Term added to the weighted task losses (InterroGate: λ_s · L_s); null when there is none.</summary>
     public virtual Tensor? Regularizer() => null;
 
-    /// <summary>Parameters optimised by the separate gate optimiser (α and β); empty for other methods.</summary>
-    public virtual IEnumerable<Parameter> GateParameters() => [];
+    /// <summary>
+    /// The model's parameters in optimiser groups, each parameter in exactly one (<see cref="ParameterGroup.CheckCovers"/>):
+    /// by default one group "weights" holding them all.
+    /// </summary>
+    public virtual IReadOnlyList<ParameterGroup> ParameterGroups() => [new("weights", parameters().ToArray(), GroupKind.Weights)];
+
+    /// <summary>The parameters of every group of kind <paramref name="kind"/>.</summary>
+    public IEnumerable<Parameter> ParametersOf(GroupKind kind) => ParameterGroups().Where(g => g.Kind == kind).SelectMany(g => g.Parameters);
+
+    /// <summary>Groups "weights" (every other parameter) and "gates" (<paramref name="gates"/>, SGD at <paramref name="lr"/>).</summary>
+    protected IReadOnlyList<ParameterGroup> WeightsAndGates(IEnumerable<Parameter> gates, double lr)
+    {
+        var g = gates.ToArray();
+        var set = new HashSet<Parameter>(g, ReferenceEqualityComparer.Instance);
+        return [new("weights", parameters().Where(p => !set.Contains(p)).ToArray(), GroupKind.Weights), new("gates", g, GroupKind.Gates, lr)];
+    }
 
     /// <summary>Parameters every task's loss reaches (what gradient-balancing methods act on).</summary>
     public abstract IEnumerable<Parameter> SharedParameters();
@@ -40,13 +54,6 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// architecture has a single one; null otherwise. MGDA-UB balances the task gradients with respect to it.
     /// </summary>
     public virtual Tensor? SharedRepresentation => null;
-
-    /// <summary>All parameters but the gate parameters (the weight optimiser's).</summary>
-    public IEnumerable<Parameter> WeightParameters()
-    {
-        var gates = new HashSet<Parameter>(GateParameters(), ReferenceEqualityComparer.Instance);
-        return parameters().Where(p => !gates.Contains(p));
-    }
 
     /// <summary>Numbers worth logging each epoch (for example the fraction of task-specific channels).</summary>
     public virtual IReadOnlyDictionary<string, double> Diagnostics() => new Dictionary<string, double>();

@@ -136,6 +136,16 @@ public sealed class HighResolutionModule : nn.Module<Tensor[], Tensor[]>
         return nn.Sequential(steps.ToArray());
     }
 
+    /// <summary>
+    /// The last conv + BN of the fuse path from branch <paramref name="from"/> into output <paramref name="to"/>: the
+    /// 1×1 of an upsampling path, the last 3×3/2 step (no ReLU) of a downsampling one.
+    /// </summary>
+    public Sequential FusePath(int to, int from)
+    {
+        var path = FuseLayer(to, from) ?? throw new ArgumentException($"Output {to} reads branch {from} as is.");
+        return from > to ? path : (Sequential)path[to - from - 1];
+    }
+
     /// <summary>Bilinear resize of <paramref name="x"/> to <paramref name="like"/>'s H×W.</summary>
     internal static Tensor ResizeTo(Tensor x, Tensor like, bool alignCorners) =>
         x.shape[2] == like.shape[2] && x.shape[3] == like.shape[3]
@@ -174,7 +184,7 @@ public sealed class HighResolutionModule : nn.Module<Tensor[], Tensor[]>
 /// [B, 15·Width, H/4, W/4], what every HRNet head reads. Weights start Kaiming-normal (fan-out) as in the official
 /// ImageNet training (<c>cls_hrnet.py</c>).
 /// </summary>
-public sealed class HRNet : nn.Module<Tensor, Tensor>
+public sealed class HRNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
 {
     private readonly Conv2d conv1;
     private readonly BatchNorm2d bn1;
@@ -317,4 +327,121 @@ public sealed class HRNet : nn.Module<Tensor, Tensor>
         cat(branches.Select(b => HighResolutionModule.ResizeTo(b, branches[0], Spec.AlignCorners)).ToArray(), dim: 1); // [B, ΣC_b, H/4, W/4]
 
     public override Tensor forward(Tensor x) => Concatenate(Branches(x));
+
+    /// <summary>
+    /// The units in forward order (docs/architecture.md, "The plan"): the two stem convolutions; each unit of the layer1
+    /// Bottlenecks and of every branch's BasicBlocks (the last one sums the shortcut); each transition convolution (every
+    /// stride-2 step of a new branch included); each intermediate 3×3/2 step of a multi-step downsampling fuse path
+    /// (just before the output it feeds); and each fuse output, the sum of its identity term and its paths' last
+    /// conv + BN (an upsampling path resized to the target branch). The outputs: the final branches, highest resolution first.
+    /// </summary>
+    public EncoderPlan Plan()
+    {
+        var units = new List<PlanUnit>();
+        int Add(PlanUnit u)
+        {
+            units.Add(u);
+            return units.Count - 1;
+        }
+        static HRNet Net(nn.Module n) => (HRNet)n;
+        PlanUnit Conv(string name, int input, Func<HRNet, Sequential> layer) =>
+            new(name, [new PlanTerm(input, n => ConvNorm(layer(Net(n))))]);
+        PlanUnit Residual(string name, int input, int blockInput, Func<HRNet, ResidualBlock> block, ResidualBlock shape, int k)
+        {
+            var terms = new List<PlanTerm> { new(input, n => (block(Net(n)).ConvOf(k), block(Net(n)).NormOf(k))) };
+            bool last = k == shape.Units - 1;
+            if (last)
+                terms.Add(shape.Downsample is null
+                    ? new PlanTerm(blockInput, null, ".identity")
+                    : new PlanTerm(blockInput, n => ConvNorm(block(Net(n)).Downsample!), ".downsample"));
+            return new PlanUnit(name, terms, EndsBlock: last);
+        }
+
+        int h = Add(new PlanUnit("conv1", [new PlanTerm(EncoderPlan.Image, n => (Net(n).conv1, Net(n).bn1))]));
+        h = Add(new PlanUnit("conv2", [new PlanTerm(h, n => (Net(n).conv2, Net(n).bn2))]));
+        for (int k = 0; k < _layer1.Length; k++)
+        {
+            int block = k, blockIn = h;
+            for (int u = 0; u < _layer1[k].Units; u++)
+                h = Add(Residual($"layer1.{k}.conv{u + 1}", h, blockIn, n => n._layer1[block], _layer1[k], u));
+        }
+
+        var xs = new List<int> { h };
+        for (int s = 0; s < _stages.Length; s++)
+        {
+            int stage = s;
+            var transition = _transitions[s];
+            var next = new List<int>();
+            for (int b = 0; b < transition.Count; b++)
+            {
+                int slot = b;
+                if (transition[b] is not { } t) next.Add(xs[b]); // the branch passes as is
+                else if (b < xs.Count)
+                    next.Add(Add(Conv($"transition{s + 1}.{b}", xs[b], n => n._transitions[stage][slot]!)));
+                else
+                {
+                    // A new branch: 3×3/2 steps from the lowest-resolution branch, each a unit.
+                    int source = xs[^1];
+                    for (int k = 0; k < t.Count; k++)
+                    {
+                        int index = k;
+                        source = Add(Conv($"transition{s + 1}.{b}.{k}", source, n => (Sequential)n._transitions[stage][slot]![index]));
+                    }
+                    next.Add(source);
+                }
+            }
+            xs = next;
+
+            for (int m = 0; m < _stages[s].Length; m++)
+            {
+                int module = m;
+                string prefix = $"stage{s + 2}.{m}";
+                var hrm = _stages[s][m];
+                for (int b = 0; b < xs.Count; b++)
+                {
+                    int branch = b;
+                    for (int k = 0; k < hrm.Branches[b].Count; k++)
+                    {
+                        int block = k, blockIn = xs[b];
+                        var shape = (ResidualBlock)hrm.Branches[b][k];
+                        for (int u = 0; u < shape.Units; u++)
+                            xs[b] = Add(Residual($"{prefix}.branches.{b}.{k}.conv{u + 1}", xs[b], blockIn,
+                                n => (ResidualBlock)n._stages[stage][module].Branches[branch][block], shape, u));
+                    }
+                }
+                if (xs.Count == 1) continue; // a single branch has no exchange
+
+                var outs = new int[xs.Count];
+                for (int i = 0; i < xs.Count; i++)
+                {
+                    int to = i;
+                    var inputs = xs.ToArray();
+                    for (int j = 0; j < i - 1; j++) // paths of two or more 3×3/2 steps: all but the last are units
+                    {
+                        int from = j;
+                        for (int k = 0; k < i - j - 1; k++)
+                        {
+                            int index = k;
+                            inputs[j] = Add(Conv($"{prefix}.fuse_layers.{i}.{j}.{k}", inputs[j],
+                                n => (Sequential)n._stages[stage][module].FuseLayer(to, from)![index]));
+                        }
+                    }
+                    var terms = new List<PlanTerm>();
+                    for (int j = 0; j < inputs.Length; j++)
+                    {
+                        int from = j;
+                        terms.Add(j == i
+                            ? new PlanTerm(inputs[j], null, $".{j}.identity")
+                            : new PlanTerm(inputs[j], n => ConvNorm(Net(n)._stages[stage][module].FusePath(to, from)), $".{j}", ResizeLike: j > i ? inputs[i] : -2));
+                    }
+                    outs[i] = Add(new PlanUnit($"{prefix}.fuse_layers.{i}", terms));
+                }
+                xs = outs.ToList();
+            }
+        }
+        return new EncoderPlan(units, xs.ToArray(), Spec.AlignCorners).Validated();
+    }
+
+    /// <summary>The conv and BN of a conv + BN (+ ReLU) Sequential.</summary>
+    private static (Conv2d Conv, BatchNorm2d Norm) ConvNorm(Sequential s) => ((Conv2d)s[0], (BatchNorm2d)s[1]);
 }

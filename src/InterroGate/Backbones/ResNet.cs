@@ -62,7 +62,7 @@ public sealed record ResNetSpec(
 /// A single-stream ResNet encoder (no classifier): torchvision's parameter names
 /// (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, ...), so torchvision weights load by name.
 /// </summary>
-public sealed class ResNet : nn.Module<Tensor, Tensor>
+public sealed class ResNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
 {
     private readonly Conv2d conv1;
     private readonly BatchNorm2d bn1;
@@ -136,6 +136,38 @@ public sealed class ResNet : nn.Module<Tensor, Tensor>
 
     /// <summary>The stem's pooling, or the input where the stem has none.</summary>
     public Tensor Pool(Tensor x) => maxpool is null ? x : maxpool.call(x);
+
+    /// <summary>
+    /// The stem (conv1, then its max pool where it has one) and every unit of every residual block, named as torchvision
+    /// names the convolutions (layer{stage}.{block}.conv{k}); a block's last unit sums its shortcut (downsample or identity).
+    /// </summary>
+    public EncoderPlan Plan()
+    {
+        var units = new List<PlanUnit>
+        {
+            new("conv1", [new PlanTerm(EncoderPlan.Image, n => (((ResNet)n).conv1, ((ResNet)n).bn1))],
+                PoolAfter: maxpool is { } pool ? new PlanPool((int)pool.kernel_size[0], (int)(pool.stride?[0] ?? pool.kernel_size[0]), (int)(pool.padding?[0] ?? 0)) : null),
+        };
+        int j = 0;
+        for (int s = 0; s < Spec.Layers.Count; s++)
+            for (int b = 0; b < Spec.Layers[s]; b++, j++)
+            {
+                int block = j, blockIn = units.Count - 1;
+                var rb = _blocks[j];
+                for (int k = 0; k < rb.Units; k++)
+                {
+                    int unit = k;
+                    var terms = new List<PlanTerm> { new(units.Count - 1, n => (((ResNet)n)._blocks[block].ConvOf(unit), ((ResNet)n)._blocks[block].NormOf(unit))) };
+                    bool last = k == rb.Units - 1;
+                    if (last)
+                        terms.Add(rb.Downsample is null
+                            ? new PlanTerm(blockIn, null, ".identity")
+                            : new PlanTerm(blockIn, n => ((Conv2d)((ResNet)n)._blocks[block].Downsample![0], (BatchNorm2d)((ResNet)n)._blocks[block].Downsample![1]), ".downsample"));
+                    units.Add(new PlanUnit($"layer{s + 1}.{b}.conv{k + 1}", terms, EndsBlock: last));
+                }
+            }
+        return new EncoderPlan(units, [units.Count - 1]).Validated();
+    }
 
     public override Tensor forward(Tensor x)
     {

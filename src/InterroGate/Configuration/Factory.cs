@@ -6,34 +6,69 @@ using static TorchSharp.torch;
 
 namespace InterroGate.Configuration;
 
-/// <summary>The data sets by name.</summary>
+/// <summary>
+/// A data set a configuration names (<c>data.dataset</c>): its one-line description (what <c>interrogate list</c>
+/// prints), whether it is read from a folder the user names (<c>data.root</c>, no default), and how it opens from
+/// the data configuration.
+/// </summary>
+public sealed record DatasetEntry(string Name, string Description, Func<DataConfig, DatasetSplits> Open, bool NeedsRoot = false);
+
+/// <summary>The data sets by name: one <see cref="DatasetEntry"/> each, which the listing, the errors and <see cref="Open"/> read.</summary>
 public static class DataCatalog
 {
-    public static readonly IReadOnlyDictionary<string, string> Descriptions = new Dictionary<string, string>
-    {
-        ["multifashion"] = "MultiFashion: two Fashion-MNIST items on a 36×36 canvas; tasks top_left, bottom_right (10 classes each)",
-        ["folder"] = "a user data set: tasks.json and train/val/test folders of .npy files (see README)",
-        ["synthetic"] = "a small learnable synthetic data set (tests and smoke runs)",
-        ["fashion-scenes"] = "FashionScenes: 64×64 scenes of 2-4 Fashion-MNIST items on a floor; dense tasks semseg, depth, normals, edge, sal",
-        ["nyudv2"] = "NYUD-v2 from disk (NYUD_MT folder layout or the preprocessed NumPy layout); semseg, depth, normals (+ edge); test = val split",
-        ["celeba"] = "CelebA from disk (official layout: img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt); attributes as binary tasks",
-        ["pascal-context"] = "PASCAL-Context multi-task layout (PASCAL_MT) from disk, 512×512; semseg, human_parts, sal, normals, edge; test = val split",
-    };
+    /// <summary>Every data set; adding one is its class in <c>Data/</c> and one entry here.</summary>
+    public static readonly IReadOnlyList<DatasetEntry> Entries =
+    [
+        new("multifashion", "MultiFashion: two Fashion-MNIST items on a 36×36 canvas; tasks top_left, bottom_right (10 classes each)",
+            c => MultiFashion.Load(c.Root ?? FashionMnist.DefaultRoot, new MultiFashionOptions(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed))),
+        new("folder", "a user data set: tasks.json and train/val/test folders of .npy files (see README)",
+            c => UserFolderDataset.Load(c.Root!, c.Seed), NeedsRoot: true),
+        new("synthetic", "a small learnable synthetic data set (tests and smoke runs)",
+            c => Synthetic.Create(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed)),
+        new("fashion-scenes", "FashionScenes: 64×64 scenes of 2-4 Fashion-MNIST items on a floor; dense tasks semseg, depth, normals, edge, sal",
+            c => FashionScenes.Load(new FashionScenesOptions(c.Root ?? FashionMnist.DefaultRoot, TrainSize: c.TrainSize,
+                ValidationSize: c.ValidationSize, TestSize: c.TestSize, Seed: c.Seed, TrainTransform: FashionScenes.Augmentation(64, 64)))),
+        // The benchmarks' own splits: validation and test are the val split.
+        new("nyudv2", "NYUD-v2 from disk (NYUD_MT folder layout or the preprocessed NumPy layout); semseg, depth, normals (+ edge); test = val split",
+            c => NyudV2.Load(new NyudV2Options(c.Root!, Seed: c.Seed, SkipMissing: c.SkipMissing,
+                TrainTransform: new HorizontalFlip())), // size-preserving: every NYUD image has one size
+            NeedsRoot: true),
+        new("celeba", "CelebA from disk (official layout: img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt); attributes as binary tasks",
+            c => CelebA.Load(new CelebAOptions(c.Root!)
+            {
+                Tasks = c.Attributes?.Select(kv => new CelebATask(kv.Key, kv.Value)).ToArray() ?? CelebA.PaperTasks,
+                ImageSize = c.ImageSize,
+                TrainSize = c.TrainSize,
+                ValidationSize = c.ValidationSize,
+                TestSize = c.TestSize,
+                Seed = c.Seed,
+                CacheRoot = c.Cache,
+                Progress = CacheProgress(),
+            }),
+            NeedsRoot: true),
+        new("pascal-context", "PASCAL-Context multi-task layout (PASCAL_MT) from disk, 512×512; semseg, human_parts, sal, normals, edge; test = val split",
+            c => PascalContext.Load(new PascalContextOptions(c.Root!)
+            {
+                Seed = c.Seed,
+                SkipMissing = c.SkipMissing,
+                TrainTransform = new Compose(new RandomScale(0.75, 1.25), new RandomCrop(512, 512), new HorizontalFlip()),
+                EvalTransform = new Resize(512, 512),
+            }),
+            NeedsRoot: true),
+    ];
 
-    public static IReadOnlyCollection<string> Names => (IReadOnlyCollection<string>)Descriptions.Keys;
+    /// <summary>Names and one-line descriptions, in the order of <see cref="Entries"/>.</summary>
+    public static IReadOnlyDictionary<string, string> Descriptions { get; } = Entries.ToDictionary(e => e.Name, e => e.Description);
+
+    public static IReadOnlyCollection<string> Names => Entries.Select(e => e.Name).ToArray();
 
     /// <summary>Whether <paramref name="dataset"/> is read from a folder the user names (data.root), with no default.</summary>
-    public static bool NeedsRoot(string dataset) => dataset is "nyudv2" or "pascal-context" or "celeba";
+    public static bool NeedsRoot(string dataset) => Entries.Any(e => e.Name == dataset && e.NeedsRoot);
 
     /// <summary>Ids of a split list left out because their files are missing (<see cref="DataConfig.SkipMissing"/>), per split; empty when none.</summary>
     public static IReadOnlyDictionary<string, int> Skipped(DatasetSplits splits)
     {
-        static int Count(IMultiTaskDataset d) => d switch
-        {
-            NyudV2Dataset n => n.SkippedIds.Count,
-            PascalContextDataset p => p.Skipped,
-            _ => 0,
-        };
+        static int Count(IMultiTaskDataset d) => d is ISkipsMissing s ? s.SkippedCount : 0;
         var counts = new Dictionary<string, int> { ["train"] = Count(splits.Train), ["val"] = Count(splits.Test) };
         return counts.Where(kv => kv.Value > 0).ToDictionary();
     }
@@ -51,37 +86,8 @@ public static class DataCatalog
         };
     }
 
-    public static DatasetSplits Open(DataConfig c) => c.Dataset switch
-    {
-        "multifashion" => MultiFashion.Load(c.Root ?? FashionMnist.DefaultRoot,
-            new MultiFashionOptions(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed)),
-        "folder" => UserFolderDataset.Load(c.Root!, c.Seed),
-        "synthetic" => Synthetic.Create(c.TrainSize, c.ValidationSize, c.TestSize, c.Seed),
-        "fashion-scenes" => FashionScenes.Load(new FashionScenesOptions(c.Root ?? FashionMnist.DefaultRoot, TrainSize: c.TrainSize,
-            ValidationSize: c.ValidationSize, TestSize: c.TestSize, Seed: c.Seed, TrainTransform: FashionScenes.Augmentation(64, 64))),
-        // The benchmarks' own splits: validation and test are the val split.
-        "nyudv2" => NyudV2.Load(new NyudV2Options(c.Root!, Seed: c.Seed, SkipMissing: c.SkipMissing,
-            TrainTransform: new HorizontalFlip())), // size-preserving: every NYUD image has one size
-        "pascal-context" => PascalContext.Load(new PascalContextOptions(c.Root!)
-        {
-            Seed = c.Seed,
-            SkipMissing = c.SkipMissing,
-            TrainTransform = new Compose(new RandomScale(0.75, 1.25), new RandomCrop(512, 512), new HorizontalFlip()),
-            EvalTransform = new Resize(512, 512),
-        }),
-        "celeba" => CelebA.Load(new CelebAOptions(c.Root!)
-        {
-            Tasks = c.Attributes?.Select(kv => new CelebATask(kv.Key, kv.Value)).ToArray() ?? CelebA.PaperTasks,
-            ImageSize = c.ImageSize,
-            TrainSize = c.TrainSize,
-            ValidationSize = c.ValidationSize,
-            TestSize = c.TestSize,
-            Seed = c.Seed,
-            CacheRoot = c.Cache,
-            Progress = CacheProgress(),
-        }),
-        _ => throw new ConfigException("data.dataset", $"'{c.Dataset}' is unknown; valid: {string.Join(", ", Names)}"),
-    };
+    public static DatasetSplits Open(DataConfig c) =>
+        (Entries.FirstOrDefault(e => e.Name == c.Dataset) ?? throw new ConfigException("data.dataset", $"'{c.Dataset}' is unknown; valid: {string.Join(", ", Names)}")).Open(c);
 }
 
 /// <summary>The one registry from names to methods: a switch per axis.</summary>

@@ -36,6 +36,13 @@ public sealed record ImageInput(int Channels, int Height, int Width, double Mean
     public Tensor FromBytes(Tensor pixels) => pixels.to(ScalarType.Float32).div(255).sub_(Mean).div_(Std);
 }
 
+/// <summary>A data set read from a split list that can leave out listed ids whose files are missing (<c>data.skipMissing</c>).</summary>
+public interface ISkipsMissing
+{
+    /// <summary>Listed ids left out because a file they need is missing.</summary>
+    int SkippedCount { get; }
+}
+
 /// <summary>The three splits of a benchmark.</summary>
 public sealed record DatasetSplits(IMultiTaskDataset Train, IMultiTaskDataset Validation, IMultiTaskDataset Test);
 

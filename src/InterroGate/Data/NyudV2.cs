@@ -158,7 +158,7 @@ public static class NyudV2
 /// <see cref="DenseDataset.Input"/> unless a transform brings them to it; a target map of another size than its image
 /// is an error naming the file.
 /// </summary>
-public sealed class NyudV2Dataset : DenseDataset
+public sealed class NyudV2Dataset : DenseDataset, ISkipsMissing
 {
     private readonly NyudReader _reader;
     private readonly string _split;
@@ -183,6 +183,8 @@ public sealed class NyudV2Dataset : DenseDataset
 
     /// <summary>Ids of the split that were dropped because files were missing (only with <see cref="NyudV2Options.SkipMissing"/>).</summary>
     public IReadOnlyList<string> SkippedIds { get; }
+
+    int ISkipsMissing.SkippedCount => SkippedIds.Count;
 
     /// <summary>
     /// Depth pixels that were NaN or infinite and became 0 (unknown), summed over the samples loaded so far; a sample

@@ -400,7 +400,7 @@ public static class PascalContext
 /// One split of PASCAL-Context (see <see cref="PascalContext"/> for the layout and target conventions). Files are
 /// read per sample; <see cref="Skipped"/> counts listed images left out for missing files.
 /// </summary>
-public sealed class PascalContextDataset : DenseDataset
+public sealed class PascalContextDataset : DenseDataset, ISkipsMissing
 {
     private readonly string _root;
     private readonly bool _binarizeSaliency;
@@ -421,6 +421,8 @@ public sealed class PascalContextDataset : DenseDataset
 
     /// <summary>Listed images left out because a file they need is missing (with SkipMissing).</summary>
     public int Skipped { get; }
+
+    int ISkipsMissing.SkippedCount => Skipped;
 
     /// <summary>Listed images left out because they have no human parts (only when human_parts is the sole task).</summary>
     public int WithoutHumanParts { get; }

@@ -36,9 +36,13 @@ internal sealed class Branches
     }
 
     public static Branches Of(Tensor[] parts) => new(parts, null, parts.Length);
+    /// <summary>One tensor every branch reads (the image): <see cref="Single"/> is set, so a fused convolution reads it once.</summary>
+    public static Branches Broadcast(Tensor x, int count) => new(Enumerable.Repeat(x, count).ToArray(), null, count) { Single = x };
     public static Branches OfFused(Tensor fused, int count) => new(null, fused, count);
 
     public int Count { get; }
+    /// <summary>The one tensor every branch reads, where they all read the same (<see cref="Broadcast"/>); else null.</summary>
+    public Tensor? Single { get; private init; }
     public Tensor this[int branch] => Parts[branch];
     public Tensor[] Parts => _parts ??= _fused!.chunk(Count, 1);
     public Tensor Fused => _fused ??= cat(_parts!, 1);
@@ -47,52 +51,22 @@ internal sealed class Branches
     public Branches Map(Func<Tensor, Tensor> f) => _fused is not null ? OfFused(f(_fused), Count) : Of(_parts!.Select(f).ToArray());
 }
 
-/// <summary>Convolution and batch norm of several branches' copies of one layer in one call each.</summary>
-internal static class FusedBranches
+/// <summary>
+/// Convolution and batch norm of several branches' copies of one layer in one call each: how a fused unit runs. The
+/// gated encoder is given one when the model is built (the runtime's, <c>Runtime/FusedBranches.cs</c>); the mechanism
+/// itself never needs it.
+/// </summary>
+public interface IFusedBranches
 {
     /// <summary>
     /// The copies <paramref name="convs"/> (same geometry) applied to their branches' inputs, concatenated along
     /// channels in <paramref name="input"/>; with <paramref name="sameInput"/> every copy reads the one input.
     /// </summary>
-    public static Tensor Conv(IReadOnlyList<Conv2d> convs, Tensor input, bool sameInput)
-    {
-        var c = convs[0];
-        var weight = cat(convs.Select(k => (Tensor)k.weight!).ToArray(), 0);
-        var bias = c.bias is null ? null : cat(convs.Select(k => (Tensor)k.bias!).ToArray(), 0);
-        long groups = sameInput ? c.groups : c.groups * convs.Count;
-        return nn.functional.conv2d(input, weight, bias, c.stride, c.padding, c.dilation, groups);
-    }
+    Tensor Conv(IReadOnlyList<Conv2d> convs, Tensor input, bool sameInput);
 
     /// <summary>
-    /// The copies <paramref name="norms"/> applied to their branches' channels of <paramref name="input"/>. In
-    /// training the batch statistics are per channel, as in separate calls, and each copy's running statistics
-    /// are updated as its own call would update them.
+    /// The copies <paramref name="norms"/> applied to their branches' channels of <paramref name="input"/>, with the
+    /// batch statistics and running statistics each copy's own call would have.
     /// </summary>
-    public static Tensor Norm(IReadOnlyList<BatchNorm2d> norms, Tensor input)
-    {
-        var n = norms[0];
-        bool training = n.training;
-        var mean = cat(norms.Select(b => b.running_mean!).ToArray(), 0);
-        var variance = cat(norms.Select(b => b.running_var!).ToArray(), 0);
-        var weight = n.weight is null ? null : cat(norms.Select(b => (Tensor)b.weight!).ToArray(), 0);
-        var bias = n.bias is null ? null : cat(norms.Select(b => (Tensor)b.bias!).ToArray(), 0);
-        double factor = 0;
-        if (training)
-        {
-            foreach (var b in norms) b.num_batches_tracked?.add_(1);
-            factor = n.momentum ?? 1.0 / n.num_batches_tracked!.item<long>();
-        }
-        var y = nn.functional.batch_norm(input, mean, variance, weight, bias, training, factor, n.eps);
-        if (training)
-            using (no_grad())
-            {
-                long c = mean.shape[0] / norms.Count;
-                for (int i = 0; i < norms.Count; i++)
-                {
-                    norms[i].running_mean!.copy_(mean.narrow(0, i * c, c));
-                    norms[i].running_var!.copy_(variance.narrow(0, i * c, c));
-                }
-            }
-        return y;
-    }
+    Tensor Norm(IReadOnlyList<BatchNorm2d> norms, Tensor input);
 }

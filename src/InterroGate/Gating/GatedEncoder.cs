@@ -1,37 +1,291 @@
+// InterroGate's gated encoder (arXiv 2402.16848, Sec. 3, Algorithm 1): T task copies and one shared copy of every
+// unit of a backbone's plan, joined by per-channel gates and β mixing. One class for every backbone family: the
+// backbone describes itself as a plan (Backbones/EncoderPlan.cs), this executes it.
+using InterroGate.Backbones;
+using InterroGate.Layers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace InterroGate.Gating;
 
-/// <summary>
-/// What <see cref="Architectures.InterroGateModel"/> needs of a gated encoder, whatever its backbone family
-/// (<see cref="GatedResNet"/>, <see cref="GatedHRNet"/>): T task copies and one shared copy of every layer
-/// joined by per-channel gates. Its forward (an <c>nn.Module&lt;Tensor, Tensor[]&gt;</c>) returns the gated
-/// features each task's head reads, one per task.
-/// </summary>
-public interface IGatedEncoder
+/// <summary>Where gates sit in an encoder.</summary>
+public enum GatingMode
 {
-    /// <summary>Number of tasks (the branches but the shared one).</summary>
-    int Tasks { get; }
+    /// <summary>After every conv+BN(+ReLU) unit, the stem included (default).</summary>
+    Conv,
+    /// <summary>Only at units that end a block (the stem, residual-block outputs, HRNet transitions and exchanges).</summary>
+    Block,
+}
 
-    /// <summary>Channels of the images the encoder reads.</summary>
-    long InChannels { get; }
+/// <summary>
+/// One unit of a gated encoder in forward order, with what the cost of a pruned network needs: its gate layer
+/// (<see cref="GateIndex"/>, −1 for an ungated unit), its output channels, the convolutions whose outputs it sums
+/// (<see cref="Convs"/>: main convolution, shortcut projection, fuse paths; BN folded into each), the units it reads
+/// (<see cref="Reads"/>; the image is not listed), whether its gate layer mixes (false where no unit reads it) and its
+/// output size before any pooling.
+/// </summary>
+public sealed record EncoderUnit(string Name, int GateIndex, long OutChannels, IReadOnlyList<UnitConv> Convs, IReadOnlyList<int> Reads, bool HasMix,
+    long OutHeight, long OutWidth)
+{
+    public bool Gated => GateIndex >= 0;
 
+    /// <summary>MACs of the unit in one branch (all its filters, in every convolution it sums).</summary>
+    public long Macs => OutChannels * Convs.Sum(c => c.MacsPerFilter);
+}
+
+/// <summary>
+/// InterroGate's gated encoder. Each branch (task_branches.{task}, shared) is a plain backbone (<see cref="ResNet"/>,
+/// <see cref="HRNet"/>, ...) with its own BN and shortcut paths, so STL and MTL encoders load into it by name. The units
+/// of the backbone's <see cref="EncoderPlan"/> run in order in all T+1 branches; a unit reads, in task branch t, the
+/// gated features of task t of the units it reads, and in the shared branch their mix (Eq. 3); an ungated unit (block
+/// gating) hands each branch its own output. Forward returns, per task, the gated features of the plan's outputs (several:
+/// resized to the first and concatenated).
+/// </summary>
+public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
+{
+    private readonly ModuleMap<nn.Module<Tensor, Tensor>> task_branches;
+    private readonly nn.Module<Tensor, Tensor> shared;
+    private readonly ModuleList<GateLayer> gates;
+    private readonly nn.Module<Tensor, Tensor>[] _allBranches; // the task branches, then the shared one
+    private readonly EncoderPlan _plan;
+    private readonly EncoderUnit[] _units;
+    private readonly GateLayer[] _gateLayers;
+    private BranchFusion _fusion = BranchFusion.Off;
+    private bool[]? _fused;
+
+    public GatedEncoder(IReadOnlyList<string> taskNames, IEncoderSpec spec, long inChannels, (int Height, int Width) inputSize,
+        GatingMode mode, double alphaInit, double hysteresis = 0) : base(nameof(GatedEncoder))
+    {
+        if (taskNames.Count == 0) throw new ArgumentException("InterroGate needs at least one task.");
+        Mode = mode;
+        Spec = spec;
+        task_branches = ModuleMap.Of(taskNames.Select(n => (n, Planned(spec, inChannels))).ToArray());
+        shared = Planned(spec, inChannels);
+        _allBranches = [.. taskNames.Select(n => task_branches[n]), shared];
+        _plan = ((IPlannedEncoder)shared).Plan();
+        InChannels = inChannels;
+        OutChannels = ((IPlannedEncoder)shared).OutChannels;
+
+        _units = Describe(_plan, shared, mode, inputSize);
+        var outputs = _plan.Outputs.Where(o => !_units[o].Gated).Select(o => _units[o].Name).ToArray();
+        if (outputs.Length > 0)
+            throw new ArgumentException($"The heads read gated features, but unit(s) {string.Join(", ", outputs)} are not gated under gating: {mode.ToString().ToLowerInvariant()}.");
+        gates = new ModuleList<GateLayer>(_units.Where(u => u.Gated)
+            .Select(u => new GateLayer(taskNames.Count, u.OutChannels, alphaInit, u.HasMix, hysteresis)).ToArray());
+        _gateLayers = gates.ToArray();
+        _fused = new bool[_units.Length];
+        RegisterComponents();
+    }
+
+    public GatingMode Mode { get; }
+    /// <summary>The backbone every branch has.</summary>
+    public IEncoderSpec Spec { get; }
+    public int Tasks => _allBranches.Length - 1;
+    public long InChannels { get; }
     /// <summary>Channels of the gated features each head reads.</summary>
-    long OutChannels { get; }
-
-    /// <summary>The gated layers in forward order.</summary>
-    IReadOnlyList<GateLayer> GateLayers { get; }
-
+    public long OutChannels { get; }
+    /// <summary>The gated layers in forward order (gate layer i follows the i-th gated unit).</summary>
+    public IReadOnlyList<GateLayer> GateLayers => _gateLayers;
+    /// <summary>The units in forward order (<see cref="EncoderPlan.Units"/>), with what the pruned cost needs.</summary>
+    public IReadOnlyList<EncoderUnit> Units => _units;
+    /// <summary>The backbone's plan this encoder runs.</summary>
+    public EncoderPlan Plan => _plan;
     /// <summary>Gumbel-sigmoid noise on the gates during training.</summary>
-    GateNoise Noise { get; set; }
+    public GateNoise Noise { get; set; } = GateNoise.Off;
 
-    /// <summary>MACs of each gated layer in one branch, for FLOPs-weighted sparsity.</summary>
-    IReadOnlyList<double> GatedLayerMacs();
+    /// <summary>The task branch <paramref name="t"/> (a plain backbone).</summary>
+    public nn.Module<Tensor, Tensor> TaskBranch(int t) => _allBranches[t];
+    /// <summary>The shared branch (a plain backbone).</summary>
+    public nn.Module<Tensor, Tensor> SharedBranch => shared;
+    /// <summary>Branch <paramref name="b"/>: tasks 0..T−1, then the shared one (index T).</summary>
+    public nn.Module<Tensor, Tensor> Branch(int b) => _allBranches[b];
 
     /// <summary>The shared branch's parameters (what every task's loss reaches).</summary>
-    IEnumerable<Parameter> SharedParameters();
+    public IEnumerable<Parameter> SharedParameters() => shared.parameters();
 
     /// <summary>Cost of the encoder once pruned to <paramref name="pattern"/> (what each gated layer keeps).</summary>
-    PrunedCost PredictPrunedCost(SharingPattern pattern);
+    public PrunedCost PredictPrunedCost(SharingPattern pattern) => PrunedCost.Of(_units, pattern);
+
+    /// <summary>MACs of each gated unit in one branch (every convolution it sums), for FLOPs-weighted sparsity.</summary>
+    public IReadOnlyList<double> GatedLayerMacs() => _units.Where(u => u.Gated).Select(u => (double)u.Macs).ToArray();
+
+    /// <summary>How the T+1 copies of each unit are computed; see <see cref="BranchFusion"/>.</summary>
+    public BranchFusion Fusion
+    {
+        get => _fusion;
+        set
+        {
+            _fusion = value;
+            _fused = value == BranchFusion.Auto ? null : Enumerable.Repeat(value == BranchFusion.On, _units.Length).ToArray();
+        }
+    }
+
+    /// <summary>How a fused unit computes its copies' convolutions and batch norms (set when the model is built); fusion needs one.</summary>
+    public IFusedBranches? FusedImplementation { get; set; }
+
+    /// <summary>Per unit (in <see cref="Units"/> order), whether it runs fused; null until Auto has measured.</summary>
+    public IReadOnlyList<bool>? FusedUnits => _fused;
+
+    /// <summary>Which units run fused, one flag per unit in <see cref="Units"/> order (a measured choice under <see cref="BranchFusion.Auto"/>).</summary>
+    public void UseFusion(IReadOnlyList<bool> perUnit)
+    {
+        if (perUnit.Count != _units.Length) throw new ArgumentException($"Need one flag per unit ({_units.Length}), got {perUnit.Count}.");
+        _fused = perUnit.ToArray();
+    }
+
+    /// <remarks>No timing happens here: with <see cref="BranchFusion.Auto"/> every unit runs unfused until
+    /// <see cref="UseFusion"/> has been given a choice (measured once before the first step; see the InterroGate model).</remarks>
+    public override Tensor[] forward(Tensor x)
+    {
+        var fused = _fused ?? new bool[_units.Length];
+        return Run(x, Noise, (u, _, _) => fused[u]);
+    }
+
+    /// <summary>
+    /// The encoder's forward pass; <paramref name="fuse"/>(unit, the inputs of its terms, what each term is resized like) says
+    /// whether each unit runs fused.
+    /// </summary>
+    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse)
+    {
+        int T = Tasks;
+        var image = Branches.Broadcast(x, T + 1);
+        var streams = new Branches[_units.Length]; // per unit: the gated task features then the mix, or (ungated) each branch's output
+        Branches Input(int unit) => unit == EncoderPlan.Image ? image : streams[unit];
+        for (int u = 0; u < _units.Length; u++)
+        {
+            var plan = _plan.Units[u];
+            var inputs = plan.Terms.Select(t => Input(t.Input)).ToArray();
+            var resize = plan.Terms.Select(t => t.Resized ? Input(t.ResizeLike)[0] : null).ToArray();
+            var unit = _units[u];
+            // A gated unit hands its output to the gate layer before the ReLU, which applies it (fused in its CPU kernel).
+            var output = ComputeUnit(u, inputs, resize, fuse(u, inputs, resize), activate: !unit.Gated);
+            Branches stream;
+            if (unit.Gated)
+            {
+                var layer = _gateLayers[unit.GateIndex];
+                var parts = output.Parts;
+                var (gated, mixed) = layer.Apply(parts[..T], parts[T], layer.Gates(noise), preActivation: true);
+                stream = Branches.Of(mixed is null ? gated : [.. gated, mixed]);
+            }
+            else stream = output;
+            if (plan.PoolAfter is { } p) stream = stream.Map(h => nn.functional.max_pool2d(h, p.Kernel, p.Stride, p.Padding));
+            streams[u] = stream;
+        }
+        var outs = _plan.Outputs;
+        return Enumerable.Range(0, T).Select(t =>
+        {
+            if (outs.Count == 1) return streams[outs[0]][t];
+            var first = streams[outs[0]][t];
+            return cat(outs.Select(o => HighResolutionModule.ResizeTo(streams[o][t], first, _plan.AlignCorners)).ToArray(), dim: 1);
+        }).ToArray();
+    }
+
+    /// <summary>
+    /// Unit <paramref name="u"/> in all T+1 branches: the sum of its terms (each term's input in <paramref name="inputs"/>,
+    /// resized like <paramref name="resizeLike"/> where the term says so); with <paramref name="activate"/>, then its ReLU.
+    /// </summary>
+    internal Branches ComputeUnit(int u, Branches[] inputs, Tensor?[] resizeLike, bool fuse, bool activate = true)
+    {
+        var terms = _plan.Units[u].Terms;
+        int n = _allBranches.Length;
+        Tensor Activation(Tensor y) => activate ? nn.functional.relu(y) : y;
+        Tensor Resize(int i, Tensor v) => resizeLike[i] is { } like ? HighResolutionModule.ResizeTo(v, like, _plan.AlignCorners) : v;
+
+        if (!fuse)
+            return Branches.Of(Enumerable.Range(0, n).Select(b =>
+            {
+                Tensor? y = null;
+                for (int i = 0; i < terms.Count; i++)
+                {
+                    var h = inputs[i][b];
+                    var v = terms[i].Layer is { } layer ? Apply(layer(_allBranches[b]), h) : h;
+                    v = Resize(i, v);
+                    y = y is null ? v : y + v;
+                }
+                return Activation(y!);
+            }).ToArray());
+
+        var kernels = FusedImplementation ?? throw new InvalidOperationException("Branch fusion needs an implementation (FusedImplementation, set by the InterroGate model).");
+        Tensor? sum = null;
+        for (int i = 0; i < terms.Count; i++)
+        {
+            Tensor v;
+            if (terms[i].Layer is { } layer)
+            {
+                var layers = _allBranches.Select(layer).ToArray();
+                var conv = inputs[i].Single is { } one
+                    ? kernels.Conv(layers.Select(l => l.Conv).ToArray(), one, sameInput: true)
+                    : kernels.Conv(layers.Select(l => l.Conv).ToArray(), inputs[i].Fused, sameInput: false);
+                v = kernels.Norm(layers.Select(l => l.Norm).ToArray(), conv);
+            }
+            else v = inputs[i].Fused;
+            v = Resize(i, v);
+            sum = sum is null ? v : sum + v;
+        }
+        return Branches.OfFused(Activation(sum!), n);
+    }
+
+    private static Tensor Apply((Conv2d Conv, BatchNorm2d Norm) layer, Tensor h) => layer.Norm.call(layer.Conv.call(h));
+
+    /// <summary>The weights of unit <paramref name="u"/> in every branch.</summary>
+    internal IEnumerable<Tensor> UnitParameters(int u) => _allBranches.SelectMany(b =>
+        _plan.Units[u].Terms.Where(t => t.Layer is not null)
+            .SelectMany(t => { var (conv, norm) = t.Layer!(b); return conv.parameters().Concat(norm.parameters()); }))
+        .Select(p => (Tensor)p);
+
+    private static nn.Module<Tensor, Tensor> Planned(IEncoderSpec spec, long inChannels)
+    {
+        var encoder = spec.CreateEncoder(inChannels);
+        return encoder is IPlannedEncoder
+            ? encoder
+            : throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone: its encoder does not describe itself as a plan.");
+    }
+
+    /// <summary>The units with their gate index, convolutions, reads and output sizes (from the layer geometry at <paramref name="inputSize"/>).</summary>
+    private static EncoderUnit[] Describe(EncoderPlan plan, nn.Module net, GatingMode mode, (int Height, int Width) inputSize)
+    {
+        int n = plan.Units.Count, gate = 0;
+        var units = new EncoderUnit[n];
+        var streamSize = new (long H, long W)[n]; // what readers of a unit see (after its pooling)
+        (long H, long W) SizeOf(int u) => u == EncoderPlan.Image ? (inputSize.Height, inputSize.Width) : streamSize[u];
+        var readers = new bool[n];
+        foreach (var unit in plan.Units)
+            foreach (var r in unit.Reads) readers[r] = true;
+
+        for (int u = 0; u < n; u++)
+        {
+            var unit = plan.Units[u];
+            var convs = new List<UnitConv>();
+            long channels = -1;
+            (long H, long W)? size = null;
+            foreach (var term in unit.Terms)
+            {
+                if (term.Layer is { } layer)
+                {
+                    var (conv, _) = layer(net);
+                    var hw = OutputSize(conv, SizeOf(term.Input)); // a resized term's convolution runs at its input's size
+                    convs.Add(new UnitConv(conv.in_channels, conv.groups, conv.kernel_size[0] * conv.kernel_size[1], hw.H, hw.W));
+                    if (channels < 0) channels = conv.out_channels;
+                    if (!term.Resized) size ??= hw;
+                }
+            }
+            // An identity term fixes the size (the HRNet exchange's target branch); else the first convolution that is not resized.
+            if (unit.Terms.FirstOrDefault(t => t.IsIdentity && !t.Resized) is { } identity) size = SizeOf(identity.Input);
+            if (channels < 0 || size is not { } outSize)
+                throw new ArgumentException($"Unit {unit.Name} of the plan has no convolution that fixes its channels and size.");
+            bool gated = mode == GatingMode.Conv || unit.EndsBlock;
+            units[u] = new EncoderUnit(unit.Name, gated ? gate++ : -1, channels, convs, unit.Reads, gated && readers[u], outSize.H, outSize.W);
+            streamSize[u] = unit.PoolAfter is { } p ? (Pooled(outSize.H, p), Pooled(outSize.W, p)) : outSize;
+        }
+        return units;
+    }
+
+    private static long Pooled(long n, PlanPool p) => (n + 2 * p.Padding - (p.Kernel - 1) - 1) / p.Stride + 1;
+
+    private static (long H, long W) OutputSize(Conv2d conv, (long H, long W) hw)
+    {
+        static long Out(long n, long kernel, long stride, long padding, long dilation) => (n + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+        return (Out(hw.H, conv.kernel_size[0], conv.stride[0], conv.padding![0], conv.dilation[0]),
+                Out(hw.W, conv.kernel_size[1], conv.stride[1], conv.padding![1], conv.dilation[1]));
+    }
 }

@@ -14,8 +14,18 @@ namespace InterroGate.Pruning;
 /// <summary>What the pruner kept of one gated (or ungated) layer: filters per branch out of <see cref="Channels"/>.</summary>
 public sealed record PrunedLayer(string Layer, long Channels, IReadOnlyDictionary<string, long> KeptPerBranch);
 
-/// <summary>Per layer and branch, the filters kept; the cost before (gated network) and after.</summary>
-public sealed record PruneReport(IReadOnlyList<PrunedLayer> Layers, long MacsBefore, long ParametersBefore, long MacsAfter, long ParametersAfter)
+/// <summary>
+/// A model trained to a compute budget, pruned: the budget's kind ("macs" or "parameters"), its target, what the pruned
+/// network measures, and the relative gap.
+/// </summary>
+public sealed record BudgetOutcome(string Kind, double Target, double Achieved)
+{
+    public double Gap => (Achieved - Target) / Target;
+}
+
+/// <summary>Per layer and branch, the filters kept; the cost before (gated network) and after; with a budget, how it was met.</summary>
+public sealed record PruneReport(IReadOnlyList<PrunedLayer> Layers, long MacsBefore, long ParametersBefore, long MacsAfter, long ParametersAfter,
+    BudgetOutcome? Budget = null)
 {
     public string ToMarkdown(IReadOnlyList<string> branches)
     {
@@ -28,6 +38,8 @@ public sealed record PruneReport(IReadOnlyList<PrunedLayer> Layers, long MacsBef
         sb.AppendLine($"MACs: {MacsBefore:N0} gated → {MacsAfter:N0} pruned ({100.0 * MacsAfter / MacsBefore:F1}%); " +
                       $"parameters: {ParametersBefore:N0} → {ParametersAfter:N0} ({100.0 * ParametersAfter / ParametersBefore:F1}%).");
         sb.AppendLine($"({Analysis.CostCounter.Convention})");
+        if (Budget is { } b)
+            sb.AppendLine($"budget: target {b.Target / 1e6:F3} M {(b.Kind == "parameters" ? "parameters" : "MACs")}, pruned network {b.Achieved / 1e6:F3} M (gap {b.Gap:+0.0%;-0.0%})");
         return sb.ToString();
     }
 }
@@ -40,8 +52,8 @@ public sealed record PruneResult(StaticGraph Graph, PruneReport Report);
 /// the model is read, never changed. Rules (docs/method.md, "Pruning"): a task filter is kept iff its gate is 1, a shared
 /// filter iff some task's gate is 0; BN is folded into kept filters; each kept filter reads its full input,
 /// assembled channel by channel from whichever branch holds it; β stays continuous (softmax weights); then a
-/// dependency pass from the heads drops every node nobody reads. Encoders other than the gated ResNet add a
-/// case to <see cref="EmitEncoder"/>; heads implement <see cref="IStaticHead"/>.
+/// dependency pass from the heads drops every node nobody reads. Any encoder that runs a plan
+/// prunes here (<see cref="EncoderPruning"/>); heads implement <see cref="IStaticHead"/>.
 /// </summary>
 public static class Pruner
 {
@@ -69,10 +81,25 @@ public static class Pruner
             }
             var graph = g.Build(outputs, model.Tasks, input);
 
-            var before = Analysis.CostCounter.Count(model, x => model.call(x), [1, input.Channels, input.Height, input.Width]);
+            // The counter sees convolution modules: fused units (one grouped call for the T+1 copies) run apart for the count.
+            var fused = model.Encoder.FusedUnits?.ToArray();
+            var fusion = model.Encoder.Fusion;
+            model.Encoder.Fusion = BranchFusion.Off;
+            Analysis.CostReport before;
+            try { before = Analysis.CostCounter.Count(model, x => model.call(x), [1, input.Channels, input.Height, input.Width]); }
+            finally
+            {
+                model.Encoder.Fusion = fusion;
+                if (fused is not null) model.Encoder.UseFusion(fused);
+            }
             using var net = new StaticNetwork(graph);
             var after = Analysis.CostCounter.Count(net, x => net.call(x), [1, input.Channels, input.Height, input.Width]);
-            return new PruneResult(graph, new PruneReport(layers, before.Macs, before.Params, after.Macs, after.Params));
+            // A model trained to a budget: the target beside what the pruned network measures.
+            var budget = model.Budget is { } b
+                ? new BudgetOutcome(b.Target.Kind.ToString().ToLowerInvariant(), b.TargetCost(),
+                    b.Target.Kind == BudgetKind.Parameters ? after.Params : after.Macs)
+                : null;
+            return new PruneResult(graph, new PruneReport(layers, before.Macs, before.Params, after.Macs, after.Params, budget));
         }
         finally
         {
@@ -81,12 +108,7 @@ public static class Pruner
     }
 
     private static int[] EmitEncoder(InterroGateModel model, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers) =>
-        model.Encoder switch
-        {
-            GatedResNet resnet => ResNetPruning.Emit(resnet, model.Tasks.Names.ToArray(), g, pattern, layers),
-            GatedHRNet hrnet => HRNetPruning.Emit(hrnet, model.Tasks.Names.ToArray(), g, pattern, layers),
-            var other => throw new NotSupportedException($"No pruner for encoder {other.GetType().Name}."),
-        };
+        EncoderPruning.Emit(model.Encoder, model.Tasks.Names.ToArray(), g, pattern, layers);
 }
 
 /// <summary>A head that can write itself into a static network; returns the node of its prediction.</summary>
@@ -95,73 +117,82 @@ public interface IStaticHead
     int Emit(GraphBuilder graph, int input, string name);
 }
 
-/// <summary>The pruning rules applied to <see cref="GatedResNet"/> (conv or block gating, any ResNet).</summary>
-internal static class ResNetPruning
+/// <summary>
+/// The pruning rules applied to a <see cref="GatedEncoder"/>, unit by unit in its plan's order: per branch, the kept
+/// filters of a unit read that branch's full input (task t: its gated features; shared: the mix; an ungated unit's
+/// reader: that branch's output), BN folded, in every term the unit sums (an identity term gathered to the kept
+/// channels, a resized term resized after its convolution), then the ReLU, the gates and mix of
+/// <see cref="GateAndMix"/> and any pooling. The plan's outputs give each task's features (several: resized to the
+/// first and concatenated).
+/// </summary>
+internal static class EncoderPruning
 {
-    public static int[] Emit(GatedResNet encoder, string[] tasks, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers)
+    public static int[] Emit(GatedEncoder encoder, string[] tasks, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers)
     {
         int T = tasks.Length;
-        var branches = Enumerable.Range(0, T + 1).Select(b => b < T ? encoder.TaskBranch(b) : encoder.SharedBranch).ToArray();
         string Prefix(int b) => b < T ? $"tasks.{tasks[b]}" : "shared";
-        var names = BlockNames(encoder.SharedBranch.Spec);
-        int gateIndex = 0;
+        var plan = encoder.Plan;
+        var units = encoder.Units;
+        int n = units.Count;
 
-        // Stem: gated at its output.
-        var stemKeep = pattern[gateIndex].Kept;
-        var stemOut = new int[T + 1];
-        for (int b = 0; b <= T; b++)
-            stemOut[b] = stemKeep[b].Length == 0 ? -1
-                : g.Op($"{Prefix(b)}.conv1.relu", StaticOp.Relu, stemKeep[b].Length,
-                    g.FoldedConv($"{Prefix(b)}.conv1", GraphBuilder.InputNode, branches[b].StemConv, branches[b].StemNorm, stemKeep[b]));
-        layers.Add(Report("conv1", stemKeep, encoder.SharedBranch.StemConv.out_channels, tasks));
-        Func<int, string, int>? stemPool = encoder.SharedBranch.StemPool is { } pool
-            ? (v, name) => g.Add(new StaticNode(name, StaticOp.MaxPool, [v], g.Channels(v),
-                (int)pool.kernel_size[0], (int)(pool.stride?[0] ?? pool.kernel_size[0]), (int)(pool.padding?[0] ?? 0)))
-            : null;
-        var (h, mix) = GateAndMix(g, "conv1", stemOut, pattern[gateIndex], encoder.GateLayers[gateIndex++], tasks, stemPool);
-
-        var blocks = encoder.SharedBranch.Blocks;
-        for (int j = 0; j < blocks.Count; j++)
+        // What each branch keeps of each unit: the pattern for gated units; an ungated unit whole iff a reader keeps anything in that branch.
+        var keep = new long[n][][];
+        for (int u = n - 1; u >= 0; u--)
         {
-            // Branch inputs of this block: task t reads its gated features, the shared branch the mix.
-            var blockIn = h.Append(mix).ToArray();
-            var current = blockIn.ToArray();
-            int units = blocks[j].Units;
-            // Under block gating, inner units are kept whole iff their branch keeps anything at the block output.
-            long[][]? blockKeep = encoder.Mode == GatingMode.Block ? pattern[gateIndex].Kept : null;
-            for (int k = 0; k < units; k++)
-            {
-                string unit = $"{names[j]}.conv{k + 1}";
-                bool gated = encoder.Mode == GatingMode.Conv || k == units - 1;
-                long channels = blocks[j].ConvOf(k).out_channels;
-                var keep = gated ? pattern[gateIndex].Kept
-                    : blockKeep!.Select(kb => kb.Length > 0 ? Range(channels) : Array.Empty<long>()).ToArray();
-                var outs = new int[T + 1];
-                for (int b = 0; b <= T; b++)
-                {
-                    if (keep[b].Length == 0 || current[b] < 0) { outs[b] = -1; continue; }
-                    var block = branches[b].Blocks[j];
-                    int y = g.FoldedConv($"{Prefix(b)}.{unit}", current[b], block.ConvOf(k), block.NormOf(k), keep[b]);
-                    if (k == units - 1)
-                    {
-                        int shortcut = block.Downsample is { } ds
-                            ? g.FoldedConv($"{Prefix(b)}.{names[j]}.downsample", blockIn[b], (Conv2d)ds[0], (BatchNorm2d)ds[1], keep[b])
-                            : g.Gather($"{Prefix(b)}.{names[j]}.identity", [blockIn[b]], keep[b]);
-                        y = g.Op($"{Prefix(b)}.{names[j]}.add", StaticOp.Add, keep[b].Length, y, shortcut);
-                    }
-                    outs[b] = g.Op($"{Prefix(b)}.{unit}.relu", StaticOp.Relu, keep[b].Length, y);
-                }
-                layers.Add(Report(unit, keep, channels, tasks));
-                if (gated)
-                {
-                    (h, mix) = GateAndMix(g, unit, outs, pattern[gateIndex], encoder.GateLayers[gateIndex], tasks);
-                    gateIndex++;
-                    current = h.Append(mix).ToArray();
-                }
-                else current = outs;
-            }
+            if (units[u].Gated) { keep[u] = pattern[units[u].GateIndex].Kept; continue; }
+            var readers = Enumerable.Range(u + 1, n - u - 1).Where(v => units[v].Reads.Contains(u)).ToArray();
+            keep[u] = Enumerable.Range(0, T + 1)
+                .Select(b => readers.Any(v => keep[v][b].Length > 0) ? Range(units[u].OutChannels) : Array.Empty<long>()).ToArray();
         }
-        return h;
+
+        var streams = new int[n][]; // per unit: each task's gated features then the mix (−1 where absent), or each branch's output (ungated)
+        int Input(int unit, int b) => unit == EncoderPlan.Image ? GraphBuilder.InputNode : streams[unit][b];
+        for (int u = 0; u < n; u++)
+        {
+            var unit = plan.Units[u];
+            var outs = new int[T + 1];
+            for (int b = 0; b <= T; b++)
+            {
+                var kept = keep[u][b];
+                if (kept.Length == 0 || unit.Terms.Any(t => Input(t.Input, b) < 0)) { outs[b] = -1; continue; }
+                string name = $"{Prefix(b)}.{unit.Name}";
+                int sum = -1;
+                for (int i = 0; i < unit.Terms.Count; i++)
+                {
+                    var term = unit.Terms[i];
+                    int input = Input(term.Input, b), value;
+                    if (term.Layer is { } layer)
+                    {
+                        var (conv, norm) = layer(encoder.Branch(b));
+                        value = g.FoldedConv(name + term.Suffix, input, conv, norm, kept);
+                    }
+                    else value = g.Gather(name + term.Suffix, [input], kept);
+                    if (term.Resized) value = g.Op($"{name}{term.Suffix}.upsample", StaticOp.Resize, kept.Length, value, Input(term.ResizeLike, b));
+                    sum = sum < 0 ? value : g.Op($"{name}.add{i}", StaticOp.Add, kept.Length, sum, value);
+                }
+                outs[b] = g.Op($"{name}.relu", StaticOp.Relu, kept.Length, sum);
+            }
+            layers.Add(Report(unit.Name, keep[u], units[u].OutChannels, tasks));
+
+            Func<int, string, int>? pool = unit.PoolAfter is { } p
+                ? (v, name) => g.Add(new StaticNode(name, StaticOp.MaxPool, [v], g.Channels(v), p.Kernel, p.Stride, p.Padding))
+                : null;
+            if (units[u].Gated)
+            {
+                var (gated, mix) = GateAndMix(g, unit.Name, outs, pattern[units[u].GateIndex], encoder.GateLayers[units[u].GateIndex], tasks, pool);
+                streams[u] = [.. gated, mix];
+            }
+            else streams[u] = pool is null ? outs : outs.Select((v, b) => v < 0 ? -1 : pool(v, $"{Prefix(b)}.{unit.Name}.pool")).ToArray();
+        }
+
+        // Several outputs: the others resized to the first, concatenated along channels (as the gated encoder's forward).
+        return Enumerable.Range(0, T).Select(t =>
+        {
+            var final = plan.Outputs.Select(u => streams[u][t]).ToArray();
+            if (final.Length == 1) return final[0];
+            var parts = final.Select((v, i) => i == 0 ? v : g.Op($"tasks.{tasks[t]}.output{i}.upsample", StaticOp.Resize, g.Channels(v), v, final[0])).ToArray();
+            return g.Op($"tasks.{tasks[t]}.concat", StaticOp.Concat, parts.Sum(g.Channels), parts);
+        }).ToArray();
     }
 
     /// <summary>
@@ -232,8 +263,4 @@ internal static class ResNetPruning
 
     internal static PrunedLayer Report(string unit, long[][] keep, long channels, string[] tasks) =>
         new(unit, channels, Enumerable.Range(0, keep.Length).ToDictionary(b => b < tasks.Length ? tasks[b] : "shared", b => (long)keep[b].Length));
-
-    /// <summary>torchvision's block names: layer{stage}.{index}.</summary>
-    private static string[] BlockNames(ResNetSpec spec) =>
-        spec.Layers.SelectMany((count, s) => Enumerable.Range(0, count).Select(b => $"layer{s + 1}.{b}")).ToArray();
 }

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace InterroGate.Runtime;
 
-/// <summary>Times each unit of a <see cref="GatedResNet"/> with its T+1 copies fused and separate.</summary>
+/// <summary>Times each unit of a <see cref="GatedEncoder"/> with its T+1 copies fused and separate.</summary>
 public static class FusionTuner
 {
     /// <summary>
@@ -14,7 +14,7 @@ public static class FusionTuner
     /// whether to fuse (only where that saves at least 5%). Weights, gradients, batch-norm statistics and the
     /// random state are left as they were.
     /// </summary>
-    public static bool[] Measure(GatedResNet encoder, Tensor x, int repeats = 3)
+    public static bool[] Measure(GatedEncoder encoder, Tensor x, int repeats = 3)
     {
         if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "at least 1");
         var norms = encoder.modules().OfType<BatchNorm2d>().ToArray();
@@ -24,7 +24,7 @@ public static class FusionTuner
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            encoder.Run(x, GateNoise.Off, (u, j, k, h, blockIn) =>
+            encoder.Run(x, GateNoise.Off, (u, inputs, resizeLike) =>
             {
                 double plain = Time(false), fused = Time(true);
                 choice[u] = fused < 0.95 * plain;
@@ -37,12 +37,15 @@ public static class FusionTuner
                     {
                         using var inner = NewDisposeScope();
                         using var grad = enable_grad();
-                        var hIn = Branches.Of(h.Parts.Select(p => p.detach().requires_grad_(j >= 0)).ToArray());
-                        var bIn = ReferenceEquals(h, blockIn) ? hIn : Branches.Of(blockIn.Parts.Select(p => p.detach().requires_grad_(true)).ToArray());
+                        // Fresh leaves for the inputs (the image needs no gradient); one input read by two terms stays one leaf.
+                        var leaves = new Dictionary<Branches, Branches>(ReferenceEqualityComparer.Instance);
+                        var ins = inputs.Select(i => i.Single is not null ? i
+                            : leaves.TryGetValue(i, out var l) ? l
+                            : leaves[i] = Branches.Of(i.Parts.Select(p => p.detach().requires_grad_(true)).ToArray())).ToArray();
                         var watch = System.Diagnostics.Stopwatch.StartNew();
-                        var y = encoder.ComputeUnit(j, k, hIn, bIn, fuse);
+                        var y = encoder.ComputeUnit(u, ins, resizeLike, fuse);
                         var loss = y.Parts.Select(p => p.sum()).Aggregate((a, b) => a + b);
-                        var wrt = encoder.UnitParameters(j, k).Concat(j >= 0 ? hIn.Parts : []).ToArray();
+                        var wrt = encoder.UnitParameters(u).Concat(leaves.Values.SelectMany(b => b.Parts)).ToArray();
                         autograd.grad([loss], wrt);
                         if (x.device.type == TorchSharp.DeviceType.CUDA) cuda.synchronize(x.device);
                         if (r > 0) times.Add(watch.Elapsed.TotalMilliseconds);

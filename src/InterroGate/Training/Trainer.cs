@@ -96,25 +96,38 @@ public sealed class Trainer
         _model.to(device);
         // A balancer's own parameters stay on the CPU; balancers move them to the losses' device where they combine.
 
-        // A balancer's own learnable parameters (e.g. Uncertainty's log-variances) train with the weights.
-        var weightOpt = optim.Adam(_model.WeightParameters().Concat(_balancer.Parameters), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
-        var gateParams = _model.GateParameters().ToArray();
-        double gateLr = _config.Architecture.SeparateLr;
-        var gateOpt = gateParams.Length > 0 ? optim.SGD(gateParams, gateLr) : null;
+        // The model's parameter groups: the weight groups share one Adam (a group each), every gate group has its SGD.
+        var groups = _model.ParameterGroups();
+        ParameterGroup.CheckCovers(groups, _model);
+        var weightGroups = groups.Where(g => g.Kind == GroupKind.Weights).ToArray();
+        if (weightGroups.Length == 0) throw new InvalidOperationException($"{_model.Architecture} has no weight parameter group.");
+        var weights = weightGroups.SelectMany(g => g.Parameters).ToArray();
+        double[] baseLr = weightGroups.Select(g => g.LearningRate ?? cfg.Lr).ToArray();
+        // A balancer's own learnable parameters (e.g. Uncertainty's log-variances) train with the first weight group.
+        var weightOpt = weightGroups.Length == 1
+            ? optim.Adam(weights.Concat(_balancer.Parameters), lr: baseLr[0], weight_decay: cfg.WeightDecay)
+            : optim.Adam(weightGroups.Select((g, i) => new TorchSharp.Modules.Adam.ParamGroup(
+                i == 0 ? g.Parameters.Concat(_balancer.Parameters) : g.Parameters, lr: baseLr[i], weight_decay: cfg.WeightDecay)), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
+        var gateOpts = groups.Where(g => g.Kind == GroupKind.Gates && g.Parameters.Count > 0)
+            .Select(g => (g.Name, Optimizer: optim.SGD(g.Parameters, g.LearningRate ?? throw new InvalidOperationException($"Gate group '{g.Name}' needs its learning rate."))))
+            .ToArray();
         var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
-        if (gateOpt is not null) optimizers.Add(("gates", gateOpt));
+        optimizers.AddRange(gateOpts.Select(g => (g.Name, (TorchSharp.Modules.OptimizerHelper)g.Optimizer)));
+        bool hasGates = gateOpts.Length > 0;
         var objective = new MultiTaskObjective(tasks);
         using var validationBatches = ValidationBatches(cfg, device).GetEnumerator();
-        var context = new BalanceContext(_model.SharedParameters().ToArray(), () => _model.SharedRepresentation)
+        var sharedParameters = _model.SharedParameters().ToArray();
+        // What a balancer may use during one step, built for that step's batch; validation batches it draws are freed with the step.
+        BalanceContext ContextFor(Dictionary<string, Tensor> batch, TorchSharp.DisposeScope scope) => new(sharedParameters, () => _model.SharedRepresentation)
         {
-            Meta = new MetaAccess(_model.WeightParameters().ToArray(), () => weightOpt.ParamGroups.First().LearningRate,
-                TrainLosses: () => objective.Losses(_model.call(_currentBatch![IMultiTaskDataset.ImageKey]), _currentBatch),
+            Meta = new MetaAccess(weights, () => weightOpt.ParamGroups.First().LearningRate,
+                TrainLosses: () => objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch),
                 ValidationLosses: () =>
                 {
                     validationBatches.MoveNext();
-                    var batch = validationBatches.Current;
-                    _stepScope?.Attach(batch.Values); // freed with the step
-                    return objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch);
+                    var held = validationBatches.Current;
+                    scope.Attach(held.Values);
+                    return objective.Losses(_model.call(held[IMultiTaskDataset.ImageKey]), held);
                 }),
         };
 
@@ -139,10 +152,10 @@ public sealed class Trainer
         if (steps == 0) throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
 
         bool gatesLanded = false;
-        int gateSteps = gateOpt is null ? 0 : (cfg.Epochs - cfg.FreezeGatesLastEpochs) * steps;
+        int gateSteps = hasGates ? (cfg.Epochs - cfg.FreezeGatesLastEpochs) * steps : 0;
         if (_model.PrepareTraining(gateSteps) is { } preparation) Report(new RunMessage(_config.Name, preparation));
         PrepareSpeed(device);
-        if (resumeFrom is null && gateOpt is not null && ProbeGateRegime(objective, device, gateSteps) is { } warning)
+        if (resumeFrom is null && hasGates && ProbeGateRegime(objective, device, gateSteps) is { } warning)
             Report(new RunMessage(_config.Name, warning));
 
         int reportEvery = Math.Clamp(steps / 20, 1, 10);
@@ -170,10 +183,10 @@ public sealed class Trainer
                 }
 
                 double factor = cfg.Schedule.Factor(epoch, step, steps, cfg.Epochs);
-                foreach (var g in weightOpt.ParamGroups) g.LearningRate = cfg.Lr * factor;
+                foreach (var (g, lr) in weightOpt.ParamGroups.Zip(baseLr)) g.LearningRate = lr * factor;
 
                 bool gatesFixed = epoch >= cfg.Epochs - cfg.FreezeGatesLastEpochs;
-                if (gatesFixed && gateOpt is not null && !gatesLanded)
+                if (gatesFixed && hasGates && !gatesLanded)
                 {
                     // Once, as the gates become fixed (or on resuming with them fixed: a no-op when already on target).
                     if (_model.FixGates() is { } landing) Report(new RunMessage(_config.Name, landing));
@@ -184,7 +197,7 @@ public sealed class Trainer
                 int n;
                 try
                 {
-                    (losses, reg, n) = Step(batch, objective, context, weightOpt, gatesFixed ? null : gateOpt);
+                    (losses, reg, n) = Step(batch, objective, ContextFor, weightOpt, gatesFixed ? [] : gateOpts.Select(g => (optim.Optimizer)g.Optimizer).ToArray());
                 }
                 catch (Exception e) when (Runtime.Devices.ExplainOutOfMemory(e, cfg.BatchSize) is { } why)
                 {
@@ -248,9 +261,6 @@ public sealed class Trainer
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
-    private Dictionary<string, Tensor>? _currentBatch;
-    private TorchSharp.DisposeScope? _stepScope;
-
     /// <summary>Validation batches without end (reshuffled each pass), for balancers that look at held-out data.</summary>
     private IEnumerable<Dictionary<string, Tensor>> ValidationBatches(TrainingConfig cfg, Device device)
     {
@@ -260,13 +270,16 @@ public sealed class Trainer
             foreach (var batch in loader.Epoch(pass)) yield return batch;
     }
 
-    /// <summary>One optimisation step in its own dispose scope; returns .NET numbers only.</summary>
+    /// <summary>
+    /// One optimisation step in its own dispose scope, with the balancer's context built for its batch; the gate
+    /// optimisers step only where given (none while the gates are fixed). Returns .NET numbers only.
+    /// </summary>
     private (double[] Losses, double Regularizer, int Images) Step(Dictionary<string, Tensor> batch, MultiTaskObjective objective,
-        BalanceContext context, optim.Optimizer weightOpt, optim.Optimizer? gateOpt)
+        Func<Dictionary<string, Tensor>, TorchSharp.DisposeScope, BalanceContext> contextFor, optim.Optimizer weightOpt, IReadOnlyList<optim.Optimizer> gateOpts)
     {
         using var scope = NewDisposeScope();
         scope.Attach(batch.Values);
-        (_currentBatch, _stepScope) = (batch, scope);
+        var context = contextFor(batch, scope);
         var images = batch[IMultiTaskDataset.ImageKey];
         // On CUDA, timing the forward pass apart needs a device synchronisation mid-step: done on every
         // TimingEveryCudaStep-th step only, so the other steps keep their queued launches (on CPU every step is timed).
@@ -279,14 +292,14 @@ public sealed class Trainer
         double forwardMs = timed ? Elapsed(start, images.device) : 0;
         long backwardStart = Stopwatch.GetTimestamp();
         weightOpt.zero_grad();
-        gateOpt?.zero_grad();
-        if (gateOpt is null) foreach (var p in _model.GateParameters()) p.grad?.zero_(); // fixed gates: no stale gradients pile up
+        foreach (var g in gateOpts) g.zero_grad();
+        if (gateOpts.Count == 0) foreach (var p in _model.ParametersOf(GroupKind.Gates)) p.grad?.zero_(); // fixed gates: no stale gradients pile up
         _balancer.Backward(losses, reg, context);
-        if (gateOpt is not null) _model.ObserveGradients();
+        if (gateOpts.Count > 0) _model.ObserveGradients();
         weightOpt.step();
-        if (gateOpt is not null)
+        if (gateOpts.Count > 0)
         {
-            gateOpt.step();
+            foreach (var g in gateOpts) g.step();
             _model.GatesStepped();
         }
         var values = losses.Select(l => (double)l.item<float>()).ToArray();

@@ -60,6 +60,9 @@ public sealed class ArchitectureContractTests
                 }
 
         AssertEveryModuleOnce(model);
+        ParameterGroup.CheckCovers(model.ParameterGroups(), model); // every parameter in exactly one optimiser group
+        Assert.Equal(arch.StartsWith("interrogate", StringComparison.Ordinal) || arch == "cross-stitch",
+            model.ParameterGroups().Any(g => g.Kind == GroupKind.Gates && g.Parameters.Count > 0));
         using var scope = NewDisposeScope();
         var outputs = model.call(randn(3, 2, size, size));
         Assert.Equal(Tasks.Names.ToHashSet(), outputs.Keys.ToHashSet());
@@ -96,14 +99,17 @@ public sealed class ArchitectureContractTests
     }
 
     [Fact]
-    public void Gate_parameters_are_exactly_alpha_and_beta_and_not_among_the_weights()
+    public void The_gate_group_is_exactly_alpha_and_beta_at_the_gate_learning_rate_and_the_weights_are_the_rest()
     {
         var model = (InterroGateModel)Create("interrogate-conv", ResNetSpec.ResNet20(0.25), 1, 16, Tasks);
         var gateNames = model.named_parameters().Where(p => p.name.StartsWith("encoder.gates.", StringComparison.Ordinal)).Select(p => p.parameter).ToHashSet(ReferenceEqualityComparer.Instance);
-        Assert.Equal(gateNames.Count, model.GateParameters().Count());
-        Assert.All(model.GateParameters(), p => Assert.Contains(p, gateNames));
-        Assert.DoesNotContain(model.WeightParameters(), p => gateNames.Contains(p));
-        Assert.Equal(model.parameters().Count(), model.WeightParameters().Count() + gateNames.Count);
+        Assert.Equal(gateNames.Count, model.ParametersOf(GroupKind.Gates).Count());
+        Assert.All(model.ParametersOf(GroupKind.Gates), p => Assert.Contains(p, gateNames));
+        Assert.DoesNotContain(model.ParametersOf(GroupKind.Weights), p => gateNames.Contains(p));
+        Assert.Equal(model.parameters().Count(), model.ParametersOf(GroupKind.Weights).Count() + gateNames.Count);
+        Assert.Equal(["weights", "gates"], model.ParameterGroups().Select(g => g.Name));
+        Assert.Equal(model.Options.GateLr, model.ParameterGroups()[1].LearningRate);
+        Assert.Null(model.ParameterGroups()[0].LearningRate); // the training's learning rate and schedule
         // 19 gated layers (stem + 9 blocks × 2 units) with a mix on all but the last.
         Assert.Equal(19 * 2 - 1, gateNames.Count);
     }

@@ -29,8 +29,8 @@ public sealed class BaselineArchitectureTests
         // One unit after the stem and one after each of ResNet-20's three stages, [T, T, C] each.
         Assert.Equal(new[] { 4L, 4, 8, 16 }, cs.Units.Select(u => u.shape[2]));
         Assert.All(cs.Units, u => Assert.Equal(new long[] { 2, 2 }, u.shape[..2]));
-        Assert.Same(cs.Units[0], cs.GateParameters().First());
-        Assert.DoesNotContain(cs.WeightParameters(), p => cs.Units.Contains(p));
+        Assert.Same(cs.Units[0], cs.ParametersOf(GroupKind.Gates).First());
+        Assert.DoesNotContain(cs.ParametersOf(GroupKind.Weights), p => cs.Units.Contains(p));
     }
 
     [Fact]
@@ -71,7 +71,8 @@ public sealed class BaselineArchitectureTests
     public void Both_are_configured_by_name_and_validated()
     {
         var cs = ConfigJson.Deserialize<RunConfig>("""{ "architecture": { "type": "cross-stitch", "selfWeight": 0.8, "unitLr": 0.5 } }""");
-        Assert.Equal(0.5, cs.Architecture.SeparateLr);
+        var groups = cs.Architecture.CreateModel(Tasks, ResNetSpec.ResNet20(0.25), (1, 16, 16)).ParameterGroups();
+        Assert.Equal(0.5, groups.Single(g => g.Name == "gates").LearningRate);
         Assert.IsType<MtanConfig>(ConfigJson.Deserialize<RunConfig>("""{ "architecture": { "type": "mtan" } }""").Architecture);
         var bad = Assert.Throws<ConfigException>(() => new RunConfig { Architecture = new CrossStitchConfig { SelfWeight = 2 } }.Validate(2));
         Assert.Contains("architecture.selfWeight", bad.Message);

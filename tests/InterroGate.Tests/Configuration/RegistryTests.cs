@@ -1,5 +1,6 @@
 using System.Text.Json;
 using InterroGate.Architectures;
+using InterroGate.Backbones;
 using InterroGate.Configuration;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
@@ -49,6 +50,53 @@ public sealed class RegistryTests
             Assert.Equal(ConfigJson.Serialize(run), ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(ConfigJson.Serialize(run))));
             Assert.NotNull(config.Create(Tasks.Count));
         }
+    }
+
+    [Fact]
+    public void Every_data_set_is_listed_round_trips_and_opens_or_asks_for_its_root()
+    {
+        Assert.Equal(["multifashion", "folder", "synthetic", "fashion-scenes", "nyudv2", "celeba", "pascal-context"], DataCatalog.Names);
+        foreach (var entry in DataCatalog.Entries)
+        {
+            Assert.Equal(entry.Description, DataCatalog.Descriptions[entry.Name]);
+            Assert.False(string.IsNullOrWhiteSpace(entry.Description));
+            var run = new RunConfig { Name = entry.Name, Data = new DataConfig { Dataset = entry.Name, TrainSize = 40, ValidationSize = 8, TestSize = 8 } };
+            string json = ConfigJson.Serialize(run);
+            Assert.Equal(json, ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(json)));
+            if (entry.NeedsRoot)
+            {
+                // No default folder: the configuration is refused before anything is read, naming data.root.
+                var e = Assert.Throws<ConfigException>(() => run.Validate(2));
+                Assert.Contains("data.root", e.Message);
+            }
+        }
+        // One that needs no files opens by its entry.
+        var splits = DataCatalog.Open(new DataConfig { Dataset = "synthetic", TrainSize = 40, ValidationSize = 8, TestSize = 8 });
+        Assert.Equal(40, splits.Train.Count);
+        var unknown = Assert.Throws<ConfigException>(() => DataCatalog.Open(new DataConfig { Dataset = "mnist" }));
+        Assert.Contains("data.dataset", unknown.Message);
+        Assert.Contains(string.Join(", ", DataCatalog.Names), unknown.Message);
+    }
+
+    [Fact]
+    public void Every_backbone_is_listed_round_trips_and_gives_its_spec()
+    {
+        Assert.Equal(["resnet20", "resnet18", "resnet34", "resnet50", "hrnet18", "hrnet18-small", "hrnet32", "hrnet48"], BackboneCatalog.Descriptions.Keys);
+        foreach (var entry in BackboneCatalog.Entries)
+        {
+            Assert.False(string.IsNullOrWhiteSpace(entry.Description));
+            var run = new RunConfig { Name = entry.Name, Backbone = new BackboneConfig { Name = entry.Name } };
+            string json = ConfigJson.Serialize(run);
+            Assert.Equal(json, ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(json)));
+            var spec = BackboneCatalog.Spec(entry.Name);
+            Assert.Equal(entry.Name, spec.Name);
+            Assert.Equal(entry.IsResNet, spec is ResNetSpec);
+            Assert.Equal(entry.Options == BackboneOptions.Dilation ? 32 : 4, spec.OutputStride); // ResNet-20: two stride-2 stages; HRNet: its own 4
+            // The options it does not take are refused by key.
+            Assert.Equal(entry.Options == BackboneOptions.Width ? null : "width", BackboneCatalog.Invalid(entry.Name, width: 0.5)?.Key);
+            Assert.Equal(entry.Options == BackboneOptions.Dilation ? null : "outputStride", BackboneCatalog.Invalid(entry.Name, outputStride: 16)?.Key);
+        }
+        Assert.Equal("name", BackboneCatalog.Invalid("vgg16")?.Key);
     }
 
     [Fact]

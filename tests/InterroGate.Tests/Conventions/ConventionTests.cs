@@ -66,7 +66,7 @@ public sealed class ConventionTests
     [Fact]
     public void Method_files_start_with_a_summary_naming_the_paper_they_implement()
     {
-        foreach (var file in new[] { "Gating/GateLayer.cs", "Gating/SparsityLoss.cs", "Gating/GatedResNet.cs", "Architectures/InterroGateModel.cs" })
+        foreach (var file in new[] { "Gating/GateLayer.cs", "Gating/SparsityLoss.cs", "Gating/GatedEncoder.cs", "Architectures/InterroGateModel.cs" })
         {
             var first = File.ReadLines(Path.Combine(Root, "src", "InterroGate", file)).First();
             Assert.StartsWith("//", first);

@@ -30,6 +30,20 @@ public sealed class BranchFusionTests
         return model;
     }
 
+    [Fact]
+    public void A_fused_model_prunes_to_the_same_network_and_reports_the_same_cost()
+    {
+        var plain = Model("resnet20", GatingMode.Conv, BranchFusion.Off, 16);
+        var fused = Model("resnet20", GatingMode.Conv, BranchFusion.On, 16);
+        var input = new InterroGate.Data.ImageInput(3, 16, 16);
+        var a = InterroGate.Pruning.Pruner.Prune(plain, input).Report;
+        var b = InterroGate.Pruning.Pruner.Prune(fused, input).Report;
+        Assert.Equal(a.MacsBefore, b.MacsBefore); // the gated network's convolutions are counted when fused too
+        Assert.Equal(a.MacsAfter, b.MacsAfter);
+        Assert.Equal(a.ParametersBefore, b.ParametersBefore);
+        Assert.All(fused.Encoder.FusedUnits!, Assert.True); // and the model is left fused
+    }
+
     private static void AssertClose(Tensor expected, Tensor actual, double rtol, double atol, string what)
     {
         var diff = (expected - actual).abs();
@@ -42,6 +56,7 @@ public sealed class BranchFusionTests
     [InlineData("resnet20", GatingMode.Block, 16)]
     [InlineData("resnet18", GatingMode.Conv, 32)]
     [InlineData("resnet50", GatingMode.Block, 32)]
+    [InlineData("hrnet18-small", GatingMode.Conv, 32)] // fuse paths, resized terms and multi-resolution outputs
     public void Fused_units_match_separate_branches_in_outputs_gradients_and_batch_norm_statistics(string backbone, GatingMode gating, int size)
     {
         // In float64, so that rounding (which batch norm over a few values per channel amplifies in float32)
@@ -50,7 +65,7 @@ public sealed class BranchFusionTests
         var fused = Model(backbone, gating, BranchFusion.On, size);
         plain.to(float64);
         fused.to(float64);
-        Assert.All(fused.ResNetEncoder!.FusedUnits!, Assert.True);
+        Assert.All(fused.Encoder.FusedUnits!, Assert.True);
         var x = randn(4, 3, size, size, dtype: float64);
 
         plain.train();
@@ -65,7 +80,8 @@ public sealed class BranchFusionTests
         foreach (var (name, p) in plain.named_parameters())
         {
             if (p.grad is null) continue;
-            AssertClose(p.grad, fusedParams[name].grad!, 1e-9, 1e-12, $"gradient of {name}");
+            // Deep networks sum a gradient over many paths in another order when fused: near-zero entries are judged against the largest.
+            AssertClose(p.grad, fusedParams[name].grad!, 1e-9, Math.Max(1e-12, 1e-9 * p.grad.abs().max().to(float64).item<double>()), $"gradient of {name}");
             compared++;
         }
         Assert.True(compared > 50, $"{compared} gradients compared");
@@ -92,16 +108,16 @@ public sealed class BranchFusionTests
     {
         var plain = Model("resnet20", GatingMode.Conv, BranchFusion.Off, 16);
         var auto = Model("resnet20", GatingMode.Conv, BranchFusion.Auto, 16);
-        Assert.Null(auto.ResNetEncoder!.FusedUnits);
+        Assert.Null(auto.Encoder.FusedUnits);
         var x = randn(8, 3, 16, 16);
 
         // Neither evaluation nor a training forward pass measures: until measured, every unit runs unfused.
         auto.eval();
         using (no_grad()) auto.call(x);
-        Assert.Null(auto.ResNetEncoder!.FusedUnits);
+        Assert.Null(auto.Encoder.FusedUnits);
         auto.train();
         using (no_grad()) auto.call(x);
-        Assert.Null(auto.ResNetEncoder!.FusedUnits);
+        Assert.Null(auto.Encoder.FusedUnits);
         // (that pass moved the BN statistics by one batch: start both models from the same state again)
         auto.load_state_dict(plain.state_dict());
 
@@ -123,7 +139,7 @@ public sealed class BranchFusionTests
         var ya = auto.call(x);
         var noiseAfterAuto = rand(5);
 
-        Assert.Equal(auto.ResNetEncoder!.Units.Count, auto.ResNetEncoder!.FusedUnits!.Count);
+        Assert.Equal(auto.Encoder.Units.Count, auto.Encoder.FusedUnits!.Count);
         Assert.True(noiseAfterPlain.equal(noiseAfterAuto).all().item<bool>(), "measuring consumed random numbers");
         foreach (var t in Tasks.Names) AssertClose(yp[t], ya[t], 1e-4, 1e-5, $"output {t}");
         // The measurement's own forward passes are undone: statistics moved by exactly one batch, as plain's did.

@@ -18,10 +18,10 @@ public sealed class GatedHRNetTests
 
     private static HRNetSpec Spec(string name) => name == "tiny" ? Tiny : HRNetSpec.W18SmallV2();
 
-    private static GatedHRNet Encoder(HRNetSpec spec, int size, int seed = 0)
+    private static GatedEncoder Encoder(HRNetSpec spec, int size, int seed = 0)
     {
         manual_seed(seed);
-        var encoder = new GatedHRNet(TaskNames, spec, 3, (size, size), alphaInit: 1);
+        var encoder = new GatedEncoder(TaskNames, spec, 3, (size, size), GatingMode.Conv, alphaInit: 1);
         PrunerTests.RandomiseNorms(encoder);
         using var _ = no_grad();
         foreach (var g in encoder.GateLayers) g.Beta?.copy_(randn_like(g.Beta) * 2);
@@ -85,17 +85,17 @@ public sealed class GatedHRNetTests
     public void Every_convolution_sits_in_one_gated_unit_and_the_units_add_up_to_the_HRNet()
     {
         // Tiny: stem 2, layer1 3, transition1 2, stage2 2×2 + 2 fuse outputs, transition2 1, stage3 3×2 + 3 fuse outputs + 1 inner step.
-        var tiny = new GatedHRNet(["a", "b"], Tiny, 3, (40, 56), alphaInit: 1);
+        var tiny = new GatedEncoder(["a", "b"], Tiny, 3, (40, 56), GatingMode.Conv, alphaInit: 1);
         Assert.Equal(24, tiny.GateLayers.Count);
-        Assert.Equal(tiny.FinalUnits, Enumerable.Range(0, 24).Where(u => tiny.GateLayers[u].Beta is null));
-        Assert.Equal(new[] { "stage3.0.fuse_layers.0", "stage3.0.fuse_layers.1", "stage3.0.fuse_layers.2" }, tiny.FinalUnits.Select(u => tiny.Units[u].Name));
+        Assert.Equal(tiny.Plan.Outputs, Enumerable.Range(0, 24).Where(u => tiny.GateLayers[u].Beta is null));
+        Assert.Equal(new[] { "stage3.0.fuse_layers.0", "stage3.0.fuse_layers.1", "stage3.0.fuse_layers.2" }, tiny.Plan.Outputs.Select(u => tiny.Units[u].Name));
         Assert.Contains(tiny.Units, u => u.Name == "stage3.0.fuse_layers.2.0.0");
-        Assert.Equal(new long[] { 4, 8, 16 }, tiny.FinalUnits.Select(u => tiny.Units[u].OutChannels));
+        Assert.Equal(new long[] { 4, 8, 16 }, tiny.Plan.Outputs.Select(u => tiny.Units[u].OutChannels));
 
         // Every convolution of one branch, counted once: the units' MACs and weights are the plain HRNet's.
         foreach (var (spec, h, w) in new[] { (Tiny, 40, 56), (HRNetSpec.W18SmallV2(), 50, 70), (HRNetSpec.V2(), 64, 64) })
         {
-            var encoder = spec == Tiny ? tiny : new GatedHRNet(["a"], spec, 3, (h, w), alphaInit: 1);
+            var encoder = spec == Tiny ? tiny : new GatedEncoder(["a"], spec, 3, (h, w), GatingMode.Conv, alphaInit: 1);
             var plain = encoder.SharedBranch;
             var counted = CostCounter.Count(plain, x => plain.call(x), [1, 3, h, w]);
             Assert.Equal(counted.Macs, (long)encoder.GatedLayerMacs().Sum());
@@ -105,14 +105,19 @@ public sealed class GatedHRNetTests
     }
 
     [Fact]
-    public void The_HRNet_has_conv_gating_only()
+    public void Block_gating_gates_the_units_that_end_a_block_and_leaves_the_inner_units_of_residual_blocks_ungated()
     {
         var tasks = PrunerTests.Tasks;
-        var e = Assert.Throws<NotSupportedException>(() => new InterroGateModel(tasks, Tiny, 3, (32, 32), new InterroGateConfig { Gating = GatingMode.Block }));
-        Assert.Contains("gating: conv", e.Message);
-        using var model = new InterroGateModel(tasks, Tiny, 3, (32, 32), new InterroGateConfig());
-        Assert.IsType<GatedHRNet>(model.HRNetEncoder);
-        Assert.Equal(Tiny.OutChannels, model.Encoder.OutChannels);
+        using var block = new InterroGateModel(tasks, Tiny, 3, (32, 32), new InterroGateConfig { Gating = GatingMode.Block });
+        using var conv = new InterroGateModel(tasks, Tiny, 3, (32, 32), new InterroGateConfig());
+        Assert.IsType<HRNet>(block.Encoder.SharedBranch);
+        Assert.Equal(Tiny.OutChannels, block.Encoder.OutChannels);
+        var ungated = block.Encoder.Units.Where(u => !u.Gated).Select(u => u.Name).ToArray();
+        // Tiny: layer1 (one Bottleneck: conv1, conv2 inner), stage2 two branches and stage3 three of one BasicBlock (conv1 inner).
+        Assert.Equal(["layer1.0.conv1", "layer1.0.conv2", "stage2.0.branches.0.0.conv1", "stage2.0.branches.1.0.conv1",
+                      "stage3.0.branches.0.0.conv1", "stage3.0.branches.1.0.conv1", "stage3.0.branches.2.0.conv1"], ungated);
+        Assert.Equal(conv.Encoder.GateLayers.Count - ungated.Length, block.Encoder.GateLayers.Count);
+        Assert.All(block.Encoder.Units.Where(u => !u.Gated), u => Assert.False(u.HasMix));
     }
 
     [Fact]

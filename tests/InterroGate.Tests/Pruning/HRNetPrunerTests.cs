@@ -3,6 +3,7 @@ using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Data;
 using InterroGate.Export;
+using InterroGate.Gating;
 using InterroGate.Pruning;
 using InterroGate.Heads;
 using InterroGate.Tasks;
@@ -29,10 +30,10 @@ public sealed class HRNetPrunerTests : IDisposable
     };
 
     /// <summary>A gated HRNet model with random weights, BN statistics and β, and gates set to <paramref name="pattern"/>.</summary>
-    private static InterroGateModel Model(string spec, PrunerTests.Pattern pattern, int size, int seed = 0)
+    private static InterroGateModel Model(string spec, PrunerTests.Pattern pattern, int size, int seed = 0, GatingMode gating = GatingMode.Conv)
     {
         manual_seed(seed);
-        var model = new InterroGateModel(PrunerTests.Tasks, Spec(spec), 3, (size, size), new InterroGateConfig());
+        var model = new InterroGateModel(PrunerTests.Tasks, Spec(spec), 3, (size, size), new InterroGateConfig { Gating = gating });
         PrunerTests.RandomiseNorms(model);
         PrunerTests.SetGates(model, pattern);
         return model;
@@ -45,13 +46,15 @@ public sealed class HRNetPrunerTests : IDisposable
         foreach (var p in Enum.GetValues<PrunerTests.Pattern>()) yield return ["tiny", p, 32];
         yield return ["tiny", PrunerTests.Pattern.Random, 37]; // odd sizes: every branch rounds up, upsampling to 10×10, 5×5
         yield return ["tiny4", PrunerTests.Pattern.Random, 32];
+        foreach (var p in Enum.GetValues<PrunerTests.Pattern>()) yield return ["tiny", p, 32, GatingMode.Block]; // gates only where blocks end
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void The_pruned_network_computes_what_the_gated_one_does_at_the_cost_its_gates_predict(string spec, PrunerTests.Pattern pattern, int size)
+    public void The_pruned_network_computes_what_the_gated_one_does_at_the_cost_its_gates_predict(string spec, PrunerTests.Pattern pattern, int size,
+        GatingMode gating = GatingMode.Conv)
     {
-        var model = Model(spec, pattern, size);
+        var model = Model(spec, pattern, size, gating: gating);
         model.train();
         var pruned = PrunerTests.PruneAndCompare(model, size, PrunerTests.Tasks);
 
@@ -59,7 +62,7 @@ public sealed class HRNetPrunerTests : IDisposable
         Assert.Equal(macs, pruned.Report.MacsAfter);
         Assert.Equal(parameters, pruned.Report.ParametersAfter);
         Assert.True(pruned.Report.MacsAfter < pruned.Report.MacsBefore);
-        Assert.Equal(model.Encoder.GateLayers.Count, pruned.Report.Layers.Count);
+        Assert.Equal(model.Encoder.Units.Count, pruned.Report.Layers.Count);
     }
 
     [Fact]

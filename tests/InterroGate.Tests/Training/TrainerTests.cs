@@ -1,5 +1,6 @@
 using System.Text.Json;
 using InterroGate.Architectures;
+using InterroGate.Backbones;
 using InterroGate.Configuration;
 using InterroGate.Data;
 using InterroGate.Training;
@@ -156,7 +157,7 @@ public sealed class TrainerTests : IDisposable
         var ig = (InterroGateModel)run.Model;
         var initial = ig.Encoder.GateLayers[0].Alpha.detach().clone();
         var snapshots = new List<(Tensor Alpha, Tensor Weight)>();
-        var probe = new OnEpoch(() => snapshots.Add((ig.Encoder.GateLayers[0].Alpha.detach().clone(), ig.ResNetEncoder!.SharedBranch.StemConv.weight!.detach().clone())));
+        var probe = new OnEpoch(() => snapshots.Add((ig.Encoder.GateLayers[0].Alpha.detach().clone(), ((ResNet)ig.Encoder.SharedBranch).StemConv.weight!.detach().clone())));
         new Trainer(config, run.Model, run.Data, _dir, probe).Run();
         Assert.Equal(3, snapshots.Count);
         Assert.False(initial.equal(snapshots[0].Alpha).all().item<bool>());        // epoch 1 learns the gates
