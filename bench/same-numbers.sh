@@ -52,7 +52,11 @@ def report(path):
 pa, pb = report(sys.argv[3]), report(sys.argv[4])
 diff = [f"row {i} key {k}: {x.get(k)} vs {y.get(k)}" for i, (x, y) in enumerate(zip(a, b)) for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
 if len(a) != len(b): diff.append(f"{len(a)} rows vs {len(b)}")
-if pa != pb: diff.append("pruned: the prune reports differ")
+if pa != pb:
+    ra, rb = pa.get("report", {}), pb.get("report", {})
+    keys = [k for k in sorted(set(ra) | set(rb)) if ra.get(k) != rb.get(k)]
+    diff.append("pruned: the prune reports differ in " + ", ".join(
+        f"{k} ({ra.get(k)} vs {rb.get(k)})" if not isinstance(ra.get(k), (list, dict)) else k for k in keys))
 values = sum(len(r) for r in a)
 cost = {k: v for k, v in pa.get("report", {}).items() if not isinstance(v, (list, dict))}
 shared = [r.get("task_specific") for r in a]

@@ -36,7 +36,7 @@ internal static class DeployCommands
             if (p.GetValue(json))
             {
                 var budget = result.Report.Budget;
-                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, output = target, report = result.Report with { Budget = null },
+                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, output = target, report = result.Report,
                     budget = budget is null ? null : new { kind = budget.Kind, target = budget.Target, achieved = budget.Achieved, gap = budget.Gap } }, Indented));
                 return 0;
             }

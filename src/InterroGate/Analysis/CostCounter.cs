@@ -3,7 +3,14 @@ using static TorchSharp.torch;
 
 namespace InterroGate.Analysis;
 
-/// <summary>One convolution or linear layer that ran, with its cost at batch 1.</summary>
+/// <summary>A module that computes products the counter does not see as layers (attention's Q·Kᵀ and A·V): it reports their MACs.</summary>
+public interface IMacsCounted
+{
+    /// <summary>MACs of the module's own products for one call that returned <paramref name="output"/> (its linear layers are counted apart).</summary>
+    long Macs(Tensor output);
+}
+
+/// <summary>One convolution, linear layer, attention or layer norm that ran, with its cost at batch 1.</summary>
 public sealed record LayerCost(string Name, string Kind, long Macs, long Parameters, long[] OutputShape);
 
 /// <summary>Parameters and MACs of a model at one input size; <see cref="Flops"/> = 2 × MACs.</summary>
@@ -15,13 +22,15 @@ public sealed record CostReport(long Params, long Macs, IReadOnlyList<LayerCost>
 
 /// <summary>
 /// The one counter of parameters and MACs. MACs: multiply-accumulates of the convolutions and linear
-/// layers that a forward pass at batch 1 runs (BN, activations, pooling, additions and gating are not
-/// counted); 1 MAC = 2 FLOPs. Parameters: every parameter of the model.
+/// layers that a forward pass at batch 1 runs, and of the products a module reports itself
+/// (<see cref="IMacsCounted"/>: attention's Q·Kᵀ and A·V); a layer norm counts 5 per element (as fvcore, whose
+/// counts the published ViT figures are; a layer norm cannot be folded away, unlike a BN after a convolution). BN,
+/// activations, pooling, additions and gating are not counted; 1 MAC = 2 FLOPs. Parameters: every parameter of the model.
 /// </summary>
 public static class CostCounter
 {
     public const string Convention =
-        "MACs: multiply-accumulates of convolutions and linear layers at batch 1 (1 MAC = 2 FLOPs); parameters: all parameters";
+        "MACs: multiply-accumulates of convolutions, linear layers and attention products at batch 1, layer norms 5 per element (1 MAC = 2 FLOPs); parameters: all parameters";
 
     /// <summary>Runs <paramref name="run"/> once on zeros of <paramref name="inputShape"/> (batch 1) and counts.</summary>
     public static CostReport Count(nn.Module model, Func<Tensor, object> run, long[] inputShape)
@@ -52,6 +61,23 @@ public static class CostCounter
                     });
                     removers.Add(hl.remove);
                     break;
+                case LayerNorm ln:
+                    var hn = ln.register_forward_hook((m, input, output) =>
+                    {
+                        layers.Add(new LayerCost(name, "layernorm", output.numel() * (ln.weight is null ? 4 : 5), ln.parameters().Sum(p => p.numel()), output.shape));
+                        return output;
+                    });
+                    removers.Add(hn.remove);
+                    break;
+            }
+            if (module is IMacsCounted counted && module is nn.Module<Tensor, Tensor> op)
+            {
+                var ha = op.register_forward_hook((m, input, output) =>
+                {
+                    layers.Add(new LayerCost(name, "attention", counted.Macs(output), 0, output.shape));
+                    return output;
+                });
+                removers.Add(ha.remove);
             }
         }
         bool wasTraining = model.training;

@@ -52,15 +52,7 @@ public static class DeployedCost
             {
                 Name = name,
                 Backbone = new BackboneConfig { Name = backboneName },
-                Architecture = name switch
-                {
-                    "stl" => new SingleTaskConfig(),
-                    "mtl" => new HardSharingConfig(),
-                    "interrogate" => new InterroGateConfig(),
-                    "mtan" => new MtanConfig(),
-                    "cross-stitch" => new CrossStitchConfig(),
-                    _ => throw new ConfigException("model", $"'{name}' is an architecture `cost` cannot build; valid: {string.Join(", ", Factory.Architectures.Keys)}"),
-                },
+                Architecture = Registry<ArchitectureConfig>.Default(name),
             };
             var tasks = new TaskSet(Enumerable.Range(1, taskCount).Select(i => new TaskSpec($"task{i}", TaskKind.Classification, 10)));
             using var built = Factory.CreateModel(config, tasks, (channels, h, w));

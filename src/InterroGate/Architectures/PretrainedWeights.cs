@@ -53,13 +53,13 @@ public static class PretrainedWeights
         throw new Data.DataFormatException(path, $"has extension '{ext}'; pretrained weights are .safetensors or a PyTorch state dict (.pth, .pt, .bin)");
     }
 
-    /// <summary>The plain backbones (ResNet, HRNet) of <paramref name="model"/> by module path: one per STL task, MTL's, every InterroGate branch, ...</summary>
+    /// <summary>The plain backbones (ResNet, HRNet, ViT: every <see cref="IEncoder"/>) of <paramref name="model"/> by module path: one per STL task, MTL's, every InterroGate branch, ...</summary>
     public static IReadOnlyList<string> BackbonePaths(nn.Module model) =>
-        model.named_modules().Where(m => m.module is ResNet or HRNet).Select(m => m.name).ToArray();
+        model.named_modules().Where(m => m.module is IEncoder).Select(m => m.name).ToArray();
 
     /// <summary>
     /// Loads <paramref name="path"/> into every backbone of <paramref name="model"/> by name (torchvision's names for
-    /// the ResNets, the official ones for the HRNets). A prefix the file puts before every name (<c>module.</c>,
+    /// the ResNets, the official ones for the HRNets, timm's for the ViTs). A prefix the file puts before every name (<c>module.</c>,
     /// <c>backbone.</c>, ...) is found and removed. Tensors of the wrong shape are left out and listed, as are the
     /// backbone's tensors the file lacks and the file's tensors no backbone has; a file none of whose tensors fits is an error.
     /// </summary>
@@ -67,7 +67,7 @@ public static class PretrainedWeights
     {
         var clock = Stopwatch.StartNew();
         var backbones = BackbonePaths(model);
-        if (backbones.Count == 0) throw new ArgumentException("The model has no ResNet or HRNet backbone to load pretrained weights into.");
+        if (backbones.Count == 0) throw new ArgumentException("The model has no backbone (ResNet, HRNet or ViT) to load pretrained weights into.");
         var source = Read(path);
         try
         {

@@ -7,7 +7,7 @@ public enum BackboneOptions
     Width,
     /// <summary>Output stride 8, 16 or 32 (the last stages dilated for 8 and 16, DeepLab style); no width multiplier.</summary>
     Dilation,
-    /// <summary>Neither: the backbone's own stride (an HRNet's 4; the default 32 means the same).</summary>
+    /// <summary>Neither: the backbone's own stride (an HRNet's 4, a ViT's patch size; the default 32 means the same).</summary>
     OwnStride,
 }
 
@@ -40,6 +40,14 @@ public static class BackboneCatalog
             BackboneOptions.OwnStride, false, (_, _) => HRNetSpec.V2(32)),
         new("hrnet48", "HRNetV2-W48: branches of 48/96/192/384 channels, 720 channels out at stride 4",
             BackboneOptions.OwnStride, false, (_, _) => HRNetSpec.V2(48)),
+        new("vit_tiny_patch16_224", "ViT-Ti/16 (timm's names and sizes): width 192, 12 blocks, 3 heads, patches of 16, trained at 224×224",
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Tiny16()),
+        new("vit_small_patch16_224", "ViT-S/16: width 384, 12 blocks, 6 heads, patches of 16, trained at 224×224",
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Small16()),
+        new("vit_base_patch16_224", "ViT-B/16: width 768, 12 blocks, 12 heads, patches of 16, trained at 224×224 (86.6 M parameters with a 1000-class classifier)",
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Base16()),
+        new("vit_cpu_patch4_32", "a CPU-sized ViT for 32×32 images: width 64, 4 blocks, 4 heads, patches of 4 (an 8×8 token grid)",
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Cpu4()),
     ];
 
     /// <summary>Names and one-line descriptions, in the order of <see cref="Entries"/>.</summary>
@@ -77,7 +85,8 @@ public static class BackboneCatalog
         if (entry.Options != BackboneOptions.Width && width != 1.0) return ("width", width, $"1 ({name} takes no width multiplier)");
         return entry.Options switch
         {
-            BackboneOptions.OwnStride => outputStride is 4 or 32 ? null : ("outputStride", outputStride, $"4 ({name} keeps its own stride 4; the default 32 means the same)"),
+            BackboneOptions.OwnStride => entry.Create(1.0, 32).OutputStride is var own && (outputStride == own || outputStride == 32) ? null
+                : ("outputStride", outputStride, $"{own} ({name} keeps its own stride {own}; the default 32 means the same)"),
             BackboneOptions.Width => outputStride == 32 ? null : ("outputStride", outputStride, $"32 ({name} has no dilated variant)"),
             _ => outputStride is 8 or 16 or 32 ? null : ("outputStride", outputStride, "8, 16 or 32"),
         };

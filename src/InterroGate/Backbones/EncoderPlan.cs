@@ -61,15 +61,19 @@ public sealed record EncoderPlan(IReadOnlyList<PlanUnit> Units, IReadOnlyList<in
     }
 }
 
-/// <summary>A plain backbone that describes itself as a plan (every branch of a gated encoder is one).</summary>
-public interface IPlannedEncoder
+/// <summary>A plain backbone (ResNet, HRNet, ViT): what loading pretrained weights and building heads need of it.</summary>
+public interface IEncoder
 {
     /// <summary>Channels of the images the encoder reads.</summary>
     long InChannels { get; }
 
     /// <summary>Channels of the features the heads read.</summary>
     long OutChannels { get; }
+}
 
+/// <summary>A plain backbone that describes itself as a plan (every branch of a gated encoder is one).</summary>
+public interface IPlannedEncoder : IEncoder
+{
     /// <summary>The encoder's units; their layer accessors apply to any encoder of the same spec.</summary>
     EncoderPlan Plan();
 }

@@ -25,7 +25,7 @@ public sealed record BudgetOutcome(string Kind, double Target, double Achieved)
 
 /// <summary>Per layer and branch, the filters kept; the cost before (gated network) and after; with a budget, how it was met.</summary>
 public sealed record PruneReport(IReadOnlyList<PrunedLayer> Layers, long MacsBefore, long ParametersBefore, long MacsAfter, long ParametersAfter,
-    BudgetOutcome? Budget = null)
+    [property: System.Text.Json.Serialization.JsonIgnore] BudgetOutcome? Budget = null)
 {
     public string ToMarkdown(IReadOnlyList<string> branches)
     {

@@ -81,7 +81,8 @@ public sealed class RegistryTests
     [Fact]
     public void Every_backbone_is_listed_round_trips_and_gives_its_spec()
     {
-        Assert.Equal(["resnet20", "resnet18", "resnet34", "resnet50", "hrnet18", "hrnet18-small", "hrnet32", "hrnet48"], BackboneCatalog.Descriptions.Keys);
+        Assert.Equal(["resnet20", "resnet18", "resnet34", "resnet50", "hrnet18", "hrnet18-small", "hrnet32", "hrnet48",
+                      "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_cpu_patch4_32"], BackboneCatalog.Descriptions.Keys);
         foreach (var entry in BackboneCatalog.Entries)
         {
             Assert.False(string.IsNullOrWhiteSpace(entry.Description));
@@ -91,10 +92,12 @@ public sealed class RegistryTests
             var spec = BackboneCatalog.Spec(entry.Name);
             Assert.Equal(entry.Name, spec.Name);
             Assert.Equal(entry.IsResNet, spec is ResNetSpec);
-            Assert.Equal(entry.Options == BackboneOptions.Dilation ? 32 : 4, spec.OutputStride); // ResNet-20: two stride-2 stages; HRNet: its own 4
+            // ResNet-20: two stride-2 stages; HRNet: its own 4; ViT: its patch size.
+            Assert.Equal(entry.Options == BackboneOptions.Dilation ? 32 : spec is ViTSpec vit ? vit.PatchSize : 4, spec.OutputStride);
             // The options it does not take are refused by key.
             Assert.Equal(entry.Options == BackboneOptions.Width ? null : "width", BackboneCatalog.Invalid(entry.Name, width: 0.5)?.Key);
-            Assert.Equal(entry.Options == BackboneOptions.Dilation ? null : "outputStride", BackboneCatalog.Invalid(entry.Name, outputStride: 16)?.Key);
+            Assert.Equal(entry.Options == BackboneOptions.Dilation ? null : "outputStride", BackboneCatalog.Invalid(entry.Name, outputStride: 8)?.Key);
+            if (entry.Options == BackboneOptions.OwnStride) Assert.Null(BackboneCatalog.Invalid(entry.Name, outputStride: spec.OutputStride)); // its own stride, said explicitly
         }
         Assert.Equal("name", BackboneCatalog.Invalid("vgg16")?.Key);
     }

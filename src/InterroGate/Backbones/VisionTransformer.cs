@@ -1,0 +1,225 @@
+// Vision Transformer encoder (Dosovitskiy et al., "An Image is Worth 16x16 Words", arXiv 2010.11929), laid out as timm's
+// `VisionTransformer` so timm's ImageNet weights load by name; the encoder InterroGate's ViT experiments start from
+// (arXiv 2402.16848, appendix B).
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Backbones;
+
+/// <summary>
+/// The shape of a ViT: patch size, token width (<see cref="EmbedDim"/>), blocks, attention heads, MLP ratio, whether a
+/// class token is prepended, and the input size its position embeddings were trained at (other sizes interpolate them).
+/// </summary>
+public sealed record ViTSpec(string Name, int PatchSize, long EmbedDim, int Depth, int Heads, double MlpRatio = 4, bool ClassToken = true,
+    int TrainedSize = 224) : IEncoderSpec
+{
+    /// <summary>Channels of the feature map the heads read: the token width.</summary>
+    public long OutChannels => EmbedDim;
+
+    /// <summary>Input pixels per token along each axis: the patch size.</summary>
+    public int OutputStride => PatchSize;
+
+    public nn.Module<Tensor, Tensor> CreateEncoder(long inChannels) => new VisionTransformer(this, inChannels);
+
+    /// <summary>timm's <c>vit_tiny_patch16_224</c>: width 192, 12 blocks, 3 heads.</summary>
+    public static ViTSpec Tiny16() => new("vit_tiny_patch16_224", 16, 192, 12, 3);
+
+    /// <summary>timm's <c>vit_small_patch16_224</c>: width 384, 12 blocks, 6 heads.</summary>
+    public static ViTSpec Small16() => new("vit_small_patch16_224", 16, 384, 12, 6);
+
+    /// <summary>timm's <c>vit_base_patch16_224</c>: width 768, 12 blocks, 12 heads (86.6 M parameters with its classifier).</summary>
+    public static ViTSpec Base16() => new("vit_base_patch16_224", 16, 768, 12, 12);
+
+    /// <summary>A CPU-sized ViT for 32×32 images: patches of 4 (an 8×8 grid), width 64, 4 blocks, 4 heads.</summary>
+    public static ViTSpec Cpu4() => new("vit_cpu_patch4_32", 4, 64, 4, 4, TrainedSize: 32);
+}
+
+/// <summary>The patch embedding: a conv with kernel and stride of the patch size (timm: <c>patch_embed.proj</c>).</summary>
+public sealed class PatchEmbed : nn.Module<Tensor, Tensor>
+{
+    private readonly Conv2d proj;
+
+    public PatchEmbed(long inChannels, long embedDim, int patch) : base(nameof(PatchEmbed))
+    {
+        proj = nn.Conv2d(inChannels, embedDim, patch, stride: patch);
+        RegisterComponents();
+    }
+
+    public Conv2d Proj => proj;
+
+    /// <summary>[B, C, H, W] to the token grid [B, D, H/p, W/p] (partial patches at the border are dropped, as in timm).</summary>
+    public override Tensor forward(Tensor x) => proj.call(x);
+}
+
+/// <summary>
+/// Multi-head self-attention with a fused q, k, v projection (timm: <c>attn.qkv</c>, <c>attn.proj</c>). Its MACs
+/// beyond the two linear layers, the attention matrix products (Q·Kᵀ and A·V), are reported to the cost counter.
+/// </summary>
+public sealed class Attention : nn.Module<Tensor, Tensor>, Analysis.IMacsCounted
+{
+    private readonly Linear qkv;
+    private readonly Linear proj;
+
+    public Attention(long dim, int heads) : base(nameof(Attention))
+    {
+        if (dim % heads != 0) throw new ArgumentException($"The token width {dim} must be divisible by the {heads} heads.");
+        Heads = heads;
+        qkv = nn.Linear(dim, 3 * dim);
+        proj = nn.Linear(dim, dim);
+        RegisterComponents();
+    }
+
+    public int Heads { get; }
+    public Linear Qkv => qkv;
+    public Linear Proj => proj;
+
+    public override Tensor forward(Tensor x)
+    {
+        long b = x.shape[0], n = x.shape[1], d = x.shape[2], hd = d / Heads;
+        var parts = qkv.call(x).view(b, n, 3, Heads, hd).permute(2, 0, 3, 1, 4); // [3, B, heads, N, hd]
+        var (q, k, v) = (parts[0], parts[1], parts[2]);
+        var attention = (q * (1.0 / Math.Sqrt(hd))).matmul(k.transpose(-2, -1)).softmax(-1);
+        var y = attention.matmul(v).transpose(1, 2).reshape(b, n, d);
+        return proj.call(y);
+    }
+
+    /// <summary>Q·Kᵀ and A·V: N² · D multiply-accumulates each (per image; D split over the heads).</summary>
+    public long Macs(Tensor output) => 2 * output.shape[0] * output.shape[1] * output.shape[1] * output.shape[2];
+}
+
+/// <summary>The MLP of a block: fc1, GELU, fc2 (timm: <c>mlp.fc1</c>, <c>mlp.fc2</c>).</summary>
+public sealed class Mlp : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear fc1;
+    private readonly Linear fc2;
+
+    public Mlp(long dim, long hidden) : base(nameof(Mlp))
+    {
+        fc1 = nn.Linear(dim, hidden);
+        fc2 = nn.Linear(hidden, dim);
+        RegisterComponents();
+    }
+
+    public Linear Fc1 => fc1;
+    public Linear Fc2 => fc2;
+
+    public override Tensor forward(Tensor x) => fc2.call(nn.functional.gelu(fc1.call(x)));
+}
+
+/// <summary>A pre-norm transformer block: x + attn(norm1(x)), then + mlp(norm2(·)) (timm: <c>blocks.{i}</c>).</summary>
+public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
+{
+    private readonly LayerNorm norm1;
+    private readonly Attention attn;
+    private readonly LayerNorm norm2;
+    private readonly Mlp mlp;
+
+    public TransformerBlock(long dim, int heads, double mlpRatio) : base(nameof(TransformerBlock))
+    {
+        norm1 = nn.LayerNorm(dim, eps: 1e-6);
+        attn = new Attention(dim, heads);
+        norm2 = nn.LayerNorm(dim, eps: 1e-6);
+        mlp = new Mlp(dim, (long)(dim * mlpRatio));
+        RegisterComponents();
+    }
+
+    public LayerNorm Norm1 => norm1;
+    public Attention Attn => attn;
+    public LayerNorm Norm2 => norm2;
+    public Mlp Mlp => mlp;
+
+    public override Tensor forward(Tensor x)
+    {
+        x = x + attn.call(norm1.call(x));
+        return x + mlp.call(norm2.call(x));
+    }
+}
+
+/// <summary>
+/// A ViT encoder with timm's parameter names (<c>patch_embed.proj</c>, <c>cls_token</c>, <c>pos_embed</c>,
+/// <c>blocks.{i}.norm1/attn.qkv/attn.proj/norm2/mlp.fc1/mlp.fc2</c>, <c>norm</c>; the classifier <c>head</c> is not
+/// part of the encoder), so timm's weights load by name. Forward returns the patch tokens after the final norm as a
+/// map [B, D, H/p, W/p] (the class token, where there is one, attends with them and is then left out), what every
+/// head reads: the classification head's global pooling is the mean of the patch tokens. At an input size other than
+/// <see cref="ViTSpec.TrainedSize"/> the position embeddings of the patch grid are resized (bicubic) to the new grid.
+/// </summary>
+public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IEncoder
+{
+    private readonly PatchEmbed patch_embed;
+    private readonly Parameter? cls_token;
+    private readonly Parameter pos_embed;
+    private readonly ModuleList<TransformerBlock> blocks;
+    private readonly LayerNorm norm;
+
+    public VisionTransformer(ViTSpec spec, long inChannels = 3) : base(spec.Name)
+    {
+        if (inChannels <= 0) throw new ArgumentOutOfRangeException(nameof(inChannels), inChannels, "Input channels must be > 0.");
+        if (spec.PatchSize < 1 || spec.Depth < 1 || spec.Heads < 1 || spec.EmbedDim < 1 || !(spec.MlpRatio > 0))
+            throw new ArgumentException($"ViT {spec.Name}: patch size, depth, heads, width and MLP ratio must be positive.");
+        if (spec.TrainedSize < spec.PatchSize) throw new ArgumentException($"ViT {spec.Name}: the trained input size {spec.TrainedSize} is smaller than a patch.");
+        Spec = spec;
+        InChannels = inChannels;
+        int grid = spec.TrainedSize / spec.PatchSize;
+        patch_embed = new PatchEmbed(inChannels, spec.EmbedDim, spec.PatchSize);
+        cls_token = spec.ClassToken ? new Parameter(zeros(1, 1, spec.EmbedDim)) : null;
+        pos_embed = new Parameter(zeros(1, grid * grid + (spec.ClassToken ? 1 : 0), spec.EmbedDim));
+        blocks = new ModuleList<TransformerBlock>(Enumerable.Range(0, spec.Depth).Select(_ => new TransformerBlock(spec.EmbedDim, spec.Heads, spec.MlpRatio)).ToArray());
+        norm = nn.LayerNorm(spec.EmbedDim, eps: 1e-6);
+        RegisterComponents();
+        Initialise();
+    }
+
+    public ViTSpec Spec { get; }
+    public long InChannels { get; }
+    public long OutChannels => Spec.EmbedDim;
+    public PatchEmbed PatchEmbed => patch_embed;
+    public IReadOnlyList<TransformerBlock> Blocks => blocks.ToArray();
+
+    /// <summary>
+    /// timm's initialisation: N(0, 0.02²) for the position embeddings and linear weights (timm truncates at ±2, which a
+    /// std of 0.02 never reaches), zero biases, class token ~ N(0, 1e-6²).
+    /// </summary>
+    private void Initialise()
+    {
+        using var _ = no_grad();
+        nn.init.normal_(pos_embed, std: 0.02);
+        if (cls_token is not null) nn.init.normal_(cls_token, std: 1e-6);
+        foreach (var linear in modules().OfType<Linear>())
+        {
+            nn.init.normal_(linear.weight!, std: 0.02);
+            if (linear.bias is { } b) nn.init.zeros_(b);
+        }
+    }
+
+    /// <summary>The position embeddings of an h×w patch grid (the class token's first, where there is one).</summary>
+    private Tensor PositionEmbeddings(long h, long w)
+    {
+        int extra = cls_token is null ? 0 : 1;
+        int grid = Spec.TrainedSize / Spec.PatchSize;
+        if (h == grid && w == grid) return pos_embed;
+        var patches = pos_embed[.., extra..].reshape(1, grid, grid, -1).permute(0, 3, 1, 2);
+        var resized = nn.functional.interpolate(patches, [h, w], mode: InterpolationMode.Bicubic, align_corners: false)
+            .permute(0, 2, 3, 1).reshape(1, h * w, -1);
+        return extra == 0 ? resized : cat([pos_embed[.., ..extra], resized], 1);
+    }
+
+    /// <summary>Tokens after the final norm, [B, N, D] (the class token first where there is one).</summary>
+    public Tensor Tokens(Tensor x)
+    {
+        var map = patch_embed.call(x); // [B, D, h, w]
+        long b = map.shape[0], h = map.shape[2], w = map.shape[3];
+        var tokens = map.flatten(2).transpose(1, 2); // [B, h·w, D]
+        if (cls_token is not null) tokens = cat([cls_token.expand(b, -1, -1), tokens], 1);
+        tokens = tokens + PositionEmbeddings(h, w);
+        foreach (var block in blocks) tokens = block.call(tokens);
+        return norm.call(tokens);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        long h = x.shape[2] / Spec.PatchSize, w = x.shape[3] / Spec.PatchSize;
+        var tokens = Tokens(x);
+        if (cls_token is not null) tokens = tokens[.., 1..];
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], Spec.EmbedDim, h, w);
+    }
+}
