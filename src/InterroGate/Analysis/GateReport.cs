@@ -90,7 +90,7 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
         {
             var cells = new List<string> { l.Layer.ToString(CultureInfo.InvariantCulture), l.Channels.ToString(CultureInfo.InvariantCulture) };
             foreach (var t in l.Tasks)
-                cells.AddRange([F(100 * t.Specific, "F0") + "%", $"{F(t.AlphaMean, "+0.000;-0.000")} ± {F(t.AlphaStd, "0.000")}", F(t.MixWeight, "0.00"),
+                cells.AddRange([F(100 * t.Specific, "F0") + "%", $"{F(t.AlphaMean, "+0.000;-0.000;+0.000")} ± {F(t.AlphaStd, "0.000")}", F(t.MixWeight, "0.00"),
                     F(t.TaskGrad, "0.0e+0"), F(t.TaskGradSpread, "0.0e+0"), F(t.Push, "0.0e+0"), F(t.PushOverSpread, "0.0"), t.Flips.ToString(CultureInfo.InvariantCulture)]);
             sb.AppendLine("| " + string.Join(" | ", cells) + " |");
         }

@@ -192,7 +192,7 @@ public sealed class InterroGateModel : MultiTaskModel
     {
         var (overall, _) = TaskSpecificFraction();
         string text = $"task-specific {100 * overall:F1}%";
-        if (budget is not null) text += $", budget gap {budget.Relative(budget.Cost(HardGates())):+0.0%;-0.0%}";
+        if (budget is not null) text += $", budget gap {budget.Relative(budget.Cost(HardGates())):+0.0%;-0.0%;+0.0%}";
         return text;
     }
 

@@ -248,7 +248,7 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
         string own = $"; own copies: {string.Join(", ", Enumerable.Range(0, _tasks).Select(t => $"{TaskNames[t]} {shares[t]:P0}"))} of an encoder";
         string landed = Target.Kind == BudgetKind.PerTask
             ? $"own copies {string.Join(", ", Enumerable.Range(0, _tasks).Select(t => $"{TaskNames[t]} {shares[t]:P1}"))} of an encoder (targets {string.Join(" / ", Target.PerTask!.Select(f => $"{f:P1}"))})"
-            : $"{Describe(cost)} against the target {Describe(TargetCost())} ({Relative(cost):+0.0%;-0.0%}){own}";
+            : $"{Describe(cost)} against the target {Describe(TargetCost())} ({Relative(cost):+0.0%;-0.0%;+0.0%}){own}";
         return (g, flips == 0
             ? $"budget met by the dual update: {landed}"
             : $"budget met by flipping {flips} gate{(flips == 1 ? "" : "s")} that mattered least to the tasks: {landed}");

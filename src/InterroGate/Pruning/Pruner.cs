@@ -39,7 +39,7 @@ public sealed record PruneReport(IReadOnlyList<PrunedLayer> Layers, long MacsBef
                       $"parameters: {ParametersBefore:N0} → {ParametersAfter:N0} ({100.0 * ParametersAfter / ParametersBefore:F1}%).");
         sb.AppendLine($"({Analysis.CostCounter.Convention})");
         if (Budget is { } b)
-            sb.AppendLine($"budget: target {b.Target / 1e6:F3} M {(b.Kind == "parameters" ? "parameters" : "MACs")}, pruned network {b.Achieved / 1e6:F3} M (gap {b.Gap:+0.0%;-0.0%})");
+            sb.AppendLine($"budget: target {b.Target / 1e6:F3} M {(b.Kind == "parameters" ? "parameters" : "MACs")}, pruned network {b.Achieved / 1e6:F3} M (gap {b.Gap:+0.0%;-0.0%;+0.0%})");
         return sb.ToString();
     }
 }

@@ -237,7 +237,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         double? target = budget?.TargetCost();
         double? gap = budget is null ? null : budget.Relative(budget.Target.Kind == Gating.BudgetKind.Parameters ? parameters : macs);
         progress?.Report(new RunMessage(run.Name, $"test: {string.Join(", ", test.Metrics.Select(kv => $"{kv.Key} {kv.Value:F4}"))}; {macs / 1e6:F2} M MACs" +
-            (budget is null ? "" : $"; target {target / 1e6:F3} M {(budget.Target.Kind == Gating.BudgetKind.Parameters ? "parameters" : "MACs")}, gap {gap:+0.0%;-0.0%}")));
+            (budget is null ? "" : $"; target {target / 1e6:F3} M {(budget.Target.Kind == Gating.BudgetKind.Parameters ? "parameters" : "MACs")}, gap {gap:+0.0%;-0.0%;+0.0%}")));
         return (prepared.Model, new ComparisonEntry(label, run.Architecture.Type, dir, test.Metrics, macs, parameters, msPerStep, specific, run.Training.Epochs)
         {
             TestDetails = test.Details,
