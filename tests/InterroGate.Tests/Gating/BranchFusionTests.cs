@@ -19,7 +19,7 @@ public sealed class BranchFusionTests
     private static InterroGateModel Model(string backbone, GatingMode gating, BranchFusion fusion, int size)
     {
         manual_seed(7);
-        var spec = backbone == "resnet20" ? ResNetSpec.ResNet20(0.25) : BackboneCatalog.Spec(backbone);
+        IEncoderSpec spec = backbone switch { "resnet20" => ResNetSpec.ResNet20(0.25), "hrnet-tiny" => GatedHRNetTests.Tiny, _ => BackboneCatalog.Spec(backbone) };
         var model = new InterroGateModel(Tasks, spec, 3, (size, size), new InterroGateConfig { Gating = gating, Fusion = fusion });
         using (no_grad())
             foreach (var g in model.Encoder.GateLayers)
@@ -103,13 +103,15 @@ public sealed class BranchFusionTests
         }
     }
 
-    [Fact]
-    public void Auto_measures_before_training_not_in_forward_and_leaves_the_model_as_it_was()
+    [Theory]
+    [InlineData("resnet20", 16)]
+    [InlineData("hrnet-tiny", 32)] // resized terms and several outputs: the tuner times every kind of unit
+    public void Auto_measures_before_training_not_in_forward_and_leaves_the_model_as_it_was(string backbone, int size)
     {
-        var plain = Model("resnet20", GatingMode.Conv, BranchFusion.Off, 16);
-        var auto = Model("resnet20", GatingMode.Conv, BranchFusion.Auto, 16);
+        var plain = Model(backbone, GatingMode.Conv, BranchFusion.Off, size);
+        var auto = Model(backbone, GatingMode.Conv, BranchFusion.Auto, size);
         Assert.Null(auto.Encoder.FusedUnits);
-        var x = randn(8, 3, 16, 16);
+        var x = randn(8, 3, size, size);
 
         // Neither evaluation nor a training forward pass measures: until measured, every unit runs unfused.
         auto.eval();
@@ -141,7 +143,8 @@ public sealed class BranchFusionTests
 
         Assert.Equal(auto.Encoder.Units.Count, auto.Encoder.FusedUnits!.Count);
         Assert.True(noiseAfterPlain.equal(noiseAfterAuto).all().item<bool>(), "measuring consumed random numbers");
-        foreach (var t in Tasks.Names) AssertClose(yp[t], ya[t], 1e-4, 1e-5, $"output {t}");
+        // float32: fused and separate differ by rounding, which a deep network carries to its outputs (judged against the largest).
+        foreach (var t in Tasks.Names) AssertClose(yp[t], ya[t], 1e-4, Math.Max(1e-5, 1e-4 * yp[t].abs().max().item<float>()), $"output {t}");
         // The measurement's own forward passes are undone: statistics moved by exactly one batch, as plain's did.
         var autoBuffers = auto.named_buffers().ToDictionary(b => b.name, b => b.buffer);
         foreach (var (name, b) in plain.named_buffers())
