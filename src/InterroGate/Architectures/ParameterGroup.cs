@@ -25,6 +25,26 @@ public enum GroupKind
 /// </summary>
 public sealed record ParameterGroup(string Name, IReadOnlyList<Parameter> Parameters, GroupKind Kind, double? LearningRate = null)
 {
+    /// <summary>
+    /// With <paramref name="headLr"/>, each weight group split in two: its parameters outside the heads, and the heads'
+    /// (<c>heads.*</c>) as "{name}.heads" at <paramref name="headLr"/>; without, the groups as they are.
+    /// </summary>
+    public static IReadOnlyList<ParameterGroup> WithHeadLr(IReadOnlyList<ParameterGroup> groups, TorchSharp.torch.nn.Module model, double? headLr)
+    {
+        if (headLr is null) return groups;
+        var heads = new HashSet<Parameter>(model.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Select(p => p.parameter),
+            ReferenceEqualityComparer.Instance);
+        return groups.SelectMany(g => g.Kind != GroupKind.Weights
+                ? [g]
+                : new[]
+                {
+                    g with { Parameters = g.Parameters.Where(p => !heads.Contains(p)).ToArray() },
+                    new ParameterGroup(g.Name + ".heads", g.Parameters.Where(heads.Contains).ToArray(), GroupKind.Weights, headLr),
+                })
+            .Where(g => g.Parameters.Count > 0 || g.Kind != GroupKind.Weights)
+            .ToArray();
+    }
+
     /// <summary>Checks that <paramref name="groups"/> hold every parameter of <paramref name="model"/> exactly once, under distinct names.</summary>
     public static void CheckCovers(IReadOnlyList<ParameterGroup> groups, TorchSharp.torch.nn.Module model)
     {

@@ -89,6 +89,11 @@ public sealed record TrainingConfig
     public int BatchSize { get; init; } = 128;
     public int EvalBatchSize { get; init; } = 500;
     public double Lr { get; init; } = 1e-3;
+    /// <summary>
+    /// The heads' learning rate where it differs from <see cref="Lr"/> (the paper's ViT setting: 1e-5 for the encoder,
+    /// 1e-4 for the heads); null: the heads train at <see cref="Lr"/>. The schedule scales both.
+    /// </summary>
+    public double? HeadLr { get; init; }
     public double WeightDecay { get; init; } = 1e-4;
     public LearningRateSchedule Schedule { get; init; } = new(ScheduleKind.Step, StepSize: 20, Gamma: 1.0 / 3);
     public int Seed { get; init; }
@@ -122,6 +127,7 @@ public sealed record TrainingConfig
         ConfigException.Require(BatchSize > 0, $"{path}.batchSize", BatchSize, "> 0");
         ConfigException.Require(EvalBatchSize > 0, $"{path}.evalBatchSize", EvalBatchSize, "> 0");
         ConfigException.Require(Lr > 0 && double.IsFinite(Lr), $"{path}.lr", Lr, "> 0");
+        if (HeadLr is { } headLr) ConfigException.Require(headLr > 0 && double.IsFinite(headLr), $"{path}.headLr", headLr, "> 0, or null for lr");
         ConfigException.Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), $"{path}.weightDecay", WeightDecay, "≥ 0");
         ConfigException.Require(Schedule.StepSize > 0, $"{path}.schedule.stepSize", Schedule.StepSize, "> 0");
         ConfigException.Require(Schedule.Gamma is > 0 and <= 1, $"{path}.schedule.gamma", Schedule.Gamma, "(0, 1]");

@@ -97,7 +97,7 @@ public sealed class Trainer
         // A balancer's own parameters stay on the CPU; balancers move them to the losses' device where they combine.
 
         // The model's parameter groups: the weight groups share one Adam (a group each), every gate group has its SGD.
-        var groups = _model.ParameterGroups();
+        var groups = ParameterGroup.WithHeadLr(_model.ParameterGroups(), _model, cfg.HeadLr);
         ParameterGroup.CheckCovers(groups, _model);
         var weightGroups = groups.Where(g => g.Kind == GroupKind.Weights).ToArray();
         if (weightGroups.Length == 0) throw new InvalidOperationException($"{_model.Architecture} has no weight parameter group.");

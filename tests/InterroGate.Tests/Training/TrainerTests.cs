@@ -150,6 +150,25 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void A_head_learning_rate_trains_the_heads_apart_from_the_encoder()
+    {
+        // The encoder at a learning rate too small to move a float32 weight, the heads at a normal one.
+        var baseConfig = Config(new HardSharingConfig(), epochs: 1, train: 128);
+        var config = baseConfig with { Training = baseConfig.Training with { Lr = 1e-30, HeadLr = 1e-2, WeightDecay = 0 } };
+        var run = PreparedRun.Create(config);
+        var before = run.Model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        new Trainer(config, run.Model, run.Data, _dir).Run();
+        var after = run.Model.state_dict();
+        var weights = run.Model.named_parameters().Select(p => p.name).ToArray();
+        float Moved(string n) => (after[n] - before[n]).abs().max().item<float>();
+        // Adam's step is about the learning rate itself: 1e-30 for the encoder (a zero bias does take it), 1e-2 for the heads.
+        Assert.All(weights.Where(n => n.StartsWith("encoder.", StringComparison.Ordinal)), n => Assert.True(Moved(n) < 1e-20f, $"{n} moved by {Moved(n)}"));
+        Assert.All(weights.Where(n => n.StartsWith("heads.", StringComparison.Ordinal)), n => Assert.True(Moved(n) > 1e-4f, $"{n} moved by {Moved(n)}"));
+        var bad = Assert.Throws<ConfigException>(() => (config with { Training = config.Training with { HeadLr = 0 } }).Validate(2));
+        Assert.Contains("training.headLr", bad.Message);
+    }
+
+    [Fact]
     public void Gates_stay_fixed_in_the_last_epochs_while_the_weights_train()
     {
         var config = Config(new InterroGateConfig { LambdaS = 50 }, epochs: 3, train: 128) with { Training = Config(new InterroGateConfig()).Training with { Epochs = 3, FreezeGatesLastEpochs = 2 } };
