@@ -58,7 +58,7 @@ public static class DeployedCost
             using var built = Factory.CreateModel(config, tasks, (channels, h, w));
             built.eval();
             string named = $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)";
-            if (built is Mtan or CrossStitch) return CountBuilt(built, (channels, h, w), named);
+            if (!StaticConversion.Supports(built)) return CountBuilt(built, (channels, h, w), named);
             var g = StaticConversion.ToStatic(built, new ImageInput(channels, h, w)).Graph;
             return OfGraph(g, named);
         }
@@ -87,7 +87,7 @@ public static class DeployedCost
             using var model = Factory.CreateModel(config, tasks, data.Train.ImageShape);
             model.eval();
             title = $"{name} ({config.Architecture.Type}, {config.Backbone.Name}, as initialised)";
-            if (model is Mtan or CrossStitch)
+            if (!StaticConversion.Supports(model))
             {
                 var shape = data.Train.ImageShape;
                 return CountBuilt(model, size is { } z ? (shape.Channels, z.H, z.W) : shape, title);
@@ -99,8 +99,9 @@ public static class DeployedCost
     }
 
     /// <summary>
-    /// MTAN and cross-stitch have no static form (their attention and cross-stitch units mix the tasks at every stage):
-    /// they are counted as built, BN folded into the convolutions as for every other row; no per-task split.
+    /// MTAN and cross-stitch have no static form (their attention and cross-stitch units mix the tasks at every stage),
+    /// nor do STL and MTL on a backbone without a plan (the ViT): they are counted as built, BN folded into the
+    /// convolutions as for every other row; no per-task split.
     /// </summary>
     private static CostSummary CountBuilt(MultiTaskModel model,
         (int Channels, int Height, int Width) image, string title)

@@ -11,8 +11,19 @@ namespace InterroGate.Pruning;
 /// </summary>
 public static class StaticConversion
 {
+    /// <summary>Whether <paramref name="model"/> has a static form: InterroGate, and STL or MTL on a backbone with a plan.</summary>
+    public static bool Supports(MultiTaskModel model) => model switch
+    {
+        InterroGateModel => true,
+        SingleTask or HardSharing => model.modules().OfType<Backbones.IEncoder>().All(e => e is Backbones.IPlannedEncoder),
+        _ => false,
+    };
+
     public static PruneResult ToStatic(MultiTaskModel model, ImageInput input)
     {
+        if (!Supports(model) && model is SingleTask or HardSharing)
+            throw new Configuration.ConfigException("backbone.name",
+                $"{model.Architecture} on this backbone has no static form yet (its encoder has no plan); static networks: {string.Join(", ", Backbones.BackboneCatalog.GatedNames)}");
         switch (model)
         {
             case InterroGateModel ig:

@@ -94,8 +94,13 @@ public sealed class VisionTransformerTests
     public void InterroGate_refuses_a_ViT_until_it_has_a_gated_form()
     {
         var config = new RunConfig { Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" }, Architecture = new InterroGateConfig() };
-        var e = Assert.Throws<NotSupportedException>(() => Factory.CreateModel(config, new TaskSet([new TaskSpec("a", TaskKind.Classification, 4)]), (3, 32, 32)));
+        var e = Assert.Throws<ConfigException>(() => Factory.CreateModel(config, new TaskSet([new TaskSpec("a", TaskKind.Classification, 4)]), (3, 32, 32)));
+        Assert.Equal("backbone.name", e.Key);
         Assert.Contains("vit_cpu_patch4_32", e.Message);
+        // Without a plan there is no static network either: the cost of STL and MTL on it is counted as built.
+        var mtl = DeployedCost.Of("mtl", (32, 32), 3, "vit_cpu_patch4_32", 2);
+        var stl = DeployedCost.Of("stl", (32, 32), 3, "vit_cpu_patch4_32", 2);
+        Assert.True(stl.Parameters > 1.9 * mtl.Parameters && stl.Macs > 1.9 * mtl.Macs, $"STL {stl.Macs} / MTL {mtl.Macs}");
     }
 
     [Fact]
