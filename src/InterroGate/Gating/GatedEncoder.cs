@@ -21,13 +21,16 @@ public enum GatingMode
 /// One unit of a gated encoder in forward order, with what the cost of a pruned network needs: its gate layer
 /// (<see cref="GateIndex"/>, −1 for an ungated unit), its output channels, the convolutions whose outputs it sums
 /// (<see cref="Convs"/>: main convolution, shortcut projection, fuse paths; BN folded into each), the units it reads
-/// (<see cref="Reads"/>; the image is not listed), whether its gate layer mixes (false where no unit reads it) and its
-/// output size before any pooling.
+/// (<see cref="Reads"/>; the image is not listed) and the units that read it (<see cref="ReadBy"/>), whether its gate
+/// layer mixes (false where no unit reads it) and its output size before any pooling.
 /// </summary>
-public sealed record EncoderUnit(string Name, int GateIndex, long OutChannels, IReadOnlyList<UnitConv> Convs, IReadOnlyList<int> Reads, bool HasMix,
-    long OutHeight, long OutWidth)
+public sealed record EncoderUnit(string Name, int GateIndex, long OutChannels, IReadOnlyList<UnitConv> Convs, IReadOnlyList<int> Reads,
+    IReadOnlyList<int> ReadBy, long OutHeight, long OutWidth)
 {
     public bool Gated => GateIndex >= 0;
+
+    /// <summary>Whether the unit's gate layer forms the mix of Eq. 3: gated, and read by some later unit.</summary>
+    public bool HasMix => Gated && ReadBy.Count > 0;
 
     /// <summary>MACs of the unit in one branch (all its filters, in every convolution it sums).</summary>
     public long Macs => OutChannels * Convs.Sum(c => c.MacsPerFilter);
@@ -248,9 +251,9 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         var units = new EncoderUnit[n];
         var streamSize = new (long H, long W)[n]; // what readers of a unit see (after its pooling)
         (long H, long W) SizeOf(int u) => u == EncoderPlan.Image ? (inputSize.Height, inputSize.Width) : streamSize[u];
-        var readers = new bool[n];
-        foreach (var unit in plan.Units)
-            foreach (var r in unit.Reads) readers[r] = true;
+        var readers = Enumerable.Range(0, n).Select(_ => new List<int>()).ToArray();
+        for (int v = 0; v < n; v++)
+            foreach (var r in plan.Units[v].Reads) readers[r].Add(v);
 
         for (int u = 0; u < n; u++)
         {
@@ -274,7 +277,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
             if (channels < 0 || size is not { } outSize)
                 throw new ArgumentException($"Unit {unit.Name} of the plan has no convolution that fixes its channels and size.");
             bool gated = mode == GatingMode.Conv || unit.EndsBlock;
-            units[u] = new EncoderUnit(unit.Name, gated ? gate++ : -1, channels, convs, unit.Reads, gated && readers[u], outSize.H, outSize.W);
+            units[u] = new EncoderUnit(unit.Name, gated ? gate++ : -1, channels, convs, unit.Reads, readers[u], outSize.H, outSize.W);
             streamSize[u] = unit.PoolAfter is { } p ? (Pooled(outSize.H, p), Pooled(outSize.W, p)) : outSize;
         }
         return units;

@@ -21,22 +21,7 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
     {
         int tasks = pattern.Tasks;
         int n = units.Count, branches = tasks + 1, S = tasks; // branch index S is the shared branch
-        var kept = new long[n, branches];
-        for (int u = 0; u < n; u++)
-        {
-            if (!units[u].Gated) continue;
-            var layer = pattern[units[u].GateIndex];
-            for (int b = 0; b < branches; b++) kept[u, b] = layer.Kept[b].Length;
-        }
-        var readers = new List<int>[n];
-        for (int u = 0; u < n; u++) readers[u] = [];
-        for (int v = 0; v < n; v++)
-            foreach (var u in units[v].Reads) readers[u].Add(v);
-        for (int u = n - 1; u >= 0; u--) // readers come later, so they are settled first
-            if (!units[u].Gated)
-                for (int b = 0; b < branches; b++)
-                    kept[u, b] = readers[u].Any(v => kept[v, b] > 0) ? units[u].OutChannels : 0;
-
+        var kept = pattern.KeptPerUnit(units);
         long macs = 0, parameters = 0, sharedMacs = 0, keptFilters = 0, totalFilters = 0;
         var taskMacs = new long[tasks];
         for (int u = 0; u < n; u++)
@@ -45,14 +30,14 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
             long filterMacs = unit.Convs.Sum(c => c.MacsPerFilter), filterParams = unit.Convs.Sum(c => c.ParametersPerFilter);
             for (int b = 0; b < branches; b++)
             {
-                long k = kept[u, b];
+                long k = kept[u][b].Length;
                 macs += k * filterMacs;
                 parameters += k * filterParams;
                 if (b == S) sharedMacs += k * filterMacs; else taskMacs[b] += k * filterMacs;
                 keptFilters += k;
             }
             totalFilters += branches * unit.OutChannels;
-            if (unit.HasMix && readers[u].Any(v => kept[v, S] > 0)) parameters += tasks * pattern[unit.GateIndex].Mixed.Length;
+            if (unit.HasMix && unit.ReadBy.Any(v => kept[v][S].Length > 0)) parameters += tasks * pattern[unit.GateIndex].Mixed.Length;
         }
         return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);
     }

@@ -26,6 +26,24 @@ public sealed class SharingPattern
         return new SharingPattern(tasks, gates.Select(l => new LayerSharing(l)).ToArray());
     }
 
+    /// <summary>
+    /// Per unit of an encoder and per branch (tasks, then the shared one), the filters kept: a gated unit's are its layer's
+    /// (<see cref="LayerSharing.Kept"/>); an ungated unit (block gating) feeds only its own branch, so it is kept whole in
+    /// a branch iff some unit reading it keeps a filter there.
+    /// </summary>
+    public long[][][] KeptPerUnit(IReadOnlyList<EncoderUnit> units)
+    {
+        var kept = new long[units.Count][][];
+        for (int u = units.Count - 1; u >= 0; u--) // readers come later, so they are settled first
+        {
+            var unit = units[u];
+            if (unit.Gated) { kept[u] = Layers[unit.GateIndex].Kept; continue; }
+            var all = Enumerable.Range(0, (int)unit.OutChannels).Select(c => (long)c).ToArray();
+            kept[u] = Enumerable.Range(0, Tasks + 1).Select(b => unit.ReadBy.Any(v => kept[v][b].Length > 0) ? all : []).ToArray();
+        }
+        return kept;
+    }
+
     /// <summary>Fraction of all gates that pick task <paramref name="task"/>'s own copy.</summary>
     public double TaskSpecificFraction(int task) =>
         (double)Layers.Sum(l => l.Kept[task].Length) / Layers.Sum(l => l.Channels);

@@ -135,15 +135,7 @@ internal static class EncoderPruning
         var units = encoder.Units;
         int n = units.Count;
 
-        // What each branch keeps of each unit: the pattern for gated units; an ungated unit whole iff a reader keeps anything in that branch.
-        var keep = new long[n][][];
-        for (int u = n - 1; u >= 0; u--)
-        {
-            if (units[u].Gated) { keep[u] = pattern[units[u].GateIndex].Kept; continue; }
-            var readers = Enumerable.Range(u + 1, n - u - 1).Where(v => units[v].Reads.Contains(u)).ToArray();
-            keep[u] = Enumerable.Range(0, T + 1)
-                .Select(b => readers.Any(v => keep[v][b].Length > 0) ? Range(units[u].OutChannels) : Array.Empty<long>()).ToArray();
-        }
+        var keep = pattern.KeptPerUnit(units); // what each branch keeps of each unit
 
         var streams = new int[n][]; // per unit: each task's gated features then the mix (−1 where absent), or each branch's output (ungated)
         int Input(int unit, int b) => unit == EncoderPlan.Image ? GraphBuilder.InputNode : streams[unit][b];
