@@ -83,6 +83,12 @@ if (args.Length > 0 && args[0] == "step")
     StepOnDevice.Run(args[1..]);
     return;
 }
+if (args.Length > 0 && args[0] == "vit-step")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    ViTStep.Run(args[1..]);
+    return;
+}
 if (args.Length > 0 && args[0] == "onnx")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();

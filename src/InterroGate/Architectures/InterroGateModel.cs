@@ -18,6 +18,7 @@ public sealed class InterroGateModel : MultiTaskModel
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly double[] _tau;
     private readonly double[] _layerMacs;
+    private readonly int[]? _layerParts; // layers each gate layer counts as in Eq. 4's mean (null: one each)
     private readonly GateMonitor _monitor;
     private readonly BudgetController? budget;
     private readonly long _inChannels;
@@ -39,6 +40,7 @@ public sealed class InterroGateModel : MultiTaskModel
         foreach (var g in Encoder.GateLayers) g.Implementation = Runtime.GateMixKernel.Implementation;
         heads = MakeHeads(spec);
         _layerMacs = Encoder.GatedLayerMacs().ToArray();
+        _layerParts = Encoder.GateLayers.Any(g => g.Parts != 1) ? Encoder.GateLayers.Select(g => g.Parts).ToArray() : null;
         _monitor = new GateMonitor(names, Encoder.GateLayers.Select(g => g.Channels).ToArray());
         (_inChannels, _inputSize) = (inChannels, inputSize);
         if (options.Target is { } target)
@@ -116,8 +118,8 @@ public sealed class InterroGateModel : MultiTaskModel
     {
         var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
         return budget is null
-            ? SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs) * Options.LambdaS
-            : SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights());
+            ? SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, layerParts: _layerParts) * Options.LambdaS
+            : SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights(), _layerParts);
     }
 
     /// <summary>λ_s·∂L_s/∂α per gated layer: the sparsity loss's push on every gate (closed form, no graph).</summary>
@@ -125,8 +127,8 @@ public sealed class InterroGateModel : MultiTaskModel
     {
         var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
         return budget is null
-            ? SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs).Select(g => g * Options.LambdaS).ToArray()
-            : SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights());
+            ? SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs, layerParts: _layerParts).Select(g => g * Options.LambdaS).ToArray()
+            : SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights(), _layerParts);
     }
 
     private double[] BudgetWeights() => _budgetWeights ??= budget!.Weights(HardGates());

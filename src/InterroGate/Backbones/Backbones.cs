@@ -17,8 +17,7 @@ public enum BackboneOptions
 /// for a width multiplier and output stride. <see cref="Gated"/>: whether its encoder has a plan, so InterroGate (and
 /// the static networks of STL and MTL) can be built on it.
 /// </summary>
-public sealed record BackboneEntry(string Name, string Description, BackboneOptions Options, bool IsResNet, Func<double, int, IEncoderSpec> Create,
-    bool Gated = true);
+public sealed record BackboneEntry(string Name, string Description, BackboneOptions Options, bool IsResNet, Func<double, int, IEncoderSpec> Create);
 
 /// <summary>The backbones by name: one <see cref="BackboneEntry"/> each, which the listing, the errors and <see cref="Spec"/> read.</summary>
 public static class BackboneCatalog
@@ -43,20 +42,18 @@ public static class BackboneCatalog
         new("hrnet48", "HRNetV2-W48: branches of 48/96/192/384 channels, 720 channels out at stride 4",
             BackboneOptions.OwnStride, false, (_, _) => HRNetSpec.V2(48)),
         new("vit_tiny_patch16_224", "ViT-Ti/16 (timm's names and sizes): width 192, 12 blocks, 3 heads, patches of 16, trained at 224×224",
-            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Tiny16(), Gated: false),
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Tiny16()),
         new("vit_small_patch16_224", "ViT-S/16: width 384, 12 blocks, 6 heads, patches of 16, trained at 224×224",
-            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Small16(), Gated: false),
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Small16()),
         new("vit_base_patch16_224", "ViT-B/16: width 768, 12 blocks, 12 heads, patches of 16, trained at 224×224 (86.6 M parameters with a 1000-class classifier)",
-            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Base16(), Gated: false),
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Base16()),
         new("vit_cpu_patch4_32", "a CPU-sized ViT for 32×32 images: width 64, 4 blocks, 4 heads, patches of 4 (an 8×8 token grid)",
-            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Cpu4(), Gated: false),
+            BackboneOptions.OwnStride, false, (_, _) => ViTSpec.Cpu4()),
     ];
 
     /// <summary>Names and one-line descriptions, in the order of <see cref="Entries"/>.</summary>
     public static IReadOnlyDictionary<string, string> Descriptions { get; } = Entries.ToDictionary(e => e.Name, e => e.Description);
 
-    /// <summary>The backbones InterroGate can gate (their encoders have a plan).</summary>
-    public static IReadOnlyList<string> GatedNames { get; } = Entries.Where(e => e.Gated).Select(e => e.Name).ToArray();
 
     /// <summary>The backbones that are ResNets (what MTAN and cross-stitch are built on).</summary>
     public static IReadOnlyList<string> ResNets { get; } = Entries.Where(e => e.IsResNet).Select(e => e.Name).ToArray();

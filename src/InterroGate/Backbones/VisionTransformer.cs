@@ -10,11 +10,16 @@ namespace InterroGate.Backbones;
 /// The shape of a ViT: patch size, token width (<see cref="EmbedDim"/>), blocks, attention heads, MLP ratio, whether a
 /// class token is prepended, and the input size its position embeddings were trained at (other sizes interpolate them).
 /// </summary>
+/// With <see cref="OutputBlocks"/> the heads read the token maps of those blocks' outputs (before the final norm),
+/// concatenated along channels (what a DPT head reads), instead of the final norm's.
 public sealed record ViTSpec(string Name, int PatchSize, long EmbedDim, int Depth, int Heads, double MlpRatio = 4, bool ClassToken = true,
-    int TrainedSize = 224) : IEncoderSpec
+    int TrainedSize = 224, IReadOnlyList<int>? OutputBlocks = null) : IEncoderSpec
 {
-    /// <summary>Channels of the feature map the heads read: the token width.</summary>
-    public long OutChannels => EmbedDim;
+    /// <summary>Channels of the feature map the heads read: the token width (times the output blocks, with several).</summary>
+    public long OutChannels => EmbedDim * (OutputBlocks?.Count ?? 1);
+
+    /// <summary>DPT's four blocks for a ViT of <see cref="Depth"/> blocks: evenly spaced, the last one last (2, 5, 8, 11 for 12).</summary>
+    public int[] DptBlocks() => Enumerable.Range(1, 4).Select(i => i * Depth / 4 - 1).ToArray();
 
     /// <summary>Input pixels per token along each axis: the patch size.</summary>
     public int OutputStride => PatchSize;
@@ -47,17 +52,48 @@ public sealed class PatchEmbed : nn.Module<Tensor, Tensor>
 
     public Conv2d Proj => proj;
 
-    /// <summary>[B, C, H, W] to the token grid [B, D, H/p, W/p] (partial patches at the border are dropped, as in timm).</summary>
-    public override Tensor forward(Tensor x) => proj.call(x);
+    /// <summary>[B, C, H, W] to the token grid [B, D, H/p, W/p]; the height and width must be multiples of the patch size.</summary>
+    public override Tensor forward(Tensor x)
+    {
+        long p = proj.kernel_size[0];
+        if (x.dim() != 4 || x.shape[2] % p != 0 || x.shape[3] % p != 0)
+            throw new ArgumentException($"A ViT with patches of {p} reads images whose height and width are multiples of {p}; got [{string.Join(", ", x.shape)}].");
+        return proj.call(x);
+    }
 }
 
 /// <summary>
-/// Multi-head self-attention with a fused q, k, v projection (timm: <c>attn.qkv</c>, <c>attn.proj</c>). Its MACs
-/// beyond the two linear layers, the attention matrix products (Q·Kᵀ and A·V), are reported to the cost counter.
+/// Scaled dot-product attention over heads, from the output of a fused q, k, v projection [B, N, 3D] (timm's layout:
+/// q, k, v, then heads) to the attended values [B, N, D]. No parameters; its MACs, the attention matrix products Q·Kᵀ
+/// and A·V, are reported to the cost counter.
 /// </summary>
-public sealed class Attention : nn.Module<Tensor, Tensor>, Analysis.IMacsCounted
+public sealed class AttentionCore : nn.Module<Tensor, Tensor>, Analysis.IMacsCounted
+{
+    public AttentionCore(int heads) : base(nameof(AttentionCore)) => Heads = heads;
+
+    public int Heads { get; }
+
+    public override Tensor forward(Tensor qkv)
+    {
+        long b = qkv.shape[0], n = qkv.shape[1], d = qkv.shape[2] / 3, hd = d / Heads;
+        var parts = qkv.view(b, n, 3, Heads, hd).permute(2, 0, 3, 1, 4); // [3, B, heads, N, hd]
+        var (q, k, v) = (parts[0], parts[1], parts[2]);
+        var attention = (q * (1.0 / Math.Sqrt(hd))).matmul(k.transpose(-2, -1)).softmax(-1);
+        return attention.matmul(v).transpose(1, 2).reshape(b, n, d);
+    }
+
+    /// <summary>Q·Kᵀ and A·V: N² · D multiply-accumulates each (per image; D split over the heads).</summary>
+    public long Macs(Tensor output) => 2 * output.shape[0] * output.shape[1] * output.shape[1] * output.shape[2];
+}
+
+/// <summary>
+/// Multi-head self-attention with a fused q, k, v projection (timm: <c>attn.qkv</c>, <c>attn.proj</c>) around an
+/// <see cref="AttentionCore"/>.
+/// </summary>
+public sealed class Attention : nn.Module<Tensor, Tensor>
 {
     private readonly Linear qkv;
+    private readonly AttentionCore core;
     private readonly Linear proj;
 
     public Attention(long dim, int heads) : base(nameof(Attention))
@@ -65,26 +101,17 @@ public sealed class Attention : nn.Module<Tensor, Tensor>, Analysis.IMacsCounted
         if (dim % heads != 0) throw new ArgumentException($"The token width {dim} must be divisible by the {heads} heads.");
         Heads = heads;
         qkv = nn.Linear(dim, 3 * dim);
+        core = new AttentionCore(heads);
         proj = nn.Linear(dim, dim);
         RegisterComponents();
     }
 
     public int Heads { get; }
     public Linear Qkv => qkv;
+    public AttentionCore Core => core;
     public Linear Proj => proj;
 
-    public override Tensor forward(Tensor x)
-    {
-        long b = x.shape[0], n = x.shape[1], d = x.shape[2], hd = d / Heads;
-        var parts = qkv.call(x).view(b, n, 3, Heads, hd).permute(2, 0, 3, 1, 4); // [3, B, heads, N, hd]
-        var (q, k, v) = (parts[0], parts[1], parts[2]);
-        var attention = (q * (1.0 / Math.Sqrt(hd))).matmul(k.transpose(-2, -1)).softmax(-1);
-        var y = attention.matmul(v).transpose(1, 2).reshape(b, n, d);
-        return proj.call(y);
-    }
-
-    /// <summary>Q·Kᵀ and A·V: N² · D multiply-accumulates each (per image; D split over the heads).</summary>
-    public long Macs(Tensor output) => 2 * output.shape[0] * output.shape[1] * output.shape[1] * output.shape[2];
+    public override Tensor forward(Tensor x) => proj.call(core.call(qkv.call(x)));
 }
 
 /// <summary>The MLP of a block: fc1, GELU, fc2 (timm: <c>mlp.fc1</c>, <c>mlp.fc2</c>).</summary>
@@ -143,7 +170,7 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
 /// head reads: the classification head's global pooling is the mean of the patch tokens. At an input size other than
 /// <see cref="ViTSpec.TrainedSize"/> the position embeddings of the patch grid are resized (bicubic) to the new grid.
 /// </summary>
-public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IEncoder
+public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncoder, ITokenEmbedding
 {
     private readonly PatchEmbed patch_embed;
     private readonly Parameter? cls_token;
@@ -157,6 +184,8 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IEncoder
         if (spec.PatchSize < 1 || spec.Depth < 1 || spec.Heads < 1 || spec.EmbedDim < 1 || !(spec.MlpRatio > 0))
             throw new ArgumentException($"ViT {spec.Name}: patch size, depth, heads, width and MLP ratio must be positive.");
         if (spec.TrainedSize < spec.PatchSize) throw new ArgumentException($"ViT {spec.Name}: the trained input size {spec.TrainedSize} is smaller than a patch.");
+        if (spec.OutputBlocks is { } hooks && (hooks.Count == 0 || hooks.Any(b => b < 0 || b >= spec.Depth) || hooks.Zip(hooks.Skip(1)).Any(p => p.First >= p.Second)))
+            throw new ArgumentException($"ViT {spec.Name}: output blocks [{string.Join(", ", hooks)}] must be increasing block indices below its depth {spec.Depth}.");
         Spec = spec;
         InChannels = inChannels;
         int grid = spec.TrainedSize / spec.PatchSize;
@@ -171,7 +200,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IEncoder
 
     public ViTSpec Spec { get; }
     public long InChannels { get; }
-    public long OutChannels => Spec.EmbedDim;
+    public long OutChannels => Spec.OutChannels;
     public PatchEmbed PatchEmbed => patch_embed;
     public IReadOnlyList<TransformerBlock> Blocks => blocks.ToArray();
 
@@ -191,8 +220,11 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IEncoder
         }
     }
 
+    /// <summary>The class token [1, 1, D]; null for an encoder without one.</summary>
+    public Parameter? ClassToken => cls_token;
+
     /// <summary>The position embeddings of an h×w patch grid (the class token's first, where there is one).</summary>
-    private Tensor PositionEmbeddings(long h, long w)
+    public Tensor PositionEmbeddings(long h, long w)
     {
         int extra = cls_token is null ? 0 : 1;
         int grid = Spec.TrainedSize / Spec.PatchSize;
@@ -215,10 +247,77 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IEncoder
         return norm.call(tokens);
     }
 
+    /// <summary>
+    /// The encoder as a plan (what InterroGate gates): the patch embedding giving tokens (class token and position
+    /// embeddings added channel by channel, so its gates pick channels of tokens), and per block
+    /// norm1 (operation), the fused q, k, v projection (one unit whose gates count as three layers), attention
+    /// (operation), the output projection, the residual sum, norm2, fc1 (GELU), fc2 and the second residual sum; then the
+    /// final norm and the map the heads read. Under block gating the gates sit after the patch embedding, the output
+    /// projections and fc2 (what enters the residual stream).
+    /// </summary>
+    public EncoderPlan Plan()
+    {
+        static VisionTransformer V(nn.Module n) => (VisionTransformer)n;
+        var units = new List<PlanUnit>
+        {
+            new("patch_embed", [new PlanTerm(EncoderPlan.Image, n => (V(n).patch_embed.Proj, null))], Activation: UnitActivation.None,
+                Then: new TokensOp(Spec.PatchSize, Spec.ClassToken, V)),
+        };
+        int Add(PlanUnit unit) { units.Add(unit); return units.Count - 1; }
+        int x = 0;
+        for (int i = 0; i < Spec.Depth; i++)
+        {
+            int block = i;
+            string name = $"blocks.{i}";
+            int norm1 = Add(new($"{name}.norm1", [new PlanTerm(x, null)], Op: new NormOp(n => V(n).blocks[block].Norm1)));
+            int qkv = Add(new($"{name}.attn.qkv", [new PlanTerm(norm1, null, Linear: n => V(n).blocks[block].Attn.Qkv)], EndsBlock: false,
+                Activation: UnitActivation.None, GateParts: 3));
+            int core = Add(new($"{name}.attn.core", [new PlanTerm(qkv, null)], Op: new AttentionOp(n => V(n).blocks[block].Attn.Core)));
+            int proj = Add(new($"{name}.attn.proj", [new PlanTerm(core, null, Linear: n => V(n).blocks[block].Attn.Proj)], Activation: UnitActivation.None));
+            x = Add(new($"{name}.add1", [new PlanTerm(x, null), new PlanTerm(proj, null)], Op: new SumOp()));
+            int norm2 = Add(new($"{name}.norm2", [new PlanTerm(x, null)], Op: new NormOp(n => V(n).blocks[block].Norm2)));
+            int fc1 = Add(new($"{name}.mlp.fc1", [new PlanTerm(norm2, null, Linear: n => V(n).blocks[block].Mlp.Fc1)], EndsBlock: false,
+                Activation: UnitActivation.Gelu));
+            int fc2 = Add(new($"{name}.mlp.fc2", [new PlanTerm(fc1, null, Linear: n => V(n).blocks[block].Mlp.Fc2)], Activation: UnitActivation.None));
+            x = Add(new($"{name}.add2", [new PlanTerm(x, null), new PlanTerm(fc2, null)], Op: new SumOp()));
+        }
+        var toMap = new TokenMapOp(Spec.PatchSize, Spec.ClassToken ? 1 : 0);
+        if (Spec.OutputBlocks is { } hooks)
+        {
+            // The maps of the chosen blocks' outputs (each block ends with its second residual sum).
+            var ends = units.Select((unit, i) => (unit, i)).Where(p => p.unit.Name.EndsWith(".add2", StringComparison.Ordinal)).Select(p => p.i).ToArray();
+            var maps = hooks.Select(b => Add(new($"map{b}", [new PlanTerm(ends[b], null), new PlanTerm(EncoderPlan.Image, null)], Op: toMap))).ToArray();
+            return new EncoderPlan(units, maps).Validated();
+        }
+        int final = Add(new("norm", [new PlanTerm(x, null)], Op: new NormOp(n => V(n).norm)));
+        int map = Add(new("map", [new PlanTerm(final, null), new PlanTerm(EncoderPlan.Image, null)], Op: toMap));
+        return new EncoderPlan(units, [map]).Validated();
+    }
+
     public override Tensor forward(Tensor x)
     {
         long h = x.shape[2] / Spec.PatchSize, w = x.shape[3] / Spec.PatchSize;
-        var tokens = Tokens(x);
+        if (Spec.OutputBlocks is { } hooks)
+        {
+            var grid = patch_embed.call(x);
+            long b = grid.shape[0];
+            var t = grid.flatten(2).transpose(1, 2);
+            if (cls_token is not null) t = cat([cls_token.expand(b, -1, -1), t], 1);
+            t = t + PositionEmbeddings(h, w);
+            var maps = new List<Tensor>();
+            for (int i = 0; i < Spec.Depth; i++)
+            {
+                t = blocks[i].call(t);
+                if (hooks.Contains(i)) maps.Add(ToMap(t, h, w));
+            }
+            return cat(maps, 1);
+        }
+        return ToMap(Tokens(x), h, w);
+    }
+
+    /// <summary>Tokens [B, N, D] to the patch grid [B, D, h, w], the class token left out.</summary>
+    private Tensor ToMap(Tensor tokens, long h, long w)
+    {
         if (cls_token is not null) tokens = tokens[.., 1..];
         return tokens.transpose(1, 2).reshape(tokens.shape[0], Spec.EmbedDim, h, w);
     }

@@ -116,6 +116,12 @@ public static class Factory
         config.Validate(tasks.Count);
         manual_seed(config.Training.Seed);
         var spec = BackboneCatalog.Spec(config.Backbone.Name, config.Backbone.Width, config.Backbone.OutputStride);
+        if (spec is ViTSpec vit && (image.Height % vit.PatchSize != 0 || image.Width % vit.PatchSize != 0))
+            throw new ConfigException("backbone.name",
+                $"{config.Backbone.Name} on {image.Height}×{image.Width} images; a ViT with patches of {vit.PatchSize} needs a height and width that are multiples of {vit.PatchSize} (resize the data or pick another patch size)");
+        spec = config.Head.EncoderFor(spec, tasks.Any(t => t.IsDense));
+        if (spec is ViTSpec { OutputBlocks: not null } && (image.Height % 32 != 0 || image.Width % 32 != 0))
+            throw new ConfigException("head.dense", $"dpt on {image.Height}×{image.Width} images; the DPT head needs a height and width that are multiples of 32 (resize the data, or use aspp)");
         return config.Architecture.CreateModel(tasks, spec, image, config.Head);
     }
 

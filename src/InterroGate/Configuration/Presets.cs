@@ -84,6 +84,32 @@ public static class Presets
         LambdaS = [12, 50, 200],
     };
 
+    /// <summary>
+    /// MultiFashion with a CPU-sized ViT (vit_cpu_patch4_32 on the 36×36 images: a 9×9 grid of patches and the class
+    /// token, width 64, 4 blocks) instead of ResNet-20, on multifashion-quick's subset and schedule: STL, MTL and
+    /// InterroGate gating the patch embedding and every linear projection (docs/method.md, "The ViT"). λs: the ViT has
+    /// 17 gate layers counting as L = 25 layers in Eq. 4 (q, k, v three each), 64 to 256 channels wide.
+    /// </summary>
+    public static CompareConfig MultiFashionViT => MultiFashionQuick with
+    {
+        Name = "multifashion-vit",
+        Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" },
+        LambdaS = [0.5, 2, 8],
+    };
+
+    /// <summary>
+    /// FashionScenes' NYUD-v2 tasks on the CPU-sized ViT (patches of 4 on the 64×64 scenes: a 16×16 grid) with one DPT
+    /// decoder per task (32 wide here; the paper's 64 with head.dptFeatures), reading blocks 0-3; otherwise as
+    /// fashion-scenes-nyud.
+    /// </summary>
+    public static CompareConfig FashionScenesViT => FashionScenesNyud with
+    {
+        Name = "fashion-scenes-vit",
+        Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" },
+        Head = new Heads.HeadConfig { Dense = "dpt", DptFeatures = 32 },
+        LambdaS = [0.5, 2, 8],
+    };
+
     /// <summary>FashionScenes, PASCAL-Context's tasks that it has (semseg, normals, saliency, edges); otherwise as fashion-scenes-nyud.</summary>
     public static CompareConfig FashionScenesPascal => FashionScenesNyud with
     {
@@ -153,6 +179,25 @@ public static class Presets
         new BackboneConfig { Name = "hrnet18" }, new Heads.HeadConfig { Dense = "hrnet" }, [0.8, 3.2, 12.8]);
 
     /// <summary>
+    /// NYUD-v2 (semseg, depth, normals) with ViT-B/16 and a DPT decoder per task (64 wide, blocks 2, 5, 8, 11), the
+    /// paper's ViT recipe (appendix B): Adam, learning rate 1e-5 for the encoder and 1e-4 for the heads, weight decay
+    /// 1e-6, batch 8, poly schedule, 100 epochs. Start the encoders from timm's ImageNet weights with
+    /// <c>--set startFrom.pretrained=vit_base_patch16_224.safetensors</c>. The images must be multiples of 32 high and
+    /// wide (the preprocessed layout's 288×384 are). λs: 17 gate layers counting as L = 25, 8,900 gate steps, 768 to
+    /// 3,072 channels: an estimate from Eq. 4's gradient as for nyudv2-resnet50, not a measured sweep.
+    /// </summary>
+    public static CompareConfig NyudViT
+    {
+        get
+        {
+            var recipe = PaperDense("nyudv2-vit-dpt", "nyudv2", ["semseg", "depth", "normals"], 100,
+                new BackboneConfig { Name = "vit_base_patch16_224" }, new Heads.HeadConfig { Dense = "dpt", DptFeatures = 64 }, [2, 8, 32]);
+            var training = recipe.Training with { Lr = 1e-5, HeadLr = 1e-4, WeightDecay = 1e-6 };
+            return recipe with { Training = training, InterroGateTraining = training with { FreezeGatesLastEpochs = 10 } };
+        }
+    }
+
+    /// <summary>
     /// PASCAL-Context's five tasks on HRNet-18 with HRNet heads, 60 epochs, the scalar task weights of
     /// pascal-context-resnet18. λs: L = 268, T = 5, 33,700 gate steps: one α moves about 0.59·λs/C, so with α₀ = 0.01
     /// 0.3 to 4.8.
@@ -214,6 +259,9 @@ public static class Presets
         ["celeba-w025"] = () => CelebAQuarter,
         ["fashion-scenes-nyud"] = () => FashionScenesNyud,
         ["fashion-scenes-pascal"] = () => FashionScenesPascal,
+        ["multifashion-vit"] = () => MultiFashionViT,
+        ["fashion-scenes-vit"] = () => FashionScenesViT,
+        ["nyudv2-vit-dpt"] = () => NyudViT,
         ["nyudv2-resnet50"] = () => NyudResNet50,
         ["pascal-context-resnet18"] = () => PascalResNet18,
         ["nyudv2-hrnet18"] = () => NyudHRNet18,

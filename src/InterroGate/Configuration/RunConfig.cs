@@ -75,13 +75,6 @@ public sealed record BackboneConfig
     /// Throws <see cref="ConfigException"/> on <c>{path}.name</c> unless this backbone is a ResNet, which
     /// <paramref name="architecture"/> (MTAN, cross-stitch: built on the ResNet stages) needs.
     /// </summary>
-    /// <summary>InterroGate needs a backbone it can gate (one whose encoder has a plan).</summary>
-    public void RequireGated(string path)
-    {
-        if (!Backbones.BackboneCatalog.GatedNames.Contains(Name))
-            throw new ConfigException($"{path}.name", $"InterroGate has no gated form of {Name} yet; it gates {string.Join(", ", Backbones.BackboneCatalog.GatedNames)}");
-    }
-
     public void RequireResNet(string architecture, string path)
     {
         if (!Backbones.BackboneCatalog.ResNets.Contains(Name))
@@ -353,7 +346,6 @@ public sealed record RunConfig
         Head.Validate("head");
         Architecture.Validate("architecture", tasks);
         if (Architecture.ResNetOnly) Backbone.RequireResNet(Architecture.Type, "backbone");
-        if (Architecture is InterroGateConfig) Backbone.RequireGated("backbone");
         Training.Validate("training");
         if (Architecture is InterroGateConfig { Target: not null } && Training.FreezeGatesLastEpochs < 1)
             throw new ConfigException("training.freezeGatesLastEpochs", $"{Training.FreezeGatesLastEpochs} with architecture.target; give 1 to {Training.Epochs - 1} (the gates are landed on the target, then the weights train with them fixed)");
@@ -475,7 +467,6 @@ public sealed record CompareConfig
     public void Validate(int tasks)
     {
         ValidateSeeds();
-        Backbone.RequireGated("backbone"); // every comparison has InterroGate rows
         for (int i = 0; i < Architectures.Count; i++)
         {
             ConfigException.Require(Architectures[i] is MtanConfig or CrossStitchConfig, $"architectures[{i}].type", Architectures[i].Type,

@@ -1,5 +1,6 @@
 // ONNX export of a static network, written directly in the protobuf wire format for the operators a pruned
-// network uses (Conv, Add, Relu, MaxPool, Concat, Gather, Mul, Sum, GlobalAveragePool, Flatten, Gemm).
+// network uses (Conv, Add, Relu, MaxPool, Concat, Gather, Mul, Sum, GlobalAveragePool, Flatten, Gemm; for a ViT also
+// LayerNormalization, Erf, MatMul, Softmax, Reshape, Transpose, Slice, Expand).
 // Message and field numbers follow onnx/onnx.proto (IR version 8, default opset 17).
 using System.Text;
 using InterroGate.Pruning;
@@ -107,6 +108,78 @@ public static class OnnxExporter
                     nodes.Add(Node("Sum", node.Name, terms, [output]));
                     break;
                 }
+                case StaticOp.Upsample:
+                    nodes.Add(Node("Resize", node.Name, [In(0), "", Init("scales", tensor(new[] { 1f, 1f, node.Stride, node.Stride }))], [output],
+                        Str("mode", "linear"), Str("coordinate_transformation_mode", "pytorch_half_pixel")));
+                    break;
+                case StaticOp.Gelu:
+                {
+                    // Opset 17 has no Gelu: x · (1 + erf(x / √2)) / 2.
+                    string scaled = output + ".scaled", erf = output + ".erf", one = output + ".plus1", prod = output + ".prod";
+                    nodes.Add(Node("Div", scaled, [In(0), Init("sqrt2", tensor(new[] { MathF.Sqrt(2) }), [])], [scaled]));
+                    nodes.Add(Node("Erf", erf, [scaled], [erf]));
+                    nodes.Add(Node("Add", one, [erf, Init("one", tensor(new[] { 1f }), [])], [one]));
+                    nodes.Add(Node("Mul", prod, [In(0), one], [prod]));
+                    nodes.Add(Node("Mul", node.Name, [prod, Init("half", tensor(new[] { 0.5f }), [])], [output]));
+                    break;
+                }
+                case StaticOp.LayerNorm:
+                {
+                    // Channels last for LayerNormalization over the last axis, then back.
+                    string last = output + ".last", normed = output + ".normed";
+                    nodes.Add(Node("Transpose", last, [In(0)], [last], Ints("perm", 0, 2, 3, 1)));
+                    nodes.Add(Node("LayerNormalization", normed, [last, Init("weight", graph.Tensor(node, "weight")), Init("bias", graph.Tensor(node, "bias"))], [normed],
+                        Int("axis", -1), Float("epsilon", (float)node.Epsilon)));
+                    nodes.Add(Node("Transpose", node.Name, [normed], [output], Ints("perm", 0, 3, 1, 2)));
+                    break;
+                }
+                case StaticOp.Attention:
+                {
+                    // [B, 3D, 1, N] → [B, 3, heads, hd, N]; per head softmax(qᵀk/√hd) and v·Aᵀ (channels first); back to [B, D, 1, N].
+                    long heads = node.Groups, hd = node.Channels / heads;
+                    string split = output + ".split", q = output + ".q", k = output + ".k", v = output + ".v", qt = output + ".qt";
+                    string scores = output + ".scores", scaled = output + ".scaled", attention = output + ".attention", at = output + ".at", values = output + ".values";
+                    nodes.Add(Node("Reshape", split, [In(0), Init("split_shape", tensor(new long[] { 0, 3, heads, hd, -1 }))], [split]));
+                    var index = new[] { q, k, v };
+                    for (int i = 0; i < 3; i++)
+                        nodes.Add(Node("Gather", index[i], [split, Init($"index{i}", tensor((long)i), [])], [index[i]], Int("axis", 1)));
+                    nodes.Add(Node("Transpose", qt, [q], [qt], Ints("perm", 0, 1, 3, 2)));
+                    nodes.Add(Node("MatMul", scores, [qt, k], [scores]));
+                    nodes.Add(Node("Mul", scaled, [scores, Init("scale", tensor(new[] { (float)(1 / Math.Sqrt(hd)) }), [])], [scaled]));
+                    nodes.Add(Node("Softmax", attention, [scaled], [attention], Int("axis", -1)));
+                    nodes.Add(Node("Transpose", at, [attention], [at], Ints("perm", 0, 1, 3, 2)));
+                    nodes.Add(Node("MatMul", values, [v, at], [values]));
+                    nodes.Add(Node("Reshape", node.Name, [values, Init("out_shape", tensor(new long[] { 0, node.Channels, 1, -1 }))], [output]));
+                    break;
+                }
+                case StaticOp.Tokens:
+                {
+                    string flat = output + ".flat", tokens = flat;
+                    nodes.Add(Node("Reshape", flat, [In(0), Init("flat_shape", tensor(new long[] { 0, node.Channels, 1, -1 }))], [flat]));
+                    if (node.Kernel == 1)
+                    {
+                        // The class token expanded to the batch: shape [B, D, 1, 1] from the input's batch size.
+                        string shape = output + ".shape", batch = output + ".batch", size = output + ".size", cls = output + ".cls_batch";
+                        tokens = output + ".with_cls";
+                        nodes.Add(Node("Shape", shape, [In(0)], [shape]));
+                        nodes.Add(Node("Slice", batch, [shape, Init("b0", tensor(new long[] { 0 })), Init("b1", tensor(new long[] { 1 }))], [batch]));
+                        nodes.Add(Node("Concat", size, [batch, Init("cls_dims", tensor(new long[] { node.Channels, 1, 1 }))], [size], Int("axis", 0)));
+                        nodes.Add(Node("Expand", cls, [Init("cls", graph.Tensor(node, "cls"), [1, node.Channels, 1, 1]), size], [cls]));
+                        nodes.Add(Node("Concat", tokens, [cls, flat], [tokens], Int("axis", 3)));
+                    }
+                    var pos = graph.Tensor(node, "pos");
+                    nodes.Add(Node("Add", node.Name, [tokens, Init("pos", pos, [1, node.Channels, 1, pos.shape[1]])], [output]));
+                    break;
+                }
+                case StaticOp.TokenMap:
+                {
+                    string patches = output + ".patches";
+                    long h = graph.Input.Height / node.Stride, w = graph.Input.Width / node.Stride;
+                    nodes.Add(Node("Slice", patches, [In(0), Init("starts", tensor(new long[] { node.Kernel })), Init("ends", tensor(new long[] { long.MaxValue })),
+                        Init("axes", tensor(new long[] { 3 }))], [patches]));
+                    nodes.Add(Node("Reshape", node.Name, [patches, Init("grid", tensor(new long[] { 0, node.Channels, h, w }))], [output]));
+                    break;
+                }
                 default:
                     throw new NotSupportedException($"ONNX export: no mapping for {node.Op}.");
             }
@@ -155,7 +228,16 @@ public static class OnnxExporter
         return w.ToArray();
     }
 
-    private const int AttributeInt = 2, AttributeString = 3, AttributeInts = 7;
+    private const int AttributeFloat = 1, AttributeInt = 2, AttributeString = 3, AttributeInts = 7;
+
+    private static byte[] Float(string name, float value)
+    {
+        var w = new ProtoWriter();
+        w.String(1, name);
+        w.Fixed32(2, value);
+        w.Int64(20, AttributeFloat);
+        return w.ToArray();
+    }
 
     private static byte[] Str(string name, string value)
     {
@@ -238,6 +320,14 @@ public static class OnnxExporter
         }
 
         public void String(int field, string value) => Bytes(field, Encoding.UTF8.GetBytes(value));
+
+        public void Fixed32(int field, float value)
+        {
+            Varint((ulong)(field << 3 | 5));
+            Span<byte> b = stackalloc byte[4];
+            BitConverter.TryWriteBytes(b, value); // little-endian on every platform .NET runs this on
+            _s.Write(b);
+        }
 
         public void Bytes(int field, byte[] value)
         {

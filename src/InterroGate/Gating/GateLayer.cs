@@ -21,9 +21,12 @@ public sealed class GateLayer : nn.Module
     /// state in between (held in the buffer <c>gate_state</c>, updated by <see cref="Step"/> after each gate update), so
     /// a gate whose α wanders around 0 does not switch its channel's source at every step.
     /// </param>
-    public GateLayer(int tasks, long channels, double alphaInit, bool hasMix, double hysteresis = 0) : base(nameof(GateLayer))
+    /// <param name="parts">How many of the paper's layers these gates stand for in the sparsity loss's mean over layers (a fused q, k, v projection: 3).</param>
+    public GateLayer(int tasks, long channels, double alphaInit, bool hasMix, double hysteresis = 0, int parts = 1) : base(nameof(GateLayer))
     {
         if (hysteresis < 0 || !double.IsFinite(hysteresis)) throw new ArgumentOutOfRangeException(nameof(hysteresis), hysteresis, "≥ 0");
+        if (parts < 1) throw new ArgumentOutOfRangeException(nameof(parts), parts, "≥ 1");
+        Parts = parts;
         alpha = new Parameter(full(tasks, channels, alphaInit, dtype: float32));
         beta = hasMix ? new Parameter(zeros(tasks, channels, dtype: float32)) : null;
         gate_state = hysteresis > 0 ? full(tasks, channels, alphaInit > 0 ? 1f : 0f, dtype: float32) : null;
@@ -37,6 +40,8 @@ public sealed class GateLayer : nn.Module
     public int Tasks { get; }
     public long Channels { get; }
     public double Hysteresis { get; }
+    /// <summary>How many layers the gates count as in the sparsity loss's mean over layers (Eq. 4's L).</summary>
+    public int Parts { get; }
     public Parameter Alpha => alpha;
 
     /// <summary>A faster computation of <see cref="Apply"/> where it applies (set when the model is built); null: tensor operations only.</summary>

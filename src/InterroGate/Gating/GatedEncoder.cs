@@ -19,21 +19,26 @@ public enum GatingMode
 
 /// <summary>
 /// One unit of a gated encoder in forward order, with what the cost of a pruned network needs: its gate layer
-/// (<see cref="GateIndex"/>, −1 for an ungated unit), its output channels, the convolutions whose outputs it sums
-/// (<see cref="Convs"/>: main convolution, shortcut projection, fuse paths; BN folded into each), the units it reads
-/// (<see cref="Reads"/>; the image is not listed) and the units that read it (<see cref="ReadBy"/>), whether its gate
-/// layer mixes (false where no unit reads it) and its output size before any pooling.
+/// (<see cref="GateIndex"/>, −1 for an ungated unit), its output channels, the convolutions and linear layers whose
+/// outputs it sums (<see cref="Convs"/>: main layer, shortcut projection, fuse paths; BN folded into each), the units it
+/// reads (<see cref="Reads"/>; the image is not listed) and the units that read it (<see cref="ReadBy"/>), its output
+/// size before any pooling, and whether its features reach some layer's copy (<see cref="FeedsLayer"/>: directly or
+/// through operations; false for what only the heads read). An operation node (<see cref="IsOp"/>) has no layer: it costs
+/// <see cref="OpMacs"/> and <see cref="OpParameters"/> in each branch that runs it. A layer followed by a channel-by-channel
+/// operation (<see cref="PlanUnit.Then"/>) carries that operation's cost per kept filter (<see cref="ThenMacsPerFilter"/>,
+/// <see cref="ThenParametersPerFilter"/>).
 /// </summary>
 public sealed record EncoderUnit(string Name, int GateIndex, long OutChannels, IReadOnlyList<UnitConv> Convs, IReadOnlyList<int> Reads,
-    IReadOnlyList<int> ReadBy, long OutHeight, long OutWidth)
+    IReadOnlyList<int> ReadBy, long OutHeight, long OutWidth, bool FeedsLayer = true, bool IsOp = false, long OpMacs = 0, long OpParameters = 0,
+    long ThenMacsPerFilter = 0, long ThenParametersPerFilter = 0)
 {
     public bool Gated => GateIndex >= 0;
 
-    /// <summary>Whether the unit's gate layer forms the mix of Eq. 3: gated, and read by some later unit.</summary>
-    public bool HasMix => Gated && ReadBy.Count > 0;
+    /// <summary>Whether the unit's gate layer forms the mix of Eq. 3: gated, and its features reach some later layer's shared copy.</summary>
+    public bool HasMix => Gated && FeedsLayer;
 
-    /// <summary>MACs of the unit in one branch (all its filters, in every convolution it sums).</summary>
-    public long Macs => OutChannels * Convs.Sum(c => c.MacsPerFilter);
+    /// <summary>MACs of the unit in one branch (all its filters, in every convolution it sums; an operation's own).</summary>
+    public long Macs => IsOp ? OpMacs : OutChannels * (Convs.Sum(c => c.MacsPerFilter) + ThenMacsPerFilter);
 }
 
 /// <summary>
@@ -55,6 +60,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     private readonly GateLayer[] _gateLayers;
     private BranchFusion _fusion = BranchFusion.Off;
     private bool[]? _fused;
+    private readonly bool[] _fusable; // per unit: whether its copies can run fused
 
     public GatedEncoder(IReadOnlyList<string> taskNames, IEncoderSpec spec, long inChannels, (int Height, int Width) inputSize,
         GatingMode mode, double alphaInit, double hysteresis = 0) : base(nameof(GatedEncoder))
@@ -69,12 +75,13 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         InChannels = inChannels;
         OutChannels = ((IPlannedEncoder)shared).OutChannels;
 
-        _units = Describe(_plan, shared, mode, inputSize);
-        var outputs = _plan.Outputs.Where(o => !_units[o].Gated).Select(o => _units[o].Name).ToArray();
+        _units = Describe(_plan, shared, mode, inChannels, inputSize);
+        _fusable = Fusable();
+        var outputs = _plan.Outputs.Where(o => !_units[o].Gated && !_units[o].IsOp).Select(o => _units[o].Name).ToArray();
         if (outputs.Length > 0)
             throw new ArgumentException($"The heads read gated features, but unit(s) {string.Join(", ", outputs)} are not gated under gating: {mode.ToString().ToLowerInvariant()}.");
         gates = new ModuleList<GateLayer>(_units.Where(u => u.Gated)
-            .Select(u => new GateLayer(taskNames.Count, u.OutChannels, alphaInit, u.HasMix, hysteresis)).ToArray());
+            .Select(u => new GateLayer(taskNames.Count, u.OutChannels, alphaInit, u.HasMix, hysteresis, _plan.Units[Array.IndexOf(_units, u)].GateParts)).ToArray());
         _gateLayers = gates.ToArray();
         _fused = new bool[_units.Length];
         RegisterComponents();
@@ -152,22 +159,31 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     {
         int T = Tasks;
         var image = Branches.Broadcast(x, T + 1);
-        var streams = new Branches[_units.Length]; // per unit: the gated task features then the mix, or (ungated) each branch's output
+        var streams = new Branches[_units.Length]; // per unit: the gated task features then the mix, or (ungated, operations) each branch's output
         Branches Input(int unit) => unit == EncoderPlan.Image ? image : streams[unit];
         for (int u = 0; u < _units.Length; u++)
         {
             var plan = _plan.Units[u];
+            var unit = _units[u];
+            if (plan.Op is { } op)
+            {
+                // Every stream runs the operation; the shared one only where it reaches a layer's shared copy.
+                var ins = plan.Terms.Select(t => Input(t.Input)).ToArray();
+                int count = unit.FeedsLayer ? T + 1 : T;
+                streams[u] = Branches.Of(Enumerable.Range(0, count).Select(b => op.Forward(_allBranches[b], ins.Select(i => i[b]).ToArray())).ToArray());
+                continue;
+            }
             var inputs = plan.Terms.Select(t => Input(t.Input)).ToArray();
             var resize = plan.Terms.Select(t => t.Resized ? Input(t.ResizeLike)[0] : null).ToArray();
-            var unit = _units[u];
-            // A gated unit hands its output to the gate layer before the ReLU, which applies it (fused in its CPU kernel).
-            var output = ComputeUnit(u, inputs, resize, fuse(u, inputs, resize), activate: !unit.Gated);
+            // A gated unit hands its output to the gate layer before a ReLU, which applies it (fused in its CPU kernel).
+            bool relu = plan.Activation == UnitActivation.Relu && plan.Then is null;
+            var output = ComputeUnit(u, inputs, resize, _fusable[u] && fuse(u, inputs, resize), activate: !unit.Gated || !relu);
             Branches stream;
             if (unit.Gated)
             {
                 var layer = _gateLayers[unit.GateIndex];
                 var parts = output.Parts;
-                var (gated, mixed) = layer.Apply(parts[..T], parts[T], layer.Gates(noise), preActivation: true);
+                var (gated, mixed) = layer.Apply(parts[..T], parts[T], layer.Gates(noise), preActivation: relu);
                 stream = Branches.Of(mixed is null ? gated : [.. gated, mixed]);
             }
             else stream = output;
@@ -191,7 +207,14 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     {
         var terms = _plan.Units[u].Terms;
         int n = _allBranches.Length;
-        Tensor Activation(Tensor y) => activate ? nn.functional.relu(y) : y;
+        var activation = _plan.Units[u].Activation;
+        var then = _plan.Units[u].Then;
+        Tensor Activation(Tensor y) => !activate ? y : activation switch
+        {
+            UnitActivation.Relu => nn.functional.relu(y),
+            UnitActivation.Gelu => nn.functional.gelu(y),
+            _ => y,
+        };
         Tensor Resize(int i, Tensor v) => resizeLike[i] is { } like ? HighResolutionModule.ResizeTo(v, like, _plan.AlignCorners) : v;
 
         if (!fuse)
@@ -201,11 +224,13 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
                 for (int i = 0; i < terms.Count; i++)
                 {
                     var h = inputs[i][b];
-                    var v = terms[i].Layer is { } layer ? Apply(layer(_allBranches[b]), h) : h;
+                    var v = terms[i].Layer is { } layer ? Apply(layer(_allBranches[b]), h)
+                        : terms[i].Linear is { } linear ? linear(_allBranches[b]).call(h)
+                        : h;
                     v = Resize(i, v);
                     y = y is null ? v : y + v;
                 }
-                return Activation(y!);
+                return then is null ? Activation(y!) : then.Forward(_allBranches[b], [Activation(y!)]);
             }).ToArray());
 
         var kernels = FusedImplementation ?? throw new InvalidOperationException("Branch fusion needs an implementation (FusedImplementation, set by the InterroGate model).");
@@ -219,7 +244,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
                 var conv = inputs[i].Single is { } one
                     ? kernels.Conv(layers.Select(l => l.Conv).ToArray(), one, sameInput: true)
                     : kernels.Conv(layers.Select(l => l.Conv).ToArray(), inputs[i].Fused, sameInput: false);
-                v = kernels.Norm(layers.Select(l => l.Norm).ToArray(), conv);
+                v = kernels.Norm(layers.Select(l => l.Norm!).ToArray(), conv);
             }
             else v = inputs[i].Fused;
             v = Resize(i, v);
@@ -228,13 +253,23 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         return Branches.OfFused(Activation(sum!), n);
     }
 
-    private static Tensor Apply((Conv2d Conv, BatchNorm2d Norm) layer, Tensor h) => layer.Norm.call(layer.Conv.call(h));
+    private static Tensor Apply((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h) =>
+        layer.Norm is { } norm ? norm.call(layer.Conv.call(h)) : layer.Conv.call(h);
 
     /// <summary>The weights of unit <paramref name="u"/> in every branch.</summary>
     internal IEnumerable<Tensor> UnitParameters(int u) => _allBranches.SelectMany(b =>
-        _plan.Units[u].Terms.Where(t => t.Layer is not null)
-            .SelectMany(t => { var (conv, norm) = t.Layer!(b); return conv.parameters().Concat(norm.parameters()); }))
+        _plan.Units[u].Terms.SelectMany(t =>
+        {
+            if (t.Linear is { } linear) return linear(b).parameters();
+            if (t.Layer is not { } layer) return [];
+            var (conv, norm) = layer(b);
+            return norm is null ? conv.parameters() : conv.parameters().Concat(norm.parameters());
+        }))
         .Select(p => (Tensor)p);
+
+    /// <summary>Whether a unit's copies can run fused: a layer whose every term is a convolution with its BN, or an identity.</summary>
+    private bool[] Fusable() => _plan.Units.Select((unit, u) => !unit.IsOp && unit.Then is null && unit.Terms.All(t => t.Linear is null)
+        && unit.Terms.All(t => t.Layer is null || t.Layer(shared).Norm is not null)).ToArray();
 
     private static nn.Module<Tensor, Tensor> Planned(IEncoderSpec spec, long inChannels)
     {
@@ -244,41 +279,78 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
             : throw new NotSupportedException($"InterroGate has no gated form of the {spec.Name} backbone: its encoder does not describe itself as a plan.");
     }
 
-    /// <summary>The units with their gate index, convolutions, reads and output sizes (from the layer geometry at <paramref name="inputSize"/>).</summary>
-    private static EncoderUnit[] Describe(EncoderPlan plan, nn.Module net, GatingMode mode, (int Height, int Width) inputSize)
+    /// <summary>
+    /// The units with their gate index, layers, reads and output shapes (from the layer geometry at <paramref name="inputSize"/>
+    /// for images of <paramref name="inChannels"/> channels).
+    /// </summary>
+    private static EncoderUnit[] Describe(EncoderPlan plan, nn.Module net, GatingMode mode, long inChannels, (int Height, int Width) inputSize)
     {
         int n = plan.Units.Count, gate = 0;
         var units = new EncoderUnit[n];
-        var streamSize = new (long H, long W)[n]; // what readers of a unit see (after its pooling)
-        (long H, long W) SizeOf(int u) => u == EncoderPlan.Image ? (inputSize.Height, inputSize.Width) : streamSize[u];
+        var stream = new FeatureShape[n]; // what readers of a unit see (after its pooling)
+        FeatureShape ShapeOf(int u) => u == EncoderPlan.Image ? new(inChannels, inputSize.Height, inputSize.Width) : stream[u];
         var readers = Enumerable.Range(0, n).Select(_ => new List<int>()).ToArray();
         for (int v = 0; v < n; v++)
             foreach (var r in plan.Units[v].Reads) readers[r].Add(v);
+        // Whether a unit's features reach a layer (not only the heads): a reader that is a layer, or an operation that does.
+        foreach (var u in Enumerable.Range(0, n).Where(u => plan.Units[u].IsOp && readers[u].Count == 0 && !plan.Outputs.Contains(u)))
+            throw new ArgumentException($"Operation {plan.Units[u].Name} of the plan is read by nothing and is not an output.");
+        var feeds = new bool[n];
+        for (int u = n - 1; u >= 0; u--) feeds[u] = readers[u].Any(v => !plan.Units[v].IsOp || feeds[v]);
 
         for (int u = 0; u < n; u++)
         {
             var unit = plan.Units[u];
+            if (unit.Op is { } op)
+            {
+                var inputs = unit.Terms.Select(t => ShapeOf(t.Input)).ToArray();
+                var shape = op.Shape(inputs);
+                var (opMacs, opParameters) = op.Cost(inputs);
+                units[u] = new EncoderUnit(unit.Name, -1, shape.Channels, [], unit.Reads, readers[u], shape.Height, shape.Width, feeds[u], IsOp: true,
+                    OpMacs: opMacs, OpParameters: opParameters);
+                stream[u] = shape;
+                continue;
+            }
             var convs = new List<UnitConv>();
             long channels = -1;
             (long H, long W)? size = null;
             foreach (var term in unit.Terms)
             {
-                if (term.Layer is { } layer)
+                var input = ShapeOf(term.Input);
+                if (term.Linear is { } linear)
+                {
+                    var l = linear(net); // on tokens: one output feature per token, the input's shape kept
+                    convs.Add(new UnitConv(l.in_features, 1, 1, input.Height, input.Width));
+                    if (channels < 0) channels = l.out_features;
+                    size ??= (input.Height, input.Width);
+                }
+                else if (term.Layer is { } layer)
                 {
                     var (conv, _) = layer(net);
-                    var hw = OutputSize(conv, SizeOf(term.Input)); // a resized term's convolution runs at its input's size
+                    var hw = OutputSize(conv, (input.Height, input.Width)); // a resized term's convolution runs at its input's size
                     convs.Add(new UnitConv(conv.in_channels, conv.groups, conv.kernel_size[0] * conv.kernel_size[1], hw.H, hw.W));
                     if (channels < 0) channels = conv.out_channels;
                     if (!term.Resized) size ??= hw;
                 }
             }
-            // An identity term fixes the size (the HRNet exchange's target branch); else the first convolution that is not resized.
-            if (unit.Terms.FirstOrDefault(t => t.IsIdentity && !t.Resized) is { } identity) size = SizeOf(identity.Input);
+            // An identity term fixes the size (the HRNet exchange's target branch); else the first layer that is not resized.
+            if (unit.Terms.FirstOrDefault(t => t.IsIdentity && !t.Resized) is { } identity) size = (ShapeOf(identity.Input).Height, ShapeOf(identity.Input).Width);
             if (channels < 0 || size is not { } outSize)
-                throw new ArgumentException($"Unit {unit.Name} of the plan has no convolution that fixes its channels and size.");
+                throw new ArgumentException($"Unit {unit.Name} of the plan has no convolution or linear layer that fixes its channels and size.");
             bool gated = mode == GatingMode.Conv || unit.EndsBlock;
-            units[u] = new EncoderUnit(unit.Name, gated ? gate++ : -1, channels, convs, unit.Reads, readers[u], outSize.H, outSize.W);
-            streamSize[u] = unit.PoolAfter is { } p ? (Pooled(outSize.H, p), Pooled(outSize.W, p)) : outSize;
+            (long Macs, long Parameters) then = (0, 0);
+            if (unit.Then is { } after)
+            {
+                // The channel-by-channel operation that is part of the layer: its output shape, and its cost per filter.
+                var layerShape = new FeatureShape(channels, outSize.H, outSize.W);
+                var thenShape = after.Shape([layerShape]);
+                var cost = after.Cost([layerShape]);
+                then = (cost.Macs / channels, cost.Parameters / channels);
+                outSize = (thenShape.Height, thenShape.Width);
+            }
+            units[u] = new EncoderUnit(unit.Name, gated ? gate++ : -1, channels, convs, unit.Reads, readers[u], outSize.H, outSize.W, feeds[u],
+                ThenMacsPerFilter: then.Macs, ThenParametersPerFilter: then.Parameters);
+            stream[u] = new(channels, unit.PoolAfter is { } p ? Pooled(outSize.H, p) : outSize.H, unit.PoolAfter is { } q ? Pooled(outSize.W, q) : outSize.W);
         }
         return units;
     }

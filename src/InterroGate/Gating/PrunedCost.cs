@@ -3,7 +3,8 @@
 namespace InterroGate.Gating;
 
 /// <summary>
-/// Parameters and MACs of the pruned encoder (convolutions only; 1 MAC = 2 FLOPs). BN is folded into
+/// Parameters and MACs of the pruned encoder (convolutions and linear layers, and the operations between them such as
+/// attention and layer norms; 1 MAC = 2 FLOPs). BN is folded into
 /// each kept filter (one bias per filter); each kept mix holds T weights per channel that some task reads from its own copy.
 /// Counts per branch let reports show what each task keeps of its own.
 /// </summary>
@@ -27,7 +28,20 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
         for (int u = 0; u < n; u++)
         {
             var unit = units[u];
-            long filterMacs = unit.Convs.Sum(c => c.MacsPerFilter), filterParams = unit.Convs.Sum(c => c.ParametersPerFilter);
+            if (unit.IsOp)
+            {
+                // An operation costs its own MACs and parameters in each branch that runs it; it has no filters.
+                for (int b = 0; b < branches; b++)
+                {
+                    if (kept[u][b].Length == 0) continue;
+                    macs += unit.OpMacs;
+                    parameters += unit.OpParameters;
+                    if (b == S) sharedMacs += unit.OpMacs; else taskMacs[b] += unit.OpMacs;
+                }
+                continue;
+            }
+            long filterMacs = unit.Convs.Sum(c => c.MacsPerFilter) + unit.ThenMacsPerFilter,
+                filterParams = unit.Convs.Sum(c => c.ParametersPerFilter) + unit.ThenParametersPerFilter;
             for (int b = 0; b < branches; b++)
             {
                 long k = kept[u][b].Length;
@@ -43,7 +57,10 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
     }
 }
 
-/// <summary>One convolution (with BN folded: one bias per filter) inside a gated unit, at its output size.</summary>
+/// <summary>
+/// One convolution (with BN folded: one bias per filter) or linear layer (on tokens: kernel 1, output height 1 and width
+/// the token count) inside a gated unit, at its output size.
+/// </summary>
 public sealed record UnitConv(long InChannels, long Groups, long KernelArea, long OutHeight, long OutWidth)
 {
     /// <summary>MACs of one output filter.</summary>

@@ -28,8 +28,9 @@ public sealed class SharingPattern
 
     /// <summary>
     /// Per unit of an encoder and per branch (tasks, then the shared one), the filters kept: a gated unit's are its layer's
-    /// (<see cref="LayerSharing.Kept"/>); an ungated unit (block gating) feeds only its own branch, so it is kept whole in
-    /// a branch iff some unit reading it keeps a filter there.
+    /// (<see cref="LayerSharing.Kept"/>); an ungated unit (block gating) and an operation feed only their own branch, so
+    /// they are kept whole in a branch iff some unit reading them keeps something there. An operation nobody reads is
+    /// what the heads read (the encoder checks that it is an output): kept in every task branch.
     /// </summary>
     public long[][][] KeptPerUnit(IReadOnlyList<EncoderUnit> units)
     {
@@ -39,7 +40,8 @@ public sealed class SharingPattern
             var unit = units[u];
             if (unit.Gated) { kept[u] = Layers[unit.GateIndex].Kept; continue; }
             var all = Enumerable.Range(0, (int)unit.OutChannels).Select(c => (long)c).ToArray();
-            kept[u] = Enumerable.Range(0, Tasks + 1).Select(b => unit.ReadBy.Any(v => kept[v][b].Length > 0) ? all : []).ToArray();
+            bool headsRead = unit.IsOp && unit.ReadBy.Count == 0;
+            kept[u] = Enumerable.Range(0, Tasks + 1).Select(b => headsRead && b < Tasks || unit.ReadBy.Any(v => kept[v][b].Length > 0) ? all : []).ToArray();
         }
         return kept;
     }

@@ -28,14 +28,18 @@ public static class SparsityLoss
     /// <see cref="SparsityKind.Flops"/>; they are normalised to sum to 1).
     /// </summary>
     /// <param name="taskWeights">Optional weight of each task's term (a budget's adapted λ per task): mean over tasks of w_t·max(0, u_t − τ_t).</param>
+    /// <param name="layerParts">
+    /// How many layers each gated layer stands for in the uniform mean (Eq. 4's 1/L; a fused q, k, v projection's gates
+    /// are three layers' gates): its weight is parts/Σ parts instead of 1/L. Null: one each.
+    /// </param>
     public static Tensor Compute(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null,
-        IReadOnlyList<double>? taskWeights = null)
+        IReadOnlyList<double>? taskWeights = null, IReadOnlyList<int>? layerParts = null)
     {
         if (alphas.Count == 0) throw new ArgumentException("No gated layers.");
         int tasks = (int)alphas[0].shape[0];
         if (tau.Count != tasks) throw new ArgumentException($"Need one τ per task ({tasks}), got {tau.Count}.");
 
-        double[] w = LayerWeights(alphas, kind, layerWeights);
+        double[] w = LayerWeights(alphas, kind, layerWeights, layerParts);
 
         var perLayer = stack(alphas.Select(a => a.sigmoid().mean([1])).ToArray()); // [L, T]
         var usage = (perLayer * tensor(w).to(perLayer.dtype).to(perLayer.device).unsqueeze(1)).sum(dim: 0); // [T]
@@ -57,11 +61,11 @@ public static class SparsityLoss
     /// (docs/method.md, "The gate regime"). Multiply by λ_s for the push on the gates.
     /// </summary>
     public static Tensor[] Gradient(IReadOnlyList<Tensor> alphas, IReadOnlyList<double> tau, SparsityKind kind, IReadOnlyList<double>? layerWeights = null,
-        IReadOnlyList<double>? taskWeights = null)
+        IReadOnlyList<double>? taskWeights = null, IReadOnlyList<int>? layerParts = null)
     {
         using var _ = no_grad();
         int tasks = (int)alphas[0].shape[0];
-        double[] w = LayerWeights(alphas, kind, layerWeights);
+        double[] w = LayerWeights(alphas, kind, layerWeights, layerParts);
         var sig = alphas.Select(a => a.sigmoid()).ToArray();
         var usage = zeros(tasks, dtype: float64, device: alphas[0].device);
         for (int l = 0; l < alphas.Count; l++) usage += sig[l].mean([1]).to(float64) * w[l];
@@ -71,11 +75,12 @@ public static class SparsityLoss
         return alphas.Select((a, l) => active * (sig[l] * (1 - sig[l])) * (w[l] / a.shape[1])).ToArray();
     }
 
-    /// <summary>Each layer's weight in the usage (summing to 1): uniform (Eq. 4), by FLOPs, or by channels.</summary>
-    private static double[] LayerWeights(IReadOnlyList<Tensor> alphas, SparsityKind kind, IReadOnlyList<double>? layerWeights) => kind switch
+    /// <summary>Each layer's weight in the usage (summing to 1): uniform (Eq. 4, a layer of several parts counting as that many), by FLOPs, or by channels.</summary>
+    private static double[] LayerWeights(IReadOnlyList<Tensor> alphas, SparsityKind kind, IReadOnlyList<double>? layerWeights, IReadOnlyList<int>? layerParts) => kind switch
     {
         SparsityKind.Flops => Normalise(layerWeights ?? throw new ArgumentException("FLOPs sparsity needs per-layer weights."), alphas.Count),
         SparsityKind.Channels => Normalise(alphas.Select(a => (double)a.shape[1]).ToArray(), alphas.Count),
+        _ when layerParts is not null => Normalise(layerParts.Select(p => (double)p).ToArray(), alphas.Count),
         _ => Enumerable.Repeat(1.0 / alphas.Count, alphas.Count).ToArray(),
     };
 

@@ -20,6 +20,7 @@ public sealed record HeadConfig
         ["auto"] = "the paper's head for the backbone: aspp on a ResNet, hrnet on an HRNet",
         ["aspp"] = "DeepLab-v3 ASPP (1×1, three dilated 3×3, image pooling) + 3×3 conv + 1×1 classifier, one per task",
         ["hrnet"] = "HRNetV2 head: 1×1 conv C→C + BN + ReLU + 1×1 classifier on the encoder's C channels, one per task",
+        ["dpt"] = "DPT decoder (a ViT only): four blocks' tokens reassembled at 1/4-1/32, fused top-down with residual conv units, one per task",
     };
 
     public string Dense { get; init; } = "auto";
@@ -28,13 +29,42 @@ public sealed record HeadConfig
     /// <summary>Dilations of ASPP's 3×3 branches; null = 12/24/36 at output stride 8, 6/12/18 at 16, 3/6/9 otherwise.</summary>
     public IReadOnlyList<int>? Rates { get; init; }
 
-    /// <summary>The dense head built on <paramref name="encoder"/>: <see cref="Dense"/>, with <c>auto</c> resolved.</summary>
-    public string DenseFor(IEncoderSpec encoder) => Dense != "auto" ? Dense : encoder is HRNetSpec ? "hrnet" : "aspp";
+    /// <summary>Width of the DPT decoder (the paper: 64).</summary>
+    public int DptFeatures { get; init; } = 64;
+    /// <summary>The four ViT blocks a DPT head reads; null = evenly spaced, the last block last (2, 5, 8, 11 of 12).</summary>
+    public IReadOnlyList<int>? DptBlocks { get; init; }
+
+    /// <summary>The dense head built on <paramref name="encoder"/>: <see cref="Dense"/>, with <c>auto</c> resolved (aspp on a ResNet, hrnet on an HRNet, dpt on a ViT).</summary>
+    public string DenseFor(IEncoderSpec encoder) => Dense != "auto" ? Dense : encoder switch { HRNetSpec => "hrnet", ViTSpec => "dpt", _ => "aspp" };
+
+    /// <summary>
+    /// The encoder the heads need: with a DPT head on some dense task, the ViT that hands over its <see cref="DptBlocks"/>'
+    /// token maps; else <paramref name="encoder"/> itself. Throws <see cref="ConfigException"/> where a DPT head cannot be built.
+    /// </summary>
+    public IEncoderSpec EncoderFor(IEncoderSpec encoder, bool anyDense, string path = "head")
+    {
+        if (!anyDense || DenseFor(encoder) != "dpt") return encoder;
+        if (encoder is not ViTSpec vit)
+            throw new ConfigException($"{path}.dense", $"dpt on {encoder.Name}; the DPT head reads a ViT's tokens (use aspp or hrnet, or a vit_* backbone)");
+        if (!DptHead.SupportsPatch(vit.PatchSize))
+            throw new ConfigException($"{path}.dense", $"dpt on {vit.Name}, whose patches are {vit.PatchSize}; the DPT head needs a patch size that is a power of two up to 32");
+        var blocks = DptBlocks ?? vit.DptBlocks();
+        for (int i = 0; i < blocks.Count; i++)
+            ConfigException.Require(blocks[i] >= 0 && blocks[i] < vit.Depth, $"{path}.dptBlocks[{i}]", blocks[i], $"a block of {vit.Name}: 0 to {vit.Depth - 1}");
+        return vit with { OutputBlocks = blocks.ToArray() };
+    }
 
     public void Validate(string path)
     {
         ConfigException.Require(DenseHeads.ContainsKey(Dense), $"{path}.dense", Dense, string.Join(", ", DenseHeads.Keys));
         ConfigException.Require(Channels >= 1, $"{path}.channels", Channels, "≥ 1");
+        ConfigException.Require(DptFeatures >= 1, $"{path}.dptFeatures", DptFeatures, "≥ 1");
+        if (DptBlocks is not null)
+        {
+            ConfigException.Require(DptBlocks.Count == 4, $"{path}.dptBlocks", $"[{string.Join(", ", DptBlocks)}]", "four block indices, increasing");
+            for (int i = 1; i < 4; i++)
+                ConfigException.Require(DptBlocks[i] > DptBlocks[i - 1], $"{path}.dptBlocks[{i}]", DptBlocks[i], $"> {DptBlocks[i - 1]} (increasing)");
+        }
         if (Rates is not null)
         {
             ConfigException.Require(Rates.Count > 0, $"{path}.rates", "[]", "at least one dilation, or leave it out for DeepLab's");
@@ -58,6 +88,9 @@ public static class HeadFactory
         {
             "aspp" => new AsppHead(encoder.OutChannels, task.Outputs, config.Rates ?? AsppHead.RatesFor(encoder.OutputStride), config.Channels),
             "hrnet" => new HrNetHead(encoder.OutChannels, task.Outputs),
+            "dpt" => encoder is ViTSpec { OutputBlocks.Count: 4 } vit
+                ? new DptHead(vit.EmbedDim, task.Outputs, vit.PatchSize, config.DptFeatures)
+                : throw new ArgumentException($"A DPT head reads four blocks of a ViT; {encoder.Name} does not hand them over (see HeadConfig.EncoderFor)."),
             var other => throw new ArgumentException($"Unknown dense head '{other}'; valid: {string.Join(", ", HeadConfig.DenseHeads.Keys)}."),
         };
     }

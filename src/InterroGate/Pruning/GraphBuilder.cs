@@ -31,14 +31,20 @@ public sealed class GraphBuilder
         return _nodes.Count - 1;
     }
 
-    /// <summary>A convolution with BN folded in, keeping the output filters listed in <paramref name="keep"/>.</summary>
-    public int FoldedConv(string name, int input, Conv2d conv, BatchNorm2d bn, long[] keep)
+    /// <summary>A convolution with BN folded in (none: the convolution's own bias), keeping the output filters listed in <paramref name="keep"/>.</summary>
+    public int FoldedConv(string name, int input, Conv2d conv, BatchNorm2d? bn, long[] keep)
     {
         if (conv.kernel_size[0] != conv.kernel_size[1] || conv.stride[0] != conv.stride[1] || conv.padding![0] != conv.padding[1] || conv.dilation[0] != conv.dilation[1])
             throw new NotSupportedException($"{name}: only square kernels, strides, paddings and dilations are supported.");
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var index = tensor(keep, dtype: int64);
+        if (bn is null)
+        {
+            var b0 = conv.bias is { } cb ? cb.index_select(0, index) : zeros(keep.Length);
+            return Add(new StaticNode(name, StaticOp.Conv, [input], keep.Length, (int)conv.kernel_size[0], (int)conv.stride[0],
+                (int)conv.padding![0], (int)conv.dilation[0], (int)conv.groups), ("weight", conv.weight!.index_select(0, index)), ("bias", b0));
+        }
         // Fold in double precision: w' = w · γ/√(var+ε), b' = β − mean · γ/√(var+ε).
         var scale = bn.weight!.to(float64) / (bn.running_var!.to(float64) + bn.eps).sqrt();
         var weight = (conv.weight!.to(float64) * scale.view(-1, 1, 1, 1)).index_select(0, index).to(float32);
@@ -46,6 +52,20 @@ public sealed class GraphBuilder
         if (conv.bias is { } b) bias = bias + (b.to(float64) * scale).index_select(0, index).to(float32);
         return Add(new StaticNode(name, StaticOp.Conv, [input], keep.Length, (int)conv.kernel_size[0], (int)conv.stride[0],
             (int)conv.padding[0], (int)conv.dilation[0], (int)conv.groups), ("weight", weight), ("bias", bias));
+    }
+
+    /// <summary>
+    /// A linear layer on tokens held as [B, D, 1, N]: a 1×1 convolution keeping the output features listed in
+    /// <paramref name="keep"/>.
+    /// </summary>
+    public int TokenLinear(string name, int input, Linear linear, long[] keep)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var index = tensor(keep, dtype: int64);
+        var weight = linear.weight!.index_select(0, index).unsqueeze(-1).unsqueeze(-1);
+        var bias = linear.bias is { } b ? b.index_select(0, index) : zeros(keep.Length);
+        return Add(new StaticNode(name, StaticOp.Conv, [input], keep.Length, 1), ("weight", weight), ("bias", bias));
     }
 
     /// <summary>

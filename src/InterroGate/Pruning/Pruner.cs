@@ -68,7 +68,7 @@ public static class Pruner
             var pattern = model.Sharing();
             var g = new GraphBuilder(input.Channels);
             var layers = new List<PrunedLayer>();
-            var features = EmitEncoder(model, g, pattern, layers);
+            var features = EmitEncoder(model, g, pattern, layers, input);
             var outputs = new Dictionary<string, int>();
             for (int t = 0; t < model.Tasks.Count; t++)
             {
@@ -107,8 +107,8 @@ public static class Pruner
         }
     }
 
-    private static int[] EmitEncoder(InterroGateModel model, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers) =>
-        EncoderPruning.Emit(model.Encoder, model.Tasks.Names.ToArray(), g, pattern, layers);
+    private static int[] EmitEncoder(InterroGateModel model, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers, ImageInput input) =>
+        EncoderPruning.Emit(model.Encoder, model.Tasks.Names.ToArray(), g, pattern, layers, input);
 }
 
 /// <summary>A head that can write itself into a static network; returns the node of its prediction.</summary>
@@ -127,7 +127,7 @@ public interface IStaticHead
 /// </summary>
 internal static class EncoderPruning
 {
-    public static int[] Emit(GatedEncoder encoder, string[] tasks, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers)
+    public static int[] Emit(GatedEncoder encoder, string[] tasks, GraphBuilder g, SharingPattern pattern, List<PrunedLayer> layers, ImageInput image)
     {
         int T = tasks.Length;
         string Prefix(int b) => b < T ? $"tasks.{tasks[b]}" : "shared";
@@ -137,12 +137,24 @@ internal static class EncoderPruning
 
         var keep = pattern.KeptPerUnit(units); // what each branch keeps of each unit
 
-        var streams = new int[n][]; // per unit: each task's gated features then the mix (−1 where absent), or each branch's output (ungated)
+        var streams = new int[n][]; // per unit: each task's gated features then the mix (−1 where absent), or each branch's output (ungated, operations)
         int Input(int unit, int b) => unit == EncoderPlan.Image ? GraphBuilder.InputNode : streams[unit][b];
         for (int u = 0; u < n; u++)
         {
             var unit = plan.Units[u];
             var outs = new int[T + 1];
+            if (unit.Op is { } op)
+            {
+                // Each branch that keeps the operation runs it on its own stream.
+                for (int b = 0; b <= T; b++)
+                {
+                    var inputs = unit.Terms.Select(t => Input(t.Input, b)).ToArray();
+                    outs[b] = keep[u][b].Length == 0 || inputs.Any(i => i < 0) ? -1
+                        : EmitOp(g, $"{Prefix(b)}.{unit.Name}", op, encoder.Branch(b), inputs, units[u].OutChannels, image);
+                }
+                streams[u] = outs;
+                continue;
+            }
             for (int b = 0; b <= T; b++)
             {
                 var kept = keep[u][b];
@@ -158,11 +170,18 @@ internal static class EncoderPruning
                         var (conv, norm) = layer(encoder.Branch(b));
                         value = g.FoldedConv(name + term.Suffix, input, conv, norm, kept);
                     }
+                    else if (term.Linear is { } linear) value = g.TokenLinear(name + term.Suffix, input, linear(encoder.Branch(b)), kept);
                     else value = g.Gather(name + term.Suffix, [input], kept);
                     if (term.Resized) value = g.Op($"{name}{term.Suffix}.upsample", StaticOp.Resize, kept.Length, value, Input(term.ResizeLike, b));
                     sum = sum < 0 ? value : g.Op($"{name}.add{i}", StaticOp.Add, kept.Length, sum, value);
                 }
-                outs[b] = g.Op($"{name}.relu", StaticOp.Relu, kept.Length, sum);
+                outs[b] = unit.Activation switch
+                {
+                    UnitActivation.Relu => g.Op($"{name}.relu", StaticOp.Relu, kept.Length, sum),
+                    UnitActivation.Gelu => g.Op($"{name}.gelu", StaticOp.Gelu, kept.Length, sum),
+                    _ => sum,
+                };
+                if (unit.Then is { } then) outs[b] = EmitOp(g, $"{name}.{OpName(then)}", then, encoder.Branch(b), [outs[b]], kept.Length, image, kept);
             }
             layers.Add(Report(unit.Name, keep[u], units[u].OutChannels, tasks));
 
@@ -186,6 +205,43 @@ internal static class EncoderPruning
             return g.Op($"tasks.{tasks[t]}.concat", StaticOp.Concat, parts.Sum(g.Channels), parts);
         }).ToArray();
     }
+
+    /// <summary>
+    /// An operation of the plan in one branch of the static network (tokens held as [B, D, 1, N]), with that branch's
+    /// weights; the position embeddings at the grid of <paramref name="image"/>.
+    /// </summary>
+    /// <param name="kept">For an operation that follows a layer (channel by channel), the layer's kept filters: its parameters of those channels.</param>
+    private static int EmitOp(GraphBuilder g, string name, PlanOp op, nn.Module branch, int[] inputs, long channels, ImageInput image, long[]? kept = null)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        Tensor Rows(Tensor t) => kept is null ? t : t.index_select(0, tensor(kept, dtype: int64));
+        switch (op)
+        {
+            case TokensOp tokens:
+            {
+                var e = tokens.Embedding(branch);
+                var pos = Rows(e.PositionEmbeddings(image.Height / tokens.PatchSize, image.Width / tokens.PatchSize)[0].t()); // [D, N]
+                var node = new StaticNode(name, StaticOp.Tokens, inputs, channels, Kernel: e.ClassToken is null ? 0 : 1);
+                return e.ClassToken is { } cls ? g.Add(node, ("pos", pos), ("cls", Rows(cls.flatten()))) : g.Add(node, ("pos", pos));
+            }
+            case NormOp norm:
+            {
+                var ln = norm.Norm(branch);
+                return g.Add(new StaticNode(name, StaticOp.LayerNorm, inputs, channels, Epsilon: ln.eps), ("weight", ln.weight!), ("bias", ln.bias!));
+            }
+            case AttentionOp attention:
+                return g.Add(new StaticNode(name, StaticOp.Attention, inputs, channels, Groups: attention.Core(branch).Heads));
+            case SumOp:
+                return g.Op(name, StaticOp.Add, channels, inputs);
+            case TokenMapOp map:
+                return g.Add(new StaticNode(name, StaticOp.TokenMap, inputs, channels, Kernel: map.LeadingTokens, Stride: map.PatchSize));
+            default:
+                throw new NotSupportedException($"The static network has no form of the operation {op.GetType().Name} ({name}).");
+        }
+    }
+
+    private static string OpName(PlanOp op) => op switch { TokensOp => "tokens", _ => op.GetType().Name.ToLowerInvariant() };
 
     /// <summary>
     /// Eq. 2 with constant gates: task t's features are channel c of its own output where G_t[c] = 1, of the

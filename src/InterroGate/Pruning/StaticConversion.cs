@@ -23,7 +23,7 @@ public static class StaticConversion
     {
         if (!Supports(model) && model is SingleTask or HardSharing)
             throw new Configuration.ConfigException("backbone.name",
-                $"{model.Architecture} on this backbone has no static form yet (its encoder has no plan); static networks: {string.Join(", ", Backbones.BackboneCatalog.GatedNames)}");
+                $"{model.Architecture} on this backbone has no static form (its encoder does not describe itself as a plan)");
         switch (model)
         {
             case InterroGateModel ig:
@@ -34,7 +34,13 @@ public static class StaticConversion
                 using var ig = new InterroGateModel(model.Tasks, spec, input.Channels, (input.Height, input.Width), new InterroGateConfig(), model.HeadOptions);
                 bool stl = model is SingleTask;
                 WeightTransfer.InitialiseInterroGate(ig, stl ? model.Tasks.ToDictionary(t => t.Name, _ => model) : new Dictionary<string, MultiTaskModel>(), stl ? null : model);
-                if (!stl) WeightTransfer.Copy(ig, "heads.", model.state_dict(), "heads.");
+                if (!stl)
+                {
+                    WeightTransfer.Copy(ig, "heads.", model.state_dict(), "heads.");
+                    // Every task stream runs the encoder's operations with its branch's parameters (a ViT's final norm before
+                    // the heads): each branch holds the MTL encoder, so closed gates compute exactly the MTL network.
+                    foreach (var t in model.Tasks) WeightTransfer.Copy(ig, $"encoder.task_branches.{t.Name}.", model.state_dict(), "encoder.");
+                }
                 using (TorchSharp.torch.no_grad())
                     foreach (var g in ig.Encoder.GateLayers) g.Alpha.fill_(stl ? 1 : -1);
                 return Pruner.Prune(ig, input);

@@ -35,6 +35,27 @@ public enum StaticOp
     ImagePool,
     /// <summary>Bilinear resize of the first input to the height and width of the second (PyTorch's align_corners = false).</summary>
     Resize,
+    /// <summary>GELU (the exact, erf form).</summary>
+    Gelu,
+    /// <summary>Bilinear upsampling by the integer factor <see cref="StaticNode.Stride"/> (align_corners = false).</summary>
+    Upsample,
+    /// <summary>Layer norm over the channels (dim 1) at every position: <c>{name}.weight</c>, <c>{name}.bias</c>, <see cref="StaticNode.Epsilon"/>.</summary>
+    LayerNorm,
+    /// <summary>
+    /// Multi-head self-attention on tokens held as [B, 3D, 1, N] (q, k, v, then <see cref="StaticNode.Groups"/> heads along
+    /// channels, as a fused projection gives them) to [B, D, 1, N].
+    /// </summary>
+    Attention,
+    /// <summary>
+    /// A patch grid [B, D, h, w] to tokens [B, D, 1, N]: the patches in row order, after <c>{name}.cls</c> [D] when
+    /// <see cref="StaticNode.Kernel"/> is 1, plus <c>{name}.pos</c> [D, N].
+    /// </summary>
+    Tokens,
+    /// <summary>
+    /// Tokens [B, D, 1, N] to the patch grid [B, D, H/p, W/p] of the image (the second input), the first
+    /// <see cref="StaticNode.Kernel"/> tokens left out; p = <see cref="StaticNode.Stride"/>.
+    /// </summary>
+    TokenMap,
 }
 
 /// <summary>
@@ -43,7 +64,7 @@ public enum StaticOp
 /// </summary>
 public sealed record StaticNode(
     string Name, StaticOp Op, int[] Inputs, long Channels,
-    int Kernel = 0, int Stride = 1, int Padding = 0, int Dilation = 1, int Groups = 1);
+    int Kernel = 0, int Stride = 1, int Padding = 0, int Dilation = 1, int Groups = 1, double Epsilon = 0);
 
 /// <summary>
 /// A static network: nodes in execution order, their tensors by name, one output node per task, and the
@@ -103,12 +124,13 @@ public sealed class StaticGraph
             if (node.Op == StaticOp.Input && n != 0) throw new InvalidDataException($"Static network: node '{node.Name}' is a second input.");
             foreach (var i in node.Inputs)
                 if (i < 0 || i >= n) throw new InvalidDataException($"Static network: node '{node.Name}' reads value {i}, which is not computed before it.");
-            int arity = node.Op switch { StaticOp.Input => 0, StaticOp.Add or StaticOp.Resize => 2, StaticOp.Gather or StaticOp.Mix or StaticOp.Concat => -1, _ => 1 };
+            int arity = node.Op switch { StaticOp.Input => 0, StaticOp.Add or StaticOp.Resize or StaticOp.TokenMap => 2, StaticOp.Gather or StaticOp.Mix or StaticOp.Concat => -1, _ => 1 };
             if (arity >= 0 && node.Inputs.Length != arity || arity < 0 && node.Inputs.Length == 0)
                 throw new InvalidDataException($"Static network: node '{node.Name}' ({node.Op}) has {node.Inputs.Length} inputs.");
             foreach (var suffix in node.Op switch
             {
-                StaticOp.Conv or StaticOp.Linear => new[] { "weight", "bias" },
+                StaticOp.Conv or StaticOp.Linear or StaticOp.LayerNorm => new[] { "weight", "bias" },
+                StaticOp.Tokens => node.Kernel == 1 ? ["pos", "cls"] : ["pos"],
                 StaticOp.Mix => ["weight"],
                 StaticOp.Gather => ["index"],
                 _ => [],
@@ -161,8 +183,33 @@ public sealed class StaticGraph
             case StaticOp.Concat:
                 if (node.Inputs.Sum(i => Nodes[i].Channels) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' concatenates {node.Inputs.Sum(i => Nodes[i].Channels)} channels into {node.Channels}.");
                 break;
-            case StaticOp.Resize:
+            case StaticOp.Upsample:
+                if (node.Stride < 1) throw new InvalidDataException($"Static network: node '{node.Name}' needs an upsampling factor ≥ 1.");
                 if (In(0) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' changes the width of its input.");
+                break;
+            case StaticOp.Resize:
+            case StaticOp.Gelu:
+                if (In(0) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' changes the width of its input.");
+                break;
+            case StaticOp.LayerNorm:
+                if (In(0) != node.Channels || !(node.Epsilon > 0)) throw new InvalidDataException($"Static network: node '{node.Name}' needs its input's width and an epsilon > 0.");
+                Expect("weight", node.Channels);
+                Expect("bias", node.Channels);
+                break;
+            case StaticOp.Attention:
+                if (In(0) != 3 * node.Channels || node.Groups < 1 || node.Channels % node.Groups != 0)
+                    throw new InvalidDataException($"Static network: node '{node.Name}' needs 3 × {node.Channels} input channels and heads dividing {node.Channels}; has {In(0)} and {node.Groups}.");
+                break;
+            case StaticOp.Tokens:
+            {
+                if (In(0) != node.Channels || node.Kernel is not (0 or 1)) throw new InvalidDataException($"Static network: node '{node.Name}' needs its input's width and 0 or 1 class token.");
+                var pos = Tensor(node, "pos");
+                if (pos.dim() != 2 || pos.shape[0] != node.Channels) throw new InvalidDataException($"Static network: tensor '{node.Name}.pos' must be [{node.Channels}, tokens].");
+                if (node.Kernel == 1) Expect("cls", node.Channels);
+                break;
+            }
+            case StaticOp.TokenMap:
+                if (In(0) != node.Channels || node.Stride < 1 || node.Kernel < 0) throw new InvalidDataException($"Static network: node '{node.Name}' needs its input's width, a patch size ≥ 1 and no negative token count.");
                 break;
         }
     }

@@ -15,7 +15,8 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
 {
     private readonly StaticGraph _graph;
     private readonly nn.Module?[] _modules;
-    private readonly Tensor?[] _weights; // mix weights [T, C, 1, 1] (or [T, C]) and gather indices
+    private readonly Tensor?[] _weights; // mix weights [T, C, 1, 1] (or [T, C]), gather indices, position embeddings [D, N]
+    private readonly Tensor?[] _classTokens; // class tokens [D] of token nodes
 
     public StaticNetwork(StaticGraph graph) : base(nameof(StaticNetwork))
     {
@@ -23,6 +24,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         _modules = new nn.Module?[graph.Nodes.Count];
         _weights = new Tensor?[graph.Nodes.Count];
         _gatherPlans = new GatherPlan?[graph.Nodes.Count];
+        _classTokens = new Tensor?[graph.Nodes.Count];
         using var _ = no_grad();
         for (int n = 0; n < graph.Nodes.Count; n++)
         {
@@ -54,6 +56,36 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                 case StaticOp.MaxPool:
                     _modules[n] = nn.MaxPool2d(node.Kernel, node.Stride, node.Padding);
                     break;
+                case StaticOp.LayerNorm:
+                {
+                    var ln = nn.LayerNorm(node.Channels, eps: node.Epsilon);
+                    ln.weight!.copy_(graph.Tensor(node, "weight"));
+                    ln.bias!.copy_(graph.Tensor(node, "bias"));
+                    _modules[n] = ln;
+                    register_module(key, ln);
+                    break;
+                }
+                case StaticOp.Attention:
+                {
+                    var core = new Backbones.AttentionCore(node.Groups);
+                    _modules[n] = core;
+                    register_module(key, core);
+                    break;
+                }
+                case StaticOp.Tokens:
+                {
+                    // The class token and position embeddings are parameters of the network (counted as such).
+                    var pos = new Parameter(graph.Tensor(node, "pos").to(float32).clone(), requires_grad: false);
+                    register_parameter(key + "_pos", pos);
+                    _weights[n] = pos;
+                    if (node.Kernel == 1)
+                    {
+                        var cls = new Parameter(graph.Tensor(node, "cls").to(float32).clone(), requires_grad: false);
+                        register_parameter(key + "_cls", cls);
+                        _classTokens[n] = cls;
+                    }
+                    break;
+                }
                 case StaticOp.Mix:
                 {
                     var p = new Parameter(graph.Tensor(node, "weight").to(float32).clone(), requires_grad: false);
@@ -119,6 +151,13 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                     StaticOp.Resize => Heads.DenseOutput.ResizeLike(In(0), In(1)),
                     StaticOp.Gather => Gather(n, node, values),
                     StaticOp.Mix => Mix(node, values, _weights[n]!),
+                    StaticOp.Gelu => nn.functional.gelu(In(0)),
+                    StaticOp.Upsample => Heads.DptHead.Upsample(In(0), node.Stride),
+                    // Tokens are held as [B, D, 1, N]: channels first, like every other value of the graph.
+                    StaticOp.LayerNorm => ((LayerNorm)_modules[n]!).call(In(0).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+                    StaticOp.Attention => ((Backbones.AttentionCore)_modules[n]!).call(In(0).flatten(2).transpose(1, 2)).transpose(1, 2).unsqueeze(2),
+                    StaticOp.Tokens => Tokens(In(0), _weights[n]!, _classTokens[n]),
+                    StaticOp.TokenMap => In(0)[.., .., .., node.Kernel..].reshape(In(0).shape[0], node.Channels, In(1).shape[2] / node.Stride, In(1).shape[3] / node.Stride),
                     _ => throw new InvalidOperationException($"Unknown operator {node.Op}."),
                 };
                 if (onNode is not null) onNode(n, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
@@ -193,6 +232,17 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
             }
             return new GatherPlan(main, tensor(mainIndex, dtype: int64, device: device).DetachFromDisposeScope(), others.ToArray());
         }
+    }
+
+    /// <summary>A patch grid [B, D, h, w] to tokens [B, D, 1, N]: the class token first (where there is one), position embeddings added.</summary>
+    private static Tensor Tokens(Tensor map, Tensor pos, Tensor? cls)
+    {
+        long b = map.shape[0], d = map.shape[1];
+        var tokens = map.flatten(2).unsqueeze(2);
+        if (cls is not null) tokens = cat([cls.view(1, d, 1, 1).expand(b, -1, -1, -1), tokens], 3);
+        if (tokens.shape[3] != pos.shape[1])
+            throw new ArgumentException($"The static network's position embeddings are for {pos.shape[1]} tokens, the image gives {tokens.shape[3]}: feed images of its input size.");
+        return tokens + pos.view(1, d, 1, -1);
     }
 
     private static Tensor Mix(StaticNode node, Tensor[] values, Tensor weight)

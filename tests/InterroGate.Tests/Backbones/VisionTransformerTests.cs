@@ -3,6 +3,7 @@ using InterroGate.Architectures;
 using InterroGate.Backbones;
 using InterroGate.Configuration;
 using InterroGate.Export;
+using InterroGate.Gating;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
 
@@ -90,14 +91,84 @@ public sealed class VisionTransformerTests
             Assert.True(p.grad is { } g && g.abs().sum().item<float>() > 0, $"{name} gets no gradient");
     }
 
+    private static InterroGateModel Gated(GatingMode gating, double alpha, int seed = 0)
+    {
+        manual_seed(seed);
+        var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 4), new TaskSpec("b", TaskKind.Regression, 2)]);
+        var model = new InterroGateModel(tasks, ViTSpec.Cpu4(), 3, (32, 32), new InterroGateConfig { Gating = gating, AlphaInit = alpha });
+        using var _ = no_grad();
+        foreach (var g in model.Encoder.GateLayers) g.Beta?.copy_(randn_like(g.Beta) * 2);
+        return model;
+    }
+
     [Fact]
-    public void InterroGate_refuses_a_ViT_until_it_has_a_gated_form()
+    public void InterroGate_gates_every_linear_projection_of_a_ViT_and_counts_q_k_v_as_three_layers()
+    {
+        using var conv = Gated(GatingMode.Conv, 0.01);
+        var gated = conv.Encoder.Units.Where(u => u.Gated).Select(u => u.Name).ToArray();
+        Assert.Equal(1 + 4 * 4, gated.Length); // the patch embedding, then q/k/v, attention output, fc1 and fc2 of each block
+        Assert.Equal(["patch_embed", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1", "blocks.0.mlp.fc2"], gated[..5]);
+        Assert.Equal(3, conv.Encoder.GateLayers[1].Parts);
+        Assert.Equal(192, conv.Encoder.GateLayers[1].Channels);
+        // The last fc2 feeds only the final norm the heads read: no mix; every other gate layer mixes.
+        Assert.Equal(Enumerable.Repeat(true, 16).Append(false), conv.Encoder.GateLayers.Select(g => g.Beta is not null));
+        // The attention products are an operation's cost: 2·N²·D per branch, N = 65 tokens (the class token and 8×8 patches).
+        Assert.Equal(2L * 65 * 65 * 64, conv.Encoder.Units.Single(u => u.Name == "blocks.0.attn.core").OpMacs);
+
+        // Eq. 4 with q, k and v as three layers: the qkv layer's mean usage weighs 3/(1 + 4·6)... of the 25 layers.
+        using (no_grad())
+            for (int l = 0; l < conv.Encoder.GateLayers.Count; l++) conv.Encoder.GateLayers[l].Alpha.fill_(l % 2 == 0 ? 2.0 : -1.0);
+        double[] usage = conv.Encoder.GateLayers.Select((g, l) => 1 / (1 + Math.Exp(-(l % 2 == 0 ? 2.0 : -1.0)))).ToArray();
+        int[] parts = conv.Encoder.GateLayers.Select(g => g.Parts).ToArray();
+        double expected = usage.Zip(parts, (u, p) => u * p).Sum() / parts.Sum() * conv.Options.LambdaS; // τ = 0 (the default budget), both tasks alike
+        Assert.Equal(expected, conv.Regularizer()!.item<float>(), 1e-4);
+
+        using var block = Gated(GatingMode.Block, 0.01);
+        Assert.Equal(["patch_embed", "blocks.0.attn.proj", "blocks.0.mlp.fc2"], block.Encoder.Units.Where(u => u.Gated).Select(u => u.Name).Take(3));
+    }
+
+    [Fact]
+    public void Open_gates_give_each_task_its_own_ViT_and_closed_gates_the_shared_one()
+    {
+        var x = randn(2, 3, 32, 32);
+        using var _ = no_grad();
+        using var open = Gated(GatingMode.Conv, 1);
+        open.eval();
+        var features = open.Encoder.call(x);
+        for (int t = 0; t < 2; t++)
+            Assert.True((features[t] - open.Encoder.TaskBranch(t).call(x)).abs().max().item<float>() < 1e-5f, $"task {t}: {(features[t] - open.Encoder.TaskBranch(t).call(x)).abs().max().item<float>()}");
+        Assert.False(features[0].allclose(features[1]));
+        using var closed = Gated(GatingMode.Conv, -1);
+        closed.eval();
+        var shared = closed.Encoder.SharedBranch.call(x);
+        foreach (var f in closed.Encoder.call(x))
+            Assert.True((f - shared).abs().max().item<float>() < 1e-5f * shared.abs().max().item<float>(), $"{(f - shared).abs().max().item<float>()} of {shared.abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void A_gated_ViT_trains_its_gates_and_every_branch()
+    {
+        using var model = Gated(GatingMode.Conv, 0.01);
+        using (no_grad())
+            foreach (var g in model.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha));
+        var outputs = model.call(randn(4, 3, 32, 32));
+        (outputs["a"].square().mean() + outputs["b"].square().mean() + model.Regularizer()!).backward();
+        foreach (var g in model.Encoder.GateLayers)
+            Assert.True(g.Alpha.grad is { } a && a.abs().sum().item<float>() > 0);
+        for (int b = 0; b <= 2; b++)
+            Assert.True(model.Encoder.Branch(b).parameters().Count(p => p.grad is { } gr && gr.abs().sum().item<float>() > 0) > 30, $"branch {b}");
+    }
+
+    [Fact]
+    public void Image_sizes_that_are_not_multiples_of_the_patch_size_are_refused()
     {
         var config = new RunConfig { Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" }, Architecture = new InterroGateConfig() };
-        var e = Assert.Throws<ConfigException>(() => Factory.CreateModel(config, new TaskSet([new TaskSpec("a", TaskKind.Classification, 4)]), (3, 32, 32)));
+        var e = Assert.Throws<ConfigException>(() => Factory.CreateModel(config, new TaskSet([new TaskSpec("a", TaskKind.Classification, 4)]), (3, 30, 32)));
         Assert.Equal("backbone.name", e.Key);
-        Assert.Contains("vit_cpu_patch4_32", e.Message);
-        // Without a plan there is no static network either: the cost of STL and MTL on it is counted as built.
+        Assert.Contains("multiples of 4", e.Message);
+        using var vit = new VisionTransformer(OneBlock, 3);
+        Assert.Contains("multiples of 4", Assert.Throws<ArgumentException>(() => vit.call(randn(1, 3, 18, 16))).Message);
+        // STL and MTL on a ViT have a static form too (the plan): STL's costs about twice MTL's for two tasks.
         var mtl = DeployedCost.Of("mtl", (32, 32), 3, "vit_cpu_patch4_32", 2);
         var stl = DeployedCost.Of("stl", (32, 32), 3, "vit_cpu_patch4_32", 2);
         Assert.True(stl.Parameters > 1.9 * mtl.Parameters && stl.Macs > 1.9 * mtl.Macs, $"STL {stl.Macs} / MTL {mtl.Macs}");

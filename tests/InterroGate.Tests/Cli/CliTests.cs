@@ -192,6 +192,49 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void InterroGate_on_a_ViT_trains_and_its_pruned_network_exports_predicts_and_shows_its_gates()
+    {
+        var dir = Directory.CreateTempSubdirectory("ig-cli-vit-").FullName;
+        try
+        {
+            var config = Training.TrainerTests.Config(new InterroGate.Architectures.InterroGateConfig { LambdaS = 1 }, epochs: 1, train: 64)
+                with { Backbone = new InterroGate.Configuration.BackboneConfig { Name = "vit_cpu_patch4_32" } };
+            var run = InterroGate.Training.PreparedRun.Create(config);
+            string ckpt = new InterroGate.Training.Trainer(config, run.Model, run.Data, Path.Combine(dir, "vit")).Run().LastCheckpoint;
+
+            var (gatesCode, gatesTable, gatesError) = RunCapturing("gates", Path.Combine(dir, "vit"), "-o", Path.Combine(dir, "plots"));
+            Assert.True(gatesCode == 0, gatesError);
+            Assert.Contains("of 17 gated layers", gatesTable); // the patch embedding and four linear units per block
+            Assert.True(File.Exists(Path.Combine(dir, "plots", "gates.png")));
+
+            string pruned = Path.Combine(dir, "vit.safetensors");
+            var (code, output, error) = RunCapturing("prune", ckpt, "-o", pruned, "--json");
+            Assert.True(code == 0, error);
+            using (var report = System.Text.Json.JsonDocument.Parse(output))
+            {
+                var r = report.RootElement.GetProperty("report");
+                Assert.InRange(r.GetProperty("MacsAfter").GetInt64(), 1, r.GetProperty("MacsBefore").GetInt64());
+                // One row per gated unit: the patch embedding and four linear units per block.
+                Assert.Equal(1 + 4 * 4, r.GetProperty("Layers").GetArrayLength());
+            }
+            Assert.Equal(0, Run("export", pruned, "--format", "onnx", "-o", Path.Combine(dir, "vit.onnx")).Code);
+            InterroGate.Data.Npy.Write(Path.Combine(dir, "a.npy"), [32, 32], new byte[32 * 32]); // the synthetic data set is grey
+            var (predictCode, json, predictError) = RunCapturing("predict", pruned, Path.Combine(dir, "a.npy"), "--json");
+            Assert.True(predictCode == 0, predictError + json);
+            using (var predictions = System.Text.Json.JsonDocument.Parse(json))
+                Assert.Equal(run.Model.Tasks.Count, predictions.RootElement[0].GetProperty("tasks").EnumerateObject().Count());
+            var (costCode, costJson, _) = RunCapturing("cost", pruned, "--json");
+            Assert.Equal(0, costCode);
+            using (var c = System.Text.Json.JsonDocument.Parse(costJson))
+                Assert.True(c.RootElement.GetProperty("macs").GetInt64() > 0);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void Prune_export_predict_and_cost_work_on_checkpoints_and_refuse_what_they_cannot_use()
     {
         var dir = Directory.CreateTempSubdirectory("ig-cli-").FullName;

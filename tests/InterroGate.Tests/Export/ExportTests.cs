@@ -30,6 +30,8 @@ public sealed class ExportTests : IDisposable
     [InlineData("resnet18", GatingMode.Conv, PrunerTests.Pattern.Random, 64)]
     [InlineData("resnet50", GatingMode.Conv, PrunerTests.Pattern.AllShared, 32)]
     [InlineData("resnet18-os8", GatingMode.Conv, PrunerTests.Pattern.Random, 32)]
+    [InlineData("vit_cpu_patch4_32", GatingMode.Conv, PrunerTests.Pattern.Random, 32)]
+    [InlineData("vit_cpu_patch4_32", GatingMode.Block, PrunerTests.Pattern.AllSpecific, 16)]
     public void OnnxRuntime_computes_what_TorchSharp_does(string backbone, GatingMode mode, PrunerTests.Pattern pattern, int size)
     {
         var model = PrunerTests.Model(backbone, mode, pattern, size);

@@ -61,6 +61,11 @@ public sealed class PrunerTests
         using var _ = no_grad();
         foreach (var (_, m) in model.named_modules())
         {
+            if (m is LayerNorm ln)
+            {
+                ln.weight!.copy_(rand_like(ln.weight) + 0.5);
+                ln.bias!.copy_(randn_like(ln.bias) * 0.1);
+            }
             if (m is not BatchNorm2d bn) continue;
             bn.running_mean!.copy_(randn_like(bn.running_mean) * 0.1);
             bn.running_var!.copy_(rand_like(bn.running_var) + 0.5);
@@ -86,6 +91,11 @@ public sealed class PrunerTests
         yield return ["resnet18-os8", GatingMode.Conv, Pattern.Random, 32];
         yield return ["resnet50", GatingMode.Block, Pattern.Random, 32];
         yield return ["resnet50", GatingMode.Block, Pattern.OneSpecificRestShared, 32];
+        // The ViT: linear units on tokens, the operations between them (layer norms, attention, residual sums), the
+        // position embeddings resized to a 4×4 grid (trained at 8×8); block gating leaves q, k, v and fc1 ungated.
+        foreach (var p in Enum.GetValues<Pattern>()) yield return ["vit_cpu_patch4_32", GatingMode.Conv, p, 16];
+        yield return ["vit_cpu_patch4_32", GatingMode.Block, Pattern.Random, 16];
+        yield return ["vit_cpu_patch4_32", GatingMode.Block, Pattern.OneSpecificRestShared, 16];
     }
 
     /// <summary>

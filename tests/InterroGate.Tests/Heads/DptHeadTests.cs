@@ -1,0 +1,118 @@
+using InterroGate.Analysis;
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Export;
+using InterroGate.Gating;
+using InterroGate.Heads;
+using InterroGate.Pruning;
+using InterroGate.Tasks;
+using InterroGate.Tests.Pruning;
+using Microsoft.ML.OnnxRuntime;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Heads;
+
+/// <summary>The DPT decoder on a ViT: its maps' scales, gated and pruned with the encoder, exported, and its bad inputs.</summary>
+[Collection("Torch")]
+public sealed class DptHeadTests
+{
+    private static readonly TaskSet Dense = new([
+        new TaskSpec("semseg", TaskKind.Segmentation, 5),
+        new TaskSpec("depth", TaskKind.Depth, 1),
+    ]);
+
+    private static RunConfig Config(string architecture, string backbone = "vit_cpu_patch4_32", HeadConfig? head = null) => new()
+    {
+        Backbone = new BackboneConfig { Name = backbone },
+        Head = head ?? new HeadConfig { DptFeatures = 16 },
+        Architecture = architecture == "interrogate" ? new InterroGateConfig { AlphaInit = 0.01 } : Registry<ArchitectureConfig>.Default(architecture),
+    };
+
+    [Theory]
+    [InlineData(16, 64)] // ViT-B's patches: maps at 4, 2, 1 and ½ times the grid
+    [InlineData(4, 64)]  // the CPU ViT: the grid is already at 1/4, so 1, ½, ¼, ⅛
+    public void The_four_maps_are_at_a_quarter_to_a_thirty_second_of_the_input_and_the_prediction_at_half(int patch, int size)
+    {
+        manual_seed(0);
+        using var head = new DptHead(32, 3, patch, features: 8);
+        var grid = size / patch;
+        var seen = new List<long[]>();
+        foreach (var (name, m) in head.named_modules())
+            if (name.StartsWith("layer_rn.", StringComparison.Ordinal) && m is TorchSharp.Modules.Conv2d conv)
+                conv.register_forward_hook((_, _, y) => { seen.Add(y.shape); return y; });
+        var y = head.call(randn(2, 4 * 32, grid, grid));
+        Assert.Equal([2L, 3, size / 2, size / 2], y.shape);
+        Assert.Equal([size / 4L, size / 8, size / 16, size / 32], seen.Select(s => s[2]));
+        Assert.Contains("multiples of 32", Assert.Throws<ArgumentException>(() => head.call(randn(1, 128, grid + 1, grid))).Message);
+        Assert.Contains("four token maps", Assert.Throws<ArgumentException>(() => head.call(randn(1, 32, grid, grid))).Message);
+    }
+
+    [Theory]
+    [InlineData(PrunerTests.Pattern.Random)]
+    [InlineData(PrunerTests.Pattern.OneSpecificRestShared)]
+    public void A_gated_ViT_with_DPT_heads_prunes_to_what_it_computes_at_its_predicted_cost_and_exports(PrunerTests.Pattern pattern)
+    {
+        using var model = (InterroGateModel)Factory.CreateModel(Config("interrogate"), Dense, (3, 32, 32));
+        Assert.Equal([0, 1, 2, 3], ((ViTSpec)model.Spec).OutputBlocks); // four blocks: each one's output
+        Assert.Equal(4 * 64, model.Encoder.OutChannels);
+        PrunerTests.RandomiseNorms(model);
+        PrunerTests.SetGates(model, pattern);
+        model.train();
+        var pruned = PrunerTests.PruneAndCompare(model, 32, Dense);
+        Assert.Equal(DeployedCost.OfModel(model, (3, 32, 32)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
+
+        string file = Path.Combine(Path.GetTempPath(), $"dpt-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            OnnxExporter.Export(pruned.Graph, file);
+            var x = randn(1, 3, 32, 32);
+            using var net = new StaticNetwork(pruned.Graph);
+            Dictionary<string, Tensor> expected;
+            using (no_grad()) expected = net.call(x);
+            using var session = new InferenceSession(file);
+            var input = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(x.data<float>().ToArray(), [1, 3, 32, 32]);
+            using var results = session.Run([NamedOnnxValue.CreateFromTensor(OnnxExporter.InputName, input)]);
+            foreach (var r in results)
+            {
+                var want = expected[r.Name].data<float>().ToArray();
+                var got = r.AsEnumerable<float>().ToArray();
+                double error = want.Zip(got, (a, b) => Math.Abs(a - b)).Max() / Math.Max(want.Max(Math.Abs), 1e-12f);
+                Assert.True(error < 1e-4, $"{r.Name}: {error}");
+            }
+        }
+        finally { File.Delete(file); }
+    }
+
+    [Fact]
+    public void STL_and_MTL_train_with_DPT_heads_on_a_ViT()
+    {
+        foreach (var architecture in new[] { "stl", "mtl" })
+        {
+            manual_seed(1);
+            using var model = Factory.CreateModel(Config(architecture), Dense, (3, 32, 32));
+            var outputs = model.call(randn(2, 3, 32, 32));
+            Assert.Equal([2L, 5, 32, 32], outputs["semseg"].shape); // upsampled to the input, as every dense head's
+            (outputs["semseg"].square().mean() + outputs["depth"].square().mean()).backward();
+            var heads = model.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).ToArray();
+            Assert.All(heads, p => Assert.True(p.parameter.grad is { } g && g.abs().sum().item<float>() > 0, $"{architecture}: {p.name} gets no gradient"));
+        }
+    }
+
+    [Fact]
+    public void DPT_where_it_cannot_be_built_is_a_configuration_error_naming_the_key()
+    {
+        ConfigException Refused(RunConfig config, (int, int, int) image) =>
+            Assert.Throws<ConfigException>(() => Factory.CreateModel(config, Dense, image));
+        Assert.Equal("head.dense", Refused(Config("mtl", "resnet18", new HeadConfig { Dense = "dpt" }), (3, 32, 32)).Key);
+        Assert.Equal("head.dense", Refused(Config("mtl"), (3, 48, 48)).Key); // 48: a multiple of the patch, not of 32
+        var blocks = Refused(Config("mtl", head: new HeadConfig { DptBlocks = [0, 1, 2, 4] }), (3, 32, 32));
+        Assert.Equal("head.dptBlocks[3]", blocks.Key);
+        Assert.Contains("0 to 3", blocks.Message);
+        Assert.Equal("head.dptBlocks[2]", Refused(Config("mtl", head: new HeadConfig { DptBlocks = [0, 2, 1, 3] }), (3, 32, 32)).Key);
+        // ASPP on a ViT reads the final map as usual: no blocks handed over.
+        using var aspp = Factory.CreateModel(Config("mtl", head: new HeadConfig { Dense = "aspp", Channels = 8 }), Dense, (3, 32, 32));
+        Assert.Equal([2L, 5, 32, 32], aspp.call(randn(2, 3, 32, 32))["semseg"].shape);
+    }
+}
