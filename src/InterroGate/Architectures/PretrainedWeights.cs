@@ -12,9 +12,11 @@ namespace InterroGate.Architectures;
 /// What loading pretrained weights did: per backbone copy the tensors loaded, and (named once, relative to a backbone)
 /// the backbone's tensors the file lacks, the file's tensors no backbone has, and those of the wrong shape (not loaded).
 /// </summary>
+/// <see cref="Adapted"/>: tensors changed to fit (a ViT's position embeddings resized to its grid).
 public sealed record PretrainedReport(
     string File, IReadOnlyList<string> Backbones, int Loaded, int Targets, string StrippedPrefix,
-    IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected, IReadOnlyList<string> Mismatched, double Seconds)
+    IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected, IReadOnlyList<string> Mismatched, double Seconds,
+    IReadOnlyList<string>? Adapted = null)
 {
     public override string ToString()
     {
@@ -22,7 +24,8 @@ public sealed record PretrainedReport(
             ? string.Join(", ", names) : $"{string.Join(", ", names.Take(8))} and {names.Count - 8} more";
         return $"{Path.GetFileName(File)}: {Loaded} of {Targets} tensors loaded into {Backbones.Count} backbone(s) ({string.Join(", ", Backbones)})" +
                (StrippedPrefix.Length > 0 ? $", file prefix '{StrippedPrefix}' removed" : "") +
-               $" in {Seconds:F2} s; missing: {List(Missing)}; unexpected: {List(Unexpected)}; wrong shape (not loaded): {List(Mismatched)}";
+               $" in {Seconds:F2} s; missing: {List(Missing)}; unexpected: {List(Unexpected)}; wrong shape (not loaded): {List(Mismatched)}" +
+               (Adapted is { Count: > 0 } ? $"; adapted: {List(Adapted)}" : "");
     }
 }
 
@@ -76,6 +79,8 @@ public static class PretrainedWeights
             string first = backbones[0] + ".";
             var names = state.Keys.Where(k => k.StartsWith(first, StringComparison.Ordinal)).Select(k => k[first.Length..]).ToArray();
             string prefix = BestPrefix(source.Keys, names);
+            var adapted = model.named_modules().First(m => m.name == backbones[0]).module is VisionTransformer vit
+                ? FitViT(source, prefix, vit, path) : [];
             var missing = new List<string>();
             var mismatched = new List<string>();
             var used = new HashSet<string>();
@@ -103,12 +108,44 @@ public static class PretrainedWeights
                 throw new Data.DataFormatException(path, $"none of its {source.Count} tensors fits the backbone ({string.Join(", ", source.Keys.Take(4))}, ... " +
                                                          $"against {string.Join(", ", names.Take(4))}, ...); is it weights of another network?");
             var unexpected = source.Keys.Where(k => !used.Contains(k)).Order(StringComparer.Ordinal).ToArray();
-            return new PretrainedReport(path, backbones, loaded, names.Length * backbones.Count, prefix, missing, unexpected, mismatched, clock.Elapsed.TotalSeconds);
+            return new PretrainedReport(path, backbones, loaded, names.Length * backbones.Count, prefix, missing, unexpected, mismatched, clock.Elapsed.TotalSeconds,
+                adapted);
         }
         finally
         {
             foreach (var t in source.Values) t.Dispose();
         }
+    }
+
+    /// <summary>
+    /// A ViT's weights against the ViT they go into: another patch size or token width is an error naming both;
+    /// position embeddings of another grid (weights trained at another input size) are resized bicubically to the
+    /// backbone's trained grid, as timm does.
+    /// </summary>
+    private static List<string> FitViT(Dictionary<string, Tensor> source, string prefix, VisionTransformer vit, string path)
+    {
+        var spec = vit.Spec;
+        var adapted = new List<string>();
+        if (source.TryGetValue(prefix + "patch_embed.proj.weight", out var proj) && proj.dim() == 4
+            && (proj.shape[0] != spec.EmbedDim || proj.shape[2] != spec.PatchSize || proj.shape[3] != spec.PatchSize))
+            throw new Data.DataFormatException(path, $"holds a ViT with patches of {proj.shape[2]} and width {proj.shape[0]}; {spec.Name} has patches of " +
+                                                     $"{spec.PatchSize} and width {spec.EmbedDim}: weights of another ViT size or patch do not fit (choose the backbone they were trained as)");
+        if (source.TryGetValue(prefix + "blocks.0.attn.qkv.weight", out var qkv) && qkv.shape[^1] != spec.EmbedDim)
+            throw new Data.DataFormatException(path, $"holds a ViT of width {qkv.shape[^1]}; {spec.Name} has width {spec.EmbedDim}");
+        string key = prefix + "pos_embed";
+        int extra = spec.ClassToken ? 1 : 0;
+        long grid = spec.TrainedSize / spec.PatchSize;
+        if (source.TryGetValue(key, out var pos) && pos.dim() == 3 && pos.shape[2] == spec.EmbedDim && pos.shape[1] != extra + grid * grid)
+        {
+            long tokens = pos.shape[1] - extra, side = (long)Math.Round(Math.Sqrt(tokens));
+            if (tokens <= 0 || side * side != tokens)
+                throw new Data.DataFormatException(path, $"tensor 'pos_embed' holds {pos.shape[1]} positions, not {extra} class token(s) and a square grid of patches");
+            using (no_grad())
+                source[key] = VisionTransformer.ResizePositions(pos.to(float32), extra, side, side, grid, grid).detach();
+            pos.Dispose();
+            adapted.Add($"pos_embed from a {side}×{side} grid to {grid}×{grid}");
+        }
+        return adapted;
     }
 
     /// <summary>

@@ -133,3 +133,11 @@ public sealed record TokenMapOp(int PatchSize, int LeadingTokens) : PlanOp
 
     public override FeatureShape Shape(IReadOnlyList<FeatureShape> inputs) => new(inputs[0].Channels, inputs[1].Height / PatchSize, inputs[1].Width / PatchSize);
 }
+
+/// <summary>The class token of tokens [B, N, D] as a 1×1 map [B, D, 1, 1]: what an image-level head reads with a class-token readout.</summary>
+public sealed record ClassTokenOp : PlanOp
+{
+    public override int Inputs => 1;
+    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs) => inputs[0][.., 0].unsqueeze(-1).unsqueeze(-1);
+    public override FeatureShape Shape(IReadOnlyList<FeatureShape> inputs) => new(inputs[0].Channels, 1, 1);
+}

@@ -11,9 +11,10 @@ namespace InterroGate.Backbones;
 /// class token is prepended, and the input size its position embeddings were trained at (other sizes interpolate them).
 /// </summary>
 /// With <see cref="OutputBlocks"/> the heads read the token maps of those blocks' outputs (before the final norm),
-/// concatenated along channels (what a DPT head reads), instead of the final norm's.
+/// concatenated along channels (what a DPT head reads), instead of the final norm's; with <see cref="ClassTokenReadout"/>
+/// they read the class token after the final norm, as a 1×1 map (an image-level head then classifies it).
 public sealed record ViTSpec(string Name, int PatchSize, long EmbedDim, int Depth, int Heads, double MlpRatio = 4, bool ClassToken = true,
-    int TrainedSize = 224, IReadOnlyList<int>? OutputBlocks = null) : IEncoderSpec
+    int TrainedSize = 224, IReadOnlyList<int>? OutputBlocks = null, bool ClassTokenReadout = false) : IEncoderSpec
 {
     /// <summary>Channels of the feature map the heads read: the token width (times the output blocks, with several).</summary>
     public long OutChannels => EmbedDim * (OutputBlocks?.Count ?? 1);
@@ -184,6 +185,8 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         if (spec.PatchSize < 1 || spec.Depth < 1 || spec.Heads < 1 || spec.EmbedDim < 1 || !(spec.MlpRatio > 0))
             throw new ArgumentException($"ViT {spec.Name}: patch size, depth, heads, width and MLP ratio must be positive.");
         if (spec.TrainedSize < spec.PatchSize) throw new ArgumentException($"ViT {spec.Name}: the trained input size {spec.TrainedSize} is smaller than a patch.");
+        if (spec.ClassTokenReadout && (!spec.ClassToken || spec.OutputBlocks is not null))
+            throw new ArgumentException($"ViT {spec.Name}: a class-token readout needs a class token and no output blocks.");
         if (spec.OutputBlocks is { } hooks && (hooks.Count == 0 || hooks.Any(b => b < 0 || b >= spec.Depth) || hooks.Zip(hooks.Skip(1)).Any(p => p.First >= p.Second)))
             throw new ArgumentException($"ViT {spec.Name}: output blocks [{string.Join(", ", hooks)}] must be increasing block indices below its depth {spec.Depth}.");
         Spec = spec;
@@ -226,13 +229,20 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
     /// <summary>The position embeddings of an h×w patch grid (the class token's first, where there is one).</summary>
     public Tensor PositionEmbeddings(long h, long w)
     {
-        int extra = cls_token is null ? 0 : 1;
         int grid = Spec.TrainedSize / Spec.PatchSize;
-        if (h == grid && w == grid) return pos_embed;
-        var patches = pos_embed[.., extra..].reshape(1, grid, grid, -1).permute(0, 3, 1, 2);
+        return h == grid && w == grid ? pos_embed : ResizePositions(pos_embed, cls_token is null ? 0 : 1, grid, grid, h, w);
+    }
+
+    /// <summary>
+    /// Position embeddings [1, extra + gh·gw, D] of a gh×gw grid (after <paramref name="extra"/> class-token positions,
+    /// kept as they are) resized bicubically to an h×w grid.
+    /// </summary>
+    public static Tensor ResizePositions(Tensor pos, int extra, long gh, long gw, long h, long w)
+    {
+        var patches = pos[.., extra..].reshape(1, gh, gw, -1).permute(0, 3, 1, 2);
         var resized = nn.functional.interpolate(patches, [h, w], mode: InterpolationMode.Bicubic, align_corners: false)
             .permute(0, 2, 3, 1).reshape(1, h * w, -1);
-        return extra == 0 ? resized : cat([pos_embed[.., ..extra], resized], 1);
+        return extra == 0 ? resized : cat([pos[.., ..extra], resized], 1);
     }
 
     /// <summary>Tokens after the final norm, [B, N, D] (the class token first where there is one).</summary>
@@ -290,7 +300,9 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
             return new EncoderPlan(units, maps).Validated();
         }
         int final = Add(new("norm", [new PlanTerm(x, null)], Op: new NormOp(n => V(n).norm)));
-        int map = Add(new("map", [new PlanTerm(final, null), new PlanTerm(EncoderPlan.Image, null)], Op: toMap));
+        int map = Spec.ClassTokenReadout
+            ? Add(new("cls", [new PlanTerm(final, null)], Op: new ClassTokenOp()))
+            : Add(new("map", [new PlanTerm(final, null), new PlanTerm(EncoderPlan.Image, null)], Op: toMap));
         return new EncoderPlan(units, [map]).Validated();
     }
 
@@ -312,7 +324,8 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
             }
             return cat(maps, 1);
         }
-        return ToMap(Tokens(x), h, w);
+        var final = Tokens(x);
+        return Spec.ClassTokenReadout ? final[.., 0].unsqueeze(-1).unsqueeze(-1) : ToMap(final, h, w);
     }
 
     /// <summary>Tokens [B, N, D] to the patch grid [B, D, h, w], the class token left out.</summary>

@@ -171,6 +171,10 @@ public static class OnnxExporter
                     nodes.Add(Node("Add", node.Name, [tokens, Init("pos", pos, [1, node.Channels, 1, pos.shape[1]])], [output]));
                     break;
                 }
+                case StaticOp.ClassToken:
+                    nodes.Add(Node("Slice", node.Name, [In(0), Init("starts", tensor(new long[] { 0 })), Init("ends", tensor(new long[] { 1 })),
+                        Init("axes", tensor(new long[] { 3 }))], [output]));
+                    break;
                 case StaticOp.TokenMap:
                 {
                     string patches = output + ".patches";

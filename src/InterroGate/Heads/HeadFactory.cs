@@ -29,6 +29,12 @@ public sealed record HeadConfig
     /// <summary>Dilations of ASPP's 3×3 branches; null = 12/24/36 at output stride 8, 6/12/18 at 16, 3/6/9 otherwise.</summary>
     public IReadOnlyList<int>? Rates { get; init; }
 
+    /// <summary>
+    /// What an image-level head pools on a ViT: "mean" (default; the mean of the patch tokens) or "class-token" (the
+    /// class token after the final norm; only where no task is dense).
+    /// </summary>
+    public string Pool { get; init; } = "mean";
+
     /// <summary>Width of the DPT decoder (the paper: 64).</summary>
     public int DptFeatures { get; init; } = 64;
     /// <summary>The four ViT blocks a DPT head reads; null = evenly spaced, the last block last (2, 5, 8, 11 of 12).</summary>
@@ -43,6 +49,14 @@ public sealed record HeadConfig
     /// </summary>
     public IEncoderSpec EncoderFor(IEncoderSpec encoder, bool anyDense, string path = "head")
     {
+        if (Pool == "class-token")
+        {
+            if (encoder is not ViTSpec { ClassToken: true } withToken)
+                throw new ConfigException($"{path}.pool", $"class-token on {encoder.Name}; only a ViT with a class token has one (use mean)");
+            if (anyDense)
+                throw new ConfigException($"{path}.pool", "class-token with a dense task; dense heads read the token map (use mean)");
+            return withToken with { ClassTokenReadout = true };
+        }
         if (!anyDense || DenseFor(encoder) != "dpt") return encoder;
         if (encoder is not ViTSpec vit)
             throw new ConfigException($"{path}.dense", $"dpt on {encoder.Name}; the DPT head reads a ViT's tokens (use aspp or hrnet, or a vit_* backbone)");
@@ -58,6 +72,7 @@ public sealed record HeadConfig
     {
         ConfigException.Require(DenseHeads.ContainsKey(Dense), $"{path}.dense", Dense, string.Join(", ", DenseHeads.Keys));
         ConfigException.Require(Channels >= 1, $"{path}.channels", Channels, "≥ 1");
+        ConfigException.Require(Pool is "mean" or "class-token", $"{path}.pool", Pool, "mean, class-token");
         ConfigException.Require(DptFeatures >= 1, $"{path}.dptFeatures", DptFeatures, "≥ 1");
         if (DptBlocks is not null)
         {

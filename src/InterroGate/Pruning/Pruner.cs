@@ -234,6 +234,8 @@ internal static class EncoderPruning
                 return g.Add(new StaticNode(name, StaticOp.Attention, inputs, channels, Groups: attention.Core(branch).Heads));
             case SumOp:
                 return g.Op(name, StaticOp.Add, channels, inputs);
+            case ClassTokenOp:
+                return g.Add(new StaticNode(name, StaticOp.ClassToken, inputs, channels));
             case TokenMapOp map:
                 return g.Add(new StaticNode(name, StaticOp.TokenMap, inputs, channels, Kernel: map.LeadingTokens, Stride: map.PatchSize));
             default:

@@ -56,6 +56,8 @@ public enum StaticOp
     /// <see cref="StaticNode.Kernel"/> tokens left out; p = <see cref="StaticNode.Stride"/>.
     /// </summary>
     TokenMap,
+    /// <summary>The first token of [B, D, 1, N] (the class token) as [B, D, 1, 1].</summary>
+    ClassToken,
 }
 
 /// <summary>
@@ -208,6 +210,9 @@ public sealed class StaticGraph
                 if (node.Kernel == 1) Expect("cls", node.Channels);
                 break;
             }
+            case StaticOp.ClassToken:
+                if (In(0) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' changes the width of its input.");
+                break;
             case StaticOp.TokenMap:
                 if (In(0) != node.Channels || node.Stride < 1 || node.Kernel < 0) throw new InvalidDataException($"Static network: node '{node.Name}' needs its input's width, a patch size ≥ 1 and no negative token count.");
                 break;

@@ -153,6 +153,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                     StaticOp.Mix => Mix(node, values, _weights[n]!),
                     StaticOp.Gelu => nn.functional.gelu(In(0)),
                     StaticOp.Upsample => Heads.DptHead.Upsample(In(0), node.Stride),
+                    StaticOp.ClassToken => In(0)[.., .., .., ..1],
                     // Tokens are held as [B, D, 1, N]: channels first, like every other value of the graph.
                     StaticOp.LayerNorm => ((LayerNorm)_modules[n]!).call(In(0).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
                     StaticOp.Attention => ((Backbones.AttentionCore)_modules[n]!).call(In(0).flatten(2).transpose(1, 2)).transpose(1, 2).unsqueeze(2),

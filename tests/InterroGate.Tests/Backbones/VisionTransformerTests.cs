@@ -160,6 +160,49 @@ public sealed class VisionTransformerTests
     }
 
     [Fact]
+    public void A_class_token_readout_classifies_the_class_token_and_prunes_and_exports()
+    {
+        var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 4), new TaskSpec("b", TaskKind.Binary, 3)]);
+        var config = new RunConfig
+        {
+            Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" }, Head = new InterroGate.Heads.HeadConfig { Pool = "class-token" },
+            Architecture = new InterroGateConfig { AlphaInit = 0.01 },
+        };
+        using var model = (InterroGateModel)Factory.CreateModel(config, tasks, (3, 32, 32));
+        Assert.True(((ViTSpec)model.Spec).ClassTokenReadout);
+        Tests.Pruning.PrunerTests.RandomiseNorms(model);
+        Tests.Pruning.PrunerTests.SetGates(model, Tests.Pruning.PrunerTests.Pattern.Random);
+        // What the heads read is the class token after the final norm, one 1×1 map per task.
+        model.eval();
+        using (no_grad())
+        {
+            var x = randn(1, 3, 32, 32);
+            var features = model.Encoder.call(x);
+            Assert.Equal([1L, 64, 1, 1], features[0].shape);
+        }
+        model.train();
+        var pruned = Tests.Pruning.PrunerTests.PruneAndCompare(model, 32, tasks);
+        Assert.Equal(DeployedCost.OfModel(model, (3, 32, 32)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
+        Assert.Contains(pruned.Graph.Nodes, n => n.Op == InterroGate.Pruning.StaticOp.ClassToken);
+        string file = Path.Combine(Path.GetTempPath(), $"vit-cls-{Guid.NewGuid():N}.onnx");
+        try { Tests.Export.ExportTests.OnnxMatches(pruned.Graph, file); }
+        finally { File.Delete(file); }
+
+        // The plain ViT reads out the same token: its forward is the normed class token of Tokens.
+        using var vit = new VisionTransformer(OneBlock with { ClassTokenReadout = true }, 3);
+        vit.eval();
+        using (no_grad())
+        {
+            var x = randn(2, 3, 16, 16);
+            Assert.True(vit.call(x).flatten(1).allclose(vit.Tokens(x)[.., 0]));
+        }
+        // Where it cannot be: dense tasks, or a ViT without a class token.
+        var dense = new TaskSet([new TaskSpec("d", TaskKind.Depth, 1)]);
+        Assert.Equal("head.pool", Assert.Throws<ConfigException>(() => Factory.CreateModel(config, dense, (3, 32, 32))).Key);
+        Assert.Equal("head.pool", Assert.Throws<ConfigException>(() => Factory.CreateModel(config with { Backbone = new BackboneConfig { Name = "resnet20" } }, tasks, (3, 32, 32))).Key);
+    }
+
+    [Fact]
     public void Image_sizes_that_are_not_multiples_of_the_patch_size_are_refused()
     {
         var config = new RunConfig { Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" }, Architecture = new InterroGateConfig() };
@@ -195,6 +238,39 @@ public sealed class VisionTransformerTests
             Assert.Empty(report.Missing);
             Assert.Equal(["head.bias", "head.weight"], report.Unexpected);
             Assert.True(mtl.state_dict()["encoder.blocks.3.mlp.fc2.weight"].equal(tensors["blocks.3.mlp.fc2.weight"]).all().item<bool>());
+        }
+        finally { File.Delete(file); }
+    }
+
+    [Fact]
+    public void Weights_of_another_patch_or_width_are_refused_and_another_grid_is_resized()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"vit-fit-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            var config = new RunConfig { Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" }, Architecture = new HardSharingConfig() };
+            using var mtl = Factory.CreateModel(config, new TaskSet([new TaskSpec("a", TaskKind.Classification, 4)]), (3, 32, 32));
+            Dictionary<string, Tensor> Weights(ViTSpec spec)
+            {
+                using var source = new VisionTransformer(spec, 3);
+                return source.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+            }
+            // Patches of 2 (same width): refused, naming both.
+            SafeTensors.Save(file, Weights(ViTSpec.Cpu4() with { PatchSize = 2 }));
+            var patch = Assert.Throws<InterroGate.Data.DataFormatException>(() => PretrainedWeights.Apply(mtl, file));
+            Assert.Contains("patches of 2 and width 64", patch.Message);
+            Assert.Contains("patches of 4 and width 64", patch.Message);
+            // Another width: refused.
+            SafeTensors.Save(file, Weights(ViTSpec.Cpu4() with { EmbedDim = 32, Heads = 2 }));
+            Assert.Contains("width 32", Assert.Throws<InterroGate.Data.DataFormatException>(() => PretrainedWeights.Apply(mtl, file)).Message);
+            // Trained at 48×48 (a 12×12 grid): the position embeddings are resized to the 8×8 grid, everything loads.
+            var larger = Weights(ViTSpec.Cpu4() with { TrainedSize = 48 });
+            SafeTensors.Save(file, larger);
+            var report = PretrainedWeights.Apply(mtl, file);
+            Assert.Equal(["pos_embed from a 12×12 grid to 8×8"], report.Adapted);
+            Assert.Empty(report.Mismatched);
+            var expected = VisionTransformer.ResizePositions(larger["pos_embed"], 1, 12, 12, 8, 8);
+            Assert.True(mtl.state_dict()["encoder.pos_embed"].allclose(expected));
         }
         finally { File.Delete(file); }
     }

@@ -9,7 +9,6 @@ using InterroGate.Heads;
 using InterroGate.Pruning;
 using InterroGate.Tasks;
 using InterroGate.Tests.Pruning;
-using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
 namespace InterroGate.Tests.Heads;
@@ -64,24 +63,7 @@ public sealed class DptHeadTests
         Assert.Equal(DeployedCost.OfModel(model, (3, 32, 32)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
 
         string file = Path.Combine(Path.GetTempPath(), $"dpt-{Guid.NewGuid():N}.onnx");
-        try
-        {
-            OnnxExporter.Export(pruned.Graph, file);
-            var x = randn(1, 3, 32, 32);
-            using var net = new StaticNetwork(pruned.Graph);
-            Dictionary<string, Tensor> expected;
-            using (no_grad()) expected = net.call(x);
-            using var session = new InferenceSession(file);
-            var input = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(x.data<float>().ToArray(), [1, 3, 32, 32]);
-            using var results = session.Run([NamedOnnxValue.CreateFromTensor(OnnxExporter.InputName, input)]);
-            foreach (var r in results)
-            {
-                var want = expected[r.Name].data<float>().ToArray();
-                var got = r.AsEnumerable<float>().ToArray();
-                double error = want.Zip(got, (a, b) => Math.Abs(a - b)).Max() / Math.Max(want.Max(Math.Abs), 1e-12f);
-                Assert.True(error < 1e-4, $"{r.Name}: {error}");
-            }
-        }
+        try { Export.ExportTests.OnnxMatches(pruned.Graph, file); }
         finally { File.Delete(file); }
     }
 
