@@ -88,26 +88,30 @@ public static class Presets
     /// MultiFashion with a CPU-sized ViT (vit_cpu_patch4_32 on the 36×36 images: a 9×9 grid of patches and the class
     /// token, width 64, 4 blocks) instead of ResNet-20, on multifashion-quick's subset and schedule: STL, MTL and
     /// InterroGate gating the patch embedding and every linear projection (docs/method.md, "The ViT"). λs: the ViT has
-    /// 17 gate layers counting as L = 25 layers in Eq. 4 (q, k, v three each), 64 to 256 channels wide.
+    /// 17 gate layers counting as L = 25 layers in Eq. 4 (q, k, v three each), 64 to 256 channels wide, so over the 124
+    /// gate steps SGD at 0.1 moves one α of a 64-channel layer by about 1e-3·λs in all (the qkv layer's as much, fc1's a
+    /// quarter of it): with α₀ = 0.01, λs = 10 lets the 64-channel layers flip and 40 fc1's; an estimate from Eq. 4's
+    /// gradient (multifashion-quick's λs flip nothing here: its ResNet's layers are 4 to 16 channels wide).
     /// </summary>
     public static CompareConfig MultiFashionViT => MultiFashionQuick with
     {
         Name = "multifashion-vit",
         Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" },
-        LambdaS = [0.5, 2, 8],
+        LambdaS = [10, 40, 160],
     };
 
     /// <summary>
     /// FashionScenes' NYUD-v2 tasks on the CPU-sized ViT (patches of 4 on the 64×64 scenes: a 16×16 grid) with one DPT
     /// decoder per task (32 wide here; the paper's 64 with head.dptFeatures), reading blocks 0-3; otherwise as
-    /// fashion-scenes-nyud.
+    /// fashion-scenes-nyud. λs: with T = 3 and 94 gate steps one α of a 64-channel layer moves about 5e-4·λs in all, so
+    /// with α₀ = 0.01 λs = 20 lets the 64-channel layers flip and 80 fc1's (an estimate, as for multifashion-vit).
     /// </summary>
     public static CompareConfig FashionScenesViT => FashionScenesNyud with
     {
         Name = "fashion-scenes-vit",
         Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" },
         Head = new Heads.HeadConfig { Dense = "dpt", DptFeatures = 32 },
-        LambdaS = [0.5, 2, 8],
+        LambdaS = [20, 80, 320],
     };
 
     /// <summary>FashionScenes, PASCAL-Context's tasks that it has (semseg, normals, saliency, edges); otherwise as fashion-scenes-nyud.</summary>
