@@ -12,7 +12,9 @@ namespace InterroGate.Analysis;
 /// Per gated layer and task: the gates' state in a checkpoint, and (where the run's metrics.jsonl has them) the
 /// gradient statistics of the last epoch in which the gates learned.
 /// </summary>
-public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, IReadOnlyList<GateLayerStats> Layers, int? GradientEpoch)
+/// <see cref="LayerNames"/>: the gated units' names in the encoder's plan (e.g. <c>layer1.0.conv2</c>, <c>blocks.3.attn.qkv</c>).
+public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, IReadOnlyList<GateLayerStats> Layers, int? GradientEpoch,
+    IReadOnlyList<string>? LayerNames = null)
 {
     /// <summary>Layers in which some task's fraction of task-specific channels is strictly between 0 and 1.</summary>
     public int SplitLayers => Layers.Count(l => l.Split);
@@ -57,7 +59,7 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
                     Push = gradients[i].Tasks[k].Push, Flips = flips.GetValueOrDefault((i, k)),
                 }).ToArray(),
             }).ToArray();
-        return new GateReport(checkpoint, ig.Tasks.Names.ToArray(), layers, epoch);
+        return new GateReport(checkpoint, ig.Tasks.Names.ToArray(), layers, epoch, ig.Encoder.Units.Where(u => u.Gated).Select(u => u.Name).ToArray());
     }
 
     /// <summary>Each epoch's gate statistics in a metrics.jsonl (lines without them, or cut short by a kill, are skipped).</summary>
@@ -88,7 +90,9 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
         sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", header.Count)));
         foreach (var l in Layers)
         {
-            var cells = new List<string> { l.Layer.ToString(CultureInfo.InvariantCulture), l.Channels.ToString(CultureInfo.InvariantCulture) };
+            string layer = l.Layer.ToString(CultureInfo.InvariantCulture);
+            if (LayerNames is { } names && l.Layer < names.Count) layer += $" {names[l.Layer]}";
+            var cells = new List<string> { layer, l.Channels.ToString(CultureInfo.InvariantCulture) };
             foreach (var t in l.Tasks)
                 cells.AddRange([F(100 * t.Specific, "F0") + "%", $"{F(t.AlphaMean, "+0.000;-0.000;+0.000")} ± {F(t.AlphaStd, "0.000")}", F(t.MixWeight, "0.00"),
                     F(t.TaskGrad, "0.0e+0"), F(t.TaskGradSpread, "0.0e+0"), F(t.Push, "0.0e+0"), F(t.PushOverSpread, "0.0"), t.Flips.ToString(CultureInfo.InvariantCulture)]);

@@ -205,6 +205,7 @@ public sealed class CliTests
             var (gatesCode, gatesTable, gatesError) = RunCapturing("gates", Path.Combine(dir, "vit"), "-o", Path.Combine(dir, "plots"));
             Assert.True(gatesCode == 0, gatesError);
             Assert.Contains("of 17 gated layers", gatesTable); // the patch embedding and four linear units per block
+            Assert.Contains("| 13 blocks.3.attn.qkv | 192 |", gatesTable);
             Assert.True(File.Exists(Path.Combine(dir, "plots", "gates.png")));
 
             string pruned = Path.Combine(dir, "vit.safetensors");
