@@ -275,7 +275,8 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         };
         int Add(PlanUnit unit) { units.Add(unit); return units.Count - 1; }
         int x = 0;
-        for (int i = 0; i < Spec.Depth; i++)
+        int depth = Spec.OutputBlocks is { } read ? read[^1] + 1 : Spec.Depth; // blocks after the last one read are not run
+        for (int i = 0; i < depth; i++)
         {
             int block = i;
             string name = $"blocks.{i}";
@@ -317,7 +318,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
             if (cls_token is not null) t = cat([cls_token.expand(b, -1, -1), t], 1);
             t = t + PositionEmbeddings(h, w);
             var maps = new List<Tensor>();
-            for (int i = 0; i < Spec.Depth; i++)
+            for (int i = 0; i <= hooks[^1]; i++)
             {
                 t = blocks[i].call(t);
                 if (hooks.Contains(i)) maps.Add(ToMap(t, h, w));

@@ -203,6 +203,28 @@ public sealed class VisionTransformerTests
     }
 
     [Fact]
+    public void Output_blocks_hand_their_token_maps_to_the_heads_and_later_blocks_are_not_run()
+    {
+        var spec = OneBlock with { Depth = 3, OutputBlocks = [0, 1] };
+        manual_seed(2);
+        using var vit = new VisionTransformer(spec, 3);
+        vit.eval();
+        var x = randn(2, 3, 16, 16);
+        using (no_grad()) Assert.Equal([2L, 32, 4, 4], vit.call(x).shape);
+        Assert.Equal(32, vit.OutChannels);
+        // The plan ends with block 1's map: block 2 is not part of it, and the gated encoder gives the same features.
+        Assert.DoesNotContain(vit.Plan().Units, u => u.Name.StartsWith("blocks.2.", StringComparison.Ordinal));
+        using var gated = new GatedEncoder(["a", "b"], spec, 3, (16, 16), GatingMode.Conv, -1);
+        gated.eval();
+        using (no_grad())
+        {
+            var shared = gated.SharedBranch.call(x);
+            Assert.Equal([2L, 32, 4, 4], shared.shape);
+            foreach (var f in gated.call(x)) Assert.True((f - shared).abs().max().item<float>() < 1e-5f);
+        }
+    }
+
+    [Fact]
     public void Image_sizes_that_are_not_multiples_of_the_patch_size_are_refused()
     {
         var config = new RunConfig { Backbone = new BackboneConfig { Name = "vit_cpu_patch4_32" }, Architecture = new InterroGateConfig() };
