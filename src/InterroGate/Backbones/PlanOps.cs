@@ -45,6 +45,9 @@ public interface ITokenEmbedding
 
     /// <summary>The position embeddings [1, N, D] of an h×w patch grid (the class token's first, where there is one).</summary>
     Tensor PositionEmbeddings(long h, long w);
+
+    /// <summary>Patch grid [B, D, h, w] to tokens [B, N, D]: the class token first (where there is one), position embeddings added.</summary>
+    Tensor Embed(Tensor grid);
 }
 
 /// <summary>
@@ -57,15 +60,7 @@ public sealed record TokensOp(int PatchSize, bool ClassToken, Func<nn.Module, IT
     public override int Inputs => 1;
     public override bool Channelwise => true;
 
-    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs)
-    {
-        var map = inputs[0];
-        var e = Embedding(branch);
-        long b = map.shape[0], h = map.shape[2], w = map.shape[3];
-        var tokens = map.flatten(2).transpose(1, 2);
-        if (e.ClassToken is { } cls) tokens = cat([cls.expand(b, -1, -1), tokens], 1);
-        return tokens + e.PositionEmbeddings(h, w);
-    }
+    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs) => Embedding(branch).Embed(inputs[0]);
 
     public override FeatureShape Shape(IReadOnlyList<FeatureShape> inputs) => new(inputs[0].Channels, 1, inputs[0].Height * inputs[0].Width + (ClassToken ? 1 : 0));
 
@@ -124,12 +119,12 @@ public sealed record TokenMapOp(int PatchSize, int LeadingTokens) : PlanOp
 {
     public override int Inputs => 2;
 
-    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs)
-    {
-        var (tokens, image) = (inputs[0], inputs[1]);
-        long h = image.shape[2] / PatchSize, w = image.shape[3] / PatchSize;
-        return tokens[.., LeadingTokens..].transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w);
-    }
+    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs) =>
+        ToMap(inputs[0], LeadingTokens, inputs[1].shape[2] / PatchSize, inputs[1].shape[3] / PatchSize);
+
+    /// <summary>Tokens [B, N, D] to the h×w patch grid [B, D, h, w], the first <paramref name="leading"/> tokens left out.</summary>
+    public static Tensor ToMap(Tensor tokens, int leading, long h, long w) =>
+        tokens[.., leading..].transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w);
 
     public override FeatureShape Shape(IReadOnlyList<FeatureShape> inputs) => new(inputs[0].Channels, inputs[1].Height / PatchSize, inputs[1].Width / PatchSize);
 }

@@ -245,14 +245,19 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         return extra == 0 ? resized : cat([pos[.., ..extra], resized], 1);
     }
 
+    /// <summary>Patch grid [B, D, h, w] to tokens [B, N, D]: the patches in row order after the class token (where there is one), position embeddings added.</summary>
+    public Tensor Embed(Tensor grid)
+    {
+        long b = grid.shape[0], h = grid.shape[2], w = grid.shape[3];
+        var tokens = grid.flatten(2).transpose(1, 2); // [B, h·w, D]
+        if (cls_token is not null) tokens = cat([cls_token.expand(b, -1, -1), tokens], 1);
+        return tokens + PositionEmbeddings(h, w);
+    }
+
     /// <summary>Tokens after the final norm, [B, N, D] (the class token first where there is one).</summary>
     public Tensor Tokens(Tensor x)
     {
-        var map = patch_embed.call(x); // [B, D, h, w]
-        long b = map.shape[0], h = map.shape[2], w = map.shape[3];
-        var tokens = map.flatten(2).transpose(1, 2); // [B, h·w, D]
-        if (cls_token is not null) tokens = cat([cls_token.expand(b, -1, -1), tokens], 1);
-        tokens = tokens + PositionEmbeddings(h, w);
+        var tokens = Embed(patch_embed.call(x));
         foreach (var block in blocks) tokens = block.call(tokens);
         return norm.call(tokens);
     }
@@ -312,11 +317,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         long h = x.shape[2] / Spec.PatchSize, w = x.shape[3] / Spec.PatchSize;
         if (Spec.OutputBlocks is { } hooks)
         {
-            var grid = patch_embed.call(x);
-            long b = grid.shape[0];
-            var t = grid.flatten(2).transpose(1, 2);
-            if (cls_token is not null) t = cat([cls_token.expand(b, -1, -1), t], 1);
-            t = t + PositionEmbeddings(h, w);
+            var t = Embed(patch_embed.call(x));
             var maps = new List<Tensor>();
             for (int i = 0; i <= hooks[^1]; i++)
             {
@@ -329,10 +330,5 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         return Spec.ClassTokenReadout ? final[.., 0].unsqueeze(-1).unsqueeze(-1) : ToMap(final, h, w);
     }
 
-    /// <summary>Tokens [B, N, D] to the patch grid [B, D, h, w], the class token left out.</summary>
-    private Tensor ToMap(Tensor tokens, long h, long w)
-    {
-        if (cls_token is not null) tokens = tokens[.., 1..];
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], Spec.EmbedDim, h, w);
-    }
+    private Tensor ToMap(Tensor tokens, long h, long w) => TokenMapOp.ToMap(tokens, cls_token is null ? 0 : 1, h, w);
 }

@@ -80,8 +80,8 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         var outputs = _plan.Outputs.Where(o => !_units[o].Gated && !_units[o].IsOp).Select(o => _units[o].Name).ToArray();
         if (outputs.Length > 0)
             throw new ArgumentException($"The heads read gated features, but unit(s) {string.Join(", ", outputs)} are not gated under gating: {mode.ToString().ToLowerInvariant()}.");
-        gates = new ModuleList<GateLayer>(_units.Where(u => u.Gated)
-            .Select(u => new GateLayer(taskNames.Count, u.OutChannels, alphaInit, u.HasMix, hysteresis, _plan.Units[Array.IndexOf(_units, u)].GateParts)).ToArray());
+        gates = new ModuleList<GateLayer>(_units.Select((u, i) => (Unit: u, Parts: _plan.Units[i].GateParts)).Where(p => p.Unit.Gated)
+            .Select(p => new GateLayer(taskNames.Count, p.Unit.OutChannels, alphaInit, p.Unit.HasMix, hysteresis, p.Parts)).ToArray());
         _gateLayers = gates.ToArray();
         _fused = new bool[_units.Length];
         RegisterComponents();
