@@ -73,6 +73,11 @@ public sealed record InterroGateConfig : ArchitectureConfig
     /// </summary>
     public double AlphaInit { get; init; } = 0.01;
     public double GateLr { get; init; } = 0.1;
+    /// <summary>
+    /// The gates' optimiser: SGD (default, the paper's) or Adam, whose per-gate step is about <see cref="GateLr"/> in the
+    /// direction of the gate's running mean gradient whatever its size (docs/method.md, "The gate regime").
+    /// </summary>
+    public GateOptimizer GateOptimizer { get; init; } = GateOptimizer.Sgd;
     public double NoiseTemperature { get; init; }
     /// <summary>
     /// Gate chatter control: 0 (default) makes G = 1[α &gt; 0] at every step, as the paper writes it; h &gt; 0 switches a

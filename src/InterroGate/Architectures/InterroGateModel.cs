@@ -157,11 +157,11 @@ public sealed class InterroGateModel : MultiTaskModel
     }
 
     public override string? GateRegimeWarning(int gateSteps) =>
-        GateMonitor.Verdict(_monitor.Report(Encoder.GateLayers), Options.LambdaS, Options.AlphaInit, Options.GateLr, gateSteps);
+        GateMonitor.Verdict(_monitor.Report(Encoder.GateLayers), Options.LambdaS, Options.AlphaInit, Options.GateLr, gateSteps, Options.GateOptimizer);
 
-    /// <summary>"weights" and "gates" (α and β of every gate layer, SGD at <c>gateLr</c>).</summary>
+    /// <summary>"weights" and "gates" (α and β of every gate layer, <c>gateOptimizer</c> at <c>gateLr</c>).</summary>
     public override IReadOnlyList<ParameterGroup> ParameterGroups() =>
-        WeightsAndGates(Encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta }), Options.GateLr);
+        WeightsAndGates(Encoder.GateLayers.SelectMany(g => g.Beta is null ? new[] { g.Alpha } : new[] { g.Alpha, g.Beta }), Options.GateLr, Options.GateOptimizer);
 
     public override IEnumerable<Parameter> SharedParameters() => Encoder.SharedParameters();
 

@@ -38,12 +38,12 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>The parameters of every group of kind <paramref name="kind"/>.</summary>
     public IEnumerable<Parameter> ParametersOf(GroupKind kind) => ParameterGroups().Where(g => g.Kind == kind).SelectMany(g => g.Parameters);
 
-    /// <summary>Groups "weights" (every other parameter) and "gates" (<paramref name="gates"/>, SGD at <paramref name="lr"/>).</summary>
-    protected IReadOnlyList<ParameterGroup> WeightsAndGates(IEnumerable<Parameter> gates, double lr)
+    /// <summary>Groups "weights" (every other parameter) and "gates" (<paramref name="gates"/>, <paramref name="optimizer"/> at <paramref name="lr"/>).</summary>
+    protected IReadOnlyList<ParameterGroup> WeightsAndGates(IEnumerable<Parameter> gates, double lr, GateOptimizer optimizer = GateOptimizer.Sgd)
     {
         var g = gates.ToArray();
         var set = new HashSet<Parameter>(g, ReferenceEqualityComparer.Instance);
-        return [new("weights", parameters().Where(p => !set.Contains(p)).ToArray(), GroupKind.Weights), new("gates", g, GroupKind.Gates, lr)];
+        return [new("weights", parameters().Where(p => !set.Contains(p)).ToArray(), GroupKind.Weights), new("gates", g, GroupKind.Gates, lr) { GateOptimizer = optimizer }];
     }
 
     /// <summary>Parameters every task's loss reaches (what gradient-balancing methods act on).</summary>

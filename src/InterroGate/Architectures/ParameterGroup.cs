@@ -12,11 +12,21 @@ public enum GroupKind
     /// </summary>
     Weights,
     /// <summary>
-    /// Gates (InterroGate's α and β, cross-stitch units): plain SGD at the group's constant learning rate, stepped only
+    /// Gates (InterroGate's α and β, cross-stitch units): plain SGD (or Adam without weight decay, see
+    /// <see cref="ParameterGroup.GateOptimizer"/>) at the group's constant learning rate, stepped only
     /// while the gates learn (not in the last <c>training.freezeGatesLastEpochs</c> epochs); the model sees their
     /// gradients before each step (<see cref="MultiTaskModel.ObserveGradients"/>).
     /// </summary>
     Gates,
+}
+
+/// <summary>How a gate group is optimised.</summary>
+public enum GateOptimizer
+{
+    /// <summary>Plain SGD: a gate moves by the learning rate times its gradient (the paper's).</summary>
+    Sgd,
+    /// <summary>Adam without weight decay: a gate moves by about the learning rate per step in the direction of its running mean gradient.</summary>
+    Adam,
 }
 
 /// <summary>
@@ -25,6 +35,9 @@ public enum GroupKind
 /// </summary>
 public sealed record ParameterGroup(string Name, IReadOnlyList<Parameter> Parameters, GroupKind Kind, double? LearningRate = null)
 {
+    /// <summary>The optimiser of a <see cref="GroupKind.Gates"/> group.</summary>
+    public GateOptimizer GateOptimizer { get; init; } = GateOptimizer.Sgd;
+
     /// <summary>
     /// With <paramref name="headLr"/>, each weight group split in two: its parameters outside the heads, and the heads'
     /// (<c>heads.*</c>) as "{name}.heads" at <paramref name="headLr"/>; without, the groups as they are.

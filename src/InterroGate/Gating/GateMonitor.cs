@@ -146,21 +146,27 @@ public sealed class GateMonitor
     /// Whether gates of this configuration can learn channel by channel (docs/method.md, conditions R1 and R2), from
     /// gradient statistics observed at the start of training: null when they can, else one line with the numbers.
     /// Lockstep: in at least half of the layers the push is more than <paramref name="lockstepRatio"/> times the spread
-    /// of the task gradient across channels. Frozen: within <paramref name="gateSteps"/> SGD steps at
+    /// of the task gradient across channels. Frozen: within <paramref name="gateSteps"/> steps at
     /// <paramref name="gateLr"/>, no gate of any layer can travel the distance from α₀ to 0 even if push and task
-    /// gradient pointed the same way at every step.
+    /// gradient pointed the same way at every step (SGD: lr times push plus task gradient per step; Adam: about lr).
     /// </summary>
-    public static string? Verdict(IReadOnlyList<GateLayerStats> stats, double lambdaS, double alphaInit, double gateLr, int gateSteps, double lockstepRatio = 10)
+    public static string? Verdict(IReadOnlyList<GateLayerStats> stats, double lambdaS, double alphaInit, double gateLr, int gateSteps,
+        Architectures.GateOptimizer optimizer = Architectures.GateOptimizer.Sgd, double lockstepRatio = 10)
     {
         var cells = stats.SelectMany(l => l.Tasks.Select(t => (Layer: l, Task: t))).Where(c => double.IsFinite(c.Task.TaskGradSpread)).ToArray();
         if (cells.Length == 0) return null;
         double Median(IEnumerable<double> xs) { var s = xs.OrderBy(x => x).ToArray(); return s.Length == 0 ? double.NaN : s[s.Length / 2]; }
 
-        double travel = cells.Max(c => gateSteps * gateLr * (Math.Abs(c.Task.Push) + c.Task.TaskGrad));
+        bool adam = optimizer == Architectures.GateOptimizer.Adam;
+        // Adam moves a gate by at most about gateLr per step, whatever its gradient's size.
+        double travel = adam ? gateSteps * gateLr : cells.Max(c => gateSteps * gateLr * (Math.Abs(c.Task.Push) + c.Task.TaskGrad));
         if (travel < Math.Abs(alphaInit))
-            return $"gate regime: no gate can move: over {gateSteps} gate steps at gateLr {gateLr:G3} a gate travels at most {travel:G3}, " +
-                   $"less than |alphaInit| = {Math.Abs(alphaInit):G3} (largest push {cells.Max(c => c.Task.Push):G3}, largest task gradient {cells.Max(c => c.Task.TaskGrad):G3} per step); " +
-                   "raise lambdaS or gateLr, lower alphaInit, or train the gates longer.";
+            return adam
+                ? $"gate regime: no gate can move: over {gateSteps} gate steps Adam at gateLr {gateLr:G3} moves a gate at most about {travel:G3}, " +
+                  $"less than |alphaInit| = {Math.Abs(alphaInit):G3}; raise gateLr, lower alphaInit, or train the gates longer."
+                : $"gate regime: no gate can move: over {gateSteps} gate steps at gateLr {gateLr:G3} a gate travels at most {travel:G3}, " +
+                  $"less than |alphaInit| = {Math.Abs(alphaInit):G3} (largest push {cells.Max(c => c.Task.Push):G3}, largest task gradient {cells.Max(c => c.Task.TaskGrad):G3} per step); " +
+                  "raise lambdaS or gateLr, lower alphaInit, or train the gates longer.";
 
         var ratios = stats.Select(l => l.Tasks.Where(t => !double.IsNaN(t.PushOverSpread)).Select(t => t.PushOverSpread).DefaultIfEmpty(double.NaN).Max()).ToArray();
         int lockstep = ratios.Count(r => r > lockstepRatio);
@@ -168,7 +174,7 @@ public sealed class GateMonitor
         {
             double median = Median(ratios.Where(r => !double.IsNaN(r)));
             return $"gate regime: lockstep: in {lockstep} of {stats.Count} gated layers the sparsity push is more than {lockstepRatio:G3}× the spread of the " +
-                   $"task gradient across channels (median {median:G3}×), so whole layers will flip together, narrowest first, whatever the data; " +
+                   $"task gradient across channels (median {median:G3}×), so whole layers will flip together{(adam ? "" : ", narrowest first")}, whatever the data; " +
                    $"a lambdaS near {lambdaS * 2 / median:G2} puts the push within about 2× of the spread.";
         }
         return null;

@@ -109,10 +109,15 @@ public sealed class Trainer
             : optim.Adam(weightGroups.Select((g, i) => new TorchSharp.Modules.Adam.ParamGroup(
                 i == 0 ? g.Parameters.Concat(_balancer.Parameters) : g.Parameters, lr: baseLr[i], weight_decay: cfg.WeightDecay)), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
         var gateOpts = groups.Where(g => g.Kind == GroupKind.Gates && g.Parameters.Count > 0)
-            .Select(g => (g.Name, Optimizer: optim.SGD(g.Parameters, g.LearningRate ?? throw new InvalidOperationException($"Gate group '{g.Name}' needs its learning rate."))))
+            .Select(g =>
+            {
+                double lr = g.LearningRate ?? throw new InvalidOperationException($"Gate group '{g.Name}' needs its learning rate.");
+                TorchSharp.Modules.OptimizerHelper opt = g.GateOptimizer == GateOptimizer.Adam ? optim.Adam(g.Parameters, lr) : optim.SGD(g.Parameters, lr);
+                return (g.Name, Optimizer: opt);
+            })
             .ToArray();
         var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
-        optimizers.AddRange(gateOpts.Select(g => (g.Name, (TorchSharp.Modules.OptimizerHelper)g.Optimizer)));
+        optimizers.AddRange(gateOpts.Select(g => (g.Name, g.Optimizer)));
         bool hasGates = gateOpts.Length > 0;
         var objective = new MultiTaskObjective(tasks);
         using var validationBatches = ValidationBatches(cfg, device).GetEnumerator();

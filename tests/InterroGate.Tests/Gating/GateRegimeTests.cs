@@ -37,10 +37,11 @@ public sealed class GateRegimeTests : IDisposable
         public void Report(TrainingEvent value) { if (value is RunMessage m) Messages.Add(m.Text); }
     }
 
-    private (bool[][] LastLayer, List<string> Messages, IReadOnlyList<GateLayerStats> Stats) Train(double alphaInit, double lambdaS)
+    private (bool[][] LastLayer, List<string> Messages, IReadOnlyList<GateLayerStats> Stats) Train(double alphaInit, double lambdaS,
+        GateOptimizer optimizer = GateOptimizer.Sgd, double gateLr = 0.1)
     {
         manual_seed(11);
-        var options = new InterroGateConfig { AlphaInit = alphaInit, LambdaS = lambdaS, GateLr = 0.1 };
+        var options = new InterroGateConfig { AlphaInit = alphaInit, LambdaS = lambdaS, GateLr = gateLr, GateOptimizer = optimizer };
         var model = new InterroGateModel(Tasks, ResNetSpec.ResNet20(0.25), 1, (16, 16), options);
         var parameters = model.named_parameters().Select(p => (p.name, Value: (Tensor)p.parameter))
             .Concat(model.named_buffers().Select(b => (b.name, Value: b.buffer))).ToDictionary(p => p.name, p => p.Value);
@@ -85,7 +86,7 @@ public sealed class GateRegimeTests : IDisposable
             Training = new TrainingConfig { Epochs = 4, BatchSize = 32, EvalBatchSize = 128, Lr = 1e-7, WeightDecay = 0 },
         };
         var recorder = new Recorder();
-        string dir = Path.Combine(_dir, $"a{alphaInit}-l{lambdaS}"); // one run per folder
+        string dir = Path.Combine(_dir, $"a{alphaInit}-l{lambdaS}-{optimizer}"); // one run per folder
         new Trainer(config, model, new DatasetSplits(set, set.Take(128), set.Take(128)), dir, recorder).Run();
         var stats = GateReport.ReadGateLines(Path.Combine(dir, "metrics.jsonl")).Last().Layers;
         return (model.HardGates()[^1], recorder.Messages, stats);
@@ -95,6 +96,30 @@ public sealed class GateRegimeTests : IDisposable
     public void In_the_regime_the_last_layer_splits_channel_by_channel_and_the_tasks_keep_different_channels()
     {
         var (gates, messages, stats) = Train(alphaInit: 0.01, lambdaS: 10);
+        AssertOwnChannelsKept(gates);
+        // The monitor saw why: on the last layer the task gradient varies across channels far more than the push.
+        var last = stats[^1];
+        Assert.All(last.Tasks, t => Assert.True(t.PushOverSpread < 1, $"{t.Task}: push/spread {t.PushOverSpread}"));
+        Assert.DoesNotContain(messages, m => m.Contains("no gate can move", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void With_Adam_on_the_gates_the_layer_splits_the_same_way()
+    {
+        // Adam moves each gate by about gateLr per step in the direction of its mean gradient: 48 steps of 2e-3 carry
+        // α₀ = 0.01 across zero where the push outweighs the task gradient, and not where the task needs the channel.
+        var (gates, messages, _) = Train(alphaInit: 0.01, lambdaS: 10, GateOptimizer.Adam, gateLr: 2e-3);
+        AssertOwnChannelsKept(gates);
+        Assert.DoesNotContain(messages, m => m.Contains("no gate can move", StringComparison.Ordinal));
+
+        // Adam at 1e-3 cannot carry α₀ = 0.5 to zero in 48 steps: nothing moves, and the run says so first.
+        var (frozen, frozenMessages, _) = Train(alphaInit: 0.5, lambdaS: 10, GateOptimizer.Adam, gateLr: 1e-3);
+        Assert.All(frozen, g => Assert.All(g, Assert.True));
+        Assert.Contains(frozenMessages, m => m.StartsWith("gate regime: no gate can move", StringComparison.Ordinal) && m.Contains("Adam", StringComparison.Ordinal));
+    }
+
+    private static void AssertOwnChannelsKept(bool[][] gates)
+    {
         for (int t = 0; t < Tasks.Count; t++)
         {
             var kept = Enumerable.Range(0, 16).Where(c => gates[t][c]).ToArray();
@@ -104,10 +129,6 @@ public sealed class GateRegimeTests : IDisposable
             Assert.InRange(kept.Length, 1, 15); // split inside the layer
         }
         Assert.False(gates[0].SequenceEqual(gates[1])); // the tasks keep different channels
-        // The monitor saw why: on the last layer the task gradient varies across channels far more than the push.
-        var last = stats[^1];
-        Assert.All(last.Tasks, t => Assert.True(t.PushOverSpread < 1, $"{t.Task}: push/spread {t.PushOverSpread}"));
-        Assert.DoesNotContain(messages, m => m.Contains("no gate can move", StringComparison.Ordinal));
     }
 
     [Fact]

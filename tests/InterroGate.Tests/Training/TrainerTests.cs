@@ -307,6 +307,32 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Adam_on_the_gates_resumes_with_its_state_and_ends_where_an_uninterrupted_run_ends()
+    {
+        var arch = new InterroGateConfig { LambdaS = 2, GateOptimizer = GateOptimizer.Adam, GateLr = 1e-3 };
+        var config = Config(arch, epochs: 1, train: 256) with
+        {
+            Training = Config(new HardSharingConfig()).Training with { Epochs = 1, Deterministic = true, MaxStepsPerEpoch = 8 },
+        };
+        float[] Alphas(MultiTaskModel model) =>
+            ((InterroGateModel)model).Encoder.GateLayers.SelectMany(g => g.Alpha.detach().cpu().data<float>().ToArray()).ToArray();
+
+        var whole = PreparedRun.Create(config);
+        new Trainer(config, whole.Model, whole.Data, Path.Combine(_dir, "whole")).Run();
+
+        var cut = PreparedRun.Create(config);
+        using var cts = new CancellationTokenSource();
+        var first = new Trainer(config, cut.Model, cut.Data, Path.Combine(_dir, "cut"), new CancelAfter(cts, steps: 3)).Run(cancel: cts.Token);
+        Assert.True(first.Interrupted);
+        var again = PreparedRun.Create(config);
+        new Trainer(config, again.Model, again.Data, Path.Combine(_dir, "cut")).Run(first.LastCheckpoint);
+
+        var expected = Alphas(whole.Model);
+        Assert.Contains(expected, a => a != (float)arch.AlphaInit); // the gates moved
+        Assert.Equal(expected, Alphas(again.Model));
+    }
+
+    [Fact]
     public void Changed_keys_are_listed_by_their_path()
     {
         var changed = RunFiles.ChangedKeys("""{"a": 1, "b": {"c": [1, 2], "d": "x"}, "training": {"device": "cpu"}}""",
