@@ -39,9 +39,9 @@ public static class GatePatternPlot
         plot.Axes.Bottom.Label.Text = "gated layer (forward order)";
         plot.Axes.Left.Label.Text = "fraction of channels / mix weight";
         plot.Title(title ?? "Task-specific channels per gated layer");
-        plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
+        plot.ShowLegend(ScottPlot.Edge.Right); // outside the axes: never over a bar
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(basePath))!);
-        int w = Math.Max(900, 40 * layers.Count + 200), h = 480;
+        int w = Math.Max(1100, 40 * layers.Count + 500), h = 480;
         string png = basePath + ".png", svg = basePath + ".svg";
         plot.SavePng(png, w, h);
         plot.SaveSvg(svg, w, h);
