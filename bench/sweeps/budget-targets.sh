@@ -7,8 +7,8 @@
 #     bench/sweeps/budget-targets.sh
 #   quick (2 seeds, after bench/sweeps/multifashion-pareto.sh):
 #     bench/sweeps/budget-targets.sh multifashion-quick runs/bench-multifashion-pareto 0,1
-#   dense (after `interrogate compare fashion-scenes-nyud -o runs/fashion-scenes-nyud`):
-#     bench/sweeps/budget-targets.sh fashion-scenes-nyud runs/fashion-scenes-nyud 0
+#   dense (after `NAME=fashion-scenes-nyud-regime bench/multifashion-quality.sh fashion-scenes-nyud`):
+#     bench/sweeps/budget-targets.sh fashion-scenes-nyud runs/bench-fashion-scenes-nyud-regime 0
 # Output: bench/results/<preset>-targets/ (table, trade-off plot with the targets drawn, log, the front check).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
