@@ -2,7 +2,8 @@
 # Budget targets for any comparison preset: InterroGate trained to 25%, 50% and 75% of the way from MTL's MACs to STL's, in the
 # folder of a λs comparison of the same preset (its STL and MTL runs are reused), then each target row against that
 # sweep's Pareto front at the same MACs (bench command front-check).
-# Usage: bench/sweeps/budget-targets.sh [preset] [folder of the λs comparison] [seeds]
+# Usage: [OUT=results-folder] [RAMP=r] bench/sweeps/budget-targets.sh [preset] [folder of the λs comparison] [seeds] [more compare options]
+#   RAMP: the targets' ramp option (docs/method.md, "Budget targets"; default 0, none).
 #   full data (3 seeds, after `NAME=multifashion-w025-regime bench/multifashion-quality.sh multifashion-w025 --seeds 0,1,2`):
 #     bench/sweeps/budget-targets.sh
 #   quick (2 seeds, after bench/sweeps/multifashion-pareto.sh):
@@ -15,7 +16,12 @@ cd "$(dirname "$0")/../.."
 preset=${1:-multifashion-w025}
 runs=${2:-runs/bench-multifashion-w025-regime}
 seeds=${3:-0,1,2}
-out=bench/results/$preset-targets
+shift $(( $# < 3 ? $# : 3 ))
+out=${OUT:-bench/results/$preset-targets}
+targets=(--targets 0.25,0.5,0.75)
+if [ -n "${RAMP:-}" ]; then
+  targets=(--set 'lambdaS=[]' --set "targets=[{\"fraction\":0.25,\"ramp\":$RAMP},{\"fraction\":0.5,\"ramp\":$RAMP},{\"fraction\":0.75,\"ramp\":$RAMP}]")
+fi
 lambda_table=$runs/table.json
 [ -f "$lambda_table" ] || { echo "no λs comparison in $runs (table.json); run it first" >&2; exit 2; }
 dotnet build src/InterroGate.Cli -c Release -v q -nologo
@@ -25,7 +31,7 @@ trap 'rm -rf "$bin"' EXIT
 cp -r src/InterroGate.Cli/bin/Release/net10.0/. "$bin/"
 mkdir -p "$out"
 cp "$lambda_table" "$out/lambda-table.json"  # compare rewrites the folder's table below
-dotnet "$bin/interrogate.dll" compare "$preset" -o "$runs" --seeds "$seeds" --targets 0.25,0.5,0.75 2>&1 \
+dotnet "$bin/interrogate.dll" compare "$preset" -o "$runs" --seeds "$seeds" "${targets[@]}" "$@" 2>&1 \
   | grep -vE '^\s+\S+ epoch [0-9]+/[0-9]+ loss' | tee "$out/compare.log"
 cp "$runs/table.md" "$runs/table.json" "$runs/tradeoff.png" "$runs/tradeoff.svg" "$out/"
 cp "$out/lambda-table.json" "$lambda_table"     # the λs comparison's table back in its folder

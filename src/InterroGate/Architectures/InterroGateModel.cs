@@ -71,7 +71,8 @@ public sealed class InterroGateModel : MultiTaskModel
     {
         if (budget is null) return null;
         budget.SetGateSteps(gateSteps);
-        return $"{budget.Describe()}; λs adapted from {Options.LambdaS:G4} at rate {budget.Rate:G3} per gate step";
+        return $"{budget.Describe()}; λs adapted from {Options.LambdaS:G4} at rate {budget.Rate:G3} per gate step" +
+               (budget.RampSteps > 0 ? $", the budget descending from STL's cost over the first {budget.RampSteps:0} gate steps" : "");
     }
 
     public override void PrepareSpeed(Func<Tensor> sample)

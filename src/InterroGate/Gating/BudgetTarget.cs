@@ -11,8 +11,9 @@ namespace InterroGate.Gating;
 /// of the whole deployed network (the pruned encoder and the heads, as the comparison tables count them),
 /// <see cref="Fraction"/> of the way from MTL's MACs (0) to STL's (1), or <see cref="PerTask"/>: for each task, the
 /// fraction of one encoder's MACs its own copy keeps. <see cref="Rate"/>: step of the dual update of λ_s (in log space,
-/// per gate step and unit of gap; default from the number of gate steps). <see cref="Tolerance"/>: how close the landed cost must be (relative to the target;
-/// per task, in fractions of an encoder).
+/// per gate step and unit of gap; default from the number of gate steps). <see cref="Ramp"/>: the share of the gate-learning
+/// steps over which the steered budget descends from STL's cost to the target. <see cref="Tolerance"/>: how close the
+/// landed cost must be (relative to the target; per task, in fractions of an encoder).
 /// </summary>
 public sealed record BudgetTarget
 {
@@ -22,6 +23,13 @@ public sealed record BudgetTarget
     public IReadOnlyList<double>? PerTask { get; init; }
     /// <summary>Null: 20 / (gate-learning steps), so that λ can change by up to e^(20·gap) over the gate-learning steps.</summary>
     public double? Rate { get; init; }
+    /// <summary>
+    /// Share of the gate-learning steps over which the budget the dual update steers toward moves linearly from STL's
+    /// cost (every gate on, where training starts) to the target; the rest steer toward the target itself. A budget
+    /// that descends gradually lets λ follow it instead of growing until whole layers cross at once (docs/method.md,
+    /// "Budget targets"). 0 (default): the target from the first step.
+    /// </summary>
+    public double Ramp { get; init; }
     public double Tolerance { get; init; } = 0.02;
 
     /// <summary>Which of the four ways the budget is given in.</summary>
@@ -57,6 +65,7 @@ public sealed record BudgetTarget
                 ConfigException.Require(per[i] is >= 0 and <= 1, $"{path}.perTask[{i}]", per[i], "[0, 1] (the fraction of one encoder's MACs the task's own copy keeps)");
         }
         if (Rate is double r) ConfigException.Require(r > 0 && double.IsFinite(r), $"{path}.rate", r, "> 0 (or leave it out: 20 / gate-learning steps)");
+        ConfigException.Require(Ramp is >= 0 and <= 1, $"{path}.ramp", Ramp, "[0, 1] (share of the gate-learning steps over which the budget descends from STL's cost to the target)");
         ConfigException.Require(Tolerance is > 0 and <= 0.5, $"{path}.tolerance", Tolerance, "(0, 0.5]");
     }
 }
@@ -65,15 +74,17 @@ public enum BudgetKind { Macs, Parameters, Fraction, PerTask }
 
 /// <summary>
 /// The state of a budget during training. Every gate step it reads the pruned cost of the current hard gates and
-/// updates λ_s multiplicatively by the gap to the target, λ ← λ·exp(rate·gap), gap in fractions of the way from MTL
-/// to STL (per task: of one encoder); the sparsity loss is applied with weight λ only while the budget is exceeded,
-/// so under it only the task gradients move the gates. It also keeps a running mean of every gate's task gradient,
+/// updates λ_s multiplicatively by the gap to the steered budget, λ ← λ·exp(rate·gap), gap in fractions of the way
+/// from MTL to STL (per task: of one encoder); the steered budget descends from STL's cost to the target over the
+/// first <see cref="BudgetTarget.Ramp"/> of the gate steps. The sparsity loss is applied with weight λ only while
+/// the steered budget is exceeded, so under it only the task gradients move the gates. It also keeps a running mean of every gate's task gradient,
 /// by which <see cref="Land"/> picks the gates that matter least when the gates are fixed off target.
 /// λ and the running means are buffers (budget.*), so a checkpoint resumes them.
 /// </summary>
 public sealed class BudgetController : TorchSharp.torch.nn.Module
 {
     private readonly Tensor lambda;         // [T] (one value used for every task unless per-task)
+    private readonly Tensor? gate_steps;    // scalar: dual updates made so far; only with a ramp (checkpoints without one stay as they were)
     private readonly Tensor[] task_grad;    // per gated layer, [T, C]: running mean of ∂L_tasks/∂α
     private readonly Func<IReadOnlyList<bool[][]>, PrunedCost> _cost;
     private readonly int _tasks;
@@ -98,8 +109,10 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
         if (target.PerTask is { } per && per.Count != tasks)
             throw new ConfigException("architecture.target.perTask", $"has {per.Count} values; give one per task ({tasks})");
         lambda = full(tasks, Math.Max(lambdaS, 1e-6), dtype: float64);
+        gate_steps = target.Ramp > 0 ? zeros(1, dtype: float64) : null;
         task_grad = channels.Select(c => zeros(tasks, c, dtype: float32)).ToArray();
         register_buffer("lambda", lambda);
+        if (gate_steps is not null) register_buffer("gate_steps", gate_steps);
         for (int l = 0; l < task_grad.Length; l++) register_buffer($"task_grad_{l}", task_grad[l]);
     }
 
@@ -109,7 +122,17 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     public double Rate { get; private set; } = 0.05;
 
     /// <summary>Sets the default step of the dual update from the number of gate-learning steps of the run.</summary>
-    public void SetGateSteps(int gateSteps) => Rate = Target.Rate ?? 20.0 / Math.Max(gateSteps, 1);
+    public void SetGateSteps(int gateSteps)
+    {
+        Rate = Target.Rate ?? 20.0 / Math.Max(gateSteps, 1);
+        RampSteps = Target.Ramp * gateSteps;
+    }
+
+    /// <summary>Gate steps over which the steered budget descends to the target (<see cref="BudgetTarget.Ramp"/> × gate steps).</summary>
+    public double RampSteps { get; private set; }
+
+    /// <summary>How far the steered budget has descended from STL's cost to the target after the dual updates so far (0 to 1).</summary>
+    public double Progress => RampSteps <= 0 || gate_steps is null ? 1 : Math.Min(1, gate_steps.cpu().item<double>() / RampSteps);
 
     /// <summary>Task names, for messages (task 0, 1, ... unless set).</summary>
     public IReadOnlyList<string> TaskNames { get; init; } = [];
@@ -184,6 +207,7 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     /// </summary>
     public double[] Update(IReadOnlyList<bool[][]> gates)
     {
+        if (gate_steps is not null) using (no_grad()) gate_steps.add_(1);
         var gaps = Gaps(gates);
         using var _ = no_grad();
         var next = Lambda.Select((l, t) => Math.Clamp(l * Math.Exp(Rate * gaps[t]), 1e-6, 1e6)).ToArray();
@@ -266,14 +290,19 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
 
     private string Describe(double cost) => Target.Kind == BudgetKind.Parameters ? $"{cost / 1e6:F3} M parameters" : $"{cost / 1e6:F3} M MACs";
 
+    /// <summary>Gap of <paramref name="gates"/> to the steered budget (per task), in fractions of the way from MTL to STL (per task: of one encoder).</summary>
     private double[] Gaps(IReadOnlyList<bool[][]> gates)
     {
         Describe();
         var c = _cost(gates);
-        if (Target.Kind == BudgetKind.PerTask) return Enumerable.Range(0, _tasks).Select(t => TaskFraction(c, t) - Target.PerTask![t]).ToArray();
-        double span = Target.Kind == BudgetKind.Parameters ? WholeParameters(Stl) - WholeParameters(Mtl) : WholeMacs(Stl) - WholeMacs(Mtl);
+        double remaining = 1 - Progress; // share of the way from the target back to STL's cost the steered budget still is
+        if (Target.Kind == BudgetKind.PerTask)
+            return Enumerable.Range(0, _tasks).Select(t => TaskFraction(c, t) - (Target.PerTask![t] + remaining * (1 - Target.PerTask[t]))).ToArray();
+        double stl = Target.Kind == BudgetKind.Parameters ? WholeParameters(Stl) : WholeMacs(Stl);
+        double span = stl - (Target.Kind == BudgetKind.Parameters ? WholeParameters(Mtl) : WholeMacs(Mtl));
         double cost = Target.Kind == BudgetKind.Parameters ? WholeParameters(c) : WholeMacs(c);
-        double gap = span > 0 ? (cost - TargetCost()) / span : 0;
+        double steered = TargetCost() + remaining * (stl - TargetCost());
+        double gap = span > 0 ? (cost - steered) / span : 0;
         return Enumerable.Repeat(gap, _tasks).ToArray();
     }
 

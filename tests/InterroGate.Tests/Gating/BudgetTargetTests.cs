@@ -92,7 +92,7 @@ public sealed class BudgetTargetTests : IDisposable
     public void The_dual_update_raises_lambda_over_budget_lowers_it_under_and_the_push_is_off_under_budget()
     {
         using var _ = NewDisposeScope();
-        var m = Model(BudgetTarget.AtFraction(0.5) with { Rate = 0.1 }, lambdaS: 2);
+        var m = Model(BudgetTarget.AtFraction(0.5) with { Rate = 0.1, Ramp = 0 }, lambdaS: 2);
         m.PrepareTraining(100);
         var b = m.Budget!;
         SetAll(m, true); // STL's cost: over budget by half the way
@@ -112,6 +112,41 @@ public sealed class BudgetTargetTests : IDisposable
         m.GatesStepped();
         Assert.True(m.SparsityPush().All(p => p.eq(0).all().item<bool>()));
         Assert.Equal(0, m.Regularizer()!.item<float>());
+    }
+
+    [Fact]
+    public void The_steered_budget_descends_from_STL_s_cost_to_the_target_over_the_ramp()
+    {
+        using var _ = NewDisposeScope();
+        var m = Model(BudgetTarget.AtFraction(0.5) with { Rate = 0.1, Ramp = 0.5 }, lambdaS: 2);
+        Assert.Contains("descending from STL's cost over the first 50 gate steps", m.PrepareTraining(100));
+        var b = m.Budget!;
+        SetAll(m, true); // STL's cost, half the way above the target
+        // Step 1 of 50: the steered budget is 2% of the way down from STL's cost, so the gap is 0.02 × 0.5.
+        b.Update(m.HardGates());
+        Assert.Equal(2 * Math.Exp(0.1 * 0.01), b.Lambda[0], 9);
+        Assert.Equal(1 / 50.0, b.Progress, 9);
+        for (int k = 2; k <= 60; k++) b.Update(m.HardGates());
+        // Steps k = 1..50 had gaps 0.5·k/50, the last ten the full 0.5.
+        double sum = Enumerable.Range(1, 50).Sum(k => 0.5 * k / 50) + 10 * 0.5;
+        Assert.Equal(2 * Math.Exp(0.1 * sum), b.Lambda[0], 6);
+        Assert.Equal(1, b.Progress);
+        // The step count travels with the weights (a checkpoint resumes the ramp where it was); without a ramp there is none.
+        var copy = Model(BudgetTarget.AtFraction(0.5) with { Rate = 0.1, Ramp = 0.5 }, lambdaS: 2);
+        copy.PrepareTraining(100);
+        Assert.Equal(0, copy.Budget!.Progress);
+        copy.load_state_dict(m.state_dict());
+        Assert.Equal(1, copy.Budget.Progress);
+        Assert.DoesNotContain(Model(BudgetTarget.AtFraction(0.5)).state_dict().Keys, k => k.EndsWith("gate_steps", StringComparison.Ordinal));
+
+        // Under the steered budget, the push is off even though the target itself is not met yet.
+        var early = Model(BudgetTarget.AtFraction(0.5) with { Ramp = 1 }, lambdaS: 2);
+        early.PrepareTraining(1000); // step 1: the steered budget is 0.1% of the way down from STL's cost
+        var mixed = early.HardGates().Select((l, i) => l.Select(t => t.Select(_ => i > 0).ToArray()).ToArray()).ToList();
+        Assert.True(early.Budget!.Relative(early.Budget.Cost(mixed)) > 0.2);
+        Assert.All(early.Budget.Update(mixed), w => Assert.Equal(0, w));
+        Assert.Equal("architecture.target.ramp", Assert.Throws<ConfigException>(() =>
+            new InterroGateConfig { Target = BudgetTarget.AtFraction(0.5) with { Ramp = 1.5 } }.Validate("architecture", 2)).Key);
     }
 
     [Fact]
@@ -199,6 +234,8 @@ public sealed class BudgetTargetTests : IDisposable
         var reloaded = PreparedRun.Create(config);
         Checkpoint.Load(Path.Combine(_dir, "last.ckpt"), reloaded.Model);
         Assert.Equal(ig.Budget.Lambda, ((InterroGateModel)reloaded.Model).Budget!.Lambda);
+        ((InterroGateModel)reloaded.Model).PrepareTraining(ig.Budget.RampSteps > 0 ? (int)Math.Round(ig.Budget.RampSteps / 0.5) : 1);
+        Assert.Equal(ig.Budget.Progress, ((InterroGateModel)reloaded.Model).Budget!.Progress);
         Assert.NotEqual(1.0, ig.Budget.Lambda[0]);
         // metrics.jsonl reports target, cost and gap every epoch.
         using var line = System.Text.Json.JsonDocument.Parse(File.ReadLines(Path.Combine(_dir, "metrics.jsonl")).Last());
