@@ -57,6 +57,7 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
                 {
                     TaskGrad = gradients[i].Tasks[k].TaskGrad, TaskGradSpread = gradients[i].Tasks[k].TaskGradSpread,
                     Push = gradients[i].Tasks[k].Push, Flips = flips.GetValueOrDefault((i, k)),
+                    SteadyGrad = gradients[i].Tasks[k].SteadyGrad, SteadySpread = gradients[i].Tasks[k].SteadySpread,
                 }).ToArray(),
             }).ToArray();
         return new GateReport(checkpoint, ig.Tasks.Names.ToArray(), layers, epoch, ig.Encoder.Units.Where(u => u.Gated).Select(u => u.Name).ToArray());
@@ -85,7 +86,8 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
     {
         var sb = new StringBuilder();
         var header = new List<string> { "layer", "C" };
-        foreach (var t in Tasks) header.AddRange([$"{t} specific", $"{t} α mean ± sd", $"{t} β weight", $"{t} |task grad|", $"{t} task grad sd", $"{t} push", $"{t} push/sd", $"{t} flips"]);
+        foreach (var t in Tasks) header.AddRange([$"{t} specific", $"{t} α mean ± sd", $"{t} β weight", $"{t} |task grad|", $"{t} task grad sd", $"{t} push", $"{t} push/sd",
+            $"{t} steady sd", $"{t} push/steady sd", $"{t} flips"]);
         sb.AppendLine("| " + string.Join(" | ", header) + " |");
         sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", header.Count)));
         foreach (var l in Layers)
@@ -95,7 +97,8 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
             var cells = new List<string> { layer, l.Channels.ToString(CultureInfo.InvariantCulture) };
             foreach (var t in l.Tasks)
                 cells.AddRange([F(100 * t.Specific, "F0") + "%", $"{F(t.AlphaMean, "+0.000;-0.000;+0.000")} ± {F(t.AlphaStd, "0.000")}", F(t.MixWeight, "0.00"),
-                    F(t.TaskGrad, "0.0e+0"), F(t.TaskGradSpread, "0.0e+0"), F(t.Push, "0.0e+0"), F(t.PushOverSpread, "0.0"), t.Flips.ToString(CultureInfo.InvariantCulture)]);
+                    F(t.TaskGrad, "0.0e+0"), F(t.TaskGradSpread, "0.0e+0"), F(t.Push, "0.0e+0"), F(t.PushOverSpread, "0.0"),
+                    F(t.SteadySpread, "0.0e+0"), F(t.PushOverSteadySpread, "0.0"), t.Flips.ToString(CultureInfo.InvariantCulture)]);
             sb.AppendLine("| " + string.Join(" | ", cells) + " |");
         }
         sb.AppendLine();
@@ -104,7 +107,9 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
                       $"{SplitLayers} of {Layers.Count} gated layers split channel by channel.");
         sb.AppendLine(GradientEpoch is int e
             ? $"Gradients: running means over the gate-learning steps of epoch {e} (metrics.jsonl); push = λs·∂L_s/∂α, the same for every channel of a layer; " +
-              "push/sd ≫ 1 means the layer's gates moved in lockstep. Flips: sign changes of α over the whole run."
+              "task grad sd: spread of one step's task gradient over the channels (noise included); steady sd: spread over the channels of each channel's " +
+              "task gradient averaged over the epoch (what persists); push/sd ≫ 1 means the layer's gates moved in lockstep, push/steady sd ≫ 1 that the " +
+              "push outweighed every consistent difference between its channels. Flips: sign changes of α over the whole run."
             : "No gradient statistics (no metrics.jsonl with gate statistics beside the checkpoint).");
         return sb.ToString();
     }

@@ -10,16 +10,25 @@ namespace InterroGate.Gating;
 /// <see cref="MixWeight"/>: the task's mean softmax(β) weight in the shared mix, <see cref="MixWeightMax"/> its
 /// largest over channels (NaN on the last gated layer, which has no mix). Gradient statistics are running means over
 /// the gate-learning steps observed (NaN where none were): <see cref="TaskGrad"/> = mean over channels of |∂L_tasks/∂α|,
-/// <see cref="TaskGradSpread"/> = its standard deviation over channels (the signal that tells channels apart),
-/// <see cref="Push"/> = λ_s·∂L_s/∂α averaged over channels (the same for every channel but for σ'(α)).
+/// <see cref="TaskGradSpread"/> = its standard deviation over channels in one step, averaged over the steps (the signal
+/// that tells channels apart, minibatch noise included), <see cref="Push"/> = λ_s·∂L_s/∂α averaged over channels (the
+/// same for every channel but for σ'(α)). <see cref="SteadyGrad"/> and <see cref="SteadySpread"/>: mean and standard
+/// deviation over channels of each channel's task gradient averaged over the steps: what the data says about a
+/// channel consistently, the noise averaged out (negative: the task pulls the gate toward its own copy).
 /// <see cref="Flips"/>: sign changes of α counted over those steps.
 /// </summary>
 public sealed record GateTaskStats(
     string Task, double Specific, double AlphaMean, double AlphaStd, double MixWeight, double MixWeightMax,
-    double TaskGrad, double TaskGradSpread, double Push, long Flips)
+    double TaskGrad, double TaskGradSpread, double Push, long Flips, double SteadyGrad = double.NaN, double SteadySpread = double.NaN)
 {
     /// <summary>Push over spread: ≫ 1 means the layer's gates move in lockstep, whatever the data.</summary>
     public double PushOverSpread => TaskGradSpread > 0 ? Push / TaskGradSpread : Push > 0 ? double.PositiveInfinity : double.NaN;
+
+    /// <summary>
+    /// Push over the steady spread: ≫ 1 means that over these steps the push outweighs every consistent difference
+    /// between the layer's channels, so their gates drift together even where one step's spread is larger than the push.
+    /// </summary>
+    public double PushOverSteadySpread => SteadySpread > 0 ? Push / SteadySpread : Push > 0 && SteadySpread == 0 ? double.PositiveInfinity : double.NaN;
 }
 
 /// <summary>One gated layer: its index in forward order, its channels and each task's <see cref="GateTaskStats"/>.</summary>
@@ -39,6 +48,7 @@ public sealed class GateMonitor
     private readonly string[] _tasks;
     private readonly long[] _channels;
     private readonly double[,] _gradSum, _spreadSum, _pushSum; // [layer, task]
+    private readonly double[][] _channelSum; // [layer][task·C]: each gate's task gradient summed over the steps
     private readonly long[,] _flips;
     private bool[][]? _previous; // hard gates per layer, [T·C] flattened
     private int _steps;
@@ -49,6 +59,7 @@ public sealed class GateMonitor
         _channels = channels.ToArray();
         int l = _channels.Length, t = _tasks.Length;
         (_gradSum, _spreadSum, _pushSum, _flips) = (new double[l, t], new double[l, t], new double[l, t], new long[l, t]);
+        _channelSum = _channels.Select(c => new double[t * c]).ToArray();
     }
 
     /// <summary>Gate-learning steps observed since the last <see cref="Reset"/>.</summary>
@@ -84,6 +95,7 @@ public sealed class GateMonitor
                     int i = t * c + k;
                     double alpha = flat[offset + i], grad = flat[offset + n + i], p = flat[offset + 2 * n + i]; // alpha: α, or G − 0.5
                     double x = grad - p; // the tasks' part of the gradient on this gate
+                    _channelSum[l][i] += x;
                     sum += Math.Abs(x);
                     signedSum += x;
                     sumSq += x * x;
@@ -110,6 +122,7 @@ public sealed class GateMonitor
         Array.Clear(_spreadSum);
         Array.Clear(_pushSum);
         Array.Clear(_flips);
+        foreach (var c in _channelSum) Array.Clear(c);
         _steps = 0;
     }
 
@@ -132,10 +145,15 @@ public sealed class GateMonitor
                 double mean = a.Average(), std = Math.Sqrt(a.Select(v => (v - mean) * (v - mean)).Average());
                 var w = mix?[t].data<double>().ToArray();
                 double s = _steps;
+                int c = a.Length;
+                var steady = Enumerable.Range(0, c).Select(k => _channelSum[l][t * c + k] / s).ToArray();
+                double steadyMean = steady.Average();
                 tasks[t] = new GateTaskStats(_tasks[t], specific, mean, std,
                     w?.Average() ?? double.NaN, w?.Max() ?? double.NaN,
                     _steps > 0 ? _gradSum[l, t] / s : double.NaN, _steps > 0 ? _spreadSum[l, t] / s : double.NaN,
-                    _steps > 0 ? _pushSum[l, t] / s : double.NaN, _flips[l, t]);
+                    _steps > 0 ? _pushSum[l, t] / s : double.NaN, _flips[l, t],
+                    _steps > 0 ? steadyMean : double.NaN,
+                    _steps > 0 ? Math.Sqrt(steady.Select(v => (v - steadyMean) * (v - steadyMean)).Average()) : double.NaN);
             }
             result.Add(new GateLayerStats(l, layers[l].Channels, tasks));
         }
