@@ -29,13 +29,13 @@ public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool sh
         if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "Batch size must be > 0.");
         var order = Order(epoch);
         int batches = BatchesPerEpoch;
-        var next = skipBatches < batches ? Fetch(order, skipBatches) : null;
+        var next = skipBatches < batches ? Fetch(order, skipBatches, epoch) : null;
         try
         {
             for (int b = skipBatches; b < batches; b++)
             {
                 var current = next!.Result;
-                next = b + 1 < batches ? Fetch(order, b + 1) : null;
+                next = b + 1 < batches ? Fetch(order, b + 1, epoch) : null;
                 yield return current;
             }
         }
@@ -46,12 +46,12 @@ public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool sh
         }
     }
 
-    private Task<Dictionary<string, Tensor>> Fetch(long[] order, int batch)
+    private Task<Dictionary<string, Tensor>> Fetch(long[] order, int batch, int epoch)
     {
         int start = batch * batchSize, count = Math.Min(batchSize, order.Length - start);
         return Task.Run(() =>
         {
-            var batch = dataset.GetBatch(order.AsSpan(start, count));
+            var batch = dataset.GetBatch(order.AsSpan(start, count), epoch);
             if (device is null || device.type == DeviceType.CPU) return batch;
             var moved = new Dictionary<string, Tensor>(batch.Count);
             foreach (var (key, t) in batch)

@@ -26,8 +26,11 @@ public interface IJointTransform
 /// <summary>
 /// Base of data sets whose samples are read or generated one at a time (dense benchmarks that do not fit in
 /// memory). Each sample goes through the optional joint transform, which must bring it to
-/// <see cref="Input"/>'s size; then samples are stacked and the image normalised. A sample's random draws are a
-/// function of (seed, index, how many times the sample was drawn before), so a fresh run is reproducible.
+/// <see cref="Input"/>'s size; then samples are stacked and the image normalised. A sample's random draws in training are a
+/// function of (seed, index, epoch) (<see cref="GetBatch(ReadOnlySpan{long}, int)"/>, what the data loader calls), so a
+/// run gives the same batches whether it is trained fresh, resumed, or after other runs in the same process; outside
+/// an epoch (<see cref="GetBatch(ReadOnlySpan{long})"/>) each call draws anew, from (seed, index, how many such calls
+/// came before).
 /// </summary>
 public abstract class DenseDataset : IMultiTaskDataset
 {
@@ -53,7 +56,11 @@ public abstract class DenseDataset : IMultiTaskDataset
     /// <summary>Sample <paramref name="index"/> as stored (CPU tensors; the caller disposes them).</summary>
     protected abstract DenseSample Load(int index);
 
-    public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+    public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices) => Batch(indices, epoch: null);
+
+    public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices, int epoch) => Batch(indices, epoch);
+
+    private Dictionary<string, Tensor> Batch(ReadOnlySpan<long> indices, int? epoch)
     {
         if (_draws.Length != Count) Interlocked.CompareExchange(ref _draws, new int[Count], _draws);
         using var scope = NewDisposeScope();
@@ -66,7 +73,8 @@ public abstract class DenseDataset : IMultiTaskDataset
             var sample = Load(index);
             if (Transform is not null)
             {
-                int draw = Interlocked.Increment(ref _draws[index]) - 1;
+                // In an epoch: keyed by the epoch. Outside: by the count of such draws, kept apart from the epochs' keys.
+                int draw = epoch ?? -1 - (Interlocked.Increment(ref _draws[index]) - 1);
                 sample = Transform.Apply(sample, Tasks, new Random(StableSeed(_seed, index, draw)));
             }
             if (sample.Height != Input.Height || sample.Width != Input.Width || sample.Image.shape[0] != Input.Channels)

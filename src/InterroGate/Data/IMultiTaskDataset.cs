@@ -24,6 +24,12 @@ public interface IMultiTaskDataset
 
     /// <summary>The samples at <paramref name="indices"/> as one batch (CPU tensors the caller disposes).</summary>
     Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices);
+
+    /// <summary>
+    /// The batch as drawn in training epoch <paramref name="epoch"/>: a data set with random augmentation draws it as
+    /// a function of (seed, sample, epoch), whatever was drawn before in the process; others give <see cref="GetBatch(ReadOnlySpan{long})"/>.
+    /// </summary>
+    Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices, int epoch) => GetBatch(indices);
 }
 
 /// <summary>

@@ -210,6 +210,25 @@ public sealed class FashionScenesTests : IDisposable
     }
 
     [Fact]
+    public void An_epoch_s_augmented_batches_do_not_depend_on_what_was_drawn_before()
+    {
+        // One data set that has served a whole epoch and some draws outside training (as another run, a resumed
+        // run's predecessor or a speed measurement would), and a fresh one: epoch 1 gives the same batches.
+        var used = Splits(o => o with { TrainTransform = FashionScenes.Augmentation(H, W) }).Train;
+        var fresh = Splits(o => o with { TrainTransform = FashionScenes.Augmentation(H, W) }).Train;
+        var usedLoader = new DataLoader(used, 8, shuffle: true, seed: 1, dropLast: false);
+        foreach (var batch in usedLoader.Epoch(0)) foreach (var t in batch.Values) t.Dispose();
+        foreach (var t in used.GetBatch([0, 1, 2, 3]).Values) t.Dispose();
+        var a = usedLoader.Epoch(1).First();
+        var b = new DataLoader(fresh, 8, shuffle: true, seed: 1, dropLast: false).Epoch(1).First();
+        Assert.True(Same(a[IMultiTaskDataset.ImageKey], b[IMultiTaskDataset.ImageKey]));
+        Assert.True(Same(a["depth"], b["depth"]));
+        // Another epoch draws other augmentations of the same samples.
+        var c = new DataLoader(fresh, 8, shuffle: false, seed: 1, dropLast: false);
+        Assert.False(Same(c.Epoch(0).First()["depth"], c.Epoch(1).First()["depth"]));
+    }
+
+    [Fact]
     public void Bad_options_name_the_option_and_a_missing_folder_says_how_to_install()
     {
         Assert.Throws<DatasetNotFoundException>(() => FashionScenes.Load(new FashionScenesOptions(Root: Path.Combine(_dir, "nowhere"))));
