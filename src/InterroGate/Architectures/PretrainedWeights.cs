@@ -45,6 +45,7 @@ public static class PretrainedWeights
             if (ext == ".safetensors") return Safetensors.LoadStateDict(path);
             if (ext is ".pth" or ".pt" or ".bin")
             {
+                RefuseLegacyFormat(path);
                 CheckSizes(path);
                 return Flatten(PyTorchUnpickler.UnpickleStateDict(path), path);
             }
@@ -169,6 +170,19 @@ public static class PretrainedWeights
     /// Before any tensor is read: every tensor the pickle describes must fit in the file (a damaged shape would otherwise
     /// make the reader allocate gigabytes). The tensors are described without reading them (PyBridge's skipTensorRead).
     /// </summary>
+    /// <summary>
+    /// torch.save writes a zip archive since PyTorch 1.6; a file that starts with a pickle instead is the legacy format,
+    /// which the reader does not handle: refused with the Python line that rewrites it.
+    /// </summary>
+    private static void RefuseLegacyFormat(string path)
+    {
+        Span<byte> head = stackalloc byte[2];
+        using (var stream = File.OpenRead(path))
+            if (stream.ReadAtLeast(head, 2, throwOnEndOfStream: false) < 2 || head[0] != 0x80) return; // not a pickle: left to the reader
+        throw new Data.DataFormatException(path, "was written by torch.save in PyTorch's legacy format (before 1.6, or _use_new_zipfile_serialization=False), " +
+            $"which cannot be read here; rewrite it in Python with torch.save(torch.load(\"{Path.GetFileName(path)}\"), \"{Path.GetFileNameWithoutExtension(path)}-zip{Path.GetExtension(path)}\")");
+    }
+
     private static void CheckSizes(string path)
     {
         long fileBytes = new FileInfo(path).Length;
