@@ -4,6 +4,7 @@
 # Usage: scripts/publish-cuda.sh [output folder, default publish/cuda]
 # There: ./interrogate doctor   (finds PyTorch through python3, or set INTERROGATE_LIBTORCH=<torch/lib folder>)
 #        python3 bench/reference/gpu_bench.py --ours <out>/bench/InterroGate.Bench   (ours against PyTorch eager)
+# The whole GPU suite (bench/gpu/run.sh) has its own, smaller folder: scripts/publish-gpu-suite.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-publish/cuda}

@@ -15,6 +15,8 @@
 //        (InterroGate's training step with branch fusion off, on, and chosen per unit)
 //    or: InterroGate.Bench step --model interrogate|mtl --backbone B ... --device cuda --out DIR
 //        (one model's training step on a device, for bench/reference/gpu_bench.py; see StepOnDevice.cs)
+//    or: InterroGate.Bench pruned|features|epoch ...
+//        (the pruned network, backbones from PyTorch files, a MultiFashion epoch: for bench/gpu/suite.py; see GpuSuite.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- onnx [repeats]
 //        (the pruned network in our runtime against ONNX Runtime running its export; see OnnxSpeed.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- dense-step [outputStrides...]
@@ -81,6 +83,12 @@ if (args.Length > 0 && args[0] == "step")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
     StepOnDevice.Run(args[1..]);
+    return;
+}
+if (args.Length > 0 && args[0] is "pruned" or "features" or "epoch")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    (args[0] switch { "pruned" => (Action<string[]>)GpuSuite.Pruned, "features" => GpuSuite.Features, _ => GpuSuite.Epoch })(args[1..]);
     return;
 }
 if (args.Length > 0 && args[0] == "vit-step")

@@ -20,6 +20,8 @@ Prints the Markdown table and writes it, with every side's JSON, to --out.
 import argparse
 import json
 import os
+import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,8 +43,14 @@ def gpu_memory_used_mib():
     return float(out.strip().splitlines()[0])
 
 
-def run_measured(cmd, env=None):
-    """Runs cmd; returns (stdout, peak GPU memory used above the level before it started, MiB)."""
+def run_measured(cmd, env=None, gpu=True):
+    """Runs cmd; returns (stdout, peak GPU memory used above the level before it started, MiB; NaN without gpu)."""
+    if not gpu:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout + proc.stderr)
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+        return proc.stdout, float("nan")
     base = gpu_memory_used_mib()
     peak = [base]
     done = threading.Event()
@@ -68,11 +76,12 @@ def run_measured(cmd, env=None):
     return proc.stdout, peak[0] - base
 
 
-def ours_cmd(args, case, model, out, steps, tf32):
+def ours_cmd(ours, case, model, out, steps, tf32, fusion="off", device="cuda"):
+    """ours: the command that starts InterroGate.Bench, as a list (the published executable, or dotnet and its dll)."""
     _, backbone, width, tasks, size, channels, batch = case
-    return [args.ours, "step", "--model", model, "--backbone", backbone, "--width", str(width), "--tasks", str(tasks),
+    return [*ours, "step", "--model", model, "--backbone", backbone, "--width", str(width), "--tasks", str(tasks),
             "--size", str(size), "--channels", str(channels), "--batch", str(batch), "--steps", str(steps),
-            "--device", "cuda", "--tf32", "true" if tf32 else "false", "--fusion", args.fusion, "--out", out]
+            "--device", device, "--tf32", "true" if tf32 else "false", "--fusion", fusion, "--out", out]
 
 
 def reference_side(a):
@@ -85,7 +94,8 @@ def reference_side(a):
     torch.backends.cuda.matmul.allow_tf32 = a.tf32
     torch.backends.cudnn.allow_tf32 = a.tf32
     torch.backends.cudnn.benchmark = False
-    dev = torch.device("cuda")
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     tasks = {f"task{t + 1}": 10 for t in range(a.tasks)}
     model = (InterroGateModel(tasks, a.backbone, a.channels, a.width) if a.model == "interrogate"
              else HardSharing(tasks, a.backbone, a.channels, a.width))
@@ -112,7 +122,7 @@ def reference_side(a):
     sgd = torch.optim.SGD(gate_params, lr=0.1) if gate_params else None
     times = []
     for i in range(5 + a.steps):
-        torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         out = model(x)
         total = sum(F.cross_entropy(out[t], labels[t]) for t in tasks)
@@ -126,20 +136,45 @@ def reference_side(a):
         adam.step()
         if sgd:
             sgd.step()
-        torch.cuda.synchronize()
+        sync()
         if i >= 5:
             times.append((time.perf_counter() - start) * 1000)
     result.update(step_ms_median=statistics.median(times), step_ms=times,
-                  torch_peak_allocated_mib=torch.cuda.max_memory_allocated() / 2**20)
+                  torch_peak_allocated_mib=torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None)
     print(json.dumps(result))
+
+
+def compare_case(ours, case, model, out, steps, fusion="off", device="cuda"):
+    """One case and model: numerics (TF32 off), then both sides' timed steps (TF32 on) on the same weights and batch.
+    Returns a record with both sides' JSON, the peak memories and the largest relative output difference."""
+    label, backbone, width, tasks, size, channels, batch = case
+    gpu = device.startswith("cuda")
+    d = os.path.abspath(os.path.join(out, f"{backbone}-{model}"))
+    ref = [sys.executable, os.path.abspath(__file__), "--reference", "--dir", d, "--model", model, "--device", device,
+           "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--channels", str(channels)]
+    # 1. numerics, TF32 off on both sides
+    run_measured(ours_cmd(ours, case, model, d, 1, False, fusion, device), gpu=gpu)
+    check = json.loads(run_measured(ref + ["--check", "--tf32", "false"], gpu=gpu)[0].strip().splitlines()[-1])
+    # 2. speed and memory, TF32 on, same weights and batch (our side rewrites them identically: seed 0)
+    ours_out, ours_mem = run_measured(ours_cmd(ours, case, model, d, steps, True, fusion, device), gpu=gpu)
+    ours_side = json.loads(ours_out.strip().splitlines()[-1])
+    ref_out, ref_mem = run_measured(ref + ["--tf32", "true", "--steps", str(steps)], gpu=gpu)
+    torch_side = json.loads(ref_out.strip().splitlines()[-1])
+    record = {"case": label, "model": model, "ours": ours_side, "pytorch": torch_side, "check": check,
+              "ours_peak_mib": ours_mem, "pytorch_peak_mib": ref_mem,
+              "relative_difference": max(check["relative_difference"].values())}
+    with open(os.path.join(d, "pytorch.json"), "w") as f:
+        json.dump({"check": check, "speed": torch_side, "peak_mib": ref_mem, "ours_peak_mib": ours_mem}, f)
+    return record
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ours", help="the published InterroGate.Bench executable")
+    p.add_argument("--ours", help="the published InterroGate.Bench executable (or a quoted command, e.g. 'dotnet X.dll')")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--fusion", default="off", choices=["off", "on", "auto"], help="our branch fusion")
     p.add_argument("--out", default="runs/gpu-bench")
+    p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (to try the script without a GPU)")
     # the reference side (internal: the script calls itself)
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--check", action="store_true", help=argparse.SUPPRESS)
@@ -154,45 +189,43 @@ def main():
     if a.reference:
         reference_side(a)
         return
-    if not a.ours or not os.access(a.ours, os.X_OK):
+    ours = shlex.split(a.ours or "")
+    if not ours or not (os.access(ours[0], os.X_OK) or shutil.which(ours[0])):
         p.error("--ours must name the published InterroGate.Bench executable (scripts/publish-cuda.sh)")
 
     os.makedirs(a.out, exist_ok=True)
-    rows, summary = [], {}
-    for case in CASES:
-        label, backbone, width, tasks, size, channels, batch = case
-        for model in MODELS:
-            d = os.path.abspath(os.path.join(a.out, f"{backbone}-{model}"))
-            ref = [sys.executable, os.path.abspath(__file__), "--reference", "--dir", d, "--model", model,
-                   "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--channels", str(channels)]
-            # 1. numerics, TF32 off on both sides
-            run_measured(ours_cmd(a, case, model, d, 1, tf32=False))
-            check = json.loads(run_measured(ref + ["--check", "--tf32", "false"])[0].strip().splitlines()[-1])
-            # 2. speed and memory, TF32 on, same weights and batch (our side rewrites them identically: seed 0)
-            ours_out, ours_mem = run_measured(ours_cmd(a, case, model, d, a.steps, tf32=True))
-            ours = json.loads(ours_out.strip().splitlines()[-1])
-            ref_out, ref_mem = run_measured(ref + ["--tf32", "true", "--steps", str(a.steps)])
-            torch_side = json.loads(ref_out.strip().splitlines()[-1])
-            diff = max(check["relative_difference"].values())
-            summary[(label, model)] = (ours["step_ms_median"], torch_side["step_ms_median"])
-            rows.append(f"| {label} | {model} | {ours['step_ms_median']:.2f} | {torch_side['step_ms_median']:.2f} | "
-                        f"{ours['step_ms_median'] / torch_side['step_ms_median']:.2f} | {ours_mem:.0f} | {ref_mem:.0f} | "
-                        f"{ours_mem / max(ref_mem, 1):.2f} | {diff:.1e} |")
-            with open(os.path.join(d, "pytorch.json"), "w") as f:
-                json.dump({"check": check, "speed": torch_side, "peak_mib": ref_mem, "ours_peak_mib": ours_mem}, f)
-
-    lines = [f"GPU: {subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True, text=True).stdout.strip()}; "
-             f"median of {a.steps} training steps after 5 warm-up; our branch fusion: {a.fusion}",
-             "| case | model | ours ms | PyTorch ms | ours / PyTorch | ours peak MiB | PyTorch peak MiB | ours / PyTorch | outputs: max relative difference |",
-             "|---|---|---|---|---|---|---|---|---|", *rows, "",
-             "| case | InterroGate / MTL step, ours | InterroGate / MTL step, PyTorch |", "|---|---|---|"]
-    for case in CASES:
-        (oi, ti), (om, tm) = summary[(case[0], "interrogate")], summary[(case[0], "mtl")]
-        lines.append(f"| {case[0]} | {oi / om:.2f} | {ti / tm:.2f} |")
-    table = "\n".join(lines)
+    records = [compare_case(ours, case, model, a.out, a.steps, a.fusion, a.device) for case in CASES for model in MODELS]
+    table = step_table(records, a.steps, a.fusion, a.device)
     print(table)
     with open(os.path.join(a.out, "table.md"), "w") as f:
         f.write(table + "\n")
+
+
+def device_name(device):
+    if not device.startswith("cuda"):
+        return "CPU"
+    return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+
+
+def step_table(records, steps, fusion, device):
+    """The Markdown tables of compare_case records: step time and peak memory side by side, then InterroGate / MTL."""
+    rows = []
+    for r in records:
+        o, t = r["ours"]["step_ms_median"], r["pytorch"]["step_ms_median"]
+        rows.append(f"| {r['case']} | {r['model']} | {o:.2f} | {t:.2f} | {o / t:.2f} | {r['ours_peak_mib']:.0f} | "
+                    f"{r['pytorch_peak_mib']:.0f} | {r['ours_peak_mib'] / max(r['pytorch_peak_mib'], 1):.2f} | "
+                    f"{r['relative_difference']:.1e} |")
+    lines = [f"{device_name(device)}; median of {steps} training steps after 5 warm-up; our branch fusion: {fusion}",
+             "| case | model | ours ms | PyTorch ms | ours / PyTorch | ours peak MiB | PyTorch peak MiB | ours / PyTorch | outputs: max relative difference |",
+             "|---|---|---|---|---|---|---|---|---|", *rows, "",
+             "| case | InterroGate / MTL step, ours | InterroGate / MTL step, PyTorch |", "|---|---|---|"]
+    by = {(r["case"], r["model"]): r for r in records}
+    for case in dict.fromkeys(r["case"] for r in records):
+        if (case, "interrogate") in by and (case, "mtl") in by:
+            i, m = by[(case, "interrogate")], by[(case, "mtl")]
+            lines.append(f"| {case} | {i['ours']['step_ms_median'] / m['ours']['step_ms_median']:.2f} | "
+                         f"{i['pytorch']['step_ms_median'] / m['pytorch']['step_ms_median']:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

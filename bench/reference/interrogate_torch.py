@@ -53,6 +53,29 @@ def load_safetensors(path):
     return out
 
 
+_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+def save_safetensors(tensors, path, metadata=None):
+    """Writes tensors as safetensors (little-endian, names in sorted order), for machines without the safetensors library."""
+    header, chunks, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        data = t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for c in chunks:
+            f.write(c)
+
+
 def safetensors_metadata(path):
     """The __metadata__ strings of a safetensors file (empty when it has none)."""
     with open(path, "rb") as f:
