@@ -2,7 +2,8 @@
 // inference latency), backbones loaded from files PyTorch wrote, and one timed MultiFashion epoch.
 //   InterroGate.Bench pruned --backbone B [--width W] --tasks T --size S --channels C --batch N --repeats R --device D --out DIR
 //   InterroGate.Bench features --backbone NAME --weights FILE --input FILE --out FILE --device D
-//   InterroGate.Bench epoch --arch mtl|interrogate --train-size N --batch B --steps-limit K --device D --out DIR
+//   InterroGate.Bench epoch --arch mtl|interrogate --train-size N --batch B --device D --out DIR
+//   InterroGate.Bench compare PRESET --out DIR [--set key=value]... [--seeds 0,1,2]   (bench/gpu/quality.sh)
 // Each prints one JSON line last.
 using System.Diagnostics;
 using System.Globalization;
@@ -165,6 +166,50 @@ internal static class GpuSuite
             ["batch"] = Int(o["batch"]), ["steps"] = steps, ["device"] = run.Training.Device, ["window_start_unix"] = first, ["window_end_unix"] = last,
             ["images_per_s"] = imagesPerSecond, ["run_s"] = clock.Elapsed.TotalSeconds,
         });
+    }
+
+    /// <summary>
+    /// A comparison (`interrogate compare` without its figures when the plotting library is absent), for a machine that
+    /// has this program and not the CLI: the progress as plain lines (each epoch's validation, the runs' messages),
+    /// then the table.
+    /// </summary>
+    public static void Compare(string[] args)
+    {
+        if (args.Length == 0 || args[0].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException("compare PRESET --out DIR [--set key=value]... [--seeds 0,1,2]");
+        var sets = new List<string>();
+        string? outDir = null, seeds = null;
+        for (int i = 1; i < args.Length; i++)
+        {
+            string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value.");
+            switch (args[i++])
+            {
+                case "--set": sets.Add(value); break;
+                case "--out" or "-o": outDir = value; break;
+                case "--seeds": seeds = value; break;
+                default: throw new ArgumentException($"Unknown option {args[i - 1]}; compare PRESET --out DIR [--set key=value]... [--seeds 0,1,2]");
+            }
+        }
+        var config = Presets.LoadComparison(args[0], sets);
+        if (seeds is not null) config = config with { Seeds = seeds.Split(',').Select(Int).ToArray() };
+        Devices.Resolve(config.Training.Device, config.Training.Tf32);
+        var clock = Stopwatch.StartNew();
+        var progress = new Progress(e =>
+        {
+            string line = e switch
+            {
+                EpochCompleted c => string.Create(CultureInfo.InvariantCulture,
+                    $"{c.Run} epoch {c.Epoch + 1}/{c.Epochs}: val {string.Join(", ", c.Validation.Select(kv => $"{kv.Key} {kv.Value:G4}"))}{(c.IsBest ? " (best)" : "")}; {c.ImagesPerSecond:F0} img/s{(c.Headline is null ? "" : "; " + c.Headline)}"),
+                RunMessage m => $"{m.Run}: {m.Text}",
+                _ => "",
+            };
+            if (line.Length > 0) Console.WriteLine($"[{clock.Elapsed:hh\\:mm\\:ss}] {line}");
+        });
+        var result = new ComparisonRunner(config, outDir ?? Path.Combine("runs", config.Name), progress).Run();
+        Console.WriteLine(File.ReadAllText(result.MarkdownPath));
+        Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["side"] = "ours", ["preset"] = args[0], ["table"] = result.MarkdownPath, ["json"] = result.JsonPath, ["seconds"] = clock.Elapsed.TotalSeconds,
+        }));
     }
 
     /// <summary>Reports synchronously on the trainer's thread (System.Progress would post to the thread pool).</summary>

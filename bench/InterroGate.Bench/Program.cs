@@ -15,8 +15,8 @@
 //        (InterroGate's training step with branch fusion off, on, and chosen per unit)
 //    or: InterroGate.Bench step --model interrogate|mtl --backbone B ... --device cuda --out DIR
 //        (one model's training step on a device, for bench/reference/gpu_bench.py; see StepOnDevice.cs)
-//    or: InterroGate.Bench pruned|features|epoch ...
-//        (the pruned network, backbones from PyTorch files, a MultiFashion epoch: for bench/gpu/suite.py; see GpuSuite.cs)
+//    or: InterroGate.Bench pruned|features|epoch|compare ...
+//        (the pruned network, backbones from PyTorch files, a MultiFashion epoch, a comparison: for bench/gpu/; see GpuSuite.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- onnx [repeats]
 //        (the pruned network in our runtime against ONNX Runtime running its export; see OnnxSpeed.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- dense-step [outputStrides...]
@@ -85,10 +85,10 @@ if (args.Length > 0 && args[0] == "step")
     StepOnDevice.Run(args[1..]);
     return;
 }
-if (args.Length > 0 && args[0] is "pruned" or "features" or "epoch")
+if (args.Length > 0 && args[0] is "pruned" or "features" or "epoch" or "compare")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
-    (args[0] switch { "pruned" => (Action<string[]>)GpuSuite.Pruned, "features" => GpuSuite.Features, _ => GpuSuite.Epoch })(args[1..]);
+    (args[0] switch { "pruned" => (Action<string[]>)GpuSuite.Pruned, "features" => GpuSuite.Features, "epoch" => GpuSuite.Epoch, _ => GpuSuite.Compare })(args[1..]);
     return;
 }
 if (args.Length > 0 && args[0] == "vit-step")

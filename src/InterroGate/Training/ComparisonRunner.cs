@@ -98,8 +98,24 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         File.WriteAllText(md, table.ToMarkdown());
         File.WriteAllText(json, table.ToJson());
         File.WriteAllText(Path.Combine(directory, CostFileName), table.ToCostMarkdown(config.Training.Device));
-        ComparisonFigures.Write(table, entries, directory);
+        try
+        {
+            ComparisonFigures.Write(table, entries, directory);
+        }
+        catch (Exception e) when (MissingPlotLibrary(e) is { } missing)
+        {
+            // A build without the plotting library's native files (a trimmed GPU folder) keeps the tables it trained for.
+            progress?.Report(new RunMessage(config.Name, $"figures not written: the plotting library cannot load ({missing}); the tables are written"));
+        }
         return new ComparisonResult(entries, table, md, json);
+    }
+
+    /// <summary>The first line of the message of a missing native library behind <paramref name="e"/>, or null.</summary>
+    internal static string? MissingPlotLibrary(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            if (e is DllNotFoundException) return e.Message.Split('\n')[0].TrimEnd(' ', ':', '.');
+        return null;
     }
 
     private ComparisonResult RunOnce(CancellationToken cancel)

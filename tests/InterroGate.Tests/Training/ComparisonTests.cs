@@ -52,4 +52,14 @@ public sealed class ComparisonTests : IDisposable
         var bad = new CompareConfig { Methods = [new CAGradBalancerConfig { C = -1 }] };
         Assert.Contains("methods[0].c", Assert.Throws<ConfigException>(() => bad.Validate(2)).Message);
     }
+
+    [Fact]
+    public void A_plotting_library_that_cannot_load_is_told_apart_from_other_faults()
+    {
+        // What a build without libSkiaSharp.so throws when the first figure is drawn: the tables are kept then.
+        var missing = new TypeInitializationException("SkiaSharp.SKImageInfo", new DllNotFoundException("Unable to load shared library 'libSkiaSharp' or one of its dependencies. In order to help diagnose: \n/x/libSkiaSharp.so: cannot open"));
+        Assert.Equal("Unable to load shared library 'libSkiaSharp' or one of its dependencies. In order to help diagnose", ComparisonRunner.MissingPlotLibrary(missing));
+        Assert.Null(ComparisonRunner.MissingPlotLibrary(new TypeInitializationException("X", new InvalidOperationException("bad data"))));
+        Assert.Null(ComparisonRunner.MissingPlotLibrary(new IOException("disk full")));
+    }
 }
