@@ -69,9 +69,11 @@ internal static class StepOnDevice
         var sgd = gateParams.Length > 0 ? optim.SGD(gateParams, 0.1) : null;
         var times = new List<double>();
         const int Warmup = 5;
+        double firstTimed = double.NaN; // wall-clock (Unix) seconds at the start of the first timed step
         for (int i = 0; i < Warmup + steps; i++)
         {
             Synchronize(device);
+            if (i == Warmup) firstTimed = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
@@ -93,6 +95,8 @@ internal static class StepOnDevice
             ["side"] = "ours", ["model"] = model, ["backbone"] = backbone, ["width"] = width, ["tasks"] = tasks, ["size"] = size,
             ["batch"] = batch, ["device"] = device.ToString(), ["tf32"] = tf32, ["fusion"] = fusion.ToString().ToLowerInvariant(),
             ["step_ms_median"] = times.Order().ElementAt(times.Count / 2), ["step_ms"] = times,
+            // The timed steps' wall-clock window, in which a caller reads the GPU's memory (bench/gpu/suite.py).
+            ["window_start_unix"] = firstTimed, ["window_end_unix"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0,
         };
         string json = JsonSerializer.Serialize(result);
         File.WriteAllText(Path.Combine(outDir, "ours.json"), json);

@@ -5,10 +5,11 @@
 #   1. fashion-scenes-nyud   (STL, MTL, InterroGate at its three λs; EPOCHS_DENSE epochs, the last 2 with fixed gates)
 #   2. fashion-scenes-pascal (the same, five tasks)
 #   3. multifashion-w1       (ResNet-20 at full width on all of MultiFashion; EPOCHS_MF epochs)
-# Each gets at most its share of BUDGET seconds (default 500: 200 / 150 / 150); one that runs out is stopped and
+# Each gets at most its share of BUDGET seconds (default 450: 180 / 135 / 135); one that runs out is stopped and
 # reported with the epochs its runs finished (each run's metrics.jsonl holds its validation curve; a curve that
 # still rises at its end did not converge).
 #   bench/gpu/quality.sh [published folder, default publish/gpu]
+# With the machine's start this fills one 15-minute device session: run it in a session of its own, after bench/gpu/run.sh.
 # Results: runs/gpu-quality/quality.md and quality-runs.tar.gz (tables, configs, metrics); copied to $OUT when set.
 # To try it on a CPU: DEVICE=cpu BENCH=... EXTRA="--set data.trainSize=64 ..." (EXTRA is added to every comparison).
 set -uo pipefail
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/../.."
 pub=${1:-publish/gpu}
 py=${PYTHON:-python3}
 bench=${BENCH:-$pub/InterroGate.Bench}
-budget=${BUDGET:-500}
+budget=${BUDGET:-450}
 dense=${EPOCHS_DENSE:-12} mf=${EPOCHS_MF:-8}
 runs=runs/gpu-quality
 mkdir -p "$runs"

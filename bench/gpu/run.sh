@@ -2,10 +2,10 @@
 # The GPU suite (bench/gpu/suite.py) on a machine with CUDA PyTorch, from the folder scripts/publish-gpu-suite.sh
 # wrote (it travels with the source tree; no .NET or network needed there). Our side runs on PyTorch's own libtorch.
 #   bench/gpu/run.sh [published folder, default publish/gpu] [suite.py options, e.g. --budget 420 --sections pruned]
-# Everything goes to runs/gpu; with OUT set, the tables, the JSON and the log are copied there too.
+# Everything goes to runs/gpu; with OUT set, the table, the JSON (rewritten after every section) and the log go there too.
 # PYTHON names the interpreter (default python3); BENCH replaces the published program (e.g. "dotnet
 # bench/InterroGate.Bench/bin/Release/net10.0/InterroGate.Bench.dll", to try the suite on a CPU with --device cpu --quick).
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/../.."
 pub=publish/gpu
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then pub=$1; shift; fi
@@ -22,10 +22,13 @@ fi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   "$py" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "GPU available:", torch.cuda.is_available())'
 } | tee "$runs/machine.txt"
-status=0
-PYTHONUNBUFFERED=1 "$py" bench/gpu/suite.py --ours "$bench" --fashion-mnist "$pub/fashion-mnist" --out "$runs" "$@" 2>&1 \
-  | tee "$runs/suite.log" || status=$?
-if [ -n "${OUT:-}" ]; then
-  cp "$runs/machine.txt" "$runs/suite.log" "$OUT/" && cp "$runs/table.md" "$runs/results.json" "$OUT/" 2>/dev/null || true
+report=()
+logs=("$runs/suite.log")
+if [ -n "${OUT:-}" ]; then # results also straight into OUT, section by section, in case the run is stopped from outside
+  cp "$runs/machine.txt" "$OUT/"
+  report=(--report "$OUT")
+  logs+=("$OUT/suite.log")
 fi
-exit $status
+PYTHONUNBUFFERED=1 "$py" bench/gpu/suite.py --ours "$bench" --fashion-mnist "$pub/fashion-mnist" --out "$runs" "${report[@]}" "$@" 2>&1 \
+  | tee "${logs[@]}"
+exit "${PIPESTATUS[0]}"

@@ -23,8 +23,12 @@ Writes table.md and results.json to --out. --device cpu (with --quick: small cas
 GPU, to try the script: times then mean nothing, the GPU's busy fraction is not measured and memory is the process's
 resident memory.
 
-  python3 bench/gpu/suite.py --ours publish/gpu/InterroGate.Bench --fashion-mnist DIR --out runs/gpu [--budget 450]
+  python3 bench/gpu/suite.py --ours publish/gpu/InterroGate.Bench --fashion-mnist DIR --out runs/gpu [--budget 450] [--report DIR]
+
+Every command is killed once the budget (plus a minute's grace) is spent; table.md and results.json are rewritten after
+every section, in --out and in --report, so that a run stopped from outside keeps what it measured.
 """
+import datetime
 import argparse
 import json
 import os
@@ -53,8 +57,9 @@ QUICK_CASES = [
 
 
 class Sampler:
-    """Samples, every 100 ms while running, GPU utilisation and memory in use (nvidia-smi), or on the CPU the
-    resident memory of one process; each sample with its wall-clock (Unix) time."""
+    """Samples, every 100 ms while running, GPU utilisation and memory in use (nvidia-smi, each sample with the time
+    nvidia-smi took it, line-buffered through stdbuf where there is one), or on the CPU the resident memory of one
+    process; each sample as (wall-clock Unix time, utilisation %, MiB)."""
 
     def __init__(self, gpu, pid=None):
         self.gpu, self.pid, self.samples = gpu, pid, []
@@ -64,8 +69,10 @@ class Sampler:
 
     def start(self):
         if self.gpu:
-            self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-                                           "-i", "0", "-lms", "100"], stdout=subprocess.PIPE, text=True)
+            cmd = ["nvidia-smi", "--query-gpu=timestamp,utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-i", "0", "-lms", "100"]
+            if shutil.which("stdbuf"):
+                cmd = ["stdbuf", "-oL", *cmd]
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             self._thread = threading.Thread(target=self._read_gpu, daemon=True)
         else:
             self._thread = threading.Thread(target=self._read_rss, daemon=True)
@@ -75,10 +82,12 @@ class Sampler:
     def _read_gpu(self):
         for line in self._proc.stdout:
             try:
-                util, mem = (float(v) for v in line.split(","))
+                stamp, util, mem = (v.strip() for v in line.split(","))
+                # nvidia-smi's local time, e.g. 2026/12/06 02:35:41.123
+                at = datetime.datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").timestamp()
+                self.samples.append((at, float(util), float(mem)))
             except ValueError:
                 continue
-            self.samples.append((time.time(), util, mem))
 
     def _read_rss(self):
         while not self._stop.is_set():
@@ -102,13 +111,21 @@ class Sampler:
         return [s for s in self.samples if start <= s[0] <= end]
 
 
-def run_json(cmd, sampler_gpu=None, sample=False):
-    """Runs cmd (its last stdout line is JSON); with sample, a Sampler runs alongside. Returns (json, sampler)."""
+def run_json(cmd, timeout, sampler_gpu=None, sample=False):
+    """Runs cmd (its last stdout line is JSON), killed after timeout seconds; with sample, a Sampler runs alongside.
+    Returns (json, sampler)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = Sampler(sampler_gpu, proc.pid).start() if sample else None
-    out, err = proc.communicate()
-    if sampler:
-        sampler.stop()
+    sampler = None
+    try:
+        sampler = Sampler(sampler_gpu, proc.pid).start() if sample else None
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:
+        if sampler:
+            sampler.stop()
     if proc.returncode != 0:
         raise RuntimeError(f"failed ({proc.returncode}): {' '.join(cmd)}\n{(out + err)[-3000:]}")
     return json.loads(out.strip().splitlines()[-1]), sampler
@@ -134,9 +151,15 @@ def median_ms(fn, sync, repeats):
 
 # --- sections ------------------------------------------------------------------------------------------------------
 
+def left(a):
+    """Seconds a command may still take: what is left of the budget and its grace, at least 30."""
+    return max(30.0, a.deadline - time.time())
+
+
 def section_steps(a, cases):
-    records = [gpu_bench.compare_case(a.ours, case, model, os.path.join(a.out, "steps"), a.steps, "off", a.device)
+    records = [gpu_bench.compare_case(a.ours, case, model, os.path.join(a.out, "steps"), a.steps, "off", a.device, left(a))
                for case in cases for model in gpu_bench.MODELS]
+    a.step_ms = {(r["case"], r["model"]): r["ours"]["step_ms_median"] for r in records}
     ok = all(r["relative_difference"] <= TOLERANCE for r in records)
     return {"records": records, "pass": ok}, gpu_bench.step_table(records, a.steps, "off", a.device)
 
@@ -154,7 +177,8 @@ def section_pruned(a, cases):
         batch = 32 if not a.quick else 4
         d = os.path.abspath(os.path.join(a.out, "pruned", f"{backbone}"))
         ours, _ = run_json([*a.ours, "pruned", "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--size", str(size),
-                            "--channels", str(channels), "--batch", str(batch), "--repeats", str(repeats), "--device", a.device, "--out", d])
+                            "--channels", str(channels), "--batch", str(batch), "--repeats", str(repeats), "--device", a.device, "--out", d],
+                           left(a))
         names = [f"task{t + 1}" for t in range(tasks)]
         x = load_safetensors(os.path.join(d, "batch.safetensors"))["input"].to(dev)
         ours_pruned = load_safetensors(os.path.join(d, "outputs-pruned.safetensors"))
@@ -178,7 +202,10 @@ def section_pruned(a, cases):
             latency[f"pytorch_pruned_b{b}_ms"] = median_ms(lambda: static(xb), sync, repeats)
             with torch.no_grad():
                 latency[f"pytorch_gated_b{b}_ms"] = median_ms(lambda: reference(xb), sync, repeats)
-        ort = onnx_latency(os.path.join(d, "static.onnx"), channels, size, (1, batch), repeats, dev.type == "cuda")
+        try:
+            ort = onnx_latency(os.path.join(d, "static.onnx"), channels, size, (1, batch), repeats, dev.type == "cuda")
+        except Exception as e:  # ONNX Runtime's failure leaves the numerics and the other timings
+            ort = {"provider": f"failed ({type(e).__name__}: {e})", "latency": {}}
         latency.update(ort["latency"])
         record = {"case": label, "ours": ours, "pruned_vs_reference_gated": vs_reference, "pruned_vs_pytorch_static": vs_static,
                   "latency": latency, "onnxruntime": ort["provider"], "pass": vs_reference <= TOLERANCE and vs_static <= TOLERANCE}
@@ -205,6 +232,8 @@ def onnx_latency(path, channels, size, batches, repeats, cuda):
     available = ort.get_available_providers()
     providers = ["CUDAExecutionProvider"] if cuda and "CUDAExecutionProvider" in available else ["CPUExecutionProvider"]
     session = ort.InferenceSession(path, providers=providers)
+    if session.get_providers()[0] == "CPUExecutionProvider":
+        repeats = min(repeats, 10)  # a CPU build on a GPU machine: fewer passes, the time is the GPU's
     name = session.get_inputs()[0].name
     latency = {}
     for b in batches:
@@ -258,9 +287,10 @@ def section_interop(a):
         x = torch.randn(2, 3, size, size)
         with torch.no_grad():
             if name.startswith("vit"):
-                tokens = net.forward_features(x.to(dev))  # [B, 1 + N, D] after the final norm
+                tokens = net.forward_features(x.to(dev))  # [B, prefix + N, D] after the final norm
                 g = size // 16
-                expected = tokens[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, g, g).cpu()
+                prefix = getattr(net, "num_prefix_tokens", 1)
+                expected = tokens[:, prefix:].transpose(1, 2).reshape(x.shape[0], -1, g, g).cpu()
             else:
                 h = x.to(dev)
                 for part in (net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4):
@@ -272,7 +302,7 @@ def section_interop(a):
         writer = save_tensors(state, st)
         save_tensors({"input": x}, inp)
         for path in (pth, st):
-            ours, _ = run_json([*a.ours, "features", "--backbone", name, "--weights", path, "--input", inp, "--out", feat, "--device", a.device])
+            ours, _ = run_json([*a.ours, "features", "--backbone", name, "--weights", path, "--input", inp, "--out", feat, "--device", a.device], left(a))
             from interrogate_torch import load_safetensors
             got = load_safetensors(feat)["features"]
             diff = relative(got, expected) if got.shape == expected.shape else float("inf")
@@ -295,7 +325,7 @@ def section_epoch(a):
     for arch in ("mtl", "interrogate"):
         cmd = [*a.ours, "epoch", "--arch", arch, "--train-size", str(a.train_size), "--batch", "128", "--device", a.device,
                "--out", os.path.abspath(os.path.join(a.out, "epoch", arch))]
-        ours, sampler = run_json(cmd, sampler_gpu=gpu, sample=gpu)
+        ours, sampler = run_json(cmd, left(a), sampler_gpu=gpu, sample=gpu)
         busy = float("nan")
         if sampler:
             window = sampler.window(ours["window_start_unix"], ours["window_end_unix"])
@@ -313,18 +343,20 @@ def section_epoch(a):
 
 def section_memory(a):
     gpu = a.device.startswith("cuda")
-    steps = 2000 if not a.quick else 100
     case = CASES[1] if not a.quick else QUICK_CASES[1]
+    steps = 2000 if not a.quick else 100
+    # Fewer steps where the step time numerics+steps measured says 2,000 would outrun the budget (said in the table).
+    known = getattr(a, "step_ms", {}).get((case[0], "interrogate"))
+    if known and steps * known / 1000 > left(a) - 60:
+        steps = max(200, int((left(a) - 60) * 1000 / known))
     d = os.path.abspath(os.path.join(a.out, "memory"))
     cmd = gpu_bench.ours_cmd(a.ours, case, "interrogate", d, steps, True, "off", a.device)
     start = time.time()
-    ours, sampler = run_json(cmd, sampler_gpu=gpu, sample=True)
-    samples = sampler.samples
-    # The steps run at the end of the process (after start-up and warm-up): read memory over the last
-    # steps x median step time before the process ended.
-    end = samples[-1][0] if samples else time.time()
-    span = steps * ours["step_ms_median"] / 1000
-    window = [s for s in samples if s[0] >= end - span] or samples
+    ours, sampler = run_json(cmd, left(a), sampler_gpu=gpu, sample=True)
+    # Memory over the timed steps only: the window our side reports (start-up, warm-up and exit left out).
+    window = sampler.window(ours["window_start_unix"], ours["window_end_unix"])
+    if len(window) < 3:
+        raise RuntimeError(f"{len(window)} memory samples inside the {ours['window_end_unix'] - ours['window_start_unix']:.1f} s of the steps")
     marks = {}
     for q in (0.1, 0.5, 1.0):
         t = window[0][0] + q * (window[-1][0] - window[0][0])
@@ -334,13 +366,14 @@ def section_memory(a):
               "growth_mib": growth, "samples": len(window), "measure": "GPU memory.used" if gpu else "process VmRSS",
               "run_s": time.time() - start, "pass": growth <= 16 if gpu else None}
     table = "\n".join([
-        f"{steps} InterroGate training steps ({case[0]}): {record['measure']} at 10% / 50% / 100% of the steps",
+        f"{steps} InterroGate training steps ({case[0]}): {record['measure']} at 10% / 50% / 100% of the steps "
+        f"({len(window)} samples inside the steps' window)",
         "| MiB at 10% | at 50% | at 100% | growth MiB |", "|---|---|---|---|",
         f"| {marks[0.1]:.0f} | {marks[0.5]:.0f} | {marks[1.0]:.0f} | {growth:+.0f} |"])
     return record, table
 
 
-SECTIONS = [("numerics+steps", 150), ("pruned", 60), ("interop", 60), ("epoch", 90), ("memory", 60)]
+SECTIONS = [("numerics+steps", 150), ("pruned", 60), ("interop", 60), ("epoch", 90), ("memory", 90)]
 
 
 def main():
@@ -354,6 +387,7 @@ def main():
     p.add_argument("--fashion-mnist", help="Fashion-MNIST folder for the epoch (default: INTERROGATE_FASHION_MNIST or the package's)")
     p.add_argument("--budget", type=float, default=450, help="seconds; a section whose usual time would not fit is not run")
     p.add_argument("--sections", default=",".join(n for n, _ in SECTIONS))
+    p.add_argument("--report", help="a second folder for table.md and results.json, rewritten after every section")
     a = p.parse_args()
     a.ours = shlex.split(a.ours)
     if not (os.access(a.ours[0], os.X_OK) or shutil.which(a.ours[0])):
@@ -369,6 +403,7 @@ def main():
     run = {"numerics+steps": lambda: section_steps(a, cases), "pruned": lambda: section_pruned(a, cases),
            "interop": lambda: section_interop(a), "epoch": lambda: section_epoch(a), "memory": lambda: section_memory(a)}
     begin = time.time()
+    a.deadline = begin + a.budget + 60
     results, tables = {"device": gpu_bench.device_name(a.device), "quick": a.quick, "sections": {}}, []
     for name, usual in SECTIONS:
         if name not in wanted:
@@ -386,16 +421,23 @@ def main():
             results["sections"][name] = record
             verdict = {True: "pass", False: "FAIL", None: "no verdict on this device"}[record.get("pass")]
             tables.append(f"## {name} ({verdict}; {record['seconds']:.0f} s)\n{table}")
-        except Exception as e:  # one section's failure must not lose the others' results
+        except Exception as e:  # one section's failure (a command's, a timeout) must not lose the others' results
             results["sections"][name] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
             tables.append(f"## {name}: ERROR\n```\n{type(e).__name__}: {e}\n```")
         print(tables[-1], flush=True)
-        with open(os.path.join(a.out, "results.json"), "w") as f:
-            json.dump(results, f, indent=1, default=str)
-    text = f"# GPU suite: {results['device']}, {time.time() - begin:.0f} s\n\n" + "\n\n".join(tables) + "\n"
-    with open(os.path.join(a.out, "table.md"), "w") as f:
-        f.write(text)
+        write(a, results, tables, begin)
+    write(a, results, tables, begin)
     print(f"\nwritten: {os.path.join(a.out, 'table.md')}, results.json")
+
+
+def write(a, results, tables, begin):
+    text = f"# GPU suite: {results['device']}, {time.time() - begin:.0f} s\n\n" + "\n\n".join(tables) + "\n"
+    for folder in filter(None, (a.out, a.report)):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "results.json"), "w") as f:
+            json.dump(results, f, indent=1, default=str)
+        with open(os.path.join(folder, "table.md"), "w") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":

@@ -39,17 +39,17 @@ MODELS = ["mtl", "interrogate"]
 
 def gpu_memory_used_mib():
     out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=5).stdout
     return float(out.strip().splitlines()[0])
 
 
-def run_measured(cmd, env=None, gpu=True):
-    """Runs cmd; returns (stdout, peak GPU memory used above the level before it started, MiB; NaN without gpu)."""
+def run_measured(cmd, env=None, gpu=True, timeout=None):
+    """Runs cmd (killed after timeout seconds); returns (stdout, peak GPU memory used above the level before it
+    started, MiB; NaN without gpu). A failure raises RuntimeError with the end of the command's output."""
     if not gpu:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         if proc.returncode != 0:
-            sys.stderr.write(proc.stdout + proc.stderr)
-            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+            raise RuntimeError(f"failed ({proc.returncode}): {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-3000:]}")
         return proc.stdout, float("nan")
     base = gpu_memory_used_mib()
     peak = [base]
@@ -59,20 +59,19 @@ def run_measured(cmd, env=None, gpu=True):
         while not done.is_set():
             try:
                 peak[0] = max(peak[0], gpu_memory_used_mib())
-            except (subprocess.CalledProcessError, ValueError):
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError):
                 pass
             time.sleep(0.05)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     finally:
         done.set()
         poller.join()
     if proc.returncode != 0:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+        raise RuntimeError(f"failed ({proc.returncode}): {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-3000:]}")
     return proc.stdout, peak[0] - base
 
 
@@ -144,21 +143,22 @@ def reference_side(a):
     print(json.dumps(result))
 
 
-def compare_case(ours, case, model, out, steps, fusion="off", device="cuda"):
-    """One case and model: numerics (TF32 off), then both sides' timed steps (TF32 on) on the same weights and batch.
-    Returns a record with both sides' JSON, the peak memories and the largest relative output difference."""
+def compare_case(ours, case, model, out, steps, fusion="off", device="cuda", timeout=None):
+    """One case and model: numerics (TF32 off), then both sides' timed steps (TF32 on) on the same weights and batch,
+    each process killed after timeout seconds. Returns a record with both sides' JSON, the peak memories and the
+    largest relative output difference."""
     label, backbone, width, tasks, size, channels, batch = case
     gpu = device.startswith("cuda")
     d = os.path.abspath(os.path.join(out, f"{backbone}-{model}"))
     ref = [sys.executable, os.path.abspath(__file__), "--reference", "--dir", d, "--model", model, "--device", device,
            "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--channels", str(channels)]
     # 1. numerics, TF32 off on both sides
-    run_measured(ours_cmd(ours, case, model, d, 1, False, fusion, device), gpu=gpu)
-    check = json.loads(run_measured(ref + ["--check", "--tf32", "false"], gpu=gpu)[0].strip().splitlines()[-1])
+    run_measured(ours_cmd(ours, case, model, d, 1, False, fusion, device), gpu=gpu, timeout=timeout)
+    check = json.loads(run_measured(ref + ["--check", "--tf32", "false"], gpu=gpu, timeout=timeout)[0].strip().splitlines()[-1])
     # 2. speed and memory, TF32 on, same weights and batch (our side rewrites them identically: seed 0)
-    ours_out, ours_mem = run_measured(ours_cmd(ours, case, model, d, steps, True, fusion, device), gpu=gpu)
+    ours_out, ours_mem = run_measured(ours_cmd(ours, case, model, d, steps, True, fusion, device), gpu=gpu, timeout=timeout)
     ours_side = json.loads(ours_out.strip().splitlines()[-1])
-    ref_out, ref_mem = run_measured(ref + ["--tf32", "true", "--steps", str(steps)], gpu=gpu)
+    ref_out, ref_mem = run_measured(ref + ["--tf32", "true", "--steps", str(steps)], gpu=gpu, timeout=timeout)
     torch_side = json.loads(ref_out.strip().splitlines()[-1])
     record = {"case": label, "model": model, "ours": ours_side, "pytorch": torch_side, "check": check,
               "ours_peak_mib": ours_mem, "pytorch_peak_mib": ref_mem,
@@ -204,7 +204,10 @@ def main():
 def device_name(device):
     if not device.startswith("cuda"):
         return "CPU"
-    return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"GPU (nvidia-smi: {e})"
 
 
 def step_table(records, steps, fusion, device):
