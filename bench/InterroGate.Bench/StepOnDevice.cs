@@ -2,7 +2,7 @@
 // and the outputs written out so that the PyTorch reference can load the same weights, check that it computes
 // the same outputs and time the same work.
 // Usage: InterroGate.Bench step --model interrogate|mtl --backbone resnet18|resnet20 [--width W] --tasks T
-//        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] --out DIR
+//        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] [--grads true] --out DIR
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -63,6 +63,22 @@ internal static class StepOnDevice
             SafeTensors.Save(Path.Combine(outDir, "outputs.safetensors"), first.ToDictionary(kv => kv.Key, kv => kv.Value.cpu()));
         }
         // The forward pass above moved BN statistics; the timed steps start from them, as the reference does.
+
+        // With --grads: every parameter's gradient of the step's loss (tasks + sparsity) on this batch, before any
+        // update, for the reference to compare with its own backward pass (the straight-through gates included).
+        if (bool.Parse(o.GetValueOrDefault("grads", "false")))
+        {
+            using var scope = NewDisposeScope();
+            net.zero_grad();
+            var outputs = net.call(onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey]);
+            var total = objective.Losses(outputs, onDevice).Aggregate((a, b) => a + b);
+            if (net.Regularizer() is { } reg) total = total + reg;
+            total.backward();
+            var grads = net.named_parameters().Where(p => p.parameter.grad is not null)
+                .ToDictionary(p => p.name, p => p.parameter.grad!.cpu());
+            SafeTensors.Save(Path.Combine(outDir, "grads.safetensors"), grads);
+            net.zero_grad();
+        }
 
         var adam = optim.Adam(net.ParametersOf(GroupKind.Weights), 1e-3);
         var gateParams = net.ParametersOf(GroupKind.Gates).ToArray();

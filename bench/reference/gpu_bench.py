@@ -111,6 +111,30 @@ def reference_side(a):
         ours = load_safetensors(os.path.join(a.dir, "outputs.safetensors"))
         result["relative_difference"] = {
             t: float((out[t].cpu() - ours[t]).abs().max() / ours[t].abs().max().clamp_min(1e-12)) for t in tasks}
+        grads_file = os.path.join(a.dir, "grads.safetensors")
+        if os.path.exists(grads_file):
+            # Every parameter's gradient of tasks + sparsity loss on the batch (train mode), against ours.
+            model.zero_grad(set_to_none=True)
+            out = model(x)
+            total = sum(F.cross_entropy(out[t], labels[t]) for t in tasks)
+            reg = model.regularizer()
+            if reg is not None:
+                total = total + reg
+            total.backward()
+            ours_grads = load_safetensors(grads_file)
+            diffs = {}
+            for name, p in model.named_parameters():
+                if p.grad is None and name not in ours_grads:
+                    continue
+                if p.grad is None or name not in ours_grads:
+                    diffs[name] = float("inf")  # one side has a gradient the other lacks
+                    continue
+                g, o = p.grad.cpu(), ours_grads[name]
+                diffs[name] = float((g - o).abs().max() / o.abs().max().clamp_min(1e-12))
+            worst = max(diffs, key=diffs.get)
+            gates = [v for n, v in diffs.items() if n.endswith(".alpha") or n.endswith(".beta")]
+            result["gradient"] = {"parameters": len(diffs), "max_relative_difference": diffs[worst], "worst": worst,
+                                  "gates_max_relative_difference": max(gates) if gates else None}
         print(json.dumps(result))
         return
     with torch.no_grad():
@@ -153,7 +177,7 @@ def compare_case(ours, case, model, out, steps, fusion="off", device="cuda", tim
     ref = [sys.executable, os.path.abspath(__file__), "--reference", "--dir", d, "--model", model, "--device", device,
            "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--channels", str(channels)]
     # 1. numerics, TF32 off on both sides
-    run_measured(ours_cmd(ours, case, model, d, 1, False, fusion, device), gpu=gpu, timeout=timeout)
+    run_measured(ours_cmd(ours, case, model, d, 1, False, fusion, device) + ["--grads", "true"], gpu=gpu, timeout=timeout)
     check = json.loads(run_measured(ref + ["--check", "--tf32", "false"], gpu=gpu, timeout=timeout)[0].strip().splitlines()[-1])
     # 2. speed and memory, TF32 on, same weights and batch (our side rewrites them identically: seed 0)
     ours_out, ours_mem = run_measured(ours_cmd(ours, case, model, d, steps, True, fusion, device), gpu=gpu, timeout=timeout)
@@ -162,7 +186,8 @@ def compare_case(ours, case, model, out, steps, fusion="off", device="cuda", tim
     torch_side = json.loads(ref_out.strip().splitlines()[-1])
     record = {"case": label, "model": model, "ours": ours_side, "pytorch": torch_side, "check": check,
               "ours_peak_mib": ours_mem, "pytorch_peak_mib": ref_mem,
-              "relative_difference": max(check["relative_difference"].values())}
+              "relative_difference": max(check["relative_difference"].values()),
+              "gradient_relative_difference": check["gradient"]["max_relative_difference"]}
     with open(os.path.join(d, "pytorch.json"), "w") as f:
         json.dump({"check": check, "speed": torch_side, "peak_mib": ref_mem, "ours_peak_mib": ours_mem}, f)
     return record
@@ -215,12 +240,13 @@ def step_table(records, steps, fusion, device):
     rows = []
     for r in records:
         o, t = r["ours"]["step_ms_median"], r["pytorch"]["step_ms_median"]
+        g = r["check"]["gradient"]
         rows.append(f"| {r['case']} | {r['model']} | {o:.2f} | {t:.2f} | {o / t:.2f} | {r['ours_peak_mib']:.0f} | "
                     f"{r['pytorch_peak_mib']:.0f} | {r['ours_peak_mib'] / max(r['pytorch_peak_mib'], 1):.2f} | "
-                    f"{r['relative_difference']:.1e} |")
+                    f"{r['relative_difference']:.1e} | {g['max_relative_difference']:.1e} ({g['parameters']}; worst {g['worst']}) |")
     lines = [f"{device_name(device)}; median of {steps} training steps after 5 warm-up; our branch fusion: {fusion}",
-             "| case | model | ours ms | PyTorch ms | ours / PyTorch | ours peak MiB | PyTorch peak MiB | ours / PyTorch | outputs: max relative difference |",
-             "|---|---|---|---|---|---|---|---|---|", *rows, "",
+             "| case | model | ours ms | PyTorch ms | ours / PyTorch | ours peak MiB | PyTorch peak MiB | ours / PyTorch | outputs: max relative difference | gradients: max relative difference (parameters; worst) |",
+             "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
              "| case | InterroGate / MTL step, ours | InterroGate / MTL step, PyTorch |", "|---|---|---|"]
     by = {(r["case"], r["model"]): r for r in records}
     for case in dict.fromkeys(r["case"] for r in records):
