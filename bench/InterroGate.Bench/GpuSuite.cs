@@ -233,7 +233,7 @@ internal static class GpuSuite
     {
         using var _ = no_grad();
         for (int i = 0; i < 5; i++) using (NewDisposeScope()) forward();
-        Sync(device);
+        StepOnDevice.Synchronize(device);
         var times = new double[repeats];
         for (int i = 0; i < repeats; i++)
         {
@@ -241,17 +241,12 @@ internal static class GpuSuite
             using (NewDisposeScope())
             {
                 forward();
-                Sync(device);
+                StepOnDevice.Synchronize(device);
             }
             times[i] = sw.Elapsed.TotalMilliseconds;
         }
         Array.Sort(times);
         return times[repeats / 2];
-    }
-
-    private static void Sync(Device device)
-    {
-        if (device.type == DeviceType.CUDA) cuda.synchronize(device);
     }
 
     private static void Print(string? dir, string? file, Dictionary<string, object> result)
@@ -264,7 +259,8 @@ internal static class GpuSuite
     private static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
     private static double Double(string s) => double.Parse(s, CultureInfo.InvariantCulture);
 
-    private static Dictionary<string, string> Options(string[] args, params string[] required)
+    /// <summary>--name value pairs, the <paramref name="required"/> names checked (StepOnDevice's too).</summary>
+    internal static Dictionary<string, string> Options(string[] args, params string[] required)
     {
         var o = new Dictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i < args.Length; i++)

@@ -21,7 +21,7 @@ internal static class StepOnDevice
 {
     public static void Run(string[] args)
     {
-        var o = Options(args);
+        var o = GpuSuite.Options(args, "model", "backbone", "tasks", "size", "channels", "batch", "steps", "out");
         string model = o["model"], backbone = o["backbone"], outDir = o["out"];
         double width = double.Parse(o.GetValueOrDefault("width", "1"), CultureInfo.InvariantCulture);
         int tasks = int.Parse(o["tasks"], CultureInfo.InvariantCulture), size = int.Parse(o["size"], CultureInfo.InvariantCulture);
@@ -119,22 +119,8 @@ internal static class StepOnDevice
         Console.WriteLine(json);
     }
 
-    private static void Synchronize(Device device)
+    internal static void Synchronize(Device device)
     {
         if (device.type == DeviceType.CUDA) cuda.synchronize(device);
-    }
-
-    private static Dictionary<string, string> Options(string[] args)
-    {
-        var o = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-                throw new ArgumentException($"Expected --name value pairs, got '{args[i]}'.");
-            o[args[i][2..]] = args[++i];
-        }
-        foreach (var required in new[] { "model", "backbone", "tasks", "size", "channels", "batch", "steps", "out" })
-            if (!o.ContainsKey(required)) throw new ArgumentException($"--{required} is required.");
-        return o;
     }
 }
