@@ -12,7 +12,8 @@ namespace InterroGate.Tests.Architectures;
 [Collection("Torch")]
 public sealed class PyTorchFixtureTests
 {
-    private static string Fixture(string file)
+    /// <summary>A file of tests/fixtures/pytorch, found above the test folder (GradientFixtureTests reads there too).</summary>
+    internal static string Fixture(string file)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
@@ -42,8 +43,9 @@ public sealed class PyTorchFixtureTests
         public override Tensor forward(Tensor x) => backbone.call(x);
     }
 
-    private static double RelativeDifference(Tensor ours, Tensor reference) =>
-        (ours - reference).abs().max().item<float>() / reference.abs().max().item<float>();
+    /// <summary>max |ours − reference| over max |reference|.</summary>
+    internal static double RelativeDifference(Tensor ours, Tensor reference) =>
+        (ours - reference).abs().max().item<float>() / Math.Max(reference.abs().max().item<float>(), 1e-12f);
 
     [Theory]
     [InlineData("basic", "basic.pth", "")]

@@ -16,15 +16,7 @@ namespace InterroGate.Tests.Gating;
 [Collection("Torch")]
 public sealed class GradientFixtureTests
 {
-    private static string Fixture()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string path = Path.Combine(dir.FullName, "tests", "fixtures", "pytorch", "interrogate-gradients.safetensors");
-            if (File.Exists(path)) return path;
-        }
-        throw new FileNotFoundException("tests/fixtures/pytorch/interrogate-gradients.safetensors above the test folder");
-    }
+    private static string Fixture() => Architectures.PyTorchFixtureTests.Fixture("interrogate-gradients.safetensors");
 
     private static readonly TaskSet Tasks = new([new TaskSpec("task1", TaskKind.Classification, 10), new TaskSpec("task2", TaskKind.Classification, 10)]);
 
@@ -45,8 +37,7 @@ public sealed class GradientFixtureTests
         return (model, file);
     }
 
-    private static double RelativeDifference(Tensor ours, Tensor reference) =>
-        (ours - reference).abs().max().item<float>() / Math.Max(reference.abs().max().item<float>(), 1e-12f);
+    private static double RelativeDifference(Tensor ours, Tensor reference) => Architectures.PyTorchFixtureTests.RelativeDifference(ours, reference);
 
     [Fact]
     public void Every_parameter_gets_the_gradient_PyTorch_computed_for_the_same_model()
