@@ -2,7 +2,8 @@
 // inference latency), backbones loaded from files PyTorch wrote, and one timed MultiFashion epoch.
 //   InterroGate.Bench pruned --backbone B [--width W] --tasks T --size S --channels C --batch N --repeats R --device D --out DIR
 //   InterroGate.Bench features --backbone NAME --weights FILE --input FILE --out FILE --device D
-//   InterroGate.Bench epoch --arch mtl|interrogate --train-size N --batch B --device D --out DIR
+//   InterroGate.Bench epoch --arch mtl|interrogate --train-size N --batch B --device D [--data-on auto|device|host]
+//                           [--precision fp32|bf16] [--channels-last true|false] --out DIR
 //   InterroGate.Bench compare PRESET --out DIR [--set key=value]... [--seeds 0,1,2]   (bench/gpu/quality.sh)
 // Each prints one JSON line last.
 using System.Diagnostics;
@@ -141,6 +142,9 @@ internal static class GpuSuite
             "training.epochs=1", $"training.batchSize={Int(o["batch"])}", $"training.device={o["device"]}",
         };
         if (arch == "interrogate") overrides.Add("training.freezeGatesLastEpochs=0");
+        // Where the data is held, and the speed options (training.dataOn, .precision, .channelsLast), as the caller asks.
+        foreach (var (option, key) in new[] { ("data-on", "dataOn"), ("precision", "precision"), ("channels-last", "channelsLast") })
+            if (o.TryGetValue(option, out var value)) overrides.Add($"training.{key}={value}");
         var run = Presets.LoadRun($"multifashion-w025/{arch}", overrides);
         Devices.Resolve(run.Training.Device, run.Training.Tf32);
         var prepared = PreparedRun.Create(run);
@@ -165,6 +169,8 @@ internal static class GpuSuite
             ["side"] = "ours", ["arch"] = arch, ["config"] = $"multifashion-w025/{arch} ({training})", ["train_size"] = prepared.Data.Train.Count,
             ["batch"] = Int(o["batch"]), ["steps"] = steps, ["device"] = run.Training.Device, ["window_start_unix"] = first, ["window_end_unix"] = last,
             ["images_per_s"] = imagesPerSecond, ["run_s"] = clock.Elapsed.TotalSeconds,
+            ["data_on"] = run.Training.DataOn.ToString().ToLowerInvariant(), ["precision"] = run.Training.Precision.ToString().ToLowerInvariant(),
+            ["channels_last"] = run.Training.ChannelsLast,
         });
     }
 

@@ -2,7 +2,10 @@
 // and the outputs written out so that the PyTorch reference can load the same weights, check that it computes
 // the same outputs and time the same work.
 // Usage: InterroGate.Bench step --model interrogate|mtl --backbone resnet18|resnet20 [--width W] --tasks T
-//        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] [--grads true] --out DIR
+//        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] [--grads true]
+//        [--precision fp32|bf16] [--channels-last true|false] --out DIR
+// The outputs and gradients written for the numerics check are float32 in any case; --precision and --channels-last
+// apply to the timed steps.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -29,6 +32,8 @@ internal static class StepOnDevice
         int steps = int.Parse(o["steps"], CultureInfo.InvariantCulture);
         bool tf32 = bool.Parse(o.GetValueOrDefault("tf32", "true"));
         var fusion = Enum.Parse<BranchFusion>(o.GetValueOrDefault("fusion", "off"), ignoreCase: true);
+        var precision = Enum.Parse<Precision>(o.GetValueOrDefault("precision", "fp32"), ignoreCase: true);
+        bool channelsLast = bool.Parse(o.GetValueOrDefault("channels-last", "false"));
         Directory.CreateDirectory(outDir);
 
         var device = Devices.Resolve(o.GetValueOrDefault("device", "cuda"), tf32);
@@ -80,6 +85,8 @@ internal static class StepOnDevice
             net.zero_grad();
         }
 
+        var images = onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey];
+        if (channelsLast) images = InterroGate.Data.DataLoader.ChannelsLast(images);
         var adam = optim.Adam(net.ParametersOf(GroupKind.Weights), 1e-3);
         var gateParams = net.ParametersOf(GroupKind.Gates).ToArray();
         var sgd = gateParams.Length > 0 ? optim.SGD(gateParams, 0.1) : null;
@@ -93,7 +100,7 @@ internal static class StepOnDevice
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
-                var outputs = net.call(onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey]);
+                var outputs = net.Forward(images, precision);
                 var losses = objective.Losses(outputs, onDevice);
                 var total = losses.Aggregate((a, b) => a + b);
                 if (net.Regularizer() is { } reg) total = total + reg;
@@ -110,6 +117,7 @@ internal static class StepOnDevice
         {
             ["side"] = "ours", ["model"] = model, ["backbone"] = backbone, ["width"] = width, ["tasks"] = tasks, ["size"] = size,
             ["batch"] = batch, ["device"] = device.ToString(), ["tf32"] = tf32, ["fusion"] = fusion.ToString().ToLowerInvariant(),
+            ["precision"] = precision.ToString().ToLowerInvariant(), ["channels_last"] = channelsLast,
             ["step_ms_median"] = times.Order().ElementAt(times.Count / 2), ["step_ms"] = times,
             // The timed steps' wall-clock window, in which a caller reads the GPU's memory (bench/gpu/suite.py).
             ["window_start_unix"] = firstTimed, ["window_end_unix"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0,

@@ -19,6 +19,10 @@
                   busy fraction (nvidia-smi utilization.gpu, sampled every 100 ms) between the first and the last
                   training step
   memory          2,000 InterroGate training steps (ResNet-20 x1/4, batch 256): GPU memory in use over the steps
+  speed-options   the InterroGate training step (ResNet-18 case) with bf16 mixed precision, channels-last, and both,
+                  ours (training.precision / training.channelsLast) against PyTorch (torch.autocast, channels_last),
+                  next to the fp32 step numerics+steps timed; and the InterroGate epoch with the data in host memory
+                  (training.dataOn=host) next to the epoch section's run (data on the GPU, the default there)
 
 Writes table.md and results.json to --out. --device cpu (with --quick: small cases) runs the same sections without a
 GPU, to try the script: times then mean nothing, the GPU's busy fraction is not measured and memory is the process's
@@ -326,22 +330,63 @@ def section_epoch(a):
     gpu = a.device.startswith("cuda")
     rows, records = [], []
     for arch in ("mtl", "interrogate"):
-        cmd = [*a.ours, "epoch", "--arch", arch, "--train-size", str(a.train_size), "--batch", "128", "--device", a.device,
-               "--out", os.path.abspath(os.path.join(a.out, "epoch", arch))]
-        ours, sampler = run_json(cmd, left(a), sampler_gpu=gpu, sample=gpu)
-        busy = float("nan")
-        if sampler:
-            window = sampler.window(ours["window_start_unix"], ours["window_end_unix"])
-            if window:
-                busy = statistics.mean(s[1] for s in window) / 100
-        records.append({"arch": arch, "ours": ours, "busy": busy, "samples": len(sampler.samples) if sampler else 0})
-        rows.append(f"| {arch} | {ours['train_size']} | {ours['steps']} | {ours['window_end_unix'] - ours['window_start_unix']:.1f} | "
-                    f"{ours['images_per_s']:.0f} | {100 * busy:.0f} |")
+        record = epoch_run(a, arch)
+        records.append(record)
+        rows.append(epoch_row(record))
     table = "\n".join([
         "One MultiFashion epoch (multifashion-w025's runs, batch 128) on our trainer: GPU busy = mean of nvidia-smi's "
         "utilization.gpu over 100 ms samples between the first and the last step's progress report",
-        "| run | training pairs | steps | window s | images/s | GPU busy % |", "|---|---|---|---|---|---|", *rows])
+        EPOCH_HEADER, "|---|---|---|---|---|---|---|", *rows])
     return {"records": records, "pass": all(r["busy"] >= 0.9 for r in records) if gpu else None}, table
+
+
+EPOCH_HEADER = "| run | data on | training pairs | steps | window s | images/s | GPU busy % |"
+
+
+def epoch_run(a, arch, data_on="auto"):
+    gpu = a.device.startswith("cuda")
+    cmd = [*a.ours, "epoch", "--arch", arch, "--train-size", str(a.train_size), "--batch", "128", "--device", a.device,
+           "--data-on", data_on, "--out", os.path.abspath(os.path.join(a.out, "epoch", f"{arch}-{data_on}"))]
+    ours, sampler = run_json(cmd, left(a), sampler_gpu=gpu, sample=gpu)
+    busy = float("nan")
+    if sampler:
+        window = sampler.window(ours["window_start_unix"], ours["window_end_unix"])
+        if window:
+            busy = statistics.mean(s[1] for s in window) / 100
+    return {"arch": arch, "data_on": data_on, "ours": ours, "busy": busy, "samples": len(sampler.samples) if sampler else 0}
+
+
+def epoch_row(r):
+    ours = r["ours"]
+    return (f"| {r['arch']} | {r['data_on']} | {ours['train_size']} | {ours['steps']} | "
+            f"{ours['window_end_unix'] - ours['window_start_unix']:.1f} | {ours['images_per_s']:.0f} | {100 * r['busy']:.0f} |")
+
+
+def section_speed_options(a, cases):
+    case = cases[0]
+    base = getattr(a, "step_ms", {})
+    records, rows = [], []
+    for precision, channels_last in (("bf16", False), ("fp32", True), ("bf16", True)):
+        r = gpu_bench.speed_case(a.ours, case, "interrogate", os.path.join(a.out, "speed-options"), a.steps, precision,
+                                 channels_last, a.device, left(a))
+        records.append(r)
+        ours_ms, torch_ms = r["ours"]["step_ms_median"], r["pytorch"]["step_ms_median"]
+        fp32 = base.get((case[0], "interrogate"))
+        speedup = f"{fp32 / ours_ms:.2f}" if fp32 else "n/a"
+        name = precision + (" + channels-last" if channels_last else "")
+        rows.append(f"| {name} | {ours_ms:.1f} | {torch_ms:.1f} | {ours_ms / torch_ms:.2f} | {speedup} | "
+                    f"{r['ours_peak_mib'] or float('nan'):.0f} | {r['pytorch_peak_mib'] or float('nan'):.0f} |")
+    host = epoch_run(a, "interrogate", "host")
+    records.append(host)
+    table = "\n".join([
+        f"InterroGate training step, {case[0]}, {a.steps} timed steps per side, TF32 on; speed-up = the fp32 step of "
+        "numerics+steps divided by this one (ours)",
+        "| options | ours ms | PyTorch ms | ours / PyTorch | ours' speed-up over fp32 | ours peak MiB | PyTorch peak MiB |",
+        "|---|---|---|---|---|---|---|", *rows, "",
+        "The InterroGate epoch with the data in host memory (a batch assembled there and copied every step); the epoch "
+        "section's interrogate row is the same run with the data on the GPU", EPOCH_HEADER, "|---|---|---|---|---|---|---|",
+        epoch_row(host)])
+    return {"records": records, "pass": None}, table
 
 
 def section_memory(a):
@@ -376,7 +421,7 @@ def section_memory(a):
     return record, table
 
 
-SECTIONS = [("numerics+steps", 150), ("pruned", 60), ("interop", 60), ("epoch", 90), ("memory", 90)]
+SECTIONS = [("numerics+steps", 150), ("pruned", 60), ("interop", 60), ("epoch", 90), ("memory", 90), ("speed-options", 100)]
 
 
 def main():
@@ -404,7 +449,8 @@ def main():
     if unknown:
         p.error(f"--sections: unknown {unknown}; known: {', '.join(n for n, _ in SECTIONS)}")
     run = {"numerics+steps": lambda: section_steps(a, cases), "pruned": lambda: section_pruned(a, cases),
-           "interop": lambda: section_interop(a), "epoch": lambda: section_epoch(a), "memory": lambda: section_memory(a)}
+           "interop": lambda: section_interop(a), "epoch": lambda: section_epoch(a), "memory": lambda: section_memory(a),
+           "speed-options": lambda: section_speed_options(a, cases)}
     begin = time.time()
     a.deadline = begin + a.budget + 60
     results, tables = {"device": gpu_bench.device_name(a.device), "quick": a.quick, "sections": {}}, []

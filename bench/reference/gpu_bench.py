@@ -75,12 +75,13 @@ def run_measured(cmd, env=None, gpu=True, timeout=None):
     return proc.stdout, peak[0] - base
 
 
-def ours_cmd(ours, case, model, out, steps, tf32, fusion="off", device="cuda"):
+def ours_cmd(ours, case, model, out, steps, tf32, fusion="off", device="cuda", precision="fp32", channels_last=False):
     """ours: the command that starts InterroGate.Bench, as a list (the published executable, or dotnet and its dll)."""
     _, backbone, width, tasks, size, channels, batch = case
     return [*ours, "step", "--model", model, "--backbone", backbone, "--width", str(width), "--tasks", str(tasks),
             "--size", str(size), "--channels", str(channels), "--batch", str(batch), "--steps", str(steps),
-            "--device", device, "--tf32", "true" if tf32 else "false", "--fusion", fusion, "--out", out]
+            "--device", device, "--tf32", "true" if tf32 else "false", "--fusion", fusion, "--out", out,
+            "--precision", precision, "--channels-last", "true" if channels_last else "false"]
 
 
 def reference_side(a):
@@ -104,7 +105,8 @@ def reference_side(a):
     x = batch["input"].to(dev)
     labels = {t: batch[t].to(dev) for t in tasks}
 
-    result = {"side": "pytorch", "model": a.model, "torch": torch.__version__, "tf32": a.tf32}
+    result = {"side": "pytorch", "model": a.model, "torch": torch.__version__, "tf32": a.tf32,
+              "precision": a.precision, "channels_last": a.channels_last}
     if a.check:
         with torch.no_grad():
             out = model(x)
@@ -143,12 +145,16 @@ def reference_side(a):
     gate_ids = {id(p) for p in gate_params}
     adam = torch.optim.Adam([p for p in model.parameters() if id(p) not in gate_ids], lr=1e-3)
     sgd = torch.optim.SGD(gate_params, lr=0.1) if gate_params else None
+    if a.channels_last:  # PyTorch's channels-last: the weights converted as well as the input
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     times = []
     for i in range(5 + a.steps):
         sync()
         start = time.perf_counter()
-        out = model(x)
-        total = sum(F.cross_entropy(out[t], labels[t]) for t in tasks)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            out = model(x)
+        total = sum(F.cross_entropy(out[t].float(), labels[t]) for t in tasks)
         reg = model.regularizer()
         if reg is not None:
             total = total + reg
@@ -193,6 +199,24 @@ def compare_case(ours, case, model, out, steps, fusion="off", device="cuda", tim
     return record
 
 
+def speed_case(ours, case, model, out, steps, precision, channels_last, device="cuda", timeout=None):
+    """Both sides' timed steps (TF32 on) with a speed option: bf16 autocast and/or channels-last, on the same weights
+    and batch (no numerics check: bfloat16 differs from float32 by design). Returns both sides' JSON and peak memories."""
+    label, backbone, width, tasks, size, channels, batch = case
+    gpu = device.startswith("cuda")
+    d = os.path.abspath(os.path.join(out, f"{backbone}-{model}-{precision}{'-cl' if channels_last else ''}"))
+    ours_out, ours_mem = run_measured(ours_cmd(ours, case, model, d, steps, True, "off", device, precision, channels_last),
+                                      gpu=gpu, timeout=timeout)
+    ours_side = json.loads(ours_out.strip().splitlines()[-1])
+    ref = [sys.executable, os.path.abspath(__file__), "--reference", "--dir", d, "--model", model, "--device", device,
+           "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--channels", str(channels),
+           "--tf32", "true", "--steps", str(steps), "--precision", precision, "--channels-last", "true" if channels_last else "false"]
+    ref_out, ref_mem = run_measured(ref, gpu=gpu, timeout=timeout)
+    torch_side = json.loads(ref_out.strip().splitlines()[-1])
+    return {"case": label, "model": model, "precision": precision, "channels_last": channels_last, "ours": ours_side,
+            "pytorch": torch_side, "ours_peak_mib": ours_mem, "pytorch_peak_mib": ref_mem}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ours", help="the published InterroGate.Bench executable (or a quoted command, e.g. 'dotnet X.dll')")
@@ -210,6 +234,8 @@ def main():
     p.add_argument("--tasks", type=int, help=argparse.SUPPRESS)
     p.add_argument("--channels", type=int, help=argparse.SUPPRESS)
     p.add_argument("--tf32", type=lambda s: s == "true", default=True, help=argparse.SUPPRESS)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
+    p.add_argument("--channels-last", type=lambda s: s == "true", default=False, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.reference:
         reference_side(a)

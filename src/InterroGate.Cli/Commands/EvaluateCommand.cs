@@ -29,7 +29,7 @@ internal static class EvaluateCommand
             var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
             var (macs, parameters) = DeployedCost.OfModel(model, data.Train.ImageShape); // counted on the CPU
             model.to(Devices.Resolve(p.GetValue(device) ?? config.Training.Device, config.Training.Tf32));
-            var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel);
+            var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel, config.Training.Precision, config.Training.ChannelsLast);
             if (p.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, details = result.Details, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));

@@ -26,6 +26,18 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// <summary>Registry name of the architecture (stl, mtl, interrogate).</summary>
     public abstract string Architecture { get; }
 
+    /// <summary>
+    /// The task outputs of <paramref name="images"/> with the forward pass run in <paramref name="precision"/>
+    /// (<see cref="Runtime.Autocast"/>), returned in float32 so that losses and metrics reduce in float32.
+    /// </summary>
+    public Dictionary<string, Tensor> Forward(Tensor images, Runtime.Precision precision)
+    {
+        if (precision == Runtime.Precision.Fp32) return call(images);
+        Dictionary<string, Tensor> outputs;
+        using (Runtime.Autocast.Enter(precision, images.device)) outputs = call(images);
+        return outputs.ToDictionary(kv => kv.Key, kv => kv.Value.dtype == ScalarType.Float32 ? kv.Value : kv.Value.to(ScalarType.Float32));
+    }
+
     /// <summary>Term added to the weighted task losses (InterroGate: λ_s · L_s); null when there is none.</summary>
     public virtual Tensor? Regularizer() => null;
 

@@ -112,6 +112,15 @@ public sealed record TrainingConfig
     /// <summary>TF32 matrix math on CUDA (faster convolutions and matrix products at ~10-bit mantissa precision); no effect on CPU.</summary>
     public bool Tf32 { get; init; } = true;
     /// <summary>
+    /// The forward pass's arithmetic: fp32, or bf16 (mixed precision through libtorch's autocast: convolutions and
+    /// matrix products in bfloat16; reductions, normalisations, losses, weights and their updates in float32).
+    /// </summary>
+    public Runtime.Precision Precision { get; init; } = Runtime.Precision.Fp32;
+    /// <summary>Images in channels-last (NHWC) memory order, so convolutions run in that layout (cuDNN's fastest on tensor cores).</summary>
+    public bool ChannelsLast { get; init; }
+    /// <summary>Where in-memory training and validation splits are held: auto (on the GPU when training there and they fit in 2 GiB), device or host.</summary>
+    public Data.DataResidence DataOn { get; init; } = Data.DataResidence.Auto;
+    /// <summary>
     /// Bit-identical CPU runs: no choice that depends on timings (<c>fusion: auto</c> is refused) and TF32 off. Two CPU
     /// runs of one configuration then give the same weights bit for bit on any machine with the same thread count
     /// (<see cref="Threads"/>; its default is the machine's core count, and libtorch's parallel reductions add in an

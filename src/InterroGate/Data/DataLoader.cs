@@ -7,9 +7,10 @@ namespace InterroGate.Data;
 /// Batches of a data set in an order that is a pure function of (seed, epoch), so a run can resume
 /// mid-epoch; the next batch is assembled on a background task while the caller computes. The caller
 /// owns (disposes) every tensor it receives. Given a <paramref name="device"/> other than the CPU, batches arrive there
-/// (copied on the background task, so the copy overlaps the caller's work).
+/// (copied on the background task, so the copy overlaps the caller's work). With <paramref name="channelsLast"/>, images
+/// arrive in channels-last (NHWC) memory order, the same [B, C, H, W] tensor to every operation.
 /// </summary>
-public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool shuffle, int seed, bool dropLast, Device? device = null)
+public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool shuffle, int seed, bool dropLast, Device? device = null, bool channelsLast = false)
 {
     public int BatchesPerEpoch => dropLast ? dataset.Count / batchSize : (dataset.Count + batchSize - 1) / batchSize;
 
@@ -52,14 +53,24 @@ public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool sh
         return Task.Run(() =>
         {
             var batch = dataset.GetBatch(order.AsSpan(start, count), epoch);
-            if (device is null || device.type == DeviceType.CPU) return batch;
+            bool onCpu = device is null || device.type == DeviceType.CPU;
+            if (onCpu && !channelsLast) return batch;
             var moved = new Dictionary<string, Tensor>(batch.Count);
             foreach (var (key, t) in batch)
             {
-                moved[key] = t.to(device, non_blocking: true);
-                t.Dispose();
+                var there = onCpu ? t : t.to(device!, non_blocking: true); // a data set held on the device: the same tensor
+                moved[key] = channelsLast && key == IMultiTaskDataset.ImageKey && there.dim() == 4 ? ChannelsLast(there) : there;
+                if (!ReferenceEquals(moved[key], there)) there.Dispose();
+                if (!ReferenceEquals(there, t)) t.Dispose();
             }
             return moved;
         });
+    }
+
+    /// <summary>The same [B, C, H, W] values held in channels-last (NHWC) memory order.</summary>
+    public static Tensor ChannelsLast(Tensor images)
+    {
+        using var nhwc = images.permute(0, 2, 3, 1).contiguous();
+        return nhwc.permute(0, 3, 1, 2);
     }
 }

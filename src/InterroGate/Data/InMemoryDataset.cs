@@ -7,7 +7,7 @@ namespace InterroGate.Data;
 /// Images [N, C, H, W] (uint8, scaled by 1/255 then normalised per batch, or float32 used as is) and
 /// per-task targets held in memory; batches are gathered with index_select.
 /// </summary>
-public sealed class InMemoryDataset : IMultiTaskDataset
+public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
 {
     private readonly Tensor _images;
     private readonly Dictionary<string, Tensor> _targets;
@@ -37,10 +37,30 @@ public sealed class InMemoryDataset : IMultiTaskDataset
 
     public ImageInput Input => new(ImageShape.Channels, ImageShape.Height, ImageShape.Width, _mean, _std);
 
+    /// <summary>Where its tensors are held (batches are gathered there).</summary>
+    public Device Device => _images.device;
+
+    /// <summary>Bytes its images and targets take.</summary>
+    public long Bytes => _images.NumberOfElements * _images.ElementSize + _targets.Values.Sum(t => t.NumberOfElements * t.ElementSize);
+
+    /// <summary>A copy held on <paramref name="device"/>, so that batches are gathered there without a copy per batch; dispose it when done.</summary>
+    public InMemoryDataset To(Device device)
+    {
+        using var scope = NewDisposeScope();
+        return new InMemoryDataset(Name, Tasks, _images.to(device), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.to(device)), _mean, _std);
+    }
+
+    /// <summary>Frees its tensors (for copies made by <see cref="To"/>).</summary>
+    public void Dispose()
+    {
+        _images.Dispose();
+        foreach (var t in _targets.Values) t.Dispose();
+    }
+
     public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
     {
         using var scope = NewDisposeScope();
-        var idx = tensor(indices.ToArray(), dtype: int64);
+        var idx = tensor(indices.ToArray(), dtype: int64, device: _images.device);
         var images = _images.index_select(0, idx);
         images = images.dtype == ScalarType.Byte ? Input.FromBytes(images) : images;
         var batch = new Dictionary<string, Tensor> { [IMultiTaskDataset.ImageKey] = images.MoveToOuterDisposeScope() };

@@ -123,6 +123,8 @@ public sealed class GateLayer : nn.Module
 
         var gated = new Tensor[Tasks];
         var shape = ChannelShape(shared.dim());
+        if (gates.dtype != shared.dtype) gates = gates.to(shared.dtype); // bfloat16 features under mixed precision (Runtime.Autocast)
+        if (weights is not null && weights.dtype != shared.dtype) weights = weights.to(shared.dtype);
         for (int t = 0; t < Tasks; t++)
             gated[t] = shared.lerp(taskFeatures[t], gates[t].view(shape)); // ψ + G_t ⊙ (φ_t − ψ)
         if (weights is null) return (gated, null);

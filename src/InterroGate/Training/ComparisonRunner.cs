@@ -237,7 +237,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         // The final checkpoint: InterroGate's gates reach their budget only by the end of training, so
         // an earlier best-on-validation epoch would report a model the sparsity loss had not shaped yet.
         Checkpoint.Load(trainer.LastPath, prepared.Model);
-        var test = Evaluator.Evaluate(prepared.Model, data.Test, run.Training.EvalBatchSize, cancel);
+        var test = Evaluator.Evaluate(prepared.Model, data.Test, run.Training.EvalBatchSize, cancel, run.Training.Precision, run.Training.ChannelsLast);
         var (macs, parameters) = DeployedCost.OfModel(prepared.Model, image);
         double? specific = prepared.Model is InterroGateModel ig ? ig.TaskSpecificFraction().Overall : null;
         var budget = (prepared.Model as InterroGateModel)?.Budget;

@@ -24,8 +24,12 @@ public sealed record EvaluationResult(IReadOnlyDictionary<string, double> Metric
 /// <summary>Evaluates a model in evaluation mode, without gradients, one dispose scope per batch.</summary>
 public static class Evaluator
 {
-    /// <summary>Evaluates on the device the model's weights are on.</summary>
-    public static EvaluationResult Evaluate(MultiTaskModel model, IMultiTaskDataset data, int batchSize, CancellationToken cancel = default)
+    /// <summary>
+    /// Evaluates on the device the model's weights are on, the forward pass in <paramref name="precision"/>, images in
+    /// channels-last memory order where <paramref name="channelsLast"/> (as the model was trained).
+    /// </summary>
+    public static EvaluationResult Evaluate(MultiTaskModel model, IMultiTaskDataset data, int batchSize, CancellationToken cancel = default,
+        Runtime.Precision precision = Runtime.Precision.Fp32, bool channelsLast = false)
     {
         var device = model.parameters().FirstOrDefault()?.device;
         var tasks = model.Tasks;
@@ -37,7 +41,7 @@ public static class Evaluator
         try
         {
             using var _ = no_grad();
-            var loader = new DataLoader(data, batchSize, shuffle: false, seed: 0, dropLast: false, device);
+            var loader = new DataLoader(data, batchSize, shuffle: false, seed: 0, dropLast: false, device, channelsLast);
             foreach (var batch in loader.Epoch(0))
             {
                 cancel.ThrowIfCancellationRequested();
@@ -45,7 +49,7 @@ public static class Evaluator
                 scope.Attach(batch.Values);
                 var images = batch[IMultiTaskDataset.ImageKey];
                 int n = (int)images.shape[0];
-                var outputs = model.call(images);
+                var outputs = model.Forward(images, precision);
                 for (int t = 0; t < tasks.Count; t++)
                 {
                     var output = outputs[tasks[t].Name];

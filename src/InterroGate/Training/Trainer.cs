@@ -25,7 +25,7 @@ public sealed class Trainer
 {
     private readonly RunConfig _config;
     private readonly MultiTaskModel _model;
-    private readonly DatasetSplits _data;
+    private DatasetSplits _data; // on the training device while a run holds in-memory splits there (DeviceResidence)
     private readonly IBalancer _balancer;
     private readonly string _dir;
     private readonly IProgress<TrainingEvent>? _progress;
@@ -46,7 +46,7 @@ public sealed class Trainer
     public bool AcceptConfigChanges { get; init; }
 
     /// <summary>Configuration keys that may change on resume without changing what the run computes.</summary>
-    private static readonly IReadOnlySet<string> ResumeMayChange = new HashSet<string> { "training.device", "training.threads", "training.tf32" };
+    private static readonly IReadOnlySet<string> ResumeMayChange = new HashSet<string> { "training.device", "training.threads", "training.tf32", "training.precision", "training.channelsLast", "training.dataOn" };
 
     public string BestPath => Path.Combine(_dir, "best.ckpt");
     public const string LastFileName = "last.ckpt";
@@ -56,6 +56,24 @@ public sealed class Trainer
 
     /// <summary>Trains to the configured number of epochs, or from <paramref name="resumeFrom"/> onwards.</summary>
     public TrainingResult Run(string? resumeFrom = null, CancellationToken cancel = default)
+    {
+        var cfg = _config.Training;
+        var original = _data;
+        var (placed, copies, message) = DeviceResidence.Place(_data, cfg.DataOn, Runtime.Devices.Resolve(cfg.Device, cfg.Tf32 && !cfg.Deterministic));
+        if (message is not null) Report(new RunMessage(_config.Name, message));
+        _data = placed;
+        try
+        {
+            return RunOnPlacedData(resumeFrom, cancel);
+        }
+        finally
+        {
+            _data = original;
+            foreach (var copy in copies) copy.Dispose();
+        }
+    }
+
+    private TrainingResult RunOnPlacedData(string? resumeFrom, CancellationToken cancel)
     {
         var cfg = _config.Training;
         var tasks = _model.Tasks;
@@ -126,13 +144,13 @@ public sealed class Trainer
         BalanceContext ContextFor(Dictionary<string, Tensor> batch, TorchSharp.DisposeScope scope) => new(sharedParameters, () => _model.SharedRepresentation)
         {
             Meta = new MetaAccess(weights, () => weightOpt.ParamGroups.First().LearningRate,
-                TrainLosses: () => objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch),
+                TrainLosses: () => objective.Losses(_model.Forward(batch[IMultiTaskDataset.ImageKey], cfg.Precision), batch),
                 ValidationLosses: () =>
                 {
                     validationBatches.MoveNext();
                     var held = validationBatches.Current;
                     scope.Attach(held.Values);
-                    return objective.Losses(_model.call(held[IMultiTaskDataset.ImageKey]), held);
+                    return objective.Losses(_model.Forward(held[IMultiTaskDataset.ImageKey], cfg.Precision), held);
                 }),
         };
 
@@ -152,7 +170,7 @@ public sealed class Trainer
         }
 
         TrimMetrics(startEpoch);
-        var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true, device);
+        var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true, device, cfg.ChannelsLast);
         int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
         if (steps == 0) throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
 
@@ -234,7 +252,7 @@ public sealed class Trainer
             trainImages += epochImages;
             startStep = 0;
 
-            var val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel);
+            var val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel, cfg.Precision, cfg.ChannelsLast);
             double score = EvaluationResult.Score(tasks, val.Metrics);
             bool isBest = score > bestScore;
             if (isBest) (bestScore, bestEpoch, bestValidation) = (score, epoch, val.Metrics);
@@ -270,7 +288,7 @@ public sealed class Trainer
     private IEnumerable<Dictionary<string, Tensor>> ValidationBatches(TrainingConfig cfg, Device device)
     {
         int size = Math.Min(cfg.BatchSize, Math.Max(1, _data.Validation.Count));
-        var loader = new DataLoader(_data.Validation, size, shuffle: true, seed: cfg.Seed + 7919, dropLast: true, device);
+        var loader = new DataLoader(_data.Validation, size, shuffle: true, seed: cfg.Seed + 7919, dropLast: true, device, cfg.ChannelsLast);
         for (int pass = 0; ; pass++)
             foreach (var batch in loader.Epoch(pass)) yield return batch;
     }
@@ -291,7 +309,7 @@ public sealed class Trainer
         int sinceWarmup = _stepsRun++ - TimingWarmupSteps;
         bool timed = sinceWarmup >= 0 && (images.device.type != DeviceType.CUDA || sinceWarmup % TimingEveryCudaStep == 0);
         long start = Stopwatch.GetTimestamp();
-        var outputs = _model.call(images);
+        var outputs = _model.Forward(images, _config.Training.Precision);
         var losses = objective.Losses(outputs, batch);
         var reg = _model.Regularizer();
         double forwardMs = timed ? Elapsed(start, images.device) : 0;
@@ -311,7 +329,7 @@ public sealed class Trainer
         _balancer.AfterStep(values, () =>
         {
             using var _ = no_grad();
-            return objective.Losses(_model.call(images), batch).Select(l => (double)l.item<float>()).ToArray();
+            return objective.Losses(_model.Forward(images, _config.Training.Precision), batch).Select(l => (double)l.item<float>()).ToArray();
         });
         if (timed) _timing = (_timing.Steps + 1, _timing.ForwardMs + forwardMs, _timing.BackwardMs + Elapsed(backwardStart, images.device));
         return (values, reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
