@@ -21,6 +21,7 @@
   memory          2,000 InterroGate training steps (ResNet-20 x1/4, batch 256): GPU memory in use over the steps
   speed-options   the InterroGate training step (ResNet-18 case) with bf16 mixed precision, channels-last, and both,
                   ours (training.precision / training.channelsLast) against PyTorch (torch.autocast, channels_last),
+                  and ours with branch fusion (the T+1 copies of a unit in one grouped call; no PyTorch counterpart),
                   next to the fp32 step numerics+steps timed; and the InterroGate epoch with the data in host memory
                   (training.dataOn=host) next to the epoch section's run (data on the GPU, the default there)
 
@@ -366,15 +367,17 @@ def section_speed_options(a, cases):
     case = cases[0]
     base = getattr(a, "step_ms", {})
     records, rows = [], []
-    for precision, channels_last in (("bf16", False), ("fp32", True), ("bf16", True)):
+    for precision, channels_last, fusion in (("bf16", False, "off"), ("fp32", True, "off"), ("bf16", True, "off"), ("fp32", False, "on")):
         r = gpu_bench.speed_case(a.ours, case, "interrogate", os.path.join(a.out, "speed-options"), a.steps, precision,
-                                 channels_last, a.device, left(a))
+                                 channels_last, a.device, left(a), fusion)
         records.append(r)
-        ours_ms, torch_ms = r["ours"]["step_ms_median"], r["pytorch"]["step_ms_median"]
+        ours_ms = r["ours"]["step_ms_median"]
+        torch_ms = r["pytorch"]["step_ms_median"] if r["pytorch"] else None
         fp32 = base.get((case[0], "interrogate"))
         speedup = f"{fp32 / ours_ms:.2f}" if fp32 else "n/a"
-        name = precision + (" + channels-last" if channels_last else "")
-        rows.append(f"| {name} | {ours_ms:.1f} | {torch_ms:.1f} | {ours_ms / torch_ms:.2f} | {speedup} | "
+        name = precision + (" + channels-last" if channels_last else "") + (" + branch fusion (ours only)" if fusion != "off" else "")
+        rows.append(f"| {name} | {ours_ms:.1f} | {f'{torch_ms:.1f}' if torch_ms else '-'} | "
+                    f"{f'{ours_ms / torch_ms:.2f}' if torch_ms else '-'} | {speedup} | "
                     f"{r['ours_peak_mib'] or float('nan'):.0f} | {r['pytorch_peak_mib'] or float('nan'):.0f} |")
     host = epoch_run(a, "interrogate", "host")
     records.append(host)

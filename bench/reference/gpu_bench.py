@@ -199,21 +199,25 @@ def compare_case(ours, case, model, out, steps, fusion="off", device="cuda", tim
     return record
 
 
-def speed_case(ours, case, model, out, steps, precision, channels_last, device="cuda", timeout=None):
+def speed_case(ours, case, model, out, steps, precision, channels_last, device="cuda", timeout=None, fusion="off"):
     """Both sides' timed steps (TF32 on) with a speed option: bf16 autocast and/or channels-last, on the same weights
-    and batch (no numerics check: bfloat16 differs from float32 by design). Returns both sides' JSON and peak memories."""
+    and batch (no numerics check: bfloat16 differs from float32 by design), or ours alone with branch fusion (PyTorch
+    has no counterpart; its side is then not run). Returns both sides' JSON and peak memories."""
     label, backbone, width, tasks, size, channels, batch = case
     gpu = device.startswith("cuda")
-    d = os.path.abspath(os.path.join(out, f"{backbone}-{model}-{precision}{'-cl' if channels_last else ''}"))
-    ours_out, ours_mem = run_measured(ours_cmd(ours, case, model, d, steps, True, "off", device, precision, channels_last),
+    d = os.path.abspath(os.path.join(out, f"{backbone}-{model}-{precision}{'-cl' if channels_last else ''}-fusion{fusion}"))
+    ours_out, ours_mem = run_measured(ours_cmd(ours, case, model, d, steps, True, fusion, device, precision, channels_last),
                                       gpu=gpu, timeout=timeout)
     ours_side = json.loads(ours_out.strip().splitlines()[-1])
+    if fusion != "off":
+        return {"case": label, "model": model, "precision": precision, "channels_last": channels_last, "fusion": fusion,
+                "ours": ours_side, "pytorch": None, "ours_peak_mib": ours_mem, "pytorch_peak_mib": None}
     ref = [sys.executable, os.path.abspath(__file__), "--reference", "--dir", d, "--model", model, "--device", device,
            "--backbone", backbone, "--width", str(width), "--tasks", str(tasks), "--channels", str(channels),
            "--tf32", "true", "--steps", str(steps), "--precision", precision, "--channels-last", "true" if channels_last else "false"]
     ref_out, ref_mem = run_measured(ref, gpu=gpu, timeout=timeout)
     torch_side = json.loads(ref_out.strip().splitlines()[-1])
-    return {"case": label, "model": model, "precision": precision, "channels_last": channels_last, "ours": ours_side,
+    return {"case": label, "model": model, "precision": precision, "channels_last": channels_last, "fusion": fusion, "ours": ours_side,
             "pytorch": torch_side, "ours_peak_mib": ours_mem, "pytorch_peak_mib": ref_mem}
 
 
