@@ -24,6 +24,9 @@ internal static class DoctorCommand
                 t.AddRow("CPU memory allocator", Markup.Escape(r.Allocator));
                 t.AddRow("CUDA", r.CudaAvailable ? $"available, {r.CudaDevices} device(s) (--device cuda or cuda:N)" : Markup.Escape(Devices.WhyNoCuda(NativeRuntime.Location)));
                 foreach (var g in r.Gpus) t.AddRow("GPU", Markup.Escape(g));
+                t.AddRow("mixed precision", Autocast.Unavailable() is { } why
+                    ? $"[yellow]not available[/]: {Markup.Escape(why)}"
+                    : "bf16 available (training.precision=bf16, libtorch's autocast)");
             }
             foreach (var (name, status) in r.Datasets) t.AddRow($"data: {name}", Markup.Escape(status));
             AnsiConsole.Write(t);

@@ -50,6 +50,20 @@ public static class Autocast
         return new Scope(type, was, active: true);
     }
 
+    /// <summary>Why <see cref="Precision.Bf16"/> cannot run with the libtorch in use, or null when it can (for `interrogate doctor`).</summary>
+    public static string? Unavailable()
+    {
+        try
+        {
+            _ = Native.Value;
+            return null;
+        }
+        catch (NativeLoadException e)
+        {
+            return e.Message;
+        }
+    }
+
     /// <summary>Whether an autocast scope is open on this thread for <paramref name="device"/>'s type.</summary>
     public static bool IsActive(Device device) => Native.Value.IsEnabled(DeviceTypeCode(device)) != 0;
 

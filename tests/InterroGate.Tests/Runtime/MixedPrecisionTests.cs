@@ -25,6 +25,7 @@ public sealed class MixedPrecisionTests : IDisposable
         using var scope = NewDisposeScope();
         var x = randn(2, 3, 8, 8);
         var w = randn(4, 3, 3, 3);
+        Assert.Null(Autocast.Unavailable()); // the bundled libtorch 2.10 has the four functions
         Assert.False(Autocast.IsActive(CPU));
         using (Autocast.Enter(Precision.Fp32, CPU))
         {
