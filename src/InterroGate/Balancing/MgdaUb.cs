@@ -19,7 +19,8 @@ public sealed class MgdaUb(bool normalize = false) : IBalancer
         int T = taskLosses.Count;
         var z = context.Representation?.Invoke()
             ?? throw new InvalidOperationException("MGDA-UB needs an architecture with one shared representation that every head reads (mtl); this one has none. Use mgda instead.");
-        var g = stack(taskLosses.Select(l => autograd.grad([l], [z], retain_graph: true)[0].flatten()).ToArray()); // [T, B·C·H·W]
+        // [T, B·C·H·W], in float32 also where the representation is bfloat16 (training.precision=bf16)
+        var g = stack(taskLosses.Select(l => autograd.grad([l], [z], retain_graph: true)[0].flatten().to(ScalarType.Float32)).ToArray());
         var w = Mgda.Weights(g, Normalize).Select(x => x * T).ToArray();
         return FixedWeights.WeightedBackward(taskLosses, regularizer, w);
     }

@@ -335,6 +335,41 @@ public sealed class BalancerTests
     [InlineData("""{ "type": "auto-lambda" }""")]
     public void Every_method_trains_a_shared_encoder_through_the_one_Trainer(string balancer) => Trains(new HardSharingConfig(), balancer);
 
+    [Theory]
+    [InlineData("""{ "type": "uniform" }""")]
+    [InlineData("""{ "type": "pcgrad" }""")]
+    [InlineData("""{ "type": "cagrad", "c": 0.4 }""")]
+    [InlineData("""{ "type": "mgda-ub", "normalize": true }""")]
+    [InlineData("""{ "type": "nash-mtl" }""")]
+    [InlineData("""{ "type": "aligned-mtl" }""")]
+    [InlineData("""{ "type": "gradnorm", "alpha": 1.5 }""")]
+    [InlineData("""{ "type": "famo" }""")]
+    [InlineData("""{ "type": "auto-lambda" }""")]
+    public void Every_kind_of_method_steps_in_bf16_mixed_precision(string balancer)
+    {
+        // bfloat16 activations (and MGDA-UB's bfloat16 representation gradients) meet float32 weights and losses.
+        var config = TrainerTests.Config(new HardSharingConfig(), epochs: 1, train: 128) with
+        {
+            Balancer = ConfigJson.Deserialize<BalancerConfig>(balancer),
+        };
+        config = config with { Training = config.Training with { Precision = InterroGate.Runtime.Precision.Bf16, MaxStepsPerEpoch = 2 } };
+        var run = PreparedRun.Create(config);
+        var before = run.Model.parameters().Select(p => p.detach().clone()).ToArray();
+        var dir = Path.Combine(Path.GetTempPath(), $"ig-bal16-{Guid.NewGuid():N}");
+        try
+        {
+            new Trainer(run.Config, run.Model, run.Data, dir).Run();
+            var after = run.Model.parameters().ToArray();
+            Assert.All(after, p => Assert.Equal(TorchSharp.torch.ScalarType.Float32, p.dtype));
+            Assert.Contains(after.Zip(before), pair => !pair.First.eq(pair.Second).all().item<bool>());
+            Assert.All(after, p => Assert.True(p.isfinite().all().item<bool>()));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void A_gradient_method_combines_with_InterroGate() => Trains(new InterroGateConfig { LambdaS = 1 }, """{ "type": "pcgrad" }""");
 
