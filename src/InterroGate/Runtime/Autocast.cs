@@ -20,7 +20,7 @@ public enum Precision
 /// Mixed precision through libtorch's own autocast, the mechanism behind PyTorch's <c>torch.autocast</c>: while a
 /// scope is open on a thread, every operation libtorch dispatches on that thread for the scope's device type runs in
 /// the precision autocast chooses for it (convolutions and matrix products in bfloat16, reductions in float32), with
-/// float32 weights cast once per scope. TorchSharp 0.107 has no binding for it, so the four functions are called in
+/// float32 weights cast once per scope. TorchSharp 0.107 has no binding for it, so the five functions it needs are called in
 /// libtorch_cpu directly. Gradients flow back through the casts, so weights and their gradients stay float32.
 /// </summary>
 public static class Autocast
@@ -29,9 +29,10 @@ public static class Autocast
     private delegate void SetEnabled(sbyte deviceType, byte enabled);
     private delegate byte IsEnabled(sbyte deviceType);
     private delegate void SetDtype(sbyte deviceType, sbyte scalarType);
+    private delegate sbyte GetDtype(sbyte deviceType);
     private delegate void ClearCache();
 
-    private sealed record Functions(SetEnabled SetEnabled, IsEnabled IsEnabled, SetDtype SetDtype, ClearCache ClearCache);
+    private sealed record Functions(SetEnabled SetEnabled, IsEnabled IsEnabled, SetDtype SetDtype, GetDtype GetDtype, ClearCache ClearCache);
 
     private static readonly Lazy<Functions> Native = new(Bind);
 
@@ -45,9 +46,10 @@ public static class Autocast
         var f = Native.Value;
         sbyte type = DeviceTypeCode(device);
         bool was = f.IsEnabled(type) != 0;
+        sbyte dtype = f.GetDtype(type);
         f.SetDtype(type, (sbyte)ScalarType.BFloat16);
         f.SetEnabled(type, 1);
-        return new Scope(type, was, active: true);
+        return new Scope(type, was, dtype, active: true);
     }
 
     /// <summary>Why <see cref="Precision.Bf16"/> cannot run with the libtorch in use, or null when it can (for `interrogate doctor`).</summary>
@@ -70,16 +72,17 @@ public static class Autocast
     /// <summary>An open autocast scope; disposing it restores the state it found and frees the cast weights.</summary>
     public readonly struct Scope : IDisposable
     {
-        private readonly sbyte _type;
+        private readonly sbyte _type, _dtype;
         private readonly bool _wasEnabled, _active;
 
-        internal Scope(sbyte type, bool wasEnabled, bool active) => (_type, _wasEnabled, _active) = (type, wasEnabled, active);
+        internal Scope(sbyte type, bool wasEnabled, sbyte dtype, bool active) => (_type, _wasEnabled, _dtype, _active) = (type, wasEnabled, dtype, active);
 
         public void Dispose()
         {
             if (!_active) return;
             var f = Native.Value;
             f.SetEnabled(_type, _wasEnabled ? (byte)1 : (byte)0);
+            f.SetDtype(_type, _dtype);
             if (!_wasEnabled) f.ClearCache(); // the outermost scope frees the weights it cast, as torch.autocast does
         }
     }
@@ -105,6 +108,7 @@ public static class Autocast
             Get<SetEnabled>("_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"),
             Get<IsEnabled>("_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE"),
             Get<SetDtype>("_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"),
+            Get<GetDtype>("_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"),
             Get<ClearCache>("_ZN2at8autocast11clear_cacheEv"));
     }
 

@@ -25,7 +25,7 @@ public sealed class MixedPrecisionTests : IDisposable
         using var scope = NewDisposeScope();
         var x = randn(2, 3, 8, 8);
         var w = randn(4, 3, 3, 3);
-        Assert.Null(Autocast.Unavailable()); // the bundled libtorch 2.10 has the four functions
+        Assert.Null(Autocast.Unavailable()); // the bundled libtorch 2.10 has the functions it calls
         Assert.False(Autocast.IsActive(CPU));
         using (Autocast.Enter(Precision.Fp32, CPU))
         {
@@ -40,6 +40,7 @@ public sealed class MixedPrecisionTests : IDisposable
             Assert.Equal(ScalarType.BFloat16, inside.dtype);
             using (Autocast.Enter(Precision.Bf16, CPU)) Assert.True(Autocast.IsActive(CPU));
             Assert.True(Autocast.IsActive(CPU)); // a nested scope restores the outer one's state
+            Assert.Equal(ScalarType.BFloat16, nn.functional.conv2d(x, w).dtype);
         }
         Assert.False(Autocast.IsActive(CPU));
         var after = nn.functional.conv2d(x, w);
