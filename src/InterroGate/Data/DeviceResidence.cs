@@ -28,19 +28,31 @@ public static class DeviceResidence
     /// </summary>
     public static (DatasetSplits Splits, IReadOnlyList<InMemoryDataset> Copies, string? Message) Place(DatasetSplits data, DataResidence residence, Device device)
     {
-        var none = (data, (IReadOnlyList<InMemoryDataset>)Array.Empty<InMemoryDataset>(), (string?)null);
-        if (residence == DataResidence.Host || device.type == TorchSharp.DeviceType.CPU) return none;
-        if (data.Train is not InMemoryDataset train || data.Validation is not InMemoryDataset validation)
-            return residence == DataResidence.Device
-                ? none with { Item3 = $"training.dataOn=device: {data.Train.Name} is read from files, so its batches are assembled in host memory and copied to {device}" }
-                : none;
-        long bytes = train.Bytes + validation.Bytes;
-        if (residence == DataResidence.Auto && bytes > AutoLimitBytes)
-            return none with { Item3 = $"the training and validation splits take {Mib(bytes)}, more than the {Mib(AutoLimitBytes)} kept on a GPU by default; they stay in host memory (training.dataOn=device keeps them there anyway)" };
-        var onDevice = train.To(device);
-        var validationOnDevice = ReferenceEquals(validation, train) ? onDevice : validation.To(device);
+        var train = data.Train as InMemoryDataset;
+        var validation = data.Validation as InMemoryDataset;
+        long bytes = train is not null && validation is not null ? train.Bytes + (ReferenceEquals(train, validation) ? 0 : validation.Bytes) : 0;
+        var (place, message) = Decide(residence, device.type != TorchSharp.DeviceType.CPU, train is not null && validation is not null, bytes, data.Train.Name, device.ToString());
+        if (!place) return (data, Array.Empty<InMemoryDataset>(), message);
+        var onDevice = train!.To(device);
+        var validationOnDevice = ReferenceEquals(validation, train) ? onDevice : validation!.To(device);
         var copies = ReferenceEquals(validation, train) ? new[] { onDevice } : new[] { onDevice, validationOnDevice };
-        return (data with { Train = onDevice, Validation = validationOnDevice }, copies, $"training and validation splits ({Mib(bytes)}) held on {device}");
+        return (data with { Train = onDevice, Validation = validationOnDevice }, copies, message);
+    }
+
+    /// <summary>
+    /// Whether to copy the splits to the device, and the line that says so (null where nothing needs saying), given the
+    /// setting, whether training runs on a GPU, whether both splits are in memory and the bytes they take.
+    /// </summary>
+    public static (bool Place, string? Message) Decide(DataResidence residence, bool onGpu, bool inMemory, long bytes, string name, string device)
+    {
+        if (residence == DataResidence.Host || !onGpu) return (false, null);
+        if (!inMemory)
+            return (false, residence == DataResidence.Device
+                ? $"training.dataOn=device: {name} is read from files, so its batches are assembled in host memory and copied to {device}"
+                : null);
+        if (residence == DataResidence.Auto && bytes > AutoLimitBytes)
+            return (false, $"the training and validation splits take {Mib(bytes)}, more than the {Mib(AutoLimitBytes)} kept on a GPU by default; they stay in host memory (training.dataOn=device keeps them there anyway)");
+        return (true, $"training and validation splits ({Mib(bytes)}) held on {device}");
     }
 
     private static string Mib(long bytes) => $"{bytes / (1024.0 * 1024.0):F0} MiB";

@@ -156,6 +156,24 @@ public sealed class MixedPrecisionTests : IDisposable
     }
 
     [Fact]
+    public void On_a_GPU_in_memory_splits_move_unless_asked_not_to_or_too_large_for_auto()
+    {
+        const long Small = 100L << 20, Large = DeviceResidence.AutoLimitBytes + 1;
+        Assert.Equal((true, "training and validation splits (100 MiB) held on cuda:0"), DeviceResidence.Decide(DataResidence.Auto, true, true, Small, "mf", "cuda:0"));
+        Assert.True(DeviceResidence.Decide(DataResidence.Device, true, true, Large, "mf", "cuda:0").Place);
+        var tooLarge = DeviceResidence.Decide(DataResidence.Auto, true, true, Large, "mf", "cuda:0");
+        Assert.False(tooLarge.Place);
+        Assert.Contains("2048 MiB", tooLarge.Message);
+        Assert.Contains("training.dataOn=device", tooLarge.Message);
+        Assert.Equal((false, null), DeviceResidence.Decide(DataResidence.Host, true, true, Small, "mf", "cuda:0"));
+        Assert.Equal((false, null), DeviceResidence.Decide(DataResidence.Device, false, true, Small, "mf", "cpu"));
+        Assert.Equal((false, null), DeviceResidence.Decide(DataResidence.Auto, true, false, 0, "nyudv2/train", "cuda:0"));
+        var files = DeviceResidence.Decide(DataResidence.Device, true, false, 0, "nyudv2/train", "cuda:0");
+        Assert.False(files.Place);
+        Assert.Contains("nyudv2/train is read from files", files.Message);
+    }
+
+    [Fact]
     public void The_new_keys_read_from_a_config_file_and_bad_values_name_the_key()
     {
         var cfg = ConfigJson.Deserialize<RunConfig>("""{"training": {"precision": "bf16", "channelsLast": true, "dataOn": "host"}}""");
