@@ -59,12 +59,13 @@ public sealed class Trainer
     {
         var cfg = _config.Training;
         var original = _data;
-        var (placed, copies, message) = DeviceResidence.Place(_data, cfg.DataOn, Runtime.Devices.Resolve(cfg.Device, cfg.Tf32 && !cfg.Deterministic));
+        var device = Runtime.Devices.Resolve(cfg.Device, cfg.Tf32 && !cfg.Deterministic);
+        var (placed, copies, message) = DeviceResidence.Place(_data, cfg.DataOn, device);
         if (message is not null) Report(new RunMessage(_config.Name, message));
         _data = placed;
         try
         {
-            return RunOnPlacedData(resumeFrom, cancel);
+            return RunOnPlacedData(resumeFrom, device, cancel);
         }
         finally
         {
@@ -73,11 +74,10 @@ public sealed class Trainer
         }
     }
 
-    private TrainingResult RunOnPlacedData(string? resumeFrom, CancellationToken cancel)
+    private TrainingResult RunOnPlacedData(string? resumeFrom, Device device, CancellationToken cancel)
     {
         var cfg = _config.Training;
         var tasks = _model.Tasks;
-        var device = Runtime.Devices.Resolve(cfg.Device, cfg.Tf32 && !cfg.Deterministic);
         using var folderLock = RunFolderLock.Acquire(_dir, out bool staleLock);
         if (staleLock) Report(new RunMessage(_config.Name, $"cleared the lock of {_dir} left by a run that no longer runs"));
         if (resumeFrom is null && RunFiles.HoldsRun(_dir))

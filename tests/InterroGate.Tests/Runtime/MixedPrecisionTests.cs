@@ -100,10 +100,8 @@ public sealed class MixedPrecisionTests : IDisposable
     [Fact]
     public void Bf16_channels_last_training_learns_and_records_its_options()
     {
-        var config = TrainerTestsConfig("interrogate") with
-        {
-            Training = TrainerTestsConfig("interrogate").Training with { Precision = Precision.Bf16, ChannelsLast = true, DataOn = DataResidence.Device },
-        };
+        var plain = TrainerTestsConfig("interrogate");
+        var config = plain with { Training = plain.Training with { Precision = Precision.Bf16, ChannelsLast = true, DataOn = DataResidence.Device } };
         var run = PreparedRun.Create(config);
         var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64, precision: Precision.Bf16, channelsLast: true);
         new Trainer(run.Config, run.Model, run.Data, _dir).Run();
