@@ -29,6 +29,8 @@
 //        (a CelebA-format folder of synthetic faces, for bench/celeba/fixture-run.sh; see CelebASample)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- convs
 //        (time of one 3×3 convolution against its number of output channels; see DeploySpeed.ConvScaling)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- bn-statistics BATCHES RUN_FOLDER...
+//        (finished runs on test with batch-norm statistics as stored and re-estimated; see BnStatistics.cs)
 using System.Diagnostics;
 using System.Globalization;
 using InterroGate.Architectures;
@@ -119,6 +121,12 @@ if (args.Length > 0 && args[0] == "convs")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
     DeploySpeed.ConvScaling();
+    return;
+}
+if (args.Length > 2 && args[0] == "bn-statistics")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    BnStatistics.Run(int.Parse(args[1], CultureInfo.InvariantCulture), args[2..]);
     return;
 }
 if (args.Length > 2 && args[0] == "front-check")

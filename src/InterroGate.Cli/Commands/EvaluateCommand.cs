@@ -3,6 +3,7 @@ using TorchSharp;
 using System.CommandLine;
 using System.Text.Json;
 using InterroGate.Configuration;
+using InterroGate.Data;
 using InterroGate.Runtime;
 using InterroGate.Training;
 using Spectre.Console;
@@ -18,7 +19,11 @@ internal static class EvaluateCommand
         split.AcceptOnlyFromAmong("val", "test");
         var json = new Option<bool>("--json") { Description = "Print JSON" };
         var device = CommonOptions.Device();
-        var cmd = new Command("evaluate", "Evaluate a checkpoint on the validation or test split, with its cost.") { checkpoint, split, json, device };
+        var bnBatches = new Option<int>("--bn-batches")
+        {
+            Description = "First re-estimate the batch-norm statistics from this many training batches (docs/method.md, \"Batch-norm statistics\"); 0: as stored",
+        };
+        var cmd = new Command("evaluate", "Evaluate a checkpoint on the validation or test split, with its cost.") { checkpoint, split, json, device, bnBatches };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var path = p.GetValue(checkpoint)!;
@@ -28,7 +33,16 @@ internal static class EvaluateCommand
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
             var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
             var (macs, parameters) = DeployedCost.OfModel(model, data.Train.ImageShape); // counted on the CPU
-            model.to(Devices.Resolve(p.GetValue(device) ?? config.Training.Device, config.Training.Tf32));
+            var target = Devices.Resolve(p.GetValue(device) ?? config.Training.Device, config.Training.Tf32);
+            model.to(target);
+            int reestimate = p.GetValue(bnBatches);
+            if (reestimate < 0) throw new ConfigException("--bn-batches", $"{reestimate} is out of range; valid: >= 0 (training batches to re-estimate batch-norm statistics from; 0: as stored)");
+            if (reestimate > 0)
+            {
+                var loader = new DataLoader(data.Train, config.Training.BatchSize, shuffle: true, config.Training.Seed, dropLast: true, target, config.Training.ChannelsLast);
+                int used = BatchNormStatistics.Reestimate(model, loader, reestimate, epoch: Math.Max(0, meta.Epoch - 1), precision: config.Training.Precision, cancel: cancel);
+                if (!p.GetValue(json)) AnsiConsole.MarkupLine($"batch-norm statistics re-estimated from {used} training batches of {config.Training.BatchSize} (the first of epoch {Math.Max(1, meta.Epoch)})");
+            }
             var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel, config.Training.Precision, config.Training.ChannelsLast);
             if (p.GetValue(json))
             {

@@ -107,6 +107,13 @@ public sealed record TrainingConfig
     /// learning rate.
     /// </summary>
     public int FreezeGatesLastEpochs { get; init; }
+    /// <summary>
+    /// Before every validation, replace the batch-norm running statistics by their average over this many training
+    /// batches with the weights and gates of the moment (<see cref="Training.BatchNormStatistics"/>; docs/method.md,
+    /// "Batch-norm statistics"), so validation, the saved checkpoints, the test split and the pruned network use
+    /// statistics of the network that exists. 0 (default): the running statistics as training left them.
+    /// </summary>
+    public int BnBatches { get; init; }
     /// <summary>Where to train: cpu, cuda or cuda:N (`--device`).</summary>
     public string Device { get; init; } = "cpu";
     /// <summary>TF32 matrix math on CUDA (faster convolutions and matrix products at ~10-bit mantissa precision); no effect on CPU.</summary>
@@ -143,6 +150,7 @@ public sealed record TrainingConfig
         ConfigException.Require(Schedule.Power > 0 && double.IsFinite(Schedule.Power), $"{path}.schedule.power", Schedule.Power, "> 0");
         ConfigException.Require(Threads >= 0, $"{path}.threads", Threads, "≥ 0 (0 = default)");
         ConfigException.Require(MaxStepsPerEpoch >= 0, $"{path}.maxStepsPerEpoch", MaxStepsPerEpoch, "≥ 0 (0 = whole epochs)");
+        ConfigException.Require(BnBatches >= 0, $"{path}.bnBatches", BnBatches, "≥ 0 (training batches to re-estimate batch-norm statistics from before each validation; 0 = off)");
         if (Deterministic)
             ConfigException.Require(Device == "cpu", $"{path}.deterministic", true, "false on CUDA (bit-identical runs are for the CPU; set training.device=cpu)");
         ConfigException.Require(FreezeGatesLastEpochs >= 0 && FreezeGatesLastEpochs < Epochs, $"{path}.freezeGatesLastEpochs", FreezeGatesLastEpochs, $"0 to {Epochs - 1} (fewer than the epochs)");

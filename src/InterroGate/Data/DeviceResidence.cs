@@ -30,12 +30,13 @@ public static class DeviceResidence
     {
         var train = data.Train as InMemoryDataset;
         var validation = data.Validation as InMemoryDataset;
-        long bytes = train is not null && validation is not null ? train.Bytes + (ReferenceEquals(train, validation) ? 0 : validation.Bytes) : 0;
+        bool shared = ReferenceEquals(train, validation);
+        long bytes = train is not null && validation is not null ? train.Bytes + (shared ? 0 : validation.Bytes) : 0;
         var (place, message) = Decide(residence, device.type != TorchSharp.DeviceType.CPU, train is not null && validation is not null, bytes, data.Train.Name, device.ToString());
         if (!place) return (data, Array.Empty<InMemoryDataset>(), message);
         var onDevice = train!.To(device);
-        var validationOnDevice = ReferenceEquals(validation, train) ? onDevice : validation!.To(device);
-        var copies = ReferenceEquals(validation, train) ? new[] { onDevice } : new[] { onDevice, validationOnDevice };
+        var validationOnDevice = shared ? onDevice : validation!.To(device);
+        var copies = shared ? new[] { onDevice } : new[] { onDevice, validationOnDevice };
         return (data with { Train = onDevice, Validation = validationOnDevice }, copies, message);
     }
 

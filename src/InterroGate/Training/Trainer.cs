@@ -252,6 +252,7 @@ public sealed class Trainer
             trainImages += epochImages;
             startStep = 0;
 
+            if (cfg.BnBatches > 0) BatchNormStatistics.Reestimate(_model, loader, Math.Min(cfg.BnBatches, steps), epoch, cfg.Precision, cancel);
             var val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel, cfg.Precision, cfg.ChannelsLast);
             double score = EvaluationResult.Score(tasks, val.Metrics);
             bool isBest = score > bestScore;
