@@ -25,6 +25,11 @@ internal static class BnStatistics
         {
             var meta = Checkpoint.ReadMeta(path);
             var runConfig = ConfigJson.Deserialize<RunConfig>(meta.Config, source: path);
+            if (meta.Epoch < runConfig.Training.Epochs || meta.Step != 0)
+            {
+                Console.Error.WriteLine($"{path}: unfinished (epoch {meta.Epoch} of {runConfig.Training.Epochs}); left out");
+                continue;
+            }
             string key = ConfigJson.Serialize(runConfig.Data);
             if (!cache.TryGetValue(key, out var data)) cache[key] = data = DataCatalog.Open(runConfig.Data);
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
@@ -37,7 +42,7 @@ internal static class BnStatistics
             {
                 double a = stored.Metrics[task.Name], b = reestimated.Metrics[task.Name];
                 double change = (task.HigherIsBetter ? b - a : a - b) / Math.Abs(a) * 100;
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {task.Name} | {task.MetricName} | {a:F4} | {b:F4} | {change:+0.0;-0.0} % |"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {task.Name} | {task.MetricName} | {a:F4} | {b:F4} | {Math.Round(change, 1):+0.0;-0.0;0.0} % |"));
             }
             model.Dispose();
         }
