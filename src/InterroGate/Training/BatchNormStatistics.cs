@@ -21,8 +21,8 @@ namespace InterroGate.Training;
 public static class BatchNormStatistics
 {
     /// <summary>The batch-norm layers of <paramref name="model"/> (2-d; 1-d and 3-d too).</summary>
-    public static IReadOnlyList<TorchSharp.torch.nn.Module> Layers(nn.Module model) =>
-        model.modules().Where(m => m is BatchNorm2d or BatchNorm1d or BatchNorm3d).ToArray();
+    public static NormBase[] Layers(nn.Module model) =>
+        model.modules().Where(m => m is BatchNorm2d or BatchNorm1d or BatchNorm3d).Cast<NormBase>().ToArray();
 
     /// <summary>
     /// Re-estimates the statistics from the first <paramref name="batches"/> batches of <paramref name="loader"/>'s
@@ -33,7 +33,7 @@ public static class BatchNormStatistics
         Runtime.Precision precision = Runtime.Precision.Fp32, CancellationToken cancel = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(batches);
-        var norms = Layers(model).Cast<NormBase>().ToArray();
+        var norms = Layers(model);
         if (norms.Length == 0 || batches == 0) return 0;
         bool wasTraining = model.training;
         var momenta = norms.Select(n => n.momentum).ToArray();

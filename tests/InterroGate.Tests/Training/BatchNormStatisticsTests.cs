@@ -26,7 +26,7 @@ public sealed class BatchNormStatisticsTests : IDisposable
         using var scope = NewDisposeScope();
         var run = PreparedRun.Create(TrainerTests.Config(TrainerTests.Architecture(arch)));
         var model = run.Model;
-        var norms = BatchNormStatistics.Layers(model).Cast<NormBase>().ToArray();
+        var norms = BatchNormStatistics.Layers(model);
         Assert.NotEmpty(norms);
         var parameters = model.parameters().Select(p => p.detach().clone()).ToArray();
         var first = new DataLoader(run.Data.Train, 32, shuffle: false, seed: 0, dropLast: true);
@@ -72,7 +72,7 @@ public sealed class BatchNormStatisticsTests : IDisposable
         var run = PreparedRun.Create(config);
         var trainer = new Trainer(run.Config, run.Model, run.Data, _dir);
         trainer.Run();
-        var norms = BatchNormStatistics.Layers(run.Model).Cast<NormBase>().ToArray();
+        var norms = BatchNormStatistics.Layers(run.Model);
         var trained = Snapshot(norms);
         Assert.All(norms, n => Assert.Equal(3L, n.num_batches_tracked!.item<long>()));
 
@@ -91,12 +91,12 @@ public sealed class BatchNormStatisticsTests : IDisposable
         new Trainer(plain.Config, plain.Model, plain.Data, Path.Combine(_dir, "plain")).Run();
         foreach (var ((name, a), b) in run.Model.named_parameters().Zip(plain.Model.parameters()))
             Assert.True(a.allclose(b, rtol: 0, atol: 0), $"{name} differs from the run without re-estimation");
-        var plainNorms = BatchNormStatistics.Layers(plain.Model).Cast<NormBase>().ToArray();
+        var plainNorms = BatchNormStatistics.Layers(plain.Model);
         Assert.Contains(Enumerable.Range(0, norms.Length), i => !plainNorms[i].running_mean!.allclose(trained[i].Mean, rtol: 1e-3, atol: 1e-4));
 
         // The checkpoint holds them: a model loaded from it has the same statistics.
         var loaded = PreparedRun.Load(trainer.LastPath, run.Data.Train.ImageShape, run.Data.Train.Tasks).Model;
-        var stored = Snapshot(BatchNormStatistics.Layers(loaded).Cast<NormBase>().ToArray());
+        var stored = Snapshot(BatchNormStatistics.Layers(loaded));
         for (int i = 0; i < norms.Length; i++) Assert.True(stored[i].Mean.allclose(trained[i].Mean, rtol: 0, atol: 0), $"layer {i}: the checkpoint's running mean differs");
     }
 
