@@ -34,8 +34,7 @@ internal static class BnStatistics
             if (!cache.TryGetValue(key, out var data)) cache[key] = data = DataCatalog.Open(runConfig.Data);
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
             var stored = Evaluator.Evaluate(model, data.Test, config.Training.EvalBatchSize, precision: config.Training.Precision, channelsLast: config.Training.ChannelsLast);
-            var loader = new InterroGate.Data.DataLoader(data.Train, config.Training.BatchSize, shuffle: true, config.Training.Seed, dropLast: true, channelsLast: config.Training.ChannelsLast);
-            BatchNormStatistics.Reestimate(model, loader, batches, epoch: Math.Max(0, meta.Epoch - 1), precision: config.Training.Precision); // the last epoch's batches, as training.bnBatches takes them
+            BatchNormStatistics.ReestimateAsTrained(model, config, data.Train, meta.Epoch, batches);
             var reestimated = Evaluator.Evaluate(model, data.Test, config.Training.EvalBatchSize, precision: config.Training.Precision, channelsLast: config.Training.ChannelsLast);
             string name = Path.GetRelativePath(Directory.GetCurrentDirectory(), Path.GetDirectoryName(path)!);
             foreach (var task in model.Tasks)

@@ -3,7 +3,6 @@ using TorchSharp;
 using System.CommandLine;
 using System.Text.Json;
 using InterroGate.Configuration;
-using InterroGate.Data;
 using InterroGate.Runtime;
 using InterroGate.Training;
 using Spectre.Console;
@@ -39,8 +38,7 @@ internal static class EvaluateCommand
             if (reestimate < 0) throw new ConfigException("--bn-batches", $"{reestimate} is out of range; valid: >= 0 (training batches to re-estimate batch-norm statistics from; 0: as stored)");
             if (reestimate > 0)
             {
-                var loader = new DataLoader(data.Train, config.Training.BatchSize, shuffle: true, config.Training.Seed, dropLast: true, target, config.Training.ChannelsLast);
-                int used = BatchNormStatistics.Reestimate(model, loader, reestimate, epoch: Math.Max(0, meta.Epoch - 1), precision: config.Training.Precision, cancel: cancel);
+                int used = BatchNormStatistics.ReestimateAsTrained(model, config, data.Train, meta.Epoch, reestimate, target, cancel);
                 if (!p.GetValue(json)) AnsiConsole.MarkupLine($"batch-norm statistics re-estimated from {used} training batches of {config.Training.BatchSize} (the first of epoch {Math.Max(1, meta.Epoch)})");
             }
             var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel, config.Training.Precision, config.Training.ChannelsLast);

@@ -25,6 +25,19 @@ public static class BatchNormStatistics
         model.modules().Where(m => m is BatchNorm2d or BatchNorm1d or BatchNorm3d).Cast<NormBase>().ToArray();
 
     /// <summary>
+    /// For a checkpoint after <paramref name="epochsDone"/> epochs of <paramref name="config"/>: the statistics that
+    /// <c>training.bnBatches</c> = <paramref name="batches"/> would have left in it, from the first batches of its last
+    /// epoch as the trainer's loader draws them on <paramref name="train"/>.
+    /// </summary>
+    public static int ReestimateAsTrained(MultiTaskModel model, Configuration.RunConfig config, IMultiTaskDataset train, int epochsDone, int batches,
+        Device? device = null, CancellationToken cancel = default)
+    {
+        var t = config.Training;
+        var loader = new DataLoader(train, t.BatchSize, shuffle: true, t.Seed, dropLast: true, device, t.ChannelsLast);
+        return Reestimate(model, loader, batches, Math.Max(0, epochsDone - 1), t.Precision, cancel);
+    }
+
+    /// <summary>
     /// Re-estimates the statistics from the first <paramref name="batches"/> batches of <paramref name="loader"/>'s
     /// epoch <paramref name="epoch"/> (its order and augmentations). Returns how many batches were used (0 when
     /// the model has no batch-norm layer or <paramref name="batches"/> is 0; the statistics are then unchanged).
