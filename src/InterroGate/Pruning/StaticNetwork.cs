@@ -17,6 +17,9 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
     private readonly nn.Module?[] _modules;
     private readonly Tensor?[] _weights; // mix weights [T, C, 1, 1] (or [T, C]), gather indices, position embeddings [D, N]
     private readonly Tensor?[] _classTokens; // class tokens [D] of token nodes
+    // The registered names of those tensors: Module.to (a move to the GPU, a dtype change) replaces registered
+    // parameters and buffers with new tensors and disposes the old ones, so the arrays are filled again by name.
+    private readonly string?[] _weightNames, _classTokenNames;
 
     public StaticNetwork(StaticGraph graph) : base(nameof(StaticNetwork))
     {
@@ -25,6 +28,8 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         _weights = new Tensor?[graph.Nodes.Count];
         _gatherPlans = new GatherPlan?[graph.Nodes.Count];
         _classTokens = new Tensor?[graph.Nodes.Count];
+        _weightNames = new string?[graph.Nodes.Count];
+        _classTokenNames = new string?[graph.Nodes.Count];
         using var _ = no_grad();
         for (int n = 0; n < graph.Nodes.Count; n++)
         {
@@ -77,12 +82,12 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                     // The class token and position embeddings are parameters of the network (counted as such).
                     var pos = new Parameter(graph.Tensor(node, "pos").to(float32).clone(), requires_grad: false);
                     register_parameter(key + "_pos", pos);
-                    _weights[n] = pos;
+                    (_weights[n], _weightNames[n]) = (pos, key + "_pos");
                     if (node.Kernel == 1)
                     {
                         var cls = new Parameter(graph.Tensor(node, "cls").to(float32).clone(), requires_grad: false);
                         register_parameter(key + "_cls", cls);
-                        _classTokens[n] = cls;
+                        (_classTokens[n], _classTokenNames[n]) = (cls, key + "_cls");
                     }
                     break;
                 }
@@ -90,14 +95,14 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                 {
                     var p = new Parameter(graph.Tensor(node, "weight").to(float32).clone(), requires_grad: false);
                     register_parameter(key, p);
-                    _weights[n] = p;
+                    (_weights[n], _weightNames[n]) = (p, key);
                     break;
                 }
                 case StaticOp.Gather:
                 {
                     var index = graph.Tensor(node, "index").to(int64).clone();
                     register_buffer(key, index);
-                    _weights[n] = index;
+                    (_weights[n], _weightNames[n]) = (index, key);
                     break;
                 }
             }
@@ -122,8 +127,23 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         return times;
     }
 
+    /// <summary>Fills the tensor arrays again from the registered parameters and buffers where Module.to replaced them.</summary>
+    private void Refresh()
+    {
+        bool Stale(Tensor? t) => t is not null && t.IsInvalid;
+        if (!_weights.Any(Stale) && !_classTokens.Any(Stale)) return;
+        var registered = named_parameters(recurse: false).Select(p => (p.name, (Tensor)p.parameter))
+            .Concat(named_buffers(recurse: false)).ToDictionary(p => p.Item1, p => p.Item2);
+        for (int n = 0; n < _weights.Length; n++)
+        {
+            if (_weightNames[n] is { } w) _weights[n] = registered[w];
+            if (_classTokenNames[n] is { } c) _classTokens[n] = registered[c];
+        }
+    }
+
     private Dictionary<string, Tensor> Run(Tensor x, Action<int, double>? onNode)
     {
+        Refresh();
         var nodes = _graph.Nodes;
         var values = new Tensor[nodes.Count];
         var lastUse = LastUse();
@@ -182,7 +202,11 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         if (node.Inputs.Length == 1) return values[node.Inputs[0]].index_select(1, _weights[n]!);
         var index = _weights[n]!;
         var plan = _gatherPlans[n];
-        if (plan is null || plan.MainIndex.device != index.device) plan = _gatherPlans[n] = GatherPlan.Create(node, _graph, index);
+        if (plan is null || plan.MainIndex.device != index.device)
+        {
+            plan?.Dispose();
+            plan = _gatherPlans[n] = GatherPlan.Create(node, _graph, index);
+        }
         var output = values[node.Inputs[plan.Main]].index_select(1, plan.MainIndex);
         foreach (var (source, outPositions, sourcePositions) in plan.Others)
         {
@@ -199,16 +223,20 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         if (disposing)
             for (int n = 0; n < _gatherPlans.Length; n++)
             {
-                if (_gatherPlans[n] is not { } plan) continue;
-                plan.MainIndex.Dispose();
-                foreach (var (_, outPositions, sourcePositions) in plan.Others) { outPositions.Dispose(); sourcePositions?.Dispose(); }
+                _gatherPlans[n]?.Dispose();
                 _gatherPlans[n] = null;
             }
         base.Dispose(disposing);
     }
 
-    private sealed record GatherPlan(int Main, Tensor MainIndex, (int Source, Tensor OutPositions, Tensor? SourcePositions)[] Others)
+    private sealed record GatherPlan(int Main, Tensor MainIndex, (int Source, Tensor OutPositions, Tensor? SourcePositions)[] Others) : IDisposable
     {
+        public void Dispose()
+        {
+            MainIndex.Dispose();
+            foreach (var (_, outPositions, sourcePositions) in Others) { outPositions.Dispose(); sourcePositions?.Dispose(); }
+        }
+
         public static GatherPlan Create(StaticNode node, StaticGraph graph, Tensor index)
         {
             var channels = node.Inputs.Select(i => graph.Nodes[i].Channels).ToArray();

@@ -7,6 +7,7 @@ using InterroGate.Pruning;
 using InterroGate.Gating;
 using InterroGate.Tasks;
 using InterroGate.Training;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -190,6 +191,29 @@ public sealed class PrunerTests
         Assert.All(profile, p => Assert.True(p.Ms >= 0 && p.Ms < 60_000));
         var after = net.call(x);
         foreach (var t in Tasks) Assert.True(before[t.Name].equal(after[t.Name]).all().item<bool>(), t.Name);
+    }
+
+    [Theory]
+    [InlineData("resnet20")]
+    [InlineData("vit_cpu_patch4_32")]
+    public void A_static_network_converted_after_construction_uses_its_converted_tensors(string backbone)
+    {
+        // Module.to replaces registered parameters and buffers with new tensors (and disposes the old ones), as a
+        // move to the GPU does; the mix weights, gather indices and token tensors must follow.
+        int size = backbone.StartsWith("vit") ? 16 : 32;
+        var model = Model(backbone, GatingMode.Conv, Pattern.Random, size);
+        model.eval();
+        using var net = new StaticNetwork(Pruner.Prune(model, new ImageInput(3, size, size)).Graph);
+        var x = randn(2, 3, size, size);
+        using var _ = no_grad();
+        var expected = net.call(x);
+        net.to(float64);
+        var actual = net.call(x.to(float64));
+        foreach (var t in Tasks)
+        {
+            Assert.Equal(float64, actual[t.Name].dtype);
+            Assert.True(RelativeError(actual[t.Name].to(float32), expected[t.Name]) <= 1e-5, t.Name);
+        }
     }
 
     [Fact]
