@@ -100,10 +100,9 @@ internal static class StepOnDevice
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
-                var outputs = net.Forward(images, precision);
-                var losses = objective.Losses(outputs, onDevice);
+                var (losses, reg) = InterroGate.Training.Trainer.ForwardLosses(net, images, onDevice, objective, precision); // as the trainer's step
                 var total = losses.Aggregate((a, b) => a + b);
-                if (net.Regularizer() is { } reg) total = total + reg;
+                if (reg is not null) total = total + reg;
                 adam.zero_grad();
                 sgd?.zero_grad();
                 total.backward();

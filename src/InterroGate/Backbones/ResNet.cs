@@ -129,10 +129,18 @@ public sealed class ResNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
     public IReadOnlyList<ResidualBlock> Blocks => _blocks;
 
     /// <summary>The stem's conv + BN + ReLU (before any pooling).</summary>
-    public Tensor StemUnit(Tensor x) => nn.functional.relu(StemPreActivation(x));
+    public Tensor StemUnit(Tensor x)
+    {
+        using var pre = StemPreActivation(x);
+        return nn.functional.relu(pre);
+    }
 
     /// <summary><see cref="StemUnit"/> without its ReLU.</summary>
-    public Tensor StemPreActivation(Tensor x) => bn1.call(conv1.call(x));
+    public Tensor StemPreActivation(Tensor x)
+    {
+        using var conv = conv1.call(x);
+        return bn1.call(conv);
+    }
 
     /// <summary>The stem's pooling, or the input where the stem has none.</summary>
     public Tensor Pool(Tensor x) => maxpool is null ? x : maxpool.call(x);
@@ -171,8 +179,16 @@ public sealed class ResNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
 
     public override Tensor forward(Tensor x)
     {
-        var h = Pool(StemUnit(x));
-        foreach (var block in _blocks) h = block.call(h);
+        // Each intermediate is released once the next unit has read it (see ResidualBlock.Unit).
+        var stem = StemUnit(x);
+        var h = Pool(stem);
+        if (!ReferenceEquals(h, stem)) stem.Dispose();
+        foreach (var block in _blocks)
+        {
+            var next = block.call(h);
+            h.Dispose();
+            h = next;
+        }
         return h;
     }
 }

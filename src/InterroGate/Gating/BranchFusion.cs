@@ -47,6 +47,9 @@ internal sealed class Branches
     public Tensor[] Parts => _parts ??= _fused!.chunk(Count, 1);
     public Tensor Fused => _fused ??= cat(_parts!, 1);
 
+    /// <summary>The tensors this holds now: the parts, the fused form, or both (once one was made from the other).</summary>
+    public IEnumerable<Tensor> Held => (_parts ?? []).Concat(_fused is null ? [] : [_fused]);
+
     /// <summary>A per-channel operation applied to every branch, in whichever form is at hand.</summary>
     public Branches Map(Func<Tensor, Tensor> f) => _fused is not null ? OfFused(f(_fused), Count) : Of(_parts!.Select(f).ToArray());
 }

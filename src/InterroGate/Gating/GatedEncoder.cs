@@ -161,7 +161,52 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         var image = Branches.Broadcast(x, T + 1);
         var streams = new Branches[_units.Length]; // per unit: the gated task features then the mix, or (ungated, operations) each branch's output
         Branches Input(int unit) => unit == EncoderPlan.Image ? image : streams[unit];
+        // Memory as in PyTorch: what a unit makes and no later unit reads is released when the unit ends, and a
+        // unit's stream once its last reader has run (autograd keeps what the backward pass needs). A tensor can be
+        // held by two streams (an identity term passes its input on), so each is released when no stream holds it.
+        var lastRead = LastReaders();
+        var holders = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
         for (int u = 0; u < _units.Length; u++)
+        {
+            var reads = _plan.Units[u].Terms.SelectMany(t => t.Resized ? new[] { t.Input, t.ResizeLike } : [t.Input])
+                .Where(r => r != EncoderPlan.Image).Distinct().ToArray();
+            using (var scope = NewDisposeScope())
+            {
+                streams[u] = RunUnit(u, Input, T, noise, fuse);
+                // Keep this unit's stream, and any form of a stream it read that was made here (kept by that stream for its later readers).
+                foreach (var t in reads.Select(r => streams[r]).Append(image).Append(streams[u]).SelectMany(s => s.Held))
+                    if (scope.Contains(t)) scope.MoveToOuter(t);
+            }
+            foreach (var t in streams[u].Held.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>())
+                holders[t] = holders.GetValueOrDefault(t) + 1;
+            foreach (var r in reads.Where(r => lastRead[r] == u))
+                foreach (var t in streams[r].Held.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>())
+                    if (holders.TryGetValue(t, out int n) && (holders[t] = n - 1) == 0 && !ReferenceEquals(t, x)) t.Dispose();
+        }
+        var outs = _plan.Outputs;
+        return Enumerable.Range(0, T).Select(t =>
+        {
+            if (outs.Count == 1) return streams[outs[0]][t];
+            var first = streams[outs[0]][t];
+            return cat(outs.Select(o => HighResolutionModule.ResizeTo(streams[o][t], first, _plan.AlignCorners)).ToArray(), dim: 1);
+        }).ToArray();
+    }
+
+    /// <summary>Per unit, the last unit that reads its stream (int.MaxValue for an output of the encoder: never released).</summary>
+    private int[] LastReaders()
+    {
+        var last = new int[_units.Length];
+        for (int v = 0; v < _units.Length; v++)
+            foreach (var t in _plan.Units[v].Terms)
+                foreach (var r in t.Resized ? new[] { t.Input, t.ResizeLike } : [t.Input])
+                    if (r != EncoderPlan.Image) last[r] = Math.Max(last[r], v);
+        foreach (var o in _plan.Outputs) last[o] = int.MaxValue;
+        return last;
+    }
+
+    /// <summary>Unit <paramref name="u"/> of <see cref="Run"/>: its stream from those of the units it reads.</summary>
+    private Branches RunUnit(int u, Func<int, Branches> Input, int T, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse)
+    {
         {
             var plan = _plan.Units[u];
             var unit = _units[u];
@@ -170,8 +215,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
                 // Every stream runs the operation; the shared one only where it reaches a layer's shared copy.
                 var ins = plan.Terms.Select(t => Input(t.Input)).ToArray();
                 int count = unit.FeedsLayer ? T + 1 : T;
-                streams[u] = Branches.Of(Enumerable.Range(0, count).Select(b => op.Forward(_allBranches[b], ins.Select(i => i[b]).ToArray())).ToArray());
-                continue;
+                return Branches.Of(Enumerable.Range(0, count).Select(b => op.Forward(_allBranches[b], ins.Select(i => i[b]).ToArray())).ToArray());
             }
             var inputs = plan.Terms.Select(t => Input(t.Input)).ToArray();
             var resize = plan.Terms.Select(t => t.Resized ? Input(t.ResizeLike)[0] : null).ToArray();
@@ -188,15 +232,8 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
             }
             else stream = output;
             if (plan.PoolAfter is { } p) stream = stream.Map(h => nn.functional.max_pool2d(h, p.Kernel, p.Stride, p.Padding));
-            streams[u] = stream;
+            return stream;
         }
-        var outs = _plan.Outputs;
-        return Enumerable.Range(0, T).Select(t =>
-        {
-            if (outs.Count == 1) return streams[outs[0]][t];
-            var first = streams[outs[0]][t];
-            return cat(outs.Select(o => HighResolutionModule.ResizeTo(streams[o][t], first, _plan.AlignCorners)).ToArray(), dim: 1);
-        }).ToArray();
     }
 
     /// <summary>

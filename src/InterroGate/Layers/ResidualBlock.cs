@@ -31,21 +31,40 @@ public abstract class ResidualBlock : nn.Module<Tensor, Tensor>
     /// Unit <paramref name="k"/> applied to <paramref name="h"/>; the last unit also adds the shortcut
     /// of <paramref name="blockInput"/> before its ReLU.
     /// </summary>
-    public Tensor Unit(int k, Tensor h, Tensor blockInput) => nn.functional.relu(PreActivation(k, h, blockInput));
+    /// <remarks>
+    /// Here and below, the intermediate tensors are released as soon as they are read (autograd keeps what the
+    /// backward pass needs): a value no later operation reads is then freed at once, as in PyTorch, and not held
+    /// until the training step's end.
+    /// </remarks>
+    public Tensor Unit(int k, Tensor h, Tensor blockInput)
+    {
+        using var pre = PreActivation(k, h, blockInput);
+        return nn.functional.relu(pre);
+    }
 
     /// <summary><see cref="Unit"/> without its final ReLU (for a consumer that applies the ReLU itself).</summary>
     public Tensor PreActivation(int k, Tensor h, Tensor blockInput)
     {
-        var y = NormOf(k).call(ConvOf(k).call(h));
+        Tensor y;
+        using (var conv = ConvOf(k).call(h)) y = NormOf(k).call(conv);
         if (k == Units - 1)
-            y = y + (Downsample is null ? blockInput : Downsample.call(blockInput));
+        {
+            using var normed = y;
+            using var projected = Downsample?.call(blockInput);
+            y = normed + (projected ?? blockInput);
+        }
         return y;
     }
 
     public override Tensor forward(Tensor x)
     {
         var h = x;
-        for (int k = 0; k < Units; k++) h = Unit(k, h, x);
+        for (int k = 0; k < Units; k++)
+        {
+            var next = Unit(k, h, x);
+            if (!ReferenceEquals(h, x)) h.Dispose();
+            h = next;
+        }
         return h;
     }
 

@@ -69,7 +69,7 @@ public static class GateMixKernel
         args.AddRange(tasks);
         args.Add(gates);
         if (weights is not null) args.Add(weights);
-        var result = GateMixFunction.apply([.. args]);
+        var result = GateMixFunction.Apply([.. args]);
         return (result.Take(T).ToArray(), weights is null ? null : result[T]);
     }
 
@@ -306,7 +306,31 @@ internal sealed class GateMixFunction : autograd.MultiTensorFunction<GateMixFunc
         ctx.save_for_backward(inputs);
         ctx.save_data("tasks", T);
         ctx.save_data("relu", relu);
-        return [.. GateMixKernel.Forward(tasks, shared, gates, weights, relu)];
+        var outputs = GateMixKernel.Forward(tasks, shared, gates, weights, relu);
+        _forwardOutputs = outputs;
+        return [.. outputs];
+    }
+
+    [ThreadStatic] private static Tensor[]? _forwardOutputs;
+
+    /// <summary>
+    /// The function applied, its outputs left in the caller's dispose scope. TorchSharp's autograd node keeps, per
+    /// output, an empty tensor of its shape (to make zeros for an output whose gradient is undefined), created in the
+    /// current dispose scope; the node disposes them itself when autograd deletes it, so they are detached from the
+    /// scope here: a caller that releases its temporaries before the backward pass (the gated encoder releases each
+    /// unit's as the unit ends) must not release those. What forward returned (wrapped by the node into the outputs
+    /// returned here) is released here.
+    /// </summary>
+    public static List<Tensor> Apply(object[] args)
+    {
+        using var scope = NewDisposeScope();
+        _forwardOutputs = null;
+        var outputs = apply(args);
+        var keep = new HashSet<IDisposable>(outputs.Concat(_forwardOutputs ?? []), ReferenceEqualityComparer.Instance);
+        foreach (var t in scope.DisposablesView.Where(d => !keep.Contains(d)).ToArray()) scope.Detach(t);
+        _forwardOutputs = null;
+        foreach (var o in outputs) o.MoveToOuterDisposeScope();
+        return outputs;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, List<Tensor> grad_outputs)

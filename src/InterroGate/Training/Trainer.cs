@@ -310,9 +310,7 @@ public sealed class Trainer
         int sinceWarmup = _stepsRun++ - TimingWarmupSteps;
         bool timed = sinceWarmup >= 0 && (images.device.type != DeviceType.CUDA || sinceWarmup % TimingEveryCudaStep == 0);
         long start = Stopwatch.GetTimestamp();
-        var outputs = _model.Forward(images, _config.Training.Precision);
-        var losses = objective.Losses(outputs, batch);
-        var reg = _model.Regularizer();
+        var (losses, reg) = ForwardLosses(_model, images, batch, objective, _config.Training.Precision);
         double forwardMs = timed ? Elapsed(start, images.device) : 0;
         long backwardStart = Stopwatch.GetTimestamp();
         weightOpt.zero_grad();
@@ -334,6 +332,25 @@ public sealed class Trainer
         });
         if (timed) _timing = (_timing.Steps + 1, _timing.ForwardMs + forwardMs, _timing.BackwardMs + Elapsed(backwardStart, images.device));
         return (values, reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
+    }
+
+    /// <summary>
+    /// The forward pass of a training step: the task losses and the regulariser, and nothing else of the forward
+    /// pass still held from C#. Every other tensor it made (activations, outputs, the losses' intermediates) is
+    /// released as the pass ends; what the backward pass needs stays with autograd, which frees it as the backward
+    /// pass goes, as PyTorch does (held until the step's end, activations and their gradients would coexist, for
+    /// about twice the peak memory). The model's shared representation stays too, for balancers that read it.
+    /// </summary>
+    public static (Tensor[] Losses, Tensor? Regularizer) ForwardLosses(MultiTaskModel model, Tensor images,
+        IReadOnlyDictionary<string, Tensor> batch, MultiTaskObjective objective, Runtime.Precision precision)
+    {
+        using var forward = NewDisposeScope();
+        var losses = objective.Losses(model.Forward(images, precision), batch);
+        var reg = model.Regularizer();
+        foreach (var l in losses) l.MoveToOuterDisposeScope();
+        reg?.MoveToOuterDisposeScope();
+        model.SharedRepresentation?.MoveToOuterDisposeScope();
+        return (losses, reg);
     }
 
     /// <summary>One training batch (from a loader of its own, so the training order is untouched) for <see cref="MultiTaskModel.PrepareSpeed"/>.</summary>

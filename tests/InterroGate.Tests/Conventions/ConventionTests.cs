@@ -23,8 +23,13 @@ public sealed class ConventionTests
     [Fact]
     public void Model_code_has_no_dispose_scopes_devices_or_hand_written_dispose()
     {
+        // One exception, named here: the gated encoder opens a scope per unit, so that a unit's temporaries (the
+        // gate-and-mix of T+1 branches) are released as the unit ends, as PyTorch frees them; held to the step's end,
+        // they doubled the peak memory of a training step (docs/architecture.md, "Memory").
+        const string Exception = "src/InterroGate/Gating/GatedEncoder.cs";
+        Assert.Single(Regex.Matches(Sources("Gating").Single(s => s.Path == Exception).Text, @"NewDisposeScope\(\)"));
         var offenders = Sources(ModelFolders)
-            .Where(s => Regex.IsMatch(s.Text, @"NewDisposeScope\(\)")
+            .Where(s => Regex.IsMatch(s.Path == Exception ? s.Text.Replace("NewDisposeScope()", "") : s.Text, @"NewDisposeScope\(\)")
                         || Regex.IsMatch(s.Text, @"\bDevice\s+\w+\s*[,)]")
                         || Regex.IsMatch(s.Text, @"override\s+void\s+Dispose\("))
             .Select(s => s.Path).ToArray();

@@ -1,5 +1,10 @@
 using InterroGate.Architectures;
+using InterroGate.Backbones;
 using InterroGate.Configuration;
+using InterroGate.Data;
+using InterroGate.Gating;
+using InterroGate.Objectives;
+using InterroGate.Tasks;
 using InterroGate.Training;
 using static TorchSharp.torch;
 
@@ -43,6 +48,62 @@ public sealed class MemoryTests : IDisposable
     /// virtual step on a validation batch (Auto-λ) for fewer. Every run is long enough that a leak of one tensor
     /// per step, or one per progress report, exceeds the tolerance below many times over.
     /// </summary>
+    private static readonly TaskSet Tasks = new([new TaskSpec("a", TaskKind.Classification, 10), new TaskSpec("b", TaskKind.Classification, 10)]);
+
+    private static MultiTaskModel Model(string architecture)
+    {
+        manual_seed(0);
+        var spec = BackboneCatalog.Spec("resnet20", 0.25);
+        return architecture == "mtl" ? new HardSharing(Tasks, spec, 1) : new InterroGateModel(Tasks, spec, 1, (16, 16), new InterroGateConfig { LambdaS = 1 });
+    }
+
+    private static Dictionary<string, Tensor> Batch() => new()
+    {
+        [IMultiTaskDataset.ImageKey] = randn(4, 1, 16, 16),
+        ["a"] = randint(0, 10, [4], dtype: int64),
+        ["b"] = randint(0, 10, [4], dtype: int64),
+    };
+
+    [Theory]
+    [InlineData("mtl")]
+    [InlineData("interrogate")]
+    public void The_forward_pass_of_a_step_leaves_only_the_losses_held(string architecture)
+    {
+        // What the step holds after its forward pass: the task losses, the regulariser and the shared representation.
+        // Every activation is then autograd's alone, so that the backward pass frees it as it goes (docs/architecture.md, "Memory").
+        var model = Model(architecture);
+        model.train();
+        using var step = NewDisposeScope();
+        var batch = Batch();
+        int before = step.DisposablesCount;
+        var (losses, reg) = Trainer.ForwardLosses(model, batch[IMultiTaskDataset.ImageKey], batch, new MultiTaskObjective(Tasks), InterroGate.Runtime.Precision.Fp32);
+        int held = step.DisposablesCount - before;
+        int expected = losses.Length + (reg is null ? 0 : 1) + (model.SharedRepresentation is null ? 0 : 1);
+        Assert.Equal(expected, held);
+        // The backward pass still has all it needs.
+        (losses.Aggregate((x, y) => x + y) + (reg ?? tensor(0f))).backward();
+        Assert.All(model.parameters().Where(p => p.requires_grad), p => Assert.NotNull(p.grad));
+    }
+
+    [Fact]
+    public void The_gated_encoder_holds_only_its_outputs_and_the_streams_they_come_from()
+    {
+        // Inside a forward pass the gated encoder releases each unit's temporaries as the unit ends and a unit's stream
+        // after its last reader: of ResNet-20's 19 gated units and their T + 1 branches, only the last unit's stream
+        // (and the form made of it) is left, not hundreds of tensors.
+        var model = (InterroGateModel)Model("interrogate");
+        model.train();
+        using var step = NewDisposeScope();
+        var x = randn(4, 1, 16, 16);
+        int before = step.DisposablesCount;
+        var features = model.Encoder.call(x);
+        int held = step.DisposablesCount - before;
+        Assert.Equal(Tasks.Count, features.Length);
+        Assert.InRange(held, Tasks.Count, 3 * (Tasks.Count + 1));
+        features.Aggregate((a, b) => a.sum() + b.sum()).backward();
+        Assert.All(model.Encoder.GateLayers, g => Assert.NotNull(g.Alpha.grad));
+    }
+
     [Theory]
     [InlineData("mtl", "uniform", 300)]
     [InlineData("interrogate", "uniform", 150)]
