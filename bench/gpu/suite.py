@@ -5,7 +5,8 @@
 
   numerics+steps  MTL and InterroGate (ResNet-18, 3 tasks, 224x224, batch 32; ResNet-20 x1/4, MultiFashion-sized,
                   batch 256): outputs of the first forward pass against the PyTorch reference (TF32 off, 1e-4
-                  relative) and every parameter's gradient of the step's loss, gates included (1e-3), then the
+                  relative) and every parameter's gradient of the step's loss, gates included (1e-3, or ours no
+                  farther from the float64 gradient than twice PyTorch's float32 one), then the
                   training step's median time and peak GPU memory of each side (TF32 on)
                   (bench/reference/gpu_bench.py)
   pruned          an InterroGate model with random gates, pruned: our static network against the PyTorch reference's
@@ -168,7 +169,8 @@ def section_steps(a, cases):
     records = [gpu_bench.compare_case(a.ours, case, model, os.path.join(a.out, "steps"), a.steps, "off", a.device, left(a))
                for case in cases for model in gpu_bench.MODELS]
     a.step_ms = {(r["case"], r["model"]): r["ours"]["step_ms_median"] for r in records}
-    ok = all(r["relative_difference"] <= TOLERANCE and r["gradient_relative_difference"] <= GRADIENT_TOLERANCE for r in records)
+    ok = all(r["relative_difference"] <= TOLERANCE and gpu_bench.gradients_agree(r["check"]["gradient"], GRADIENT_TOLERANCE)
+             for r in records)
     return {"records": records, "pass": ok}, gpu_bench.step_table(records, a.steps, "off", a.device)
 
 
