@@ -163,13 +163,12 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         Branches Input(int unit) => unit == EncoderPlan.Image ? image : streams[unit];
         // Memory as in PyTorch: what a unit makes and no later unit reads is released when the unit ends, and a
         // unit's stream once its last reader has run (autograd keeps what the backward pass needs). A tensor can be
-        // held by two streams (an identity term passes its input on), so each is released when no stream holds it.
-        var lastRead = LastReaders();
-        var holders = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
+        // held by two streams (an identity term passes its input on): it is released when no live stream holds it.
+        var lastRead = _lastReaders ??= LastReaders();
+        var released = new bool[_units.Length];
         for (int u = 0; u < _units.Length; u++)
         {
-            var reads = _plan.Units[u].Terms.SelectMany(t => t.Resized ? new[] { t.Input, t.ResizeLike } : [t.Input])
-                .Where(r => r != EncoderPlan.Image).Distinct().ToArray();
+            var reads = Reads(u);
             using (var scope = NewDisposeScope())
             {
                 streams[u] = RunUnit(u, Input, T, noise, fuse);
@@ -177,11 +176,13 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
                 foreach (var t in reads.Select(r => streams[r]).Append(image).Append(streams[u]).SelectMany(s => s.Held))
                     if (scope.Contains(t)) scope.MoveToOuter(t);
             }
-            foreach (var t in streams[u].Held.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>())
-                holders[t] = holders.GetValueOrDefault(t) + 1;
             foreach (var r in reads.Where(r => lastRead[r] == u))
+            {
+                released[r] = true;
+                var live = Enumerable.Range(0, u + 1).Where(v => !released[v]).SelectMany(v => streams[v].Held).ToHashSet(ReferenceEqualityComparer.Instance);
                 foreach (var t in streams[r].Held.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>())
-                    if (holders.TryGetValue(t, out int n) && (holders[t] = n - 1) == 0 && !ReferenceEquals(t, x)) t.Dispose();
+                    if (!live.Contains(t) && !ReferenceEquals(t, x)) t.Dispose();
+            }
         }
         var outs = _plan.Outputs;
         return Enumerable.Range(0, T).Select(t =>
@@ -192,14 +193,18 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         }).ToArray();
     }
 
+    /// <summary>The units whose streams unit <paramref name="u"/> reads (its terms' inputs and what they are resized like; not the image).</summary>
+    private int[] Reads(int u) => _plan.Units[u].Terms.SelectMany(t => t.Resized ? new[] { t.Input, t.ResizeLike } : [t.Input])
+        .Where(r => r != EncoderPlan.Image).Distinct().ToArray();
+
+    private int[]? _lastReaders;
+
     /// <summary>Per unit, the last unit that reads its stream (int.MaxValue for an output of the encoder: never released).</summary>
     private int[] LastReaders()
     {
         var last = new int[_units.Length];
         for (int v = 0; v < _units.Length; v++)
-            foreach (var t in _plan.Units[v].Terms)
-                foreach (var r in t.Resized ? new[] { t.Input, t.ResizeLike } : [t.Input])
-                    if (r != EncoderPlan.Image) last[r] = Math.Max(last[r], v);
+            foreach (var r in Reads(v)) last[r] = Math.Max(last[r], v);
         foreach (var o in _plan.Outputs) last[o] = int.MaxValue;
         return last;
     }
@@ -207,33 +212,31 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     /// <summary>Unit <paramref name="u"/> of <see cref="Run"/>: its stream from those of the units it reads.</summary>
     private Branches RunUnit(int u, Func<int, Branches> Input, int T, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse)
     {
+        var plan = _plan.Units[u];
+        var unit = _units[u];
+        if (plan.Op is { } op)
         {
-            var plan = _plan.Units[u];
-            var unit = _units[u];
-            if (plan.Op is { } op)
-            {
-                // Every stream runs the operation; the shared one only where it reaches a layer's shared copy.
-                var ins = plan.Terms.Select(t => Input(t.Input)).ToArray();
-                int count = unit.FeedsLayer ? T + 1 : T;
-                return Branches.Of(Enumerable.Range(0, count).Select(b => op.Forward(_allBranches[b], ins.Select(i => i[b]).ToArray())).ToArray());
-            }
-            var inputs = plan.Terms.Select(t => Input(t.Input)).ToArray();
-            var resize = plan.Terms.Select(t => t.Resized ? Input(t.ResizeLike)[0] : null).ToArray();
-            // A gated unit hands its output to the gate layer before a ReLU, which applies it (fused in its CPU kernel).
-            bool relu = plan.Activation == UnitActivation.Relu && plan.Then is null;
-            var output = ComputeUnit(u, inputs, resize, _fusable[u] && fuse(u, inputs, resize), activate: !unit.Gated || !relu);
-            Branches stream;
-            if (unit.Gated)
-            {
-                var layer = _gateLayers[unit.GateIndex];
-                var parts = output.Parts;
-                var (gated, mixed) = layer.Apply(parts[..T], parts[T], layer.Gates(noise), preActivation: relu);
-                stream = Branches.Of(mixed is null ? gated : [.. gated, mixed]);
-            }
-            else stream = output;
-            if (plan.PoolAfter is { } p) stream = stream.Map(h => nn.functional.max_pool2d(h, p.Kernel, p.Stride, p.Padding));
-            return stream;
+            // Every stream runs the operation; the shared one only where it reaches a layer's shared copy.
+            var ins = plan.Terms.Select(t => Input(t.Input)).ToArray();
+            int count = unit.FeedsLayer ? T + 1 : T;
+            return Branches.Of(Enumerable.Range(0, count).Select(b => op.Forward(_allBranches[b], ins.Select(i => i[b]).ToArray())).ToArray());
         }
+        var inputs = plan.Terms.Select(t => Input(t.Input)).ToArray();
+        var resize = plan.Terms.Select(t => t.Resized ? Input(t.ResizeLike)[0] : null).ToArray();
+        // A gated unit hands its output to the gate layer before a ReLU, which applies it (fused in its CPU kernel).
+        bool relu = plan.Activation == UnitActivation.Relu && plan.Then is null;
+        var output = ComputeUnit(u, inputs, resize, _fusable[u] && fuse(u, inputs, resize), activate: !unit.Gated || !relu);
+        Branches stream;
+        if (unit.Gated)
+        {
+            var layer = _gateLayers[unit.GateIndex];
+            var parts = output.Parts;
+            var (gated, mixed) = layer.Apply(parts[..T], parts[T], layer.Gates(noise), preActivation: relu);
+            stream = Branches.Of(mixed is null ? gated : [.. gated, mixed]);
+        }
+        else stream = output;
+        if (plan.PoolAfter is { } p) stream = stream.Map(h => nn.functional.max_pool2d(h, p.Kernel, p.Stride, p.Padding));
+        return stream;
     }
 
     /// <summary>
