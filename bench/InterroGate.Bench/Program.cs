@@ -81,6 +81,12 @@ if (args.Length > 0 && args[0] == "gate-kernel")
         GateCost.Kernel(w);
     return;
 }
+if (args.Length > 0 && args[0] == "optimizer-step")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    OptimizerStep.Run(args[1..]);
+    return;
+}
 if (args.Length > 0 && args[0] == "step")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
@@ -239,8 +245,9 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
     };
     private Dictionary<string, Tensor>? _current;
     private optim.Optimizer? _weightsOpt;
-    private optim.Optimizer Weights => _weightsOpt ??= optim.Adam(model.ParametersOf(GroupKind.Weights).Concat(_balancer.Parameters), 1e-3);
-    private readonly optim.Optimizer? _gates = model.ParametersOf(GroupKind.Gates).ToArray() is { Length: > 0 } g ? optim.SGD(g, 0.1) : null;
+    // The trainer's default optimisers (flat buffers per group).
+    private optim.Optimizer Weights => _weightsOpt ??= new InterroGate.Training.Flat.Adam(model.ParametersOf(GroupKind.Weights).Concat(_balancer.Parameters), 1e-3);
+    private readonly optim.Optimizer? _gates = model.ParametersOf(GroupKind.Gates).ToArray() is { Length: > 0 } g ? new InterroGate.Training.Flat.SGD(g, 0.1) : null;
     private readonly MultiTaskObjective _objective = new(model.Tasks);
     private readonly List<double> _times = [];
     private int _step;

@@ -3,9 +3,9 @@
 // the same outputs and time the same work.
 // Usage: InterroGate.Bench step --model interrogate|mtl --backbone resnet18|resnet20 [--width W] --tasks T
 //        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] [--grads true]
-//        [--precision fp32|bf16] [--channels-last true|false] --out DIR
+//        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] --out DIR
 // The outputs and gradients written for the numerics check are float32 in any case; --precision and --channels-last
-// apply to the timed steps.
+// apply to the timed steps. --optimizer: the trainer's flat optimisers (default) or TorchSharp's per-parameter ones.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -34,6 +34,8 @@ internal static class StepOnDevice
         var fusion = Enum.Parse<BranchFusion>(o.GetValueOrDefault("fusion", "off"), ignoreCase: true);
         var precision = Enum.Parse<Precision>(o.GetValueOrDefault("precision", "fp32"), ignoreCase: true);
         bool channelsLast = bool.Parse(o.GetValueOrDefault("channels-last", "false"));
+        string optimizer = o.GetValueOrDefault("optimizer", "flat");
+        if (optimizer is not ("flat" or "per-parameter")) throw new ArgumentException($"--optimizer flat or per-parameter, not {optimizer}");
         Directory.CreateDirectory(outDir);
 
         var device = Devices.Resolve(o.GetValueOrDefault("device", "cuda"), tf32);
@@ -87,9 +89,11 @@ internal static class StepOnDevice
 
         var images = onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey];
         if (channelsLast) images = InterroGate.Data.DataLoader.ChannelsLast(images);
-        var adam = optim.Adam(net.ParametersOf(GroupKind.Weights), 1e-3);
+        bool flat = optimizer == "flat";
+        var weights = net.ParametersOf(GroupKind.Weights).ToArray();
+        optim.Optimizer adam = flat ? new InterroGate.Training.Flat.Adam(weights, 1e-3) : optim.Adam(weights, 1e-3);
         var gateParams = net.ParametersOf(GroupKind.Gates).ToArray();
-        var sgd = gateParams.Length > 0 ? optim.SGD(gateParams, 0.1) : null;
+        optim.Optimizer? sgd = gateParams.Length == 0 ? null : flat ? new InterroGate.Training.Flat.SGD(gateParams, 0.1) : optim.SGD(gateParams, 0.1);
         var times = new List<double>();
         const int Warmup = 5;
         double firstTimed = double.NaN; // wall-clock (Unix) seconds at the start of the first timed step
@@ -116,7 +120,7 @@ internal static class StepOnDevice
         {
             ["side"] = "ours", ["model"] = model, ["backbone"] = backbone, ["width"] = width, ["tasks"] = tasks, ["size"] = size,
             ["batch"] = batch, ["device"] = device.ToString(), ["tf32"] = tf32, ["fusion"] = fusion.ToString().ToLowerInvariant(),
-            ["precision"] = precision.ToString().ToLowerInvariant(), ["channels_last"] = channelsLast,
+            ["precision"] = precision.ToString().ToLowerInvariant(), ["channels_last"] = channelsLast, ["optimizer"] = optimizer,
             ["step_ms_median"] = times.Order().ElementAt(times.Count / 2), ["step_ms"] = times,
             // The timed steps' wall-clock window, in which a caller reads the GPU's memory (bench/gpu/suite.py).
             ["window_start_unix"] = firstTimed, ["window_end_unix"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0,

@@ -125,6 +125,12 @@ public sealed record TrainingConfig
     public Runtime.Precision Precision { get; init; } = Runtime.Precision.Fp32;
     /// <summary>Images in channels-last (NHWC) memory order, so convolutions run in that layout (cuDNN's fastest on tensor cores).</summary>
     public bool ChannelsLast { get; init; }
+    /// <summary>
+    /// Optimisers that keep each parameter group in one buffer and update it with a few kernels (true, default), as
+    /// PyTorch's multi-tensor optimisers do, or TorchSharp's, which step parameter by parameter (false). Same
+    /// arithmetic and checkpoint format; the flat ones launch far fewer kernels per step.
+    /// </summary>
+    public bool FlatOptimizer { get; init; } = true;
     /// <summary>Where in-memory training and validation splits are held: auto (on the GPU when training there and they fit in 2 GiB), device or host.</summary>
     public Data.DataResidence DataOn { get; init; } = Data.DataResidence.Auto;
     /// <summary>

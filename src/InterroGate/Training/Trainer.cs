@@ -122,15 +122,23 @@ public sealed class Trainer
         var weights = weightGroups.SelectMany(g => g.Parameters).ToArray();
         double[] baseLr = weightGroups.Select(g => g.LearningRate ?? cfg.Lr).ToArray();
         // A balancer's own learnable parameters (e.g. Uncertainty's log-variances) train with the first weight group.
-        var weightOpt = weightGroups.Length == 1
-            ? optim.Adam(weights.Concat(_balancer.Parameters), lr: baseLr[0], weight_decay: cfg.WeightDecay)
-            : optim.Adam(weightGroups.Select((g, i) => new TorchSharp.Modules.Adam.ParamGroup(
-                i == 0 ? g.Parameters.Concat(_balancer.Parameters) : g.Parameters, lr: baseLr[i], weight_decay: cfg.WeightDecay)), lr: cfg.Lr, weight_decay: cfg.WeightDecay);
+        // Flat optimisers (the default) step each group's parameters as one buffer; same arithmetic and checkpoint format.
+        var weightParamGroups = weightGroups.Select((g, i) => new TorchSharp.Modules.Adam.ParamGroup(
+            i == 0 ? g.Parameters.Concat(_balancer.Parameters) : g.Parameters, lr: baseLr[i], weight_decay: cfg.WeightDecay)).ToArray();
+        TorchSharp.Modules.OptimizerHelper weightOpt = cfg.FlatOptimizer
+            ? new Flat.Adam(weightParamGroups, lr: cfg.Lr, weightDecay: cfg.WeightDecay)
+            : optim.Adam(weightParamGroups, lr: cfg.Lr, weight_decay: cfg.WeightDecay);
         var gateOpts = groups.Where(g => g.Kind == GroupKind.Gates && g.Parameters.Count > 0)
             .Select(g =>
             {
                 double lr = g.LearningRate ?? throw new InvalidOperationException($"Gate group '{g.Name}' needs its learning rate.");
-                TorchSharp.Modules.OptimizerHelper opt = g.GateOptimizer == GateOptimizer.Adam ? optim.Adam(g.Parameters, lr) : optim.SGD(g.Parameters, lr);
+                TorchSharp.Modules.OptimizerHelper opt = (g.GateOptimizer, cfg.FlatOptimizer) switch
+                {
+                    (GateOptimizer.Adam, true) => new Flat.Adam(g.Parameters, lr),
+                    (GateOptimizer.Adam, false) => optim.Adam(g.Parameters, lr),
+                    (_, true) => new Flat.SGD(g.Parameters, lr),
+                    _ => optim.SGD(g.Parameters, lr),
+                };
                 return (g.Name, Optimizer: opt);
             })
             .ToArray();

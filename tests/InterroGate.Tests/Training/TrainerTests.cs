@@ -306,6 +306,35 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal("training.deterministic", Assert.Throws<ConfigException>(() => cuda.Validate(2)).Key);
     }
 
+    [Theory]
+    [InlineData(GateOptimizer.Sgd)]
+    [InlineData(GateOptimizer.Adam)]
+    public void Flat_optimisers_train_the_same_weights_and_gates_as_TorchSharps(GateOptimizer gates)
+    {
+        // Three weight groups' worth of cases at once: a head learning rate (two Adam groups), a balancer's own
+        // parameters in the first group, and the gates with their own optimiser.
+        var arch = new InterroGateConfig { LambdaS = 2, GateOptimizer = gates, GateLr = gates == GateOptimizer.Adam ? 1e-3 : 0.1 };
+        var baseConfig = Config(arch, epochs: 1, train: 256) with { Balancer = new UncertaintyBalancerConfig() };
+        var config = baseConfig with { Training = baseConfig.Training with { Deterministic = true, MaxStepsPerEpoch = 6, HeadLr = 1e-2 } };
+        MultiTaskModel Trained(bool flat, string name)
+        {
+            var c = config with { Training = config.Training with { FlatOptimizer = flat } };
+            var run = PreparedRun.Create(c);
+            new Trainer(c, run.Model, run.Data, Path.Combine(_dir, name)).Run();
+            return run.Model;
+        }
+        var flat = Trained(true, "flat");
+        var perParameter = Trained(false, "per-parameter");
+        var untrained = PreparedRun.Create(config).Model;
+        double Difference(MultiTaskModel a, MultiTaskModel b) =>
+            a.named_parameters().Zip(b.named_parameters()).Max(p => (p.First.parameter - p.Second.parameter).abs().max().item<float>());
+        Assert.True(Difference(flat, perParameter) <= 1e-5, $"flat and per-parameter optimisers differ by {Difference(flat, perParameter):E2}");
+        Assert.True(Difference(flat, untrained) > 1e-3);
+        float[] Alphas(MultiTaskModel model) =>
+            ((InterroGateModel)model).Encoder.GateLayers.SelectMany(g => g.Alpha.detach().cpu().data<float>().ToArray()).ToArray();
+        Assert.Contains(Alphas(flat), a => a != (float)arch.AlphaInit); // the gates moved too
+    }
+
     [Fact]
     public void Adam_on_the_gates_resumes_with_its_state_and_ends_where_an_uninterrupted_run_ends()
     {
