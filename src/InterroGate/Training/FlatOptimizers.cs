@@ -111,28 +111,38 @@ internal sealed class FlatBucket
     private const long CpuChunk = 1L << 20;
 }
 
-/// <summary>The buckets and the remaining parameters of each group of an optimiser, and zeroing their gradients.</summary>
-internal sealed class FlatGroups
+/// <summary>
+/// The buckets and the remaining parameters of each group of an optimiser, and zeroing their gradients. A group added
+/// after the optimiser was made (add_param_group) gets its buckets at the next <see cref="Refresh"/>.
+/// </summary>
+internal sealed class FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups)
 {
-    public FlatBucket[][] Buckets { get; }
-    public Parameter[][] Rest { get; }
+    private readonly List<FlatBucket[]> _buckets = [];
+    private readonly List<Parameter[]> _rest = [];
 
-    public FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups)
+    public IReadOnlyList<FlatBucket[]> Buckets => _buckets;
+    public IReadOnlyList<Parameter[]> Rest => _rest;
+
+    /// <summary>Lays out the groups that have no buckets yet.</summary>
+    public void Refresh()
     {
-        Buckets = new FlatBucket[groups.Count][];
-        Rest = new Parameter[groups.Count][];
-        for (int g = 0; g < groups.Count; g++) Buckets[g] = FlatBucket.Build(groups[g].Parameters, out Rest[g]);
+        for (int g = _buckets.Count; g < groups.Count; g++)
+        {
+            _buckets.Add(FlatBucket.Build(groups[g].Parameters, out var rest));
+            _rest.Add(rest);
+        }
     }
 
     /// <summary>One kernel per bucket, one per other parameter with a gradient; gradients stay allocated, as TorchSharp's zero_grad leaves them.</summary>
     public void ZeroGradients()
     {
-        foreach (var bucket in Buckets.SelectMany(b => b))
+        Refresh();
+        foreach (var bucket in _buckets.SelectMany(b => b))
         {
             bucket.GradientsInPlace();
             bucket.Gradients.zero_();
         }
-        foreach (var p in Rest.SelectMany(r => r))
+        foreach (var p in _rest.SelectMany(r => r))
         {
             using var grad = p.grad;
             grad?.zero_();
@@ -157,7 +167,7 @@ public static class Flat
     {
         private sealed record Moments(Tensor Avg, Tensor AvgSq, TorchSharp.Modules.Adam.State[] States, Tensor[] AvgViews, Tensor[] AvgSqViews);
         private readonly FlatGroups _groups;
-        private readonly Moments[][] _moments;
+        private readonly List<Moments[]> _moments = [];
 
         public Adam(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0)
             : this([new ParamGroup(parameters, lr: lr, weight_decay: weightDecay)], lr, weightDecay) { }
@@ -165,27 +175,39 @@ public static class Flat
         public Adam(IEnumerable<ParamGroup> groups, double lr, double weightDecay = 0) : base(groups, lr: lr, weight_decay: weightDecay)
         {
             _groups = new FlatGroups(_parameter_groups);
-            _moments = _groups.Buckets.Select(buckets => buckets.Select(bucket =>
-            {
-                var avg = zeros_like(bucket.Values).DetachFromDisposeScope();
-                var avgSq = zeros_like(bucket.Values).DetachFromDisposeScope();
-                var states = bucket.Members.Select(p => (TorchSharp.Modules.Adam.State)_state[p.Handle]).ToArray();
-                var avgViews = states.Select((_, i) => bucket.Slice(avg, i).DetachFromDisposeScope()).ToArray();
-                var avgSqViews = states.Select((_, i) => bucket.Slice(avgSq, i).DetachFromDisposeScope()).ToArray();
-                for (int i = 0; i < states.Length; i++)
+            Refresh();
+        }
+
+        /// <summary>Buckets, and moments in buffers of their layout, for the groups that have none yet.</summary>
+        private void Refresh()
+        {
+            _groups.Refresh();
+            for (int g = _moments.Count; g < _groups.Buckets.Count; g++)
+                _moments.Add(_groups.Buckets[g].Select(bucket =>
                 {
-                    states[i].exp_avg.Dispose();
-                    states[i].exp_avg_sq.Dispose();
-                    (states[i].exp_avg, states[i].exp_avg_sq) = (avgViews[i], avgSqViews[i]);
-                }
-                return new Moments(avg, avgSq, states, avgViews, avgSqViews);
-            }).ToArray()).ToArray();
+                    var avg = zeros_like(bucket.Values).DetachFromDisposeScope();
+                    var avgSq = zeros_like(bucket.Values).DetachFromDisposeScope();
+                    var states = bucket.Members.Select(p => (TorchSharp.Modules.Adam.State)_state[p.Handle]).ToArray();
+                    var avgViews = states.Select((_, i) => bucket.Slice(avg, i).DetachFromDisposeScope()).ToArray();
+                    var avgSqViews = states.Select((_, i) => bucket.Slice(avgSq, i).DetachFromDisposeScope()).ToArray();
+                    for (int i = 0; i < states.Length; i++)
+                    {
+                        // The state's values (zeros when new, a loaded state's otherwise) move into the buffers.
+                        avgViews[i].copy_(states[i].exp_avg);
+                        avgSqViews[i].copy_(states[i].exp_avg_sq);
+                        states[i].exp_avg.Dispose();
+                        states[i].exp_avg_sq.Dispose();
+                        (states[i].exp_avg, states[i].exp_avg_sq) = (avgViews[i], avgSqViews[i]);
+                    }
+                    return new Moments(avg, avgSq, states, avgViews, avgSqViews);
+                }).ToArray());
         }
 
         public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
         {
             var options = (Options)group.Options;
             if (options.amsgrad == true || options.maximize == true) throw new NotSupportedException("The flat Adam offers neither amsgrad nor maximize.");
+            Refresh();
             int g = _parameter_groups.IndexOf(group);
             for (int b = 0; b < _groups.Buckets[g].Length; b++)
             {
@@ -259,6 +281,7 @@ public static class Flat
         public SGD(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0) : base(parameters, lr, weight_decay: weightDecay)
         {
             _groups = new FlatGroups(_parameter_groups);
+            _groups.Refresh();
         }
 
         public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
@@ -266,6 +289,7 @@ public static class Flat
             var options = group.Options;
             if (options.momentum is { } mo && mo != 0 || options.maximize == true) throw new NotSupportedException("The flat SGD offers neither momentum nor maximize.");
             double lr = options.LearningRate!.Value, wd = options.weight_decay ?? 0;
+            _groups.Refresh();
             int g = _parameter_groups.IndexOf(group);
             foreach (var bucket in _groups.Buckets[g])
             {

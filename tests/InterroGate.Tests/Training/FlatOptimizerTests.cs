@@ -191,6 +191,25 @@ public sealed class FlatOptimizerTests
     }
 
     [Fact]
+    public void AGroupAddedLaterIsLaidOutAndSteppedAsTorchSharpStepsIt()
+    {
+        var reference = Model(9);
+        var flat = Model(9);
+        var refOpt = new TorchSharp.Modules.Adam(reference.parameters().Take(3), lr: 1e-2);
+        var flatOpt = new Flat.Adam(flat.parameters().Take(3), lr: 1e-2);
+        Train(reference, refOpt, 2);
+        Train(flat, flatOpt, 2);
+        refOpt.add_param_group(new TorchSharp.Modules.Adam.ParamGroup(reference.parameters().Skip(3), lr: 5e-3));
+        flatOpt.add_param_group(new TorchSharp.Modules.Adam.ParamGroup(flat.parameters().Skip(3), lr: 5e-3));
+        Train(reference, refOpt, 3, from: 2);
+        Train(flat, flatOpt, 3, from: 2);
+        Assert.True(MaxDifference(reference, flat) <= 1e-6, $"differs by {MaxDifference(reference, flat):E2}");
+        // The later group's parameters share one buffer of their own.
+        Assert.Single(flat.parameters().Skip(3).Select(p => p.storage<float>().data_ptr()).Distinct());
+        Assert.True(MaxDifference(Model(9), flat) > 1e-3);
+    }
+
+    [Fact]
     public void SgdMatchesTorchSharpsSgdAndParametersOfAnotherDtypeStepOneByOne()
     {
         var reference = Model(8);
