@@ -203,11 +203,16 @@ public static class Flat
                 }).ToArray());
         }
 
-        public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
+        public override Tensor step(Func<Tensor>? closure = null)
+        {
+            Refresh();
+            return _step<ParamGroup>(Step, closure);
+        }
+
+        private void Step(ParamGroup group)
         {
             var options = (Options)group.Options;
             if (options.amsgrad == true || options.maximize == true) throw new NotSupportedException("The flat Adam offers neither amsgrad nor maximize.");
-            Refresh();
             int g = _parameter_groups.IndexOf(group);
             for (int b = 0; b < _groups.Buckets[g].Length; b++)
             {
@@ -232,7 +237,7 @@ public static class Flat
                 }
             }
             foreach (var p in _groups.Rest[g]) StepOne(p, (TorchSharp.Modules.Adam.State)_state[p.Handle], options);
-        }, closure);
+        }
 
         public override void zero_grad() => _groups.ZeroGradients();
 
@@ -284,12 +289,17 @@ public static class Flat
             _groups.Refresh();
         }
 
-        public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
+        public override Tensor step(Func<Tensor>? closure = null)
+        {
+            _groups.Refresh();
+            return _step<ParamGroup>(Step, closure);
+        }
+
+        private void Step(ParamGroup group)
         {
             var options = group.Options;
             if (options.momentum is { } mo && mo != 0 || options.maximize == true) throw new NotSupportedException("The flat SGD offers neither momentum nor maximize.");
             double lr = options.LearningRate!.Value, wd = options.weight_decay ?? 0;
-            _groups.Refresh();
             int g = _parameter_groups.IndexOf(group);
             foreach (var bucket in _groups.Buckets[g])
             {
@@ -302,7 +312,7 @@ public static class Flat
                 else foreach (var p in bucket.Members) StepOne(p, lr, wd);
             }
             foreach (var p in _groups.Rest[g]) StepOne(p, lr, wd);
-        }, closure);
+        }
 
         public override void zero_grad() => _groups.ZeroGradients();
 
