@@ -307,15 +307,18 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Theory]
-    [InlineData(GateOptimizer.Sgd)]
-    [InlineData(GateOptimizer.Adam)]
-    public void Flat_optimisers_train_the_same_weights_and_gates_as_TorchSharps(GateOptimizer gates)
+    [InlineData(GateOptimizer.Sgd, false)]
+    [InlineData(GateOptimizer.Adam, false)]
+    [InlineData(GateOptimizer.Sgd, true)]
+    public void Flat_optimisers_train_the_same_weights_and_gates_as_TorchSharps(GateOptimizer gates, bool bf16ChannelsLast)
     {
         // Three weight groups' worth of cases at once: a head learning rate (two Adam groups), a balancer's own
         // parameters in the first group, and the gates with their own optimiser.
         var arch = new InterroGateConfig { LambdaS = 2, GateOptimizer = gates, GateLr = gates == GateOptimizer.Adam ? 1e-3 : 0.1 };
         var baseConfig = Config(arch, epochs: 1, train: 256) with { Balancer = new UncertaintyBalancerConfig() };
         var config = baseConfig with { Training = baseConfig.Training with { Deterministic = true, MaxStepsPerEpoch = 6, HeadLr = 1e-2 } };
+        // Mixed precision and channels-last images: gradients of other layouts and dtypes pass through the buffers too.
+        if (bf16ChannelsLast) config = config with { Training = config.Training with { Precision = InterroGate.Runtime.Precision.Bf16, ChannelsLast = true } };
         MultiTaskModel Trained(bool flat, string name)
         {
             var c = config with { Training = config.Training with { FlatOptimizer = flat } };
