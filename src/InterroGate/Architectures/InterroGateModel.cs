@@ -139,7 +139,8 @@ public sealed class InterroGateModel : MultiTaskModel
         // Called inside the training step's dispose scope, which frees the hard-gate copies.
         var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
         var push = SparsityPush();
-        _monitor.Observe(alphas, push, Encoder.GateLayers.Select(g => g.Hard()).ToArray());
+        // Without a hysteresis the gates the step used are 1[α > 0], which the monitor reads from α itself.
+        _monitor.Observe(alphas, push, Options.GateHysteresis > 0 ? Encoder.GateLayers.Select(g => g.Hard()).ToArray() : null);
         if (budget is not null && alphas.All(a => a.grad is not null))
             budget.Observe(alphas.Select((a, l) => a.grad! - push[l]).ToArray());
     }
@@ -170,11 +171,28 @@ public sealed class InterroGateModel : MultiTaskModel
     public IReadOnlyList<bool[][]> HardGates()
     {
         using var _ = no_grad();
-        return Encoder.GateLayers.Select(g =>
+        // Every layer's gates in one copy to the host (one wait for a GPU, not one per layer).
+        var layers = Encoder.GateLayers;
+        var parts = layers.Select(g =>
         {
-            using var on = g.Hard().gt(0.5).cpu();
-            return Enumerable.Range(0, g.Tasks).Select(t => on[t].data<bool>().ToArray()).ToArray();
-        }).ToList();
+            using var hard = g.Hard();
+            using var on = hard.gt(0.5);
+            return on.flatten();
+        }).ToArray();
+        bool[] flat;
+        using (var all = cat(parts))
+        using (var host = all.cpu())
+            flat = host.data<bool>().ToArray();
+        foreach (var p in parts) p.Dispose();
+        var result = new List<bool[][]>(layers.Count);
+        int offset = 0;
+        foreach (var g in layers)
+        {
+            int c = (int)g.Channels;
+            result.Add(Enumerable.Range(0, g.Tasks).Select(t => flat.AsSpan(offset + t * c, c).ToArray()).ToArray());
+            offset += g.Tasks * c;
+        }
+        return result;
     }
 
     /// <summary>Fraction of gates that pick the task's own copy, per task and overall.</summary>

@@ -41,25 +41,32 @@ public sealed record GateLayerStats(int Layer, long Channels, IReadOnlyList<Gate
 /// <summary>
 /// Accumulates, over gate-learning steps, the task gradient and the sparsity push on every gate (read after the
 /// backward pass, before the optimiser steps) and the sign changes of α; <see cref="Report"/> gives the running
-/// means with the gates' current state. Values leave the step as .NET numbers.
+/// means with the gates' current state. The running sums stay on the gates' device (float64) and a step adds to them
+/// with a fixed number of tensor operations, whatever the number of layers, and no copy to the host: a GPU's queue
+/// of launches is not drained at every step. They reach the host when <see cref="Report"/> reads them.
 /// </summary>
 public sealed class GateMonitor
 {
     private readonly string[] _tasks;
     private readonly long[] _channels;
-    private readonly double[,] _gradSum, _spreadSum, _pushSum; // [layer, task]
-    private readonly double[][] _channelSum; // [layer][task·C]: each gate's task gradient summed over the steps
-    private readonly long[,] _flips;
-    private bool[][]? _previous; // hard gates per layer, [T·C] flattened
+    private readonly long[] _offsets; // start of each layer's [T·C] block in the flattened gates
+    private readonly long _total;
     private int _steps;
+    // On the device of the gates, created by the first Observe, outside any dispose scope:
+    private Tensor? _sums;       // [3, L·T]: per step, mean |x| over the layer's channels, its spread, the mean push
+    private Tensor? _channelSum; // [Σ T·C]: each gate's task gradient summed over the steps
+    private Tensor? _flips;      // [L·T]
+    private Tensor? _previous;   // [Σ T·C] bool: the hard gates of the last step
+    private Tensor? _segment;    // [Σ T·C] int64: layer·T + task of each gate
+    private Tensor? _count;      // [L·T] float64: channels of each layer, once per task
 
     public GateMonitor(IReadOnlyList<string> tasks, IReadOnlyList<long> channels)
     {
         _tasks = tasks.ToArray();
         _channels = channels.ToArray();
-        int l = _channels.Length, t = _tasks.Length;
-        (_gradSum, _spreadSum, _pushSum, _flips) = (new double[l, t], new double[l, t], new double[l, t], new long[l, t]);
-        _channelSum = _channels.Select(c => new double[t * c]).ToArray();
+        _offsets = new long[_channels.Length];
+        for (int l = 1; l < _channels.Length; l++) _offsets[l] = _offsets[l - 1] + _tasks.Length * _channels[l - 1];
+        _total = _channels.Sum() * _tasks.Length;
     }
 
     /// <summary>Gate-learning steps observed since the last <see cref="Reset"/>.</summary>
@@ -67,62 +74,79 @@ public sealed class GateMonitor
 
     /// <summary>
     /// Reads one step's gradients: <paramref name="alphas"/> with their .grad (task gradients plus the push), and
-    /// <paramref name="push"/> = λ_s·∂L_s/∂α per layer. Layers whose α has no gradient are skipped. Flips are changes
+    /// <paramref name="push"/> = λ_s·∂L_s/∂α per layer. Skipped when some α has no gradient. Flips are changes
     /// of <paramref name="gates"/> (the gates the step used, 1 or 0; default 1[α &gt; 0]).
     /// </summary>
     public void Observe(IReadOnlyList<Tensor> alphas, IReadOnlyList<Tensor> push, IReadOnlyList<Tensor>? gates = null)
     {
-        using var _ = no_grad();
-        int layers = alphas.Count, tasks = _tasks.Length;
         if (alphas.Any(a => a.grad is null)) return;
-        // One copy to the host per step: α, its gradient and the push, every layer flattened.
-        var parts = new List<Tensor>(3 * layers);
-        for (int l = 0; l < layers; l++)
-            parts.AddRange([gates is null ? alphas[l].flatten() : gates[l].flatten().sub(0.5), alphas[l].grad!.flatten(), push[l].flatten()]);
-        var flat = cat(parts, 0).to(float32).cpu().data<float>().ToArray();
-
-        _previous ??= new bool[layers][];
-        int offset = 0;
-        for (int l = 0; l < layers; l++)
+        if (alphas.Count != _channels.Length) throw new ArgumentException($"Expected {_channels.Length} gated layers, got {alphas.Count}.");
+        // Called inside the training step's dispose scope, which frees the temporaries below.
+        Prepare(alphas[0]);
+        var device = alphas[0].device;
+        using var _ = no_grad();
+        var grad = cat(alphas.Select(a => a.grad!.flatten()).ToArray(), 0).to(float64);
+        var p = cat(push.Select(t => t.flatten()).ToArray(), 0).to(float64);
+        var x = grad - p; // the tasks' part of the gradient on each gate
+        _channelSum!.add_(x);
+        // Per layer and task: sums of |x|, x, x² and the push over the layer's channels, in one scatter.
+        var perGate = stack([x.abs(), x, x * x, p]);
+        var means = zeros([4, _count!.shape[0]], float64, device).index_add_(1, _segment!, perGate, 1).div_(_count);
+        var spread = (means[2] - means[1] * means[1]).clamp_min_(0).sqrt_();
+        _sums!.add_(stack([means[0], spread, means[3]]));
+        var hard = gates is null
+            ? cat(alphas.Select(a => a.detach().flatten()).ToArray(), 0).gt(0)
+            : cat(gates.Select(g => g.flatten()).ToArray(), 0).gt(0.5);
+        if (_previous is not null)
         {
-            int c = (int)_channels[l], n = tasks * c;
-            var hard = new bool[n];
-            for (int t = 0; t < tasks; t++)
-            {
-                double sum = 0, signedSum = 0, sumSq = 0, pushSum = 0;
-                for (int k = 0; k < c; k++)
-                {
-                    int i = t * c + k;
-                    double alpha = flat[offset + i], grad = flat[offset + n + i], p = flat[offset + 2 * n + i]; // alpha: α, or G − 0.5
-                    double x = grad - p; // the tasks' part of the gradient on this gate
-                    _channelSum[l][i] += x;
-                    sum += Math.Abs(x);
-                    signedSum += x;
-                    sumSq += x * x;
-                    pushSum += p;
-                    hard[i] = alpha > 0;
-                    if (_previous[l] is { } prev && prev[i] != hard[i]) _flips[l, t]++;
-                }
-                double mean = signedSum / c;
-                double variance = Math.Max(0, sumSq / c - mean * mean);
-                _gradSum[l, t] += sum / c;
-                _spreadSum[l, t] += Math.Sqrt(variance);
-                _pushSum[l, t] += pushSum / c;
-            }
-            _previous[l] = hard;
-            offset += 3 * n;
+            _flips!.index_add_(0, _segment!, hard.ne(_previous).to(float64), 1);
+            _previous.copy_(hard);
+        }
+        else
+        {
+            _previous = hard.DetachFromDisposeScope();
         }
         _steps++;
+    }
+
+    /// <summary>Creates the running sums on the device of <paramref name="like"/>, or moves them there (a model moved between steps).</summary>
+    private void Prepare(Tensor like)
+    {
+        var device = like.device;
+        if (_sums is not null && _sums.device == device) return;
+        int layers = _channels.Length, tasks = _tasks.Length;
+        if (_sums is null)
+        {
+            _sums = zeros([3, layers * tasks], float64, device).DetachFromDisposeScope();
+            _channelSum = zeros([_total], float64, device).DetachFromDisposeScope();
+            _flips = zeros([layers * tasks], float64, device).DetachFromDisposeScope();
+            var segment = new long[_total];
+            for (int l = 0; l < layers; l++)
+                for (int t = 0; t < tasks; t++)
+                    for (long c = 0; c < _channels[l]; c++) segment[_offsets[l] + t * _channels[l] + c] = l * tasks + t;
+            _segment = tensor(segment).to(device).DetachFromDisposeScope();
+            _count = tensor(Enumerable.Range(0, layers * tasks).Select(i => (double)_channels[i / tasks]).ToArray()).to(device).DetachFromDisposeScope();
+            return;
+        }
+        (_sums, _channelSum, _flips, _previous, _segment, _count) =
+            (Move(_sums, like), Move(_channelSum, like), Move(_flips, like), Move(_previous, like), Move(_segment, like), Move(_count, like));
+    }
+
+    private static Tensor? Move(Tensor? t, Tensor like)
+    {
+        if (t is null) return null;
+        var moved = t.to(like.device).DetachFromDisposeScope();
+        t.Dispose();
+        return moved;
     }
 
     /// <summary>Forgets the running means and flip counts (the last gate state is kept for counting flips).</summary>
     public void Reset()
     {
-        Array.Clear(_gradSum);
-        Array.Clear(_spreadSum);
-        Array.Clear(_pushSum);
-        Array.Clear(_flips);
-        foreach (var c in _channelSum) Array.Clear(c);
+        using var _ = no_grad();
+        _sums?.zero_();
+        _channelSum?.zero_();
+        _flips?.zero_();
         _steps = 0;
     }
 
@@ -130,6 +154,12 @@ public sealed class GateMonitor
     public IReadOnlyList<GateLayerStats> Report(IReadOnlyList<GateLayer> layers)
     {
         using var _ = no_grad();
+        int tasksCount = _tasks.Length;
+        // The running sums, read once (zeros before the first step).
+        double[] sums = _sums is null ? new double[3 * layers.Count * tasksCount] : _sums.cpu().data<double>().ToArray();
+        double[] flips = _flips is null ? new double[layers.Count * tasksCount] : _flips.cpu().data<double>().ToArray();
+        double[] channelSum = _channelSum is null ? new double[_total] : _channelSum.cpu().data<double>().ToArray();
+        int cells = layers.Count * tasksCount;
         var result = new List<GateLayerStats>(layers.Count);
         for (int l = 0; l < layers.Count; l++)
         {
@@ -137,21 +167,21 @@ public sealed class GateMonitor
             using var alpha = layers[l].Alpha.detach().to(float64).cpu();
             using var on = layers[l].Hard().cpu();
             using var mix = layers[l].Beta?.detach().softmax(0).to(float64).cpu();
-            var tasks = new GateTaskStats[_tasks.Length];
-            for (int t = 0; t < _tasks.Length; t++)
+            var tasks = new GateTaskStats[tasksCount];
+            for (int t = 0; t < tasksCount; t++)
             {
                 var a = alpha[t].data<double>().ToArray();
                 double specific = on[t].data<float>().ToArray().Count(v => v > 0.5) / (double)a.Length;
                 double mean = a.Average(), std = Math.Sqrt(a.Select(v => (v - mean) * (v - mean)).Average());
                 var w = mix?[t].data<double>().ToArray();
                 double s = _steps;
-                int c = a.Length;
-                var steady = Enumerable.Range(0, c).Select(k => _channelSum[l][t * c + k] / s).ToArray();
+                int c = a.Length, cell = l * tasksCount + t;
+                var steady = Enumerable.Range(0, c).Select(k => channelSum[_offsets[l] + t * c + k] / s).ToArray();
                 double steadyMean = steady.Average();
                 tasks[t] = new GateTaskStats(_tasks[t], specific, mean, std,
                     w?.Average() ?? double.NaN, w?.Max() ?? double.NaN,
-                    _steps > 0 ? _gradSum[l, t] / s : double.NaN, _steps > 0 ? _spreadSum[l, t] / s : double.NaN,
-                    _steps > 0 ? _pushSum[l, t] / s : double.NaN, _flips[l, t],
+                    _steps > 0 ? sums[cell] / s : double.NaN, _steps > 0 ? sums[cells + cell] / s : double.NaN,
+                    _steps > 0 ? sums[2 * cells + cell] / s : double.NaN, (long)flips[cell],
                     _steps > 0 ? steadyMean : double.NaN,
                     _steps > 0 ? Math.Sqrt(steady.Select(v => (v - steadyMean) * (v - steadyMean)).Average()) : double.NaN);
             }

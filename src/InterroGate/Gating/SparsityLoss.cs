@@ -66,13 +66,18 @@ public static class SparsityLoss
         using var _ = no_grad();
         int tasks = (int)alphas[0].shape[0];
         double[] w = LayerWeights(alphas, kind, layerWeights, layerParts);
-        var sig = alphas.Select(a => a.sigmoid()).ToArray();
-        var usage = zeros(tasks, dtype: float64, device: alphas[0].device);
-        for (int l = 0; l < alphas.Count; l++) usage += sig[l].mean([1]).to(float64) * w[l];
+        // Every layer's gates side by side ([T, Σ C]), so that the cost in tensor operations does not grow with the
+        // number of layers; each gate's weight w_ℓ/C_ℓ, then one view per layer.
+        var widths = alphas.Select(a => a.shape[1]).ToArray();
+        var perChannel = alphas.SelectMany((a, l) => Enumerable.Repeat(w[l] / a.shape[1], (int)a.shape[1])).ToArray();
+        var sig = cat(alphas.Select(a => a.detach()).ToArray(), 1).sigmoid();
+        var weight = tensor(perChannel, dtype: float64).to(sig.device);
+        var usage = (sig.to(float64) * weight).sum(1); // [T]
         var budget = kind == SparsityKind.L1 ? zeros_like(usage) : tensor(tau.ToArray(), dtype: float64).to(usage.device);
-        var active = usage.gt(budget).to(alphas[0].dtype).unsqueeze(1) / tasks; // [T, 1]
+        var active = usage.gt(budget).to(sig.dtype).unsqueeze(1) / tasks; // [T, 1]
         if (taskWeights is not null) active = active * tensor(taskWeights.ToArray()).to(active.dtype).to(active.device).unsqueeze(1);
-        return alphas.Select((a, l) => active * (sig[l] * (1 - sig[l])) * (w[l] / a.shape[1])).ToArray();
+        var push = active * (sig * (1 - sig)) * weight.to(sig.dtype);
+        return push.split(widths, 1);
     }
 
     /// <summary>Each layer's weight in the usage (summing to 1): uniform (Eq. 4, a layer of several parts counting as that many), by FLOPs, or by channels.</summary>

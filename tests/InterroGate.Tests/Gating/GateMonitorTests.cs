@@ -47,4 +47,71 @@ public sealed class GateMonitorTests
         Assert.True(s2.PushOverSteadySpread > 2, $"push/steady sd {s2.PushOverSteadySpread}");
         Assert.Equal(expected, s2.SteadySpread, 6);
     }
+
+    [Fact]
+    public void Its_running_means_and_flips_equal_a_direct_computation_per_layer_and_task()
+    {
+        using var _ = NewDisposeScope();
+        long[] widths = [3, 5];
+        const int Tasks = 2, Steps = 7;
+        var monitor = new GateMonitor(["a", "b"], widths);
+        var layers = widths.Select(c => new GateLayer(Tasks, c, 0.01, hasMix: true)).ToArray();
+        var rng = new Random(3);
+        float[][][] alphaSeen = new float[Steps][][], gradSeen = new float[Steps][][], pushSeen = new float[Steps][][];
+        for (int step = 0; step < Steps; step++)
+        {
+            alphaSeen[step] = new float[widths.Length][];
+            gradSeen[step] = new float[widths.Length][];
+            pushSeen[step] = new float[widths.Length][];
+            var pushes = new List<Tensor>();
+            for (int l = 0; l < widths.Length; l++)
+            {
+                var alpha = layers[l].Alpha;
+                using (no_grad()) alpha.copy_(randn(Tasks, widths[l]) * 0.05); // some gates cross zero between steps
+                var g = Enumerable.Range(0, Tasks * (int)widths[l]).Select(_ => (float)(rng.NextDouble() - 0.4) * 1e-2f).ToArray();
+                var p = Enumerable.Range(0, Tasks * (int)widths[l]).Select(_ => (float)rng.NextDouble() * 1e-3f).ToArray();
+                alpha.grad?.zero_();
+                (alpha * tensor(g).view(Tasks, widths[l])).sum().backward();
+                pushes.Add(tensor(p).view(Tasks, widths[l]));
+                alphaSeen[step][l] = alpha.detach().flatten().data<float>().ToArray();
+                gradSeen[step][l] = g;
+                pushSeen[step][l] = p;
+            }
+            monitor.Observe(layers.Select(x => (Tensor)x.Alpha).ToArray(), pushes);
+        }
+        Assert.Equal(Steps, monitor.Steps);
+        var report = monitor.Report(layers);
+        for (int l = 0; l < widths.Length; l++)
+            for (int t = 0; t < Tasks; t++)
+            {
+                int c = (int)widths[l];
+                double abs = 0, spread = 0, push = 0;
+                var steady = new double[c];
+                long flips = 0;
+                for (int step = 0; step < Steps; step++)
+                {
+                    var x = Enumerable.Range(0, c).Select(k => (double)gradSeen[step][l][t * c + k] - pushSeen[step][l][t * c + k]).ToArray();
+                    abs += x.Select(Math.Abs).Average();
+                    double mean = x.Average();
+                    spread += Math.Sqrt(x.Select(v => (v - mean) * (v - mean)).Average());
+                    push += Enumerable.Range(0, c).Select(k => (double)pushSeen[step][l][t * c + k]).Average();
+                    for (int k = 0; k < c; k++) steady[k] += x[k] / Steps;
+                    if (step > 0)
+                        flips += Enumerable.Range(0, c).Count(k => alphaSeen[step][l][t * c + k] > 0 != alphaSeen[step - 1][l][t * c + k] > 0);
+                }
+                var got = report[l].Tasks[t];
+                Assert.Equal(abs / Steps, got.TaskGrad, 9);
+                Assert.Equal(spread / Steps, got.TaskGradSpread, 9);
+                Assert.Equal(push / Steps, got.Push, 9);
+                Assert.Equal(steady.Average(), got.SteadyGrad, 9);
+                double steadyMean = steady.Average();
+                Assert.Equal(Math.Sqrt(steady.Select(v => (v - steadyMean) * (v - steadyMean)).Average()), got.SteadySpread, 9);
+                Assert.Equal(flips, got.Flips);
+            }
+        Assert.True(report.Sum(r => r.Tasks.Sum(t => t.Flips)) > 0, "the random gates should have flipped somewhere");
+
+        monitor.Reset();
+        Assert.Equal(0, monitor.Steps);
+        Assert.All(monitor.Report(layers), r => Assert.All(r.Tasks, t => { Assert.True(double.IsNaN(t.TaskGrad)); Assert.Equal(0, t.Flips); }));
+    }
 }
