@@ -62,6 +62,8 @@ public sealed class Famo : IBalancer
         return FixedWeights.WeightedBackward(taskLosses, regularizer, w);
     }
 
+    public bool ReadsStepLosses => true;
+
     public void AfterStep(IReadOnlyList<double> lossesBefore, Func<IReadOnlyList<double>> lossesAfter)
     {
         if (_tasks == 1) return;

@@ -24,6 +24,12 @@ public interface IBalancer
     /// </summary>
     void AfterStep(IReadOnlyList<double> lossesBefore, Func<IReadOnlyList<double>> lossesAfter) { }
 
+    /// <summary>
+    /// Whether <see cref="AfterStep"/> uses the step's losses. Only then does the trainer read them at every step on a
+    /// GPU (a read waits for the GPU to finish the step); otherwise AfterStep is not called.
+    /// </summary>
+    bool ReadsStepLosses => false;
+
     /// <summary>Learnable parameters of the method itself; the Trainer optimises them with the model's weights.</summary>
     IReadOnlyList<TorchSharp.Modules.Parameter> Parameters => [];
 

@@ -44,6 +44,14 @@ public sealed class Trainer
     public bool Overwrite { get; init; }
     /// <summary>Resume even where the configuration differs from the checkpoint's (the differing keys are reported).</summary>
     public bool AcceptConfigChanges { get; init; }
+    /// <summary>
+    /// Steps between two reads of the training losses by the host. Null (the default): every step on the CPU, where a
+    /// read costs nothing; on a GPU at each progress report (at most every 10 steps) and at the epoch's end, the sums
+    /// kept on the GPU in between, so that the host does not wait for the GPU's queue of launches to drain at every
+    /// step. A balancer that reads every step's losses (FAMO) reads them every step. A non-finite loss is then found
+    /// at the next read and reported with the steps since the last one.
+    /// </summary>
+    public int? ReadLossesEvery { get; init; }
 
     /// <summary>Configuration keys that may change on resume without changing what the run computes.</summary>
     private static readonly IReadOnlySet<string> ResumeMayChange = new HashSet<string> { "training.device", "training.threads", "training.tf32", "training.precision", "training.channelsLast", "training.dataOn" };
@@ -190,6 +198,8 @@ public sealed class Trainer
             Report(new RunMessage(_config.Name, warning));
 
         int reportEvery = Math.Clamp(steps / 20, 1, 10);
+        int readEvery = ReadLossesEvery ?? (device.type == DeviceType.CUDA && !_balancer.ReadsStepLosses ? reportEvery : 1);
+        if (readEvery < 1) throw new ArgumentOutOfRangeException(nameof(ReadLossesEvery), readEvery, "at least 1");
         var total = Stopwatch.StartNew();
         double trainSeconds = 0;
         long trainImages = 0;
@@ -199,6 +209,24 @@ public sealed class Trainer
             var lossSums = new double[tasks.Count];
             double regSum = 0;
             int done = 0;
+            Tensor? pending = null; // [T + 1]: the losses and the regulariser summed over steps not yet read
+            int pendingFrom = 0, pendingCount = 0;
+            void ReadPending(int lastStep)
+            {
+                if (pending is null) return;
+                var sums = pending.cpu().data<double>().ToArray();
+                pending.Dispose();
+                pending = null;
+                int from = pendingFrom;
+                for (int t = 0; t < tasks.Count; t++)
+                {
+                    if (!double.IsFinite(sums[t])) throw new NonFiniteLossException($"'{tasks[t].Name}' task", epoch, from, lastGood, lastStep);
+                    lossSums[t] += sums[t];
+                }
+                if (!double.IsFinite(sums[tasks.Count])) throw new NonFiniteLossException("regulariser", epoch, from, lastGood, lastStep);
+                regSum += sums[tasks.Count];
+                pendingCount = 0;
+            }
             var epochClock = Stopwatch.StartNew();
             long epochImages = 0;
             foreach (var batch in loader.Epoch(epoch, skipBatches: epoch == startEpoch ? startStep : 0))
@@ -208,6 +236,8 @@ public sealed class Trainer
                 if (cancel.IsCancellationRequested)
                 {
                     DisposeAll(batch);
+                    pending?.Dispose(); // the checkpoint keeps no loss sums
+                    pending = null;
                     Save(LastPath, "interrupted", epoch, step, bestScore, bestEpoch, bestValidation, optimizers);
                     Report(new RunMessage(_config.Name, $"interrupted: resumable checkpoint written to {LastPath}"));
                     return new TrainingResult(_dir, BestPath, LastPath, epoch, bestEpoch, bestValidation, true, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
@@ -223,29 +253,26 @@ public sealed class Trainer
                     if (_model.FixGates() is { } landing) Report(new RunMessage(_config.Name, landing));
                     gatesLanded = true;
                 }
-                double[] losses;
-                double reg;
+                Tensor values;
                 int n;
                 try
                 {
-                    (losses, reg, n) = Step(batch, objective, ContextFor, weightOpt, gatesFixed ? [] : gateOpts.Select(g => (optim.Optimizer)g.Optimizer).ToArray());
+                    (values, n) = Step(batch, objective, ContextFor, weightOpt, gatesFixed ? [] : gateOpts.Select(g => (optim.Optimizer)g.Optimizer).ToArray());
                 }
                 catch (Exception e) when (Runtime.Devices.ExplainOutOfMemory(e, cfg.BatchSize) is { } why)
                 {
                     throw new Runtime.DeviceUnavailableException($"{_config.Name}, epoch {epoch + 1}, step {step + 1}: {why}" +
                         (lastGood is null ? "" : $" Resume from {lastGood} with --resume."));
                 }
-                for (int t = 0; t < tasks.Count; t++)
-                {
-                    if (!double.IsFinite(losses[t])) throw new NonFiniteLossException($"'{tasks[t].Name}' task", epoch, step, lastGood);
-                    lossSums[t] += losses[t];
-                }
-                if (!double.IsFinite(reg)) throw new NonFiniteLossException("regulariser", epoch, step, lastGood);
-                regSum += reg;
+                if (pending is null) { pending = values; pendingFrom = step; }
+                else { pending.add_(values); values.Dispose(); }
+                pendingCount++;
                 done++;
                 epochImages += n;
 
-                if (_progress is not null && (done % reportEvery == 0 || step == steps - 1))
+                bool report = _progress is not null && (done % reportEvery == 0 || step == steps - 1);
+                if (report || step == steps - 1 || pendingCount >= readEvery) ReadPending(step);
+                if (report)
                 {
                     double elapsed = epochClock.Elapsed.TotalSeconds;
                     double ips = epochImages / Math.Max(elapsed, 1e-9);
@@ -256,6 +283,7 @@ public sealed class Trainer
                         TimeSpan.FromSeconds(remainingSteps * elapsed / Math.Max(done, 1))));
                 }
             }
+            ReadPending((epoch == startEpoch ? startStep : 0) + done - 1);
             trainSeconds += epochClock.Elapsed.TotalSeconds;
             trainImages += epochImages;
             startStep = 0;
@@ -304,9 +332,10 @@ public sealed class Trainer
 
     /// <summary>
     /// One optimisation step in its own dispose scope, with the balancer's context built for its batch; the gate
-    /// optimisers step only where given (none while the gates are fixed). Returns .NET numbers only.
+    /// optimisers step only where given (none while the gates are fixed). Returns the task losses and the regulariser
+    /// as one float64 tensor [T + 1] on the step's device, detached and outside the step's scope, and the batch size.
     /// </summary>
-    private (double[] Losses, double Regularizer, int Images) Step(Dictionary<string, Tensor> batch, MultiTaskObjective objective,
+    private (Tensor Values, int Images) Step(Dictionary<string, Tensor> batch, MultiTaskObjective objective,
         Func<Dictionary<string, Tensor>, TorchSharp.DisposeScope, BalanceContext> contextFor, optim.Optimizer weightOpt, IReadOnlyList<optim.Optimizer> gateOpts)
     {
         using var scope = NewDisposeScope();
@@ -332,14 +361,17 @@ public sealed class Trainer
             foreach (var g in gateOpts) g.step();
             _model.GatesStepped();
         }
-        var values = losses.Select(l => (double)l.item<float>()).ToArray();
-        _balancer.AfterStep(values, () =>
-        {
-            using var _ = no_grad();
-            return objective.Losses(_model.Forward(images, _config.Training.Precision), batch).Select(l => (double)l.item<float>()).ToArray();
-        });
+        Tensor values;
+        using (no_grad())
+            values = cat(losses.Select(l => l.detach().reshape(1).to(float64)).Append(reg is null ? zeros(1, float64, images.device) : reg.detach().reshape(1).to(float64)).ToArray());
+        if (_balancer.ReadsStepLosses)
+            _balancer.AfterStep(values.cpu().data<double>().Take(losses.Length).ToArray(), () =>
+            {
+                using var _ = no_grad();
+                return objective.Losses(_model.Forward(images, _config.Training.Precision), batch).Select(l => (double)l.item<float>()).ToArray();
+            });
         if (timed) _timing = (_timing.Steps + 1, _timing.ForwardMs + forwardMs, _timing.BackwardMs + Elapsed(backwardStart, images.device));
-        return (values, reg is null ? 0 : reg.item<float>(), (int)images.shape[0]);
+        return (values.DetachFromDisposeScope(), (int)images.shape[0]); // owned by the caller, which disposes it
     }
 
     /// <summary>

@@ -22,8 +22,9 @@ public sealed record EpochCompleted(
 public sealed record RunMessage(string Run, string Text) : TrainingEvent(Run);
 
 /// <summary>A task's loss (or the regulariser) became NaN or infinite; training stopped.</summary>
-public sealed class NonFiniteLossException(string term, int epoch, int step, string? lastGoodCheckpoint)
-    : Exception($"The {term} loss became non-finite at epoch {epoch + 1}, step {step + 1}; training stopped. " +
+public sealed class NonFiniteLossException(string term, int epoch, int step, string? lastGoodCheckpoint, int? lastStep = null)
+    : Exception($"The {term} loss became non-finite at epoch {epoch + 1}, " +
+                (lastStep is { } last && last > step ? $"in steps {step + 1}-{last + 1} (losses read once over those steps)" : $"step {step + 1}") + "; training stopped. " +
                 (lastGoodCheckpoint is null ? "No checkpoint had been written yet." : $"The last good checkpoint is kept: {lastGoodCheckpoint}."))
 {
     public string Term { get; } = term;

@@ -395,6 +395,45 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(1, Checkpoint.ReadMeta(trainer.LastPath).Epoch); // epoch 1 completed cleanly
     }
 
+    [Fact]
+    public void Losses_read_every_few_steps_give_the_same_run_as_losses_read_every_step()
+    {
+        // On a GPU the losses stay on the device between progress reports; forced here on the CPU.
+        string Train(string dir, int? readEvery)
+        {
+            var config = Config(new InterroGateConfig { LambdaS = 1 }, epochs: 2, train: 320);
+            var run = PreparedRun.Create(config);
+            new Trainer(config, run.Model, run.Data, dir) { ReadLossesEvery = readEvery }.Run();
+            // Everything but the times.
+            return string.Join("\n", File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l =>
+            {
+                var o = System.Text.Json.Nodes.JsonNode.Parse(l)!.AsObject();
+                foreach (var key in o.Select(kv => kv.Key).Where(k => k.Contains("_s") || k.Contains("ms")).ToArray()) o.Remove(key);
+                return o.ToJsonString();
+            }));
+        }
+        string everyStep = Train(Path.Combine(_dir, "every"), null), everyFour = Train(Path.Combine(_dir, "four"), 4);
+        Assert.Contains("\"train_loss\"", everyStep);
+        Assert.Contains("\"regularizer\"", everyStep);
+        Assert.Equal(everyStep, everyFour);
+    }
+
+    [Fact]
+    public void A_non_finite_loss_read_after_several_steps_names_the_steps_it_lies_in()
+    {
+        var config = Config(new HardSharingConfig(), epochs: 3, train: 128);
+        var clean = DataCatalog.Open(config.Data);
+        var poisoned = new DatasetSplits(new PoisonAfter(clean.Train, "position", firstPoisonedCall: 5), clean.Validation, clean.Test);
+        var run = PreparedRun.Create(config, poisoned);
+        var trainer = new Trainer(config, run.Model, poisoned, _dir) { ReadLossesEvery = 3 };
+        var e = Assert.Throws<NonFiniteLossException>(() => trainer.Run());
+        // 4 steps per epoch: the fifth batch (epoch 2, step 1) is poisoned; with reads every 3 steps it is found in steps 1-3.
+        Assert.Contains("'position'", e.Message);
+        Assert.Contains("epoch 2, in steps 1-3", e.Message);
+        Assert.Equal(trainer.LastPath, e.LastGoodCheckpoint);
+        Assert.Equal(1, Checkpoint.ReadMeta(trainer.LastPath).Epoch);
+    }
+
     /// <summary>A training split whose batches carry NaN targets for one task from some call on.</summary>
     private sealed class PoisonAfter(IMultiTaskDataset inner, string task, int firstPoisonedCall) : IMultiTaskDataset
     {
