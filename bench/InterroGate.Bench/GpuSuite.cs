@@ -151,13 +151,18 @@ internal static class GpuSuite
         double first = double.NaN, last = double.NaN;
         int steps = 0;
         double imagesPerSecond = double.NaN;
+        // Tensors the host created between the first and the last progress report, per step: how many operations the
+        // host issues for one training step (those inside libtorch's backward pass not counted).
+        static long Created() => DisposeScopeManager.Statistics.TensorStatistics.CreatedInScopeCount + DisposeScopeManager.Statistics.TensorStatistics.CreatedOutsideScopeCount;
+        long firstCreated = 0, lastCreated = 0;
+        int firstStep = -1, lastStep = -1;
         var progress = new Progress(e =>
         {
             if (e is StepProgress p)
             {
                 double now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
-                if (double.IsNaN(first)) first = now;
-                last = now;
+                if (double.IsNaN(first)) (first, firstCreated, firstStep) = (now, Created(), p.Step);
+                (last, lastCreated, lastStep) = (now, Created(), p.Step);
                 steps = p.Steps;
                 imagesPerSecond = p.ImagesPerSecond;
             }
@@ -169,6 +174,7 @@ internal static class GpuSuite
             ["side"] = "ours", ["arch"] = arch, ["config"] = $"multifashion-w025/{arch} ({training})", ["train_size"] = prepared.Data.Train.Count,
             ["batch"] = Int(o["batch"]), ["steps"] = steps, ["device"] = run.Training.Device, ["window_start_unix"] = first, ["window_end_unix"] = last,
             ["images_per_s"] = imagesPerSecond, ["run_s"] = clock.Elapsed.TotalSeconds,
+            ["tensors_per_step"] = lastStep > firstStep ? (double)(lastCreated - firstCreated) / (lastStep - firstStep) : double.NaN,
             ["data_on"] = run.Training.DataOn.ToString().ToLowerInvariant(), ["precision"] = run.Training.Precision.ToString().ToLowerInvariant(),
             ["channels_last"] = run.Training.ChannelsLast,
         });

@@ -95,6 +95,11 @@ internal static class StepOnDevice
         var gateParams = net.ParametersOf(GroupKind.Gates).ToArray();
         optim.Optimizer? sgd = gateParams.Length == 0 ? null : flat ? new InterroGate.Training.Flat.SGD(gateParams, 0.1) : optim.SGD(gateParams, 0.1);
         var times = new List<double>();
+        // Tensors the host creates in each part of a step (TorchSharp's dispose-scope statistics): how many operations
+        // it issues there; the backward pass's own, inside libtorch, are not counted (only those of autograd functions
+        // written in C#).
+        static long Created() => DisposeScopeManager.Statistics.TensorStatistics.CreatedInScopeCount + DisposeScopeManager.Statistics.TensorStatistics.CreatedOutsideScopeCount;
+        (long Forward, long Backward, long Optimizers) tensors = default;
         const int Warmup = 5;
         double firstTimed = double.NaN; // wall-clock (Unix) seconds at the start of the first timed step
         for (int i = 0; i < Warmup + steps; i++)
@@ -104,14 +109,18 @@ internal static class StepOnDevice
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
+                long c0 = Created();
                 var (losses, reg) = InterroGate.Training.Trainer.ForwardLosses(net, images, onDevice, objective, precision); // as the trainer's step
                 var total = losses.Aggregate((a, b) => a + b);
                 if (reg is not null) total = total + reg;
+                long c1 = Created();
                 adam.zero_grad();
                 sgd?.zero_grad();
                 total.backward();
+                long c2 = Created();
                 adam.step();
                 sgd?.step();
+                tensors = (c1 - c0, c2 - c1, Created() - c2);
             }
             Synchronize(device);
             if (i >= Warmup) times.Add(sw.Elapsed.TotalMilliseconds);
@@ -122,6 +131,7 @@ internal static class StepOnDevice
             ["batch"] = batch, ["device"] = device.ToString(), ["tf32"] = tf32, ["fusion"] = fusion.ToString().ToLowerInvariant(),
             ["precision"] = precision.ToString().ToLowerInvariant(), ["channels_last"] = channelsLast, ["optimizer"] = optimizer,
             ["step_ms_median"] = times.Order().ElementAt(times.Count / 2), ["step_ms"] = times,
+            ["tensors_forward"] = tensors.Forward, ["tensors_backward"] = tensors.Backward, ["tensors_optimizers"] = tensors.Optimizers,
             // The timed steps' wall-clock window, in which a caller reads the GPU's memory (bench/gpu/suite.py).
             ["window_start_unix"] = firstTimed, ["window_end_unix"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0,
         };

@@ -216,6 +216,63 @@ def reference_side(a):
     print(json.dumps(result))
 
 
+def epoch_reference(a):
+    """PyTorch eager training the MultiFashion model for one epoch, as our trainer's epoch does (bench/gpu/suite.py,
+    section epoch): ResNet-20 x1/4, 2 tasks of 10 classes, 1x36x36 images held on the device (random, the same
+    shapes: the GPU's work does not depend on the values), a fresh random order, batch --batch with the last
+    partial batch dropped, Adam for the weights, SGD lr 0.1 for the gates, the losses summed on the device and read
+    every 10 steps (as a training loop reports progress). Prints one JSON line with the wall-clock window between
+    the first and the last read, in which the caller reads the GPU's busy fraction."""
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, HERE)
+    from interrogate_torch import HardSharing, InterroGateModel
+
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32
+    torch.backends.cudnn.allow_tf32 = a.tf32
+    dev = torch.device(a.device)
+    torch.manual_seed(0)
+    tasks = {"top_left": 10, "bottom_right": 10}
+    model = (InterroGateModel(tasks, "resnet20", 1, 0.25, lambda_s=1.0) if a.model == "interrogate"
+             else HardSharing(tasks, "resnet20", 1, 0.25)).to(dev).train()
+    images = torch.randn(a.train_size, 1, 36, 36, device=dev)
+    labels = {t: torch.randint(0, 10, (a.train_size,), device=dev) for t in tasks}
+    gate_params = model.gate_parameters()
+    gate_ids = {id(p) for p in gate_params}
+    adam = torch.optim.Adam([p for p in model.parameters() if id(p) not in gate_ids], lr=1e-3)
+    sgd = torch.optim.SGD(gate_params, lr=0.1) if gate_params else None
+    order = torch.randperm(a.train_size, device=dev)
+    steps = a.train_size // a.batch
+    pending = torch.zeros(len(tasks) + 1, dtype=torch.float64, device=dev)
+    first = last = None
+    start = time.perf_counter()
+    for step in range(steps):
+        idx = order[step * a.batch:(step + 1) * a.batch]
+        x = images.index_select(0, idx)
+        out = model(x)
+        losses = [F.cross_entropy(out[t], labels[t].index_select(0, idx)) for t in tasks]
+        reg = model.regularizer()
+        total = sum(losses) if reg is None else sum(losses) + reg
+        adam.zero_grad(set_to_none=True)
+        if sgd:
+            sgd.zero_grad(set_to_none=True)
+        total.backward()
+        adam.step()
+        if sgd:
+            sgd.step()
+        with torch.no_grad():
+            pending += torch.stack([*(l.detach() for l in losses), reg.detach() if reg is not None else torch.zeros((), device=dev)]).double()
+        if (step + 1) % 10 == 0 or step == steps - 1:
+            pending.cpu()  # the read waits for the GPU, as our trainer's at a progress report
+            now = time.time()
+            first = now if first is None else first
+            last = now
+    seconds = time.perf_counter() - start
+    print(json.dumps({"side": "pytorch", "arch": a.model, "torch": torch.__version__, "train_size": a.train_size,
+                      "batch": a.batch, "steps": steps, "device": a.device, "window_start_unix": first,
+                      "window_end_unix": last, "images_per_s": steps * a.batch / seconds, "data_on": "device"}))
+
+
 def compare_case(ours, case, model, out, steps, fusion="off", device="cuda", timeout=None):
     """One case and model: numerics (TF32 off), then both sides' timed steps (TF32 on) on the same weights and batch,
     each process killed after timeout seconds. Returns a record with both sides' JSON, the peak memories and the
@@ -281,6 +338,9 @@ def main():
     p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (to try the script without a GPU)")
     # the reference side (internal: the script calls itself)
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--epoch-reference", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--train-size", type=int, default=50000, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=128, help=argparse.SUPPRESS)
     p.add_argument("--check", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -293,6 +353,9 @@ def main():
     p.add_argument("--channels-last", type=lambda s: s == "true", default=False, help=argparse.SUPPRESS)
     p.add_argument("--foreach", type=lambda s: None if s == "default" else s == "true", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.epoch_reference:
+        epoch_reference(a)
+        return
     if a.reference:
         reference_side(a)
         return
