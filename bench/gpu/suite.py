@@ -357,30 +357,30 @@ EPOCH_HEADER = "| run | data on | training pairs | steps | window s | images/s |
 
 
 def epoch_run(a, arch, data_on="auto"):
-    gpu = a.device.startswith("cuda")
     cmd = [*a.ours, "epoch", "--arch", arch, "--train-size", str(a.train_size), "--batch", "128", "--device", a.device,
            "--data-on", data_on, "--out", os.path.abspath(os.path.join(a.out, "epoch", f"{arch}-{data_on}"))]
-    ours, sampler = run_json(cmd, left(a), sampler_gpu=gpu, sample=gpu)
-    busy = float("nan")
-    if sampler:
-        window = sampler.window(ours["window_start_unix"], ours["window_end_unix"])
-        if window:
-            busy = statistics.mean(s[1] for s in window) / 100
-    return {"arch": arch, "data_on": data_on, "ours": ours, "busy": busy, "samples": len(sampler.samples) if sampler else 0}
+    ours, busy, samples = busy_run(a, cmd)
+    return {"arch": arch, "data_on": data_on, "ours": ours, "busy": busy, "samples": samples}
 
 
 def epoch_reference_run(a, arch):
-    gpu = a.device.startswith("cuda")
     cmd = [sys.executable, os.path.join(REFERENCE, "gpu_bench.py"), "--epoch-reference", "--model", arch,
            "--train-size", str(a.train_size), "--batch", "128", "--device", a.device]
+    side, busy, samples = busy_run(a, cmd)
+    return {"arch": f"PyTorch eager, {arch}", "data_on": side["data_on"], "ours": side, "busy": busy, "samples": samples}
+
+
+def busy_run(a, cmd):
+    """Runs an epoch command (its JSON names the window of its steps) while sampling the GPU; returns its JSON, the
+    GPU's mean busy fraction over that window (NaN without a GPU) and the number of samples."""
+    gpu = a.device.startswith("cuda")
     side, sampler = run_json(cmd, left(a), sampler_gpu=gpu, sample=gpu)
     busy = float("nan")
     if sampler:
         window = sampler.window(side["window_start_unix"], side["window_end_unix"])
         if window:
             busy = statistics.mean(s[1] for s in window) / 100
-    return {"arch": f"PyTorch eager, {arch}", "data_on": side["data_on"], "ours": side, "busy": busy,
-            "samples": len(sampler.samples) if sampler else 0}
+    return side, busy, len(sampler.samples) if sampler else 0
 
 
 def epoch_row(r):

@@ -197,23 +197,28 @@ def reference_side(a):
         start = time.perf_counter()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
             out = model(x)
-        total = sum(F.cross_entropy(out[t].float(), labels[t]) for t in tasks)
-        reg = model.regularizer()
-        if reg is not None:
-            total = total + reg
-        adam.zero_grad(set_to_none=True)
-        if sgd:
-            sgd.zero_grad(set_to_none=True)
-        total.backward()
-        adam.step()
-        if sgd:
-            sgd.step()
+        update(model, [F.cross_entropy(out[t].float(), labels[t]) for t in tasks], adam, sgd)
         sync()
         if i >= 5:
             times.append((time.perf_counter() - start) * 1000)
     result.update(step_ms_median=statistics.median(times), step_ms=times,
                   torch_peak_allocated_mib=torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None)
     print(json.dumps(result))
+
+
+def update(model, losses, adam, sgd):
+    """One optimisation step on the task losses plus the model's regulariser (none for MTL): zero_grad, backward, Adam
+    on the weights and SGD on the gates, as our step. Returns the regulariser."""
+    reg = model.regularizer()
+    total = sum(losses) if reg is None else sum(losses) + reg
+    adam.zero_grad(set_to_none=True)
+    if sgd:
+        sgd.zero_grad(set_to_none=True)
+    total.backward()
+    adam.step()
+    if sgd:
+        sgd.step()
+    return reg
 
 
 def epoch_reference(a):
@@ -251,15 +256,7 @@ def epoch_reference(a):
         x = images.index_select(0, idx)
         out = model(x)
         losses = [F.cross_entropy(out[t], labels[t].index_select(0, idx)) for t in tasks]
-        reg = model.regularizer()
-        total = sum(losses) if reg is None else sum(losses) + reg
-        adam.zero_grad(set_to_none=True)
-        if sgd:
-            sgd.zero_grad(set_to_none=True)
-        total.backward()
-        adam.step()
-        if sgd:
-            sgd.step()
+        reg = update(model, losses, adam, sgd)
         with torch.no_grad():
             pending += torch.stack([*(l.detach() for l in losses), reg.detach() if reg is not None else torch.zeros((), device=dev)]).double()
         if (step + 1) % 10 == 0 or step == steps - 1:
