@@ -41,7 +41,11 @@ public static class ConfigJson
         {
             throw new ConfigException("$", $"{source} is not valid JSON (line {e.LineNumber + 1}): {e.Message}");
         }
-        if (baseDirectory is not null) ResolvePaths(node, baseDirectory);
+        if (baseDirectory is not null)
+        {
+            var overridden = (overrides ?? []).Select(o => o.IndexOf('=') is > 0 and var eq ? o[..eq].Trim() : o).ToHashSet();
+            ResolvePaths(node, baseDirectory, overridden);
+        }
         foreach (var o in overrides ?? []) ApplyOverride(node, o);
         try
         {
@@ -64,24 +68,33 @@ public static class ConfigJson
         }
     }
 
-    /// <summary>The keys that hold file or folder paths, resolved against a config file's folder.</summary>
-    private static void ResolvePaths(JsonNode root, string baseDirectory)
+    /// <summary>
+    /// The keys that hold file or folder paths, resolved against a config file's folder. A path that does not exist
+    /// there but does relative to the working folder (a run's own config.json holds the paths it was given, relative to
+    /// where it was started) is an error that says so, unless an override sets that key.
+    /// </summary>
+    private static void ResolvePaths(JsonNode root, string baseDirectory, IReadOnlySet<string> overridden)
     {
-        static void Fix(JsonObject? o, string key, string dir)
+        void Fix(JsonObject? o, string key, string name)
         {
-            if (o?[key] is JsonValue v && v.TryGetValue(out string? path) && path.Length > 0 && !Path.IsPathRooted(path))
-                o[key] = Path.GetFullPath(Path.Combine(dir, path));
+            if (o?[key] is not JsonValue v || !v.TryGetValue(out string? path) || path.Length == 0 || Path.IsPathRooted(path)) return;
+            string resolved = Path.GetFullPath(Path.Combine(baseDirectory, path));
+            static bool Exists(string p) => File.Exists(p) || Directory.Exists(p);
+            if (!overridden.Contains(name) && !Exists(resolved) && Exists(path))
+                throw new ConfigException(name, $"{path} is read relative to the config file's folder, {baseDirectory}, where it does not exist; " +
+                    $"it exists relative to the working folder: write it there as an absolute path, or give it with --set {name}=\"{Path.GetFullPath(path)}\"");
+            o[key] = resolved;
         }
         if (root is not JsonObject r) return;
-        Fix(r["data"] as JsonObject, "root", baseDirectory);
-        Fix(r["data"] as JsonObject, "cache", baseDirectory);
-        Fix(r, "pretrained", baseDirectory); // a comparison's
+        Fix(r["data"] as JsonObject, "root", "data.root");
+        Fix(r["data"] as JsonObject, "cache", "data.cache");
+        Fix(r, "pretrained", "pretrained"); // a comparison's
         if (r["startFrom"] is JsonObject start)
         {
-            Fix(start, "mtl", baseDirectory);
-            Fix(start, "pretrained", baseDirectory);
+            Fix(start, "mtl", "startFrom.mtl");
+            Fix(start, "pretrained", "startFrom.pretrained");
             if (start["stl"] is JsonObject stl)
-                foreach (var key in stl.Select(p => p.Key).ToArray()) Fix(stl, key, baseDirectory);
+                foreach (var key in stl.Select(p => p.Key).ToArray()) Fix(stl, key, $"startFrom.stl.{key}");
         }
     }
 

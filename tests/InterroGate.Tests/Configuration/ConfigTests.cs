@@ -168,4 +168,40 @@ public sealed class ConfigTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public void A_path_that_exists_only_relative_to_the_working_folder_is_an_error_that_says_so()
+    {
+        // A run's config.json holds the paths it was started with, relative to the working folder then. (The test
+        // leaves the working folder alone: other tests run beside it.)
+        var dir = Directory.CreateTempSubdirectory("ig-cfg-").FullName;
+        try
+        {
+            string checkpoint = Path.Combine(dir, "mtl", "last.ckpt");
+            Directory.CreateDirectory(Path.GetDirectoryName(checkpoint)!);
+            File.WriteAllText(checkpoint, "");
+            string relative = Path.GetRelativePath(Directory.GetCurrentDirectory(), checkpoint);
+            string folder = Path.Combine(dir, "deeper", "than", "the", "working", "folder", "stl");
+            Directory.CreateDirectory(folder);
+            string file = Path.Combine(folder, "config.json");
+            var json = new System.Text.Json.Nodes.JsonObject
+            {
+                ["name"] = "stl",
+                ["architecture"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "stl" },
+                ["startFrom"] = new System.Text.Json.Nodes.JsonObject { ["mtl"] = relative },
+            };
+            File.WriteAllText(file, json.ToJsonString());
+            Assert.False(File.Exists(Path.Combine(folder, relative)));
+            var e = Assert.Throws<ConfigException>(() => Presets.LoadRun(file, []));
+            Assert.Equal("startFrom.mtl", e.Key);
+            Assert.Contains("relative to the config file's folder", e.Message);
+            Assert.Contains(checkpoint, e.Message); // the absolute path to give instead
+            // Given with --set, the path is the user's (relative to the working folder): no error.
+            Assert.Equal(relative, Presets.LoadRun(file, [$"startFrom.mtl=\"{relative}\""]).StartFrom!.Mtl);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
