@@ -69,25 +69,26 @@ public static class ConfigJson
     }
 
     /// <summary>
-    /// The keys that hold file or folder paths, resolved against a config file's folder. A path that does not exist
-    /// there but does relative to the working folder (a run's own config.json holds the paths it was given, relative to
-    /// where it was started) is an error that says so, unless an override sets that key.
+    /// The keys that hold file or folder paths, resolved against a config file's folder. An input path (not the cache
+    /// folder, which is made where it is missing) that does not exist there but does relative to the working folder (a
+    /// run's own config.json holds the paths it was given, relative to where it was started) is an error that says
+    /// so, unless an override sets that key.
     /// </summary>
     private static void ResolvePaths(JsonNode root, string baseDirectory, IReadOnlySet<string> overridden)
     {
-        void Fix(JsonObject? o, string key, string name)
+        void Fix(JsonObject? o, string key, string name, bool mustExist = true)
         {
             if (o?[key] is not JsonValue v || !v.TryGetValue(out string? path) || path.Length == 0 || Path.IsPathRooted(path)) return;
             string resolved = Path.GetFullPath(Path.Combine(baseDirectory, path));
             static bool Exists(string p) => File.Exists(p) || Directory.Exists(p);
-            if (!overridden.Contains(name) && !Exists(resolved) && Exists(path))
+            if (mustExist && !overridden.Contains(name) && !Exists(resolved) && Exists(path))
                 throw new ConfigException(name, $"{path} is read relative to the config file's folder, {baseDirectory}, where it does not exist; " +
                     $"it exists relative to the working folder: write it there as an absolute path, or give it with --set {name}=\"{Path.GetFullPath(path)}\"");
             o[key] = resolved;
         }
         if (root is not JsonObject r) return;
         Fix(r["data"] as JsonObject, "root", "data.root");
-        Fix(r["data"] as JsonObject, "cache", "data.cache");
+        Fix(r["data"] as JsonObject, "cache", "data.cache", mustExist: false); // made where it is missing
         Fix(r, "pretrained", "pretrained"); // a comparison's
         if (r["startFrom"] is JsonObject start)
         {
