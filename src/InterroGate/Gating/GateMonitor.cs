@@ -113,7 +113,8 @@ public sealed class GateMonitor
     private void Prepare(Tensor like)
     {
         var device = like.device;
-        if (_sums is not null && _sums.device == device) return;
+        // torch.Device compares by reference: compare the type and index.
+        if (_sums is not null && _sums.device_type == like.device_type && _sums.device_index == like.device_index) return;
         int layers = _channels.Length, tasks = _tasks.Length;
         if (_sums is null)
         {

@@ -202,10 +202,13 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         if (node.Inputs.Length == 1) return values[node.Inputs[0]].index_select(1, _weights[n]!);
         var index = _weights[n]!;
         var plan = _gatherPlans[n];
-        if (plan is null || plan.MainIndex.device != index.device)
+        // Built once, and again only after a move to another device (torch.Device compares by reference: compare the
+        // type and index, or every call would build it anew, with a copy of the index to the host).
+        if (plan is null || plan.MainIndex.device_type != index.device_type || plan.MainIndex.device_index != index.device_index)
         {
             plan?.Dispose();
             plan = _gatherPlans[n] = GatherPlan.Create(node, _graph, index);
+            GatherPlansBuilt++;
         }
         var output = values[node.Inputs[plan.Main]].index_select(1, plan.MainIndex);
         foreach (var (source, outPositions, sourcePositions) in plan.Others)
@@ -217,6 +220,9 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
     }
 
     private readonly GatherPlan?[] _gatherPlans;
+
+    /// <summary>Gather plans built so far: one per gather node, and again after a move to another device.</summary>
+    internal int GatherPlansBuilt { get; private set; }
 
     protected override void Dispose(bool disposing)
     {

@@ -193,6 +193,22 @@ public sealed class PrunerTests
         foreach (var t in Tasks) Assert.True(before[t.Name].equal(after[t.Name]).all().item<bool>(), t.Name);
     }
 
+    [Fact]
+    public void A_static_network_builds_each_gather_plan_once_and_not_at_every_call()
+    {
+        var model = Model("resnet20", GatingMode.Conv, Pattern.Random, 32);
+        model.eval();
+        using var net = new StaticNetwork(Pruner.Prune(model, new ImageInput(3, 32, 32)).Graph);
+        int gathers = net.Graph.Nodes.Count(n => n.Op == StaticOp.Gather && n.Inputs.Length > 1);
+        Assert.True(gathers > 0, "a random pattern should gather from several sources");
+        using var _ = no_grad();
+        var x = randn(2, 3, 32, 32);
+        var first = net.call(x);
+        var second = net.call(x);
+        Assert.Equal(gathers, net.GatherPlansBuilt);
+        foreach (var t in Tasks) Assert.Equal(0, (first[t.Name] - second[t.Name]).abs().max().item<float>());
+    }
+
     [Theory]
     [InlineData("resnet20")]
     [InlineData("vit_cpu_patch4_32")]
