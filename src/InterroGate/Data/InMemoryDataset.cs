@@ -60,7 +60,9 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
     public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
     {
         using var scope = NewDisposeScope();
-        var idx = tensor(indices.ToArray(), dtype: int64, device: _images.device);
+        // To a GPU asynchronously: a blocking copy would wait for everything queued there (this runs while the
+        // previous step's work is in flight).
+        var idx = tensor(indices.ToArray(), dtype: int64).to(_images.device, non_blocking: true);
         var images = _images.index_select(0, idx);
         images = images.dtype == ScalarType.Byte ? Input.FromBytes(images) : images;
         var batch = new Dictionary<string, Tensor> { [IMultiTaskDataset.ImageKey] = images.MoveToOuterDisposeScope() };

@@ -42,15 +42,15 @@ public static class SparsityLoss
         double[] w = LayerWeights(alphas, kind, layerWeights, layerParts);
 
         var perLayer = stack(alphas.Select(a => a.sigmoid().mean([1])).ToArray()); // [L, T]
-        var usage = (perLayer * tensor(w).to(perLayer.dtype).to(perLayer.device).unsqueeze(1)).sum(dim: 0); // [T]
+        var usage = (perLayer * Constant(w, perLayer).unsqueeze(1)).sum(dim: 0); // [T]
         var budget = kind == SparsityKind.L1
             ? zeros_like(usage)
-            : tensor(tau.ToArray()).to(usage.dtype).to(usage.device);
+            : Constant(tau.ToArray(), usage);
         var hinge = nn.functional.relu(usage - budget);
         if (taskWeights is not null)
         {
             if (taskWeights.Count != tasks) throw new ArgumentException($"Need one task weight per task ({tasks}), got {taskWeights.Count}.");
-            hinge = hinge * tensor(taskWeights.ToArray()).to(hinge.dtype).to(hinge.device);
+            hinge = hinge * Constant(taskWeights.ToArray(), hinge);
         }
         return hinge.mean();
     }
@@ -71,13 +71,24 @@ public static class SparsityLoss
         var widths = alphas.Select(a => a.shape[1]).ToArray();
         var perChannel = alphas.SelectMany((a, l) => Enumerable.Repeat(w[l] / a.shape[1], (int)a.shape[1])).ToArray();
         var sig = cat(alphas.Select(a => a.detach()).ToArray(), 1).sigmoid();
-        var weight = tensor(perChannel, dtype: float64).to(sig.device);
+        var weight = Constant(perChannel, sig, float64);
         var usage = (sig.to(float64) * weight).sum(1); // [T]
-        var budget = kind == SparsityKind.L1 ? zeros_like(usage) : tensor(tau.ToArray(), dtype: float64).to(usage.device);
+        var budget = kind == SparsityKind.L1 ? zeros_like(usage) : Constant(tau.ToArray(), usage);
         var active = usage.gt(budget).to(sig.dtype).unsqueeze(1) / tasks; // [T, 1]
-        if (taskWeights is not null) active = active * tensor(taskWeights.ToArray()).to(active.dtype).to(active.device).unsqueeze(1);
+        if (taskWeights is not null) active = active * Constant(taskWeights.ToArray(), active).unsqueeze(1);
         var push = active * (sig * (1 - sig)) * weight.to(sig.dtype);
         return push.split(widths, 1);
+    }
+
+    /// <summary>
+    /// Host values as a tensor of <paramref name="like"/>'s dtype (or <paramref name="dtype"/>) on its device. The copy
+    /// to a GPU is asynchronous: a blocking copy from host memory waits for everything queued on the device, which at
+    /// every step would stall the GPU's queue of launches.
+    /// </summary>
+    private static Tensor Constant(double[] values, Tensor like, ScalarType? dtype = null)
+    {
+        using var host = tensor(values, dtype: dtype ?? like.dtype);
+        return host.to(like.device, non_blocking: true);
     }
 
     /// <summary>Each layer's weight in the usage (summing to 1): uniform (Eq. 4, a layer of several parts counting as that many), by FLOPs, or by channels.</summary>
