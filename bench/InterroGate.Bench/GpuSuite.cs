@@ -153,7 +153,6 @@ internal static class GpuSuite
         double imagesPerSecond = double.NaN;
         // Tensors the host created between the first and the last progress report, per step: how many operations the
         // host issues for one training step (those inside libtorch's backward pass not counted).
-        static long Created() => DisposeScopeManager.Statistics.TensorStatistics.CreatedInScopeCount + DisposeScopeManager.Statistics.TensorStatistics.CreatedOutsideScopeCount;
         long firstCreated = 0, lastCreated = 0;
         int firstStep = -1, lastStep = -1;
         var progress = new Progress(e =>
@@ -161,8 +160,8 @@ internal static class GpuSuite
             if (e is StepProgress p)
             {
                 double now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
-                if (double.IsNaN(first)) (first, firstCreated, firstStep) = (now, Created(), p.Step);
-                (last, lastCreated, lastStep) = (now, Created(), p.Step);
+                if (double.IsNaN(first)) (first, firstCreated, firstStep) = (now, TensorsCreated(), p.Step);
+                (last, lastCreated, lastStep) = (now, TensorsCreated(), p.Step);
                 steps = p.Steps;
                 imagesPerSecond = p.ImagesPerSecond;
             }
@@ -270,6 +269,10 @@ internal static class GpuSuite
 
     private static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
     private static double Double(string s) => double.Parse(s, CultureInfo.InvariantCulture);
+
+    /// <summary>Tensors this thread has created so far (TorchSharp's dispose-scope statistics): a count of the operations the host issued.</summary>
+    internal static long TensorsCreated() =>
+        DisposeScopeManager.Statistics.TensorStatistics.CreatedInScopeCount + DisposeScopeManager.Statistics.TensorStatistics.CreatedOutsideScopeCount;
 
     /// <summary>--name value pairs, the <paramref name="required"/> names checked (StepOnDevice's too).</summary>
     internal static Dictionary<string, string> Options(string[] args, params string[] required)

@@ -98,7 +98,6 @@ internal static class StepOnDevice
         // Tensors the host creates in each part of a step (TorchSharp's dispose-scope statistics): how many operations
         // it issues there; the backward pass's own, inside libtorch, are not counted (only those of autograd functions
         // written in C#).
-        static long Created() => DisposeScopeManager.Statistics.TensorStatistics.CreatedInScopeCount + DisposeScopeManager.Statistics.TensorStatistics.CreatedOutsideScopeCount;
         (long Forward, long Backward, long Optimizers) tensors = default;
         const int Warmup = 5;
         double firstTimed = double.NaN; // wall-clock (Unix) seconds at the start of the first timed step
@@ -109,18 +108,18 @@ internal static class StepOnDevice
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
-                long c0 = Created();
+                long c0 = GpuSuite.TensorsCreated();
                 var (losses, reg) = InterroGate.Training.Trainer.ForwardLosses(net, images, onDevice, objective, precision); // as the trainer's step
                 var total = losses.Aggregate((a, b) => a + b);
                 if (reg is not null) total = total + reg;
-                long c1 = Created();
+                long c1 = GpuSuite.TensorsCreated();
                 adam.zero_grad();
                 sgd?.zero_grad();
                 total.backward();
-                long c2 = Created();
+                long c2 = GpuSuite.TensorsCreated();
                 adam.step();
                 sgd?.step();
-                tensors = (c1 - c0, c2 - c1, Created() - c2);
+                tensors = (c1 - c0, c2 - c1, GpuSuite.TensorsCreated() - c2);
             }
             Synchronize(device);
             if (i >= Warmup) times.Add(sw.Elapsed.TotalMilliseconds);
