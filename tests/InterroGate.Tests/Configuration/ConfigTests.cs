@@ -181,7 +181,10 @@ public sealed class ConfigTests
             Directory.CreateDirectory(Path.GetDirectoryName(checkpoint)!);
             File.WriteAllText(checkpoint, "");
             string relative = Path.GetRelativePath(Directory.GetCurrentDirectory(), checkpoint);
-            string folder = Path.Combine(dir, "deeper", "than", "the", "working", "folder", "stl");
+            // The config's folder sits deeper than the working folder, so the relative path's ".." steps cannot all
+            // reach the root from there (at the root ".." stays put, and both paths would name the same file).
+            int depth = Directory.GetCurrentDirectory().Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries).Length;
+            string folder = Path.Combine([dir, .. Enumerable.Repeat("deeper", depth + 2), "stl"]);
             Directory.CreateDirectory(folder);
             string file = Path.Combine(folder, "config.json");
             var json = new System.Text.Json.Nodes.JsonObject
