@@ -9,6 +9,8 @@
 //        (gradient matrices and the gradient methods' results, for bench/reference/gradient_methods.py)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- gates [width]
 //        (forward + backward of one gated layer's gate and mix against its branches' units; see GateCost.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- fixed-gates [--width W] METRICS.jsonl...
+//        (the training step with fixed gates, every copy against the unread ones left out; see FixedGates.cs)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- gate-kernel [widths...]
 //        (the gate and mix alone: fused CPU kernel against tensor operations; see GateCost.Kernel)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- fusion [widths...]
@@ -65,6 +67,12 @@ if (args.Length > 1 && args[0] == "gradient-reference")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
     GradientReference.Run(args[1]);
+    return;
+}
+if (args.Length > 0 && args[0] == "fixed-gates")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    FixedGates.Run(args[1..]);
     return;
 }
 if (args.Length > 0 && args[0] == "gates")
@@ -231,8 +239,9 @@ foreach (var width in widths)
 }
 
 /// <summary>Training steps of one model on the benchmark batches, timed one at a time.</summary>
+/// <remarks>With <paramref name="stepGates"/> false the gates stay as they are (the trainer's last epochs): no gate optimiser, their gradients zeroed.</remarks>
 sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches, InterroGate.Balancing.IBalancer? balancer = null,
-    bool gateKernel = true, bool fuseActivation = true)
+    bool gateKernel = true, bool fuseActivation = true, bool stepGates = true)
 {
     private readonly InterroGate.Balancing.IBalancer _balancer = balancer ?? InterroGate.Balancing.FixedWeights.Uniform(model.Tasks.Count);
     private InterroGate.Balancing.BalanceContext? _contextValue;
@@ -247,7 +256,7 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
     private optim.Optimizer? _weightsOpt;
     // The trainer's default optimisers (flat buffers per group).
     private optim.Optimizer Weights => _weightsOpt ??= new InterroGate.Training.Flat.Adam(model.ParametersOf(GroupKind.Weights).Concat(_balancer.Parameters), 1e-3);
-    private readonly optim.Optimizer? _gates = model.ParametersOf(GroupKind.Gates).ToArray() is { Length: > 0 } g ? new InterroGate.Training.Flat.SGD(g, 0.1) : null;
+    private readonly optim.Optimizer? _gates = stepGates && model.ParametersOf(GroupKind.Gates).ToArray() is { Length: > 0 } g ? new InterroGate.Training.Flat.SGD(g, 0.1) : null;
     private readonly MultiTaskObjective _objective = new(model.Tasks);
     private readonly List<double> _times = [];
     private int _step;
@@ -261,15 +270,19 @@ sealed class Stepper(MultiTaskModel model, Dictionary<string, Tensor>[] batches,
         bool kernel = GateMixKernel.Enabled;
         GateMixKernel.Enabled = gateKernel && kernel;
         GateMixKernel.FuseActivation = fuseActivation;
+        // The optimiser exists before the first forward pass: it lays the parameters out in its buffer when made (an
+        // in-place change autograd would refuse between a forward pass and its backward pass).
+        var weightsOpt = Weights;
         var sw = Stopwatch.StartNew();
         using (var scope = NewDisposeScope())
         {
             var outputs = model.call(batch[IMultiTaskDataset.ImageKey]);
             var losses = _objective.Losses(outputs, batch);
-            Weights.zero_grad();
+            weightsOpt.zero_grad();
             _gates?.zero_grad();
+            if (!stepGates) foreach (var p in model.ParametersOf(GroupKind.Gates)) p.grad?.zero_();
             _balancer.Backward(losses, model.Regularizer(), _context);
-            Weights.step();
+            weightsOpt.step();
             _gates?.step();
             var values = losses.Select(l => (double)l.item<float>()).ToArray();
             _balancer.AfterStep(values, () =>

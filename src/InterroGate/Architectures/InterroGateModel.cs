@@ -96,6 +96,9 @@ public sealed class InterroGateModel : MultiTaskModel
         return message;
     }
 
+    /// <summary>The encoder leaves the copies no task reads uncomputed while the gates are fixed (<see cref="GatedEncoder.GatesFixed"/>).</summary>
+    public override void SetGatesFixed(bool gatesFixed) => Encoder.GatesFixed = gatesFixed;
+
     public InterroGateConfig Options { get; }
     /// <summary>The backbone every branch of the encoder has.</summary>
     public IEncoderSpec Spec { get; }
@@ -168,32 +171,7 @@ public sealed class InterroGateModel : MultiTaskModel
     public override IEnumerable<Parameter> SharedParameters() => Encoder.SharedParameters();
 
     /// <summary>Hard gates per gated layer, task and channel (G = 1[α &gt; 0], or the hysteresis state).</summary>
-    public IReadOnlyList<bool[][]> HardGates()
-    {
-        using var _ = no_grad();
-        // Every layer's gates in one copy to the host (one wait for a GPU, not one per layer).
-        var layers = Encoder.GateLayers;
-        var parts = layers.Select(g =>
-        {
-            using var hard = g.Hard();
-            using var on = hard.gt(0.5);
-            return on.flatten();
-        }).ToArray();
-        bool[] flat;
-        using (var all = cat(parts))
-        using (var host = all.cpu())
-            flat = host.data<bool>().ToArray();
-        foreach (var p in parts) p.Dispose();
-        var result = new List<bool[][]>(layers.Count);
-        int offset = 0;
-        foreach (var g in layers)
-        {
-            int c = (int)g.Channels;
-            result.Add(Enumerable.Range(0, g.Tasks).Select(t => flat.AsSpan(offset + t * c, c).ToArray()).ToArray());
-            offset += g.Tasks * c;
-        }
-        return result;
-    }
+    public IReadOnlyList<bool[][]> HardGates() => Encoder.HardGates();
 
     /// <summary>Fraction of gates that pick the task's own copy, per task and overall.</summary>
     public (double Overall, double[] PerTask) TaskSpecificFraction()

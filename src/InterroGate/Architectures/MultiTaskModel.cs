@@ -117,6 +117,12 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// </summary>
     public virtual string? FixGates() => null;
 
+    /// <summary>
+    /// Whether the gates stay fixed from here on (true from the epoch they become fixed, false before; called on each
+    /// change, after <see cref="FixGates"/>): a model may then skip what the fixed gates leave unread.
+    /// </summary>
+    public virtual void SetGatesFixed(bool gatesFixed) { }
+
     /// <summary>One head per task reading the features of <paramref name="encoder"/> (its channels, at its output stride).</summary>
     protected ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(Backbones.IEncoderSpec encoder) =>
         ModuleMap.Of(Tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, encoder, HeadOptions))).ToArray());

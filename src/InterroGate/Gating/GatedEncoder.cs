@@ -143,19 +143,98 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         _fused = perUnit.ToArray();
     }
 
+    /// <summary>
+    /// Whether the gates are fixed (the last epochs of training, a trained model put to use). While they are, the copies
+    /// of a unit that no task reads under the hard gates are not computed, in training and evaluation: a task copy whose
+    /// gates are all 0, a shared copy where every task's gates are all 1, and what only such copies read (<see
+    /// cref="UnreadCopies"/>). The outputs, and the gradients of every weight, are those of the full computation: an
+    /// unread copy enters Eq. 2 with gate 0, so it adds nothing forward and gets a zero gradient. α, which no optimiser
+    /// updates then, gets no gradient through a copy that was not computed. Setting it to true reads the hard gates
+    /// (one copy to the host) and keeps what they leave unread until it is set again: set it again after changing
+    /// fixed gates. Ignored while training with gate noise (the gates then change from step to step).
+    /// </summary>
+    public bool GatesFixed
+    {
+        get => _fixedUnread is not null;
+        set => _fixedUnread = value ? UnreadCopies(HardGates()) : null;
+    }
+
+    private bool[][]? _fixedUnread;
+
     /// <remarks>No timing happens here: with <see cref="BranchFusion.Auto"/> every unit runs unfused until
     /// <see cref="UseFusion"/> has been given a choice (measured once before the first step; see the InterroGate model).</remarks>
     public override Tensor[] forward(Tensor x)
     {
         var fused = _fused ?? new bool[_units.Length];
-        return Run(x, Noise, (u, _, _) => fused[u]);
+        return Run(x, Noise, (u, _, _) => fused[u], training && Noise.Temperature > 0 ? null : _fixedUnread);
+    }
+
+    /// <summary>Hard gates per gated layer, task and channel (1[α &gt; 0], or the hysteresis state), in one copy to the host.</summary>
+    public IReadOnlyList<bool[][]> HardGates()
+    {
+        using var _ = no_grad();
+        var parts = _gateLayers.Select(g =>
+        {
+            using var hard = g.Hard();
+            using var on = hard.gt(0.5);
+            return on.flatten();
+        }).ToArray();
+        bool[] flat;
+        using (var all = cat(parts))
+        using (var host = all.cpu())
+            flat = host.data<bool>().ToArray();
+        foreach (var p in parts) p.Dispose();
+        var result = new List<bool[][]>(_gateLayers.Length);
+        int offset = 0;
+        foreach (var g in _gateLayers)
+        {
+            int c = (int)g.Channels;
+            result.Add(Enumerable.Range(0, g.Tasks).Select(t => flat.AsSpan(offset + t * c, c).ToArray()).ToArray());
+            offset += g.Tasks * c;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Per unit and branch (tasks, then the shared one), whether no task reads that copy's output under the hard gates
+    /// <paramref name="gates"/>[layer][task][channel]. At a gated unit, task t's copy is read only through its gates that
+    /// are 1 and the shared copy only through gates that are 0 (Eq. 2; the mix of Eq. 3 is made of the gated features);
+    /// a copy of an ungated unit or operation is read where a read copy of a later unit in its branch reads it, where it
+    /// is an encoder output (the task branches), or where a term is resized like it (branch 0, for its size).
+    /// </summary>
+    public bool[][] UnreadCopies(IReadOnlyList<bool[][]> gates)
+    {
+        if (gates.Count != _gateLayers.Length) throw new ArgumentException($"Need gates for {_gateLayers.Length} gated layers, got {gates.Count}.");
+        int T = Tasks, n = _units.Length;
+        var read = Enumerable.Range(0, n).Select(_ => new bool[T + 1]).ToArray();
+        foreach (var o in _plan.Outputs) for (int t = 0; t < T; t++) read[o][t] = true;
+        for (int u = n - 1; u >= 0; u--)
+        {
+            if (_units[u].Gated)
+            {
+                var g = gates[_units[u].GateIndex];
+                if (g.Length != T || g.Any(task => task.Length != _units[u].OutChannels))
+                    throw new ArgumentException($"Gates of {_units[u].Name}: need [{T}][{_units[u].OutChannels}].");
+                for (int t = 0; t < T; t++) read[u][t] = g[t].Any(on => on);
+                read[u][T] = g.Any(task => task.Any(on => !on));
+            }
+            if (_units[u].IsOp && !_units[u].FeedsLayer) read[u][T] = false; // the shared stream does not run it
+            foreach (var term in _plan.Units[u].Terms)
+            {
+                if (term.Input != EncoderPlan.Image && !_units[term.Input].Gated) // a gated unit's stream is made whatever its copies
+                    for (int b = 0; b <= T; b++) read[term.Input][b] |= read[u][b];
+                if (term.Resized && term.ResizeLike != EncoderPlan.Image && !_units[term.ResizeLike].Gated && read[u].Any(r => r))
+                    read[term.ResizeLike][0] = true;
+            }
+        }
+        return read.Select(r => r.Select(x => !x).ToArray()).ToArray();
     }
 
     /// <summary>
     /// The encoder's forward pass; <paramref name="fuse"/>(unit, the inputs of its terms, what each term is resized like) says
     /// whether each unit runs fused.
     /// </summary>
-    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse)
+    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[][]? unread = null)
     {
         int T = Tasks;
         var image = Branches.Broadcast(x, T + 1);
@@ -171,7 +250,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
             var reads = Reads(u);
             using (var scope = NewDisposeScope())
             {
-                streams[u] = RunUnit(u, Input, T, noise, fuse);
+                streams[u] = RunUnit(u, Input, T, noise, fuse, unread?[u]);
                 // Keep this unit's stream, and any form of a stream it read that was made here (kept by that stream for its later readers).
                 foreach (var t in reads.Select(r => streams[r]).Append(image).Append(streams[u]).SelectMany(s => s.Held))
                     if (scope.Contains(t)) scope.MoveToOuter(t);
@@ -210,40 +289,59 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     }
 
     /// <summary>Unit <paramref name="u"/> of <see cref="Run"/>: its stream from those of the units it reads.</summary>
-    private Branches RunUnit(int u, Func<int, Branches> Input, int T, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse)
+    private Branches RunUnit(int u, Func<int, Branches> Input, int T, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[]? unread)
     {
         var plan = _plan.Units[u];
         var unit = _units[u];
+        bool skips = unread is not null && unread.Any(x => x);
         if (plan.Op is { } op)
         {
             // Every stream runs the operation; the shared one only where it reaches a layer's shared copy.
             var ins = plan.Terms.Select(t => Input(t.Input)).ToArray();
             int count = unit.FeedsLayer ? T + 1 : T;
-            return Branches.Of(Enumerable.Range(0, count).Select(b => op.Forward(_allBranches[b], ins.Select(i => i[b]).ToArray())).ToArray());
+            Tensor? none = skips ? Unread(ins[0][0]) : null;
+            return Branches.Of(Enumerable.Range(0, count)
+                .Select(b => unread?[b] == true ? none! : op.Forward(_allBranches[b], ins.Select(i => i[b]).ToArray())).ToArray());
         }
         var inputs = plan.Terms.Select(t => Input(t.Input)).ToArray();
         var resize = plan.Terms.Select(t => t.Resized ? Input(t.ResizeLike)[0] : null).ToArray();
         // A gated unit hands its output to the gate layer before a ReLU, which applies it (fused in its CPU kernel).
         bool relu = plan.Activation == UnitActivation.Relu && plan.Then is null;
-        var output = ComputeUnit(u, inputs, resize, _fusable[u] && fuse(u, inputs, resize), activate: !unit.Gated || !relu);
+        var output = skips
+            ? ComputeUnit(u, inputs, resize, fuse: false, activate: !unit.Gated || !relu, unread)
+            : ComputeUnit(u, inputs, resize, _fusable[u] && fuse(u, inputs, resize), activate: !unit.Gated || !relu);
         Branches stream;
         if (unit.Gated)
         {
             var layer = _gateLayers[unit.GateIndex];
             var parts = output.Parts;
+            if (skips)
+            {
+                // An unread task copy stands in as the shared output (ψ + 0·(ψ − ψ) = ψ, exactly); an unread shared copy as
+                // zeros (0 + 1·(φ_t − 0) = φ_t). Either way Eq. 2 gives what the computed copy would have given.
+                parts = [.. parts];
+                int computed = Enumerable.Range(0, T + 1).First(b => !unread![b]);
+                if (unread![T]) parts[T] = zeros_like(parts[computed]);
+                for (int t = 0; t < T; t++) if (unread[t]) parts[t] = parts[T];
+            }
             var (gated, mixed) = layer.Apply(parts[..T], parts[T], layer.Gates(noise), preActivation: relu);
             stream = Branches.Of(mixed is null ? gated : [.. gated, mixed]);
         }
         else stream = output;
-        if (plan.PoolAfter is { } p) stream = stream.Map(h => nn.functional.max_pool2d(h, p.Kernel, p.Stride, p.Padding));
+        if (plan.PoolAfter is { } p) stream = stream.Map(h => IsUnread(h) ? h : nn.functional.max_pool2d(h, p.Kernel, p.Stride, p.Padding));
         return stream;
     }
+
+    /// <summary>What an unread copy of an ungated unit holds: an empty tensor nobody reads.</summary>
+    private static Tensor Unread(Tensor like) => empty(0, like.dtype, like.device);
+
+    private static bool IsUnread(Tensor t) => t.dim() == 1 && t.shape[0] == 0;
 
     /// <summary>
     /// Unit <paramref name="u"/> in all T+1 branches: the sum of its terms (each term's input in <paramref name="inputs"/>,
     /// resized like <paramref name="resizeLike"/> where the term says so); with <paramref name="activate"/>, then its ReLU.
     /// </summary>
-    internal Branches ComputeUnit(int u, Branches[] inputs, Tensor?[] resizeLike, bool fuse, bool activate = true)
+    internal Branches ComputeUnit(int u, Branches[] inputs, Tensor?[] resizeLike, bool fuse, bool activate = true, bool[]? unread = null)
     {
         var terms = _plan.Units[u].Terms;
         int n = _allBranches.Length;
@@ -258,8 +356,11 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         Tensor Resize(int i, Tensor v) => resizeLike[i] is { } like ? HighResolutionModule.ResizeTo(v, like, _plan.AlignCorners) : v;
 
         if (!fuse)
+        {
+            Tensor? none = null;
             return Branches.Of(Enumerable.Range(0, n).Select(b =>
             {
+                if (unread?[b] == true) return none ??= Unread(inputs[0][0]);
                 Tensor? y = null;
                 for (int i = 0; i < terms.Count; i++)
                 {
@@ -272,6 +373,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
                 }
                 return then is null ? Activation(y!) : then.Forward(_allBranches[b], [Activation(y!)]);
             }).ToArray());
+        }
 
         var kernels = FusedImplementation ?? throw new InvalidOperationException("Branch fusion needs an implementation (FusedImplementation, set by the InterroGate model).");
         Tensor? sum = null;

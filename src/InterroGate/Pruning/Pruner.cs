@@ -81,16 +81,20 @@ public static class Pruner
             }
             var graph = g.Build(outputs, model.Tasks, input);
 
-            // The counter sees convolution modules: fused units (one grouped call for the T+1 copies) run apart for the count.
+            // The counter sees convolution modules: fused units (one grouped call for the T+1 copies) run apart for the count,
+            // and every copy runs (the gated network's cost), also those fixed gates leave unread.
             var fused = model.Encoder.FusedUnits?.ToArray();
             var fusion = model.Encoder.Fusion;
+            bool gatesFixed = model.Encoder.GatesFixed;
             model.Encoder.Fusion = BranchFusion.Off;
+            model.Encoder.GatesFixed = false;
             Analysis.CostReport before;
             try { before = Analysis.CostCounter.Count(model, x => model.call(x), [1, input.Channels, input.Height, input.Width]); }
             finally
             {
                 model.Encoder.Fusion = fusion;
                 if (fused is not null) model.Encoder.UseFusion(fused);
+                model.Encoder.GatesFixed = gatesFixed;
             }
             using var net = new StaticNetwork(graph);
             var after = Analysis.CostCounter.Count(net, x => net.call(x), [1, input.Channels, input.Height, input.Width]);

@@ -88,6 +88,7 @@ public static class Checkpoint
         {
             using var wr = new BinaryReader(new MemoryStream(weights));
             model.load(wr, strict: true);
+            (model as Architectures.MultiTaskModel)?.SetGatesFixed(false); // what fixed gates left unread was read from the gates before
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or FormatException or IOException)
         {

@@ -38,6 +38,10 @@ public static class Evaluator
         int samples = 0;
         bool wasTraining = model.training;
         model.eval();
+        // The gates do not change while it evaluates: InterroGate leaves the copies they leave unread uncomputed.
+        var gated = (model as Architectures.InterroGateModel)?.Encoder;
+        bool gatesWereFixed = gated?.GatesFixed ?? false;
+        if (gated is not null) gated.GatesFixed = true;
         try
         {
             using var _ = no_grad();
@@ -63,6 +67,7 @@ public static class Evaluator
         finally
         {
             model.train(wasTraining);
+            if (gated is not null) gated.GatesFixed = gatesWereFixed;
         }
         return new EvaluationResult(
             tasks.Select((t, i) => (t.Name, metrics[i].Compute())).ToDictionary(p => p.Name, p => p.Item2),

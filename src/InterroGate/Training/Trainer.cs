@@ -191,6 +191,8 @@ public sealed class Trainer
         if (steps == 0) throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
 
         bool gatesLanded = false;
+        bool modelGatesFixed = false;
+        if (hasGates) _model.SetGatesFixed(false); // a model trained before keeps no fixed gates into this run
         int gateSteps = hasGates ? (cfg.Epochs - cfg.FreezeGatesLastEpochs) * steps : 0;
         if (_model.PrepareTraining(gateSteps) is { } preparation) Report(new RunMessage(_config.Name, preparation));
         PrepareSpeed(device);
@@ -253,6 +255,7 @@ public sealed class Trainer
                     if (_model.FixGates() is { } landing) Report(new RunMessage(_config.Name, landing));
                     gatesLanded = true;
                 }
+                if (hasGates && gatesFixed != modelGatesFixed) _model.SetGatesFixed(modelGatesFixed = gatesFixed);
                 Tensor values;
                 int n;
                 try

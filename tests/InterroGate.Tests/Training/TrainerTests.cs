@@ -176,9 +176,15 @@ public sealed class TrainerTests : IDisposable
         var ig = (InterroGateModel)run.Model;
         var initial = ig.Encoder.GateLayers[0].Alpha.detach().clone();
         var snapshots = new List<(Tensor Alpha, Tensor Weight)>();
-        var probe = new OnEpoch(() => snapshots.Add((ig.Encoder.GateLayers[0].Alpha.detach().clone(), ((ResNet)ig.Encoder.SharedBranch).StemConv.weight!.detach().clone())));
+        var fixedCopies = new List<bool>();
+        var probe = new OnEpoch(() =>
+        {
+            snapshots.Add((ig.Encoder.GateLayers[0].Alpha.detach().clone(), ((ResNet)ig.Encoder.SharedBranch).StemConv.weight!.detach().clone()));
+            fixedCopies.Add(ig.Encoder.GatesFixed);
+        });
         new Trainer(config, run.Model, run.Data, _dir, probe).Run();
         Assert.Equal(3, snapshots.Count);
+        Assert.Equal([false, true, true], fixedCopies); // the epochs with fixed gates leave the unread copies out
         Assert.False(initial.equal(snapshots[0].Alpha).all().item<bool>());        // epoch 1 learns the gates
         Assert.True(snapshots[0].Alpha.equal(snapshots[2].Alpha).all().item<bool>()); // epochs 2 and 3 keep them
         Assert.False(snapshots[0].Weight.equal(snapshots[2].Weight).all().item<bool>()); // while the weights train

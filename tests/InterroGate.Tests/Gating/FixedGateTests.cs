@@ -1,0 +1,246 @@
+using InterroGate.Analysis;
+using InterroGate.Architectures;
+using InterroGate.Backbones;
+using InterroGate.Gating;
+using InterroGate.Tasks;
+using InterroGate.Tests.Pruning;
+using InterroGate.Training;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Gating;
+
+/// <summary>
+/// With the gates fixed the encoder leaves the copies no task reads uncomputed: the same outputs, weight gradients and
+/// weights after training steps as the full computation, and fewer MACs.
+/// </summary>
+[Collection("Torch")]
+public sealed class FixedGateTests
+{
+    private static readonly TaskSet Tasks = new([
+        new TaskSpec("a", TaskKind.Classification, 3), new TaskSpec("b", TaskKind.Classification, 4), new TaskSpec("c", TaskKind.Regression, 2)]);
+
+    private static readonly ViTSpec Vit = new("vit-test", 4, 16, 2, 2, TrainedSize: 16);
+
+    private static IEncoderSpec Spec(string backbone) => backbone switch
+    {
+        "resnet20" => ResNetSpec.ResNet20(0.25),
+        "hrnet-tiny" => GatedHRNetTests.Tiny,
+        "vit" => Vit,
+        _ => BackboneCatalog.Spec(backbone),
+    };
+
+    /// <summary>
+    /// A model whose gates leave copies unread: layer 0 all task-specific (its shared copy unread), layer 1 all shared
+    /// (its task copies unread), every other layer and task drawn from all own, all shared and random channels.
+    /// </summary>
+    private static InterroGateModel Model(string backbone, GatingMode gating, int size, int seed = 3)
+    {
+        manual_seed(seed);
+        var model = new InterroGateModel(Tasks, Spec(backbone), 3, (size, size), new InterroGateConfig { Gating = gating });
+        PrunerTests.RandomiseNorms(model);
+        var rng = new Random(seed);
+        using var _ = no_grad();
+        var layers = model.Encoder.GateLayers;
+        for (int l = 0; l < layers.Count; l++)
+        {
+            var g = layers[l];
+            g.Beta?.copy_(randn_like(g.Beta) * 2);
+            for (int t = 0; t < g.Tasks; t++)
+            {
+                int mode = l == 0 ? 1 : l == 1 ? 0 : rng.Next(3);
+                var row = mode switch
+                {
+                    0 => full(g.Channels, -1f),
+                    1 => full(g.Channels, 1f),
+                    _ => randn(g.Channels).sign().add_(0.5f).sign(),
+                };
+                g.Alpha[t].copy_(row);
+            }
+        }
+        return model;
+    }
+
+    public static TheoryData<string, GatingMode, int> Backbones => new()
+    {
+        { "resnet20", GatingMode.Conv, 16 },
+        { "resnet20", GatingMode.Block, 16 }, // ungated units inside blocks: what only unread copies read
+        { "hrnet-tiny", GatingMode.Conv, 32 }, // fuse paths and resized terms
+        { "vit", GatingMode.Conv, 16 },        // operations (tokens, attention)
+    };
+
+    private static double MaxDifference(Tensor a, Tensor b) => (a - b).abs().max().to(float64).item<double>();
+
+    [Theory]
+    [MemberData(nameof(Backbones))]
+    public void Training_steps_with_fixed_gates_give_the_weights_and_statistics_of_the_full_computation(string backbone, GatingMode gating, int size)
+    {
+        using var skipping = Model(backbone, gating, size);
+        using var full = Model(backbone, gating, size);
+        var unread = skipping.Encoder.UnreadCopies(skipping.Encoder.HardGates());
+        Assert.Contains(unread, u => u[..^1].Any(x => x)); // some task copy and some shared copy go uncomputed
+        Assert.Contains(unread, u => u[^1]);
+        skipping.Encoder.GatesFixed = true;
+        Assert.True(skipping.Encoder.GatesFixed);
+        var initialBuffers = skipping.named_buffers().ToDictionary(b => b.name, b => b.buffer.clone());
+
+        var weights = (InterroGateModel m) => m.named_parameters().Where(p => !p.name.StartsWith("encoder.gates.", StringComparison.Ordinal)).ToArray();
+        var optimizers = new[] { skipping, full }.Select(m => TorchSharp.torch.optim.Adam(weights(m).Select(p => p.parameter), 1e-2)).ToArray();
+        manual_seed(11);
+        var batches = Enumerable.Range(0, 3).Select(_ => randn(4, 3, size, size)).ToArray();
+        for (int step = 0; step < batches.Length; step++)
+        {
+            var losses = new List<double>();
+            foreach (var (model, opt) in new[] { skipping, full }.Zip(optimizers))
+            {
+                model.train();
+                opt.zero_grad();
+                var outputs = model.call(batches[step]);
+                var loss = outputs.Values.Select(o => o.square().mean()).Aggregate((a, b) => a + b);
+                loss.backward();
+                losses.Add(loss.item<float>());
+                opt.step();
+            }
+            Assert.Equal(losses[1], losses[0], 6);
+        }
+        foreach (var ((name, p), (_, q)) in weights(skipping).Zip(weights(full)))
+            Assert.True(MaxDifference(p, q) <= 1e-5, $"{name}: {MaxDifference(p, q):E2}");
+        // A BN buffer is the full computation's, or untouched: a copy that was never computed.
+        int untouched = 0;
+        var fullBuffers = full.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        foreach (var (name, buffer) in skipping.named_buffers())
+        {
+            if (MaxDifference(buffer.to(float64), fullBuffers[name].to(float64)) <= 1e-5) continue;
+            Assert.True(MaxDifference(buffer.to(float64), initialBuffers[name].to(float64)) == 0, $"{name} is neither the full computation's nor untouched");
+            untouched++;
+        }
+        if (skipping.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Any()) Assert.True(untouched > 0, "no BN statistics left untouched");
+
+        // And in evaluation the same outputs.
+        skipping.eval();
+        full.eval();
+        using var _ = no_grad();
+        var x = randn(2, 3, size, size);
+        var a = skipping.call(x);
+        var b = full.call(x);
+        foreach (var t in Tasks.Names) Assert.True(MaxDifference(a[t], b[t]) <= 1e-5, $"{t}: {MaxDifference(a[t], b[t]):E2}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Backbones))]
+    public void The_weight_gradients_equal_those_of_the_full_computation(string backbone, GatingMode gating, int size)
+    {
+        using var skipping = Model(backbone, gating, size);
+        using var full = Model(backbone, gating, size);
+        skipping.Encoder.GatesFixed = true;
+        var x = randn(2, 3, size, size);
+        foreach (var model in new[] { skipping, full })
+        {
+            model.train();
+            model.call(x).Values.Select(o => o.square().mean()).Aggregate((a, b) => a + b).backward();
+        }
+        var unreadWeights = 0;
+        foreach (var ((name, p), (_, q)) in skipping.named_parameters().Zip(full.named_parameters()))
+        {
+            if (name.StartsWith("encoder.gates.", StringComparison.Ordinal)) continue; // α gets no gradient through a copy not computed
+            if (q.grad is null) { Assert.Null(p.grad); continue; }
+            if (p.grad is null)
+            {
+                // A weight of an unread copy: its gradient in the full computation is exactly 0.
+                Assert.Equal(0.0, q.grad.abs().max().to(float64).item<double>());
+                unreadWeights++;
+                continue;
+            }
+            Assert.True(MaxDifference(p.grad, q.grad) <= 1e-5 * Math.Max(1, q.grad.abs().max().item<float>()), $"{name}: {MaxDifference(p.grad, q.grad):E2}");
+        }
+        Assert.True(unreadWeights > 0);
+    }
+
+    [Fact]
+    public void The_uncomputed_copies_are_the_MACs_the_count_no_longer_sees()
+    {
+        using var model = Model("resnet20", GatingMode.Conv, 16);
+        var encoder = model.Encoder;
+        long all = CostCounter.Count(encoder, x => encoder.call(x), [1, 3, 16, 16]).Macs;
+        var unread = encoder.UnreadCopies(encoder.HardGates());
+        long skipped = encoder.Units.Select((u, i) => u.Macs * unread[i].Count(x => x)).Sum();
+        encoder.GatesFixed = true;
+        long counted = CostCounter.Count(encoder, x => encoder.call(x), [1, 3, 16, 16]).Macs;
+        Assert.True(skipped > 0);
+        Assert.Equal(all - skipped, counted);
+        // The pruner reports the gated network's cost with every copy, whatever the encoder skips.
+        var report = InterroGate.Pruning.Pruner.Prune(model, new InterroGate.Data.ImageInput(3, 16, 16)).Report;
+        Assert.True(encoder.GatesFixed);
+        encoder.GatesFixed = false;
+        Assert.Equal(InterroGate.Pruning.Pruner.Prune(model, new InterroGate.Data.ImageInput(3, 16, 16)).Report.MacsBefore, report.MacsBefore);
+    }
+
+    [Fact]
+    public void Unread_copies_follow_the_gates_and_through_ungated_units()
+    {
+        using var model = Model("resnet20", GatingMode.Block, 16);
+        var encoder = model.Encoder;
+        var gates = encoder.HardGates();
+        var unread = encoder.UnreadCopies(gates);
+        int T = Tasks.Count;
+        for (int u = 0; u < encoder.Units.Count; u++)
+        {
+            var unit = encoder.Units[u];
+            if (unit.Gated)
+            {
+                var g = gates[unit.GateIndex];
+                for (int t = 0; t < T; t++) Assert.Equal(!g[t].Any(on => on), unread[u][t]);
+                Assert.Equal(g.All(task => task.All(on => on)), unread[u][T]);
+            }
+            else
+            {
+                // An ungated unit inside a block is read in a branch exactly where its reader is.
+                var readers = unit.ReadBy;
+                for (int b = 0; b <= T; b++) Assert.Equal(readers.All(v => unread[v][b]), unread[u][b]);
+            }
+        }
+        Assert.Throws<ArgumentException>(() => encoder.UnreadCopies(gates.Skip(1).ToArray()));
+    }
+
+    [Fact]
+    public void With_gate_noise_in_training_every_copy_is_computed()
+    {
+        using var noisy = Model("resnet20", GatingMode.Conv, 16);
+        using var full = Model("resnet20", GatingMode.Conv, 16);
+        noisy.Encoder.Noise = full.Encoder.Noise = new GateNoise(5);
+        noisy.Encoder.GatesFixed = true;
+        var x = randn(2, 3, 16, 16);
+        noisy.train();
+        full.train();
+        manual_seed(5);
+        var a = noisy.call(x);
+        manual_seed(5);
+        var b = full.call(x);
+        foreach (var t in Tasks.Names) Assert.True(MaxDifference(a[t], b[t]) <= 1e-5, $"{t}: {MaxDifference(a[t], b[t]):E2}");
+    }
+
+    [Fact]
+    public void Evaluation_and_loading_a_checkpoint_leave_no_stale_fixed_gates()
+    {
+        using var model = Model("resnet20", GatingMode.Conv, 16);
+        var data = new InterroGate.Data.InMemoryDataset("fixed", Tasks, randn(6, 3, 16, 16),
+            new Dictionary<string, Tensor> { ["a"] = randint(3, [6], dtype: int64), ["b"] = randint(4, [6], dtype: int64), ["c"] = randn(6, 2) });
+        var before = Evaluator.Evaluate(model, data, 4);
+        Assert.False(model.Encoder.GatesFixed); // evaluation fixes them only while it runs
+        model.Encoder.GatesFixed = true;
+        var after = Evaluator.Evaluate(model, data, 4);
+        Assert.True(model.Encoder.GatesFixed);
+        foreach (var t in Tasks.Names) Assert.Equal(before.Losses[t], after.Losses[t], 5);
+
+        var path = Path.Combine(Directory.CreateTempSubdirectory("ig-fixed-").FullName, "m.ckpt");
+        try
+        {
+            Checkpoint.Save(path, new CheckpointMeta { Architecture = model.Architecture, Backbone = "resnet20", Tasks = Tasks.Names.ToArray(), Config = "{}" }, model, []);
+            Checkpoint.Load(path, model);
+            Assert.False(model.Encoder.GatesFixed); // the loaded gates may leave other copies unread
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
+        }
+    }
+}
