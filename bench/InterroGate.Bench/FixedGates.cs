@@ -15,7 +15,7 @@ internal static class FixedGates
     private const int Batch = 128, Warmup = 3, Steps = 20;
 
     /// <summary>Per gated layer and task, the task-specific fraction of the last epoch in <paramref name="metricsPath"/>.</summary>
-    private static double[][] Fractions(string metricsPath)
+    internal static double[][] Fractions(string metricsPath)
     {
         var last = File.ReadLines(metricsPath).Last(l => l.TrimStart().StartsWith('{'));
         var gates = JsonNode.Parse(last)!["gates"]?.AsArray()
@@ -24,7 +24,7 @@ internal static class FixedGates
     }
 
     /// <summary>Sets the gates so that layer ℓ, task t keeps its first round(f·C) channels task-specific.</summary>
-    private static void SetPattern(InterroGateModel model, double[][] fractions)
+    internal static void SetPattern(InterroGateModel model, double[][] fractions)
     {
         var layers = model.Encoder.GateLayers;
         if (fractions.Length != layers.Count)

@@ -3,9 +3,11 @@
 // the same outputs and time the same work.
 // Usage: InterroGate.Bench step --model interrogate|mtl --backbone resnet18|resnet20 [--width W] --tasks T
 //        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] [--grads true]
-//        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] --out DIR
+//        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] [--fixed-gates METRICS.jsonl] --out DIR
 // The outputs and gradients written for the numerics check are float32 in any case; --precision and --channels-last
 // apply to the timed steps. --optimizer: the trainer's flat optimisers (default) or TorchSharp's per-parameter ones.
+// --fixed-gates (InterroGate): the gates of a run's last epoch (its per-layer fractions), fixed for the timed steps as in
+// the trainer's last epochs: no gate optimiser, and the copies no task reads left out (GatedEncoder.GatesFixed).
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -51,6 +53,12 @@ internal static class StepOnDevice
         if (net is InterroGateModel ig)
             using (no_grad())
                 foreach (var g in ig.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha)); // about half the channels task-specific
+        string? fixedGates = o.GetValueOrDefault("fixed-gates");
+        if (fixedGates is not null)
+        {
+            if (net is not InterroGateModel fixedModel) throw new ArgumentException("--fixed-gates needs --model interrogate");
+            FixedGates.SetPattern(fixedModel, FixedGates.Fractions(fixedGates));
+        }
 
         // Weights and batch as the reference reads them (on CPU, before any step).
         SafeTensors.SaveModule(Path.Combine(outDir, "weights.safetensors"), net);
@@ -85,6 +93,20 @@ internal static class StepOnDevice
                 .ToDictionary(p => p.name, p => p.parameter.grad!.cpu());
             SafeTensors.Save(Path.Combine(outDir, "grads.safetensors"), grads);
             net.zero_grad();
+            // With --grads-float64: the same gradients with the model in float64 (the reference's exact side, computed
+            // by ours: what tells a different formula from float32 rounding).
+            if (bool.Parse(o.GetValueOrDefault("grads-float64", "false")))
+            {
+                net.to(float64);
+                var outputs64 = net.call(onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey].to(float64));
+                var total64 = objective.Losses(outputs64, onDevice).Aggregate((a, b) => a + b);
+                if (net.Regularizer() is { } reg64) total64 = total64 + reg64;
+                total64.backward();
+                SafeTensors.Save(Path.Combine(outDir, "grads64.safetensors"), net.named_parameters().Where(p => p.parameter.grad is not null)
+                    .ToDictionary(p => p.name, p => p.parameter.grad!.cpu()));
+                net.zero_grad();
+                net.to(float32);
+            }
         }
 
         var images = onDevice[InterroGate.Data.IMultiTaskDataset.ImageKey];
@@ -93,7 +115,8 @@ internal static class StepOnDevice
         var weights = net.ParametersOf(GroupKind.Weights).ToArray();
         optim.Optimizer adam = flat ? new InterroGate.Training.Flat.Adam(weights, 1e-3) : optim.Adam(weights, 1e-3);
         var gateParams = net.ParametersOf(GroupKind.Gates).ToArray();
-        optim.Optimizer? sgd = gateParams.Length == 0 ? null : flat ? new InterroGate.Training.Flat.SGD(gateParams, 0.1) : optim.SGD(gateParams, 0.1);
+        optim.Optimizer? sgd = gateParams.Length == 0 || fixedGates is not null ? null : flat ? new InterroGate.Training.Flat.SGD(gateParams, 0.1) : optim.SGD(gateParams, 0.1);
+        if (fixedGates is not null) ((InterroGateModel)net).Encoder.GatesFixed = true; // after the forward passes above: the timed steps only
         var times = new List<double>();
         // Tensors the host creates in each part of a step (TorchSharp's dispose-scope statistics): how many operations
         // it issues there; the backward pass's own, inside libtorch, are not counted (only those of autograd functions
@@ -115,6 +138,7 @@ internal static class StepOnDevice
                 long c1 = GpuSuite.TensorsCreated();
                 adam.zero_grad();
                 sgd?.zero_grad();
+                if (fixedGates is not null) foreach (var p in gateParams) p.grad?.zero_(); // as the trainer does while the gates are fixed
                 total.backward();
                 long c2 = GpuSuite.TensorsCreated();
                 adam.step();
@@ -129,6 +153,7 @@ internal static class StepOnDevice
             ["side"] = "ours", ["model"] = model, ["backbone"] = backbone, ["width"] = width, ["tasks"] = tasks, ["size"] = size,
             ["batch"] = batch, ["device"] = device.ToString(), ["tf32"] = tf32, ["fusion"] = fusion.ToString().ToLowerInvariant(),
             ["precision"] = precision.ToString().ToLowerInvariant(), ["channels_last"] = channelsLast, ["optimizer"] = optimizer,
+            ["fixed_gates"] = fixedGates ?? "",
             ["step_ms_median"] = times.Order().ElementAt(times.Count / 2), ["step_ms"] = times,
             ["tensors_forward"] = tensors.Forward, ["tensors_backward"] = tensors.Backward, ["tensors_optimizers"] = tensors.Optimizers,
             // The timed steps' wall-clock window, in which a caller reads the GPU's memory (bench/gpu/suite.py).

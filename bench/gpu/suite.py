@@ -389,6 +389,31 @@ def epoch_row(r):
             f"{ours['window_end_unix'] - ours['window_start_unix']:.1f} | {ours['images_per_s']:.0f} | {100 * r['busy']:.0f} |")
 
 
+# Sharing patterns training produced (the full-data MultiFashion runs of seed 0), for the step with the gates fixed.
+FIXED_GATE_RUNS = [("λs = 0.5 (49.7% task-specific)", "bench/results/multifashion-w025-regime/seed-0/interrogate-ls0.5.metrics.jsonl"),
+                   ("λs = 2 (14.0% task-specific)", "bench/results/multifashion-w025-regime/seed-0/interrogate-ls2.metrics.jsonl")]
+
+
+def fixed_gate_rows(a, case, records):
+    """Ours alone (PyTorch's reference has no fixed-gate form): InterroGate's step with the gates fixed at learned patterns,
+    the copies no task reads left out, beside the gate-learning and MTL steps of numerics+steps."""
+    base = getattr(a, "step_ms", {})
+    mtl_ms, ig_ms = base.get((case[0], "mtl")), base.get((case[0], "interrogate"))
+    rows = []
+    for label, metrics in FIXED_GATE_RUNS:
+        d = os.path.abspath(os.path.join(a.out, "speed-options", "fixed-" + os.path.basename(metrics).split(".metrics")[0]))
+        cmd = gpu_bench.ours_cmd(a.ours, case, "interrogate", d, a.steps, True, "off", a.device) + ["--fixed-gates", os.path.abspath(metrics)]
+        out, mem = gpu_bench.run_measured(cmd, gpu=a.device.startswith("cuda"), timeout=left(a))
+        ours = json.loads(out.strip().splitlines()[-1])
+        records.append({"case": case[0], "model": "interrogate", "fixed_gates": metrics, "ours": ours, "ours_peak_mib": mem})
+        ms = ours["step_ms_median"]
+        rows.append(f"| {label} | {ms:.1f} | {f'{ig_ms:.1f}' if ig_ms else '-'} | {f'{mtl_ms:.1f}' if mtl_ms else '-'} | "
+                    f"{f'{ms / mtl_ms:.2f}' if mtl_ms else '-'} |")
+    return [f"InterroGate training step with the gates fixed ({case[0]}, ours, TF32 on): the pattern of a full-data run, "
+            "the copies no task reads left out, as in the trainer's last epochs",
+            "| pattern | fixed-gate step ms | gate-learning step ms | MTL step ms | fixed / MTL |", "|---|---|---|---|---|", *rows]
+
+
 def section_speed_options(a, cases):
     case = cases[0]
     base = getattr(a, "step_ms", {})
@@ -405,13 +430,14 @@ def section_speed_options(a, cases):
         rows.append(f"| {name} | {ours_ms:.1f} | {f'{torch_ms:.1f}' if torch_ms else '-'} | "
                     f"{f'{ours_ms / torch_ms:.2f}' if torch_ms else '-'} | {speedup} | "
                     f"{r['ours_peak_mib'] or float('nan'):.0f} | {r['pytorch_peak_mib'] or float('nan'):.0f} |")
+    fixed = fixed_gate_rows(a, cases[1], records)
     host = epoch_run(a, "interrogate", "host")
     records.append(host)
     table = "\n".join([
         f"InterroGate training step, {case[0]}, {a.steps} timed steps per side, TF32 on; speed-up = the fp32 step of "
         "numerics+steps divided by this one (ours)",
         "| options | ours ms | PyTorch ms | ours / PyTorch | ours' speed-up over fp32 | ours peak MiB | PyTorch peak MiB |",
-        "|---|---|---|---|---|---|---|", *rows, "",
+        "|---|---|---|---|---|---|---|", *rows, "", *fixed, "",
         "The InterroGate epoch with the data in host memory (a batch assembled there and copied every step); the epoch "
         "section's interrogate row is the same run with the data on the GPU", EPOCH_HEADER, "|---|---|---|---|---|---|---|",
         epoch_row(host)])
@@ -453,7 +479,7 @@ def section_memory(a):
 # Each section's usual time (s) on an H100, from the first GPU run (bench/results/gpu-h100-1; numerics+steps took 103 s
 # then, and since times PyTorch a second time and ours a second time; pruned did not run there; epoch took 45 s, and
 # since adds PyTorch's two epochs, estimated at 30 s from its step times there).
-SECTIONS = [("numerics+steps", 165), ("pruned", 60), ("interop", 25), ("epoch", 75), ("memory", 130), ("speed-options", 100)]
+SECTIONS = [("numerics+steps", 165), ("pruned", 60), ("interop", 25), ("epoch", 75), ("memory", 130), ("speed-options", 115)]
 
 
 def main():

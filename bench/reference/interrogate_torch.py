@@ -252,7 +252,11 @@ class GateLayer(nn.Module):
 
     def apply(self, task_features, shared):
         g = self.gates()
-        gated = [shared + g[t].view(1, -1, 1, 1) * (phi - shared) for t, phi in enumerate(task_features)]
+        # Eq. 2 as torch.lerp, as the C# side computes it: exact where a gate is 0 or 1. Written out as
+        # shared + g * (phi - shared), g = 1 gives phi plus a rounding error; those ulp-level differences move
+        # activations across ReLU kinks downstream, and the float32 gradients of the two sides then differ by up to
+        # 2e-2 (bench/RESULTS.md, "The gradient check: kinks, not formulas").
+        gated = [torch.lerp(shared, phi, g[t].view(1, -1, 1, 1)) for t, phi in enumerate(task_features)]
         if self.beta is None:
             return gated, None
         w = torch.softmax(self.beta, dim=0)
