@@ -84,6 +84,20 @@ def ours_cmd(ours, case, model, out, steps, tf32, fusion="off", device="cuda", p
             "--precision", precision, "--channels-last", "true" if channels_last else "false"]
 
 
+def step_gradients(model, x, labels, tasks):
+    """Every parameter's gradient of the step's loss (each task's cross-entropy + the sparsity loss) on x, left in
+    .grad and returned as copies."""
+    import torch.nn.functional as F
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    total = sum(F.cross_entropy(out[t], labels[t]) for t in tasks)
+    reg = model.regularizer()
+    if reg is not None:
+        total = total + reg
+    total.backward()
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
 def exact_errors(model, x, labels, tasks, ours_grads, ours_grads64=None, draws=2, eps=1e-6):
     """How far each side's float32 gradient is from the same gradient in float64 (a copy of the model, same gates
     and batch): where a parameter's gradient is a small sum of large terms, two correct float32 results can differ
@@ -101,26 +115,14 @@ def exact_errors(model, x, labels, tasks, ours_grads, ours_grads64=None, draws=2
       difference, the gradient is not defined more closely than that at float32 precision."""
     import copy
     import torch
-    import torch.nn.functional as F
     exact = copy.deepcopy(model).double()
-
-    def gradient(inp):
-        exact.zero_grad(set_to_none=True)
-        out = exact(inp)
-        total = sum(F.cross_entropy(out[t], labels[t]) for t in tasks)
-        reg = exact.regularizer()
-        if reg is not None:
-            total = total + reg
-        total.backward()
-        return {name: p.grad.detach().clone() for name, p in exact.named_parameters() if p.grad is not None}
-
     x64 = x.double()
-    reference = gradient(x64)
+    reference = step_gradients(exact, x64, labels, tasks)
     moved = []
     for draw in range(draws):
         g = torch.Generator().manual_seed(1000 + draw)
         noise = torch.randn(x64.shape, generator=g, dtype=torch.float64).to(x64.device)
-        moved.append(gradient(x64 * (1 + eps * noise)))
+        moved.append(step_gradients(exact, x64 * (1 + eps * noise), labels, tasks))
     ours_err, torch_err, sens, formula = {}, {}, {}, {}
     theirs = dict(model.named_parameters())
     for name, e in reference.items():
@@ -191,13 +193,7 @@ def reference_side(a):
         grads_file = os.path.join(a.dir, "grads.safetensors")
         if os.path.exists(grads_file):
             # Every parameter's gradient of tasks + sparsity loss on the batch (train mode), against ours.
-            model.zero_grad(set_to_none=True)
-            out = model(x)
-            total = sum(F.cross_entropy(out[t], labels[t]) for t in tasks)
-            reg = model.regularizer()
-            if reg is not None:
-                total = total + reg
-            total.backward()
+            step_gradients(model, x, labels, tasks)
             ours_grads = load_safetensors(grads_file)
             grads64_file = os.path.join(a.dir, "grads64.safetensors")
             ours_grads64 = load_safetensors(grads64_file) if os.path.exists(grads64_file) else None
