@@ -38,10 +38,10 @@ public static class Evaluator
         int samples = 0;
         bool wasTraining = model.training;
         model.eval();
-        // The gates do not change while it evaluates: InterroGate leaves the copies they leave unread uncomputed.
-        var gated = (model as Architectures.InterroGateModel)?.Encoder;
-        bool gatesWereFixed = gated?.GatesFixed ?? false;
-        if (gated is not null) gated.GatesFixed = true;
+        // The gates do not change while it evaluates: InterroGate leaves the copies they leave unread uncomputed (fixed
+        // here for the evaluation where they were not already).
+        var fixedHere = (model as Architectures.InterroGateModel)?.Encoder is { GatesFixed: false } gated ? gated : null;
+        if (fixedHere is not null) fixedHere.GatesFixed = true;
         try
         {
             using var _ = no_grad();
@@ -67,7 +67,7 @@ public static class Evaluator
         finally
         {
             model.train(wasTraining);
-            if (gated is not null) gated.GatesFixed = gatesWereFixed;
+            if (fixedHere is not null) fixedHere.GatesFixed = false;
         }
         return new EvaluationResult(
             tasks.Select((t, i) => (t.Name, metrics[i].Compute())).ToDictionary(p => p.Name, p => p.Item2),
