@@ -202,6 +202,34 @@ public sealed class FixedGateTests
     }
 
     [Fact]
+    public void With_a_hysteresis_the_unread_copies_follow_the_gate_state_not_the_sign_of_alpha()
+    {
+        manual_seed(3);
+        using var model = new InterroGateModel(Tasks, ResNetSpec.ResNet20(0.25), 3, (16, 16), new InterroGateConfig { GateHysteresis = 0.5 });
+        using var full = new InterroGateModel(Tasks, ResNetSpec.ResNet20(0.25), 3, (16, 16), new InterroGateConfig { GateHysteresis = 0.5 });
+        full.load_state_dict(model.state_dict());
+        foreach (var m in new[] { model, full })
+        {
+            // Task a keeps its own copy of the first layer by its state although α fell below 0 (inside the band): the
+            // state decides what is read.
+            var first = m.Encoder.GateLayers[0];
+            first.Force([Enumerable.Repeat(true, (int)first.Channels).ToArray(), new bool[first.Channels], new bool[first.Channels]]);
+            using (no_grad()) first.Alpha[0].fill_(-0.1f);
+        }
+        var unread = model.Encoder.UnreadCopies(model.Encoder.HardGates());
+        int firstUnit = model.Encoder.Units.Select((u, i) => (u, i)).First(p => p.u.GateIndex == 0).i;
+        Assert.Equal([false, true, true, false], unread[firstUnit]);
+        model.Encoder.GatesFixed = true;
+        model.eval();
+        full.eval();
+        using var _ = no_grad();
+        var x = randn(2, 3, 16, 16);
+        var a = model.call(x);
+        var b = full.call(x);
+        foreach (var t in Tasks.Names) Assert.True(MaxDifference(a[t], b[t]) <= 1e-5, $"{t}: {MaxDifference(a[t], b[t]):E2}");
+    }
+
+    [Fact]
     public void With_gate_noise_in_training_every_copy_is_computed()
     {
         using var noisy = Model("resnet20", GatingMode.Conv, 16);
