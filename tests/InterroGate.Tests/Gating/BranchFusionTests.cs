@@ -13,7 +13,7 @@ namespace InterroGate.Tests.Gating;
 [Collection("Torch")]
 public sealed class BranchFusionTests
 {
-    private static readonly TaskSet Tasks = new([
+    internal static readonly TaskSet Tasks = new([
         new TaskSpec("a", TaskKind.Classification, 3), new TaskSpec("b", TaskKind.Classification, 4), new TaskSpec("c", TaskKind.Regression, 2)]);
 
     private static InterroGateModel Model(string backbone, GatingMode gating, BranchFusion fusion, int size)

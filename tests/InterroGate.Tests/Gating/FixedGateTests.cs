@@ -16,8 +16,7 @@ namespace InterroGate.Tests.Gating;
 [Collection("Torch")]
 public sealed class FixedGateTests
 {
-    private static readonly TaskSet Tasks = new([
-        new TaskSpec("a", TaskKind.Classification, 3), new TaskSpec("b", TaskKind.Classification, 4), new TaskSpec("c", TaskKind.Regression, 2)]);
+    private static readonly TaskSet Tasks = BranchFusionTests.Tasks; // two classification tasks and a regression
 
     private static readonly ViTSpec Vit = new("vit-test", 4, 16, 2, 2, TrainedSize: 16);
 
