@@ -3,11 +3,12 @@
 // the same outputs and time the same work.
 // Usage: InterroGate.Bench step --model interrogate|mtl --backbone resnet18|resnet20 [--width W] --tasks T
 //        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] [--grads true]
-//        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] [--fixed-gates METRICS.jsonl] --out DIR
+//        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] [--fixed-gates METRICS.jsonl] [--kept-filters true|false] --out DIR
 // The outputs and gradients written for the numerics check are float32 in any case; --precision and --channels-last
 // apply to the timed steps. --optimizer: the trainer's flat optimisers (default) or TorchSharp's per-parameter ones.
 // --fixed-gates (InterroGate): the gates of a run's last epoch (its per-layer fractions), fixed for the timed steps as in
-// the trainer's last epochs: no gate optimiser, and the copies no task reads left out (GatedEncoder.GatesFixed).
+// the trainer's last epochs: no gate optimiser, and the copies no task reads left out (GatedEncoder.GatesFixed); with
+// --kept-filters true (default) a copy read at only some channels computes only those filters, false computes it whole.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -36,6 +37,7 @@ internal static class StepOnDevice
         var fusion = Enum.Parse<BranchFusion>(o.GetValueOrDefault("fusion", "off"), ignoreCase: true);
         var precision = Enum.Parse<Precision>(o.GetValueOrDefault("precision", "fp32"), ignoreCase: true);
         bool channelsLast = bool.Parse(o.GetValueOrDefault("channels-last", "false"));
+        bool keptFilters = bool.Parse(o.GetValueOrDefault("kept-filters", "true"));
         string optimizer = o.GetValueOrDefault("optimizer", "flat");
         if (optimizer is not ("flat" or "per-parameter")) throw new ArgumentException($"--optimizer flat or per-parameter, not {optimizer}");
         Directory.CreateDirectory(outDir);
@@ -46,7 +48,7 @@ internal static class StepOnDevice
         manual_seed(0);
         MultiTaskModel net = model switch
         {
-            "interrogate" => new InterroGateModel(taskSet, spec, channels, (size, size), new InterroGateConfig { LambdaS = 1, Fusion = fusion }),
+            "interrogate" => new InterroGateModel(taskSet, spec, channels, (size, size), new InterroGateConfig { LambdaS = 1, Fusion = fusion, KeptFiltersOnly = keptFilters }),
             "mtl" => new HardSharing(taskSet, spec, channels),
             _ => throw new ArgumentException($"--model interrogate or mtl, not {model}"),
         };

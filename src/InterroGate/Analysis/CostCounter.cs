@@ -38,7 +38,7 @@ public static class CostCounter
         var layers = new List<LayerCost>();
         var removers = new List<Action>();
         var seen = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
-        foreach (var (name, module) in model.named_modules())
+        foreach (var (name, module) in model.named_modules().Prepend(("", model))) // the model itself may count products of its own
         {
             if (!seen.Add(module)) continue; // a module registered under two names runs (and counts) once per call
             switch (module)
@@ -78,6 +78,16 @@ public static class CostCounter
                     return output;
                 });
                 removers.Add(ha.remove);
+            }
+            else if (module is IMacsCounted own && module is nn.Module<Tensor, Tensor[]> multi)
+            {
+                // A module that also runs convolutions of its own on part of their filters (a gated encoder with fixed gates).
+                var hm = multi.register_forward_hook((m, input, output) =>
+                {
+                    if (own.Macs(output[0]) is var macs and > 0) layers.Add(new LayerCost(name, "conv (kept filters)", macs, 0, output[0].shape));
+                    return output;
+                });
+                removers.Add(hm.remove);
             }
         }
         bool wasTraining = model.training;

@@ -88,6 +88,12 @@ public sealed record InterroGateConfig : ArchitectureConfig
     /// <summary>How each unit's T+1 copies are computed: one call per branch, one fused call, or measured per unit.</summary>
     public BranchFusion Fusion { get; init; } = BranchFusion.Off;
     /// <summary>
+    /// While the gates are fixed (the last epochs, evaluation), a copy that tasks read at only some channels computes
+    /// only those filters (true, default) or all of them (false); see <see cref="Gating.GatedEncoder.KeptFiltersOnly"/>.
+    /// Same function and gradients either way. Measured: bench/RESULTS.md, "Training with fixed gates".
+    /// </summary>
+    public bool KeptFiltersOnly { get; init; } = true;
+    /// <summary>
     /// A compute budget to train to (<see cref="BudgetTarget"/>): λs is then adapted during training (starting from
     /// <see cref="LambdaS"/>) and the gates are landed on the budget when they are fixed. Null: λs stays as given.
     /// </summary>

@@ -49,7 +49,7 @@ public sealed record EncoderUnit(string Name, int GateIndex, long OutChannels, I
 /// gating) hands each branch its own output. Forward returns, per task, the gated features of the plan's outputs (several:
 /// resized to the first and concatenated).
 /// </summary>
-public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
+public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCounted
 {
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> task_branches;
     private readonly nn.Module<Tensor, Tensor> shared;
@@ -152,21 +152,48 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     /// updates then, gets no gradient through a copy that was not computed. Setting it to true reads the hard gates
     /// (one copy to the host) and keeps what they leave unread until it is set again: set it again after changing
     /// fixed gates. Ignored while training with gate noise (the gates then change from step to step).
+    /// With <see cref="KeptFiltersOnly"/>, a copy that tasks read at some of its channels computes only those filters.
     /// </summary>
     public bool GatesFixed
     {
         get => _fixedUnread is not null;
-        set => _fixedUnread = value ? UnreadCopies(HardGates()) : null;
+        set
+        {
+            _fixedKept = null;
+            if (!value) { _fixedUnread = null; return; }
+            var gates = HardGates();
+            _fixedUnread = UnreadCopies(gates);
+            if (!KeptFiltersOnly) return;
+            var pattern = SharingPattern.FromGates(gates);
+            _fixedKept = _units.Select((unit, u) => unit.Gated && KeptFilters.Applies(_plan.Units[u], shared) ? KeptFilters.For(pattern[unit.GateIndex]) : null).ToArray();
+        }
     }
 
+    /// <summary>
+    /// While the gates are fixed, whether a copy that tasks read at some of its channels computes only the filters of
+    /// those channels (true, the default), as the pruned network does: task t's copy the channels whose gate is 1, the
+    /// shared copy those where some task's gate is 0. The outputs are those of the full computation, each weight gets the
+    /// full computation's gradient (0 for a filter not computed), and a batch norm updates the running statistics of the
+    /// channels it computes. It applies to units made of convolutions (no groups), their batch norms and identity terms:
+    /// the ResNet and HRNet plans; other units (a ViT's) compute their read copies whole. Takes effect when
+    /// <see cref="GatesFixed"/> is next set.
+    /// </summary>
+    public bool KeptFiltersOnly { get; set; } = true;
+
     private bool[][]? _fixedUnread;
+    private KeptFilters?[]? _fixedKept;
+    private long _keptMacs; // MACs per image of the convolutions the last forward pass ran on kept filters (the counter's hooks do not see them)
+
+    /// <summary>For the cost counter: MACs per image of the convolutions the last call computed on kept filters only.</summary>
+    public long Macs(Tensor output) => _keptMacs;
 
     /// <remarks>No timing happens here: with <see cref="BranchFusion.Auto"/> every unit runs unfused until
     /// <see cref="UseFusion"/> has been given a choice (measured once before the first step; see the InterroGate model).</remarks>
     public override Tensor[] forward(Tensor x)
     {
         var fused = _fused ?? new bool[_units.Length];
-        return Run(x, Noise, (u, _, _) => fused[u], training && Noise.Temperature > 0 ? null : _fixedUnread);
+        bool fixedHere = !(training && Noise.Temperature > 0);
+        return Run(x, Noise, (u, _, _) => fused[u], fixedHere ? _fixedUnread : null, fixedHere ? _fixedKept : null);
     }
 
     /// <summary>Hard gates per gated layer, task and channel (1[α &gt; 0], or the hysteresis state), in one copy to the host.</summary>
@@ -234,8 +261,9 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     /// The encoder's forward pass; <paramref name="fuse"/>(unit, the inputs of its terms, what each term is resized like) says
     /// whether each unit runs fused.
     /// </summary>
-    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[][]? unread = null)
+    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[][]? unread = null, KeptFilters?[]? kept = null)
     {
+        _keptMacs = 0;
         int T = Tasks;
         var image = Branches.Broadcast(x, T + 1);
         var streams = new Branches[_units.Length]; // per unit: the gated task features then the mix, or (ungated, operations) each branch's output
@@ -250,7 +278,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
             var reads = Reads(u);
             using (var scope = NewDisposeScope())
             {
-                streams[u] = RunUnit(u, Input, T, noise, fuse, unread?[u]);
+                streams[u] = RunUnit(u, Input, T, noise, fuse, unread?[u], kept?[u]);
                 // Keep this unit's stream, and any form of a stream it read that was made here (kept by that stream for its later readers).
                 foreach (var t in reads.Select(r => streams[r]).Append(image).Append(streams[u]).SelectMany(s => s.Held))
                     if (scope.Contains(t)) scope.MoveToOuter(t);
@@ -289,11 +317,12 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     }
 
     /// <summary>Unit <paramref name="u"/> of <see cref="Run"/>: its stream from those of the units it reads.</summary>
-    private Branches RunUnit(int u, Func<int, Branches> Input, int T, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[]? unread)
+    private Branches RunUnit(int u, Func<int, Branches> Input, int T, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[]? unread,
+        KeptFilters? kept)
     {
         var plan = _plan.Units[u];
         var unit = _units[u];
-        bool skips = unread is not null && unread.Any(x => x);
+        bool skips = unread is not null && unread.Any(x => x) || kept is not null;
         if (plan.Op is { } op)
         {
             // Every stream runs the operation; the shared one only where it reaches a layer's shared copy.
@@ -308,14 +337,15 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
         // A gated unit hands its output to the gate layer before a ReLU, which applies it (fused in its CPU kernel).
         bool relu = plan.Activation == UnitActivation.Relu && plan.Then is null;
         var output = skips
-            ? ComputeUnit(u, inputs, resize, fuse: false, activate: !unit.Gated || !relu, unread)
+            ? ComputeUnit(u, inputs, resize, fuse: false, activate: !unit.Gated || !relu, unread, kept)
             : ComputeUnit(u, inputs, resize, _fusable[u] && fuse(u, inputs, resize), activate: !unit.Gated || !relu);
         Branches stream;
         if (unit.Gated)
         {
             var layer = _gateLayers[unit.GateIndex];
             var parts = output.Parts;
-            if (skips)
+            if (kept is not null) parts = kept.Assemble(parts);
+            else if (skips)
             {
                 // An unread task copy stands in as the shared output (ψ + 0·(ψ − ψ) = ψ, exactly); an unread shared copy as
                 // zeros (0 + 1·(φ_t − 0) = φ_t). Either way Eq. 2 gives what the computed copy would have given.
@@ -341,7 +371,8 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
     /// Unit <paramref name="u"/> in all T+1 branches: the sum of its terms (each term's input in <paramref name="inputs"/>,
     /// resized like <paramref name="resizeLike"/> where the term says so); with <paramref name="activate"/>, then its ReLU.
     /// </summary>
-    internal Branches ComputeUnit(int u, Branches[] inputs, Tensor?[] resizeLike, bool fuse, bool activate = true, bool[]? unread = null)
+    internal Branches ComputeUnit(int u, Branches[] inputs, Tensor?[] resizeLike, bool fuse, bool activate = true, bool[]? unread = null,
+        KeptFilters? kept = null)
     {
         var terms = _plan.Units[u].Terms;
         int n = _allBranches.Length;
@@ -361,13 +392,17 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
             return Branches.Of(Enumerable.Range(0, n).Select(b =>
             {
                 if (unread?[b] == true) return none ??= Unread(inputs[0][0]);
+                var index = kept?.Index(b, inputs[0][b]); // the filters this copy computes; null: all
                 Tensor? y = null;
                 for (int i = 0; i < terms.Count; i++)
                 {
                     var h = inputs[i][b];
-                    var v = terms[i].Layer is { } layer ? Apply(layer(_allBranches[b]), h)
-                        : terms[i].Linear is { } linear ? linear(_allBranches[b]).call(h)
-                        : h;
+                    var v = index is null
+                        ? terms[i].Layer is { } layer ? Apply(layer(_allBranches[b]), h)
+                            : terms[i].Linear is { } linear ? linear(_allBranches[b]).call(h)
+                            : h
+                        : terms[i].Layer is { } kl ? ApplyKept(kl(_allBranches[b]), h, index)
+                            : h.index_select(1, index);
                     v = Resize(i, v);
                     y = y is null ? v : y + v;
                 }
@@ -397,6 +432,13 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>
 
     private static Tensor Apply((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h) =>
         layer.Norm is { } norm ? norm.call(layer.Conv.call(h)) : layer.Conv.call(h);
+
+    private Tensor ApplyKept((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h, Tensor index)
+    {
+        var (y, macs) = KeptFilters.Apply(layer.Conv, layer.Norm, h, index);
+        _keptMacs += macs;
+        return y;
+    }
 
     /// <summary>The weights of unit <paramref name="u"/> in every branch.</summary>
     internal IEnumerable<Tensor> UnitParameters(int u) => _allBranches.SelectMany(b =>

@@ -5,6 +5,7 @@ using InterroGate.Gating;
 using InterroGate.Tasks;
 using InterroGate.Tests.Pruning;
 using InterroGate.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InterroGate.Tests.Gating;
@@ -73,8 +74,12 @@ public sealed class FixedGateTests
     [MemberData(nameof(Backbones))]
     public void Training_steps_with_fixed_gates_give_the_weights_and_statistics_of_the_full_computation(string backbone, GatingMode gating, int size)
     {
+        // In float64: Adam's first steps move a weight by about its learning rate whatever the size of its gradient, so
+        // float32 rounding in gradients near 0 would show in the weights although both computations are the same.
         using var skipping = Model(backbone, gating, size);
         using var full = Model(backbone, gating, size);
+        skipping.to(float64);
+        full.to(float64);
         var unread = skipping.Encoder.UnreadCopies(skipping.Encoder.HardGates());
         Assert.Contains(unread, u => u[..^1].Any(x => x)); // some task copy and some shared copy go uncomputed
         Assert.Contains(unread, u => u[^1]);
@@ -85,7 +90,7 @@ public sealed class FixedGateTests
         var weights = (InterroGateModel m) => m.named_parameters().Where(p => !p.name.StartsWith("encoder.gates.", StringComparison.Ordinal)).ToArray();
         var optimizers = new[] { skipping, full }.Select(m => TorchSharp.torch.optim.Adam(weights(m).Select(p => p.parameter), 1e-2)).ToArray();
         manual_seed(11);
-        var batches = Enumerable.Range(0, 3).Select(_ => randn(4, 3, size, size)).ToArray();
+        var batches = Enumerable.Range(0, 3).Select(_ => randn(4, 3, size, size, dtype: float64)).ToArray();
         for (int step = 0; step < batches.Length; step++)
         {
             var losses = new List<double>();
@@ -96,21 +101,22 @@ public sealed class FixedGateTests
                 var outputs = model.call(batches[step]);
                 var loss = outputs.Values.Select(o => o.square().mean()).Aggregate((a, b) => a + b);
                 loss.backward();
-                losses.Add(loss.item<float>());
+                losses.Add(loss.item<double>());
                 opt.step();
             }
-            Assert.Equal(losses[1], losses[0], 6);
+            Assert.Equal(losses[1], losses[0], 10);
         }
         foreach (var ((name, p), (_, q)) in weights(skipping).Zip(weights(full)))
-            Assert.True(MaxDifference(p, q) <= 1e-5, $"{name}: {MaxDifference(p, q):E2}");
-        // A BN buffer is the full computation's, or untouched: a copy that was never computed.
-        int untouched = 0;
+            Assert.True(MaxDifference(p, q) <= 1e-9, $"{name}: {MaxDifference(p, q):E2}");
+        // Each channel of a BN buffer is the full computation's, or untouched: a filter that was never computed.
+        long untouched = 0;
         var fullBuffers = full.named_buffers().ToDictionary(b => b.name, b => b.buffer);
         foreach (var (name, buffer) in skipping.named_buffers())
         {
-            if (MaxDifference(buffer.to(float64), fullBuffers[name].to(float64)) <= 1e-5) continue;
-            Assert.True(MaxDifference(buffer.to(float64), initialBuffers[name].to(float64)) == 0, $"{name} is neither the full computation's nor untouched");
-            untouched++;
+            using var same = (buffer.to(float64) - fullBuffers[name].to(float64)).abs().le(1e-9);
+            using var kept = buffer.to(float64).eq(initialBuffers[name].to(float64));
+            Assert.True(same.logical_or(kept).all().item<bool>(), $"{name} is neither the full computation's nor untouched");
+            untouched += same.logical_not().sum().item<long>();
         }
         if (skipping.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Any()) Assert.True(untouched > 0, "no BN statistics left untouched");
 
@@ -118,10 +124,10 @@ public sealed class FixedGateTests
         skipping.eval();
         full.eval();
         using var _ = no_grad();
-        var x = randn(2, 3, size, size);
+        var x = randn(2, 3, size, size, dtype: float64);
         var a = skipping.call(x);
         var b = full.call(x);
-        foreach (var t in Tasks.Names) Assert.True(MaxDifference(a[t], b[t]) <= 1e-5, $"{t}: {MaxDifference(a[t], b[t]):E2}");
+        foreach (var t in Tasks.Names) Assert.True(MaxDifference(a[t], b[t]) <= 1e-9, $"{t}: {MaxDifference(a[t], b[t]):E2}");
     }
 
     [Theory]
@@ -160,17 +166,49 @@ public sealed class FixedGateTests
         using var model = Model("resnet20", GatingMode.Conv, 16);
         var encoder = model.Encoder;
         long all = CostCounter.Count(encoder, x => encoder.call(x), [1, 3, 16, 16]).Macs;
-        var unread = encoder.UnreadCopies(encoder.HardGates());
+        var gates = encoder.HardGates();
+        var unread = encoder.UnreadCopies(gates);
         long skipped = encoder.Units.Select((u, i) => u.Macs * unread[i].Count(x => x)).Sum();
+        encoder.KeptFiltersOnly = false;
         encoder.GatesFixed = true;
         long counted = CostCounter.Count(encoder, x => encoder.call(x), [1, 3, 16, 16]).Macs;
         Assert.True(skipped > 0);
         Assert.Equal(all - skipped, counted);
+        // Computing only the kept filters of the copies that remain, the encoder costs what the pruned one will.
+        encoder.KeptFiltersOnly = true;
+        encoder.GatesFixed = true;
+        long kept = CostCounter.Count(encoder, x => encoder.call(x), [1, 3, 16, 16]).Macs;
+        long pruned = encoder.PredictPrunedCost(SharingPattern.FromGates(gates)).Macs;
+        Assert.True(kept < counted, $"{kept} vs {counted}");
+        Assert.Equal(pruned, kept);
         // The pruner reports the gated network's cost with every copy, whatever the encoder skips.
         var report = InterroGate.Pruning.Pruner.Prune(model, new InterroGate.Data.ImageInput(3, 16, 16)).Report;
         Assert.True(encoder.GatesFixed);
         encoder.GatesFixed = false;
         Assert.Equal(InterroGate.Pruning.Pruner.Prune(model, new InterroGate.Data.ImageInput(3, 16, 16)).Report.MacsBefore, report.MacsBefore);
+    }
+
+    [Fact]
+    public void Computing_kept_filters_only_is_the_configured_choice_and_gives_the_outputs_of_whole_copies()
+    {
+        Assert.True(new InterroGateConfig().KeptFiltersOnly);
+        using var kept = Model("resnet20", GatingMode.Conv, 16);
+        using var whole = Model("resnet20", GatingMode.Conv, 16);
+        manual_seed(3);
+        using var configured = new InterroGateModel(Tasks, Spec("resnet20"), 3, (16, 16), new InterroGateConfig { KeptFiltersOnly = false });
+        Assert.False(configured.Encoder.KeptFiltersOnly);
+        whole.Encoder.KeptFiltersOnly = false;
+        kept.Encoder.GatesFixed = whole.Encoder.GatesFixed = true;
+        kept.eval();
+        whole.eval();
+        using var _ = no_grad();
+        var x = randn(2, 3, 16, 16);
+        long keptMacs = CostCounter.Count(kept.Encoder, h => kept.Encoder.call(h), [1, 3, 16, 16]).Macs;
+        long wholeMacs = CostCounter.Count(whole.Encoder, h => whole.Encoder.call(h), [1, 3, 16, 16]).Macs;
+        Assert.True(keptMacs < wholeMacs, $"{keptMacs} vs {wholeMacs}");
+        var a = kept.call(x);
+        var b = whole.call(x);
+        foreach (var t in Tasks.Names) Assert.True(MaxDifference(a[t], b[t]) <= 1e-5, $"{t}: {MaxDifference(a[t], b[t]):E2}");
     }
 
     [Fact]
