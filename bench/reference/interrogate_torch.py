@@ -256,10 +256,13 @@ class GateLayer(nn.Module):
         # shared + g * (phi - shared), g = 1 gives phi plus a rounding error; those ulp-level differences move
         # activations across ReLU kinks downstream, and the float32 gradients of the two sides then differ by up to
         # 2e-2 (bench/RESULTS.md, "The gradient check: kinks, not formulas").
+        # Under bf16 autocast the features are bfloat16: the gates and the mix weights are cast to their dtype, as the C#
+        # side does (lerp takes its weight in its inputs' dtype, and an fp32 mix would turn the shared stream into fp32).
+        g = g.to(shared.dtype)
         gated = [torch.lerp(shared, phi, g[t].view(1, -1, 1, 1)) for t, phi in enumerate(task_features)]
         if self.beta is None:
             return gated, None
-        w = torch.softmax(self.beta, dim=0)
+        w = torch.softmax(self.beta, dim=0).to(shared.dtype)
         mixed = sum(gated[t] * w[t].view(1, -1, 1, 1) for t in range(len(gated)))
         return gated, mixed
 
