@@ -24,7 +24,8 @@
   speed-options   the InterroGate training step (ResNet-18 case) with bf16 mixed precision, channels-last, and both,
                   ours (training.precision / training.channelsLast) against PyTorch (torch.autocast, channels_last),
                   and ours with branch fusion (the T+1 copies of a unit in one grouped call; no PyTorch counterpart),
-                  next to the fp32 step numerics+steps timed; and the InterroGate epoch with the data in host memory
+                  next to the fp32 step numerics+steps timed; the step with the gates fixed at two learned patterns
+                  (ResNet-20 x1/4), read copies whole and kept filters only; and the InterroGate epoch with the data in host memory
                   (training.dataOn=host) next to the epoch section's run (data on the GPU, the default there)
 
 Writes table.md and results.json to --out. --device cpu (with --quick: small cases) runs the same sections without a
@@ -485,8 +486,9 @@ def section_memory(a):
 
 # Each section's usual time (s) on an H100, from the first GPU run (bench/results/gpu-h100-1; numerics+steps took 103 s
 # then, and since times PyTorch a second time and ours a second time; pruned did not run there; epoch took 45 s, and
-# since adds PyTorch's two epochs, estimated at 30 s from its step times there).
-SECTIONS = [("numerics+steps", 165), ("pruned", 60), ("interop", 25), ("epoch", 75), ("memory", 130), ("speed-options", 115)]
+# since adds PyTorch's two epochs, estimated at 30 s from its step times there; speed-options since adds four fixed-gate
+# steps of ResNet-20 x1/4, estimated at 15 s each).
+SECTIONS = [("numerics+steps", 165), ("pruned", 60), ("interop", 25), ("epoch", 75), ("memory", 130), ("speed-options", 145)]
 
 
 def main():
