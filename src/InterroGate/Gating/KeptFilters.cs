@@ -63,9 +63,6 @@ internal sealed class KeptFilters
         t.Linear is null && (t.Layer is not { } layer || layer(branch) is var (conv, norm) && conv.groups == 1
             && conv.padding_mode == PaddingModes.Zeros && (norm is null || norm.track_running_stats)));
 
-    /// <summary>Whether branch <paramref name="b"/> computes part of its filters.</summary>
-    public bool Narrows(int b) => _kept[b] is { Length: > 0 };
-
     /// <summary>The filters branch <paramref name="b"/> computes, on <paramref name="like"/>'s device; null: all of them.</summary>
     public Tensor? Index(int b, Tensor like)
     {
@@ -106,7 +103,7 @@ internal sealed class KeptFilters
         // Kept across calls: out of whatever dispose scope the forward pass runs in.
         Tensor? Send(long[]? values) => values is null ? null : tensor(values, dtype: int64).to(like.device).DetachFromDisposeScope();
         _index = _kept.Select(Send).ToArray();
-        _assembly = _source.Select((s, b) => b < _tasks && _kept[b] is null || b == _tasks && _kept[b] is null ? null : Send(s)).ToArray();
+        _assembly = _source.Select((s, b) => _kept[b] is { Length: > 0 } ? Send(s) : null).ToArray(); // only a narrow branch is assembled
         _device = device;
     }
 
