@@ -75,6 +75,16 @@ public sealed class FixedGateTests
         foreach (var t in Tasks.Names) Assert.True(MaxDifference(a[t], b[t]) <= tolerance, $"{t}: {MaxDifference(a[t], b[t]):E2}");
     }
 
+    /// <summary>Both models in evaluation mode give the same outputs on a random batch of 2 images of <paramref name="size"/>.</summary>
+    private static void AssertSameEvaluation(InterroGateModel first, InterroGateModel second, int size, double tolerance, ScalarType dtype = ScalarType.Float32)
+    {
+        first.eval();
+        second.eval();
+        using var _ = no_grad();
+        var x = randn(2, 3, size, size, dtype: dtype);
+        AssertSameOutputs(first.call(x), second.call(x), tolerance);
+    }
+
     [Theory]
     [MemberData(nameof(Backbones))]
     public void Training_steps_with_fixed_gates_give_the_weights_and_statistics_of_the_full_computation(string backbone, GatingMode gating, int size)
@@ -126,13 +136,7 @@ public sealed class FixedGateTests
         if (skipping.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Any()) Assert.True(untouched > 0, "no BN statistics left untouched");
 
         // And in evaluation the same outputs.
-        skipping.eval();
-        full.eval();
-        using var _ = no_grad();
-        var x = randn(2, 3, size, size, dtype: float64);
-        var a = skipping.call(x);
-        var b = full.call(x);
-        AssertSameOutputs(a, b, 1e-9);
+        AssertSameEvaluation(skipping, full, size, 1e-9, float64);
     }
 
     [Theory]
@@ -204,16 +208,10 @@ public sealed class FixedGateTests
         Assert.False(configured.Encoder.KeptFiltersOnly);
         whole.Encoder.KeptFiltersOnly = false;
         kept.Encoder.GatesFixed = whole.Encoder.GatesFixed = true;
-        kept.eval();
-        whole.eval();
-        using var _ = no_grad();
-        var x = randn(2, 3, 16, 16);
         long keptMacs = CostCounter.Count(kept.Encoder, h => kept.Encoder.call(h), [1, 3, 16, 16]).Macs;
         long wholeMacs = CostCounter.Count(whole.Encoder, h => whole.Encoder.call(h), [1, 3, 16, 16]).Macs;
         Assert.True(keptMacs < wholeMacs, $"{keptMacs} vs {wholeMacs}");
-        var a = kept.call(x);
-        var b = whole.call(x);
-        AssertSameOutputs(a, b, 1e-5);
+        AssertSameEvaluation(kept, whole, 16, 1e-5);
     }
 
     [Fact]
@@ -262,13 +260,7 @@ public sealed class FixedGateTests
         int firstUnit = model.Encoder.Units.Select((u, i) => (u, i)).First(p => p.u.GateIndex == 0).i;
         Assert.Equal([false, true, true, false], unread[firstUnit]);
         model.Encoder.GatesFixed = true;
-        model.eval();
-        full.eval();
-        using var _ = no_grad();
-        var x = randn(2, 3, 16, 16);
-        var a = model.call(x);
-        var b = full.call(x);
-        AssertSameOutputs(a, b, 1e-5);
+        AssertSameEvaluation(model, full, 16, 1e-5);
     }
 
     [Fact]
