@@ -1,7 +1,8 @@
 // InterroGate's training step once the gates are fixed (the last epochs of training): every copy computed, against
 // the copies no task reads left out (GatedEncoder.GatesFixed) and against only the filters some task reads computed
-// (GatedEncoder.KeptFiltersOnly, the default), next to MTL's step and the gate-learning step, for sharing patterns that
-// training produced (the per-layer fractions in a run's metrics.jsonl).
+// (GatedEncoder.KeptFiltersOnly, the default), next to MTL's step and the gate-learning step (its backward pass through
+// every filter, and through the read filters only: GatedEncoder.BackwardReadFiltersOnly, the default), for sharing
+// patterns that training produced (the per-layer fractions in a run's metrics.jsonl).
 // Usage: dotnet run -c Release --project bench/InterroGate.Bench -- fixed-gates [--width W] METRICS.jsonl...
 //    or: ... fixed-gates --backbone resnet18 --size 112 --batch 16 --random 0.3,0.5 (scattered random patterns: each
 //        layer and task keeps that fraction of its channels, drawn at random; random images of that size)
@@ -91,13 +92,13 @@ internal static class FixedGates
         string name = backbone == "resnet20" ? $"ResNet-20 ×{width.ToString(CultureInfo.InvariantCulture)}" : backbone;
         Console.WriteLine($"threads {get_num_threads()}, batch {batch}, {name}, {size}×{size}, MultiFashion's tasks; " +
                           $"training step (forward, backward, Adam; SGD on the gates while they learn), median of {Steps} after {Warmup} warm-up steps, the models stepped in turn");
-        Console.WriteLine("| pattern | task-specific % | copies left out | encoder MACs: copies read / all | encoder MACs: kept filters / all | MTL ms | gate learning ms | fixed, every copy ms | fixed, unread left out ms | fixed, kept filters ms | left out / every copy | kept filters / every copy | kept filters / MTL |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        Console.WriteLine("| pattern | task-specific % | copies left out | encoder MACs: copies read / all | encoder MACs: kept filters / all | MTL ms | gate learning, backward through every filter ms | gate learning, backward through read filters ms | fixed, every copy ms | fixed, unread left out ms | fixed, kept filters ms | gate learning: read / every | gate learning, read / MTL | left out / every copy | kept filters / every copy | kept filters / MTL |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var pattern in files.Cast<object>().Concat(random.Cast<object>()))
         {
             manual_seed(3);
             var mtl = new HardSharing(tasks, spec, channels);
-            var models = Enumerable.Range(0, 4).Select(_ =>
+            var models = Enumerable.Range(0, 5).Select(_ =>
             {
                 manual_seed(3);
                 var m = new InterroGateModel(tasks, spec, channels, (size, size), new InterroGateConfig { LambdaS = 1 });
@@ -105,6 +106,7 @@ internal static class FixedGates
                 else SetRandomPattern(m, (double)pattern, 17);
                 return m;
             }).ToArray();
+            models[0].Encoder.BackwardReadFiltersOnly = false; // models[4]: the default
             var encoder = models[2].Encoder;
             var unread = encoder.UnreadCopies(encoder.HardGates());
             long all = encoder.Units.Sum(u => u.Macs * (tasks.Count + 1));
@@ -116,7 +118,7 @@ internal static class FixedGates
             var keptEncoder = models[3].Encoder; // what it computes: whole copies where a unit does not narrow, kept filters where it does
             long keptMacs = InterroGate.Analysis.CostCounter.Count(keptEncoder, x => keptEncoder.call(x), [1, channels, size, size]).Macs;
             var runners = new[] { new Stepper(mtl, batches), new Stepper(models[0], batches), new Stepper(models[1], batches, stepGates: false),
-                new Stepper(models[2], batches, stepGates: false), new Stepper(models[3], batches, stepGates: false) };
+                new Stepper(models[2], batches, stepGates: false), new Stepper(models[3], batches, stepGates: false), new Stepper(models[4], batches) };
             for (int i = 0; i < Warmup + Steps; i++)
                 foreach (var r in runners) r.Step(record: i >= Warmup);
             var (own, _) = models[2].TaskSpecificFraction();
@@ -124,7 +126,7 @@ internal static class FixedGates
                 : Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(file))) is { Length: > 0 } dir && Path.GetFileName(file) == "metrics.jsonl"
                 ? dir : Path.GetFileNameWithoutExtension(file).Replace(".metrics", "");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {label} | {own * 100:F1} | {leftOut} of {copies} | {(double)computed / all:F2} | {(double)keptMacs / all:F2} | {runners[0].Median:F1} | {runners[1].Median:F1} | {runners[2].Median:F1} | {runners[3].Median:F1} | {runners[4].Median:F1} | {runners[3].Median / runners[2].Median:F2} | {runners[4].Median / runners[2].Median:F2} | {runners[4].Median / runners[0].Median:F2} |"));
+                $"| {label} | {own * 100:F1} | {leftOut} of {copies} | {(double)computed / all:F2} | {(double)keptMacs / all:F2} | {runners[0].Median:F1} | {runners[1].Median:F1} | {runners[5].Median:F1} | {runners[2].Median:F1} | {runners[3].Median:F1} | {runners[4].Median:F1} | {runners[5].Median / runners[1].Median:F2} | {runners[5].Median / runners[0].Median:F2} | {runners[3].Median / runners[2].Median:F2} | {runners[4].Median / runners[2].Median:F2} | {runners[4].Median / runners[0].Median:F2} |"));
             foreach (var m in models) m.Dispose();
             mtl.Dispose();
         }

@@ -3,12 +3,16 @@
 // the same outputs and time the same work.
 // Usage: InterroGate.Bench step --model interrogate|mtl --backbone resnet18|resnet20 [--width W] --tasks T
 //        --size S --channels C --batch B --steps N --device cuda|cpu [--tf32 true|false] [--fusion off|on|auto] [--grads true]
-//        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] [--fixed-gates METRICS.jsonl] [--kept-filters true|false] --out DIR
+//        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] [--fixed-gates METRICS.jsonl] [--kept-filters true|false]
+//        [--backward-read-only auto|true|false] --out DIR
 // The outputs and gradients written for the numerics check are float32 in any case; --precision and --channels-last
 // apply to the timed steps. --optimizer: the trainer's flat optimisers (default) or TorchSharp's per-parameter ones.
 // --fixed-gates (InterroGate): the gates of a run's last epoch (its per-layer fractions), fixed for the timed steps as in
 // the trainer's last epochs: no gate optimiser, and the copies no task reads left out (GatedEncoder.GatesFixed); with
 // --kept-filters true (default) a copy read at only some channels computes only those filters, false computes it whole.
+// --backward-read-only (InterroGate, gates learning): true runs the backward pass through the filters some task reads
+// only (GatedEncoder.BackwardReadFiltersOnly), false through every filter, as the PyTorch reference does; auto (default)
+// is the library's default: true on the CPU, false on a GPU.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -38,6 +42,8 @@ internal static class StepOnDevice
         var precision = Enum.Parse<Precision>(o.GetValueOrDefault("precision", "fp32"), ignoreCase: true);
         bool channelsLast = bool.Parse(o.GetValueOrDefault("channels-last", "false"));
         bool keptFilters = bool.Parse(o.GetValueOrDefault("kept-filters", "true"));
+        string backwardOption = o.GetValueOrDefault("backward-read-only", "auto");
+        bool? backwardReadOnly = backwardOption == "auto" ? null : bool.Parse(backwardOption);
         string optimizer = o.GetValueOrDefault("optimizer", "flat");
         if (optimizer is not ("flat" or "per-parameter")) throw new ArgumentException($"--optimizer flat or per-parameter, not {optimizer}");
         Directory.CreateDirectory(outDir);
@@ -48,7 +54,8 @@ internal static class StepOnDevice
         manual_seed(0);
         MultiTaskModel net = model switch
         {
-            "interrogate" => new InterroGateModel(taskSet, spec, channels, (size, size), new InterroGateConfig { LambdaS = 1, Fusion = fusion, KeptFiltersOnly = keptFilters }),
+            "interrogate" => new InterroGateModel(taskSet, spec, channels, (size, size), new InterroGateConfig { LambdaS = 1, Fusion = fusion, KeptFiltersOnly = keptFilters,
+                BackwardReadFiltersOnly = backwardReadOnly }),
             "mtl" => new HardSharing(taskSet, spec, channels),
             _ => throw new ArgumentException($"--model interrogate or mtl, not {model}"),
         };

@@ -422,6 +422,28 @@ def fixed_gate_rows(a, case, records):
             "|---|---|---|---|---|---|", *rows]
 
 
+def backward_rows(a, case, records):
+    """Ours alone: InterroGate's gate-learning step with the backward pass through the filters some task reads only
+    (GatedEncoder.BackwardReadFiltersOnly; the default on the CPU, not on a GPU), beside numerics+steps' step on the GPU,
+    which runs it through every filter as the PyTorch reference does."""
+    base = getattr(a, "step_ms", {})
+    every, mtl_ms = base.get((case[0], "interrogate")), base.get((case[0], "mtl"))
+    d = os.path.abspath(os.path.join(a.out, "speed-options", "backward-read-filters"))
+    cmd = gpu_bench.ours_cmd(a.ours, case, "interrogate", d, a.steps, True, "off", a.device) + ["--backward-read-only", "true"]
+    out, mem = gpu_bench.run_measured(cmd, gpu=a.device.startswith("cuda"), timeout=left(a))
+    ours = json.loads(out.strip().splitlines()[-1])
+    records.append({"case": case[0], "model": "interrogate", "backward_read_filters_only": True, "ours": ours, "ours_peak_mib": mem})
+    read_ms = ours["step_ms_median"]
+    cell = lambda v: f"{v:.1f}" if v else "-"
+    ratio = lambda x, y: f"{x / y:.2f}" if x and y else "-"
+    return [f"InterroGate gate-learning step ({case[0]}, ours, TF32 on): the backward pass through every filter (the "
+            "numerics+steps step; the default on a GPU), or through the filters some task reads only (one host read of the gates per step)",
+            "| case | every filter ms | read filters ms | read / every | every filter / MTL | read filters / MTL | read filters peak MiB |",
+            "|---|---|---|---|---|---|---|",
+            f"| {case[0]} | {cell(every)} | {read_ms:.1f} | {ratio(read_ms, every)} | {ratio(every, mtl_ms)} | {ratio(read_ms, mtl_ms)} | "
+            f"{mem or float('nan'):.0f} |"]
+
+
 def section_speed_options(a, cases):
     case = cases[0]
     base = getattr(a, "step_ms", {})
@@ -439,13 +461,14 @@ def section_speed_options(a, cases):
                     f"{f'{ours_ms / torch_ms:.2f}' if torch_ms else '-'} | {speedup} | "
                     f"{r['ours_peak_mib'] or float('nan'):.0f} | {r['pytorch_peak_mib'] or float('nan'):.0f} |")
     fixed = fixed_gate_rows(a, cases[1], records)
+    backward = [line for c in cases for line in ([""] if c is not cases[0] else []) + backward_rows(a, c, records)]
     host = epoch_run(a, "interrogate", "host")
     records.append(host)
     table = "\n".join([
         f"InterroGate training step, {case[0]}, {a.steps} timed steps per side, TF32 on; speed-up = the fp32 step of "
         "numerics+steps divided by this one (ours)",
         "| options | ours ms | PyTorch ms | ours / PyTorch | ours' speed-up over fp32 | ours peak MiB | PyTorch peak MiB |",
-        "|---|---|---|---|---|---|---|", *rows, "", *fixed, "",
+        "|---|---|---|---|---|---|---|", *rows, "", *fixed, "", *backward, "",
         "The InterroGate epoch with the data in host memory (a batch assembled there and copied every step); the epoch "
         "section's interrogate row is the same run with the data on the GPU", EPOCH_HEADER, "|---|---|---|---|---|---|---|",
         epoch_row(host)])
@@ -487,8 +510,9 @@ def section_memory(a):
 # Each section's usual time (s) on an H100, from the first GPU run (bench/results/gpu-h100-1; numerics+steps took 103 s
 # then, and since times PyTorch a second time and ours a second time; pruned did not run there; epoch took 45 s, and
 # since adds PyTorch's two epochs, estimated at 30 s from its step times there; speed-options since adds four fixed-gate
-# steps of ResNet-20 x1/4, estimated at 15 s each).
-SECTIONS = [("numerics+steps", 165), ("pruned", 60), ("interop", 25), ("epoch", 75), ("memory", 130), ("speed-options", 145)]
+# steps of ResNet-20 x1/4, estimated at 15 s each, and two gate-learning steps with the backward pass through every
+# filter, one per case, estimated at 20 s each).
+SECTIONS = [("numerics+steps", 165), ("pruned", 60), ("interop", 25), ("epoch", 75), ("memory", 130), ("speed-options", 185)]
 
 
 def main():

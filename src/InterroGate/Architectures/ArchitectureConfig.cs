@@ -94,6 +94,13 @@ public sealed record InterroGateConfig : ArchitectureConfig
     /// </summary>
     public bool KeptFiltersOnly { get; init; } = true;
     /// <summary>
+    /// While the gates learn, whether the backward pass runs only through the filters some task reads (the others are
+    /// computed without autograd, for the gates' gradient): true, false, or null (default) for true on the CPU and false
+    /// on a GPU. See <see cref="Gating.GatedEncoder.BackwardReadFiltersOnly"/>. Same function and gradients either way.
+    /// Measured: bench/RESULTS.md, "Gate-learning steps".
+    /// </summary>
+    public bool? BackwardReadFiltersOnly { get; init; }
+    /// <summary>
     /// A compute budget to train to (<see cref="BudgetTarget"/>): λs is then adapted during training (starting from
     /// <see cref="LambdaS"/>) and the gates are landed on the budget when they are fixed. Null: λs stays as given.
     /// </summary>

@@ -35,7 +35,8 @@ public sealed class InterroGateModel : MultiTaskModel
         string[] names = tasks.Names.ToArray();
         // How fused units and Eqs. 2-3 are computed fast is chosen here, once (Gating does not know Runtime).
         encoder = new GatedEncoder(names, spec, inChannels, inputSize, options.Gating, options.AlphaInit, options.GateHysteresis)
-            { Fusion = options.Fusion, FusedImplementation = Runtime.FusedBranches.Instance, KeptFiltersOnly = options.KeptFiltersOnly };
+            { Fusion = options.Fusion, FusedImplementation = Runtime.FusedBranches.Instance, KeptFiltersOnly = options.KeptFiltersOnly,
+              BackwardReadFiltersOnly = options.BackwardReadFiltersOnly };
         Encoder.Noise = new GateNoise(options.NoiseTemperature);
         foreach (var g in Encoder.GateLayers) g.Implementation = Runtime.GateMixKernel.Implementation;
         heads = MakeHeads(spec);

@@ -180,6 +180,24 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     /// </summary>
     public bool KeptFiltersOnly { get; set; } = true;
 
+    /// <summary>
+    /// In a gate-learning step (training, gates not fixed, no gate noise), whether the backward pass runs only through the
+    /// filters some task reads under this step's hard gates: true, false, or null (the default) for true where the input is
+    /// on the CPU and false on a GPU, where the host read of the gates before each step would stall the queue of kernels
+    /// (bench/gpu times both). The other filters enter Eq. 2 with gate 0:
+    /// their weights and inputs get a zero gradient from the task losses, and only α's gradient needs their values
+    /// (φ_t − ψ at every channel), so they are computed without autograd. The outputs and every gradient are those of the
+    /// full computation; the step reads the hard gates to the host once. It applies to the units <see cref="KeptFiltersOnly"/>
+    /// applies to and that run unfused (<see cref="Fusion"/>); other units compute every copy with autograd.
+    /// </summary>
+    public bool? BackwardReadFiltersOnly { get; set; }
+
+    private bool[][][]? _splitGates; // the hard gates _split was built for
+    private ReadFilters?[]? _split;
+
+    /// <summary>How many filters (summed over units and copies) the last forward pass computed without autograd (<see cref="BackwardReadFiltersOnly"/>).</summary>
+    internal long UntrackedFilters { get; private set; }
+
     private bool[][]? _fixedUnread;
     private KeptFilters?[]? _fixedKept;
     private long _keptMacs; // MACs per image of the convolutions the last forward pass ran on kept filters (the counter's hooks do not see them)
@@ -193,7 +211,22 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     {
         var fused = _fused ?? new bool[_units.Length];
         bool fixedHere = !(training && Noise.Temperature > 0);
-        return Run(x, Noise, (u, _, _) => fused[u], fixedHere ? _fixedUnread : null, fixedHere ? _fixedKept : null);
+        bool learning = training && Noise.Temperature == 0 && _fixedUnread is null && (BackwardReadFiltersOnly ?? x.device_type == TorchSharp.DeviceType.CPU)
+            && is_grad_enabled();
+        return Run(x, Noise, (u, _, _) => fused[u], fixedHere ? _fixedUnread : null, fixedHere ? _fixedKept : null, learning ? ReadSplit() : null);
+    }
+
+    /// <summary>Per unit, what its copies read under the current hard gates (<see cref="BackwardReadFiltersOnly"/>); kept while the gates stay.</summary>
+    private ReadFilters?[] ReadSplit()
+    {
+        var gates = HardGates();
+        if (_split is not null && _splitGates!.Zip(gates).All(p => p.First.Zip(p.Second).All(q => q.First.AsSpan().SequenceEqual(q.Second))))
+            return _split;
+        foreach (var r in _split ?? []) r?.Dispose();
+        var pattern = SharingPattern.FromGates(gates);
+        _split = _units.Select((unit, u) => unit.Gated && KeptFilters.Applies(_plan.Units[u], shared) ? ReadFilters.For(pattern[unit.GateIndex]) : null).ToArray();
+        _splitGates = gates.ToArray();
+        return _split;
     }
 
     /// <summary>Hard gates per gated layer, task and channel (1[α &gt; 0], or the hysteresis state), in one copy to the host.</summary>
@@ -261,9 +294,11 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     /// The encoder's forward pass; <paramref name="fuse"/>(unit, the inputs of its terms, what each term is resized like) says
     /// whether each unit runs fused.
     /// </summary>
-    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[][]? unread = null, KeptFilters?[]? kept = null)
+    internal Tensor[] Run(Tensor x, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[][]? unread = null, KeptFilters?[]? kept = null,
+        ReadFilters?[]? split = null)
     {
         _keptMacs = 0;
+        UntrackedFilters = 0;
         int T = Tasks;
         var image = Branches.Broadcast(x, T + 1);
         var streams = new Branches[_units.Length]; // per unit: the gated task features then the mix, or (ungated, operations) each branch's output
@@ -278,7 +313,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
             var reads = Reads(u);
             using (var scope = NewDisposeScope())
             {
-                streams[u] = RunUnit(u, Input, T, noise, fuse, unread?[u], kept?[u]);
+                streams[u] = RunUnit(u, Input, T, noise, fuse, unread?[u], kept?[u], split?[u]);
                 // Keep this unit's stream, and any form of a stream it read that was made here (kept by that stream for its later readers).
                 foreach (var t in reads.Select(r => streams[r]).Append(image).Append(streams[u]).SelectMany(s => s.Held))
                     if (scope.Contains(t)) scope.MoveToOuter(t);
@@ -318,7 +353,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
 
     /// <summary>Unit <paramref name="u"/> of <see cref="Run"/>: its stream from those of the units it reads.</summary>
     private Branches RunUnit(int u, Func<int, Branches> Input, int T, GateNoise noise, Func<int, Branches[], Tensor?[], bool> fuse, bool[]? unread,
-        KeptFilters? kept)
+        KeptFilters? kept, ReadFilters? split)
     {
         var plan = _plan.Units[u];
         var unit = _units[u];
@@ -338,7 +373,9 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
         bool relu = plan.Activation == UnitActivation.Relu && plan.Then is null;
         var output = skips
             ? ComputeUnit(u, inputs, resize, fuse: false, activate: !unit.Gated || !relu, unread, kept)
-            : ComputeUnit(u, inputs, resize, _fusable[u] && fuse(u, inputs, resize), activate: !unit.Gated || !relu);
+            : _fusable[u] && fuse(u, inputs, resize)
+            ? ComputeUnit(u, inputs, resize, fuse: true, activate: !unit.Gated || !relu)
+            : ComputeUnit(u, inputs, resize, fuse: false, activate: !unit.Gated || !relu, split: split);
         Branches stream;
         if (unit.Gated)
         {
@@ -372,7 +409,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     /// resized like <paramref name="resizeLike"/> where the term says so); with <paramref name="activate"/>, then its ReLU.
     /// </summary>
     internal Branches ComputeUnit(int u, Branches[] inputs, Tensor?[] resizeLike, bool fuse, bool activate = true, bool[]? unread = null,
-        KeptFilters? kept = null)
+        KeptFilters? kept = null, ReadFilters? split = null)
     {
         var terms = _plan.Units[u].Terms;
         int n = _allBranches.Length;
@@ -388,11 +425,9 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
 
         if (!fuse)
         {
-            Tensor? none = null;
-            return Branches.Of(Enumerable.Range(0, n).Select(b =>
+            // Branch b's copy on filters index (null: all of them); countsBatch as in KeptFilters.Apply.
+            Tensor Copy(int b, Tensor? index, bool countsBatch = true)
             {
-                if (unread?[b] == true) return none ??= Unread(inputs[0][0]);
-                var index = kept?.Index(b, inputs[0][b]); // the filters this copy computes; null: all
                 Tensor? y = null;
                 for (int i = 0; i < terms.Count; i++)
                 {
@@ -401,12 +436,33 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
                         ? terms[i].Layer is { } layer ? Apply(layer(_allBranches[b]), h)
                             : terms[i].Linear is { } linear ? linear(_allBranches[b]).call(h)
                             : h
-                        : terms[i].Layer is { } kl ? ApplyKept(kl(_allBranches[b]), h, index)
+                        : terms[i].Layer is { } kl ? ApplyKept(kl(_allBranches[b]), h, index, countsBatch)
                             : h.index_select(1, index);
                     v = Resize(i, v);
                     y = y is null ? v : y + v;
                 }
                 return then is null ? Activation(y!) : then.Forward(_allBranches[b], [Activation(y!)]);
+            }
+            Tensor? none = null;
+            return Branches.Of(Enumerable.Range(0, n).Select(b =>
+            {
+                if (unread?[b] == true) return none ??= Unread(inputs[0][0]);
+                if (split is null) return Copy(b, kept?.Index(b, inputs[0][b])); // kept: the filters this copy computes; null: all
+                switch (split.Of(b))
+                {
+                    case Readers.All: return Copy(b, null);
+                    case Readers.None:
+                        Tensor whole;
+                        using (no_grad()) whole = Copy(b, null);
+                        UntrackedFilters += whole.shape[1];
+                        return WithZeroGradients(whole, u, b);
+                    default:
+                        var read = Copy(b, split.Read(b, inputs[0][b]));
+                        Tensor rest;
+                        using (no_grad()) rest = Copy(b, split.Unread(b, inputs[0][b]), countsBatch: false);
+                        UntrackedFilters += rest.shape[1];
+                        return split.Assemble(b, read, rest);
+                }
             }).ToArray());
         }
 
@@ -433,23 +489,53 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     private static Tensor Apply((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h) =>
         layer.Norm is { } norm ? norm.call(layer.Conv.call(h)) : layer.Conv.call(h);
 
-    private Tensor ApplyKept((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h, Tensor index)
+    private Tensor ApplyKept((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h, Tensor index, bool countsBatch = true)
     {
-        var (y, macs) = KeptFilters.Apply(layer.Conv, layer.Norm, h, index);
+        var (y, macs) = KeptFilters.Apply(layer.Conv, layer.Norm, h, index, countsBatch);
         _keptMacs += macs;
         return y;
     }
 
     /// <summary>The weights of unit <paramref name="u"/> in every branch.</summary>
-    internal IEnumerable<Tensor> UnitParameters(int u) => _allBranches.SelectMany(b =>
-        _plan.Units[u].Terms.SelectMany(t =>
+    internal IEnumerable<Tensor> UnitParameters(int u) => Enumerable.Range(0, _allBranches.Length).SelectMany(b => UnitParameters(u, b));
+
+    /// <summary>The weights of unit <paramref name="u"/> in branch <paramref name="b"/>.</summary>
+    private IEnumerable<Tensor> UnitParameters(int u, int b) => _plan.Units[u].Terms.SelectMany(t =>
         {
-            if (t.Linear is { } linear) return linear(b).parameters();
+            if (t.Linear is { } linear) return linear(_allBranches[b]).parameters();
             if (t.Layer is not { } layer) return [];
-            var (conv, norm) = layer(b);
+            var (conv, norm) = layer(_allBranches[b]);
             return norm is null ? conv.parameters() : conv.parameters().Concat(norm.parameters());
-        }))
+        })
         .Select(p => (Tensor)p);
+
+    /// <summary>
+    /// <paramref name="output"/> of a copy computed without autograd, tied by a term that is 0 to the weights that have no
+    /// gradient yet of that copy and of the ungated units only it reads in its branch (block gating): backward then gives
+    /// them a gradient of 0, as the full computation does (an optimiser counts a step for a weight with a gradient of 0,
+    /// and skips one without). Weights whose gradient exists keep it at 0 anyway.
+    /// </summary>
+    private Tensor WithZeroGradients(Tensor output, int u, int b)
+    {
+        var units = new List<int>();
+        void Visit(int v)
+        {
+            units.Add(v);
+            foreach (var t in _plan.Units[v].Terms)
+                if (t.Input != EncoderPlan.Image && !_units[t.Input].Gated && !units.Contains(t.Input) && _units[t.Input].ReadBy.All(r => units.Contains(r)))
+                    Visit(t.Input);
+        }
+        Visit(u);
+        Tensor? zero = null;
+        foreach (var p in units.SelectMany(v => UnitParameters(v, b)).Where(p => p.requires_grad))
+        {
+            using var grad = p.grad;
+            if (grad is not null) continue;
+            var term = p.sum() * 0;
+            zero = zero is null ? term : zero + term;
+        }
+        return zero is null ? output : output + zero.to(output.dtype);
+    }
 
     /// <summary>Whether a unit's copies can run fused: a layer whose every term is a convolution with its BN, or an identity.</summary>
     private bool[] Fusable() => _plan.Units.Select((unit, u) => !unit.IsOp && unit.Then is null && unit.Terms.All(t => t.Linear is null)

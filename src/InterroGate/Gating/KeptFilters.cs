@@ -111,9 +111,10 @@ internal sealed class KeptFilters
     /// The filters <paramref name="index"/> of a convolution and its batch norm applied to <paramref name="input"/>: the
     /// weights gathered (their gradient reaches those rows of the layer's weights), the batch norm in training mode
     /// updating those channels' running statistics as the full layer's call would. Also returns the convolution's MACs
-    /// per image (as the cost counter counts a convolution module).
+    /// per image (as the cost counter counts a convolution module). <paramref name="countsBatch"/>: whether this call counts
+    /// the batch in the batch norm's <c>num_batches_tracked</c> (false for the second part of one layer's filters).
     /// </summary>
-    public static (Tensor Output, long Macs) Apply(Conv2d conv, BatchNorm2d? norm, Tensor input, Tensor index)
+    public static (Tensor Output, long Macs) Apply(Conv2d conv, BatchNorm2d? norm, Tensor input, Tensor index, bool countsBatch = true)
     {
         var weight = conv.weight!.index_select(0, index);
         var bias = conv.bias?.index_select(0, index);
@@ -126,7 +127,7 @@ internal sealed class KeptFilters
         double factor = 0;
         if (training)
         {
-            norm.num_batches_tracked?.add_(1);
+            if (countsBatch) norm.num_batches_tracked?.add_(1);
             factor = norm.momentum ?? 1.0 / norm.num_batches_tracked!.item<long>();
         }
         var result = nn.functional.batch_norm(y, mean, variance, norm.weight?.index_select(0, index), norm.bias?.index_select(0, index),
