@@ -222,7 +222,6 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
         var gates = HardGates();
         if (_split is not null && _splitGates!.Zip(gates).All(p => p.First.Zip(p.Second).All(q => q.First.AsSpan().SequenceEqual(q.Second))))
             return _split;
-        foreach (var r in _split ?? []) r?.Dispose();
         var pattern = SharingPattern.FromGates(gates);
         _split = _units.Select((unit, u) => unit.Gated && KeptFilters.Applies(_plan.Units[u], shared) ? ReadFilters.For(pattern[unit.GateIndex]) : null).ToArray();
         _splitGates = gates.ToArray();
@@ -233,6 +232,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     public IReadOnlyList<bool[][]> HardGates()
     {
         using var _ = no_grad();
+        using var scope = NewDisposeScope(); // read inside a forward pass (BackwardReadFiltersOnly): nothing of it stays in the caller's scope
         var parts = _gateLayers.Select(g =>
         {
             using var hard = g.Hard();

@@ -20,18 +20,23 @@ internal enum Readers { All, Some, None }
 /// through the read filters only. Built only for units <see cref="KeptFilters.Applies"/> to, where some copy is not
 /// read whole.
 /// </summary>
-internal sealed class ReadFilters : IDisposable
+internal sealed class ReadFilters
 {
-    private readonly long[][] _read, _unread; // per branch, in channel order
-    private readonly long[] _channels;
-    private Tensor?[]? _readIndex, _unreadIndex, _order; // on the features' device; null where the branch is read whole or not at all
-    private (DeviceType Type, int Index) _device;
+    private readonly long[][] _read, _unread, _order; // per branch: read and unread filters in channel order; each channel's position in cat(read, unread)
+    private readonly long _channels;
 
     private ReadFilters(long[][] read, long channels)
     {
         _read = read;
+        _channels = channels;
         _unread = read.Select(r => Enumerable.Range(0, (int)channels).Select(c => (long)c).Except(r).ToArray()).ToArray();
-        _channels = read.Select(_ => channels).ToArray();
+        _order = read.Select((r, b) =>
+        {
+            var position = new long[channels];
+            for (int i = 0; i < r.Length; i++) position[r[i]] = i;
+            for (int i = 0; i < _unread[b].Length; i++) position[_unread[b][i]] = r.Length + i;
+            return position;
+        }).ToArray();
     }
 
     /// <summary>The split for a unit whose hard gates are <paramref name="layer"/>; null where every copy is read whole.</summary>
@@ -39,46 +44,17 @@ internal sealed class ReadFilters : IDisposable
         layer.Kept.All(k => k.Length == layer.Channels) ? null : new ReadFilters(layer.Kept, layer.Channels);
 
     /// <summary>How much of branch <paramref name="b"/>'s copy some task reads.</summary>
-    public Readers Of(int b) => _read[b].Length == _channels[b] ? Readers.All : _read[b].Length == 0 ? Readers.None : Readers.Some;
+    public Readers Of(int b) => _read[b].Length == _channels ? Readers.All : _read[b].Length == 0 ? Readers.None : Readers.Some;
 
-    /// <summary>The read filters of branch <paramref name="b"/> (one it reads in part), on <paramref name="like"/>'s device.</summary>
-    public Tensor Read(int b, Tensor like) { OnDeviceOf(like); return _readIndex![b]!; }
+    // The index tensors are made for each pass, in its dispose scope (autograd keeps what its backward pass needs): the
+    // split changes whenever a gate flips, and nothing of it then outlives a step.
 
-    /// <summary>The unread filters of branch <paramref name="b"/> (one it reads in part), on <paramref name="like"/>'s device.</summary>
-    public Tensor Unread(int b, Tensor like) { OnDeviceOf(like); return _unreadIndex![b]!; }
+    /// <summary>The read filters of branch <paramref name="b"/>, on <paramref name="like"/>'s device.</summary>
+    public Tensor Read(int b, Tensor like) => tensor(_read[b], int64, like.device);
+
+    /// <summary>The unread filters of branch <paramref name="b"/>, on <paramref name="like"/>'s device.</summary>
+    public Tensor Unread(int b, Tensor like) => tensor(_unread[b], int64, like.device);
 
     /// <summary>Branch <paramref name="b"/>'s full-width features from its read filters' output and its unread ones'.</summary>
-    public Tensor Assemble(int b, Tensor read, Tensor unread)
-    {
-        OnDeviceOf(read);
-        using var both = cat([read, unread], 1);
-        return both.index_select(1, _order![b]!);
-    }
-
-    private void OnDeviceOf(Tensor like)
-    {
-        var device = (like.device_type, like.device_index);
-        if (_readIndex is not null && device == _device) return;
-        Dispose();
-        // Kept across calls: out of whatever dispose scope the forward pass runs in.
-        Tensor? Send(long[] values, int b) => Of(b) != Readers.Some ? null : tensor(values, dtype: int64).to(like.device).DetachFromDisposeScope();
-        _readIndex = _read.Select(Send).ToArray();
-        _unreadIndex = _unread.Select(Send).ToArray();
-        _order = _read.Select((r, b) =>
-        {
-            // Channel c's position in cat(read, unread).
-            var position = new long[_channels[b]];
-            for (int i = 0; i < r.Length; i++) position[r[i]] = i;
-            for (int i = 0; i < _unread[b].Length; i++) position[_unread[b][i]] = r.Length + i;
-            return Send(position, b);
-        }).ToArray();
-        _device = device;
-    }
-
-    /// <summary>Frees the index tensors (made again on the next use).</summary>
-    public void Dispose()
-    {
-        foreach (var t in (_readIndex ?? []).Concat(_unreadIndex ?? []).Concat(_order ?? [])) t?.Dispose();
-        _readIndex = _unreadIndex = _order = null;
-    }
+    public Tensor Assemble(int b, Tensor read, Tensor unread) => cat([read, unread], 1).index_select(1, tensor(_order[b], int64, read.device));
 }
