@@ -192,6 +192,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     /// </summary>
     public bool? BackwardReadFiltersOnly { get; set; }
 
+    private bool[]? _splits; // per unit: whether its copies can split into read and unread filters
     private bool[][][]? _splitGates; // the hard gates _split was built for
     private ReadFilters?[]? _split;
 
@@ -211,8 +212,9 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     {
         var fused = _fused ?? new bool[_units.Length];
         bool fixedHere = !(training && Noise.Temperature > 0);
+        _splits ??= _units.Select((unit, u) => unit.Gated && KeptFilters.Applies(_plan.Units[u], shared)).ToArray();
         bool learning = training && Noise.Temperature == 0 && _fixedUnread is null && (BackwardReadFiltersOnly ?? x.device_type == TorchSharp.DeviceType.CPU)
-            && is_grad_enabled();
+            && is_grad_enabled() && _splits.Any(a => a); // a ViT's units do not split: no host read for nothing
         return Run(x, Noise, (u, _, _) => fused[u], fixedHere ? _fixedUnread : null, fixedHere ? _fixedKept : null, learning ? ReadSplit() : null);
     }
 
@@ -223,7 +225,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
         if (_split is not null && _splitGates!.Zip(gates).All(p => p.First.Zip(p.Second).All(q => q.First.AsSpan().SequenceEqual(q.Second))))
             return _split;
         var pattern = SharingPattern.FromGates(gates);
-        _split = _units.Select((unit, u) => unit.Gated && KeptFilters.Applies(_plan.Units[u], shared) ? ReadFilters.For(pattern[unit.GateIndex]) : null).ToArray();
+        _split = _units.Select((unit, u) => _splits![u] ? ReadFilters.For(pattern[unit.GateIndex]) : null).ToArray();
         _splitGates = gates.ToArray();
         return _split;
     }
