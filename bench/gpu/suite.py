@@ -424,12 +424,12 @@ def fixed_gate_rows(a, case, records):
 
 def backward_rows(a, case, records):
     """Ours alone: InterroGate's gate-learning step with the backward pass through the filters some task reads only
-    (GatedEncoder.BackwardReadFiltersOnly; the default on the CPU, not on a GPU), beside numerics+steps' step on the GPU,
-    which runs it through every filter as the PyTorch reference does."""
+    (GatedEncoder.BackwardReadFiltersOnly; the default on the CPU, not on a GPU), beside numerics+steps' step, which runs
+    it through every filter as the PyTorch reference does."""
     base = getattr(a, "step_ms", {})
     every, mtl_ms = base.get((case[0], "interrogate")), base.get((case[0], "mtl"))
     d = os.path.abspath(os.path.join(a.out, "speed-options", "backward-read-filters"))
-    cmd = gpu_bench.ours_cmd(a.ours, case, "interrogate", d, a.steps, True, "off", a.device) + ["--backward-read-only", "true"]
+    cmd = gpu_bench.ours_cmd(a.ours, case, "interrogate", d, a.steps, True, "off", a.device, backward_read_only=True)
     out, mem = gpu_bench.run_measured(cmd, gpu=a.device.startswith("cuda"), timeout=left(a))
     ours = json.loads(out.strip().splitlines()[-1])
     records.append({"case": case[0], "model": "interrogate", "backward_read_filters_only": True, "ours": ours, "ours_peak_mib": mem})

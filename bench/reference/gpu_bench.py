@@ -75,13 +75,17 @@ def run_measured(cmd, env=None, gpu=True, timeout=None):
     return proc.stdout, peak[0] - base
 
 
-def ours_cmd(ours, case, model, out, steps, tf32, fusion="off", device="cuda", precision="fp32", channels_last=False):
-    """ours: the command that starts InterroGate.Bench, as a list (the published executable, or dotnet and its dll)."""
+def ours_cmd(ours, case, model, out, steps, tf32, fusion="off", device="cuda", precision="fp32", channels_last=False,
+             backward_read_only=False):
+    """ours: the command that starts InterroGate.Bench, as a list (the published executable, or dotnet and its dll).
+    backward_read_only: InterroGate's gate-learning backward pass through the read filters only; false (the library's
+    default on a GPU, and the work the PyTorch reference does) also where the suite runs on the CPU."""
     _, backbone, width, tasks, size, channels, batch = case
     return [*ours, "step", "--model", model, "--backbone", backbone, "--width", str(width), "--tasks", str(tasks),
             "--size", str(size), "--channels", str(channels), "--batch", str(batch), "--steps", str(steps),
             "--device", device, "--tf32", "true" if tf32 else "false", "--fusion", fusion, "--out", out,
-            "--precision", precision, "--channels-last", "true" if channels_last else "false"]
+            "--precision", precision, "--channels-last", "true" if channels_last else "false",
+            "--backward-read-only", "true" if backward_read_only else "false"]
 
 
 def step_gradients(model, x, labels, tasks):
