@@ -52,7 +52,9 @@ public sealed class GateLayer : nn.Module
     public Tensor Hard()
     {
         using var _ = no_grad();
-        return gate_state is null ? alpha.gt(0).to(float32) : gate_state.clone();
+        if (gate_state is not null) return gate_state.clone();
+        using var on = alpha.gt(0); // disposed here: read inside a forward pass (GatedEncoder.HardGates), nothing else stays
+        return on.to(float32);
     }
 
     /// <summary>After a gate update: with a hysteresis, switches the gates whose α left the band [−h, h] on its far side.</summary>

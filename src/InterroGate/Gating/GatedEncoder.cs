@@ -234,7 +234,6 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     public IReadOnlyList<bool[][]> HardGates()
     {
         using var _ = no_grad();
-        using var scope = NewDisposeScope(); // read inside a forward pass (BackwardReadFiltersOnly): nothing of it stays in the caller's scope
         var parts = _gateLayers.Select(g =>
         {
             using var hard = g.Hard();
