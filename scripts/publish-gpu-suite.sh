@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares what the GPU scripts (bench/gpu/run.sh, bench/gpu/quality.sh) need on a machine with CUDA PyTorch and no
-# .NET or network, small enough to travel with the source tree (64 MiB in all): InterroGate.Bench published
+# .NET or network, small enough to copy to the GPU machine with the source tree (under 64 MiB together): InterroGate.Bench published
 # self-contained without the bundled CPU libtorch (it runs on that machine's PyTorch libtorch) and trimmed (unused
 # framework code removed: 16 MB instead of 41; every section of the suite was run with it), without what it never
 # loads there (ONNX Runtime's and the plotting libraries' native files, debug symbols; comparisons then skip their

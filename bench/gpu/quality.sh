@@ -9,7 +9,7 @@
 # reported with the epochs its runs finished (each run's metrics.jsonl holds its validation curve; a curve that
 # still rises at its end did not converge).
 #   bench/gpu/quality.sh [published folder, default publish/gpu]
-# It takes about as long as bench/gpu/run.sh: run the two one after the other, not in one sitting of under 15 minutes.
+# It takes about as long as bench/gpu/run.sh: run the two as separate jobs.
 # Results: runs/gpu-quality/quality.md and quality-runs.tar.gz (tables, configs, metrics); copied to $OUT when set.
 # To try it on a CPU: DEVICE=cpu BENCH=... EXTRA="--set data.trainSize=64 ..." (EXTRA is added to every comparison).
 set -uo pipefail

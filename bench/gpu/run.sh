@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU suite (bench/gpu/suite.py) on a machine with CUDA PyTorch, from the folder scripts/publish-gpu-suite.sh
-# wrote (it travels with the source tree; no .NET or network needed there). Our side runs on PyTorch's own libtorch.
+# wrote (copied there with the source tree; no .NET or network needed there). Our side runs on PyTorch's own libtorch.
 #   bench/gpu/run.sh [published folder, default publish/gpu] [suite.py options, e.g. --budget 420 --sections pruned]
 # Everything goes to runs/gpu; with OUT set, the table, the JSON (rewritten after every section) and the log go there too.
 # PYTHON names the interpreter (default python3); BENCH replaces the published program (e.g. "dotnet
@@ -24,7 +24,7 @@ fi
 } | tee "$runs/machine.txt"
 report=()
 logs=("$runs/suite.log")
-if [ -n "${OUT:-}" ]; then # results also straight into OUT, section by section, in case the run is stopped from outside
+if [ -n "${OUT:-}" ]; then # results also straight into OUT, section by section, so that a job stopped by its time limit keeps what it measured
   cp "$runs/machine.txt" "$OUT/"
   report=(--report "$OUT")
   logs+=("$OUT/suite.log")

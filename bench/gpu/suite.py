@@ -35,7 +35,7 @@ resident memory.
   python3 bench/gpu/suite.py --ours publish/gpu/InterroGate.Bench --fashion-mnist DIR --out runs/gpu [--budget 450] [--report DIR]
 
 Every command is killed once the budget (plus a minute's grace) is spent; table.md and results.json are rewritten after
-every section, in --out and in --report, so that a run stopped from outside keeps what it measured.
+every section, in --out and in --report, so that a job stopped by its time limit keeps what it measured.
 """
 import datetime
 import argparse

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sharing pattern of every InterroGate run of a comparison folder (seed-N/interrogate-* with --seeds, interrogate-*
 # without), one line each: task-specific fraction per task and the gated layers split channel by channel (the gates
-# issue's channel-level criterion: at least half of them at the mid budgets, the tasks' fractions different).
+# target for channel-level selection: at least half of them at the mid budgets, the tasks' fractions different).
 # Usage: bench/sweeps/sharing-summary.sh RUNS_FOLDER [interrogate.dll]   (Markdown table on stdout)
 set -euo pipefail
 runs=${1:?usage: bench/sweeps/sharing-summary.sh RUNS_FOLDER [interrogate.dll]}

@@ -52,7 +52,7 @@ internal static class ConfigCommand
             {
                 Name = name,
                 // Relative to the config file's folder, which is how config files are read.
-                Data = new DataConfig { Dataset = "folder", Root = Path.GetRelativePath(Path.GetDirectoryName(target)!, folder) },
+                Data = new DataConfig { Dataset = p.GetValue(dataset)!, Root = Path.GetRelativePath(Path.GetDirectoryName(target)!, folder) },
                 Tasks = tasks.Names.ToArray(),
             };
             starter.Validate(tasks.Count);

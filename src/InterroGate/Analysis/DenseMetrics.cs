@@ -171,7 +171,7 @@ public sealed class NormalAngleErrors : ITaskMetric
     {
         var d = new Dictionary<string, double>
         {
-            ["mean"] = Compute(),
+            [Name] = Compute(),
             ["median"] = Median(),
             ["rmse"] = _count == 0 ? double.NaN : Math.Sqrt(_squares / _count),
         };

@@ -75,8 +75,24 @@ public static class DeployedCost
         string title;
         if (File.Exists(name) && (ModelFiles.IsStatic(name) || !name.EndsWith(".json", StringComparison.OrdinalIgnoreCase)))
         {
-            graph = ModelFiles.LoadStatic(name);
-            title = ModelFiles.IsStatic(name) ? $"{name} (static network)" : $"{name} (deployed: pruned or BN-folded)";
+            if (ModelFiles.IsStatic(name))
+            {
+                graph = StaticModelFile.Load(name);
+                title = $"{name} (static network)";
+            }
+            else
+            {
+                var (model, input, _) = ModelFiles.LoadCheckpoint(name);
+                using (model)
+                {
+                    model.eval();
+                    if (!StaticConversion.Supports(model))
+                        return CountBuilt(model, size is { } z ? (input.Channels, z.H, z.W) : (input.Channels, input.Height, input.Width),
+                            $"{name} ({model.Architecture}, as trained; no static form)");
+                    graph = StaticConversion.ToStatic(model, input).Graph;
+                }
+                title = $"{name} (deployed: pruned or BN-folded)";
+            }
         }
         else
         {
@@ -100,7 +116,7 @@ public static class DeployedCost
 
     /// <summary>
     /// MTAN and cross-stitch have no static form (their attention and cross-stitch units mix the tasks at every stage),
-    /// nor do STL and MTL on a backbone without a plan (the ViT): they are counted as built, BN folded into the
+    /// nor do STL and MTL on a backbone without a plan: they are counted as built, BN folded into the
     /// convolutions as for every other row; no per-task split.
     /// </summary>
     private static CostSummary CountBuilt(MultiTaskModel model,

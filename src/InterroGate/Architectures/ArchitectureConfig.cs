@@ -110,7 +110,7 @@ public sealed record InterroGateConfig : ArchitectureConfig
     public double[] TauFor(int tasks) =>
         Tau.Count == 1 ? Enumerable.Repeat(Tau[0], tasks).ToArray()
         : Tau.Count == tasks ? Tau.ToArray()
-        : throw new ConfigException("tau", $"has {Tau.Count} values; give one per task ({tasks}) or a single value");
+        : throw new ConfigException("architecture.tau", $"has {Tau.Count} values; give one per task ({tasks}) or a single value");
 
     public override void Validate(string path, int tasks)
     {

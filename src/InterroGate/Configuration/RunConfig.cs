@@ -5,7 +5,11 @@ using InterroGate.Training;
 
 namespace InterroGate.Configuration;
 
-/// <summary>Where the data comes from. Dataset: multifashion, folder (a user data set), synthetic.</summary>
+/// <summary>
+/// Where the data comes from. Dataset: one of <see cref="DataCatalog.Names"/> (multifashion, folder (a user data set),
+/// synthetic, fashion-scenes, nyudv2, celeba, pascal-context). The sizes draw subsets of the generated and the CelebA
+/// data; folder, nyudv2 and pascal-context read their splits whole and refuse other sizes.
+/// </summary>
 public sealed record DataConfig
 {
     public string Dataset { get; init; } = "multifashion";
@@ -39,6 +43,14 @@ public sealed record DataConfig
         ConfigException.Require(ValidationSize > 0, $"{path}.validationSize", ValidationSize, "> 0");
         ConfigException.Require(TestSize > 0, $"{path}.testSize", TestSize, "> 0");
         if (Dataset == "folder") ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", "the folder holding tasks.json");
+        if (Dataset is "folder" or "nyudv2" or "pascal-context")
+        {
+            // These read their splits whole (a folder's train/val/test, the benchmarks' split lists): a size would be ignored.
+            var defaults = new DataConfig();
+            foreach (var (key, value, standard) in new[] { ("trainSize", TrainSize, defaults.TrainSize), ("validationSize", ValidationSize, defaults.ValidationSize), ("testSize", TestSize, defaults.TestSize) })
+                ConfigException.Require(value == standard, $"{path}.{key}", value,
+                    $"left at its default ({standard}): {Dataset} reads its splits whole" + (Dataset == "folder" ? " (the train, val and test folders)" : " (validation and test are the val split)"));
+        }
         ConfigException.Require(ImageSize is >= 8 and <= 1024, $"{path}.imageSize", ImageSize, "8 to 1024");
         if (Attributes is not null)
         {
@@ -379,7 +391,7 @@ public sealed record RunConfig
             throw new ConfigException("balancer.type", $"mgda-ub balances the gradients of the one representation every head reads, which only mtl has (architecture: {Architecture.Type}); use mgda");
         if (StartFrom?.Pretrained is { } pretrained)
         {
-            ConfigException.Require(File.Exists(pretrained), "startFrom.pretrained", pretrained, "an existing .safetensors or PyTorch state dict (.pth, .pt) file");
+            ConfigException.Require(File.Exists(pretrained), "startFrom.pretrained", pretrained, "an existing .safetensors or PyTorch state dict (.pth, .pt, .bin) file");
             ConfigException.Require(Path.GetExtension(pretrained).ToLowerInvariant() is ".safetensors" or ".pth" or ".pt" or ".bin",
                 "startFrom.pretrained", pretrained, "a .safetensors, .pth, .pt or .bin file");
         }

@@ -108,14 +108,14 @@ public static class NyudV2
         NyudReader reader = layout == NyudLayout.MultiTask ? new MultiTaskReader(options.Root) : new PreprocessedReader(options.Root);
         var tasks = SelectTasks(reader.Tasks, options.Tasks, layout);
         if (options.TrainTransform is null && (options.TrainHeight is not null || options.TrainWidth is not null))
-            throw new ConfigException("data.trainHeight", "a training size only applies with a training transform that produces it");
+            throw new ArgumentException("A training size only applies with a training transform that produces it.", nameof(options));
         if (options.TrainHeight is <= 0 || options.TrainWidth is <= 0)
-            throw new ConfigException("data.trainHeight", $"{options.TrainHeight}×{options.TrainWidth} is out of range; valid: positive sizes");
+            throw new ArgumentException($"TrainHeight×TrainWidth {options.TrainHeight}×{options.TrainWidth} is out of range; valid: positive sizes.", nameof(options));
 
         var (trainIds, trainSkipped) = reader.Ids("train", tasks, options.SkipMissing);
         var (valIds, valSkipped) = reader.Ids("val", tasks, options.SkipMissing);
-        ConfigException.Require(options.ValidationSize >= 0 && options.ValidationSize < trainIds.Length, "data.validationSize",
-            options.ValidationSize, $"0 (validate on the val split) to {trainIds.Length - 1} (training samples held out)");
+        if (options.ValidationSize < 0 || options.ValidationSize >= trainIds.Length)
+            throw new ArgumentException($"ValidationSize {options.ValidationSize} is out of range; valid: 0 (validate on the val split) to {trainIds.Length - 1} (training samples held out).", nameof(options));
 
         var trainStored = reader.StoredSize("train", trainIds[0]);
         var valStored = reader.StoredSize("val", valIds[0]);
@@ -142,10 +142,10 @@ public static class NyudV2
     private static TaskSet SelectTasks(TaskSet all, IReadOnlyList<string>? names, NyudLayout layout)
     {
         if (names is null) return all;
-        if (names.Count == 0) throw new ConfigException("data.tasks", $"no tasks listed; valid: {string.Join(", ", all.Names)}");
+        if (names.Count == 0) throw new ConfigException("tasks", $"no tasks listed; valid: {string.Join(", ", all.Names)}");
         foreach (var name in names)
             if (all.IndexOf(name) < 0)
-                throw new ConfigException("data.tasks", $"'{name}' is not a task of the {layout} NYUD-v2 layout; valid: {string.Join(", ", all.Names)}");
+                throw new ConfigException("tasks", $"'{name}' is not a task of the {layout} NYUD-v2 layout; valid: {string.Join(", ", all.Names)}");
         return all.Select(names);
     }
 

@@ -10,14 +10,14 @@ namespace InterroGate.Heads;
 /// <see cref="Dense"/>: <c>aspp</c> (DeepLab-v3, the paper's ResNet head; <see cref="Channels"/> wide, 3×3
 /// branches at <see cref="Rates"/>, default DeepLab's rates for the encoder's output stride), <c>hrnet</c> (the
 /// HRNetV2 head, the paper's HRNet head: as wide as the encoder's output; <see cref="Channels"/> and
-/// <see cref="Rates"/> do not apply) or <c>auto</c>, the default: the paper's head for the backbone, aspp for a
-/// ResNet and hrnet for an HRNet.
+/// <see cref="Rates"/> do not apply), <c>dpt</c> (the DPT decoder, a ViT only) or <c>auto</c>, the default: the
+/// paper's head for the backbone, aspp for a ResNet, hrnet for an HRNet and dpt for a ViT.
 /// </summary>
 public sealed record HeadConfig
 {
     public static readonly IReadOnlyDictionary<string, string> DenseHeads = new Dictionary<string, string>
     {
-        ["auto"] = "the paper's head for the backbone: aspp on a ResNet, hrnet on an HRNet",
+        ["auto"] = "the paper's head for the backbone: aspp on a ResNet, hrnet on an HRNet, dpt on a ViT",
         ["aspp"] = "DeepLab-v3 ASPP (1×1, three dilated 3×3, image pooling) + 3×3 conv + 1×1 classifier, one per task",
         ["hrnet"] = "HRNetV2 head: 1×1 conv C→C + BN + ReLU + 1×1 classifier on the encoder's C channels, one per task",
         ["dpt"] = "DPT decoder (a ViT only): four blocks' tokens reassembled at 1/4-1/32, fused top-down with residual conv units, one per task",

@@ -46,7 +46,9 @@ public static class StaticConversion
                 return Pruner.Prune(ig, input);
             }
             default:
-                throw new NotSupportedException($"No static form for {model.Architecture} models.");
+                // MTAN's attention and cross-stitch's units mix the tasks at every stage: no pruned static network.
+                throw new Configuration.ConfigException("architecture.type",
+                    $"{model.Architecture} models have no static form; export, predict and the static cost take stl, mtl and interrogate models (evaluate reads any checkpoint)");
         }
     }
 }

@@ -212,7 +212,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             var good = Checkpoint.NewestGood(trainer.LastPath, out var problem);
             var meta = good is null ? null : Checkpoint.ReadMeta(good);
             if (meta is null) progress?.Report(new RunMessage(run.Name, $"{problem}; no whole checkpoint to resume from, training anew."));
-            else if (SameConfig(meta.Config, run))
+            else if (SameConfig(meta.Config, run, dir))
             {
                 finished = good == trainer.LastPath && meta.Epoch >= run.Training.Epochs && meta.Step == 0;
                 resume = finished ? null : trainer.LastPath;
@@ -266,18 +266,23 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     /// <summary>
     /// Whether a stored run configuration is <paramref name="run"/>. The stored JSON is read back first, so a run
-    /// written before an option existed still matches when the option has its default value.
+    /// written before an option existed still matches when the option has its default value. A stored configuration
+    /// that no longer reads (a key this version does not know) is refused with the reason rather than trained over:
+    /// training anew would overwrite the run's checkpoints.
     /// </summary>
-    private static bool SameConfig(string stored, RunConfig run)
+    private static bool SameConfig(string stored, RunConfig run, string dir)
     {
+        RunConfig read;
         try
         {
-            return ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(stored)) == ConfigJson.Serialize(run);
+            read = ConfigJson.Deserialize<RunConfig>(stored);
         }
-        catch (ConfigException)
+        catch (ConfigException e)
         {
-            return false;
+            throw new RunFolderException(dir, $"its checkpoint's configuration does not read ({e.Message}); " +
+                                              "move the folder away or give another -o to train this run anew");
         }
+        return ConfigJson.Serialize(read) == ConfigJson.Serialize(run);
     }
 
     /// <summary><paramref name="extra"/> with the training cost's columns (<see cref="ComparisonTable.CostKeys"/>) where measured.</summary>

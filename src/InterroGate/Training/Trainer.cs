@@ -40,6 +40,9 @@ public sealed class Trainer
         _progress = progress;
     }
 
+    /// <summary>The loss-balancing method this trainer combines the task losses with (built from the configuration).</summary>
+    internal IBalancer Balancer => _balancer;
+
     /// <summary>A fresh run into a folder that already holds one clears it instead of refusing.</summary>
     public bool Overwrite { get; init; }
     /// <summary>Resume even where the configuration differs from the checkpoint's (the differing keys are reported).</summary>

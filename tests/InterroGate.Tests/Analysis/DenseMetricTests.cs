@@ -109,6 +109,23 @@ public sealed class DenseMetricTests
             var metric = TaskMetrics.For(task);
             Assert.Equal(task.HigherIsBetter, metric.HigherIsBetter);
             Assert.Equal(task.MetricName, metric.Name);
+            // One batch of outputs and targets of the kind's shape: the details carry the primary metric's value and more.
+            manual_seed(3);
+            var output = randn(2, task.Outputs, 8, 8);
+            var target = kind switch
+            {
+                TaskKind.Segmentation => randint(0, 4, [2, 8, 8]),
+                TaskKind.Depth => rand(2, 1, 8, 8) + 0.5,
+                TaskKind.Normals => nn.functional.normalize(randn(2, 3, 8, 8), dim: 1),
+                _ => (rand(2, 1, 8, 8) > 0.7).to(ScalarType.Float32),
+            };
+            metric.Update(output, target);
+            var details = metric.Details();
+            double primary = metric.Compute();
+            Assert.True(double.IsFinite(primary), $"{kind}: {primary}");
+            Assert.True(details.ContainsKey(metric.Name), $"{kind}: {string.Join(", ", details.Keys)}");
+            Assert.Equal(primary, details[metric.Name], 12);
+            Assert.True(details.Count >= 2, $"{kind}: only {string.Join(", ", details.Keys)}");
         }
     }
 

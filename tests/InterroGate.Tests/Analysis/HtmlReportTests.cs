@@ -54,7 +54,15 @@ public sealed class HtmlReportTests : IDisposable
         var rendered = Regex.Match(dom, "data-rendered=\"images (\\d+)/(\\d+); rows (\\d+); height (\\d+)\"");
         Assert.True(rendered.Success, "the page's load script did not run in the browser");
         int decoded = int.Parse(rendered.Groups[1].Value), images = int.Parse(rendered.Groups[2].Value);
-        Assert.True(images >= 5, $"{images} images"); // trade-off, 2 curve figures, 4 run curves and the sharing pattern
+        Assert.Equal(Regex.Matches(html, "<img\\b").Count, images);    // every image of the page was seen by the browser
+        // The trade-off and curve figures, every run's validation curves and the InterroGate run's sharing pattern.
+        var alts = Regex.Matches(html, "<img alt=\"([^\"]*)\"").Select(m => m.Groups[1].Value).ToArray();
+        Assert.Equal(images, alts.Length);
+        Assert.Equal("tradeoff.png", alts[0]);
+        Assert.Contains(alts, a => a.StartsWith("curves", StringComparison.Ordinal));
+        foreach (var run in new[] { "mtl", "stl-quadrant", "stl-bar", "interrogate-ls4" })
+            Assert.Contains($"{run}: validation curve", alts);
+        Assert.Equal(["interrogate-ls4: sharing pattern"], alts.Where(a => a.EndsWith("sharing pattern", StringComparison.Ordinal)));
         Assert.Equal(images, decoded);
         Assert.True(int.Parse(rendered.Groups[3].Value) >= 4, "table rows laid out");
 

@@ -110,9 +110,11 @@ public sealed class HRNetArchitectureTests : IDisposable
         Assert.Single(File.ReadAllLines(Path.Combine(_dir, "run", "metrics.jsonl")));
         var after = Evaluator.Evaluate(run.Model, run.Data.Validation, 4);
         Assert.All(run.Tasks, t => Assert.True(double.IsFinite(after.Losses[t.Name]), $"{t.Name}: {after.Losses[t.Name]}"));
-        // Every encoder (one per task for STL, the shared one for MTL) and every head took the steps.
+        // Every encoder (one per task for STL, the shared one for MTL), each down to its lowest branch, and every head took the steps.
         var changed = run.Model.named_parameters().Where(p => !p.parameter.equal(before[p.name]).all().item<bool>()).Select(p => p.name).ToArray();
-        var roots = arch == "stl" ? run.Tasks.Names.Select(t => $"encoders.{t}.conv1.").ToList() : ["encoder.conv1."];
+        // In each encoder: the stem, the lowest-resolution branch of the last stage, its fuse layers and the transition to it.
+        var encoders = arch == "stl" ? run.Tasks.Names.Select(t => $"encoders.{t}.").ToList() : ["encoder."];
+        var roots = encoders.SelectMany(e => new[] { "conv1.", "stage4.0.branches.3.", "stage4.0.fuse_layers.", "transition3.3." }.Select(r => e + r)).ToList();
         roots.AddRange(run.Tasks.Names.Select(t => $"heads.{t}.last_layer.3."));
         Assert.All(roots, r => Assert.Contains(changed, n => n.StartsWith(r, StringComparison.Ordinal)));
     }

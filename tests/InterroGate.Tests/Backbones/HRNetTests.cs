@@ -129,7 +129,10 @@ public sealed class HRNetTests
 
         // The same closed form reproduces the official HRNet-Semantic-Segmentation README / TPAMI figures with
         // the 19-class Cityscapes head: HRNetV2-W48 65.9 M and HRNetV2-W18-Small-v2 3.9 M parameters.
-        Assert.Equal(65.9, Math.Round((ClosedForm(48, 4, [1, 4, 3], 4, 64, 64).Params + HeadClosedForm(720, 19, 64, 64).Params) / 1e6, 1));
+        var w48 = ClosedForm(48, 4, [1, 4, 3], 4, 64, 64);
+        Assert.Equal(65.9, Math.Round((w48.Params + HeadClosedForm(720, 19, 64, 64).Params) / 1e6, 1));
+        using (var net48 = new HRNet(HRNetSpec.V2(48), 3)) Assert.Equal(w48.Params, Count(net48));
+        Assert.Equal(HeadClosedForm(720, 19, 64, 64).Params, Count(new HrNetHead(720, 19)));
         var small = ClosedForm(18, 2, [1, 3, 2], 2, 64, 64);
         Assert.Equal(3.9, Math.Round((small.Params + HeadClosedForm(270, 19, 64, 64).Params) / 1e6, 1));
         Assert.Equal(small.Params, Count(new HRNet(HRNetSpec.W18SmallV2(), 3)));

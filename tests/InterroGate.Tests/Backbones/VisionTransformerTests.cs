@@ -74,7 +74,7 @@ public sealed class VisionTransformerTests
     [Theory]
     [InlineData("stl")]
     [InlineData("mtl")]
-    public void STL_and_MTL_train_on_a_ViT(string architecture)
+    public void STL_and_MTL_on_a_ViT_give_every_parameter_a_gradient(string architecture)
     {
         manual_seed(5);
         var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 4), new TaskSpec("b", TaskKind.Regression, 2)]);

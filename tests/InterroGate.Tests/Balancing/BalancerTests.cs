@@ -358,7 +358,9 @@ public sealed class BalancerTests
         var dir = Path.Combine(Path.GetTempPath(), $"ig-bal16-{Guid.NewGuid():N}");
         try
         {
-            new Trainer(run.Config, run.Model, run.Data, dir).Run();
+            var trainer = new Trainer(run.Config, run.Model, run.Data, dir);
+            trainer.Run();
+            Assert.Equal(config.Balancer.Create(run.Tasks.Count).GetType(), trainer.Balancer.GetType());
             var after = run.Model.parameters().ToArray();
             Assert.All(after, p => Assert.Equal(TorchSharp.torch.ScalarType.Float32, p.dtype));
             Assert.Contains(after.Zip(before), pair => !pair.First.eq(pair.Second).all().item<bool>());
@@ -371,11 +373,11 @@ public sealed class BalancerTests
     }
 
     [Fact]
-    public void A_gradient_method_combines_with_InterroGate() => Trains(new InterroGateConfig { LambdaS = 1 }, """{ "type": "pcgrad" }""");
+    public void A_gradient_method_combines_with_InterroGate() => Trains(new InterroGateConfig { LambdaS = 1 }, """{ "type": "pcgrad" }""", train: 384);
 
-    private static void Trains(ArchitectureConfig architecture, string balancer)
+    private static void Trains(ArchitectureConfig architecture, string balancer, int train = 768)
     {
-        var config = TrainerTests.Config(architecture, epochs: 3, train: 768) with
+        var config = TrainerTests.Config(architecture, epochs: 3, train: train) with
         {
             Balancer = ConfigJson.Deserialize<BalancerConfig>(balancer),
         };
@@ -384,7 +386,10 @@ public sealed class BalancerTests
         var dir = Path.Combine(Path.GetTempPath(), $"ig-bal-{Guid.NewGuid():N}");
         try
         {
-            new Trainer(run.Config, run.Model, run.Data, dir).Run();
+            var trainer = new Trainer(run.Config, run.Model, run.Data, dir);
+            trainer.Run();
+            // The trainer combined the losses with the method the configuration names, not a default one.
+            Assert.Equal(config.Balancer.Create(run.Tasks.Count).GetType(), trainer.Balancer.GetType());
             var after = Evaluator.Evaluate(run.Model, run.Data.Validation, 64);
             // Every task improves and the tasks together clearly do. Three short epochs: how much the hard
             // 'quadrant' task gains on a shared encoder varies with the method and from run to run, so the per-task
@@ -392,7 +397,6 @@ public sealed class BalancerTests
             foreach (var t in run.Tasks)
                 Assert.True(after.Losses[t.Name] < 0.99 * before.Losses[t.Name], $"{balancer} {t.Name}: {before.Losses[t.Name]} -> {after.Losses[t.Name]}");
             Assert.True(after.Losses.Values.Sum() < 0.7 * before.Losses.Values.Sum(), $"{balancer}: {before.Losses.Values.Sum()} -> {after.Losses.Values.Sum()}");
-            Assert.Contains(Factory.Balancers.Keys, k => balancer.Contains($"\"{k}\"", StringComparison.Ordinal));
         }
         finally
         {

@@ -159,6 +159,14 @@ public sealed class CliTests
             Assert.Equal(1, resolved.Training.Epochs);
             Assert.Equal(["digit"], resolved.Tasks!);
             Assert.Equal(2, Run("config", "init", "--dataset", "folder", "--root", data, "-o", file).Code); // exists: not overwritten
+
+            // A comparison file is told apart by any key of a comparison, not only lambdaS.
+            string comparison = Path.Combine(dir, "configs", "cmp.json");
+            File.WriteAllText(comparison, """{ "stlStartsFromMtl": false, "data": { "dataset": "synthetic" } }""");
+            var (cmpCode, cmpShown, cmpError) = RunCapturing("config", "show", comparison);
+            Assert.True(cmpCode == 0, cmpError);
+            Assert.False(InterroGate.Configuration.ConfigJson.Deserialize<InterroGate.Configuration.CompareConfig>(cmpShown).StlStartsFromMtl);
+            Assert.False(InterroGate.Configuration.Presets.IsComparison(file));
         }
         finally
         {
@@ -326,6 +334,23 @@ public sealed class CliTests
             Assert.True(mtanMacs > mtlMacs && mtanMacs < stlMacs); // an InterroGate network as initialised costs STL's
             Assert.True(crossStitchMacs >= stlMacs);
             Assert.Equal(2, Run("prune", Path.Combine(dir, "none.ckpt")).Code);
+
+            // An MTAN checkpoint has no static form: export and predict say so (a user error), cost counts it as built.
+            string mtanCkpt = Train(new InterroGate.Architectures.MtanConfig(), "mtan");
+            var noExport = Run("export", mtanCkpt, "--format", "onnx", "-o", Path.Combine(dir, "mtan.onnx"));
+            Assert.Equal(2, noExport.Code);
+            Assert.Contains("mtan models have no static form", noExport.Error);
+            Assert.False(File.Exists(Path.Combine(dir, "mtan.onnx")));
+            Assert.Equal(2, Run("predict", mtanCkpt, Path.Combine(dir, "a.npy")).Code);
+            var (mtanCostCode, mtanCost, mtanCostError) = RunCapturing("cost", mtanCkpt, "--json");
+            Assert.True(mtanCostCode == 0, mtanCostError);
+            using (var c = System.Text.Json.JsonDocument.Parse(mtanCost))
+            {
+                var (model, input, _) = InterroGate.Export.ModelFiles.LoadCheckpoint(mtanCkpt);
+                using (model)
+                    Assert.Equal(InterroGate.Analysis.DeployedCost.OfModel(model, (input.Channels, input.Height, input.Width)).Macs,
+                        c.RootElement.GetProperty("macs").GetInt64());
+            }
         }
         finally
         {

@@ -128,6 +128,26 @@ public sealed class ConfigTests
         Assert.Equal("config", Assert.Throws<ConfigException>(() => Presets.LoadRun("nope", [])).Key);
     }
 
+    [Theory]
+    [InlineData("nyudv2", "trainSize")]
+    [InlineData("pascal-context", "validationSize")]
+    [InlineData("folder", "testSize")]
+    public void Sizes_for_a_data_set_read_whole_are_refused_not_ignored(string dataset, string key)
+    {
+        var data = new DataConfig { Dataset = dataset, Root = "/data" };
+        new RunConfig { Data = data }.Validate(2); // the defaults are fine
+        data = key switch
+        {
+            "trainSize" => data with { TrainSize = 100 },
+            "validationSize" => data with { ValidationSize = 100 },
+            _ => data with { TestSize = 100 },
+        };
+        var e = Assert.Throws<ConfigException>(() => new RunConfig { Data = data }.Validate(2));
+        Assert.Equal($"data.{key}", e.Key);
+        Assert.Contains("reads its splits whole", e.Message);
+        new RunConfig { Data = data with { Dataset = "multifashion", Root = null } }.Validate(2); // a generated set draws that size
+    }
+
     /// <summary>The repository's README (tests run from tests/InterroGate.Tests/bin/...).</summary>
     private static string Readme()
     {

@@ -60,18 +60,23 @@ public sealed class DatasetTests : IDisposable
         Assert.True(image(s1.Train).equal(image(s2.Train)).all().item<bool>());
         Assert.False(image(s1.Train).shape.SequenceEqual(image(s3.Train).shape) && image(s1.Train).equal(image(s3.Train)).all().item<bool>());
 
-        var f = FashionMnist.Load(root);
-        var shuffled = Enumerable.Range(0, 60).ToArray();
-        new Random(3).Shuffle(shuffled);
-        var valPool = shuffled[..10].ToHashSet();
-        var trainPool = shuffled[10..].ToHashSet();
-        Assert.Empty(valPool.Intersect(trainPool));
-        var (valCanvas, _, _) = MultiFashion.Compose(f.TrainImages.Data, f.TrainLabels, shuffled[..10], 10, 3 * 3 + 2);
-        for (int i = 0; i < 10; i++)
+        // The library's own splits, read back: image i of the fake set is filled with i + 1 (test image j with
+        // 200 + j), so a canvas's corners name its two items. 60 training images: 10 for validation, 50 for training.
+        int[] items(IMultiTaskDataset d)
         {
-            Assert.Contains(valCanvas[i * 1296] - 1, valPool);
-            Assert.Contains(valCanvas[i * 1296 + 35 * 36 + 35] - 1, valPool);
+            using var raw = (image(d) * d.Input.Std + d.Input.Mean).mul(255).round().to(ScalarType.Int32);
+            var a = raw[.., 0, 0, 0].data<int>().ToArray();
+            var b = raw[.., 0, 35, 35].data<int>().ToArray();
+            return a.Concat(b).ToArray();
         }
+        var val = items(s1.Validation).Select(v => v - 1).ToHashSet();
+        var train = items(s1.Train).Select(v => v - 1).ToHashSet();
+        var test = items(s1.Test).Select(v => v - 200).ToHashSet();
+        Assert.Empty(val.Intersect(train));
+        Assert.Equal(10, val.Count);                        // the 10 A items are distinct; every B comes from the same pool
+        Assert.InRange(train.Count, 40, 50);
+        Assert.All(val.Concat(train), id => Assert.InRange(id, 0, 59));
+        Assert.All(test, id => Assert.InRange(id, 0, 11)); // test canvases read the test images only
         Assert.Equal(12, s1.Test.Count);
         Assert.Equal(new[] { "top_left", "bottom_right" }, s1.Train.Tasks.Names);
     }
@@ -101,7 +106,13 @@ public sealed class DatasetTests : IDisposable
         var s = MultiFashion.Build(f, new MultiFashionOptions(TrainSize: 500, ValidationSize: 100, TestSize: 100));
         var batch = s.Train.GetBatch([0, 1, 2]);
         Assert.Equal(new long[] { 3, 1, 36, 36 }, batch[IMultiTaskDataset.ImageKey].shape);
-        Assert.InRange(batch["top_left"].max().item<long>(), 0, 9);
+        // The real labels: all ten classes in each task, and the two items of a canvas are different draws.
+        var everything = s.Train.GetBatch(Enumerable.Range(0, 500).Select(i => (long)i).ToArray());
+        var a = everything["top_left"].data<long>().ToArray();
+        var b = everything["bottom_right"].data<long>().ToArray();
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => (long)i), a.Distinct().Order());
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => (long)i), b.Distinct().Order());
+        Assert.InRange(a.Zip(b).Count(p => p.First == p.Second), 10, 150);  // about a tenth agree by chance
     }
 
     [Fact]

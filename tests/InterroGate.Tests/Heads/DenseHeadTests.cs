@@ -202,6 +202,7 @@ public sealed class DenseHeadTests : IDisposable
         using var session = new InferenceSession(path);
         var input = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(x.data<float>().ToArray(), [3, 3, h, w]);
         using var results = session.Run([NamedOnnxValue.CreateFromTensor(OnnxExporter.InputName, input)]);
+        Assert.Equal(expected.Keys.Order(), results.Select(r => r.Name).Order());   // every task's output, none else
         foreach (var r in results)
         {
             var tensorValue = r.AsTensor<float>();

@@ -68,7 +68,7 @@ public sealed class DptHeadTests
     }
 
     [Fact]
-    public void STL_and_MTL_train_with_DPT_heads_on_a_ViT()
+    public void STL_and_MTL_with_DPT_heads_on_a_ViT_give_the_heads_and_the_encoder_gradients()
     {
         foreach (var architecture in new[] { "stl", "mtl" })
         {
@@ -79,6 +79,10 @@ public sealed class DptHeadTests
             (outputs["semseg"].square().mean() + outputs["depth"].square().mean()).backward();
             var heads = model.named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).ToArray();
             Assert.All(heads, p => Assert.True(p.parameter.grad is { } g && g.abs().sum().item<float>() > 0, $"{architecture}: {p.name} gets no gradient"));
+            // The encoder below the blocks the heads read: its first parameters (the patch embedding) get gradients too.
+            var encoder = model.named_parameters().Where(p => !p.name.StartsWith("heads.", StringComparison.Ordinal)).ToArray();
+            Assert.NotEmpty(encoder);
+            Assert.All(encoder.Take(2), p => Assert.True(p.parameter.grad is { } g && g.abs().sum().item<float>() > 0, $"{architecture}: {p.name} gets no gradient"));
         }
     }
 

@@ -188,7 +188,7 @@ public sealed class PrunerTests
         var before = net.call(x);
         var profile = net.Profile(x);
         Assert.Equal(net.Graph.Nodes, profile.Select(p => p.Node));
-        Assert.All(profile, p => Assert.True(p.Ms >= 0 && p.Ms < 60_000));
+        Assert.All(profile, p => Assert.True(double.IsFinite(p.Ms) && p.Ms >= 0, $"{p.Node.Name}: {p.Ms} ms"));
         var after = net.call(x);
         foreach (var t in Tasks) Assert.True(before[t.Name].equal(after[t.Name]).all().item<bool>(), t.Name);
     }

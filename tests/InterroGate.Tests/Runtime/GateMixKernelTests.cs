@@ -143,7 +143,15 @@ public sealed class GateMixKernelTests
         Assert.False(GateMixKernel.Applies(zeros(2, 4), [zeros(2, 4)]));                   // [B, C]
         Assert.False(GateMixKernel.Applies(zeros(2, 4, 8, 8, dtype: float64), [zeros(2, 4, 8, 8, dtype: float64)]));
         Assert.False(GateMixKernel.Applies(zeros(2, 4, 8, 8), [zeros(2, 4, 8, 9)]));        // shapes differ
-        Assert.True(GateMixKernel.Applies(zeros(2, 4, 8, 8), [zeros(2, 4, 8, 8)]) == GateMixKernel.Enabled);
+        bool before = GateMixKernel.Enabled;
+        try
+        {
+            GateMixKernel.Enabled = true;
+            Assert.True(GateMixKernel.Applies(zeros(2, 4, 8, 8), [zeros(2, 4, 8, 8)]));     // the same shapes, float32, 64 per plane
+            GateMixKernel.Enabled = false;
+            Assert.False(GateMixKernel.Applies(zeros(2, 4, 8, 8), [zeros(2, 4, 8, 8)]));
+        }
+        finally { GateMixKernel.Enabled = before; }
     }
 
     [Fact]
@@ -151,12 +159,15 @@ public sealed class GateMixKernelTests
     {
         using var scope = NewDisposeScope();
         var tasks = new InterroGate.Tasks.TaskSet([new InterroGate.Tasks.TaskSpec("a", InterroGate.Tasks.TaskKind.Classification, 2), new InterroGate.Tasks.TaskSpec("b", InterroGate.Tasks.TaskKind.Classification, 2)]);
-        foreach (var backbone in new[] { "resnet20", "hrnet-tiny" })
+        var specs = new InterroGate.Backbones.IEncoderSpec[] { InterroGate.Backbones.BackboneCatalog.Spec("resnet20", 0.25), InterroGate.Tests.Gating.GatedHRNetTests.Tiny };
+        int checkedModels = 0;
+        foreach (var spec in specs)
         {
-            if (!InterroGate.Backbones.BackboneCatalog.Descriptions.ContainsKey(backbone)) continue;
-            using var model = new InterroGate.Architectures.InterroGateModel(tasks, InterroGate.Backbones.BackboneCatalog.Spec(backbone, backbone == "resnet20" ? 0.25 : 1), 1, (32, 32),
-                new InterroGate.Architectures.InterroGateConfig());
+            using var model = new InterroGate.Architectures.InterroGateModel(tasks, spec, 1, (32, 32), new InterroGate.Architectures.InterroGateConfig());
+            Assert.NotEmpty(model.Encoder.GateLayers);
             Assert.All(model.Encoder.GateLayers, g => Assert.Same(GateMixKernel.Implementation, g.Implementation));
+            checkedModels++;
         }
+        Assert.Equal(2, checkedModels);
     }
 }

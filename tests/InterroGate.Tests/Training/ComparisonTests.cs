@@ -43,6 +43,30 @@ public sealed class ComparisonTests : IDisposable
     }
 
     [Fact]
+    public void A_run_whose_stored_configuration_no_longer_reads_is_refused_not_trained_over()
+    {
+        // A finished MTL run written by a version with a key this one does not know.
+        string mtl = Path.Combine(_dir, "mtl");
+        Directory.CreateDirectory(mtl);
+        string last = Path.Combine(mtl, Trainer.LastFileName);
+        using (var model = TorchSharp.torch.nn.Linear(2, 2))
+            Checkpoint.Save(last, new CheckpointMeta { Architecture = "mtl", Backbone = "resnet20", Tasks = ["a", "b"], Config = """{ "futureKey": 1 }""", Epoch = 1 }, model, []);
+        var before = File.ReadAllBytes(last);
+        var config = new CompareConfig
+        {
+            Name = "t",
+            Data = new DataConfig { Dataset = "synthetic", TrainSize = 64, ValidationSize = 32, TestSize = 32 },
+            Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+            Training = new TrainingConfig { Epochs = 1, BatchSize = 32, EvalBatchSize = 64 },
+            LambdaS = [1],
+        };
+        var e = Assert.Throws<RunFolderException>(() => new ComparisonRunner(config, _dir).Run());
+        Assert.Contains("futureKey", e.Message);
+        Assert.Contains("another -o", e.Message);
+        Assert.Equal(before, File.ReadAllBytes(last)); // the run's checkpoint is untouched
+    }
+
+    [Fact]
     public void A_method_listed_twice_or_out_of_range_is_named()
     {
         var arch = new CompareConfig { Architectures = [new HardSharingConfig()] };

@@ -105,8 +105,8 @@ public sealed class MemoryTests : IDisposable
     }
 
     [Theory]
-    [InlineData("mtl", "uniform", 300)]
-    [InlineData("interrogate", "uniform", 150)]
+    [InlineData("mtl", "uniform", 150)]
+    [InlineData("interrogate", "uniform", 75)]
     [InlineData("interrogate", "pcgrad", 60)]
     [InlineData("mtl", "auto-lambda", 100)]
     public void Live_tensors_stay_flat_over_a_long_run(string architecture, string balancer, int stepsPerEpoch)

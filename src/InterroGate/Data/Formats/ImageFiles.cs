@@ -10,7 +10,7 @@ public static class ImageFiles
 {
     /// <summary>
     /// The largest image (width × height) decoded; a larger header is refused before any pixel memory is taken.
-    /// 64 M pixels by default (8000 × 8000); the environment variable INTERROGATE_MAX_IMAGE_PIXELS sets another.
+    /// 64 Mi pixels by default (2^26, 8192 × 8192); the environment variable INTERROGATE_MAX_IMAGE_PIXELS sets another.
     /// </summary>
     public static long MaxPixels { get; set; } =
         long.TryParse(Environment.GetEnvironmentVariable("INTERROGATE_MAX_IMAGE_PIXELS"), out long n) && n > 0 ? n : 64L * 1024 * 1024;
