@@ -43,14 +43,6 @@ public sealed record DataConfig
         ConfigException.Require(ValidationSize > 0, $"{path}.validationSize", ValidationSize, "> 0");
         ConfigException.Require(TestSize > 0, $"{path}.testSize", TestSize, "> 0");
         if (Dataset == "folder") ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", "the folder holding tasks.json");
-        if (Dataset is "folder" or "nyudv2" or "pascal-context")
-        {
-            // These read their splits whole (a folder's train/val/test, the benchmarks' split lists): a size would be ignored.
-            var defaults = new DataConfig();
-            foreach (var (key, value, standard) in new[] { ("trainSize", TrainSize, defaults.TrainSize), ("validationSize", ValidationSize, defaults.ValidationSize), ("testSize", TestSize, defaults.TestSize) })
-                ConfigException.Require(value == standard, $"{path}.{key}", value,
-                    $"left at its default ({standard}): {Dataset} reads its splits whole" + (Dataset == "folder" ? " (the train, val and test folders)" : " (validation and test are the val split)"));
-        }
         ConfigException.Require(ImageSize is >= 8 and <= 1024, $"{path}.imageSize", ImageSize, "8 to 1024");
         if (Attributes is not null)
         {
@@ -62,6 +54,14 @@ public sealed record DataConfig
         }
         if (DataCatalog.NeedsRoot(Dataset))
             ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", $"the folder of the {Dataset} data on disk");
+        if (Dataset is "folder" or "nyudv2" or "pascal-context")
+        {
+            // These read their splits whole (a folder's train/val/test, the benchmarks' split lists): a size would be ignored.
+            var defaults = new DataConfig();
+            foreach (var (key, value, standard) in new[] { ("trainSize", TrainSize, defaults.TrainSize), ("validationSize", ValidationSize, defaults.ValidationSize), ("testSize", TestSize, defaults.TestSize) })
+                ConfigException.Require(value == standard, $"{path}.{key}", value,
+                    $"left at its default ({standard}): {Dataset} reads its splits whole" + (Dataset == "folder" ? " (the train, val and test folders)" : " (validation and test are the val split)"));
+        }
     }
 }
 
