@@ -317,7 +317,8 @@ public static class Presets
     }
 
     /// <summary>The keys a comparison has and a run lacks (lambdaS, seeds, methods, architectures, targets, grid, ...).</summary>
-    private static readonly HashSet<string> ComparisonKeys = KeysOf(typeof(CompareConfig)).Except(KeysOf(typeof(RunConfig))).ToHashSet();
+    private static HashSet<string> ComparisonKeys => _comparisonKeys ??= KeysOf(typeof(CompareConfig)).Except(KeysOf(typeof(RunConfig))).ToHashSet();
+    private static HashSet<string>? _comparisonKeys;
 
     private static IEnumerable<string> KeysOf(Type type) => type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)
         .Where(p => p.GetCustomAttributes(typeof(System.Text.Json.Serialization.JsonIgnoreAttribute), true).Length == 0)
