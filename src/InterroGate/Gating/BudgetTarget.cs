@@ -85,7 +85,7 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
 {
     private readonly Tensor lambda;         // [T] (one value used for every task unless per-task)
     private readonly Tensor? gate_steps;    // scalar: dual updates made so far; only with a ramp (checkpoints without one stay as they were)
-    private readonly Tensor[] task_grad;    // per gated layer, [T, C]: running mean of ∂L_tasks/∂α
+    private readonly int _layers;           // buffers task_grad_{l}, per gated layer [T, C]: running mean of ∂L_tasks/∂α
     private readonly Func<IReadOnlyList<bool[][]>, PrunedCost> _cost;
     private readonly int _tasks;
     private readonly long[] _channels;
@@ -110,10 +110,10 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
             throw new ConfigException("architecture.target.perTask", $"has {per.Count} values; give one per task ({tasks})");
         lambda = full(tasks, Math.Max(lambdaS, 1e-6), dtype: float64);
         gate_steps = target.Ramp > 0 ? zeros(1, dtype: float64) : null;
-        task_grad = channels.Select(c => zeros(tasks, c, dtype: float32)).ToArray();
+        _layers = channels.Count;
         register_buffer("lambda", lambda);
         if (gate_steps is not null) register_buffer("gate_steps", gate_steps);
-        for (int l = 0; l < task_grad.Length; l++) register_buffer($"task_grad_{l}", task_grad[l]);
+        for (int l = 0; l < _layers; l++) register_buffer($"task_grad_{l}", zeros(tasks, channels[l], dtype: float32));
     }
 
     public BudgetTarget Target { get; }
@@ -215,11 +215,22 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
         return gaps.Select((g, t) => g > 0 ? next[t] : 0).ToArray();
     }
 
+    /// <summary>
+    /// The running means of the task gradients, per gated layer, read from the module's buffers by name: moving or
+    /// converting the model (<c>Module.to</c>) registers new tensors in place of the buffers it started with.
+    /// </summary>
+    private Tensor[] TaskGradients()
+    {
+        var buffers = named_buffers(recurse: false).ToDictionary(b => b.name, b => b.buffer);
+        return Enumerable.Range(0, _layers).Select(l => buffers[$"task_grad_{l}"]).ToArray();
+    }
+
     /// <summary>Adds one step's task gradients on α (per layer, [T, C]) to their running means (decay 0.98).</summary>
     public void Observe(IReadOnlyList<Tensor> taskGradients)
     {
         using var _ = no_grad();
-        for (int l = 0; l < task_grad.Length; l++) task_grad[l].mul_(0.98).add_(taskGradients[l].to(float32).to(task_grad[l].device), alpha: 0.02);
+        var means = TaskGradients();
+        for (int l = 0; l < _layers; l++) means[l].mul_(0.98).add_(taskGradients[l].to(means[l].dtype).to(means[l].device), alpha: 0.02);
     }
 
     /// <summary>
@@ -232,7 +243,7 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     public (bool[][][] Gates, string Message) Land(IReadOnlyList<bool[][]> gates)
     {
         var g = gates.Select(l => l.Select(t => t.ToArray()).ToArray()).ToArray();
-        var grads = task_grad.Select(t => t.cpu().data<float>().ToArray()).ToArray();
+        var grads = TaskGradients().Select(t => { using var host = t.to(float32).cpu(); return host.data<float>().ToArray(); }).ToArray();
         int flips = 0;
         var groups = Target.Kind == BudgetKind.PerTask ? Enumerable.Range(0, _tasks).Select(t => new[] { t }).ToArray() : [Enumerable.Range(0, _tasks).ToArray()];
         foreach (var taskGroup in groups)
@@ -312,7 +323,9 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     {
         BudgetKind.Macs => Target.Macs!.Value,
         BudgetKind.Fraction => WholeMacs(Mtl) + Target.Fraction!.Value * (WholeMacs(Stl) - WholeMacs(Mtl)),
-        BudgetKind.PerTask => WholeMacs(Mtl) + Target.PerTask!.Sum() * Mtl.SharedMacs,
+        // The task copies keep Σ f_t of an encoder; the shared copy keeps a channel where some task reads it, 1 − Π f_t of
+        // it if the tasks chose independently (an estimate, exact at MTL and at STL).
+        BudgetKind.PerTask => WholeMacs(Mtl) + (Target.PerTask!.Sum() - Target.PerTask!.Aggregate(1.0, (p, f) => p * f)) * Mtl.SharedMacs,
         _ => throw new InvalidOperationException("A parameter budget has no MAC target."),
     };
 

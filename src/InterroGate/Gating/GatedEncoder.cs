@@ -100,7 +100,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     public IReadOnlyList<EncoderUnit> Units => _units;
     /// <summary>The backbone's plan this encoder runs.</summary>
     public EncoderPlan Plan => _plan;
-    /// <summary>Gumbel-sigmoid noise on the gates during training.</summary>
+    /// <summary>Gumbel-sigmoid noise on the gates in the training steps that learn them (off while <see cref="GatesFixed"/>).</summary>
     public GateNoise Noise { get; set; } = GateNoise.Off;
 
     /// <summary>The task branch <paramref name="t"/> (a plain backbone).</summary>
@@ -116,7 +116,10 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     /// <summary>Cost of the encoder once pruned to <paramref name="pattern"/> (what each gated layer keeps).</summary>
     public PrunedCost PredictPrunedCost(SharingPattern pattern) => PrunedCost.Of(_units, pattern);
 
-    /// <summary>MACs of each gated unit in one branch (every convolution it sums), for FLOPs-weighted sparsity.</summary>
+    /// <summary>
+    /// MACs of each gated unit in one branch (every convolution it sums), for FLOPs-weighted sparsity. With block gating
+    /// a block's inner units are not counted: they are kept or removed with a branch's whole block, not filter by filter.
+    /// </summary>
     public IReadOnlyList<double> GatedLayerMacs() => _units.Where(u => u.Gated).Select(u => (double)u.Macs).ToArray();
 
     /// <summary>How the T+1 copies of each unit are computed; see <see cref="BranchFusion"/>.</summary>
@@ -151,7 +154,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     /// unread copy enters Eq. 2 with gate 0, so it adds nothing forward and gets a zero gradient. α, which no optimiser
     /// updates then, gets no gradient through a copy that was not computed. Setting it to true reads the hard gates
     /// (one copy to the host) and keeps what they leave unread until it is set again: set it again after changing
-    /// fixed gates. Ignored while training with gate noise (the gates then change from step to step).
+    /// fixed gates. While they are fixed, gate noise (<see cref="Noise"/>) is off: training then uses the hard gates.
     /// With <see cref="KeptFiltersOnly"/>, a copy that tasks read at some of its channels computes only those filters.
     /// </summary>
     public bool GatesFixed
@@ -211,11 +214,13 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
     public override Tensor[] forward(Tensor x)
     {
         var fused = _fused ?? new bool[_units.Length];
-        bool fixedHere = !(training && Noise.Temperature > 0);
+        // Gate noise applies while the gates learn; fixed gates are the hard ones, so the last epochs train the weights on
+        // the pattern the pruned network keeps.
+        bool noisy = training && Noise.Temperature > 0 && _fixedUnread is null;
         _splits ??= _units.Select((unit, u) => unit.Gated && KeptFilters.Applies(_plan.Units[u], shared)).ToArray();
-        bool learning = training && Noise.Temperature == 0 && _fixedUnread is null && (BackwardReadFiltersOnly ?? x.device_type == TorchSharp.DeviceType.CPU)
+        bool learning = training && !noisy && _fixedUnread is null && (BackwardReadFiltersOnly ?? x.device_type == TorchSharp.DeviceType.CPU)
             && is_grad_enabled() && _splits.Any(a => a); // a ViT's units do not split: no host read for nothing
-        return Run(x, Noise, (u, _, _) => fused[u], fixedHere ? _fixedUnread : null, fixedHere ? _fixedKept : null, learning ? ReadSplit() : null);
+        return Run(x, noisy ? Noise : GateNoise.Off, (u, _, _) => fused[u], _fixedUnread, _fixedKept, learning ? ReadSplit() : null);
     }
 
     /// <summary>Per unit, what its copies read under the current hard gates (<see cref="BackwardReadFiltersOnly"/>); kept while the gates stay.</summary>

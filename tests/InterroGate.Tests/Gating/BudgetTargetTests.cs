@@ -6,6 +6,7 @@ using InterroGate.Gating;
 using InterroGate.Tasks;
 using InterroGate.Tests.Training;
 using InterroGate.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InterroGate.Tests.Gating;
@@ -193,6 +194,26 @@ public sealed class BudgetTargetTests : IDisposable
         var shares = m.Budget!.TaskShares(m.HardGates());
         Assert.InRange(shares[0], 0.18, 0.22);
         Assert.InRange(shares[1], 0.68, 0.72);
+
+        // The whole network's target: exact at MTL (every share 0) and STL (every share 1), and between the two
+        // bounds of the shared copy's cost in between (kept whole, or only where the task with the smaller share reads it).
+        double Target(double[] per)
+        {
+            var p = Model(new BudgetTarget { PerTask = per });
+            p.PrepareTraining(100);
+            return p.Budget!.TargetCost();
+        }
+        var b = m.Budget!;
+        SetAll(m, false);
+        double mtl = b.Cost(m.HardGates());
+        SetAll(m, true);
+        double stl = b.Cost(m.HardGates());
+        Assert.Equal(mtl, Target([0, 0]), 6);
+        Assert.Equal(stl, Target([1, 1]), 6);
+        double encoder = (stl - mtl) / (Tasks.Count - 1); // one encoder's MACs (STL: T encoders, MTL: one, same heads)
+        double mid = Target([0.2, 0.7]);
+        Assert.InRange(mid, mtl + (0.9 - 0.2) * encoder, mtl + 0.9 * encoder);
+        Assert.InRange(mid / (mtl + (0.9 - 0.2 * 0.7) * encoder), 1 - 1e-9, 1 + 1e-9); // shared copy: 1 − 0.2 · 0.7
     }
 
     [Fact]
@@ -213,6 +234,31 @@ public sealed class BudgetTargetTests : IDisposable
         m.eval();
         var pruned = InterroGate.Pruning.Pruner.Prune(m, new InterroGate.Data.ImageInput(3, 32, 32));
         Assert.Equal(pruned.Report.MacsAfter, b.Cost(m.HardGates()), 6);
+    }
+
+    [Fact]
+    public void The_budget_keeps_its_state_when_the_model_is_converted()
+    {
+        // Module.to registers new tensors for the buffers (float64 here stands for a move to a GPU, the same code path):
+        // the running means of the task gradients and λ must be read from the buffers, not from the tensors first made.
+        using var _ = NewDisposeScope();
+        manual_seed(0);
+        var m = Model(BudgetTarget.AtFraction(0.3), lambdaS: 2);
+        m.PrepareTraining(10);
+        m.to(float64);
+        var b = m.Budget!;
+        Assert.Equal(2, b.Lambda[0], 9);
+        var grads = m.Encoder.GateLayers.Select(g => full(g.Tasks, g.Channels, 1.0, dtype: float64)).ToArray();
+        b.Observe(grads);
+        var means = b.named_buffers().Where(p => p.name.StartsWith("task_grad_", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(m.Encoder.GateLayers.Count, means.Length);
+        Assert.All(means, p =>
+        {
+            Assert.Equal(ScalarType.Float64, p.buffer.dtype);
+            Assert.Equal(0.02, p.buffer.mean().item<double>(), 9); // one step of the running mean (decay 0.98) from 0
+        });
+        SetAll(m, true);
+        Assert.Contains("flipping", m.FixGates()); // landing reads the converted means
     }
 
     [Fact]
