@@ -188,7 +188,7 @@ internal static class GpuSuite
     {
         if (args.Length == 0 || args[0].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException("compare PRESET --out DIR [--set key=value]... [--seeds 0,1,2]");
         var sets = new List<string>();
-        string? outDir = null, seeds = null;
+        string? outDir = null, seeds = null, device = null;
         for (int i = 1; i < args.Length; i++)
         {
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -197,11 +197,13 @@ internal static class GpuSuite
                 case "--set": sets.Add(value); break;
                 case "--out" or "-o": outDir = value; break;
                 case "--seeds": seeds = value; break;
-                default: throw new ArgumentException($"Unknown option {args[i - 1]}; compare PRESET --out DIR [--set key=value]... [--seeds 0,1,2]");
+                case "--device": device = value; break; // every run, InterroGate's included (its presets train it with their own settings)
+                default: throw new ArgumentException($"Unknown option {args[i - 1]}; compare PRESET --out DIR [--device D] [--set key=value]... [--seeds 0,1,2]");
             }
         }
         var config = Presets.LoadComparison(args[0], sets);
         if (seeds is not null) config = config with { Seeds = seeds.Split(',').Select(Int).ToArray() };
+        if (device is not null) config = config.OnDevice(device);
         Devices.Resolve(config.Training.Device, config.Training.Tf32);
         var clock = Stopwatch.StartNew();
         var progress = new Progress(e =>

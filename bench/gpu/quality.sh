@@ -35,7 +35,7 @@ run() { # name seconds preset options...
   local start=$SECONDS
   echo "## $name (at most $seconds s)" | tee -a "$report"
   # shellcheck disable=SC2086 # EXTRA is a list of options
-  timeout --signal=INT --kill-after=20 "$seconds" "$bench" compare "$@" -o "$runs/$name" --set "training.device=$device" ${EXTRA:-} \
+  timeout --signal=INT --kill-after=20 "$seconds" "$bench" compare "$@" -o "$runs/$name" --device "$device" ${EXTRA:-} \
     > "$runs/$name.log" 2>&1
   local status=$?
   if [ -f "$runs/$name/table.md" ] && [ $status -eq 0 ]; then

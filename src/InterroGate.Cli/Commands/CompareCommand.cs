@@ -108,12 +108,7 @@ internal static class CompareCommand
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
             if (p.GetValue(seeds) is { } list) cfg = cfg with { Seeds = ParseSeeds(list) };
             if (p.GetValue(targets) is { } fractions) cfg = cfg with { LambdaS = [], Targets = ParseTargets(fractions) };
-            if (p.GetValue(device) is { } d)
-                cfg = cfg with
-                {
-                    Training = cfg.Training with { Device = d },
-                    InterroGateTraining = cfg.InterroGateTraining is null ? null : cfg.InterroGateTraining with { Device = d },
-                };
+            if (p.GetValue(device) is { } d) cfg = cfg.OnDevice(d);
             string dir = p.GetValue(outDir) ?? Path.Combine("runs", cfg.Name);
             Devices.Resolve(cfg.Training.Device, cfg.Training.Tf32); // before anything trains
             return (cfg, dir);

@@ -25,7 +25,10 @@ public static class DeployedCost
     {
         if (model is not InterroGateModel ig)
         {
-            var report = CostCounter.Count(model, x => model.call(x), [1, image.Channels, image.Height, image.Width]);
+            // The input on the model's device and in its dtype (a model just trained on a GPU is still there).
+            var first = model.parameters().First();
+            var (device, dtype) = (first.device, first.dtype);
+            var report = CostCounter.Count(model, x => model.call(x.to(dtype, device)), [1, image.Channels, image.Height, image.Width]);
             // Deployed with BN folded into the convolution before it: each BN channel's scale and shift become one bias.
             long bnChannels = model.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel());
             return (report.Macs, report.Params - bnChannels);

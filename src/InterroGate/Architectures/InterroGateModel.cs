@@ -59,8 +59,9 @@ public sealed class InterroGateModel : MultiTaskModel
     /// </summary>
     public (long Macs, long Parameters) HeadCost()
     {
-        var device = parameters().First().device;
-        var report = Analysis.CostCounter.Count(this, x => call(x.to(device)), [1, _inChannels, _inputSize.Height, _inputSize.Width]);
+        var first = parameters().First();
+        var (device, dtype) = (first.device, first.dtype);
+        var report = Analysis.CostCounter.Count(this, x => call(x.to(dtype, device)), [1, _inChannels, _inputSize.Height, _inputSize.Width]);
         long macs = report.Layers.Where(l => l.Name.StartsWith("heads.", StringComparison.Ordinal)).Sum(l => l.Macs);
         long headParameters = named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel())
             - named_modules().Where(m => m.name.StartsWith("heads.", StringComparison.Ordinal)).Select(m => m.module)

@@ -114,7 +114,8 @@ public static class Factory
     public static MultiTaskModel CreateModel(RunConfig config, TaskSet tasks, (int Channels, int Height, int Width) image)
     {
         config.Validate(tasks.Count);
-        manual_seed(config.Training.Seed);
+        manual_seed(config.Training.Seed); // the CPU generator: initialisation
+        if (cuda.is_available()) cuda.manual_seed_all(config.Training.Seed); // the GPU's: dropout and gate noise there
         var spec = BackboneCatalog.Spec(config.Backbone.Name, config.Backbone.Width, config.Backbone.OutputStride);
         if (spec is ViTSpec vit && (image.Height % vit.PatchSize != 0 || image.Width % vit.PatchSize != 0))
             throw new ConfigException("backbone.name",

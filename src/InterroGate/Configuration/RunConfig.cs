@@ -431,6 +431,13 @@ public sealed record CompareConfig
     public TrainingConfig Training { get; init; } = new();
     /// <summary>Optimisation of the InterroGate runs (default: as the baselines).</summary>
     public TrainingConfig? InterroGateTraining { get; init; }
+
+    /// <summary>Every run of the comparison on <paramref name="device"/>: the baselines' and the InterroGate runs' training.</summary>
+    public CompareConfig OnDevice(string device) => this with
+    {
+        Training = Training with { Device = device },
+        InterroGateTraining = InterroGateTraining is null ? null : InterroGateTraining with { Device = device },
+    };
     /// <summary>InterroGate's options; its lambdaS is replaced by each value of <see cref="LambdaS"/>.</summary>
     public InterroGateConfig InterroGate { get; init; } = new();
     public IReadOnlyList<double> LambdaS { get; init; } = [0.5, 2, 8];

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InterroGate.Training;
@@ -87,7 +88,7 @@ public static class Checkpoint
         try
         {
             using var wr = new BinaryReader(new MemoryStream(weights));
-            model.load(wr, strict: true);
+            LoadInPlace(model, wr);
             (model as Architectures.MultiTaskModel)?.SetGatesFixed(false); // what fixed gates left unread was read from the gates before
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or FormatException or IOException)
@@ -115,6 +116,38 @@ public static class Checkpoint
             opt.load_state_dict(or);
         }
         return meta;
+    }
+
+    /// <summary>
+    /// The weights (the stream <c>Module.save</c> writes) into the model's own parameters and buffers, in place and
+    /// strictly (names, count, dtypes, shapes). <c>Module.load</c> does the same on the CPU, but on a GPU it moves the
+    /// model to the CPU and back, which replaces every parameter: the optimisers built for the model would then hold
+    /// released tensors (resuming a run on a GPU).
+    /// </summary>
+    internal static void LoadInPlace(nn.Module model, BinaryReader r)
+    {
+        var state = model.state_dict();
+        long count = ReadLength(r);
+        if (count != state.Count) throw new ArgumentException($"{count} tensors stored, the model has {state.Count}.");
+        for (long i = 0; i < count; i++)
+        {
+            string key = r.ReadString();
+            if (!state.TryGetValue(key, out var target)) throw new ArgumentException($"the model has no parameter or buffer named '{key}'.");
+            target.Load(r); // dtype and shape checked; on a GPU through a CPU copy
+        }
+    }
+
+    /// <summary>An unsigned LEB128 length, as <c>Module.save</c> writes counts.</summary>
+    private static long ReadLength(BinaryReader r)
+    {
+        long value = 0;
+        for (int shift = 0; ; shift += 7)
+        {
+            if (shift > 56) throw new FormatException("a damaged length field.");
+            byte b = r.ReadByte();
+            value |= (long)(b & 0x7f) << shift;
+            if ((b & 0x80) == 0) return value;
+        }
     }
 
     public static string EncodeRng() => Convert.ToBase64String(get_rng_state().data<byte>().ToArray());

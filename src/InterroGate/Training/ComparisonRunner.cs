@@ -5,6 +5,7 @@ using InterroGate.Architectures;
 using InterroGate.Configuration;
 using InterroGate.Data;
 using InterroGate.Tasks;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InterroGate.Training;
@@ -231,7 +232,12 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             if (result.Interrupted) throw new OperationCanceledException($"Interrupted during {run.Name}; run the same command again to resume.");
             msPerStep = run.Training.BatchSize / result.ImagesPerSecond * 1000;
         }
-        else progress?.Report(new RunMessage(run.Name, $"reusing the finished run in {dir}"));
+        else
+        {
+            progress?.Report(new RunMessage(run.Name, $"reusing the finished run in {dir}"));
+            // Evaluated where a freshly trained run is, on the training device (and handed on from there as a start).
+            prepared.Model.to(Runtime.Devices.Resolve(run.Training.Device, run.Training.Tf32 && !run.Training.Deterministic));
+        }
         if (double.IsNaN(msPerStep)) msPerStep = MeasuredMsPerStep(trainer.MetricsPath, run.Training.BatchSize);
 
         // The final checkpoint: InterroGate's gates reach their budget only by the end of training, so

@@ -211,6 +211,9 @@ public sealed class Trainer
         _model.train();
         for (int epoch = startEpoch; epoch < cfg.Epochs; epoch++)
         {
+            // On a GPU, draws there (dropout, gate noise) come from its own generator, which a checkpoint cannot hold:
+            // seeded per epoch from the run's seed, so a resumed run draws what an uninterrupted one does from its next epoch.
+            if (device.type == DeviceType.CUDA) cuda.manual_seed_all(cfg.Seed * 100_003L + epoch);
             var lossSums = new double[tasks.Count];
             double regSum = 0;
             int done = 0;

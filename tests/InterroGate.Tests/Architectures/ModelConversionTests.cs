@@ -23,8 +23,11 @@ public sealed class ModelConversionTests
         var run = PreparedRun.Create(Training.TrainerTests.Config(Training.TrainerTests.Architecture(arch), epochs: 1, train: 16));
         var model = run.Model;
         var names = model.state_dict().Keys.ToArray();
+        var cost = InterroGate.Analysis.DeployedCost.OfModel(model, (1, 16, 16));
 
         model.to(float64);
+        // The cost is counted on the model where it is (a model just trained on a GPU is still there).
+        Assert.Equal(cost, InterroGate.Analysis.DeployedCost.OfModel(model, (1, 16, 16)));
 
         Assert.Equal(names, model.state_dict().Keys.ToArray());
         Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float64, p.dtype));

@@ -128,6 +128,18 @@ public sealed class ConfigTests
         Assert.Equal("config", Assert.Throws<ConfigException>(() => Presets.LoadRun("nope", [])).Key);
     }
 
+    [Fact]
+    public void A_comparison_on_a_device_trains_the_baselines_and_InterroGate_there()
+    {
+        var own = Presets.LoadComparison("fashion-scenes-nyud", []);
+        Assert.NotNull(own.InterroGateTraining); // a preset with its own InterroGate recipe
+        var moved = own.OnDevice("cuda:1");
+        Assert.Equal("cuda:1", moved.Training.Device);
+        Assert.Equal("cuda:1", moved.InterroGateTraining!.Device);
+        Assert.Equal(own.InterroGateTraining! with { Device = "cuda:1" }, moved.InterroGateTraining); // nothing else changes
+        Assert.Null(new CompareConfig().OnDevice("cuda").InterroGateTraining); // none of its own: it follows the baselines
+    }
+
     [Theory]
     [InlineData("nyudv2", "trainSize")]
     [InlineData("pascal-context", "validationSize")]

@@ -119,6 +119,13 @@ public sealed class TrainerTests : IDisposable
         var a = run.Model.call(x);
         var b = loaded.call(x);
         foreach (var t in run.Tasks) Assert.Equal(0f, (a[t.Name] - b[t.Name]).abs().max().item<float>());
+
+        // Loading writes into the model's own tensors: optimisers built for it (a resumed run's) still hold its parameters.
+        var fresh = PreparedRun.Create(Config(new InterroGateConfig(), epochs: 1, train: 128)).Model;
+        var before = fresh.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.Handle);
+        Checkpoint.Load(Path.Combine(_dir, "last.ckpt"), fresh);
+        Assert.All(fresh.state_dict(), kv => Assert.Equal(before[kv.Key], kv.Value.Handle));
+        Assert.All(fresh.state_dict(), kv => Assert.True(kv.Value.equal(run.Model.state_dict()[kv.Key]).all().item<bool>(), kv.Key));
     }
 
     [Fact]
