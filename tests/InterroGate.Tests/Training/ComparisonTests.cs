@@ -16,16 +16,21 @@ public sealed class ComparisonTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
+    /// <summary>A one-epoch comparison on synthetic data, ResNet-20 ×¼, one λs; validation and test half the training size.</summary>
+    private static CompareConfig Small(int train) => new()
+    {
+        Name = "t",
+        Data = new DataConfig { Dataset = "synthetic", TrainSize = train, ValidationSize = train / 2, TestSize = train / 2 },
+        Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+        Training = new TrainingConfig { Epochs = 1, BatchSize = 32, EvalBatchSize = 64 },
+        LambdaS = [1],
+    };
+
     [Fact]
     public void Compare_trains_every_listed_method_and_writes_one_row_each()
     {
-        var config = new CompareConfig
+        var config = Small(train: 128) with
         {
-            Name = "t",
-            Data = new DataConfig { Dataset = "synthetic", TrainSize = 128, ValidationSize = 64, TestSize = 64 },
-            Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
-            Training = new TrainingConfig { Epochs = 1, BatchSize = 32, EvalBatchSize = 64 },
-            LambdaS = [1],
             Methods = [new PCGradBalancerConfig(), new DwaBalancerConfig()],
             Architectures = [new MtanConfig(), new CrossStitchConfig()],
         };
@@ -52,14 +57,7 @@ public sealed class ComparisonTests : IDisposable
         using (var model = TorchSharp.torch.nn.Linear(2, 2))
             Checkpoint.Save(last, new CheckpointMeta { Architecture = "mtl", Backbone = "resnet20", Tasks = ["a", "b"], Config = """{ "futureKey": 1 }""", Epoch = 1 }, model, []);
         var before = File.ReadAllBytes(last);
-        var config = new CompareConfig
-        {
-            Name = "t",
-            Data = new DataConfig { Dataset = "synthetic", TrainSize = 64, ValidationSize = 32, TestSize = 32 },
-            Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
-            Training = new TrainingConfig { Epochs = 1, BatchSize = 32, EvalBatchSize = 64 },
-            LambdaS = [1],
-        };
+        var config = Small(train: 64);
         var e = Assert.Throws<RunFolderException>(() => new ComparisonRunner(config, _dir).Run());
         Assert.Contains("futureKey", e.Message);
         Assert.Contains("another -o", e.Message);
