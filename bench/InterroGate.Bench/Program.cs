@@ -33,6 +33,8 @@
 //        (time of one 3×3 convolution against its number of output channels; see DeploySpeed.ConvScaling)
 //    or: dotnet run -c Release --project bench/InterroGate.Bench -- bn-statistics BATCHES RUN_FOLDER...
 //        (finished runs on test with batch-norm statistics as stored and re-estimated; see BnStatistics.cs)
+//    or: dotnet run -c Release --project bench/InterroGate.Bench -- scalar-race SECONDS add|bn|train|train-calm [DATASET]
+//        (TorchSharp's implicit scalars against a garbage collection on another thread; see ScalarRace.cs)
 using System.Diagnostics;
 using System.Globalization;
 using InterroGate.Architectures;
@@ -48,6 +50,12 @@ if (args.Length > 1 && args[0] == "pretrained-load")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
     PretrainedLoad.Run(args[1]);
+    return;
+}
+if (args.Length > 0 && args[0] == "scalar-race")
+{
+    InterroGate.Runtime.NativeRuntime.EnsureLoaded();
+    ScalarRace.Run(args[1..]);
     return;
 }
 if (args.Length > 1 && args[0] == "celeba-sample")

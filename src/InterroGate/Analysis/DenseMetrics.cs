@@ -1,6 +1,7 @@
 // Metrics of the dense tasks of the multi-task benchmarks (NYUD-v2, PASCAL-Context), accumulated over a whole data set.
 using InterroGate.Objectives;
 using InterroGate.Tasks;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Analysis;
@@ -50,10 +51,12 @@ public sealed class MeanIoU(int classes) : ITaskMetric
         using var scope = NewDisposeScope();
         var labels = target.flatten();
         var predictions = output.argmax(1).flatten();
-        var valid = labels.ne(TaskSpec.IgnoreLabel);
-        if (labels.masked_select(valid).ge(classes).any().item<bool>())
+        using var ignore = Scalars.Of(TaskSpec.IgnoreLabel);
+        using var classCount = Scalars.Of(classes);
+        var valid = labels.ne(ignore);
+        if (labels.masked_select(valid).ge(classCount).any().item<bool>())
             throw new ArgumentException($"mIoU: a label is ≥ the number of classes ({classes}) and is not the ignore label {TaskSpec.IgnoreLabel}.");
-        var pairs = labels.masked_select(valid) * classes + predictions.masked_select(valid);
+        var pairs = labels.masked_select(valid).mul(classCount).Plus(predictions.masked_select(valid));
         var counts = pairs.bincount(null, minlength: classes * classes).cpu().data<long>().ToArray();
         for (int i = 0; i < _confusion.Length; i++) _confusion[i] += counts[i];
     }
@@ -101,11 +104,11 @@ public sealed class DepthErrors : ITaskMetric
     {
         DenseChecks.SameResolution(Name, output, target);
         using var scope = NewDisposeScope();
-        var valid = target.gt(0);
+        var valid = target.gt(Scalars.Zero);
         var d = output.to(float64).masked_select(valid);
         var t = target.to(float64).masked_select(valid);
         var diff = d - t;
-        _squares += diff.square().sum().item<double>();
+        _squares += diff.Squared().sum().item<double>();
         _absolute += diff.abs().sum().item<double>();
         _relative += (diff.abs() / t).sum().item<double>();
         _count += t.numel();
@@ -141,16 +144,21 @@ public sealed class NormalAngleErrors : ITaskMetric
     {
         DenseChecks.SameResolution(Name, output, target);
         using var scope = NewDisposeScope();
-        var known = target.abs().sum(1).gt(0); // [B, H, W]
+        var known = target.abs().sum(1).gt(Scalars.Zero); // [B, H, W]
         var p = nn.functional.normalize(output.to(float64), p: 2, dim: 1);
         var t = nn.functional.normalize(target.to(float64), p: 2, dim: 1);
-        var cos = (p * t).sum(1).clamp(-1, 1).masked_select(known);
-        var degrees = cos.acos() * (180 / Math.PI);
+        var cos = (p * t).sum(1).clamp(Scalars.MinusOne, Scalars.One).masked_select(known);
+        var degrees = cos.acos().Times(180 / Math.PI);
         _sum += degrees.sum().item<double>();
-        _squares += degrees.square().sum().item<double>();
+        _squares += degrees.Squared().sum().item<double>();
         _count += degrees.numel();
-        for (int i = 0; i < Within.Length; i++) _within[i] += degrees.lt(Within[i]).sum().item<long>();
-        var bins = (degrees / BinDegrees).floor().to(int64).clamp(0, _histogram.Length - 1).bincount(null, minlength: _histogram.Length);
+        for (int i = 0; i < Within.Length; i++)
+        {
+            using var bound = Scalars.Of(Within[i]);
+            _within[i] += degrees.lt(bound).sum().item<long>();
+        }
+        using var lastBin = Scalars.Of(_histogram.Length - 1L);
+        var bins = degrees.DividedBy(BinDegrees).floor().to(int64).clamp(Scalars.Zero, lastBin).bincount(null, minlength: _histogram.Length);
         var counts = bins.cpu().data<long>().ToArray();
         for (int i = 0; i < _histogram.Length; i++) _histogram[i] += counts[i];
     }
@@ -204,17 +212,18 @@ public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMe
         }
         using var scope = NewDisposeScope();
         var p = output.sigmoid();
-        var salient = target.gt(0.5);
+        var salient = target.gt(Scalars.Half);
         long positives = salient.sum().item<long>();
         for (int i = 0; i < _thresholds.Length; i++)
         {
-            var predicted = p.gt(_thresholds[i]);
+            using var threshold = Scalars.Of(_thresholds[i]);
+            var predicted = p.gt(threshold);
             long tp = predicted.logical_and(salient).sum().item<long>();
             _tp[i] += tp;
             _fp[i] += predicted.sum().item<long>() - tp;
             _fn[i] += positives - tp;
         }
-        var half = p.gt(0.5);
+        var half = p.gt(Scalars.Half);
         long tpHalf = half.logical_and(salient).sum().item<long>(), predictedHalf = half.sum().item<long>();
         _tp5 += tpHalf;
         _fp5 += predictedHalf - tpHalf;
@@ -280,7 +289,7 @@ public sealed class EdgeScores(DenseMetricOptions? options = null) : ITaskMetric
         {
             _lossSum += TaskLoss.Compute(new TaskSpec("edge", TaskKind.Edges, 1), output, target).item<float>() * target.numel();
             probability = output.detach().sigmoid().to(float32).cpu().contiguous().data<float>().ToArray();
-            truth = target.detach().gt(0.5).cpu().contiguous().data<bool>().ToArray();
+            truth = target.detach().gt(Scalars.Half).cpu().contiguous().data<bool>().ToArray();
         }
         _pixels += target.numel();
         int h = (int)target.shape[^2], w = (int)target.shape[^1], plane = h * w, images = truth.Length / plane;

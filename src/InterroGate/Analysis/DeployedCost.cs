@@ -5,6 +5,7 @@ using InterroGate.Configuration;
 using InterroGate.Data;
 using InterroGate.Export;
 using InterroGate.Heads;
+using InterroGate.Layers;
 using InterroGate.Pruning;
 using InterroGate.Tasks;
 using static TorchSharp.torch;
@@ -70,7 +71,7 @@ public static class DeployedCost
         {
             var (h, w) = size ?? (224, 224);
             var spec = BackboneCatalog.Spec(name);
-            using var net = nn.Sequential(spec.CreateEncoder(channels), new ClassificationHead(spec.OutChannels, 1000));
+            using var net = new Chain(spec.CreateEncoder(channels), new ClassificationHead(spec.OutChannels, 1000));
             var r = CostCounter.Count(net, x => net.call(x), [1, channels, h, w]);
             return new CostSummary($"{name} ({channels}×{h}×{w}, with a 1000-class linear classifier)", r.Macs, r.Params, new Dictionary<string, (long, long)>());
         }

@@ -85,7 +85,10 @@ public static class HtmlReport
                     foreach (var (_, (png, _)) in ComparisonPlots.Curves([curve], tasks, Path.Combine(scratch, rel.Replace('/', '_'))))
                         html.Append(Image(png, $"{rel}: validation curve"));
                 }
-                if (File.Exists(Path.Combine(run!, Training.Trainer.LastFileName)) && IsInterroGate(Path.Combine(run!, "config.json")))
+                var (interroGate, unreadable) = ReadKind(Path.Combine(run!, "config.json"));
+                if (unreadable is not null)
+                    html.Append($"<p><em>config.json does not read as JSON ({E(unreadable)}): no sharing pattern shown.</em></p>\n");
+                if (File.Exists(Path.Combine(run!, Training.Trainer.LastFileName)) && interroGate)
                 {
                     var gates = GateReport.Load(run!);
                     var (png, _) = GatePatternPlot.Save(gates.Layers, gates.Tasks, Path.Combine(scratch, rel.Replace('/', '_') + "-gates"), $"Sharing pattern: {rel}");
@@ -116,16 +119,19 @@ public static class HtmlReport
         return path;
     }
 
-    private static bool IsInterroGate(string configPath)
+    /// <summary>Whether a run's configuration names InterroGate, or why it does not read.</summary>
+    private static (bool InterroGate, string? Unreadable) ReadKind(string configPath)
     {
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
-            return doc.RootElement.TryGetProperty("architecture", out var a) && a.TryGetProperty("type", out var t) && t.GetString() == "interrogate";
+            return (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("architecture", out var a)
+                    && a.ValueKind == JsonValueKind.Object && a.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+                    && t.GetString() == "interrogate", null);
         }
-        catch (JsonException)
+        catch (JsonException e)
         {
-            return false;
+            return (false, e.Message);
         }
     }
 

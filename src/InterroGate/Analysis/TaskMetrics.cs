@@ -1,4 +1,5 @@
 using InterroGate.Tasks;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Analysis;
@@ -60,7 +61,7 @@ public sealed class BinaryAccuracy : ITaskMetric
 
     public void Update(Tensor output, Tensor target)
     {
-        using var hits = output.gt(0).eq(target.gt(0.5)).sum();
+        using var hits = output.gt(Scalars.Zero).eq(target.gt(Scalars.Half)).sum();
         _correct += hits.item<long>();
         _total += target.numel();
     }

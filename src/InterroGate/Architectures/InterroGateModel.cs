@@ -1,8 +1,9 @@
 // InterroGate: learning to share, specialise and prune representations (Bejnordi et al., arXiv 2402.16848).
-using InterroGate.Layers;
 using InterroGate.Backbones;
 using InterroGate.Gating;
+using InterroGate.Layers;
 using InterroGate.Tasks;
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -124,7 +125,7 @@ public sealed class InterroGateModel : MultiTaskModel
     {
         var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
         return budget is null
-            ? SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, layerParts: _layerParts) * Options.LambdaS
+            ? SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, layerParts: _layerParts).Times(Options.LambdaS)
             : SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights(), _layerParts);
     }
 
@@ -133,7 +134,7 @@ public sealed class InterroGateModel : MultiTaskModel
     {
         var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
         return budget is null
-            ? SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs, layerParts: _layerParts).Select(g => g * Options.LambdaS).ToArray()
+            ? SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs, layerParts: _layerParts).Select(g => g.Times(Options.LambdaS)).ToArray()
             : SparsityLoss.Gradient(alphas, _tau, Options.Sparsity, _layerMacs, BudgetWeights(), _layerParts);
     }
 

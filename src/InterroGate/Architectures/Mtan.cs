@@ -33,13 +33,13 @@ public sealed class Mtan : MultiTaskModel
         var width = _stageEnds.Select(b => encoder.Blocks[b].OutChannels).ToArray();
         var stride = Enumerable.Range(0, stages).Select(s => s == 0 || spec.Dilate[s - 1] ? 1L : 2L).ToArray();
 
-        Sequential Attention(long input, long channels) => nn.Sequential(
+        Sequential Attention(long input, long channels) => new Chain(
             nn.Conv2d(input, channels, 1, bias: false), nn.BatchNorm2d(channels), nn.ReLU(),
             nn.Conv2d(channels, channels, 1, bias: false), nn.BatchNorm2d(channels), nn.Sigmoid());
         attention = ModuleMap.Of(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
             Enumerable.Range(0, stages).Select(j => Attention(j == 0 ? width[0] : 2 * width[j], width[j])).ToArray()))).ToArray());
         stage = ModuleMap.Of(tasks.Select(t => (t.Name, new ModuleList<Sequential>(
-            Enumerable.Range(0, stages - 1).Select(j => nn.Sequential(
+            Enumerable.Range(0, stages - 1).Select(j => new Chain(
                 nn.Conv2d(width[j], width[j + 1], 3, stride: stride[j + 1], padding: 1, bias: false),
                 nn.BatchNorm2d(width[j + 1]), nn.ReLU())).ToArray()))).ToArray());
         RegisterComponents();

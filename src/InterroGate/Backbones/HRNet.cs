@@ -1,6 +1,7 @@
 // HRNetV2 encoder (Wang et al., "Deep High-Resolution Representation Learning for Visual Recognition", arXiv 1908.07919),
 // laid out as the official HRNet-Semantic-Segmentation `seg_hrnet.py` so its checkpoints load by name.
 using InterroGate.Layers;
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -97,7 +98,7 @@ public sealed class HighResolutionModule : nn.Module<Tensor[], Tensor[]>
         BranchChannels = branchChannels.ToArray();
         _alignCorners = alignCorners;
         _branches = BranchChannels
-            .Select(c => nn.Sequential(Enumerable.Range(0, blocksPerBranch).Select(_ => (nn.Module<Tensor, Tensor>)new BasicBlock(c, c)).ToArray()))
+            .Select(c => new Chain(Enumerable.Range(0, blocksPerBranch).Select(_ => (nn.Module<Tensor, Tensor>)new BasicBlock(c, c)).ToArray()))
             .ToArray();
         branches = new ModuleList<Sequential>(_branches);
         // A single branch has nothing to exchange with (the official code keeps no fuse layers then).
@@ -122,7 +123,7 @@ public sealed class HighResolutionModule : nn.Module<Tensor[], Tensor[]>
     {
         long cin = BranchChannels[from], cout = BranchChannels[to];
         if (from == to) return null;
-        if (from > to) return nn.Sequential(Convolutions.Conv1x1(cin, cout), nn.BatchNorm2d(cout));
+        if (from > to) return new Chain(Convolutions.Conv1x1(cin, cout), nn.BatchNorm2d(cout));
         // Higher resolution into lower: one 3×3/2 per halving; channels change only at the last step, which has no ReLU.
         var steps = new List<nn.Module<Tensor, Tensor>>();
         for (int k = 0; k < to - from; k++)
@@ -130,10 +131,10 @@ public sealed class HighResolutionModule : nn.Module<Tensor[], Tensor[]>
             bool last = k == to - from - 1;
             long stepOut = last ? cout : cin;
             steps.Add(last
-                ? nn.Sequential(Convolutions.Conv3x3(cin, stepOut, stride: 2), nn.BatchNorm2d(stepOut))
-                : nn.Sequential(Convolutions.Conv3x3(cin, stepOut, stride: 2), nn.BatchNorm2d(stepOut), nn.ReLU()));
+                ? new Chain(Convolutions.Conv3x3(cin, stepOut, stride: 2), nn.BatchNorm2d(stepOut))
+                : new Chain(Convolutions.Conv3x3(cin, stepOut, stride: 2), nn.BatchNorm2d(stepOut), nn.ReLU()));
         }
-        return nn.Sequential(steps.ToArray());
+        return new Chain(steps.ToArray());
     }
 
     /// <summary>
@@ -161,7 +162,7 @@ public sealed class HighResolutionModule : nn.Module<Tensor[], Tensor[]>
             var term = j == to ? xs[j]
                 : j > to ? ResizeTo(FuseLayer(to, j)!.call(xs[j]), xs[to], _alignCorners) // upsample to the target branch's own size, so odd sizes work
                 : FuseLayer(to, j)!.call(xs[j]);
-            y = y is null ? term : y + term;
+            y = y is null ? term : y.Plus(term);
         }
         return nn.functional.relu(y!);
     }
@@ -220,7 +221,7 @@ public sealed class HRNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
         _layer1 = Enumerable.Range(0, spec.Stage1Blocks)
             .Select(k => new Bottleneck(k == 0 ? stem : stem * Bottleneck.Expansion, stem))
             .ToArray();
-        layer1 = nn.Sequential(_layer1.Select(b => (nn.Module<Tensor, Tensor>)b).ToArray());
+        layer1 = new Chain(_layer1.Select(b => (nn.Module<Tensor, Tensor>)b).ToArray());
 
         IReadOnlyList<long> previous = [stem * Bottleneck.Expansion];
         var transitions = new List<ModuleSlots<Sequential>>();
@@ -284,15 +285,15 @@ public sealed class HRNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
             if (b < previous.Count)
             {
                 slots[b] = previous[b] == current[b] ? null
-                    : nn.Sequential(Convolutions.Conv3x3(previous[b], current[b]), nn.BatchNorm2d(current[b]), nn.ReLU());
+                    : new Chain(Convolutions.Conv3x3(previous[b], current[b]), nn.BatchNorm2d(current[b]), nn.ReLU());
                 continue;
             }
             long cin = previous[^1];
             int steps = b + 1 - previous.Count;
-            slots[b] = nn.Sequential(Enumerable.Range(0, steps).Select(k =>
+            slots[b] = new Chain(Enumerable.Range(0, steps).Select(k =>
             {
                 long cout = k == steps - 1 ? current[b] : cin;
-                return (nn.Module<Tensor, Tensor>)nn.Sequential(Convolutions.Conv3x3(cin, cout, stride: 2), nn.BatchNorm2d(cout), nn.ReLU());
+                return (nn.Module<Tensor, Tensor>)new Chain(Convolutions.Conv3x3(cin, cout, stride: 2), nn.BatchNorm2d(cout), nn.ReLU());
             }).ToArray());
         }
         return new ModuleSlots<Sequential>(slots);
@@ -308,7 +309,7 @@ public sealed class HRNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
 
     /// <summary>The stem: conv1 + bn1 + ReLU, conv2 + bn2 + ReLU (stride 4).</summary>
     public Tensor StemForward(Tensor x) =>
-        nn.functional.relu(bn2.call(conv2.call(nn.functional.relu(bn1.call(conv1.call(x))))));
+        nn.functional.relu(BatchNorms.Forward(bn2, conv2.call(nn.functional.relu(BatchNorms.Forward(bn1, conv1.call(x))))));
 
     /// <summary>The outputs of the last stage, highest resolution first: [B, Width·2^b, H/(4·2^b), W/(4·2^b)] (rounded up).</summary>
     public Tensor[] Branches(Tensor x)

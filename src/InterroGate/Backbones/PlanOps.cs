@@ -1,5 +1,6 @@
 // The operations a plan runs between its layers, each branch on its own stream: what a transformer needs beyond
 // convolutions and linear layers (docs/architecture.md, "The plan"; the ViT of arXiv 2402.16848, appendix C).
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -107,7 +108,7 @@ public sealed record AttentionOp(Func<nn.Module, AttentionCore> Core) : PlanOp
 public sealed record SumOp : PlanOp
 {
     public override int Inputs => 2;
-    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs) => inputs[0] + inputs[1];
+    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs) => inputs[0].Plus(inputs[1]);
     public override FeatureShape Shape(IReadOnlyList<FeatureShape> inputs) => inputs[0];
 }
 

@@ -107,7 +107,7 @@ public sealed class ResNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
                 stage.Add(block);
             }
             blocks.AddRange(stage);
-            stages.Add(nn.Sequential(stage.Select(x => (nn.Module<Tensor, Tensor>)x).ToArray()));
+            stages.Add(new Chain(stage.Select(x => (nn.Module<Tensor, Tensor>)x).ToArray()));
         }
         layer1 = stages[0];
         layer2 = stages.Count > 1 ? stages[1] : null;
@@ -139,7 +139,7 @@ public sealed class ResNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
     public Tensor StemPreActivation(Tensor x)
     {
         using var conv = conv1.call(x);
-        return bn1.call(conv);
+        return BatchNorms.Forward(bn1, conv);
     }
 
     /// <summary>The stem's pooling, or the input where the stem has none.</summary>

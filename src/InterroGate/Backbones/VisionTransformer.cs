@@ -1,6 +1,7 @@
 // Vision Transformer encoder (Dosovitskiy et al., "An Image is Worth 16x16 Words", arXiv 2010.11929), laid out as timm's
 // `VisionTransformer` so timm's ImageNet weights load by name; the encoder InterroGate's ViT experiments start from
 // (arXiv 2402.16848, appendix B).
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -79,7 +80,7 @@ public sealed class AttentionCore : nn.Module<Tensor, Tensor>, Analysis.IMacsCou
         long b = qkv.shape[0], n = qkv.shape[1], d = qkv.shape[2] / 3, hd = d / Heads;
         var parts = qkv.view(b, n, 3, Heads, hd).permute(2, 0, 3, 1, 4); // [3, B, heads, N, hd]
         var (q, k, v) = (parts[0], parts[1], parts[2]);
-        var attention = (q * (1.0 / Math.Sqrt(hd))).matmul(k.transpose(-2, -1)).softmax(-1);
+        var attention = q.Times(1.0 / Math.Sqrt(hd)).matmul(k.transpose(-2, -1)).softmax(-1);
         return attention.matmul(v).transpose(1, 2).reshape(b, n, d);
     }
 
@@ -158,8 +159,8 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        x = x + attn.call(norm1.call(x));
-        return x + mlp.call(norm2.call(x));
+        x = x.Plus(attn.call(norm1.call(x)));
+        return x.Plus(mlp.call(norm2.call(x)));
     }
 }
 
@@ -251,7 +252,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         long b = grid.shape[0], h = grid.shape[2], w = grid.shape[3];
         var tokens = grid.flatten(2).transpose(1, 2); // [B, h·w, D]
         if (cls_token is not null) tokens = cat([cls_token.expand(b, -1, -1), tokens], 1);
-        return tokens + PositionEmbeddings(h, w);
+        return tokens.Plus(PositionEmbeddings(h, w));
     }
 
     /// <summary>Tokens after the final norm, [B, N, D] (the class token first where there is one).</summary>

@@ -1,4 +1,5 @@
 // Aligned-MTL: align the task gradients into an orthogonal, equal-norm set before summing (Senushkin et al., "Independent Component Alignment for Multi-Task Learning", CVPR 2023).
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -26,10 +27,11 @@ public sealed class AlignedMtl : GradientBalancer
         var (lambda, v) = linalg.eigh(m); // ascending eigenvalues
         double top = lambda[-1].item<double>();
         if (!(top > 0)) return zeros_like(m);
-        var keep = lambda.gt(top * 1e-10);
+        using var floor = Scalars.Of(top * 1e-10);
+        var keep = lambda.gt(floor);
         double lambdaMin = lambda.masked_select(keep).min().item<double>();
-        var inverseRoot = where(keep, lambda.clamp_min(1e-300).rsqrt(), zeros_like(lambda)); // Λ^{-1/2} on the kept part
-        return v.matmul(diag(inverseRoot)).matmul(v.t()) * Math.Sqrt(lambdaMin);
+        var inverseRoot = where(keep, lambda.Clamped(1e-300, null).rsqrt(), zeros_like(lambda)); // Λ^{-1/2} on the kept part
+        return v.matmul(diag(inverseRoot)).matmul(v.t()).Times(Math.Sqrt(lambdaMin));
     }
 
     /// <summary>Weights w with Σ_i ĝ_i = Σ_j w_j g_j (w = 1ᵀB).</summary>

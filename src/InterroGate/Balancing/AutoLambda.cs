@@ -1,4 +1,5 @@
 // Auto-λ: task weights meta-learned so that a virtual training step lowers the validation loss (Liu, Johns and Davison, "Auto-Lambda: Disentangling Dynamic Task Relationships", TMLR 2022).
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -48,8 +49,8 @@ public sealed class AutoLambda : IBalancer
     {
         var weights = meta.Weights.Where(p => p.requires_grad).ToArray();
         double eta = meta.LearningRate();
-        Tensor weighted = taskLosses[0] * _lambda[0];
-        for (int t = 1; t < _tasks; t++) weighted = weighted + taskLosses[t] * _lambda[t];
+        Tensor weighted = taskLosses[0].Times(_lambda[0]);
+        for (int t = 1; t < _tasks; t++) weighted = weighted.Plus(taskLosses[t].Times(_lambda[t]));
         var g = autograd.grad([weighted], weights, retain_graph: true, allow_unused: true);
 
         var saved = weights.Select(p => p.detach().clone()).ToArray();
@@ -57,20 +58,20 @@ public sealed class AutoLambda : IBalancer
         {
             using (no_grad())
                 for (int i = 0; i < weights.Length; i++)
-                    if (!g[i].IsInvalid) weights[i].sub_(g[i] * eta);
+                    if (!g[i].IsInvalid) weights[i].sub_(g[i].Times(eta));
 
             var validation = meta.ValidationLosses();
             Tensor total = validation[0];
-            for (int t = 1; t < validation.Count; t++) total = total + validation[t];
+            for (int t = 1; t < validation.Count; t++) total = total.Plus(validation[t]);
             var v = autograd.grad([total], weights, allow_unused: true).Select((x, i) => x.IsInvalid ? zeros_like(weights[i]) : x).ToArray();
-            double norm = Math.Sqrt(v.Sum(x => x.square().sum().to(float64).item<double>()));
+            double norm = Math.Sqrt(v.Sum(x => x.Squared().sum().to(float64).item<double>()));
             if (!(norm > 0)) return new double[_tasks];
             double epsilon = 0.01 / norm;
 
             double[] LossesAt(double sign)
             {
                 using var _ = no_grad();
-                for (int i = 0; i < weights.Length; i++) weights[i].copy_(saved[i] + v[i] * (sign * epsilon));
+                for (int i = 0; i < weights.Length; i++) weights[i].copy_(saved[i].Plus(v[i].Times(sign * epsilon)));
                 return meta.TrainLosses().Select(l => l.to(float64).item<double>()).ToArray();
             }
             var plus = LossesAt(+1);

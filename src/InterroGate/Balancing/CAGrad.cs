@@ -1,4 +1,5 @@
 // CAGrad: the update that best improves the worst task within a ball around the average gradient (Liu et al., "Conflict-Averse Gradient Descent for Multi-task Learning", NeurIPS 2021).
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -18,7 +19,7 @@ public sealed class CAGrad(double c) : GradientBalancer
     {
         int T = (int)g.shape[0];
         var (d, w) = Direction(g, C);
-        return (d * T, w.Select(x => x * T).ToArray());
+        return (d.Times(T), w.Select(x => x * T).ToArray());
     }
 
     /// <summary>CAGrad's d for G [T, P] (on the scale of the average gradient) and the weights of G it amounts to.</summary>

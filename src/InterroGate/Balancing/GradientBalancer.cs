@@ -1,4 +1,5 @@
 // Shared machinery of the gradient methods: per-task gradients of the shared parameters, one combined update.
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -29,8 +30,8 @@ public abstract class GradientBalancer : IBalancer
         {
             // Nothing is shared (or one task): every method reduces to the plain sum.
             Tensor total = taskLosses[0];
-            for (int t = 1; t < T; t++) total = total + taskLosses[t];
-            if (regularizer is not null) total = total + regularizer;
+            for (int t = 1; t < T; t++) total = total.Plus(taskLosses[t]);
+            if (regularizer is not null) total = total.Plus(regularizer);
             total.backward();
             return Enumerable.Repeat(1.0, T).ToArray();
         }

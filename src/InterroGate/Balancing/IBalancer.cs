@@ -1,3 +1,4 @@
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -84,9 +85,9 @@ public sealed class FixedWeights : IBalancer
     {
         if (taskLosses.Count != weights.Length)
             throw new ArgumentException($"{weights.Length} weights for {taskLosses.Count} task losses.");
-        Tensor total = taskLosses[0] * weights[0];
-        for (int t = 1; t < taskLosses.Count; t++) total = total + taskLosses[t] * weights[t];
-        if (regularizer is not null) total = total + regularizer;
+        Tensor total = taskLosses[0].Times(weights[0]);
+        for (int t = 1; t < taskLosses.Count; t++) total = total.Plus(taskLosses[t].Times(weights[t]));
+        if (regularizer is not null) total = total.Plus(regularizer);
         total.backward();
         return weights;
     }

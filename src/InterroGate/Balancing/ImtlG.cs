@@ -1,4 +1,5 @@
 // IMTL-G: the update whose projections onto every task's unit gradient are equal (Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021).
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -24,7 +25,7 @@ public sealed class ImtlG : GradientBalancer
     {
         int T = (int)g.shape[0];
         if (T == 1) return [1.0];
-        var u = g / g.norm(1).clamp_min(1e-12).unsqueeze(1);
+        var u = g / g.norm(1).Clamped(1e-12, null).unsqueeze(1);
         var d = g[0].unsqueeze(0) - g.narrow(0, 1, T - 1);   // [T-1, P]
         var uu = u[0].unsqueeze(0) - u.narrow(0, 1, T - 1);  // [T-1, P]
         var lhs = d.matmul(uu.t()).to(float64);              // D Uᵀ [T-1, T-1]

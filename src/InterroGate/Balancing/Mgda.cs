@@ -1,4 +1,5 @@
 // MGDA: the minimum-norm point of the convex hull of the task gradients, a common descent direction (Sener and Koltun, "Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018; Désidéri, 2012).
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -25,7 +26,7 @@ public sealed class Mgda(bool normalize = false) : GradientBalancer
     /// <summary>The min-norm weights (summing to 1) of the gradients G [T, P], or of their unit-length versions.</summary>
     public static double[] Weights(Tensor g, bool normalize)
     {
-        var solverInput = normalize ? g / g.norm(1).clamp_min(1e-12).unsqueeze(1) : g;
+        var solverInput = normalize ? g / g.norm(1).Clamped(1e-12, null).unsqueeze(1) : g;
         return Simplex.MinNorm(Gram(solverInput));
     }
 }

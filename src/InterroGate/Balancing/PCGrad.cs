@@ -1,5 +1,6 @@
 // PCGrad: project each task gradient off the others it conflicts with (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020).
 using InterroGate.Configuration;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -33,9 +34,9 @@ public sealed class PCGrad : GradientBalancer
             foreach (int j in orderOfOthers(i))
             {
                 double dot = gi.dot(g[j]).to(float64).item<double>();
-                if (dot < 0 && squared[j] > 0) gi.sub_(g[j] * (dot / squared[j]));
+                if (dot < 0 && squared[j] > 0) gi.sub_(g[j].Times(dot / squared[j]));
             }
-            total = total + gi;
+            total = total.Plus(gi);
         }
         return total;
     }

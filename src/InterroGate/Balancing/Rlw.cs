@@ -1,4 +1,5 @@
 // RLW, Random Loss Weighting: fresh random task weights at every step (Lin et al., "Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task Learning", TMLR 2022).
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Balancing;
@@ -20,5 +21,5 @@ public sealed class Rlw(int tasks) : IBalancer
 
     /// <summary>One draw of the weights (sum T, all positive).</summary>
     public static double[] Sample(int tasks) =>
-        (randn(tasks, dtype: float64).softmax(0) * tasks).data<double>().ToArray();
+        randn(tasks, dtype: float64).softmax(0).Times(tasks).data<double>().ToArray();
 }

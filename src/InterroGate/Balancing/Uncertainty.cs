@@ -1,4 +1,5 @@
 // Uncertainty weighting: learn each task's homoscedastic noise and weight its loss by it (Kendall et al., "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry and Semantics", CVPR 2018).
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -35,8 +36,8 @@ public sealed class Uncertainty : IBalancer
             throw new ArgumentException($"Uncertainty weighting was built for {_logVariance.shape[0]} tasks, got {taskLosses.Count} losses.");
         var s = _logVariance.to(taskLosses[0].device);
         Tensor total = zeros_like(taskLosses[0]);
-        for (int t = 0; t < taskLosses.Count; t++) total = total + taskLosses[t] * s[t].neg().exp() + s[t];
-        if (regularizer is not null) total = total + regularizer;
+        for (int t = 0; t < taskLosses.Count; t++) total = total.Plus(taskLosses[t] * s[t].neg().exp()).Plus(s[t]);
+        if (regularizer is not null) total = total.Plus(regularizer);
         total.backward();
         return Weights();
     }

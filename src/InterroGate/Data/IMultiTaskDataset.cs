@@ -1,3 +1,4 @@
+using InterroGate.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -39,7 +40,13 @@ public interface IMultiTaskDataset
 public sealed record ImageInput(int Channels, int Height, int Width, double Mean = 0, double Std = 1)
 {
     /// <summary>Normalises 8-bit pixels [N, C, H, W] (uint8) the way the training data was.</summary>
-    public Tensor FromBytes(Tensor pixels) => pixels.to(ScalarType.Float32).div(255).sub_(Mean).div_(Std);
+    public Tensor FromBytes(Tensor pixels)
+    {
+        using var full = Scalars.Of(255L);
+        using var mean = Scalars.Of(Mean);
+        using var std = Scalars.Of(Std);
+        return pixels.to(ScalarType.Float32).div(full).sub_(mean).div_(std);
+    }
 }
 
 /// <summary>A data set read from a split list that can leave out listed ids whose files are missing (<c>data.skipMissing</c>).</summary>

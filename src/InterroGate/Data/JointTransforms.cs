@@ -2,6 +2,7 @@
 // training pipeline of the NYUD-v2 / PASCAL-Context multi-task benchmarks: one draw per sample, applied alike to
 // the image and every target map so they stay aligned.
 using InterroGate.Tasks;
+using InterroGate.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -68,7 +69,11 @@ internal static class JointMaps
     {
         y = y.squeeze(0);
         if (like.dim() == 2) y = y.squeeze(0);
-        if (like.dtype == ScalarType.Byte) return y.round().clamp(0, 255).to(ScalarType.Byte);
+        if (like.dtype == ScalarType.Byte)
+        {
+            using var top = Scalars.Of(255L);
+            return y.round().clamp(Scalars.Zero, top).to(ScalarType.Byte);
+        }
         return like.is_floating_point() ? y.to(like.dtype) : y.round().to(like.dtype);
     }
 
@@ -261,13 +266,14 @@ public sealed record RandomRotation : IJointTransform
             {
                 // Zero padding would read as class 0; mark what came from outside with the ignore label instead.
                 var inside = nn.functional.grid_sample(ones(1, 1, h, w), grid, GridSampleMode.Nearest, GridSamplePaddingMode.Zeros, align_corners: false);
-                y = y.masked_fill(inside.le(0.5), TaskSpec.IgnoreLabel);
+                using var ignore = Scalars.Of(TaskSpec.IgnoreLabel);
+                y = y.masked_fill(inside.le(Scalars.Half), ignore);
             }
             else if (kind == TaskKind.Normals)
             {
                 // The vectors turn counter-clockwise with the content; with y up that is the ordinary rotation.
                 var (nx, ny) = (y.select(1, 0), y.select(1, 1));
-                y = stack([nx * cos - ny * sin, nx * sin + ny * cos, y.select(1, 2)], 1);
+                y = stack([nx.Times(cos) - ny.Times(sin), nx.Times(sin).Plus(ny.Times(cos)), y.select(1, 2)], 1);
             }
             return JointMaps.FromBatch(y, t);
         });

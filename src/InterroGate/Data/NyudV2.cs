@@ -2,6 +2,7 @@
 using InterroGate.Configuration;
 using InterroGate.Data.Formats;
 using InterroGate.Tasks;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Data;
@@ -284,7 +285,7 @@ internal abstract class NyudReader(string root)
         var depth = Plane(path, Npy.Read(path), "depth");
         var bad = depth.isfinite().logical_not();
         long nan = bad.sum().item<long>();
-        return (nan > 0 ? depth.masked_fill(bad, 0) : depth, nan);
+        return (nan > 0 ? depth.masked_fill(bad, Scalars.Zero) : depth, nan);
     }
 
     /// <summary>
@@ -299,13 +300,13 @@ internal abstract class NyudReader(string root)
             throw new DataFormatException(path, $"normals must be [H, W, 3], not ({string.Join(", ", array.Shape)})");
         var n = array.ToTensor().to(float32).permute(2, 0, 1).contiguous(); // [3, H, W]
         var bad = n.isfinite().logical_not().any(0, keepdim: true);
-        n = n.masked_fill(bad, 0);
-        var length = n.square().sum(0, keepdim: true).sqrt_();
-        return n.div(length.clamp_min(1e-12));
+        n = n.masked_fill(bad, Scalars.Zero);
+        var length = n.Squared().sum(0, keepdim: true).sqrt_();
+        return n.div(length.Clamped(1e-12, null));
     }
 
     /// <summary>Edges float32 [1, H, W] in {0, 1} from [H, W] (or [1, H, W], [H, W, 1]); values above 0.5 are edges.</summary>
-    public static Tensor ReadEdges(string path) => Plane(path, Npy.Read(path), "edge").gt(0.5).to(float32);
+    public static Tensor ReadEdges(string path) => Plane(path, Npy.Read(path), "edge").gt(Scalars.Half).to(float32);
 
     /// <summary>A single-channel map as float32 [1, H, W].</summary>
     protected static Tensor Plane(string path, NpyArray array, string what)
@@ -426,7 +427,8 @@ internal sealed class PreprocessedReader : NyudReader
             // A little slack for resampling overshoot; anything beyond is another convention (0..255, normalised).
             if (!(min >= -0.01 && max <= 1.01))
                 throw new DataFormatException(path, $"image values span {min:G4}..{max:G4}; the preprocessed layout stores floats in [0, 1]");
-            t = t.mul(255).round_().clamp_(0, 255).to(ScalarType.Byte);
+            using var top = Scalars.Of(255L);
+            t = t.mul(top).round_().clamp_(Scalars.Zero, top).to(ScalarType.Byte);
         }
         return t.permute(2, 0, 1).contiguous();
     }
@@ -441,6 +443,7 @@ internal sealed class PreprocessedReader : NyudReader
         if (min < -1 || max > classes - 1)
             throw new DataFormatException(path, $"holds the label {(min < -1 ? min : max)}; labels are −1 (unlabelled) and 0..{classes - 1}");
         var labels = t.to(int64);
-        return labels.masked_fill(labels.eq(-1), TaskSpec.IgnoreLabel);
+        using var ignore = Scalars.Of(TaskSpec.IgnoreLabel);
+        return labels.masked_fill(labels.eq(Scalars.MinusOne), ignore);
     }
 }

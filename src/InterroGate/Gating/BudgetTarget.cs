@@ -2,6 +2,7 @@
 // (a dual, Lagrangian update), and the gates are landed on the target when they are fixed (docs/method.md, "Budget targets").
 using System.Text.Json.Serialization;
 using InterroGate.Configuration;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Gating;
@@ -108,7 +109,7 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
         TaskNames = Enumerable.Range(0, tasks).Select(t => $"task {t}").ToArray();
         if (target.PerTask is { } per && per.Count != tasks)
             throw new ConfigException("architecture.target.perTask", $"has {per.Count} values; give one per task ({tasks})");
-        lambda = full(tasks, Math.Max(lambdaS, 1e-6), dtype: float64);
+        using (var start = Scalars.Of(Math.Max(lambdaS, 1e-6))) lambda = full(tasks, start, dtype: float64);
         gate_steps = target.Ramp > 0 ? zeros(1, dtype: float64) : null;
         _layers = channels.Count;
         register_buffer("lambda", lambda);
@@ -207,7 +208,7 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     /// </summary>
     public double[] Update(IReadOnlyList<bool[][]> gates)
     {
-        if (gate_steps is not null) using (no_grad()) gate_steps.add_(1);
+        if (gate_steps is not null) using (no_grad()) gate_steps.add_(Scalars.One, Scalars.One);
         var gaps = Gaps(gates);
         using var _ = no_grad();
         var next = Lambda.Select((l, t) => Math.Clamp(l * Math.Exp(Rate * gaps[t]), 1e-6, 1e6)).ToArray();
@@ -230,7 +231,7 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     {
         using var _ = no_grad();
         var means = TaskGradients();
-        for (int l = 0; l < _layers; l++) means[l].mul_(0.98).add_(taskGradients[l].to(means[l].dtype).to(means[l].device), alpha: 0.02);
+        for (int l = 0; l < _layers; l++) means[l].TimesInPlace(0.98).PlusScaledInPlace(taskGradients[l].to(means[l].dtype).to(means[l].device), 0.02);
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 // The per-channel task gates and the β mixing of one gated layer (InterroGate, arXiv 2402.16848, Eqs. 2-3).
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -27,9 +28,9 @@ public sealed class GateLayer : nn.Module
         if (hysteresis < 0 || !double.IsFinite(hysteresis)) throw new ArgumentOutOfRangeException(nameof(hysteresis), hysteresis, "≥ 0");
         if (parts < 1) throw new ArgumentOutOfRangeException(nameof(parts), parts, "≥ 1");
         Parts = parts;
-        alpha = new Parameter(full(tasks, channels, alphaInit, dtype: float32));
+        using (var init = Scalars.Of(alphaInit)) alpha = new Parameter(full(tasks, channels, init, dtype: float32));
         beta = hasMix ? new Parameter(zeros(tasks, channels, dtype: float32)) : null;
-        gate_state = hysteresis > 0 ? full(tasks, channels, alphaInit > 0 ? 1f : 0f, dtype: float32) : null;
+        gate_state = hysteresis > 0 ? full(tasks, channels, alphaInit > 0 ? Scalars.One : Scalars.Zero, dtype: float32) : null;
         Tasks = tasks;
         Channels = channels;
         Hysteresis = hysteresis;
@@ -53,7 +54,7 @@ public sealed class GateLayer : nn.Module
     {
         using var _ = no_grad();
         if (gate_state is not null) return gate_state.clone();
-        using var on = alpha.gt(0); // disposed here: read inside a forward pass (GatedEncoder.HardGates), nothing else stays
+        using var on = alpha.gt(Scalars.Zero); // disposed here: read inside a forward pass (GatedEncoder.HardGates), nothing else stays
         return on.to(float32);
     }
 
@@ -62,9 +63,11 @@ public sealed class GateLayer : nn.Module
     {
         if (gate_state is null) return;
         using var _ = no_grad();
-        using var on = alpha.gt(Hysteresis);
-        using var off = alpha.lt(-Hysteresis);
-        gate_state.masked_fill_(on, 1).masked_fill_(off, 0);
+        using var band = Scalars.Of(Hysteresis);
+        using var minusBand = Scalars.Of(-Hysteresis);
+        using var on = alpha.gt(band);
+        using var off = alpha.lt(minusBand);
+        gate_state.masked_fill_(on, Scalars.One).masked_fill_(off, Scalars.Zero);
     }
 
     /// <summary>
@@ -77,9 +80,9 @@ public sealed class GateLayer : nn.Module
             throw new ArgumentException($"Need [{Tasks}][{Channels}] gates.");
         using var _ = no_grad();
         var wanted = tensor(gates.SelectMany(g => g).ToArray(), dtype: @bool).view(Tasks, Channels).to(alpha.device);
-        using var current = Hard().gt(0.5);
+        using var current = Hard().gt(Scalars.Half);
         var changed = wanted.ne(current);
-        var magnitude = alpha.abs().clamp_min(0.01) + Hysteresis;
+        var magnitude = alpha.abs().Clamped(0.01, null).Shifted(Hysteresis);
         var value = where(wanted, magnitude, -magnitude);
         alpha.copy_(where(changed, value, alpha));
         gate_state?.copy_(wanted.to(float32));
@@ -95,12 +98,12 @@ public sealed class GateLayer : nn.Module
         Tensor logits = alpha;
         if (training && noise.Temperature > 0)
         {
-            var u = rand_like(alpha).clamp_(1e-6, 1 - 1e-6);
-            logits = (alpha + u.log() - (1 - u).log()) / noise.Temperature;
+            var u = rand_like(alpha).ClampedInPlace(1e-6, 1 - 1e-6);
+            logits = (alpha.Plus(u.log()) - u.OneMinus().log()).DividedBy(noise.Temperature);
         }
         var soft = logits.sigmoid();
-        var hard = gate_state is not null && !(training && noise.Temperature > 0) ? gate_state : logits.gt(0).to(soft.dtype);
-        return soft + (hard - soft).detach();
+        var hard = gate_state is not null && !(training && noise.Temperature > 0) ? gate_state : logits.gt(Scalars.Zero).to(soft.dtype);
+        return soft.Plus((hard - soft).detach());
     }
 
     /// <summary>
@@ -133,7 +136,7 @@ public sealed class GateLayer : nn.Module
 
         Tensor mixed = gated[0] * weights[0].view(shape);
         for (int t = 1; t < Tasks; t++)
-            mixed = mixed.addcmul(gated[t], weights[t].view(shape), 1);
+            mixed = mixed.addcmul(gated[t], weights[t].view(shape), Scalars.One);
         return (gated, mixed);
     }
 

@@ -1,5 +1,6 @@
 // What the gates of an InterroGate model are doing, layer by layer (arXiv 2402.16848, Sec. 3; docs/method.md,
 // "The gate regime"): the task gradient on each α against the sparsity loss's uniform push.
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Gating;
@@ -88,18 +89,18 @@ public sealed class GateMonitor
         var grad = cat(alphas.Select(a => a.grad!.flatten()).ToArray(), 0).to(float64);
         var p = cat(push.Select(t => t.flatten()).ToArray(), 0).to(float64);
         var x = grad - p; // the tasks' part of the gradient on each gate
-        _channelSum!.add_(x);
+        _channelSum!.PlusInPlace(x);
         // Per layer and task: sums of |x|, x, x² and the push over the layer's channels, in one scatter.
         var perGate = stack([x.abs(), x, x * x, p]);
-        var means = zeros([4, _count!.shape[0]], float64, device).index_add_(1, _segment!, perGate, 1).div_(_count);
-        var spread = (means[2] - means[1] * means[1]).clamp_min_(0).sqrt_();
-        _sums!.add_(stack([means[0], spread, means[3]]));
+        var means = zeros([4, _count!.shape[0]], float64, device).index_add_(1, _segment!, perGate, Scalars.One).div_(_count);
+        var spread = (means[2] - means[1] * means[1]).clamp_min_(Scalars.Zero).sqrt_();
+        _sums!.PlusInPlace(stack([means[0], spread, means[3]]));
         var hard = gates is null
-            ? cat(alphas.Select(a => a.detach().flatten()).ToArray(), 0).gt(0)
-            : cat(gates.Select(g => g.flatten()).ToArray(), 0).gt(0.5);
+            ? cat(alphas.Select(a => a.detach().flatten()).ToArray(), 0).gt(Scalars.Zero)
+            : cat(gates.Select(g => g.flatten()).ToArray(), 0).gt(Scalars.Half);
         if (_previous is not null)
         {
-            _flips!.index_add_(0, _segment!, hard.ne(_previous).to(float64), 1);
+            _flips!.index_add_(0, _segment!, hard.ne(_previous).to(float64), Scalars.One);
             _previous.copy_(hard);
         }
         else

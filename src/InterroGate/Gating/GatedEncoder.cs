@@ -3,6 +3,7 @@
 // backbone describes itself as a plan (Backbones/EncoderPlan.cs), this executes it.
 using InterroGate.Backbones;
 using InterroGate.Layers;
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -242,7 +243,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
         var parts = _gateLayers.Select(g =>
         {
             using var hard = g.Hard();
-            using var on = hard.gt(0.5);
+            using var on = hard.gt(Scalars.Half);
             return on.flatten();
         }).ToArray();
         bool[] flat;
@@ -445,7 +446,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
                         : terms[i].Layer is { } kl ? ApplyKept(kl(_allBranches[b]), h, index, countsBatch)
                             : h.index_select(1, index);
                     v = Resize(i, v);
-                    y = y is null ? v : y + v;
+                    y = y is null ? v : y.Plus(v);
                 }
                 return then is null ? Activation(y!) : then.Forward(_allBranches[b], [Activation(y!)]);
             }
@@ -487,13 +488,13 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
             }
             else v = inputs[i].Fused;
             v = Resize(i, v);
-            sum = sum is null ? v : sum + v;
+            sum = sum is null ? v : sum.Plus(v);
         }
         return Branches.OfFused(Activation(sum!), n);
     }
 
     private static Tensor Apply((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h) =>
-        layer.Norm is { } norm ? norm.call(layer.Conv.call(h)) : layer.Conv.call(h);
+        layer.Norm is { } norm ? BatchNorms.Forward(norm, layer.Conv.call(h)) : layer.Conv.call(h);
 
     private Tensor ApplyKept((Conv2d Conv, BatchNorm2d? Norm) layer, Tensor h, Tensor index, bool countsBatch = true)
     {
@@ -537,10 +538,10 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
         {
             using var grad = p.grad;
             if (grad is not null) continue;
-            var term = p.sum() * 0;
-            zero = zero is null ? term : zero + term;
+            var term = p.sum().mul(Scalars.Zero);
+            zero = zero is null ? term : zero.Plus(term);
         }
-        return zero is null ? output : output + zero.to(output.dtype);
+        return zero is null ? output : output.Plus(zero.to(output.dtype));
     }
 
     /// <summary>Whether a unit's copies can run fused: a layer whose every term is a convolution with its BN, or an identity.</summary>

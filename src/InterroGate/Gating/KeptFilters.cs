@@ -1,6 +1,7 @@
 // Once the gates are fixed, each copy of a gated layer computes only the filters some task reads (docs/architecture.md,
 // "Fixed gates"): the pruning rule of SharingPattern applied in training, with the weights of the gated network.
 using InterroGate.Backbones;
+using InterroGate.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -127,7 +128,7 @@ internal sealed class KeptFilters
         double factor = 0;
         if (training)
         {
-            if (countsBatch) norm.num_batches_tracked?.add_(1);
+            if (countsBatch) BatchNorms.CountBatch(norm);
             factor = norm.momentum ?? 1.0 / norm.num_batches_tracked!.item<long>();
         }
         var result = nn.functional.batch_norm(y, mean, variance, norm.weight?.index_select(0, index), norm.bias?.index_select(0, index),

@@ -1,4 +1,5 @@
 // The sparsity regulariser on the gates (InterroGate, arXiv 2402.16848, Eq. 4) and our variants.
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Gating;
@@ -74,9 +75,9 @@ public static class SparsityLoss
         var weight = Constant(perChannel, sig, float64);
         var usage = (sig.to(float64) * weight).sum(1); // [T]
         var budget = kind == SparsityKind.L1 ? zeros_like(usage) : Constant(tau.ToArray(), usage);
-        var active = usage.gt(budget).to(sig.dtype).unsqueeze(1) / tasks; // [T, 1]
+        var active = usage.gt(budget).to(sig.dtype).unsqueeze(1).DividedBy(tasks); // [T, 1]
         if (taskWeights is not null) active = active * Constant(taskWeights.ToArray(), active).unsqueeze(1);
-        var push = active * (sig * (1 - sig)) * weight.to(sig.dtype);
+        var push = active * (sig * sig.OneMinus()) * weight.to(sig.dtype);
         return push.split(widths, 1);
     }
 

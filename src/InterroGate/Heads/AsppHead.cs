@@ -1,5 +1,6 @@
 // DeepLab-v3's head: atrous spatial pyramid pooling, then a 3×3 convolution and a 1×1 classifier (Chen et al., arXiv 1706.05587).
 using InterroGate.Export;
+using InterroGate.Layers;
 using InterroGate.Pruning;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,7 +48,7 @@ public sealed class AsppHead : nn.Module<Tensor, Tensor>, IStaticHead
         _ => [3, 6, 9],
     };
 
-    public override Tensor forward(Tensor x) => classifier.call(nn.functional.relu(bn.call(conv.call(aspp.call(x)))));
+    public override Tensor forward(Tensor x) => classifier.call(nn.functional.relu(BatchNorms.Forward(bn, conv.call(aspp.call(x)))));
 
     public int Emit(GraphBuilder graph, int input, string name)
     {
@@ -72,14 +73,14 @@ public sealed class AsppHead : nn.Module<Tensor, Tensor>, IStaticHead
             foreach (var r in rates)
                 branches.Add(Unit(nn.Conv2d(inChannels, channels, kernel_size: 3, padding: r, dilation: r, bias: false), channels));
             // Image-level features: index 0 is the (parameter-free) pooling, so the conv is convs.{n}.1 as in torchvision.
-            branches.Add(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(inChannels, channels, kernel_size: 1, bias: false), nn.BatchNorm2d(channels), nn.ReLU()));
+            branches.Add(new Chain(nn.AdaptiveAvgPool2d(1), nn.Conv2d(inChannels, channels, kernel_size: 1, bias: false), nn.BatchNorm2d(channels), nn.ReLU()));
             convs = new ModuleList<Sequential>(branches.ToArray());
-            project = nn.Sequential(nn.Conv2d(channels * branches.Count, channels, kernel_size: 1, bias: false), nn.BatchNorm2d(channels), nn.ReLU(), nn.Dropout(0.5));
+            project = new Chain(nn.Conv2d(channels * branches.Count, channels, kernel_size: 1, bias: false), nn.BatchNorm2d(channels), nn.ReLU(), nn.Dropout(0.5));
             _channels = channels;
             RegisterComponents();
         }
 
-        private static Sequential Unit(Conv2d conv, long channels) => nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ReLU());
+        private static Sequential Unit(Conv2d conv, long channels) => new Chain(conv, nn.BatchNorm2d(channels), nn.ReLU());
 
         public override Tensor forward(Tensor x)
         {

@@ -1,7 +1,9 @@
 // The DPT decoder (Ranftl et al., "Vision Transformers for Dense Prediction", arXiv 2103.13413): the dense head of
 // the paper's ViT experiments (arXiv 2402.16848, appendix B).
 using InterroGate.Export;
+using InterroGate.Layers;
 using InterroGate.Pruning;
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -53,7 +55,7 @@ public sealed class DptHead : nn.Module<Tensor, Tensor>, IStaticHead
         Widths = widths;
         _scale = Enumerable.Range(0, 4).Select(i => (4 << i) <= patchSize ? patchSize / (4 << i) : -((4 << i) / patchSize)).ToArray();
         project = new ModuleList<Conv2d>(widths.Select(w => nn.Conv2d(tokenWidth, w, 1)).ToArray());
-        down = new ModuleList<Sequential>(Enumerable.Range(0, 4).Select(i => nn.Sequential(Enumerable.Range(0, _scale[i] < -1 ? (int)Math.Log2(-_scale[i]) : 0)
+        down = new ModuleList<Sequential>(Enumerable.Range(0, 4).Select(i => new Chain(Enumerable.Range(0, _scale[i] < -1 ? (int)Math.Log2(-_scale[i]) : 0)
             .Select(_ => (nn.Module<Tensor, Tensor>)nn.Conv2d(widths[i], widths[i], 3, stride: 2, padding: 1)).ToArray())).ToArray());
         layer_rn = new ModuleList<Conv2d>(widths.Select(w => nn.Conv2d(w, features, 3, padding: 1)).ToArray());
         fusion = new ModuleList<FusionBlock>(Enumerable.Range(0, 4).Select(i => new FusionBlock(features, hasSkip: i < 3)).ToArray());
@@ -90,7 +92,7 @@ public sealed class DptHead : nn.Module<Tensor, Tensor>, IStaticHead
         }
         var path = fusion[3].call(layers[3], null);
         for (int i = 2; i >= 0; i--) path = fusion[i].call(path, layers[i]);
-        return classifier.call(nn.functional.relu(head_bn.call(head_conv.call(path))));
+        return classifier.call(nn.functional.relu(BatchNorms.Forward(head_bn, head_conv.call(path))));
     }
 
     internal static Tensor Upsample(Tensor x, int factor) =>
@@ -132,7 +134,7 @@ public sealed class DptHead : nn.Module<Tensor, Tensor>, IStaticHead
             RegisterComponents();
         }
 
-        public override Tensor forward(Tensor x) => x + conv2.call(nn.functional.relu(conv1.call(nn.functional.relu(x))));
+        public override Tensor forward(Tensor x) => x.Plus(conv2.call(nn.functional.relu(conv1.call(nn.functional.relu(x)))));
 
         public int Emit(GraphBuilder graph, string name, int x)
         {
@@ -163,7 +165,7 @@ public sealed class DptHead : nn.Module<Tensor, Tensor>, IStaticHead
 
         public override Tensor forward(Tensor path, Tensor? skip)
         {
-            var h = skip is null || unit1 is null ? path : path + unit1.call(skip);
+            var h = skip is null || unit1 is null ? path : path.Plus(unit1.call(skip));
             return out_conv.call(Upsample(unit2.call(h), 2));
         }
 

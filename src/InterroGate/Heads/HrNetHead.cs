@@ -1,5 +1,6 @@
 // The HRNetV2 segmentation head (Wang et al., arXiv 1908.07919), as the official seg_hrnet.py `last_layer`.
 using InterroGate.Export;
+using InterroGate.Layers;
 using InterroGate.Pruning;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,7 +25,7 @@ public sealed class HrNetHead : nn.Module<Tensor, Tensor>, IStaticHead
         if (outputs <= 0) throw new ArgumentOutOfRangeException(nameof(outputs), outputs, "Outputs must be > 0.");
         InChannels = inChannels;
         Outputs = outputs;
-        last_layer = nn.Sequential(
+        last_layer = new Chain(
             nn.Conv2d(inChannels, inChannels, kernel_size: 1),
             nn.BatchNorm2d(inChannels),
             nn.ReLU(),

@@ -1,3 +1,4 @@
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -46,12 +47,12 @@ public abstract class ResidualBlock : nn.Module<Tensor, Tensor>
     public Tensor PreActivation(int k, Tensor h, Tensor blockInput)
     {
         Tensor y;
-        using (var conv = ConvOf(k).call(h)) y = NormOf(k).call(conv);
+        using (var conv = ConvOf(k).call(h)) y = BatchNorms.Call(NormOf(k), conv);
         if (k == Units - 1)
         {
             using var normed = y;
             using var projected = Downsample?.call(blockInput);
-            y = normed + (projected ?? blockInput);
+            y = normed.Plus(projected ?? blockInput);
         }
         return y;
     }
@@ -71,7 +72,7 @@ public abstract class ResidualBlock : nn.Module<Tensor, Tensor>
     /// <summary>torchvision's shortcut projection: 1×1 conv with the block's stride, then BN.</summary>
     protected static Sequential? MakeDownsample(long inChannels, long outChannels, long stride) =>
         stride != 1 || inChannels != outChannels
-            ? nn.Sequential(Convolutions.Conv1x1(inChannels, outChannels, stride), nn.BatchNorm2d(outChannels))
+            ? new Chain(Convolutions.Conv1x1(inChannels, outChannels, stride), nn.BatchNorm2d(outChannels))
             : null;
 }
 

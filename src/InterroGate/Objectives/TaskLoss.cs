@@ -1,4 +1,5 @@
 using InterroGate.Tasks;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Objectives;
@@ -32,7 +33,7 @@ public static class TaskLoss
             TaskKind.Binary => nn.functional.binary_cross_entropy_with_logits(output, target),
             TaskKind.Regression => nn.functional.l1_loss(output, target),
             TaskKind.Segmentation => Segmentation(output, target),
-            TaskKind.Depth => MaskedMean((output - target).abs(), target.gt(0)),
+            TaskKind.Depth => MaskedMean((output - target).abs(), target.gt(Scalars.Zero)),
             TaskKind.Normals => Normals(output, target),
             TaskKind.Saliency => nn.functional.binary_cross_entropy_with_logits(output, target),
             TaskKind.Edges => Edges(output, target),
@@ -44,21 +45,22 @@ public static class TaskLoss
     private static Tensor Segmentation(Tensor logits, Tensor labels)
     {
         var sum = nn.functional.cross_entropy(logits, labels, ignore_index: TaskSpec.IgnoreLabel, reduction: nn.Reduction.Sum);
-        return sum / labels.ne(TaskSpec.IgnoreLabel).sum().clamp_min(1);
+        using var ignore = Scalars.Of(TaskSpec.IgnoreLabel);
+        return sum / labels.ne(ignore).sum().clamp_min(Scalars.One);
     }
 
     /// <summary>L1 between the unit-normalised prediction and the target normal, over pixels with a known normal.</summary>
     private static Tensor Normals(Tensor output, Tensor target)
     {
         var unit = nn.functional.normalize(output, p: 2, dim: 1);
-        var known = target.abs().sum(1, keepdim: true).gt(0); // [B, 1, H, W]
+        var known = target.abs().sum(1, keepdim: true).gt(Scalars.Zero); // [B, 1, H, W]
         return MaskedMean((unit - target).abs(), known);
     }
 
     /// <summary>Balanced BCE: edge pixels weigh <see cref="EdgePositiveWeight"/>, the others 1 − that; mean over pixels.</summary>
     private static Tensor Edges(Tensor logits, Tensor target)
     {
-        var weight = target * (2 * EdgePositiveWeight - 1) + (1 - EdgePositiveWeight);
+        var weight = target.Times(2 * EdgePositiveWeight - 1).Shifted(1 - EdgePositiveWeight);
         return nn.functional.binary_cross_entropy_with_logits(logits, target, weight);
     }
 
@@ -66,7 +68,7 @@ public static class TaskLoss
     private static Tensor MaskedMean(Tensor values, Tensor mask)
     {
         var m = mask.expand_as(values).to(values.dtype);
-        return (values * m).sum() / m.sum().clamp_min(1);
+        return (values * m).sum() / m.sum().clamp_min(Scalars.One);
     }
 }
 

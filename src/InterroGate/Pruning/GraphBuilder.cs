@@ -1,7 +1,8 @@
 using InterroGate.Data;
-using InterroGate.Tasks;
-using TorchSharp.Modules;
 using InterroGate.Export;
+using InterroGate.Tasks;
+using InterroGate.Tensors;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace InterroGate.Pruning;
@@ -38,7 +39,7 @@ public sealed class GraphBuilder
             throw new NotSupportedException($"{name}: only square kernels, strides, paddings and dilations are supported.");
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var index = tensor(keep, dtype: int64);
+        var index = tensor(keep, dtype: int64, device: conv.weight!.device); // the model's device (Add copies the results to the CPU)
         if (bn is null)
         {
             var b0 = conv.bias is { } cb ? cb.index_select(0, index) : zeros(keep.Length);
@@ -46,10 +47,10 @@ public sealed class GraphBuilder
                 (int)conv.padding![0], (int)conv.dilation[0], (int)conv.groups), ("weight", conv.weight!.index_select(0, index)), ("bias", b0));
         }
         // Fold in double precision: w' = w · γ/√(var+ε), b' = β − mean · γ/√(var+ε).
-        var scale = bn.weight!.to(float64) / (bn.running_var!.to(float64) + bn.eps).sqrt();
+        var scale = bn.weight!.to(float64) / bn.running_var!.to(float64).Shifted(bn.eps).sqrt();
         var weight = (conv.weight!.to(float64) * scale.view(-1, 1, 1, 1)).index_select(0, index).to(float32);
         var bias = (bn.bias!.to(float64) - bn.running_mean!.to(float64) * scale).index_select(0, index).to(float32);
-        if (conv.bias is { } b) bias = bias + (b.to(float64) * scale).index_select(0, index).to(float32);
+        if (conv.bias is { } b) bias = bias.Plus((b.to(float64) * scale).index_select(0, index).to(float32));
         return Add(new StaticNode(name, StaticOp.Conv, [input], keep.Length, (int)conv.kernel_size[0], (int)conv.stride[0],
             (int)conv.padding[0], (int)conv.dilation[0], (int)conv.groups), ("weight", weight), ("bias", bias));
     }
@@ -62,7 +63,7 @@ public sealed class GraphBuilder
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var index = tensor(keep, dtype: int64);
+        var index = tensor(keep, dtype: int64, device: linear.weight!.device);
         var weight = linear.weight!.index_select(0, index).unsqueeze(-1).unsqueeze(-1);
         var bias = linear.bias is { } b ? b.index_select(0, index) : zeros(keep.Length);
         return Add(new StaticNode(name, StaticOp.Conv, [input], keep.Length, 1), ("weight", weight), ("bias", bias));

@@ -219,7 +219,7 @@ internal static class EncoderPruning
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        Tensor Rows(Tensor t) => kept is null ? t : t.index_select(0, tensor(kept, dtype: int64));
+        Tensor Rows(Tensor t) => kept is null ? t : t.index_select(0, tensor(kept, dtype: int64, device: t.device));
         switch (op)
         {
             case TokensOp tokens:
@@ -276,7 +276,7 @@ internal static class EncoderPruning
         using (no_grad())
         {
             var weights = layer.Beta.softmax(0);
-            mix = g.Mix($"mix.{unit}", toMix, all ? weights : weights.index_select(1, tensor(mixed, dtype: int64)));
+            mix = g.Mix($"mix.{unit}", toMix, all ? weights : weights.index_select(1, tensor(mixed, dtype: int64, device: weights.device)));
         }
         if (pool is not null) mix = pool(mix, "mix.maxpool");
         if (all) return (gated, mix);

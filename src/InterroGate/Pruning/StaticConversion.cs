@@ -1,7 +1,8 @@
 using InterroGate.Architectures;
 using InterroGate.Data;
-
 using InterroGate.Export;
+using InterroGate.Tensors;
+
 namespace InterroGate.Pruning;
 
 /// <summary>
@@ -42,7 +43,7 @@ public static class StaticConversion
                     foreach (var t in model.Tasks) WeightTransfer.Copy(ig, $"encoder.task_branches.{t.Name}.", model.state_dict(), "encoder.");
                 }
                 using (TorchSharp.torch.no_grad())
-                    foreach (var g in ig.Encoder.GateLayers) g.Alpha.fill_(stl ? 1 : -1);
+                    foreach (var g in ig.Encoder.GateLayers) g.Alpha.fill_(stl ? Scalars.One : Scalars.MinusOne);
                 return Pruner.Prune(ig, input);
             }
             default:

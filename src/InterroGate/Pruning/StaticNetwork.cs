@@ -1,6 +1,7 @@
-using InterroGate.Tasks;
-using TorchSharp.Modules;
 using InterroGate.Export;
+using InterroGate.Tasks;
+using InterroGate.Tensors;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace InterroGate.Pruning;
@@ -163,7 +164,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                     StaticOp.Conv => ((Conv2d)_modules[n]!).call(In(0)),
                     StaticOp.Linear => ((Linear)_modules[n]!).call(In(0)),
                     StaticOp.MaxPool => ((MaxPool2d)_modules[n]!).call(In(0)),
-                    StaticOp.Add => Reusable(0) ? In(0).add_(In(1)) : In(0) + In(1),
+                    StaticOp.Add => Reusable(0) ? In(0).PlusInPlace(In(1)) : In(0).Plus(In(1)),
                     StaticOp.Relu => Reusable(0) ? In(0).relu_() : nn.functional.relu(In(0)),
                     StaticOp.GlobalAvgPool => In(0).mean([2, 3]),
                     StaticOp.ImagePool => In(0).mean([2, 3], keepdim: true),
@@ -277,7 +278,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         if (cls is not null) tokens = cat([cls.view(1, d, 1, 1).expand(b, -1, -1, -1), tokens], 3);
         if (tokens.shape[3] != pos.shape[1])
             throw new ArgumentException($"The static network's position embeddings are for {pos.shape[1]} tokens, the image gives {tokens.shape[3]}: feed images of its input size.");
-        return tokens + pos.view(1, d, 1, -1);
+        return tokens.Plus(pos.view(1, d, 1, -1));
     }
 
     private static Tensor Mix(StaticNode node, Tensor[] values, Tensor weight)
@@ -285,7 +286,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         var first = values[node.Inputs[0]];
         long[] shape = first.dim() == 4 ? [1, weight.shape[1], 1, 1] : [1, weight.shape[1]];
         var sum = first * weight[0].view(shape);
-        for (int t = 1; t < node.Inputs.Length; t++) sum = sum.addcmul_(values[node.Inputs[t]], weight[t].view(shape), 1);
+        for (int t = 1; t < node.Inputs.Length; t++) sum = sum.addcmul_(values[node.Inputs[t]], weight[t].view(shape), Scalars.One);
         return sum;
     }
 

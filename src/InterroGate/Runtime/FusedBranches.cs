@@ -1,6 +1,7 @@
 // Branch fusion: the T+1 copies of a conv+BN(+ReLU) unit computed as one grouped convolution and one batch
 // norm over the channel-concatenated branches, instead of T+1 separate calls of each.
 using InterroGate.Gating;
+using InterroGate.Layers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -42,7 +43,7 @@ public sealed class FusedBranches : IFusedBranches
         double factor = 0;
         if (training)
         {
-            foreach (var b in norms) b.num_batches_tracked?.add_(1);
+            foreach (var b in norms) BatchNorms.CountBatch(b);
             factor = n.momentum ?? 1.0 / n.num_batches_tracked!.item<long>();
         }
         var y = nn.functional.batch_norm(input, mean, variance, weight, bias, training, factor, n.eps);

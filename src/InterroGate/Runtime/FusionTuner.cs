@@ -1,5 +1,6 @@
 // Per-unit choice between fused and separate branches for InterroGate's encoder, by timing both.
 using InterroGate.Gating;
+using InterroGate.Tensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -44,7 +45,7 @@ public static class FusionTuner
                             : leaves[i] = Branches.Of(i.Parts.Select(p => p.detach().requires_grad_(true)).ToArray())).ToArray();
                         var watch = System.Diagnostics.Stopwatch.StartNew();
                         var y = encoder.ComputeUnit(u, ins, resizeLike, fuse);
-                        var loss = y.Parts.Select(p => p.sum()).Aggregate((a, b) => a + b);
+                        var loss = y.Parts.Select(p => p.sum()).Aggregate((a, b) => a.Plus(b));
                         var wrt = encoder.UnitParameters(u).Concat(leaves.Values.SelectMany(b => b.Parts)).ToArray();
                         autograd.grad([loss], wrt);
                         if (x.device.type == TorchSharp.DeviceType.CUDA) cuda.synchronize(x.device);

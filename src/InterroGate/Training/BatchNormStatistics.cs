@@ -1,6 +1,7 @@
 // Re-estimating batch-norm running statistics from training batches (docs/method.md, "Batch-norm statistics").
 using InterroGate.Architectures;
 using InterroGate.Data;
+using InterroGate.Tensors;
 using BatchNorm1d = TorchSharp.Modules.BatchNorm1d;
 using BatchNorm2d = TorchSharp.Modules.BatchNorm2d;
 using BatchNorm3d = TorchSharp.Modules.BatchNorm3d;
@@ -59,7 +60,7 @@ public static class BatchNormStatistics
             foreach (var n in norms)
             {
                 n.running_mean!.zero_();
-                n.running_var!.fill_(1);
+                n.running_var!.fill_(Scalars.One);
                 n.num_batches_tracked?.zero_();
                 n.train();
             }

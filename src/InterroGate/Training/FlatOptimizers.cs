@@ -1,5 +1,6 @@
 // Adam and SGD that update each parameter group as one flat buffer (a few kernels per group, not per parameter), as
 // PyTorch's multi-tensor ("foreach") optimisers do; same arithmetic, state and checkpoint format as TorchSharp's.
+using InterroGate.Tensors;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -266,11 +267,20 @@ public static class Flat
         {
             double beta1 = options.beta1!.Value, beta2 = options.beta2!.Value, lr = options.LearningRate!.Value;
             double bias1 = 1 - Math.Pow(beta1, step), bias2 = 1 - Math.Pow(beta2, step);
-            var g = options.weight_decay is { } wd && wd != 0 ? grad.add(param, alpha: wd) : grad;
-            avg.mul_(beta1).add_(g, alpha: 1 - beta1);
-            avgSq.mul_(beta2).addcmul_(g, g, value: 1 - beta2);
-            var denom = (avgSq.sqrt() / Math.Sqrt(bias2)).add_(options.eps!.Value);
-            param.addcdiv_(avg, denom, value: -lr / bias1);
+            double wd = options.weight_decay ?? 0;
+            using var decay = Scalars.Of(wd);
+            using var keep1 = Scalars.Of(beta1);
+            using var take1 = Scalars.Of(1 - beta1);
+            using var keep2 = Scalars.Of(beta2);
+            using var take2 = Scalars.Of(1 - beta2);
+            using var correction2 = Scalars.Of(Math.Sqrt(bias2));
+            using var eps = Scalars.Of(options.eps!.Value);
+            using var stepSize = Scalars.Of(-lr / bias1);
+            var g = wd != 0 ? grad.add(param, decay) : grad;
+            avg.mul_(keep1).add_(g, take1);
+            avgSq.mul_(keep2).addcmul_(g, g, take2);
+            var denom = avgSq.sqrt().div(correction2).add_(eps, Scalars.One);
+            param.addcdiv_(avg, denom, stepSize);
         }
     }
 
@@ -322,7 +332,11 @@ public static class Flat
             if (grad is not null) Update(p, grad, lr, wd);
         }
 
-        private static void Update(Tensor param, Tensor grad, double lr, double wd) =>
-            param.add_(wd != 0 ? grad.add(param, alpha: wd) : grad, alpha: -lr);
+        private static void Update(Tensor param, Tensor grad, double lr, double wd)
+        {
+            using var decay = Scalars.Of(wd);
+            using var stepSize = Scalars.Of(-lr);
+            param.add_(wd != 0 ? grad.add(param, decay) : grad, stepSize);
+        }
     }
 }

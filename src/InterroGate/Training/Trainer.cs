@@ -1,4 +1,3 @@
-using TorchSharp;
 using System.Diagnostics;
 using System.Text.Json;
 using InterroGate.Architectures;
@@ -6,6 +5,8 @@ using InterroGate.Balancing;
 using InterroGate.Configuration;
 using InterroGate.Data;
 using InterroGate.Objectives;
+using InterroGate.Tensors;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InterroGate.Training;
@@ -82,6 +83,11 @@ public sealed class Trainer
         {
             _data = original;
             foreach (var copy in copies) copy.Dispose();
+            // What the run leaves unreachable (the optimisers' moments, the last batches) is freed by finalizers, which
+            // run after a garbage collection; the collector does not see GPU memory, so on a GPU it could stay taken into
+            // the next run of a comparison. Collect now.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
         }
     }
 
@@ -274,7 +280,7 @@ public sealed class Trainer
                         (lastGood is null ? "" : $" Resume from {lastGood} with --resume."));
                 }
                 if (pending is null) { pending = values; pendingFrom = step; }
-                else { pending.add_(values); values.Dispose(); }
+                else { pending.PlusInPlace(values); values.Dispose(); }
                 pendingCount++;
                 done++;
                 epochImages += n;
@@ -435,9 +441,9 @@ public sealed class Trainer
                     if (seen >= batches) break;
                     foreach (var p in _model.parameters()) p.grad?.zero_();
                     var losses = objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch);
-                    var total = losses.Aggregate((a, b) => a + b);
+                    var total = losses.Aggregate((a, b) => a.Plus(b));
                     var reg = _model.Regularizer();
-                    (reg is null ? total : total + reg).backward();
+                    (reg is null ? total : total.Plus(reg)).backward();
                     _model.ObserveGradients();
                 }
                 seen++;

@@ -85,6 +85,12 @@ public sealed class HtmlReportTests : IDisposable
         static bool Near(byte v, int target) => Math.Abs(v - target) <= 12;
         Assert.True(Count((r, g, b) => r == 240 && g == 240 && b == 240, 0, 400) > 2000, "no table header painted near the top");
         Assert.True(Count((r, g, b) => Near(r, 31) && Near(g, 119) && Near(b, 180), 300, image.Height) > 30, "no STL marker painted in the figures");
+
+        // A run whose config.json no longer reads: its section says so instead of leaving its sharing pattern out unsaid.
+        File.WriteAllText(Path.Combine(dir, "interrogate-ls4", "config.json"), "{ \"architecture\": ");
+        string damaged = File.ReadAllText(HtmlReport.Write(dir));
+        Assert.Single(Regex.Matches(damaged, "config.json does not read as JSON"));
+        Assert.DoesNotContain("interrogate-ls4: sharing pattern", damaged);
     }
 
     [Fact]

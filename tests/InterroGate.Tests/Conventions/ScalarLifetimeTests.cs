@@ -1,0 +1,172 @@
+using System.Reflection;
+using System.Reflection.Emit;
+using InterroGate.Architectures;
+using InterroGate.Configuration;
+using InterroGate.Heads;
+using InterroGate.Tasks;
+using InterroGate.Tensors;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace InterroGate.Tests.Conventions;
+
+/// <summary>
+/// The library never hands libtorch a scalar that a garbage collection could free during the call (<see cref="Scalars"/>):
+/// its compiled code is read for every call that makes one, directly (an implicit conversion to <see cref="Scalar"/>) or
+/// inside TorchSharp (a method of TorchSharp's that makes one, such as <c>a + b</c> of two tensors or
+/// <c>BatchNorm2d.forward</c>), and every model's batch norms are checked to run through <see cref="Layers.BatchNorms"/>.
+/// </summary>
+[Collection("Torch")]
+public sealed class ScalarLifetimeTests
+{
+    private const BindingFlags Declared = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+    private static readonly Dictionary<short, OpCode> OpCodesByValue = typeof(OpCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
+        .Select(f => (OpCode)f.GetValue(null)!).ToDictionary(o => o.Value);
+    private static readonly Lazy<HashSet<MethodBase>> TorchSharpScalarMakers = new(ScalarMakersIn);
+
+    private static IEnumerable<MethodBase> MethodsOf(Assembly assembly) =>
+        assembly.GetTypes().SelectMany(t => t.GetMethods(Declared).Cast<MethodBase>().Concat(t.GetConstructors(Declared)));
+
+    /// <summary>The methods <paramref name="method"/>'s body calls (call, callvirt, newobj, ldftn), read from its IL.</summary>
+    private static IEnumerable<MethodBase> CallsOf(MethodBase method)
+    {
+        byte[]? il;
+        try { il = method.GetMethodBody()?.GetILAsByteArray(); }
+        catch (Exception e) when (e is InvalidOperationException or NotSupportedException or BadImageFormatException) { yield break; }
+        if (il is null) yield break;
+        var typeArgs = method.DeclaringType is { IsGenericType: true } d ? d.GetGenericArguments() : null;
+        var methodArgs = method.IsGenericMethod ? method.GetGenericArguments() : null;
+        for (int i = 0; i < il.Length;)
+        {
+            short value = il[i++];
+            if (value == 0xFE) value = (short)(0xFE00 | il[i++]);
+            var op = OpCodesByValue[value];
+            int size = op.OperandType switch
+            {
+                OperandType.InlineNone => 0,
+                OperandType.ShortInlineBrTarget or OperandType.ShortInlineI or OperandType.ShortInlineVar => 1,
+                OperandType.InlineVar => 2,
+                OperandType.InlineI8 or OperandType.InlineR => 8,
+                OperandType.InlineSwitch => 4 + 4 * BitConverter.ToInt32(il, i),
+                _ => 4,
+            };
+            if (op == OpCodes.Call || op == OpCodes.Callvirt || op == OpCodes.Newobj || op == OpCodes.Ldftn)
+            {
+                MethodBase? target = null;
+                try { target = method.Module.ResolveMethod(BitConverter.ToInt32(il, i), typeArgs, methodArgs); }
+                catch (ArgumentException) { }
+                if (target is not null) yield return target;
+            }
+            i += size;
+        }
+    }
+
+    /// <summary>A conversion that makes a new <see cref="Scalar"/> from a number.</summary>
+    private static bool MakesScalar(MethodBase m) =>
+        m.DeclaringType == typeof(Scalar) && m.Name == "op_Implicit" || m.DeclaringType == typeof(ScalarExtensionMethods);
+
+    /// <summary>TorchSharp's methods that make a scalar themselves, or call one that does (to a fixed point).</summary>
+    private static HashSet<MethodBase> ScalarMakersIn()
+    {
+        var methods = MethodsOf(typeof(torch).Assembly).ToArray();
+        var calls = methods.ToDictionary(m => m, m => CallsOf(m).ToArray());
+        var makers = methods.Where(m => calls[m].Any(MakesScalar)).ToHashSet();
+        for (bool grew = true; grew;)
+        {
+            grew = false;
+            foreach (var m in methods)
+                if (!makers.Contains(m) && calls[m].Any(makers.Contains)) grew = makers.Add(m);
+        }
+        return makers;
+    }
+
+    /// <summary>Calls in <paramref name="methods"/> that make a scalar nothing keeps alive, as "Type.Method -> callee".</summary>
+    private static string[] Offenders(IEnumerable<MethodBase> methods) =>
+        methods.Where(m => m.DeclaringType != typeof(Scalars))
+            .SelectMany(m => CallsOf(m).Where(t => MakesScalar(t) || TorchSharpScalarMakers.Value.Contains(t))
+                .Select(t => $"{m.DeclaringType?.FullName}.{m.Name} -> {t.DeclaringType?.Name}.{t.Name}"))
+            .Distinct().ToArray();
+
+    // What the scan must find (it would pass vacuously on an empty set otherwise).
+    private static void ImplicitAlpha(Tensor a, Tensor b) => (a + b).Dispose();
+    private static void ImplicitScalar(Tensor a) => a.add_(1);
+    private static void KeptAlive(Tensor a, Tensor b) { a.Plus(b).Dispose(); a.add_(Scalars.One, Scalars.One); }
+
+    [Fact]
+    public void The_library_makes_no_scalar_that_a_collection_could_free_during_the_call()
+    {
+        Assert.Contains(Offenders([((Action<Tensor, Tensor>)ImplicitAlpha).Method]), o => o.EndsWith("Tensor.op_Addition", StringComparison.Ordinal));
+        Assert.Contains(Offenders([((Action<Tensor>)ImplicitScalar).Method]), o => o.EndsWith("Scalar.op_Implicit", StringComparison.Ordinal));
+        Assert.Empty(Offenders([((Action<Tensor, Tensor>)KeptAlive).Method]));
+        Assert.Contains(TorchSharpScalarMakers.Value, m => m.DeclaringType == typeof(BatchNorm) && m.Name == "forward");
+
+        Assert.Empty(Offenders(MethodsOf(typeof(Scalars).Assembly)));
+    }
+
+    [Fact]
+    public void Every_scalar_made_at_run_time_is_disposed_by_the_method_that_makes_it()
+    {
+        var of = typeof(Scalars).GetMethods().Where(m => m.Name == nameof(Scalars.Of)).ToHashSet<MethodBase>();
+        var makers = MethodsOf(typeof(Scalars).Assembly).Where(m => m.DeclaringType != typeof(Scalars) && CallsOf(m).Any(of.Contains)).ToArray();
+        Assert.NotEmpty(makers);
+        var undisposed = makers.Where(m => !CallsOf(m).Any(t => t.Name == nameof(IDisposable.Dispose)))
+            .Select(m => $"{m.DeclaringType?.FullName}.{m.Name}").ToArray();
+        Assert.Empty(undisposed);
+    }
+
+    public static TheoryData<string, string, string, int, int> Models => new()
+    {
+        { "stl", "resnet20", "", 1, 16 },
+        { "mtl", "resnet20", "", 1, 16 },
+        { "interrogate", "resnet20", "", 1, 16 },
+        { "interrogate-fused", "resnet20", "", 1, 16 },
+        { "mtan", "resnet20", "", 1, 16 },
+        { "cross-stitch", "resnet20", "", 1, 16 },
+        { "interrogate", "resnet20", "aspp", 3, 32 },
+        { "interrogate", "hrnet18-small", "hrnet", 3, 32 },
+        { "interrogate", "vit_cpu_patch4_32", "dpt", 3, 32 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Every_batch_norm_of_a_training_forward_pass_runs_through_the_library(string architecture, string backbone, string dense, int channels, int size)
+    {
+        var tasks = dense == ""
+            ? new TaskSet([new TaskSpec("a", TaskKind.Classification, 3), new TaskSpec("b", TaskKind.Classification, 4)])
+            : new TaskSet([new TaskSpec("semseg", TaskKind.Segmentation, 5), new TaskSpec("depth", TaskKind.Depth, 1)]);
+        ArchitectureConfig arch = architecture switch
+        {
+            "interrogate" => new InterroGateConfig { AlphaInit = 0.01 },
+            "interrogate-fused" => new InterroGateConfig { AlphaInit = 0.01, Fusion = InterroGate.Gating.BranchFusion.On },
+            _ => Registry<ArchitectureConfig>.Default(architecture),
+        };
+        var config = new RunConfig
+        {
+            Backbone = new BackboneConfig { Name = backbone, Width = backbone == "resnet20" ? 0.25 : 1 },
+            Head = dense switch { "" => new HeadConfig(), "dpt" => new HeadConfig { Dense = "dpt", DptFeatures = 16 }, _ => new HeadConfig { Dense = dense, Channels = 8 } },
+            Architecture = arch,
+        };
+        manual_seed(0);
+        using var model = Factory.CreateModel(config, tasks, (channels, size, size));
+        var norms = model.modules().OfType<BatchNorm2d>().ToArray();
+        Assert.NotEmpty(norms);
+        // TorchSharp modules whose forward makes a scalar of its own (BatchNorm2d's, run by the library instead).
+        var unsafeModules = model.modules().Where(m => m is not BatchNorm2d && TorchSharpScalarMakers.Value.Any(f =>
+            f.Name == "forward" && f.DeclaringType!.IsAssignableFrom(m.GetType()))).Select(m => m.GetType().Name).Distinct().ToArray();
+        Assert.Empty(unsafeModules);
+
+        int hooked = 0;
+        var removers = norms.Select(n => n.register_forward_pre_hook(_ => hooked++)).ToArray();
+        model.train();
+        using (NewDisposeScope())
+        {
+            var outputs = model.call(randn(2, channels, size, size));
+            Assert.Equal(tasks.Count, outputs.Count);
+        }
+        foreach (var r in removers) r.remove();
+
+        Assert.Equal(0, hooked); // TorchSharp's BatchNorm.forward (which runs the hooks) was never called
+        Assert.All(norms, n => Assert.Equal(1L, n.num_batches_tracked!.item<long>())); // each counted its one batch, through BatchNorms
+    }
+}
