@@ -202,6 +202,32 @@ public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMe
     public string Name => "maxF";
     public bool HigherIsBetter => true;
 
+    /// <summary>
+    /// For every threshold t_i (ascending): how many pixels have p &gt; t_i, how many of those are salient, and how many
+    /// are salient in all. One pass and one read: a pixel's count of thresholds below p (<c>bucketize</c>) exceeds i
+    /// exactly when p &gt; t_i, so suffix sums of those counts' histogram give every threshold at once. The thresholds
+    /// are compared in p's dtype, as <c>p.gt(t)</c> does.
+    /// </summary>
+    internal static (long[] Predicted, long[] TruePositives, long Positives) ThresholdCounts(Tensor p, Tensor salient, double[] thresholds)
+    {
+        using var scope = NewDisposeScope();
+        int k = thresholds.Length;
+        var bounds = tensor(thresholds, dtype: float64).to(p.dtype).to(p.device);
+        var below = p.flatten().bucketize(bounds); // int64: how many thresholds are < p
+        var all = below.bincount(null, minlength: k + 1);
+        var hits = below.masked_select(salient.flatten()).bincount(null, minlength: k + 1);
+        var counts = stack([all, hits]).cpu().data<long>().ToArray();
+        long[] predicted = new long[k], truePositives = new long[k];
+        long allAbove = 0, hitsAbove = 0;
+        for (int i = k - 1; i >= 0; i--)
+        {
+            allAbove += counts[i + 1];
+            hitsAbove += counts[k + 1 + i + 1];
+            (predicted[i], truePositives[i]) = (allAbove, hitsAbove);
+        }
+        return (predicted, truePositives, hitsAbove + counts[k + 1]);
+    }
+
     public void Update(Tensor output, Tensor target)
     {
         DenseChecks.SameResolution(Name, output, target);
@@ -213,15 +239,12 @@ public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMe
         using var scope = NewDisposeScope();
         var p = output.sigmoid();
         var salient = target.gt(Scalars.Half);
-        long positives = salient.sum().item<long>();
+        var (predicted, truePositives, positives) = ThresholdCounts(p, salient, _thresholds);
         for (int i = 0; i < _thresholds.Length; i++)
         {
-            using var threshold = Scalars.Of(_thresholds[i]);
-            var predicted = p.gt(threshold);
-            long tp = predicted.logical_and(salient).sum().item<long>();
-            _tp[i] += tp;
-            _fp[i] += predicted.sum().item<long>() - tp;
-            _fn[i] += positives - tp;
+            _tp[i] += truePositives[i];
+            _fp[i] += predicted[i] - truePositives[i];
+            _fn[i] += positives - truePositives[i];
         }
         var half = p.gt(Scalars.Half);
         long tpHalf = half.logical_and(salient).sum().item<long>(), predictedHalf = half.sum().item<long>();

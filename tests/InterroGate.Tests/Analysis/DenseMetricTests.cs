@@ -79,6 +79,27 @@ public sealed class DenseMetricTests
     }
 
     [Fact]
+    public void Saliency_counts_for_every_threshold_in_one_pass_equal_one_comparison_per_threshold()
+    {
+        // Probabilities that fall exactly on thresholds (as float32), just beside them, at 0 and 1, and random ones.
+        var thresholds = DenseMetricOptions.Default.ThresholdValues();
+        manual_seed(3);
+        var exact = tensor(thresholds.Select(t => (float)t).ToArray());
+        var beside = cat([exact.nextafter(zeros_like(exact)), exact.nextafter(ones_like(exact))]);
+        var p = cat([exact, beside, tensor(new float[] { 0, 1 }), rand(5000)]);
+        var salient = rand(p.shape[0]).gt(0.4);
+        var (predicted, truePositives, positives) = SaliencyScores.ThresholdCounts(p, salient, thresholds);
+        Assert.Equal(salient.sum().item<long>(), positives);
+        for (int i = 0; i < thresholds.Length; i++)
+        {
+            var above = p.gt(thresholds[i]);
+            Assert.Equal(above.sum().item<long>(), predicted[i]);
+            Assert.Equal(above.logical_and(salient).sum().item<long>(), truePositives[i]);
+            Assert.True(p.ge(thresholds[i]).sum().item<long>() > predicted[i], $"no value on threshold {i}: the ties are not tested");
+        }
+    }
+
+    [Fact]
     public void Edge_odsF_matches_within_the_distance_and_the_primary_metric_is_the_loss()
     {
         var options = new DenseMetricOptions(EdgeMatchFraction: 1.0 / 9, EdgeThresholds: 9); // 1/9 of the 6×6 diagonal (8.5 px) rounds up to 1 pixel
