@@ -206,14 +206,16 @@ public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMe
     /// For every threshold t_i (ascending): how many pixels have p &gt; t_i, how many of those are salient, and how many
     /// are salient in all. One pass and one read: a pixel's count of thresholds below p (<c>bucketize</c>) exceeds i
     /// exactly when p &gt; t_i, so suffix sums of those counts' histogram give every threshold at once. The thresholds
-    /// are compared in p's dtype, as <c>p.gt(t)</c> does.
+    /// are compared in p's dtype, as <c>p.gt(t)</c> does, and a NaN is above none of them.
     /// </summary>
     internal static (long[] Predicted, long[] TruePositives, long Positives) ThresholdCounts(Tensor p, Tensor salient, double[] thresholds)
     {
         using var scope = NewDisposeScope();
         int k = thresholds.Length;
         var bounds = tensor(thresholds, dtype: float64).to(p.dtype).to(p.device);
-        var below = p.flatten().bucketize(bounds); // int64: how many thresholds are < p
+        var flat = p.flatten();
+        // int64: how many thresholds are < p; a NaN is above none (as p.gt(t) has it), bucketize would put it above all
+        var below = flat.bucketize(bounds).masked_fill_(flat.isnan(), Scalars.Zero);
         var all = below.bincount(null, minlength: k + 1);
         var hits = below.masked_select(salient.flatten()).bincount(null, minlength: k + 1);
         var counts = stack([all, hits]).cpu().data<long>().ToArray();

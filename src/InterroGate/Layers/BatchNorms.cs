@@ -9,8 +9,9 @@ namespace InterroGate.Layers;
 /// <summary>
 /// Batch norm without TorchSharp's implicit scalar: <c>BatchNorm2d.forward</c> counts the batch with
 /// <c>num_batches_tracked.add_(1)</c>, a scalar a garbage collection on another thread can free while libtorch reads it
-/// (<see cref="Scalars"/>). Every batch norm of the library's models runs through <see cref="Forward"/>, which computes
-/// the same with <see cref="Scalars.One"/>. Forward hooks registered on a batch-norm module do not run for these calls.
+/// (<see cref="Scalars"/>). The library never calls that forward: its models' batch norms run through <see cref="Forward"/>,
+/// which computes the same with <see cref="Scalars.One"/> (the kept-filter and fused paths call <c>batch_norm</c> themselves
+/// and count with <see cref="CountBatch"/>). Forward hooks registered on a batch-norm module do not run for these calls.
 /// </summary>
 public static class BatchNorms
 {
@@ -23,7 +24,11 @@ public static class BatchNorms
         if (norm.training && norm.track_running_stats && norm.num_batches_tracked is { } count)
         {
             CountBatch(norm);
-            factor = norm.momentum ?? 1.0 / count.item<long>();
+            if (norm.momentum is null)
+            {
+                using var batches = count.to(ScalarType.Float64); // the count in any dtype (TorchSharp's (double) cast makes a scalar)
+                factor = 1.0 / batches.item<double>();
+            }
         }
         bool useBatchStatistics = norm.training || (norm.running_mean is null && norm.running_var is null);
         bool useRunning = !norm.training || norm.track_running_stats;

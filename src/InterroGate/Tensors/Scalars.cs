@@ -13,7 +13,7 @@ namespace InterroGate.Tensors;
 /// type") or computes with another scalar's value. bench/RESULTS.md ("A race in TorchSharp's implicit scalars")
 /// measures it. The library therefore never makes such a scalar: constants come from the static fields here, which
 /// are never collected, and values known only at run time from <see cref="Of(double)"/> into a <c>using</c> variable
-/// (disposed after the call, so alive through it). <c>ConventionTests</c> checks the compiled library for it.
+/// (disposed after the call, so alive through it). <c>ScalarLifetimeTests</c> checks the compiled library for it.
 /// </para>
 /// </summary>
 internal static class Scalars

@@ -81,12 +81,12 @@ public sealed class DenseMetricTests
     [Fact]
     public void Saliency_counts_for_every_threshold_in_one_pass_equal_one_comparison_per_threshold()
     {
-        // Probabilities that fall exactly on thresholds (as float32), just beside them, at 0 and 1, and random ones.
+        // Probabilities that fall exactly on thresholds (as float32), just beside them, at 0 and 1, a NaN, and random ones.
         var thresholds = DenseMetricOptions.Default.ThresholdValues();
         manual_seed(3);
         var exact = tensor(thresholds.Select(t => (float)t).ToArray());
         var beside = cat([exact.nextafter(zeros_like(exact)), exact.nextafter(ones_like(exact))]);
-        var p = cat([exact, beside, tensor(new float[] { 0, 1 }), rand(5000)]);
+        var p = cat([exact, beside, tensor(new float[] { 0, 1, float.NaN }), rand(5000)]);
         var salient = rand(p.shape[0]).gt(0.4);
         var (predicted, truePositives, positives) = SaliencyScores.ThresholdCounts(p, salient, thresholds);
         Assert.Equal(salient.sum().item<long>(), positives);

@@ -86,9 +86,17 @@ public sealed class HtmlReportTests : IDisposable
         Assert.True(Count((r, g, b) => r == 240 && g == 240 && b == 240, 0, 400) > 2000, "no table header painted near the top");
         Assert.True(Count((r, g, b) => Near(r, 31) && Near(g, 119) && Near(b, 180), 300, image.Height) > 30, "no STL marker painted in the figures");
 
-        // A run whose config.json no longer reads: its section says so instead of leaving its sharing pattern out unsaid.
-        File.WriteAllText(Path.Combine(dir, "interrogate-ls4", "config.json"), "{ \"architecture\": ");
-        string damaged = File.ReadAllText(HtmlReport.Write(dir));
+        // A run whose config.json no longer reads (alone in a copy of the folder, so that one run is drawn): its section
+        // says so instead of leaving its sharing pattern out unsaid.
+        string copy = Path.Combine(_dir, "damaged");
+        Directory.CreateDirectory(Path.Combine(copy, "interrogate-ls4"));
+        File.Copy(Path.Combine(dir, "table.json"), Path.Combine(copy, "table.json"));
+        foreach (var file in Directory.GetFiles(Path.Combine(dir, "interrogate-ls4")))
+            File.Copy(file, Path.Combine(copy, "interrogate-ls4", Path.GetFileName(file)));
+        string intact = File.ReadAllText(HtmlReport.Write(copy));
+        Assert.Contains("interrogate-ls4: sharing pattern", intact);
+        File.WriteAllText(Path.Combine(copy, "interrogate-ls4", "config.json"), "{ \"architecture\": ");
+        string damaged = File.ReadAllText(HtmlReport.Write(copy));
         Assert.Single(Regex.Matches(damaged, "config.json does not read as JSON"));
         Assert.DoesNotContain("interrogate-ls4: sharing pattern", damaged);
     }

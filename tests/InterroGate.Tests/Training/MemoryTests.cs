@@ -153,7 +153,8 @@ public sealed class MemoryTests : IDisposable
         GC.WaitForPendingFinalizers();
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        Assert.Equal(Tensor.TotalCount, afterRun);
+        long settled = Tensor.TotalCount;
+        Assert.Equal(settled, afterRun);
         run.Model.Dispose();
     }
 }
