@@ -46,6 +46,14 @@ public sealed class Trainer
 
     /// <summary>A fresh run into a folder that already holds one clears it instead of refusing.</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>
+    /// Whether <see cref="Run"/> ends with a garbage collection, so that what the run leaves unreachable (the optimisers'
+    /// moments, the last batches) is freed at once rather than whenever finalizers run. The collector does not see GPU
+    /// memory, so on a GPU that memory could stay taken into the next run of a comparison. Null (the default): on a GPU
+    /// only; on the CPU the collector runs often enough, and a full collection per run would slow many short runs.
+    /// </summary>
+    internal bool? CollectWhenDone { get; init; }
     /// <summary>Resume even where the configuration differs from the checkpoint's (the differing keys are reported).</summary>
     public bool AcceptConfigChanges { get; init; }
     /// <summary>
@@ -83,11 +91,11 @@ public sealed class Trainer
         {
             _data = original;
             foreach (var copy in copies) copy.Dispose();
-            // What the run leaves unreachable (the optimisers' moments, the last batches) is freed by finalizers, which
-            // run after a garbage collection; the collector does not see GPU memory, so on a GPU it could stay taken into
-            // the next run of a comparison. Collect now.
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
+            if (CollectWhenDone ?? device.type != DeviceType.CPU)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
         }
     }
 
