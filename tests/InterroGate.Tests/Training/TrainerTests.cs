@@ -51,7 +51,7 @@ public sealed class TrainerTests : IDisposable
         string[] tasks = arch == "interrogate" ? ["semseg", "depth", "normals"] : ["semseg", "depth", "normals", "edge", "sal"];
         var config = Config(Architecture(arch), epochs: 3) with
         {
-            Data = new DataConfig { Dataset = "fashion-scenes", TrainSize = 384, ValidationSize = 64, TestSize = 64 },
+            Data = new DataConfig { Dataset = "fashion-scenes", TrainSize = 384, ValidationSize = 32, TestSize = 32 },
             Head = new InterroGate.Heads.HeadConfig { Channels = 16 },
             Tasks = arch == "interrogate" ? tasks : null,
         };
