@@ -21,7 +21,6 @@ internal static class Scalars
     public static readonly Scalar Zero = 0.ToScalar();
     public static readonly Scalar One = 1.ToScalar();
     public static readonly Scalar MinusOne = (-1).ToScalar();
-    public static readonly Scalar Two = 2.ToScalar();
     public static readonly Scalar Half = 0.5.ToScalar();
 
     /// <summary>A scalar for a value known at run time; hold it in a <c>using</c> variable over the call that reads it.</summary>
@@ -35,13 +34,6 @@ internal static class Scalars
 
     /// <summary>a += b, in place.</summary>
     public static Tensor PlusInPlace(this Tensor a, Tensor b) => a.add_(b, One);
-
-    /// <summary>a + value·b.</summary>
-    public static Tensor PlusScaled(this Tensor a, Tensor b, double value)
-    {
-        using var s = Of(value);
-        return a.add(b, s);
-    }
 
     /// <summary>a + value·b, in place.</summary>
     public static Tensor PlusScaledInPlace(this Tensor a, Tensor b, double value)
@@ -76,13 +68,6 @@ internal static class Scalars
     {
         using var s = Of(value);
         return a.add(s, One);
-    }
-
-    /// <summary>a + value, in place.</summary>
-    public static Tensor ShiftedInPlace(this Tensor a, double value)
-    {
-        using var s = Of(value);
-        return a.add_(s, One);
     }
 
     /// <summary>1 − a.</summary>
