@@ -9,7 +9,14 @@
 //           ASPP heads and the data loader's augmentation), restarted after each failure
 //   train-calm : the trainer without the allocating thread: how often the garbage collector runs in an ordinary run,
 //           and how much of the allocation is the training thread's (the rest is the data loader's)
-// Usage: InterroGate.Bench scalar-race SECONDS add|bn|train|train-calm [synthetic|multifashion|fashion-scenes]
+// The same holds for tensors: a temporary tensor (`a.mul(b)` passed straight on) whose last managed use is reading its
+// handle can be finalized, and its memory freed, while the next call still reads it:
+//   temp        : `big.mul(big).sum()` outside any dispose scope, the sum checked (a crash ends the process: the script
+//                 reports the exit status)
+//   temp-scoped : the same inside a dispose scope, which holds the temporary until the scope ends
+//   deploy      : the library outside a training step: prune a gated ResNet-20, store the static network, check the
+//                 file's bytes against the first one, load it back (checksum and graph checks) and predict
+// Usage: InterroGate.Bench scalar-race SECONDS add|bn|train|train-calm|temp|temp-scoped|deploy [synthetic|multifashion|fashion-scenes]
 // (SCALAR_RACE_TRACE=1 prints the first frames of each failure's stack)
 using System.Diagnostics;
 using System.Globalization;
@@ -79,26 +86,67 @@ internal static class ScalarRace
                 if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
             }
         }
+        else if (mode == "deploy")
+        {
+            var tasks = new InterroGate.Tasks.TaskSet([new("a", InterroGate.Tasks.TaskKind.Classification, 10), new("b", InterroGate.Tasks.TaskKind.Classification, 10)]);
+            manual_seed(1);
+            var model = new InterroGateModel(tasks, InterroGate.Backbones.ResNetSpec.ResNet20(0.5), 3, (16, 16), new InterroGateConfig());
+            using (NewDisposeScope())
+            using (no_grad())
+                foreach (var g in model.Encoder.GateLayers) g.Alpha.copy_(randn_like(g.Alpha)); // a scattered pattern: gathers in the graph
+            var input = new ImageInput(3, 16, 16);
+            string dir = Path.Combine(Path.GetTempPath(), $"scalar-race-{Environment.ProcessId}");
+            Directory.CreateDirectory(dir);
+            string file = Path.Combine(dir, "m.safetensors");
+            byte[]? first = null;
+            while (watch.Elapsed.TotalSeconds < seconds)
+            {
+                try
+                {
+                    var graph = InterroGate.Pruning.Pruner.Prune(model, input).Graph;
+                    InterroGate.Export.StaticModelFile.Save(file, graph);
+                    ((object)graph as IDisposable)?.Dispose(); // a StaticGraph is disposable from this change on; the probe also builds against older revisions
+                    var bytes = File.ReadAllBytes(file);
+                    first ??= bytes;
+                    if (!bytes.AsSpan().SequenceEqual(first)) throw new ExternalException("the stored network differs from the first one stored");
+                    using var predictor = InterroGate.Export.Predictor.Load(file);
+                    using (NewDisposeScope())
+                        foreach (var y in predictor.Forward(ones(1, 3, 16, 16)).Values)
+                            if (!y.isfinite().all().item<bool>()) throw new ExternalException("a prediction is not finite");
+                }
+                catch (Exception e) when (e is ExternalException or InterroGate.Export.SafeTensorsException or InvalidDataException) { Failed(e); }
+                calls++;
+            }
+            model.Dispose();
+            Directory.Delete(dir, recursive: true);
+        }
         else
         {
             var t = tensor(0L);
             var bn = nn.BatchNorm2d(4);
             bn.train();
             var x = randn(2, 4, 2, 2);
+            var big = ones(256, 256);
             while (watch.Elapsed.TotalSeconds < seconds)
             {
                 try
                 {
                     if (mode == "bn") { using var y = bn.forward(x); }
                     else if (mode == "add") t.add_(1);
-                    else throw new ArgumentException($"mode add, bn or train, not {mode}");
+                    else if (mode == "temp" || mode == "temp-scoped")
+                    {
+                        using var scope = mode == "temp-scoped" ? NewDisposeScope() : null;
+                        using var s = big.mul(big).sum();
+                        if (s.item<float>() != big.numel()) throw new ExternalException($"sum {s.item<float>()}, expected {big.numel()}");
+                    }
+                    else throw new ArgumentException($"mode add, bn, temp, temp-scoped, deploy, train or train-calm, not {mode}");
                 }
                 catch (ExternalException e) { Failed(e); }
                 calls++;
             }
         }
         stop.Cancel();
-        Console.WriteLine($"{mode}: {calls} {(mode == "train" ? "training steps" : "calls")} in {watch.Elapsed.TotalSeconds:F1} s, " +
+        Console.WriteLine($"{mode}: {calls} {(mode == "train" ? "training steps" : mode == "deploy" ? "rounds" : "calls")} in {watch.Elapsed.TotalSeconds:F1} s, " +
                           $"{errors} failures, {GC.CollectionCount(0) - gcBefore} garbage collections" + (hammer ? "" :
                           $", {(GC.GetTotalAllocatedBytes(true) - allBefore) / 1e6:F0} MB allocated, {(GC.GetAllocatedBytesForCurrentThread() - mainBefore) / 1e6:F0} MB of it by the training thread"));
     }

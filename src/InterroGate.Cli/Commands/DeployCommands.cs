@@ -28,9 +28,11 @@ internal static class DeployCommands
         {
             string path = p.GetValue(checkpoint)!;
             var (model, input, meta) = ModelFiles.LoadCheckpoint(path);
+            using var loaded = model;
             if (model is not InterroGateModel ig)
                 throw new CheckpointException(path, $"holds a {meta.Architecture} model; only InterroGate models are pruned (use `interrogate export` to turn STL or MTL models into static networks).");
             var result = Pruner.Prune(ig, input);
+            using var graph = result.Graph;
             string target = p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".pruned.safetensors";
             StaticModelFile.Save(target, result.Graph);
             if (p.GetValue(json))
@@ -71,7 +73,7 @@ internal static class DeployCommands
                 AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(file)} ({meta.Architecture} on {Markup.Escape(meta.Backbone)}: the state dict under PyTorch names, with the run's configuration as metadata)");
                 return 0;
             }
-            var graph = ModelFiles.LoadStatic(path);
+            using var graph = ModelFiles.LoadStatic(path);
             string target = p.GetValue(output) ?? Path.ChangeExtension(path, null) + (kind == "onnx" ? ".onnx" : ".static.safetensors");
             if (kind == "onnx") OnnxExporter.Export(graph, target);
             else StaticModelFile.Save(target, graph);

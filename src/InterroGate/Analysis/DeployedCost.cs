@@ -63,7 +63,7 @@ public static class DeployedCost
             built.eval();
             string named = $"{name} on {backboneName}, {taskCount} tasks (as initialised; BN folded)";
             if (!StaticConversion.Supports(built)) return CountBuilt(built, (channels, h, w), named);
-            var g = StaticConversion.ToStatic(built, new ImageInput(channels, h, w)).Graph;
+            using var g = StaticConversion.ToStatic(built, new ImageInput(channels, h, w)).Graph;
             return OfGraph(g, named);
         }
         // A backbone by name: its encoder + a 1000-class linear classifier (the torchvision ResNets as published).
@@ -114,8 +114,12 @@ public static class DeployedCost
             }
             graph = StaticConversion.ToStatic(model, data.Train.Input).Graph;
         }
-        if (size is { } s) graph = new StaticGraph(graph.Nodes, graph.Tensors, graph.Outputs, graph.Tasks, graph.Input with { Height = s.H, Width = s.W });
-        return OfGraph(graph, title);
+        using (graph)
+        {
+            if (size is not { } s) return OfGraph(graph, title);
+            using var resized = graph.WithInput(graph.Input with { Height = s.H, Width = s.W });
+            return OfGraph(resized, title);
+        }
     }
 
     /// <summary>

@@ -35,6 +35,8 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
                 ? $"{runOrCheckpoint} holds no {Training.Trainer.LastFileName}: give a run folder written by train or compare, or a checkpoint file."
                 : $"{runOrCheckpoint} does not exist.", checkpoint);
         var (model, _, meta) = Export.ModelFiles.LoadCheckpoint(checkpoint);
+        using var loaded = model; // the report keeps numbers only
+        using var scope = TorchSharp.torch.NewDisposeScope(); // what reading the gates back makes
         if (model is not InterroGateModel ig)
             throw new Training.CheckpointException(checkpoint, $"holds a {meta.Architecture} model; only InterroGate models have gates.");
         var state = ig.TakeGateStatistics();

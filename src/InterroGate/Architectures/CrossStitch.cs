@@ -42,8 +42,9 @@ public sealed class CrossStitch : MultiTaskModel
             for (int s = 0; s < T; s++) init[t * T + s] = t == s ? (T == 1 ? 1 : selfWeight) : other;
         var channels = new[] { spec.StemChannels }.Concat(_stageEnds.Select(b => _encoders[0].Blocks[b].OutChannels));
         cross_stitch = new ParameterList();
+        // Out of any dispose scope open around the construction (Factory.CreateModel's frees the intermediates).
         foreach (long c in channels)
-            cross_stitch.Add(new Parameter(tensor(init, [T, T, 1]).to(float32).expand(T, T, c).contiguous()));
+            cross_stitch.Add(new Parameter(tensor(init, [T, T, 1]).to(float32).expand(T, T, c).contiguous().DetachFromDisposeScope()));
         RegisterComponents();
     }
 

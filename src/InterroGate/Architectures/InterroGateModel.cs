@@ -102,6 +102,12 @@ public sealed class InterroGateModel : MultiTaskModel
     /// <summary>The encoder leaves the copies no task reads uncomputed while the gates are fixed (<see cref="GatedEncoder.GatesFixed"/>).</summary>
     public override void SetGatesFixed(bool gatesFixed) => Encoder.GatesFixed = gatesFixed;
 
+    public override void EndTraining()
+    {
+        Encoder.GatesFixed = false;
+        _monitor.Release();
+    }
+
     public InterroGateConfig Options { get; }
     /// <summary>The backbone every branch of the encoder has.</summary>
     public IEncoderSpec Spec { get; }

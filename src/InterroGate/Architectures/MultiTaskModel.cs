@@ -123,6 +123,13 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
     /// </summary>
     public virtual void SetGatesFixed(bool gatesFixed) { }
 
+    /// <summary>
+    /// Called when a run ends: frees what training kept on the model besides its weights (InterroGate: the gate
+    /// statistics and the fixed gates' index tensors), which belong to no module and so are not freed with the model.
+    /// The model stays usable; a later run or evaluation makes them anew.
+    /// </summary>
+    public virtual void EndTraining() { }
+
     /// <summary>One head per task reading the features of <paramref name="encoder"/> (its channels, at its output stride).</summary>
     protected ModuleMap<nn.Module<Tensor, Tensor>> MakeHeads(Backbones.IEncoderSpec encoder) =>
         ModuleMap.Of(Tasks.Select(t => (t.Name, Heads.HeadFactory.Create(t, encoder, HeadOptions))).ToArray());

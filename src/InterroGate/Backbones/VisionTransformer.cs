@@ -194,8 +194,9 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         InChannels = inChannels;
         int grid = spec.TrainedSize / spec.PatchSize;
         patch_embed = new PatchEmbed(inChannels, spec.EmbedDim, spec.PatchSize);
-        cls_token = spec.ClassToken ? new Parameter(zeros(1, 1, spec.EmbedDim)) : null;
-        pos_embed = new Parameter(zeros(1, grid * grid + (spec.ClassToken ? 1 : 0), spec.EmbedDim));
+        // Out of any dispose scope open around the construction (a Parameter made from a tensor in a scope would be the scope's).
+        cls_token = spec.ClassToken ? new Parameter(zeros(1, 1, spec.EmbedDim).DetachFromDisposeScope()) : null;
+        pos_embed = new Parameter(zeros(1, grid * grid + (spec.ClassToken ? 1 : 0), spec.EmbedDim).DetachFromDisposeScope());
         blocks = new ModuleList<TransformerBlock>(Enumerable.Range(0, spec.Depth).Select(_ => new TransformerBlock(spec.EmbedDim, spec.Heads, spec.MlpRatio)).ToArray());
         norm = nn.LayerNorm(spec.EmbedDim, eps: 1e-6);
         RegisterComponents();

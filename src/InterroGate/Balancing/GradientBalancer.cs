@@ -49,7 +49,7 @@ public abstract class GradientBalancer : IBalancer
                 if (p.grad is { } pg)
                 {
                     g[t].narrow(0, offset, n).copy_(pg.flatten());
-                    pg.zero_();
+                    pg.ZeroInPlace();
                 }
                 offset += n;
             }

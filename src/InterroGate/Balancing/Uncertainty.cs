@@ -10,14 +10,14 @@ namespace InterroGate.Balancing;
 /// Kendall et al.'s objective multiplied by 2 (their ½exp(−s)L + ½s for a regression task), so that the
 /// weights start at 1 as under uniform weighting; the optimum σ_t² = L_t is the same.
 /// </summary>
-public sealed class Uncertainty : IBalancer
+public sealed class Uncertainty : IBalancer, IDisposable
 {
     private readonly Parameter _logVariance;
 
     public Uncertainty(int tasks)
     {
         if (tasks < 1) throw new ArgumentOutOfRangeException(nameof(tasks), tasks, "Uncertainty weighting needs at least one task.");
-        _logVariance = new Parameter(zeros(tasks, dtype: float32));
+        _logVariance = new Parameter(zeros(tasks, dtype: float32).DetachFromDisposeScope()); // takes the tensor's handle
     }
 
     public string Name => "uncertainty";
@@ -26,6 +26,7 @@ public sealed class Uncertainty : IBalancer
     /// <summary>The current weights exp(−s_t).</summary>
     public double[] Weights()
     {
+        using var scope = NewDisposeScope();
         using var _ = no_grad();
         return _logVariance.neg().exp().to(float64).data<double>().ToArray();
     }
@@ -44,13 +45,22 @@ public sealed class Uncertainty : IBalancer
 
     public IReadOnlyDictionary<string, double[]> State() => new Dictionary<string, double[]>
     {
-        ["logVariance"] = _logVariance.detach().to(float64).cpu().data<double>().ToArray(),
+        ["logVariance"] = Read(),
     };
+
+    private double[] Read()
+    {
+        using var scope = NewDisposeScope();
+        return _logVariance.detach().to(float64).cpu().data<double>().ToArray();
+    }
+
+    public void Dispose() => _logVariance.Dispose();
 
     public void Restore(IReadOnlyDictionary<string, double[]> state)
     {
         if (!state.TryGetValue("logVariance", out var s)) return;
         if (s.Length != _logVariance.shape[0]) throw new ArgumentException($"The checkpoint holds {s.Length} log-variances for {_logVariance.shape[0]} tasks.");
+        using var scope = NewDisposeScope();
         using var _ = no_grad();
         _logVariance.copy_(tensor(s).to(float32));
     }

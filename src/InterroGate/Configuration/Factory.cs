@@ -123,6 +123,9 @@ public static class Factory
         spec = config.Head.EncoderFor(spec, tasks.Any(t => t.IsDense));
         if (spec is ViTSpec { OutputBlocks: not null } && (image.Height % 32 != 0 || image.Width % 32 != 0))
             throw new ConfigException("head.dense", $"dpt on {image.Height}×{image.Width} images; the DPT head needs a height and width that are multiples of 32 (resize the data, or use aspp)");
+        // Initialisation makes temporaries (TorchSharp's fan-in slices, the handles its init functions return): freed here
+        // rather than left to finalizers. Registered parameters and buffers leave the scope with their modules.
+        using var scope = NewDisposeScope();
         return config.Architecture.CreateModel(tasks, spec, image, config.Head);
     }
 

@@ -56,8 +56,15 @@ public interface ISkipsMissing
     int SkippedCount { get; }
 }
 
-/// <summary>The three splits of a benchmark.</summary>
-public sealed record DatasetSplits(IMultiTaskDataset Train, IMultiTaskDataset Validation, IMultiTaskDataset Test);
+/// <summary>The three splits of a benchmark. Disposing frees the tensors of the splits that hold some (in memory); the
+/// code that opened the splits disposes them.</summary>
+public sealed record DatasetSplits(IMultiTaskDataset Train, IMultiTaskDataset Validation, IMultiTaskDataset Test) : IDisposable
+{
+    public void Dispose()
+    {
+        foreach (var split in new[] { Train, Validation, Test }.Distinct()) (split as IDisposable)?.Dispose();
+    }
+}
 
 /// <summary>A data set file that is missing, truncated or malformed; the message names the file and the fault.</summary>
 public sealed class DataFormatException(string path, string problem)

@@ -5,7 +5,8 @@ namespace InterroGate.Data;
 
 /// <summary>
 /// Images [N, C, H, W] (uint8, scaled by 1/255 then normalised per batch, or float32 used as is) and
-/// per-task targets held in memory; batches are gathered with index_select.
+/// per-task targets held in memory; batches are gathered with index_select. It holds handles of its own to the tensors
+/// it is given (the caller still frees its own) and frees them when disposed.
 /// </summary>
 public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
 {
@@ -50,7 +51,7 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
         return new InMemoryDataset(Name, Tasks, _images.to(device), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.to(device)), _mean, _std);
     }
 
-    /// <summary>Frees its tensors (for copies made by <see cref="To"/>).</summary>
+    /// <summary>Frees its tensors.</summary>
     public void Dispose()
     {
         _images.Dispose();
@@ -74,6 +75,7 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
     public InMemoryDataset Take(int count)
     {
         if (count <= 0 || count > Count) throw new ArgumentOutOfRangeException(nameof(count), count, $"Take 1 to {Count} samples.");
+        using var scope = NewDisposeScope();
         return new InMemoryDataset(Name, Tasks, _images.narrow(0, 0, count), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.narrow(0, 0, count)), _mean, _std);
     }
 }

@@ -88,9 +88,12 @@ public static class MultiFashion
     private static InMemoryDataset Dataset(string name, (byte[] Canvas, long[] A, long[] B) c, double mean, double std) =>
         Dataset(name, c.Canvas, c.A, c.B, mean, std);
 
-    private static InMemoryDataset Dataset(string name, byte[] canvas, long[] a, long[] b, double mean, double std) =>
-        new(name, TaskSet, tensor(canvas, dtype: ScalarType.Byte).view(a.Length, 1, Canvas, Canvas),
+    private static InMemoryDataset Dataset(string name, byte[] canvas, long[] a, long[] b, double mean, double std)
+    {
+        using var scope = NewDisposeScope(); // the data set keeps handles of its own
+        return new(name, TaskSet, tensor(canvas, dtype: ScalarType.Byte).view(a.Length, 1, Canvas, Canvas),
             new Dictionary<string, Tensor> { ["top_left"] = tensor(a), ["bottom_right"] = tensor(b) }, mean, std);
+    }
 
     private static void Require(int size, int pool, string key)
     {

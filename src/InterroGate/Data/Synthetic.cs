@@ -42,6 +42,7 @@ public static class Synthetic
             position[2 * i] = (x0 + 2) / (float)Size;
             position[2 * i + 1] = (y0 + 2) / (float)Size;
         }
+        using var scope = NewDisposeScope(); // the data set keeps handles of its own
         return new InMemoryDataset(name, TaskSet, tensor(images).view(count, 1, Size, Size),
             new Dictionary<string, Tensor> { ["quadrant"] = tensor(quadrant), ["bar"] = tensor(bar), ["position"] = tensor(position).view(count, 2) });
     }

@@ -41,7 +41,7 @@ public static class ModelFiles
     /// <summary>Whether <paramref name="path"/> is a static model file (by its extension).</summary>
     public static bool IsStatic(string path) => path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>A static network from a static model file, or from any checkpoint (InterroGate pruned, STL/MTL converted).</summary>
+    /// <summary>A static network from a static model file, or from any checkpoint (InterroGate pruned, STL/MTL converted); the caller disposes it.</summary>
     public static StaticGraph LoadStatic(string path)
     {
         if (IsStatic(path)) return StaticModelFile.Load(path);

@@ -25,6 +25,7 @@ public static class OnnxExporter
 
     public static byte[] ToBytes(StaticGraph graph)
     {
+        using var scope = NewDisposeScope(); // the host copies of the initialisers, held until their bytes are read
         var nodes = new List<byte[]>();
         var initializers = new List<byte[]>();
         var names = new string[graph.Nodes.Count];

@@ -24,8 +24,10 @@ public sealed class ImageInputException(string path, string problem) : Exception
 public sealed class Predictor : IDisposable
 {
     private readonly StaticNetwork _network;
+    private readonly StaticGraph _graph;
 
-    public Predictor(StaticGraph graph) => _network = new StaticNetwork(graph);
+    /// <summary>Runs <paramref name="graph"/>, which it then owns: disposing the predictor frees it.</summary>
+    public Predictor(StaticGraph graph) => (_graph, _network) = (graph, new StaticNetwork(graph));
 
     /// <summary>A static model file (.safetensors written by prune or export).</summary>
     public static Predictor Load(string path) => new(StaticModelFile.Load(path));
@@ -79,9 +81,17 @@ public sealed class Predictor : IDisposable
         _ => new TaskPrediction(task.Name, task.Kind, null, Values(output)),
     };
 
-    private static double[] Values(Tensor t) => t.to(float64).data<double>().ToArray();
+    private static double[] Values(Tensor t)
+    {
+        using var values = t.to(float64);
+        return values.data<double>().ToArray();
+    }
 
-    public void Dispose() => _network.Dispose();
+    public void Dispose()
+    {
+        _network.Dispose();
+        _graph.Dispose();
+    }
 }
 
 /// <summary>Reads images for a model: PNG, JPEG, BMP, GIF, WebP (decoded with Skia) or .npy arrays.</summary>
@@ -95,7 +105,9 @@ public static class ImageFiles
     public static (Tensor Pixels, string? Note) Read(string path, ImageInput input)
     {
         if (!File.Exists(path)) throw new ImageInputException(path, "no such file.");
-        return path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? ReadNpy(path, input) : ReadEncoded(path, input);
+        using var scope = NewDisposeScope(); // the decoding's intermediates; the image leaves it for the caller
+        var (pixels, note) = path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? ReadNpy(path, input) : ReadEncoded(path, input);
+        return (pixels.DetachFromDisposeScope(), note);
     }
 
     private static (Tensor, string?) ReadNpy(string path, ImageInput input)

@@ -142,6 +142,7 @@ public static class SafeTensors
         if (expected != dataLength) throw new SafeTensorsException(path, null, $"the tensors cover {expected} bytes of data but the file holds {dataLength}.");
 
         var tensors = new Dictionary<string, Tensor>();
+        using var scope = NewDisposeScope(); // frees the flat buffers; each reshaped tensor leaves it for the caller
         foreach (var e in entries)
         {
             var bytes = new byte[e.End - e.Begin];
@@ -179,6 +180,8 @@ public static class SafeTensors
 
     internal static byte[] Bytes(Tensor t)
     {
+        // The scope holds the copy until its bytes are read (a span of native memory keeps no tensor alive).
+        using var scope = NewDisposeScope();
         var c = t.detach().cpu().contiguous();
         var bytes = new byte[c.numel() * c.ElementSize];
         if (bytes.Length > 0) c.bytes.CopyTo(bytes);
@@ -204,6 +207,7 @@ public static class SafeTensors
     public static LoadReport LoadInto(nn.Module model, string path, string targetPrefix = "", string sourcePrefix = "", bool strict = true, IReadOnlyList<string>? ignore = null)
     {
         var (tensors, _) = Load(path);
+        using var scope = NewDisposeScope();
         var state = model.state_dict().Where(kv => kv.Key.StartsWith(targetPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[targetPrefix.Length..], kv => kv.Value);
         var source = tensors.Where(kv => kv.Key.StartsWith(sourcePrefix, StringComparison.Ordinal) && !(ignore ?? []).Any(i => kv.Key.StartsWith(i, StringComparison.Ordinal)))
             .ToDictionary(kv => kv.Key[sourcePrefix.Length..], kv => kv.Value);
@@ -220,7 +224,11 @@ public static class SafeTensors
             else pairs.Add((to, from));
         }
         var report = new LoadReport(pairs.Select(p => p.To.name ?? "").ToList(), missing, unexpected, mismatched);
-        if (strict && !report.IsExact) throw new SafeTensorsException(path, null, $"does not match the model under '{targetPrefix}': {report}.");
+        if (strict && !report.IsExact)
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw new SafeTensorsException(path, null, $"does not match the model under '{targetPrefix}': {report}.");
+        }
         using (no_grad())
             foreach (var (to, from) in pairs) to.copy_(from.to(to.dtype));
         foreach (var (k, _) in state.Where(kv => source.TryGetValue(kv.Key, out var s) && s.shape.SequenceEqual(kv.Value.shape))) loaded.Add(targetPrefix + k);

@@ -43,19 +43,21 @@ public static class StaticModelFile
     public static StaticGraph Load(string path)
     {
         var (tensors, metadata) = SafeTensors.Load(path);
-        if (!metadata.TryGetValue(FormatKey, out var format) || format != Format || !metadata.TryGetValue(StructureKey, out var structure))
-            throw new SafeTensorsException(path, null, $"holds weights but no static network (its metadata lacks {FormatKey} = {Format}); " +
-                "write one with `interrogate prune` or `interrogate export --format safetensors`.");
-        // Files written before checksums existed have none; any other file must match its own.
-        if (metadata.TryGetValue(ChecksumKey, out var expected) && Checksum(structure, tensors) != expected)
-            throw new SafeTensorsException(path, null, "damaged: its contents do not match the checksum written with it (the file was changed or corrupted).");
         try
         {
+            if (!metadata.TryGetValue(FormatKey, out var format) || format != Format || !metadata.TryGetValue(StructureKey, out var structure))
+                throw new SafeTensorsException(path, null, $"holds weights but no static network (its metadata lacks {FormatKey} = {Format}); " +
+                    "write one with `interrogate prune` or `interrogate export --format safetensors`.");
+            // Files written before checksums existed have none; any other file must match its own.
+            if (metadata.TryGetValue(ChecksumKey, out var expected) && Checksum(structure, tensors) != expected)
+                throw new SafeTensorsException(path, null, "damaged: its contents do not match the checksum written with it (the file was changed or corrupted).");
             return StaticGraph.FromStructure(structure, tensors);
         }
-        catch (Exception e) when (e is InvalidDataException or System.Text.Json.JsonException or ArgumentException)
+        catch (Exception e)
         {
-            throw new SafeTensorsException(path, null, e.Message);
+            foreach (var t in tensors.Values) t.Dispose(); // no graph owns them
+            if (e is InvalidDataException or System.Text.Json.JsonException or ArgumentException) throw new SafeTensorsException(path, null, e.Message);
+            throw;
         }
     }
 }

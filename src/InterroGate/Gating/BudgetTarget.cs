@@ -109,12 +109,12 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
         TaskNames = Enumerable.Range(0, tasks).Select(t => $"task {t}").ToArray();
         if (target.PerTask is { } per && per.Count != tasks)
             throw new ConfigException("architecture.target.perTask", $"has {per.Count} values; give one per task ({tasks})");
-        using (var start = Scalars.Of(Math.Max(lambdaS, 1e-6))) lambda = full(tasks, start, dtype: float64);
-        gate_steps = target.Ramp > 0 ? zeros(1, dtype: float64) : null;
+        using (var start = Scalars.Of(Math.Max(lambdaS, 1e-6))) lambda = full(tasks, start, dtype: float64).DetachFromDisposeScope();
+        gate_steps = target.Ramp > 0 ? zeros(1, dtype: float64).DetachFromDisposeScope() : null;
         _layers = channels.Count;
         register_buffer("lambda", lambda);
         if (gate_steps is not null) register_buffer("gate_steps", gate_steps);
-        for (int l = 0; l < _layers; l++) register_buffer($"task_grad_{l}", zeros(tasks, channels[l], dtype: float32));
+        for (int l = 0; l < _layers; l++) register_buffer($"task_grad_{l}", zeros(tasks, channels[l], dtype: float32).DetachFromDisposeScope());
     }
 
     public BudgetTarget Target { get; }
@@ -133,13 +133,28 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     public double RampSteps { get; private set; }
 
     /// <summary>How far the steered budget has descended from STL's cost to the target after the dual updates so far (0 to 1).</summary>
-    public double Progress => RampSteps <= 0 || gate_steps is null ? 1 : Math.Min(1, gate_steps.cpu().item<double>() / RampSteps);
+    public double Progress
+    {
+        get
+        {
+            if (RampSteps <= 0 || gate_steps is null) return 1;
+            using var host = gate_steps.cpu();
+            return Math.Min(1, host.item<double>() / RampSteps);
+        }
+    }
 
     /// <summary>Task names, for messages (task 0, 1, ... unless set).</summary>
     public IReadOnlyList<string> TaskNames { get; init; } = [];
 
     /// <summary>The current λ_s per task.</summary>
-    public double[] Lambda => lambda.cpu().data<double>().ToArray();
+    public double[] Lambda
+    {
+        get
+        {
+            using var host = lambda.cpu();
+            return host.data<double>().ToArray();
+        }
+    }
 
     /// <summary>
     /// One line that states the target. The first call fixes the constant parts (the heads' cost, MTL's and STL's
@@ -212,7 +227,8 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
         var gaps = Gaps(gates);
         using var _ = no_grad();
         var next = Lambda.Select((l, t) => Math.Clamp(l * Math.Exp(Rate * gaps[t]), 1e-6, 1e6)).ToArray();
-        lambda.copy_(tensor(next, dtype: float64));
+        using var values = tensor(next, dtype: float64);
+        lambda.copy_(values);
         return gaps.Select((g, t) => g > 0 ? next[t] : 0).ToArray();
     }
 

@@ -28,9 +28,10 @@ public sealed class GateLayer : nn.Module
         if (hysteresis < 0 || !double.IsFinite(hysteresis)) throw new ArgumentOutOfRangeException(nameof(hysteresis), hysteresis, "≥ 0");
         if (parts < 1) throw new ArgumentOutOfRangeException(nameof(parts), parts, "≥ 1");
         Parts = parts;
-        using (var init = Scalars.Of(alphaInit)) alpha = new Parameter(full(tasks, channels, init, dtype: float32));
-        beta = hasMix ? new Parameter(zeros(tasks, channels, dtype: float32)) : null;
-        gate_state = hysteresis > 0 ? full(tasks, channels, alphaInit > 0 ? Scalars.One : Scalars.Zero, dtype: float32) : null;
+        // Out of any dispose scope open around the construction (a Parameter made from a tensor in a scope would be the scope's).
+        using (var init = Scalars.Of(alphaInit)) alpha = new Parameter(full(tasks, channels, init, dtype: float32).DetachFromDisposeScope());
+        beta = hasMix ? new Parameter(zeros(tasks, channels, dtype: float32).DetachFromDisposeScope()) : null;
+        gate_state = hysteresis > 0 ? full(tasks, channels, alphaInit > 0 ? Scalars.One : Scalars.Zero, dtype: float32).DetachFromDisposeScope() : null;
         Tasks = tasks;
         Channels = channels;
         Hysteresis = hysteresis;

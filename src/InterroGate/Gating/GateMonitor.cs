@@ -142,17 +142,27 @@ public sealed class GateMonitor
         return moved;
     }
 
+    /// <summary>Frees the running sums (they belong to no module, so disposing the model does not reach them); the next
+    /// observed step starts them anew.</summary>
+    public void Release()
+    {
+        foreach (var t in new[] { _sums, _channelSum, _flips, _previous, _segment, _count }) t?.Dispose();
+        (_sums, _channelSum, _flips, _previous, _segment, _count) = (null, null, null, null, null, null);
+        _steps = 0;
+    }
+
     /// <summary>Forgets the running means and flip counts (the last gate state is kept for counting flips).</summary>
     public void Reset()
     {
         using var _ = no_grad();
-        _sums?.zero_();
-        _channelSum?.zero_();
-        _flips?.zero_();
+        _sums?.ZeroInPlace();
+        _channelSum?.ZeroInPlace();
+        _flips?.ZeroInPlace();
         _steps = 0;
     }
 
-    /// <summary>The running means with the current gate logits and mixing weights.</summary>
+    /// <summary>The running means with the current gate logits and mixing weights. Read outside the steps (at an epoch's
+    /// end, for a report): the caller's dispose scope frees what the reads make.</summary>
     public IReadOnlyList<GateLayerStats> Report(IReadOnlyList<GateLayer> layers)
     {
         using var _ = no_grad();
@@ -165,7 +175,6 @@ public sealed class GateMonitor
         var result = new List<GateLayerStats>(layers.Count);
         for (int l = 0; l < layers.Count; l++)
         {
-            // Read once per epoch, outside any step's dispose scope: freed here.
             using var alpha = layers[l].Alpha.detach().to(float64).cpu();
             using var on = layers[l].Hard().cpu();
             using var mix = layers[l].Beta?.detach().softmax(0).to(float64).cpu();

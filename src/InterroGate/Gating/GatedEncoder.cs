@@ -163,7 +163,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
         get => _fixedUnread is not null;
         set
         {
-            _fixedKept = null;
+            ReleaseFixedKept();
             if (!value) { _fixedUnread = null; return; }
             var gates = HardGates();
             _fixedUnread = UnreadCopies(gates);
@@ -205,6 +205,12 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
 
     private bool[][]? _fixedUnread;
     private KeptFilters?[]? _fixedKept;
+
+    private void ReleaseFixedKept()
+    {
+        foreach (var k in _fixedKept ?? []) k?.Release();
+        _fixedKept = null;
+    }
     private long _keptMacs; // MACs per image of the convolutions the last forward pass ran on kept filters (the counter's hooks do not see them)
 
     /// <summary>For the cost counter: MACs per image of the convolutions the last call computed on kept filters only.</summary>

@@ -96,6 +96,13 @@ internal sealed class KeptFilters
         return result;
     }
 
+    /// <summary>Frees the index tensors (kept across forward passes, so no dispose scope frees them); a later pass makes them anew.</summary>
+    public void Release()
+    {
+        foreach (var t in (_index ?? []).Concat(_assembly ?? [])) t?.Dispose();
+        (_index, _assembly) = (null, null);
+    }
+
     private void OnDeviceOf(Tensor like)
     {
         var device = (like.device_type, like.device_index);

@@ -63,6 +63,7 @@ public static class Pruner
             throw new ArgumentException($"The model reads {model.Encoder.InChannels}-channel images, the input spec says {input.Channels}.");
         bool wasTraining = model.training;
         model.eval();
+        using var scope = NewDisposeScope(); // the graph's tensors leave it (GraphBuilder detaches them); the rest is freed here
         try
         {
             var pattern = model.Sharing();

@@ -71,9 +71,10 @@ public sealed record StaticNode(
 /// <summary>
 /// A static network: nodes in execution order, their tensors by name, one output node per task, and the
 /// input it expects. Pure data: run it with <see cref="StaticNetwork"/>, store it with
-/// <see cref="StaticModelFile"/>, export it with <see cref="OnnxExporter"/>.
+/// <see cref="StaticModelFile"/>, export it with <see cref="OnnxExporter"/>. It owns its tensors: whoever makes or
+/// loads a graph disposes it (a <see cref="StaticNetwork"/> holds copies of its own).
 /// </summary>
-public sealed class StaticGraph
+public sealed class StaticGraph : IDisposable
 {
     public StaticGraph(IReadOnlyList<StaticNode> nodes, IReadOnlyDictionary<string, Tensor> tensors,
         IReadOnlyDictionary<string, int> outputs, TaskSet tasks, ImageInput input)
@@ -88,6 +89,16 @@ public sealed class StaticGraph
 
     public IReadOnlyList<StaticNode> Nodes { get; }
     public IReadOnlyDictionary<string, Tensor> Tensors { get; }
+
+    /// <summary>The same network for another input size, holding its own handles to the same tensors.</summary>
+    public StaticGraph WithInput(ImageInput input) =>
+        new(Nodes, Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.alias().DetachFromDisposeScope()), Outputs, Tasks, input);
+
+    /// <summary>Frees its tensors.</summary>
+    public void Dispose()
+    {
+        foreach (var t in Tensors.Values) t.Dispose();
+    }
     /// <summary>Task name to the node whose value is that task's prediction.</summary>
     public IReadOnlyDictionary<string, int> Outputs { get; }
     public TaskSet Tasks { get; }
@@ -117,6 +128,7 @@ public sealed class StaticGraph
 
     private void Validate()
     {
+        using var scope = NewDisposeScope(); // the index checks' minima and maxima
         if (Nodes.Count == 0 || Nodes[0].Op != StaticOp.Input) throw new InvalidDataException("Static network: the first node must be the input.");
         var names = new HashSet<string>();
         for (int n = 0; n < Nodes.Count; n++)

@@ -31,6 +31,7 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
         _classTokens = new Tensor?[graph.Nodes.Count];
         _weightNames = new string?[graph.Nodes.Count];
         _classTokenNames = new string?[graph.Nodes.Count];
+        using var scope = NewDisposeScope(); // TorchSharp's initialisation temporaries; registered parameters leave it with their modules
         using var _ = no_grad();
         for (int n = 0; n < graph.Nodes.Count; n++)
         {
@@ -81,12 +82,12 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                 case StaticOp.Tokens:
                 {
                     // The class token and position embeddings are parameters of the network (counted as such).
-                    var pos = new Parameter(graph.Tensor(node, "pos").to(float32).clone(), requires_grad: false);
+                    var pos = new Parameter(Copy(graph.Tensor(node, "pos"), float32), requires_grad: false);
                     register_parameter(key + "_pos", pos);
                     (_weights[n], _weightNames[n]) = (pos, key + "_pos");
                     if (node.Kernel == 1)
                     {
-                        var cls = new Parameter(graph.Tensor(node, "cls").to(float32).clone(), requires_grad: false);
+                        var cls = new Parameter(Copy(graph.Tensor(node, "cls"), float32), requires_grad: false);
                         register_parameter(key + "_cls", cls);
                         (_classTokens[n], _classTokenNames[n]) = (cls, key + "_cls");
                     }
@@ -94,14 +95,14 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                 }
                 case StaticOp.Mix:
                 {
-                    var p = new Parameter(graph.Tensor(node, "weight").to(float32).clone(), requires_grad: false);
+                    var p = new Parameter(Copy(graph.Tensor(node, "weight"), float32), requires_grad: false);
                     register_parameter(key, p);
                     (_weights[n], _weightNames[n]) = (p, key);
                     break;
                 }
                 case StaticOp.Gather:
                 {
-                    var index = graph.Tensor(node, "index").to(int64).clone();
+                    var index = Copy(graph.Tensor(node, "index"), int64);
                     register_buffer(key, index);
                     (_weights[n], _weightNames[n]) = (index, key);
                     break;
@@ -109,6 +110,13 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
             }
         }
         eval();
+    }
+
+    /// <summary>A copy of <paramref name="t"/> in <paramref name="type"/> that belongs to the network, whatever dispose scope is open.</summary>
+    private static Tensor Copy(Tensor t, ScalarType type)
+    {
+        using var scope = NewDisposeScope();
+        return t.to(type).clone().DetachFromDisposeScope();
     }
 
     public StaticGraph Graph => _graph;

@@ -95,4 +95,15 @@ internal static class Scalars
         using var hi = max is { } h ? Of(h) : null;
         return a.clamp_(lo, hi);
     }
+
+    /// <summary>Fills <paramref name="a"/> with zeros in place and returns it. TorchSharp's <c>zero_</c> returns a second
+    /// handle to the tensor, which a caller outside a dispose scope would leave to its finalizer.</summary>
+    public static Tensor ZeroInPlace(this Tensor a) => a.fill_(Zero);
+
+    /// <summary>Zeroes <paramref name="p"/>'s gradient where it has one; the handle that reading <c>.grad</c> makes is freed here.</summary>
+    public static void ZeroGradient(this Tensor p)
+    {
+        using var grad = p.grad;
+        grad?.fill_(Zero);
+    }
 }

@@ -59,9 +59,9 @@ public static class BatchNormStatistics
             using var _ = no_grad();
             foreach (var n in norms)
             {
-                n.running_mean!.zero_();
+                n.running_mean!.ZeroInPlace();
                 n.running_var!.fill_(Scalars.One);
-                n.num_batches_tracked?.zero_();
+                n.num_batches_tracked?.ZeroInPlace();
                 n.train();
             }
             foreach (var batch in loader.Epoch(epoch))

@@ -150,13 +150,18 @@ public static class Checkpoint
         }
     }
 
-    public static string EncodeRng() => Convert.ToBase64String(get_rng_state().data<byte>().ToArray());
+    public static string EncodeRng()
+    {
+        using var state = get_rng_state();
+        return Convert.ToBase64String(state.data<byte>().ToArray());
+    }
 
     public static void RestoreRng(string? base64)
     {
         if (base64 is null) return;
         var bytes = Convert.FromBase64String(base64);
-        set_rng_state(tensor(bytes, dtype: ScalarType.Byte));
+        using var state = tensor(bytes, dtype: ScalarType.Byte);
+        set_rng_state(state);
     }
 
     /// <summary>

@@ -135,64 +135,85 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     {
         Runtime.NativeRuntime.EnsureLoaded();
         var data = DataCatalog.Open(config.Data);
-        var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
-        config.Validate(tasks.Count);
-        Factory.ApplyThreads(config.Training);
-        var image = data.Train.ImageShape;
-        var entries = new List<ComparisonEntry>();
-
-        // MTL: one shared encoder. Trained first when the STL encoders start from it.
-        var points = SweepPoints.Of(config, tasks.Count);
-        (MultiTaskModel Model, ComparisonEntry Entry) TrainMtl() => TrainAndTest(config.Run(new HardSharingConfig(), "mtl"), data, image, init: null, cancel, requireFinished: requireBaselines);
-        var mtlRun = config.StlStartsFromMtl ? TrainMtl() : default;
-
-        // STL: one network per task, each trained on its own task only.
-        var stl = new Dictionary<string, MultiTaskModel>();
-        var stlEntries = new List<ComparisonEntry>();
-        foreach (var task in tasks)
+        var owned = new List<IDisposable>(); // the models kept for later runs (STL, MTL) and the data, freed when done
+        try
         {
-            var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
-            if (config.StlStartsFromMtl) run = run with { StartFrom = (run.StartFrom ?? new StartFrom()) with { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
-            var (model, entry) = TrainAndTest(run, data, image, init: null, cancel, requireFinished: requireBaselines);
-            stl[task.Name] = model;
-            stlEntries.Add(entry);
+            var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
+            config.Validate(tasks.Count);
+            Factory.ApplyThreads(config.Training);
+            var image = data.Train.ImageShape;
+            var entries = new List<ComparisonEntry>();
+
+            // MTL: one shared encoder. Trained first when the STL encoders start from it.
+            var points = SweepPoints.Of(config, tasks.Count);
+            (MultiTaskModel Model, ComparisonEntry Entry) TrainMtl() => Kept(TrainAndTest(config.Run(new HardSharingConfig(), "mtl"), data, image, init: null, cancel, requireFinished: requireBaselines));
+            (MultiTaskModel Model, ComparisonEntry Entry) Kept((MultiTaskModel Model, ComparisonEntry Entry) done)
+            {
+                owned.Add(done.Model);
+                return done;
+            }
+            static ComparisonEntry Done((MultiTaskModel Model, ComparisonEntry Entry) done)
+            {
+                done.Model.Dispose();
+                return done.Entry;
+            }
+            var mtlRun = config.StlStartsFromMtl ? TrainMtl() : default;
+
+            // STL: one network per task, each trained on its own task only.
+            var stl = new Dictionary<string, MultiTaskModel>();
+            var stlEntries = new List<ComparisonEntry>();
+            foreach (var task in tasks)
+            {
+                var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
+                if (config.StlStartsFromMtl) run = run with { StartFrom = (run.StartFrom ?? new StartFrom()) with { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
+                var (model, entry) = Kept(TrainAndTest(run, data, image, init: null, cancel, requireFinished: requireBaselines));
+                stl[task.Name] = model;
+                stlEntries.Add(entry);
+            }
+            entries.AddRange(stlEntries);
+
+            if (!config.StlStartsFromMtl) mtlRun = TrainMtl();
+            var (mtl, mtlEntry) = mtlRun;
+            entries.Add(mtlEntry);
+
+            // MTL under each further loss-balancing method.
+            foreach (var method in config.Methods)
+            {
+                var balancer = method.Create(tasks.Count);
+                string name = balancer.Name;
+                (balancer as IDisposable)?.Dispose();
+                var run = config.Run(new HardSharingConfig(), $"mtl-{name}") with { Balancer = method };
+                entries.Add(Done(TrainAndTest(run, data, image, init: null, cancel, label: $"MTL + {name}", requireFinished: requireBaselines)));
+            }
+
+            // Further architectures (MTAN, Cross-stitch); a cross-stitch network starts from the STL models.
+            foreach (var architecture in config.Architectures)
+            {
+                var run = config.Run(architecture, architecture.Type);
+                Action<MultiTaskModel>? init = config.InitialiseFromBaselines && architecture is CrossStitchConfig
+                    ? m => WeightTransfer.InitialiseCrossStitch((CrossStitch)m, stl)
+                    : null;
+                entries.Add(Done(TrainAndTest(run, data, image, init, cancel, requireFinished: requireBaselines)));
+            }
+
+            // InterroGate at each λ_s (and each point of the sweep's grid), started from STL (task branches, heads) and MTL (shared branch).
+            var taken = new List<ShardEntry>();
+            foreach (var point in points)
+            {
+                if (!takePoint(point.Index, points.Count)) continue;
+                var run = SweepPoints.Run(config, point);
+                Action<MultiTaskModel>? init = config.InitialiseFromBaselines
+                    ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
+                    : null;
+                taken.Add(new ShardEntry(point.Index, Done(TrainAndTest(run, data, image, init, cancel, label: point.Label))));
+            }
+            return (tasks, entries, taken);
         }
-        entries.AddRange(stlEntries);
-
-        if (!config.StlStartsFromMtl) mtlRun = TrainMtl();
-        var (mtl, mtlEntry) = mtlRun;
-        entries.Add(mtlEntry);
-
-        // MTL under each further loss-balancing method.
-        foreach (var method in config.Methods)
+        finally
         {
-            string name = method.Create(tasks.Count).Name;
-            var run = config.Run(new HardSharingConfig(), $"mtl-{name}") with { Balancer = method };
-            entries.Add(TrainAndTest(run, data, image, init: null, cancel, label: $"MTL + {name}", requireFinished: requireBaselines).Entry);
+            foreach (var d in owned) d.Dispose();
+            data.Dispose();
         }
-
-        // Further architectures (MTAN, Cross-stitch); a cross-stitch network starts from the STL models.
-        foreach (var architecture in config.Architectures)
-        {
-            var run = config.Run(architecture, architecture.Type);
-            Action<MultiTaskModel>? init = config.InitialiseFromBaselines && architecture is CrossStitchConfig
-                ? m => WeightTransfer.InitialiseCrossStitch((CrossStitch)m, stl)
-                : null;
-            entries.Add(TrainAndTest(run, data, image, init, cancel, requireFinished: requireBaselines).Entry);
-        }
-
-        // InterroGate at each λ_s (and each point of the sweep's grid), started from STL (task branches, heads) and MTL (shared branch).
-        var taken = new List<ShardEntry>();
-        foreach (var point in points)
-        {
-            if (!takePoint(point.Index, points.Count)) continue;
-            var run = SweepPoints.Run(config, point);
-            Action<MultiTaskModel>? init = config.InitialiseFromBaselines
-                ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
-                : null;
-            taken.Add(new ShardEntry(point.Index, TrainAndTest(run, data, image, init, cancel, label: point.Label).Entry));
-        }
-        return (tasks, entries, taken);
     }
 
     /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.</summary>
@@ -200,8 +221,23 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label = null,
         bool requireFinished = false)
     {
-        string dir = Path.Combine(directory, run.Name);
         var prepared = PreparedRun.Create(run, data);
+        try
+        {
+            return TrainAndTest(prepared, run, data, image, init, cancel, label, requireFinished);
+        }
+        catch
+        {
+            prepared.Model.Dispose(); // the caller gets no model to free
+            throw;
+        }
+    }
+
+    private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(PreparedRun prepared, RunConfig run, DatasetSplits data,
+        (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label,
+        bool requireFinished)
+    {
+        string dir = Path.Combine(directory, run.Name);
         if (prepared.Pretrained is { } weights) progress?.Report(new RunMessage(run.Name, $"pretrained: {weights}"));
         // A folder holding a run of another configuration is trained anew (said below); the same one is resumed or reused.
         var trainer = new Trainer(run, prepared.Model, data, dir, progress) { Overwrite = true };

@@ -88,15 +88,27 @@ internal sealed class FlatBucket
             if (grad is null) { all = false; continue; }
             using (no_grad())
             {
-                var slice = Slice(Gradients, i);
+                using var slice = Slice(Gradients, i);
                 slice.copy_(grad);
-                Members[i].grad = slice;
+                Members[i].grad = slice; // the member holds the view; this handle to it is ours to free
             }
         }
         return all;
     }
 
-    private static IntPtr BaseOf(Tensor t) => t.storage<float>().data_ptr();
+    /// <summary>Where <paramref name="t"/>'s storage starts (TorchSharp's storage holds a tensor of its own, freed here).</summary>
+    private static IntPtr BaseOf(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        return t.storage<float>().data_ptr();
+    }
+
+    /// <summary>Frees the bucket's handles to its buffers; the members and their gradients keep the memory they view.</summary>
+    public void Release()
+    {
+        Values.Dispose();
+        Gradients.Dispose();
+    }
 
     /// <summary>
     /// The pieces a bucket is updated in: the whole bucket on a GPU (one kernel per operation; the caching allocator
@@ -134,6 +146,12 @@ internal sealed class FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups)
         }
     }
 
+    /// <summary>Frees every bucket's handles to its buffers (<see cref="FlatBucket.Release"/>).</summary>
+    public void Release()
+    {
+        foreach (var bucket in _buckets.SelectMany(b => b)) bucket.Release();
+    }
+
     /// <summary>One kernel per bucket, one per other parameter with a gradient; gradients stay allocated, as TorchSharp's zero_grad leaves them.</summary>
     public void ZeroGradients()
     {
@@ -141,12 +159,11 @@ internal sealed class FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups)
         foreach (var bucket in _buckets.SelectMany(b => b))
         {
             bucket.GradientsInPlace();
-            bucket.Gradients.zero_();
+            bucket.Gradients.ZeroInPlace();
         }
         foreach (var p in _rest.SelectMany(r => r))
         {
-            using var grad = p.grad;
-            grad?.zero_();
+            p.ZeroGradient();
         }
     }
 }
@@ -242,6 +259,21 @@ public static class Flat
 
         public override void zero_grad() => _groups.ZeroGradients();
 
+        /// <summary>Frees the moments' buffers and the buckets' handles (TorchSharp's Adam frees the per-parameter states).</summary>
+        protected override void Dispose(bool disposing)
+        {
+            base.Dispose(disposing);
+            if (!disposing) return;
+            foreach (var m in _moments.SelectMany(g => g))
+            {
+                m.Avg.Dispose();
+                m.AvgSq.Dispose();
+                foreach (var v in m.AvgViews.Concat(m.AvgSqViews)) v.Dispose();
+            }
+            _moments.Clear();
+            _groups.Release();
+        }
+
         /// <summary>A state whose moments were replaced as a whole (loaded from another optimiser, moved): copied back into the buffers.</summary>
         private static void MomentsInPlace(Moments m)
         {
@@ -256,6 +288,7 @@ public static class Flat
 
         private static void StepOne(Parameter p, TorchSharp.Modules.Adam.State state, Options options)
         {
+            using var scope = NewDisposeScope();
             using var grad = p.grad;
             if (grad is null) return;
             state.step++;
@@ -326,8 +359,15 @@ public static class Flat
 
         public override void zero_grad() => _groups.ZeroGradients();
 
+        protected override void Dispose(bool disposing)
+        {
+            base.Dispose(disposing);
+            if (disposing) _groups.Release();
+        }
+
         private static void StepOne(Parameter p, double lr, double wd)
         {
+            using var scope = NewDisposeScope();
             using var grad = p.grad;
             if (grad is not null) Update(p, grad, lr, wd);
         }

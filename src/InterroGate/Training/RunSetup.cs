@@ -29,11 +29,19 @@ public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits 
             var stl = start.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model);
             var mtl = start.Mtl is null ? null : Load(start.Mtl, data.Train.ImageShape, data.Train.Tasks).Model;
             WeightTransfer.InitialiseInterroGate(ig, stl, mtl);
+            foreach (var m in stl.Values.Append(mtl)) m?.Dispose(); // their weights were copied
         }
         else if (config.StartFrom is { } csStart && model is CrossStitch cs)
-            WeightTransfer.InitialiseCrossStitch(cs, csStart.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model));
+        {
+            var stl = csStart.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model);
+            WeightTransfer.InitialiseCrossStitch(cs, stl);
+            foreach (var m in stl.Values) m.Dispose();
+        }
         else if (config.StartFrom is { Mtl: { } mtlPath } && model is SingleTask stlModel)
-            WeightTransfer.InitialiseSingleTask(stlModel, Load(mtlPath, data.Train.ImageShape, data.Train.Tasks).Model);
+        {
+            using var mtl = Load(mtlPath, data.Train.ImageShape, data.Train.Tasks).Model;
+            WeightTransfer.InitialiseSingleTask(stlModel, mtl);
+        }
         return new PreparedRun(config, tasks, data, model) { Pretrained = pretrained };
     }
 

@@ -27,7 +27,8 @@ public sealed class Trainer
     private readonly RunConfig _config;
     private readonly MultiTaskModel _model;
     private DatasetSplits _data; // on the training device while a run holds in-memory splits there (DeviceResidence)
-    private readonly IBalancer _balancer;
+    private IBalancer _balancer;
+    private bool _balancerSpent; // a run ended with it: the next run starts from a new one
     private readonly string _dir;
     private readonly IProgress<TrainingEvent>? _progress;
 
@@ -41,19 +42,13 @@ public sealed class Trainer
         _progress = progress;
     }
 
-    /// <summary>The loss-balancing method this trainer combines the task losses with (built from the configuration).</summary>
+    /// <summary>The loss-balancing method this trainer combines the task losses with (built from the configuration; each
+    /// run starts from a new one and frees the tensors it holds when it ends).</summary>
     internal IBalancer Balancer => _balancer;
 
     /// <summary>A fresh run into a folder that already holds one clears it instead of refusing.</summary>
     public bool Overwrite { get; init; }
 
-    /// <summary>
-    /// Whether <see cref="Run"/> ends with a garbage collection, so that what the run leaves unreachable (the optimisers'
-    /// moments, the last batches) is freed at once rather than whenever finalizers run. The collector does not see GPU
-    /// memory, so on a GPU that memory could stay taken into the next run of a comparison. Null (the default): on a GPU
-    /// only; on the CPU the collector runs often enough, and a full collection per run would slow many short runs.
-    /// </summary>
-    internal bool? CollectWhenDone { get; init; }
     /// <summary>Resume even where the configuration differs from the checkpoint's (the differing keys are reported).</summary>
     public bool AcceptConfigChanges { get; init; }
     /// <summary>
@@ -83,19 +78,21 @@ public sealed class Trainer
         var (placed, copies, message) = DeviceResidence.Place(_data, cfg.DataOn, device);
         if (message is not null) Report(new RunMessage(_config.Name, message));
         _data = placed;
+        if (_balancerSpent) _balancer = _config.Balancer.Create(_model.Tasks.Count);
         try
         {
             return RunOnPlacedData(resumeFrom, device, cancel);
         }
         finally
         {
+            // Everything the run made is freed here or by its owner (optimisers, balancer, the model's training state),
+            // none of it left to finalizers: the collector does not see GPU memory, and a tensor left to its finalizer can
+            // be freed under a native call that still reads it (docs/architecture.md, "Tensor lifetimes").
+            _model.EndTraining();
+            (_balancer as IDisposable)?.Dispose();
+            _balancerSpent = true;
             _data = original;
             foreach (var copy in copies) copy.Dispose();
-            if (CollectWhenDone ?? device.type != DeviceType.CPU)
-            {
-                GC.Collect();
-                GC.WaitForPendingFinalizers();
-            }
         }
     }
 
@@ -169,6 +166,7 @@ public sealed class Trainer
             .ToArray();
         var optimizers = new List<(string, TorchSharp.Modules.OptimizerHelper)> { ("weights", weightOpt) };
         optimizers.AddRange(gateOpts.Select(g => (g.Name, g.Optimizer)));
+        using var releaseOptimizers = new Releaser(optimizers.Select(o => o.Item2)); // their state and buffers, when the run ends
         bool hasGates = gateOpts.Length > 0;
         var objective = new MultiTaskObjective(tasks);
         using var validationBatches = ValidationBatches(cfg, device).GetEnumerator();
@@ -236,7 +234,8 @@ public sealed class Trainer
             void ReadPending(int lastStep)
             {
                 if (pending is null) return;
-                var sums = pending.cpu().data<double>().ToArray();
+                double[] sums;
+                using (var onHost = pending.cpu()) sums = onHost.data<double>().ToArray();
                 pending.Dispose();
                 pending = null;
                 int from = pendingFrom;
@@ -272,7 +271,9 @@ public sealed class Trainer
                 if (gatesFixed && hasGates && !gatesLanded)
                 {
                     // Once, as the gates become fixed (or on resuming with them fixed: a no-op when already on target).
-                    if (_model.FixGates() is { } landing) Report(new RunMessage(_config.Name, landing));
+                    string? landing;
+                    using (NewDisposeScope()) landing = _model.FixGates(); // the landing's temporaries (model code opens no scope)
+                    if (landing is not null) Report(new RunMessage(_config.Name, landing));
                     gatesLanded = true;
                 }
                 if (hasGates && gatesFixed != modelGatesFixed) _model.SetGatesFixed(modelGatesFixed = gatesFixed);
@@ -311,22 +312,34 @@ public sealed class Trainer
             trainImages += epochImages;
             startStep = 0;
 
-            if (cfg.BnBatches > 0) BatchNormStatistics.Reestimate(_model, loader, Math.Min(cfg.BnBatches, steps), epoch, cfg.Precision, cancel);
-            var val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel, cfg.Precision, cfg.ChannelsLast);
-            double score = EvaluationResult.Score(tasks, val.Metrics);
-            bool isBest = score > bestScore;
-            if (isBest) (bestScore, bestEpoch, bestValidation) = (score, epoch, val.Metrics);
-            var trainLosses = tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(done, 1))).ToDictionary(p => p.Name, p => p.Item2);
-            var diagnostics = _model.Diagnostics();
-            double epochIps = epochImages / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);
-            AppendMetrics(epoch, factor: cfg.Schedule.Factor(epoch, 0, steps, cfg.Epochs), trainLosses, regSum / Math.Max(done, 1), val, diagnostics, epochIps,
-                total.Elapsed.TotalSeconds, epochClock.Elapsed.TotalSeconds);
+            EvaluationResult val;
+            double score, epochIps;
+            bool isBest;
+            Dictionary<string, double> trainLosses;
+            IReadOnlyDictionary<string, double> diagnostics;
+            string? headline;
+            // What the epoch's end makes outside the evaluation's batches (statistics read back, checkpoints) is freed
+            // before the report, whose receiver may keep tensors of its own.
+            using (NewDisposeScope())
+            {
+                if (cfg.BnBatches > 0) BatchNormStatistics.Reestimate(_model, loader, Math.Min(cfg.BnBatches, steps), epoch, cfg.Precision, cancel);
+                val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel, cfg.Precision, cfg.ChannelsLast);
+                score = EvaluationResult.Score(tasks, val.Metrics);
+                isBest = score > bestScore;
+                if (isBest) (bestScore, bestEpoch, bestValidation) = (score, epoch, val.Metrics);
+                trainLosses = tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(done, 1))).ToDictionary(p => p.Name, p => p.Item2);
+                diagnostics = _model.Diagnostics();
+                epochIps = epochImages / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);
+                AppendMetrics(epoch, factor: cfg.Schedule.Factor(epoch, 0, steps, cfg.Epochs), trainLosses, regSum / Math.Max(done, 1), val, diagnostics, epochIps,
+                    total.Elapsed.TotalSeconds, epochClock.Elapsed.TotalSeconds);
 
-            if (isBest) Save(BestPath, "best", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
-            Save(LastPath, "last", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
-            lastGood = LastPath;
-            _balancer.EpochEnded(trainLosses.Values.ToArray());
-            Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps, _model.Headline()));
+                if (isBest) Save(BestPath, "best", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
+                Save(LastPath, "last", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
+                lastGood = LastPath;
+                _balancer.EpochEnded(trainLosses.Values.ToArray());
+                headline = _model.Headline();
+            }
+            Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps, headline));
         }
         return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
     }
@@ -375,7 +388,7 @@ public sealed class Trainer
         long backwardStart = Stopwatch.GetTimestamp();
         weightOpt.zero_grad();
         foreach (var g in gateOpts) g.zero_grad();
-        if (gateOpts.Count == 0) foreach (var p in _model.ParametersOf(GroupKind.Gates)) p.grad?.zero_(); // fixed gates: no stale gradients pile up
+        if (gateOpts.Count == 0) foreach (var p in _model.ParametersOf(GroupKind.Gates)) p.ZeroGradient(); // fixed gates: no stale gradients pile up
         _balancer.Backward(losses, reg, context);
         if (gateOpts.Count > 0) _model.ObserveGradients();
         weightOpt.step();
@@ -436,6 +449,7 @@ public sealed class Trainer
     /// </summary>
     private string? ProbeGateRegime(MultiTaskObjective objective, Device device, int gateSteps, int batches = 4)
     {
+        using var probeScope = NewDisposeScope(); // what the probe makes outside its batches: the saved buffers, gradient handles
         var buffers = _model.buffers().Select(b => (Buffer: b, Saved: b.detach().clone())).ToArray();
         var loader = new DataLoader(_data.Train, _config.Training.BatchSize, shuffle: true, seed: _config.Training.Seed + 104_729, dropLast: true, device);
         try
@@ -447,7 +461,7 @@ public sealed class Trainer
                 {
                     scope.Attach(batch.Values);
                     if (seen >= batches) break;
-                    foreach (var p in _model.parameters()) p.grad?.zero_();
+                    foreach (var p in _model.parameters()) p.ZeroGradient();
                     var losses = objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch);
                     var total = losses.Aggregate((a, b) => a.Plus(b));
                     var reg = _model.Regularizer();
@@ -461,7 +475,7 @@ public sealed class Trainer
         finally
         {
             using var _ = no_grad();
-            foreach (var p in _model.parameters()) p.grad?.zero_();
+            foreach (var p in _model.parameters()) p.ZeroGradient();
             foreach (var (buffer, saved) in buffers) { buffer.copy_(saved); saved.Dispose(); }
             _model.TakeGateStatistics(); // the probe's gradients are not part of epoch 1's running means
         }
@@ -549,10 +563,21 @@ public sealed class Trainer
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
     };
 
+    /// <summary>Disposes what it was given when it is disposed.</summary>
+    private sealed class Releaser(IEnumerable<IDisposable> owned) : IDisposable
+    {
+        private readonly IDisposable[] _owned = owned.ToArray();
+        public void Dispose()
+        {
+            foreach (var d in _owned) d.Dispose();
+        }
+    }
+
     private static void DisposeAll(Dictionary<string, Tensor> batch)
     {
         foreach (var t in batch.Values) t.Dispose();
     }
 
     private void Report(TrainingEvent e) => _progress?.Report(e);
+
 }
