@@ -135,7 +135,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     {
         Runtime.NativeRuntime.EnsureLoaded();
         var data = DataCatalog.Open(config.Data);
-        var owned = new List<IDisposable>(); // the models kept for later runs (STL, MTL) and the data, freed when done
+        var owned = new List<IDisposable>(); // the models kept for later runs (STL, MTL), freed with the data when done
         try
         {
             var tasks = Factory.ResolveTasks(data.Train.Tasks, config.Tasks);
