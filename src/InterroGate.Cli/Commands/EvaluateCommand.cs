@@ -28,8 +28,9 @@ internal static class EvaluateCommand
             var path = p.GetValue(checkpoint)!;
             var meta = Checkpoint.ReadMeta(path);
             var runConfig = ConfigJson.Deserialize<RunConfig>(meta.Config, source: path);
-            var data = DataCatalog.Open(runConfig.Data);
+            using var data = DataCatalog.Open(runConfig.Data);
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
+            using var loaded = model;
             var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
             var (macs, parameters) = DeployedCost.OfModel(model, data.Train.ImageShape); // counted on the CPU
             var target = Devices.Resolve(p.GetValue(device) ?? config.Training.Device, config.Training.Tf32);
