@@ -2,7 +2,8 @@
 # TorchSharp's implicit scalars and temporary tensors against a garbage collection on another thread
 # (bench/InterroGate.Bench/ScalarRace.cs): TorchSharp's own calls (add_, BatchNorm2d.forward, a temporary tensor with
 # and without a dispose scope), then the library's trainer (synthetic data, and FashionScenes with its data loader) and
-# its deployment path (prune, store, load, predict) with a thread that allocates without pause, for the working tree
+# its deployment path (prune, store, load, predict) with a thread that allocates without pause (the trainer also with
+# its optimisers stepping parameter by parameter, training.flatOptimizer false), for the working tree
 # and, given a REVISION, for that revision's library too (the same probe built against it). A run that crashes is
 # reported with its exit status (139: a segmentation fault).
 # Usage: bench/scalar-race.sh [SECONDS_PER_RUN] [REVISION]
@@ -22,6 +23,7 @@ run $bench scalar-race 20 temp-scoped
 echo "== the library, working tree"
 run $bench scalar-race "$seconds" train synthetic
 run $bench scalar-race "$seconds" train fashion-scenes
+run $bench scalar-race "$seconds" train synthetic per-parameter
 run $bench scalar-race "$seconds" deploy
 if [ -n "$rev" ]; then
   work=$(mktemp -d "${TMPDIR:-/tmp}/scalar-race.XXXXXX")
@@ -39,5 +41,6 @@ PY
   echo "== the library, $rev"
   run "$work/base/$bench" scalar-race "$seconds" train synthetic
   run "$work/base/$bench" scalar-race "$seconds" train fashion-scenes
+  run "$work/base/$bench" scalar-race "$seconds" train synthetic per-parameter
   run "$work/base/$bench" scalar-race "$seconds" deploy
 fi

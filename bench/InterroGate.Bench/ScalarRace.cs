@@ -9,6 +9,8 @@
 //           ASPP heads and the data loader's augmentation), restarted after each failure
 //   train-calm : the trainer without the allocating thread: how often the garbage collector runs in an ordinary run,
 //           and how much of the allocation is the training thread's (the rest is the data loader's)
+//   (train and train-calm take a fourth argument, per-parameter: the run's optimisers step parameter by parameter,
+//   `training.flatOptimizer: false`)
 // The same holds for tensors: a temporary tensor (`a.mul(b)` passed straight on) whose last managed use is reading its
 // handle can be finalized, and its memory freed, while the next call still reads it:
 //   temp        : `big.mul(big).sum()` outside any dispose scope, the sum checked (a crash ends the process: the script
@@ -16,7 +18,7 @@
 //   temp-scoped : the same inside a dispose scope, which holds the temporary until the scope ends
 //   deploy      : the library outside a training step: prune a gated ResNet-20, store the static network, check the
 //                 file's bytes against the first one, load it back (checksum and graph checks) and predict
-// Usage: InterroGate.Bench scalar-race SECONDS add|bn|train|train-calm|temp|temp-scoped|deploy [synthetic|multifashion|fashion-scenes]
+// Usage: InterroGate.Bench scalar-race SECONDS add|bn|train|train-calm|temp|temp-scoped|deploy [synthetic|multifashion|fashion-scenes] [per-parameter]
 // (SCALAR_RACE_TRACE=1 prints the first frames of each failure's stack)
 using System.Diagnostics;
 using System.Globalization;
@@ -35,6 +37,7 @@ internal static class ScalarRace
         double seconds = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 20;
         string mode = args.Length > 1 ? args[1] : "add";
         string dataset = args.Length > 2 ? args[2] : "synthetic";
+        bool flatOptimizer = !(args.Length > 3 && args[3] == "per-parameter");
         using var stop = new CancellationTokenSource();
         var allocator = new Thread(() =>
         {
@@ -73,7 +76,7 @@ internal static class ScalarRace
                     Head = dataset == "fashion-scenes" ? new HeadConfig { Dense = "aspp", Channels = 16 } : new HeadConfig(),
                     Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
                     Architecture = new InterroGateConfig { LambdaS = 1 },
-                    Training = new TrainingConfig { Epochs = 1000, BatchSize = 32, EvalBatchSize = 64, Lr = 3e-3 },
+                    Training = new TrainingConfig { Epochs = 1000, BatchSize = 32, EvalBatchSize = 64, Lr = 3e-3, FlatOptimizer = flatOptimizer },
                 };
                 var run = PreparedRun.Create(config);
                 using var timeUp = new CancellationTokenSource(TimeSpan.FromSeconds(Math.Max(1, seconds - watch.Elapsed.TotalSeconds)));

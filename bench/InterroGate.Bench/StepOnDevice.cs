@@ -6,7 +6,8 @@
 //        [--precision fp32|bf16] [--channels-last true|false] [--optimizer flat|per-parameter] [--fixed-gates METRICS.jsonl] [--kept-filters true|false]
 //        [--backward-read-only auto|true|false] --out DIR
 // The outputs and gradients written for the numerics check are float32 in any case; --precision and --channels-last
-// apply to the timed steps. --optimizer: the trainer's flat optimisers (default) or TorchSharp's per-parameter ones.
+// apply to the timed steps. --optimizer: the trainer's flat optimisers (default) or the same stepping parameter by
+// parameter (`training.flatOptimizer: false`, TorchSharp's order of work).
 // --fixed-gates (InterroGate): the gates of a run's last epoch (its per-layer fractions), fixed for the timed steps as in
 // the trainer's last epochs: no gate optimiser, and the copies no task reads left out (GatedEncoder.GatesFixed); with
 // --kept-filters true (default) a copy read at only some channels computes only those filters, false computes it whole.
@@ -122,9 +123,9 @@ internal static class StepOnDevice
         if (channelsLast) images = InterroGate.Data.DataLoader.ChannelsLast(images);
         bool flat = optimizer == "flat";
         var weights = net.ParametersOf(GroupKind.Weights).ToArray();
-        optim.Optimizer adam = flat ? new InterroGate.Training.Flat.Adam(weights, 1e-3) : optim.Adam(weights, 1e-3);
+        optim.Optimizer adam = new InterroGate.Training.Flat.Adam(weights, 1e-3, perParameter: !flat);
         var gateParams = net.ParametersOf(GroupKind.Gates).ToArray();
-        optim.Optimizer? sgd = gateParams.Length == 0 || fixedGates is not null ? null : flat ? new InterroGate.Training.Flat.SGD(gateParams, 0.1) : optim.SGD(gateParams, 0.1);
+        optim.Optimizer? sgd = gateParams.Length == 0 || fixedGates is not null ? null : new InterroGate.Training.Flat.SGD(gateParams, 0.1, perParameter: !flat);
         if (fixedGates is not null) ((InterroGateModel)net).Encoder.GatesFixed = true; // after the forward passes above: the timed steps only
         var times = new List<double>();
         // Tensors the host creates in each part of a step (TorchSharp's dispose-scope statistics): how many operations

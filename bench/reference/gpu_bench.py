@@ -327,7 +327,7 @@ def compare_case(ours, case, model, out, steps, fusion="off", device="cuda", tim
     # step is the optimisers' kernel launches
     loop_out, _ = run_measured(ref + ["--tf32", "true", "--steps", str(steps), "--foreach", "false"], gpu=gpu, timeout=timeout)
     torch_side["step_ms_median_per_parameter_optimisers"] = json.loads(loop_out.strip().splitlines()[-1])["step_ms_median"]
-    # Ours again with TorchSharp's per-parameter optimisers (training.flatOptimizer false): what the flat ones save
+    # Ours again with the optimisers stepping parameter by parameter (training.flatOptimizer false): what the flat ones save
     ours_loop, _ = run_measured(ours_cmd(ours, case, model, d, steps, True, fusion, device) + ["--optimizer", "per-parameter"],
                                 gpu=gpu, timeout=timeout)
     ours_side["step_ms_median_per_parameter_optimisers"] = json.loads(ours_loop.strip().splitlines()[-1])["step_ms_median"]

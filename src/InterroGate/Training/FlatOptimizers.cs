@@ -1,5 +1,6 @@
 // Adam and SGD that update each parameter group as one flat buffer (a few kernels per group, not per parameter), as
-// PyTorch's multi-tensor ("foreach") optimisers do; same arithmetic, state and checkpoint format as TorchSharp's.
+// PyTorch's multi-tensor ("foreach") optimisers do, or parameter by parameter as TorchSharp's do; same arithmetic, state
+// and checkpoint format as TorchSharp's, and no scalar that a garbage collection could free during a call.
 using InterroGate.Tensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -126,9 +127,10 @@ internal sealed class FlatBucket
 
 /// <summary>
 /// The buckets and the remaining parameters of each group of an optimiser, and zeroing their gradients. A group added
-/// after the optimiser was made (add_param_group) gets its buckets at the next <see cref="Refresh"/>.
+/// after the optimiser was made (add_param_group) gets its buckets at the next <see cref="Refresh"/>. With
+/// <paramref name="perParameter"/> no group gets a bucket: every parameter is one of the rest, stepped on its own.
 /// </summary>
-internal sealed class FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups)
+internal sealed class FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups, bool perParameter)
 {
     private readonly List<FlatBucket[]> _buckets = [];
     private readonly List<Parameter[]> _rest = [];
@@ -141,6 +143,13 @@ internal sealed class FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups)
     {
         for (int g = _buckets.Count; g < groups.Count; g++)
         {
+            if (perParameter)
+            {
+                var seen = new HashSet<IntPtr>();
+                _buckets.Add([]);
+                _rest.Add(groups[g].Parameters.Where(p => seen.Add(p.Handle)).ToArray());
+                continue;
+            }
             _buckets.Add(FlatBucket.Build(groups[g].Parameters, out var rest));
             _rest.Add(rest);
         }
@@ -169,8 +178,11 @@ internal sealed class FlatGroups(IList<TorchSharp.Modules.ParamGroup> groups)
 }
 
 /// <summary>
-/// Adam and SGD over <see cref="FlatBucket"/>s. The classes are named as TorchSharp's (the type's name heads its
-/// saved optimiser state, and a loader checks it), so a checkpoint written with either reads with the other.
+/// Adam and SGD over <see cref="FlatBucket"/>s, or with <c>perParameter</c> parameter by parameter (TorchSharp's order
+/// of work, for comparison; the library's option <c>training.flatOptimizer: false</c>). Either way the arithmetic is
+/// TorchSharp's and every scalar is held until the call that reads it returns (<see cref="Scalars"/>), which TorchSharp's
+/// own optimisers do not do. The classes are named as TorchSharp's (the type's name heads its saved optimiser state, and
+/// a loader checks it), so a checkpoint written with either reads with the other.
 /// </summary>
 public static class Flat
 {
@@ -187,12 +199,13 @@ public static class Flat
         private readonly FlatGroups _groups;
         private readonly List<Moments[]> _moments = [];
 
-        public Adam(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0)
-            : this([new ParamGroup(parameters, lr: lr, weight_decay: weightDecay)], lr, weightDecay) { }
+        public Adam(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0, bool perParameter = false)
+            : this([new ParamGroup(parameters, lr: lr, weight_decay: weightDecay)], lr, weightDecay, perParameter) { }
 
-        public Adam(IEnumerable<ParamGroup> groups, double lr, double weightDecay = 0) : base(groups, lr: lr, weight_decay: weightDecay)
+        /// <param name="perParameter">Step every parameter on its own, in place, without buffers (about ten kernels per parameter).</param>
+        public Adam(IEnumerable<ParamGroup> groups, double lr, double weightDecay = 0, bool perParameter = false) : base(groups, lr: lr, weight_decay: weightDecay)
         {
-            _groups = new FlatGroups(_parameter_groups);
+            _groups = new FlatGroups(_parameter_groups, perParameter);
             Refresh();
         }
 
@@ -326,9 +339,10 @@ public static class Flat
     {
         private readonly FlatGroups _groups;
 
-        public SGD(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0) : base(parameters, lr, weight_decay: weightDecay)
+        /// <param name="perParameter">Step every parameter on its own, in place, without a buffer.</param>
+        public SGD(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0, bool perParameter = false) : base(parameters, lr, weight_decay: weightDecay)
         {
-            _groups = new FlatGroups(_parameter_groups);
+            _groups = new FlatGroups(_parameter_groups, perParameter);
             _groups.Refresh();
         }
 

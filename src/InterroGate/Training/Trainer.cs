@@ -144,23 +144,20 @@ public sealed class Trainer
         var weights = weightGroups.SelectMany(g => g.Parameters).ToArray();
         double[] baseLr = weightGroups.Select(g => g.LearningRate ?? cfg.Lr).ToArray();
         // A balancer's own learnable parameters (e.g. Uncertainty's log-variances) train with the first weight group.
-        // Flat optimisers (the default) step each group's parameters as one buffer; same arithmetic and checkpoint format.
+        // Flat optimisers (the default) step each group's parameters as one buffer, or parameter by parameter with
+        // flatOptimizer false; the same arithmetic and checkpoint format as TorchSharp's optimisers, whose implicit
+        // scalars a collection on the data loader's thread could free during a step (Scalars), so they are not used.
         var weightParamGroups = weightGroups.Select((g, i) => new TorchSharp.Modules.Adam.ParamGroup(
             i == 0 ? g.Parameters.Concat(_balancer.Parameters) : g.Parameters, lr: baseLr[i], weight_decay: cfg.WeightDecay)).ToArray();
-        TorchSharp.Modules.OptimizerHelper weightOpt = cfg.FlatOptimizer
-            ? new Flat.Adam(weightParamGroups, lr: cfg.Lr, weightDecay: cfg.WeightDecay)
-            : optim.Adam(weightParamGroups, lr: cfg.Lr, weight_decay: cfg.WeightDecay);
+        bool perParameter = !cfg.FlatOptimizer;
+        TorchSharp.Modules.OptimizerHelper weightOpt = new Flat.Adam(weightParamGroups, lr: cfg.Lr, weightDecay: cfg.WeightDecay, perParameter);
         var gateOpts = groups.Where(g => g.Kind == GroupKind.Gates && g.Parameters.Count > 0)
             .Select(g =>
             {
                 double lr = g.LearningRate ?? throw new InvalidOperationException($"Gate group '{g.Name}' needs its learning rate.");
-                TorchSharp.Modules.OptimizerHelper opt = (g.GateOptimizer, cfg.FlatOptimizer) switch
-                {
-                    (GateOptimizer.Adam, true) => new Flat.Adam(g.Parameters, lr),
-                    (GateOptimizer.Adam, false) => optim.Adam(g.Parameters, lr),
-                    (_, true) => new Flat.SGD(g.Parameters, lr),
-                    _ => optim.SGD(g.Parameters, lr),
-                };
+                TorchSharp.Modules.OptimizerHelper opt = g.GateOptimizer == GateOptimizer.Adam
+                    ? new Flat.Adam(g.Parameters, lr, perParameter: perParameter)
+                    : new Flat.SGD(g.Parameters, lr, perParameter: perParameter);
                 return (g.Name, Optimizer: opt);
             })
             .ToArray();

@@ -126,6 +126,36 @@ public sealed class ScalarLifetimeTests
     }
 
     /// <summary>
+    /// TorchSharp optimisers that <paramref name="methods"/> make (a <c>newobj</c> of one, or a TorchSharp factory that
+    /// returns one, as <c>optim.Adam</c>) whose <c>step</c> makes scalars. The scan above cannot see those: the library calls
+    /// <c>step</c> through the base type, whose own method makes none.
+    /// </summary>
+    private static string[] ScalarMakingOptimizers(IEnumerable<MethodBase> methods)
+    {
+        static bool Steps(Type? t) => t is not null && t.Assembly == typeof(torch).Assembly && typeof(OptimizerHelper).IsAssignableFrom(t)
+            && t.GetMethods(Declared).Any(m => m.Name == "step" && TorchSharpScalarMakers.Value.Contains(m));
+        return methods.SelectMany(m => InstructionsOf(m).Where(x => IsCall(x.Op)).Select(x => (x.Op, Target: Resolve(m, x.Operand)))
+                .Where(c => c.Op == OpCodes.Newobj && c.Target is ConstructorInfo ctor && Steps(ctor.DeclaringType)
+                            || c.Target is MethodInfo f && f.DeclaringType?.Assembly == typeof(torch).Assembly && Steps(f.ReturnType))
+                .Select(c => $"{m.DeclaringType?.FullName}.{m.Name} -> {c.Target!.DeclaringType?.Name}.{c.Target.Name}"))
+            .Distinct().ToArray();
+    }
+
+    // What the optimiser scan must find, and what it must let pass (a subclass whose step is the library's).
+    private static OptimizerHelper FactoryAdam(IEnumerable<Parameter> ps) => optim.Adam(ps, 1e-3);
+    private static OptimizerHelper ConstructedSgd(IEnumerable<Parameter> ps) => new TorchSharp.Modules.SGD(ps, 0.1);
+    private static OptimizerHelper LibraryAdam(IEnumerable<Parameter> ps) => new InterroGate.Training.Flat.Adam(ps, 1e-3, perParameter: true);
+
+    [Fact]
+    public void The_library_makes_no_TorchSharp_optimiser_whose_step_makes_scalars()
+    {
+        Assert.Single(ScalarMakingOptimizers([((Func<IEnumerable<Parameter>, OptimizerHelper>)FactoryAdam).Method]));
+        Assert.Single(ScalarMakingOptimizers([((Func<IEnumerable<Parameter>, OptimizerHelper>)ConstructedSgd).Method]));
+        Assert.Empty(ScalarMakingOptimizers([((Func<IEnumerable<Parameter>, OptimizerHelper>)LibraryAdam).Method]));
+        Assert.Empty(ScalarMakingOptimizers(MethodsOf(typeof(Scalars).Assembly)));
+    }
+
+    /// <summary>
     /// Calls to <see cref="Scalars.Of(double)"/> in <paramref name="method"/> whose scalar is not stored in a local of type
     /// <see cref="Scalar"/> that the method disposes (what <c>using var s = Scalars.Of(x)</c> compiles to: the local is
     /// loaded just before <c>IDisposable.Dispose</c>), so that the scalar may be collected during the call that reads it.

@@ -93,6 +93,34 @@ public sealed class FlatOptimizerTests
     }
 
     [Fact]
+    public void PerParameterStepsMatchTorchSharpsOptimisersWithoutABuffer()
+    {
+        var reference = Model(3);
+        var ours = Model(3);
+        var refOpt = new TorchSharp.Modules.Adam(Groups(reference), lr: 1e-2, weight_decay: 1e-3);
+        var oursOpt = new Flat.Adam(Groups(ours), lr: 1e-2, weightDecay: 1e-3, perParameter: true);
+        Train(reference, refOpt, 4);
+        Train(ours, oursOpt, 4);
+        foreach (var opt in new optim.Optimizer[] { refOpt, oursOpt }) opt.ParamGroups.First().LearningRate = 2e-3;
+        Train(reference, refOpt, 4, from: 4);
+        Train(ours, oursOpt, 4, from: 4);
+        Assert.Equal(0.0, MaxDifference(reference, ours));
+        Assert.True(MaxDifference(Model(3), ours) > 1e-3);
+        // Every parameter keeps storage of its own, as TorchSharp's Adam leaves it.
+        int count = ours.parameters().Count();
+        using var scope = NewDisposeScope(); // storage<T>() makes a tensor that nothing else frees
+        Assert.Equal(count, ours.parameters().Select(p => p.storage<float>().data_ptr()).Distinct().Count());
+
+        var refSgd = Model(8);
+        var oursSgd = Model(8);
+        Train(refSgd, new TorchSharp.Modules.SGD(refSgd.parameters(), 0.1, weight_decay: 1e-3), 5);
+        Train(oursSgd, new Flat.SGD(oursSgd.parameters(), 0.1, weightDecay: 1e-3, perParameter: true), 5);
+        Assert.Equal(0.0, MaxDifference(refSgd, oursSgd));
+        Assert.True(MaxDifference(Model(8), oursSgd) > 1e-3);
+        Assert.Equal(count, oursSgd.parameters().Select(p => p.storage<float>().data_ptr()).Distinct().Count());
+    }
+
+    [Fact]
     public void GradientsAccumulateInTheBucketAndOneZeroingClearsThemAll()
     {
         var net = Model(4);

@@ -327,7 +327,7 @@ public sealed class TrainerTests : IDisposable
     [InlineData(GateOptimizer.Sgd, false)]
     [InlineData(GateOptimizer.Adam, false)]
     [InlineData(GateOptimizer.Sgd, true)]
-    public void Flat_optimisers_train_the_same_weights_and_gates_as_TorchSharps(GateOptimizer gates, bool bf16ChannelsLast)
+    public void Flat_and_per_parameter_optimisers_train_the_same_weights_and_gates(GateOptimizer gates, bool bf16ChannelsLast)
     {
         // Three weight groups' worth of cases at once: a head learning rate (two Adam groups), a balancer's own
         // parameters in the first group, and the gates with their own optimiser.
