@@ -75,6 +75,8 @@ public sealed class TensorLifetimeTests(ITestOutputHelper output) : IDisposable
     [InlineData("mtl", "balancer={\"type\":\"gradnorm\"}")]
     [InlineData("mtl", "balancer={\"type\":\"imtl-g\"}")]
     [InlineData("mtl", "balancer={\"type\":\"mgda-ub\"}")]
+    [InlineData("mtl", "balancer={\"type\":\"mgda\"}")]
+    [InlineData("mtl", "balancer={\"type\":\"fixed\",\"weights\":[1,0.5,2]}")]
     [InlineData("mtl", "balancer={\"type\":\"aligned-mtl\"}")]
     [InlineData("mtl", "balancer={\"type\":\"famo\"}")]
     [InlineData("mtl", "balancer={\"type\":\"uncertainty\"}")]
