@@ -27,6 +27,14 @@ printf '{"tasks": [{"name": "a", "kind": "binary"}, {"name": "a", "kind": "binar
 printf '\x89PNG\r\n\x1a\n' > "$work/cut.png"
 printf 'hello' > "$work/text.png"
 printf 'x' > "$work/a-file"
+printf '{"name": "x", "name": "y"}' > "$work/duplicate.json"
+mkdir -p "$work/merge/shards" "$work/empty-folder"
+printf '{}' > "$work/merge/shards/shard-0-of-1.json"
+# A small trained run (synthetic data, seconds), and a copy of its checkpoint damaged near the end (its optimiser states).
+ig train multifashion-quick/mtl --set data.dataset=\"synthetic\" --set data.trainSize=64 --set data.validationSize=32 \
+  --set data.testSize=32 --set training.epochs=1 --set training.batchSize=32 -o "$work/mtl" >/dev/null 2>&1 || { echo "could not train the small run"; exit 1; }
+cp "$work/mtl/last.ckpt" "$work/damaged.ckpt"
+printf '\xff\xff\xff\xff' | dd of="$work/damaged.ckpt" bs=1 seek=$(( $(stat -c %s "$work/damaged.ckpt") - 100 )) conv=notrunc 2>/dev/null
 
 cases=(
   "unknown preset|train nope"
@@ -59,6 +67,23 @@ cases=(
   "export to an unknown format|export $work/garbage.ckpt --format zip"
   "predict with a garbage model|predict $work/garbage.ckpt $work/text.png"
   "cost of an unknown backbone|cost nope"
+  "unknown command (a typo)|trian multifashion-quick/mtl"
+  "a key given twice in a config|train $work/duplicate.json"
+  "empty -o|train multifashion-quick/mtl -o ''"
+  "prune -o naming a folder|prune $work/mtl/last.ckpt -o $work/empty-folder"
+  "prune onto the checkpoint it reads|prune $work/mtl/last.ckpt -o $work/mtl/last.ckpt"
+  "export -o naming a folder|export $work/mtl/last.ckpt --format onnx -o $work/empty-folder"
+  "report -o naming a folder|report $work/mtl -o $work/empty-folder"
+  "gates -o naming a file|gates $work/mtl -o $work/a-file"
+  "evaluate a checkpoint damaged near its end|evaluate $work/damaged.ckpt"
+  "an MTL checkpoint as a task's STL start|train multifashion-quick/interrogate --set data.dataset=\"synthetic\" --set data.trainSize=64 --set 'startFrom={\"stl\":{\"bar\":\"$work/mtl/last.ckpt\"},\"mtl\":\"$work/mtl/last.ckpt\"}' -o $work/r6"
+  "a budget target without a budget|compare multifashion-quick --set 'targets=[{}]' --set 'lambdaS=[]' -o $work/c4"
+  "a type in a comparison's InterroGate options|compare multifashion-quick --set 'interroGate.type=\"mtl\"' -o $work/c5"
+  "a shard result without its configuration|merge $work/merge"
+  "threads far beyond the cores|train multifashion-quick/mtl --set training.threads=100000 -o $work/r7"
+  "cost with 0 input channels|cost resnet18 --channels 0"
+  "cost on an input too large to run|cost resnet18 --input 100000x100000"
+  "a ViT input that is no multiple of its patch|cost vit_tiny_patch16_224 --input 30x30"
 )
 
 fail=0

@@ -28,6 +28,38 @@ internal static class CommonOptions
 
     public static Option<string?> Out(string what) => new("--out", "-o") { Description = $"Folder for {what} (default: runs/<name>)" };
 
+    /// <summary>
+    /// A file the command is about to write, checked before any work: not empty, not an existing folder, not under an
+    /// existing file, and none of <paramref name="inputs"/> (writing a result over what it was made from loses that).
+    /// </summary>
+    public static string OutputFile(string path, params string[] inputs)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new ConfigException("--out", "is empty; name the file to write");
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new ConfigException("--out", $"{path} is a folder; name the file to write in it");
+        CheckParents(path, full);
+        foreach (var input in inputs)
+            if (string.Equals(full, Path.GetFullPath(input), StringComparison.Ordinal))
+                throw new ConfigException("--out", $"{path} is the file being read; writing there would replace it. Choose another file");
+        return path;
+    }
+
+    /// <summary>A folder the command is about to write into, checked before any work: not empty, not an existing file.</summary>
+    public static string OutputFolder(string path)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new ConfigException("--out", "is empty; name the folder to write into");
+        string full = Path.GetFullPath(path);
+        if (File.Exists(full)) throw new ConfigException("--out", $"{path} is a file; name a folder");
+        CheckParents(path, full);
+        return path;
+    }
+
+    private static void CheckParents(string path, string full)
+    {
+        for (var dir = Path.GetDirectoryName(full); !string.IsNullOrEmpty(dir); dir = Path.GetDirectoryName(dir))
+            if (File.Exists(dir)) throw new ConfigException("--out", $"{path}: {dir} is a file, not a folder");
+    }
+
     /// <summary>Runs <paramref name="body"/>, mapping the library's errors to one clear line and exit code 2.</summary>
     public static int Guard(Func<CancellationToken, int> body)
     {

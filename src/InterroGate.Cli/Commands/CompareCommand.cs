@@ -109,7 +109,7 @@ internal static class CompareCommand
             if (p.GetValue(seeds) is { } list) cfg = cfg with { Seeds = ParseSeeds(list) };
             if (p.GetValue(targets) is { } fractions) cfg = cfg with { LambdaS = [], Targets = ParseTargets(fractions) };
             if (p.GetValue(device) is { } d) cfg = cfg.OnDevice(d);
-            string dir = p.GetValue(outDir) ?? Path.Combine("runs", cfg.Name);
+            string dir = CommonOptions.OutputFolder(p.GetValue(outDir) ?? Path.Combine("runs", cfg.Name));
             Devices.Resolve(cfg.Training.Device, cfg.Training.Tf32); // before anything trains
             return (cfg, dir);
         });

@@ -46,7 +46,7 @@ internal static class ConfigCommand
             if (!File.Exists(tasksFile)) throw new DatasetNotFoundException($"No tasks.json in {folder}: a user data set needs tasks.json and train/ and test/ folders of .npy files.");
             var tasks = UserFolderDataset.ReadTasks(tasksFile);
             string name = new DirectoryInfo(folder).Name;
-            string target = Path.GetFullPath(p.GetValue(output) ?? $"{name}.json");
+            string target = Path.GetFullPath(CommonOptions.OutputFile(p.GetValue(output) ?? $"{name}.json"));
             if (File.Exists(target)) throw new ConfigException("--out", $"{target} exists; choose another file (-o)");
             var starter = new RunConfig
             {

@@ -27,13 +27,13 @@ internal static class DeployCommands
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
             string path = p.GetValue(checkpoint)!;
+            string target = CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".pruned.safetensors", path);
             var (model, input, meta) = ModelFiles.LoadCheckpoint(path);
             using var loaded = model;
             if (model is not InterroGateModel ig)
                 throw new CheckpointException(path, $"holds a {meta.Architecture} model; only InterroGate models are pruned (use `interrogate export` to turn STL or MTL models into static networks).");
             var result = Pruner.Prune(ig, input);
             using var graph = result.Graph;
-            string target = p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".pruned.safetensors";
             StaticModelFile.Save(target, result.Graph);
             if (p.GetValue(json))
             {
@@ -67,14 +67,14 @@ internal static class DeployCommands
             {
                 if (ModelFiles.IsStatic(path))
                     throw new Training.CheckpointException(path, "is a static model; --format state-dict exports a training checkpoint's weights (give its .ckpt)");
+                string file = CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".state.safetensors", path);
                 var (trained, input, meta) = ModelFiles.LoadCheckpoint(path);
-                string file = p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".state.safetensors";
                 using (trained) StateDictExport.Save(file, trained, meta, input);
                 AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(file)} ({meta.Architecture} on {Markup.Escape(meta.Backbone)}: the state dict under PyTorch names, with the run's configuration as metadata)");
                 return 0;
             }
+            string target = CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + (kind == "onnx" ? ".onnx" : ".static.safetensors"), path);
             using var graph = ModelFiles.LoadStatic(path);
-            string target = p.GetValue(output) ?? Path.ChangeExtension(path, null) + (kind == "onnx" ? ".onnx" : ".static.safetensors");
             if (kind == "onnx") OnnxExporter.Export(graph, target);
             else StaticModelFile.Save(target, graph);
             AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(target)} ({graph.Tasks.Count} task outputs: {Markup.Escape(string.Join(", ", graph.Tasks.Names))})");

@@ -15,6 +15,7 @@ internal static class GatesCommand
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
             Runtime.NativeRuntime.EnsureLoaded();
+            if (p.GetValue(output) is { } outDir) CommonOptions.OutputFolder(outDir);
             var report = GateReport.Load(p.GetValue(source)!);
             string dir = p.GetValue(output) ?? Path.GetDirectoryName(Path.GetFullPath(report.Checkpoint))!;
             var (png, svg) = GatePatternPlot.Save(report.Layers, report.Tasks, Path.Combine(dir, "gates"),

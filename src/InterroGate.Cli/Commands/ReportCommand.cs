@@ -14,6 +14,7 @@ internal static class ReportCommand
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
             Runtime.NativeRuntime.EnsureLoaded(); // the sharing patterns are read from checkpoints
+            if (p.GetValue(output) is { } file) CommonOptions.OutputFile(file);
             string path = HtmlReport.Write(p.GetValue(dir)!, p.GetValue(output), run => Console.Error.WriteLine($"report: {run}"));
             Console.WriteLine($"wrote {path} ({new FileInfo(path).Length / 1024:N0} KB)");
             return 0;

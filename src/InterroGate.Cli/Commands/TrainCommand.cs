@@ -22,7 +22,7 @@ internal static class TrainCommand
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var run = Presets.LoadRun(p.GetValue(config)!, CommonOptions.WithDevice(p.GetValue(set)!, p.GetValue(device)));
-            string dir = p.GetValue(outDir) ?? Path.Combine("runs", run.Name);
+            string dir = CommonOptions.OutputFolder(p.GetValue(outDir) ?? Path.Combine("runs", run.Name));
             Devices.Resolve(run.Training.Device, run.Training.Tf32); // before the data is read
             var prepared = PreparedRun.Create(run);
             AnsiConsole.MarkupLine($"[bold]{Markup.Escape(run.Name)}[/]: {run.Architecture.Type} on {run.Backbone.Name} (width {run.Backbone.Width}), tasks {Markup.Escape(string.Join(", ", prepared.Tasks.Names))}, {prepared.Data.Train.Count} training samples -> {Markup.Escape(dir)}");

@@ -39,6 +39,9 @@ public static class DeployedCost
         return (pruned.Macs + heads.Macs, pruned.Parameters + heads.Parameters);
     }
 
+    /// <summary>The largest input a cost is counted on (a forward pass at batch 1 runs).</summary>
+    public const long MaxPixels = 4096L * 4096;
+
     /// <summary>
     /// The cost of <paramref name="name"/>: an architecture name (built on <paramref name="backboneName"/> for
     /// <paramref name="taskCount"/> 10-class tasks, as initialised), a backbone name (its encoder with a 1000-class linear
@@ -47,6 +50,9 @@ public static class DeployedCost
     /// </summary>
     public static CostSummary Of(string name, (int H, int W)? size, int channels, string backboneName, int taskCount)
     {
+        ConfigException.Require(channels is >= 1 and <= 4096, "--channels", channels, "1 to 4096 input channels");
+        if (size is var (sh, sw))
+            ConfigException.Require((long)sh * sw <= MaxPixels, "--input", $"{sh}x{sw}", $"at most {MaxPixels:N0} pixels (4096x4096): MACs are counted on a real forward pass");
         // An architecture by name: built on --backbone for --tasks classification tasks, as initialised.
         if (Factory.Architectures.ContainsKey(name) && !File.Exists(name))
         {
@@ -71,6 +77,8 @@ public static class DeployedCost
         {
             var (h, w) = size ?? (224, 224);
             var spec = BackboneCatalog.Spec(name);
+            if (spec is ViTSpec vit && (h % vit.PatchSize != 0 || w % vit.PatchSize != 0))
+                throw new ConfigException("--input", $"{h}x{w} for {name}; a ViT with patches of {vit.PatchSize} needs a height and width that are multiples of {vit.PatchSize}");
             using var net = new Chain(spec.CreateEncoder(channels), new ClassificationHead(spec.OutChannels, 1000));
             var r = CostCounter.Count(net, x => net.call(x), [1, channels, h, w]);
             return new CostSummary($"{name} ({channels}×{h}×{w}, with a 1000-class linear classifier)", r.Macs, r.Params, new Dictionary<string, (long, long)>());

@@ -29,17 +29,22 @@ public static class ConfigJson
     /// (data.root, startFrom.mtl, startFrom.stl.*) are taken relative to that folder; paths given in overrides stay
     /// relative to the working folder.
     /// </summary>
-    public static T Deserialize<T>(string json, IEnumerable<string>? overrides = null, string source = "config", string? baseDirectory = null)
+    public static T Deserialize<T>(string? json, IEnumerable<string>? overrides = null, string source = "config", string? baseDirectory = null)
     {
+        if (json is null) throw new ConfigException("$", $"{source} holds no configuration");
         JsonNode node;
         try
         {
-            node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
+            node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions
+                   {
+                       CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true,
+                       AllowDuplicateProperties = false, // {"name": "a", "name": "b"}: an error naming the key, not the last one silently
+                   })
                    ?? throw new ConfigException("$", $"{source} is empty");
         }
         catch (JsonException e)
         {
-            throw new ConfigException("$", $"{source} is not valid JSON (line {e.LineNumber + 1}): {e.Message}");
+            throw new ConfigException("$", $"{source} is not valid JSON{(e.LineNumber is long line ? $" (line {line + 1})" : "")}: {e.Message}");
         }
         if (baseDirectory is not null)
         {
@@ -47,6 +52,9 @@ public static class ConfigJson
             ResolvePaths(node, baseDirectory, overridden);
         }
         foreach (var o in overrides ?? []) ApplyOverride(node, o);
+        // A comparison's InterroGate options are InterroGate's by definition: a "type" there would be read as nothing.
+        if (typeof(T) == typeof(CompareConfig) && node is JsonObject top && top["interroGate"] is JsonObject ig && ig.ContainsKey("type"))
+            throw new ConfigException("interroGate.type", "is not a key of a comparison's InterroGate options (they are InterroGate's; other architectures go in \"architectures\")");
         try
         {
             var value = node.Deserialize<T>(Options) ?? throw new ConfigException("$", $"{source} is null");

@@ -166,7 +166,7 @@ public sealed record TrainingConfig
         ConfigException.Require(Schedule.StepSize > 0, $"{path}.schedule.stepSize", Schedule.StepSize, "> 0");
         ConfigException.Require(Schedule.Gamma is > 0 and <= 1, $"{path}.schedule.gamma", Schedule.Gamma, "(0, 1]");
         ConfigException.Require(Schedule.Power > 0 && double.IsFinite(Schedule.Power), $"{path}.schedule.power", Schedule.Power, "> 0");
-        ConfigException.Require(Threads >= 0, $"{path}.threads", Threads, "≥ 0 (0 = default)");
+        ConfigException.Require(Threads is >= 0 and <= 1024, $"{path}.threads", Threads, $"0 (default: the {Environment.ProcessorCount} cores here) to 1024 (more threads than cores slow a run down)");
         ConfigException.Require(MaxStepsPerEpoch >= 0, $"{path}.maxStepsPerEpoch", MaxStepsPerEpoch, "≥ 0 (0 = whole epochs)");
         ConfigException.Require(BnBatches >= 0, $"{path}.bnBatches", BnBatches, "≥ 0 (training batches to re-estimate batch-norm statistics from before each validation; 0 = off)");
         if (Deterministic)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using InterroGate.Tasks;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Data;
@@ -21,15 +22,39 @@ public static class UserFolderDataset
         string tasksPath = Path.Combine(folder, "tasks.json");
         if (!File.Exists(tasksPath)) throw new DatasetNotFoundException($"No tasks.json in {folder}: a user data set needs tasks.json and train/ and test/ folders of .npy files.");
         var tasks = ReadTasks(tasksPath);
-        var train = Split(folder, "train", tasks);
-        var test = Split(folder, "test", tasks);
-        if (Directory.Exists(Path.Combine(folder, "val"))) return new DatasetSplits(train, Split(folder, "val", tasks), test);
+        var opened = new List<IDisposable>(); // a split that fails closes the files the others opened
+        try
+        {
+            var train = Opened(Split(folder, "train", tasks));
+            var test = Opened(SameImages(Opened(Split(folder, "test", tasks)), train, folder, "test"));
+            if (Directory.Exists(Path.Combine(folder, "val")))
+                return new DatasetSplits(train, SameImages(Opened(Split(folder, "val", tasks)), train, folder, "val"), test);
+            return HeldOut(folder, train, test, seed);
+        }
+        catch
+        {
+            foreach (var d in opened) d.Dispose();
+            throw;
+        }
+        FileImageDataset Opened(FileImageDataset d) { if (!opened.Contains(d)) opened.Add(d); return d; }
+    }
 
+    private static DatasetSplits HeldOut(string folder, FileImageDataset train, FileImageDataset test, int seed)
+    {
         // A seeded 10% of train held out for validation: views of the same file, nothing copied.
         int n = train.Count, held = Math.Max(1, n / 10);
         var order = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
         new Random(seed).Shuffle(order);
         return new DatasetSplits(train.Subset($"{folder}/train", order[held..]), train.Subset($"{folder}/val (held out of train)", order[..held]), test);
+    }
+
+    /// <summary>A split whose images have another shape than the training images' cannot go through the trained model.</summary>
+    private static FileImageDataset SameImages(FileImageDataset split, FileImageDataset train, string folder, string name)
+    {
+        if (split.ImageShape != train.ImageShape)
+            throw new DataFormatException(Path.Combine(folder, name, "images.npy"),
+                $"images of {split.ImageShape.Channels}×{split.ImageShape.Height}×{split.ImageShape.Width} (channels × height × width); train/images.npy holds {train.ImageShape.Channels}×{train.ImageShape.Height}×{train.ImageShape.Width}, and every split must match it");
+        return split;
     }
 
     /// <summary>The tasks of a tasks.json; every fault names the file.</summary>
@@ -102,6 +127,18 @@ public static class UserFolderDataset
         var t = y.ToTensor().to(float32);
         if (t.dim() == 1) t = t.unsqueeze(1);
         if (t.dim() != 2 || t.shape[1] != task.Outputs) throw new DataFormatException(path, $"targets must be [N] or [N, {task.Outputs}], not ({string.Join(", ", y.Shape)})");
+        if (task.Kind == TaskKind.Binary)
+        {
+            using var scope = NewDisposeScope();
+            var bad = t.lt(Scalars.Zero).logical_or(t.gt(Scalars.One)); // 0 and 1, or soft labels between them
+            if (bad.any().item<bool>())
+            {
+                long first = bad.nonzero()[0][0].item<long>();
+                throw new DataFormatException(path, $"binary targets lie in [0, 1]; sample {first} has {t[first].data<float>().ToArray().First(v => v is < 0 or > 1)}");
+            }
+        }
+        using (NewDisposeScope())
+            if (!t.isfinite().all().item<bool>()) throw new DataFormatException(path, "targets that are not finite (NaN or infinity)");
         return t;
     }
 }

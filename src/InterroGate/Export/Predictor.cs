@@ -127,6 +127,7 @@ public static class ImageFiles
             3 => array.Shape,
             _ => throw new ImageInputException(path, $"an image array must be [H, W] or [C, H, W], not [{string.Join(", ", array.Shape)}]."),
         };
+        if (shape[1] == 0 || shape[2] == 0) throw new ImageInputException(path, $"an empty image ({shape[1]}×{shape[2]} pixels).");
         if (shape[0] != input.Channels) throw new ImageInputException(path, $"has {shape[0]} channels; the model reads {input.Channels}.");
         if (array.DType is not ("u1" or "f4" or "f8")) throw new ImageInputException(path, $"dtype {array.DType}; images are uint8 (pixels) or float (normalised).");
         var t = array.ToTensor().view(shape);

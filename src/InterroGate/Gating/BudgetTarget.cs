@@ -48,7 +48,8 @@ public sealed record BudgetTarget
         BudgetKind.Macs => $"{Macs!.Value / 1e6:0.###}MMACs",
         BudgetKind.Parameters => $"{Parameters!.Value / 1e6:0.###}Mparams",
         BudgetKind.Fraction => $"f{Fraction!.Value:0.###}",
-        _ => $"tasks{string.Join('_', PerTask!.Select(f => f.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)))}",
+        _ => PerTask is null ? "none" // no budget given: Validate says so
+            : $"tasks{string.Join('_', PerTask.Select(f => f.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)))}",
     };
 
     public void Validate(string path, int tasks)

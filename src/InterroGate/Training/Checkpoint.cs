@@ -95,8 +95,8 @@ public static class Checkpoint
         {
             throw new CheckpointException(path, $"its weights do not fit this {meta.Architecture} model: {e.Message}");
         }
-        if (optimizers is null) return meta;
-
+        // The optimiser states are read, and their checksums checked, whether or not they are loaded: a damaged
+        // checkpoint is refused whatever part of it is damaged.
         var states = new Dictionary<string, byte[]>();
         try
         {
@@ -108,6 +108,7 @@ public static class Checkpoint
         {
             throw new CheckpointException(path, $"damaged optimiser states ({e.Message}).");
         }
+        if (optimizers is null) return meta;
         foreach (var (name, opt) in optimizers)
         {
             if (!states.TryGetValue(name, out var bytes))

@@ -28,21 +28,28 @@ public sealed record PreparedRun(RunConfig Config, TaskSet Tasks, DatasetSplits 
             if (unknown.Length > 0) throw new ConfigException("startFrom.stl", $"{string.Join(", ", unknown)} not among the run's tasks ({string.Join(", ", tasks.Names)})");
             var stl = start.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model);
             var mtl = start.Mtl is null ? null : Load(start.Mtl, data.Train.ImageShape, data.Train.Tasks).Model;
-            WeightTransfer.InitialiseInterroGate(ig, stl, mtl);
+            StartFrom(() => WeightTransfer.InitialiseInterroGate(ig, stl, mtl));
             foreach (var m in stl.Values.Append(mtl)) m?.Dispose(); // their weights were copied
         }
         else if (config.StartFrom is { } csStart && model is CrossStitch cs)
         {
             var stl = csStart.Stl.ToDictionary(kv => kv.Key, kv => Load(kv.Value, data.Train.ImageShape, data.Train.Tasks).Model);
-            WeightTransfer.InitialiseCrossStitch(cs, stl);
+            StartFrom(() => WeightTransfer.InitialiseCrossStitch(cs, stl));
             foreach (var m in stl.Values) m.Dispose();
         }
         else if (config.StartFrom is { Mtl: { } mtlPath } && model is SingleTask stlModel)
         {
             using var mtl = Load(mtlPath, data.Train.ImageShape, data.Train.Tasks).Model;
-            WeightTransfer.InitialiseSingleTask(stlModel, mtl);
+            StartFrom(() => WeightTransfer.InitialiseSingleTask(stlModel, mtl));
         }
         return new PreparedRun(config, tasks, data, model) { Pretrained = pretrained };
+    }
+
+    /// <summary>A start that does not fit the run (a checkpoint of another architecture, backbone or width): the config's error.</summary>
+    private static void StartFrom(Action transfer)
+    {
+        try { transfer(); }
+        catch (ArgumentException e) { throw new ConfigException("startFrom", e.Message); }
     }
 
     /// <summary>Rebuilds the model a checkpoint holds (from its resolved config) and loads its weights.</summary>

@@ -199,7 +199,13 @@ public static class SweepShards
         {
             try
             {
-                return (Path: f, Result: JsonSerializer.Deserialize<ShardResult>(File.ReadAllText(f), Json) ?? throw new JsonException("empty"));
+                var result = JsonSerializer.Deserialize<ShardResult>(File.ReadAllText(f), Json) ?? throw new JsonException("empty");
+                // Valid JSON that lacks a shard result's parts ({} included): the same answer as a damaged file.
+                if (result.Config is null || result.Tasks is null || result.Seeds is null || result.Seeds.Any(x => x?.Baselines is null || x.Points is null))
+                    throw new JsonException("its configuration, tasks or per-seed results are missing");
+                if (result.Count < 1 || result.Index < 0 || result.Index >= result.Count)
+                    throw new JsonException($"shard {result.Index} of {result.Count}");
+                return (Path: f, Result: result);
             }
             catch (JsonException e)
             {

@@ -64,6 +64,49 @@ public sealed class CliTests
         Assert.Contains("training.epochs", error);
     }
 
+    [Fact]
+    public void A_misspelt_command_is_named_with_the_one_meant()
+    {
+        var (code, error) = Run("trian", "multifashion-quick/mtl");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown command 'trian'; did you mean train?", error);
+        (code, error) = Run("comprae", "x");
+        Assert.Contains("did you mean compare?", error);
+        (code, error) = Run("nope");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown command 'nope' (commands: doctor,", error);
+    }
+
+    [Fact]
+    public void Outputs_are_checked_before_any_work_and_never_replace_what_is_read()
+    {
+        string dir = Directory.CreateTempSubdirectory("ig-out-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, "a.ckpt");
+            File.WriteAllText(file, "x");
+            var cases = new (string[] Args, string Message)[]
+            {
+                (["train", "multifashion-quick/mtl", "-o", ""], "is empty"),
+                (["train", "multifashion-quick/mtl", "-o", file], "is a file; name a folder"),
+                (["train", "multifashion-quick/mtl", "-o", Path.Combine(file, "run")], "is a file, not a folder"),
+                (["prune", file, "-o", dir], "is a folder; name the file to write in it"),
+                (["prune", file, "-o", file], "is the file being read"),
+                (["export", file, "--format", "onnx", "-o", file], "is the file being read"),
+                (["report", dir, "-o", dir], "is a folder"),
+                (["gates", dir, "-o", file], "is a file; name a folder"),
+            };
+            foreach (var (args, message) in cases)
+            {
+                var (code, error) = Run(args);
+                Assert.True(code == 2 && error.Contains("config key '--out'", StringComparison.Ordinal) && error.Contains(message, StringComparison.Ordinal),
+                    $"interrogate {string.Join(' ', args)}: exit {code}, {error}");
+            }
+            Assert.Equal("x", File.ReadAllText(file));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     [Theory]
     [InlineData("0,1,x")]
     [InlineData("")]

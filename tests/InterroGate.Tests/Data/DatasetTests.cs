@@ -185,10 +185,42 @@ public sealed class DatasetTests : IDisposable
 
         File.Delete(Path.Combine(root, "train", "kind.npy"));
         Assert.Contains("missing", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
+        Npy.Write(Path.Combine(root, "train", "kind.npy"), [20], Enumerable.Range(0, 20).Select(i => (long)(i % 3)).ToArray());
+        UserFolderDataset.Load(root).Dispose(); // whole again
+
+        // Regression targets that are not finite; a test split whose images differ from the training images'.
+        Npy.Write(Path.Combine(root, "val", "size.npy"), [20, 2], Enumerable.Range(0, 40).Select(i => i == 7 ? float.NaN : 0f).ToArray());
+        e = Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root));
+        Assert.Contains(Path.Combine(root, "val", "size.npy"), e.Message);
+        Assert.Contains("not finite", e.Message);
+        Npy.Write(Path.Combine(root, "val", "size.npy"), [20, 2], new float[40]);
+        Npy.Write(Path.Combine(root, "test", "images.npy"), [20, 3, 8, 8], new byte[20 * 3 * 64]);
+        e = Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root));
+        Assert.Contains(Path.Combine(root, "test", "images.npy"), e.Message);
+        Assert.Contains("images of 3×8×8", e.Message);
+        Assert.Contains("train/images.npy holds 1×8×8", e.Message);
 
         File.WriteAllText(Path.Combine(root, "tasks.json"), """{"tasks":[{"name":"kind","kind":"classification","classes":3,"colour":1}]}""");
         Assert.Contains("tasks.json", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
         Assert.Throws<DatasetNotFoundException>(() => UserFolderDataset.Load(Path.Combine(_dir, "empty")));
+    }
+
+    [Fact]
+    public void Binary_targets_outside_0_to_1_name_the_file_and_the_sample()
+    {
+        string root = Path.Combine(_dir, "binary");
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(root).FullName, "tasks.json"), """{"tasks":[{"name":"smile","kind":"binary"}]}""");
+        foreach (var split in new[] { "train", "test" })
+        {
+            string d = Directory.CreateDirectory(Path.Combine(root, split)).FullName;
+            Npy.Write(Path.Combine(d, "images.npy"), [10, 8, 8], new byte[10 * 64]);
+            Npy.Write(Path.Combine(d, "smile.npy"), [10], Enumerable.Range(0, 10).Select(i => i % 2 == 0 ? 1f : 0.25f).ToArray()); // soft labels are fine
+        }
+        UserFolderDataset.Load(root).Dispose();
+        Npy.Write(Path.Combine(root, "train", "smile.npy"), [10], Enumerable.Range(0, 10).Select(i => i == 4 ? 7f : 0f).ToArray());
+        var e = Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root));
+        Assert.Contains(Path.Combine(root, "train", "smile.npy"), e.Message);
+        Assert.Contains("sample 4 has 7", e.Message);
     }
 
     [Theory]

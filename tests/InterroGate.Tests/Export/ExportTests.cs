@@ -142,10 +142,11 @@ public sealed class ExportTests : IDisposable
         File.WriteAllBytes(P("broken.png"), [0x89, (byte)'P', (byte)'N', (byte)'G', 1, 2, 3]);
         var pixels = Enumerable.Range(0, 144).Select(i => pattern(i % 12, i / 12)).ToArray();
         Npy.Write(P("gray.npy"), [12, 12], pixels);
+        Npy.Write(P("empty.npy"), [0, 12], Array.Empty<byte>());
 
         using var predictor = Predictor.Load(P("m.safetensors"));
-        var results = predictor.PredictFiles([P("gray.png"), P("broken.png"), P("colour.png"), P("gray.npy"), P("big.png"), P("missing.png")]);
-        Assert.Equal(6, results.Count);
+        var results = predictor.PredictFiles([P("gray.png"), P("broken.png"), P("colour.png"), P("gray.npy"), P("big.png"), P("missing.png"), P("empty.npy")]);
+        Assert.Equal(7, results.Count);
         Assert.Null(results[0].Error);
         Assert.Contains("broken.png", results[1].Error);
         Assert.Contains("cannot be decoded", results[1].Error);
@@ -154,6 +155,7 @@ public sealed class ExportTests : IDisposable
         Assert.Null(results[3].Error);
         Assert.Contains("resized from 24×24", results[4].Note);
         Assert.Contains("no such file", results[5].Error);
+        Assert.Contains("an empty image (0×12 pixels)", results[6].Error);
 
         // The PNG and the .npy hold the same pixels: the same predictions, equal to the model's own.
         model.eval();

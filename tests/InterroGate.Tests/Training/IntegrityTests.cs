@@ -43,6 +43,12 @@ public sealed class IntegrityTests : IDisposable
         var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(trainer.LastPath, fresh.Model));
         Assert.Contains("damaged", e.Message);
 
+        // Damage in the optimiser states, which only a resume loads, is refused by every load too.
+        File.Copy(previous, trainer.LastPath, overwrite: true);
+        Checkpoint.Load(trainer.LastPath, fresh.Model);
+        FlipByte(trainer.LastPath, 0.9);
+        Assert.Contains("damaged", Assert.Throws<CheckpointException>(() => Checkpoint.Load(trainer.LastPath, fresh.Model)).Message);
+
         // Resume: the damaged file is not loaded; training continues from epoch 1's checkpoint and ends whole.
         var messages = new Messages();
         var again = PreparedRun.Create(config);
