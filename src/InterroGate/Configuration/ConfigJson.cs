@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using InterroGate.Training;
 
 namespace InterroGate.Configuration;
 
@@ -153,6 +154,46 @@ public static class ConfigJson
                 ? $"unknown or missing \"type\" ({e.Message})"
                 : $"unknown or missing \"type\"; valid: {string.Join(", ", valid)}";
         }
+        if (e.InnerException is InvalidOperationException { Message: var inner } && inner.StartsWith("Cannot get the value of a token type", StringComparison.Ordinal))
+        {
+            var token = System.Text.RegularExpressions.Regex.Match(inner, "token type '([A-Za-z]+)' as (?:a )?([A-Za-z]+)");
+            if (token.Success)
+            {
+                string wanted = token.Groups[2].Value.ToLowerInvariant(), got = token.Groups[1].Value.ToLowerInvariant();
+                return $"expects {Article(wanted)}, not {Article(got)}" + (wanted == "number" && got == "string" ? " (a number is written without quotes: 3, not \"3\")" : "");
+            }
+        }
+        var converted = System.Text.RegularExpressions.Regex.Match(e.Message, @"could not be converted to ([^\s]+?)\.? Path");
+        if (converted.Success) return $"expects {Expected(converted.Groups[1].Value)}";
         return e.InnerException?.Message ?? e.Message;
+    }
+
+    private static string Article(string word) => word switch
+    {
+        "boolean" => "true or false",
+        "true" or "false" => word,
+        "array" or "object" => "an " + word,
+        _ => "a " + word,
+    };
+
+    /// <summary>What a value of the .NET type named <paramref name="typeName"/> is written as in a configuration.</summary>
+    private static string Expected(string typeName)
+    {
+        if (typeName.Contains("[System.Double]", StringComparison.Ordinal) || typeName == "System.Double[]") return "a list of numbers, e.g. [0.3]";
+        if (typeName.Contains("[System.Int32]", StringComparison.Ordinal) || typeName == "System.Int32[]") return "a list of whole numbers, e.g. [0, 1]";
+        if (typeName.Contains("[System.String]", StringComparison.Ordinal)) return "a list of strings, e.g. [\"a\", \"b\"]";
+        switch (typeName)
+        {
+            case "System.Double": case "System.Nullable`1[System.Double]": return "a number";
+            case "System.Int32": case "System.Int64": case "System.Nullable`1[System.Int32]": return "a whole number";
+            case "System.Boolean": return "true or false";
+            case "System.String": return "a string, in quotes";
+        }
+        var type = typeof(ConfigJson).Assembly.GetType(typeName);
+        if (type is { IsEnum: true })
+            return $"one of {string.Join(", ", Enum.GetNames(type).Select(n => $"\"{JsonNamingPolicy.CamelCase.ConvertName(n)}\""))}";
+        if (type is not null && typeof(LearningRateSchedule).IsAssignableFrom(type)) // a bad kind fails as the whole schedule
+            return $"a schedule whose kind is one of {string.Join(", ", Enum.GetNames<ScheduleKind>().Select(n => $"\"{JsonNamingPolicy.CamelCase.ConvertName(n)}\""))}";
+        return type is null ? typeName : $"an object of {type.Name}'s keys (`interrogate config show` prints them)";
     }
 }

@@ -169,6 +169,29 @@ public sealed class ConfigTests
         throw new FileNotFoundException("README.md above the test folder");
     }
 
+    [Theory]
+    [InlineData("architecture.tau=0.3", "architecture.tau", "expects a list of numbers, e.g. [0.3]")]
+    [InlineData("training.schedule.kind=\"nope\"", "training.schedule.kind", "kind is one of \"constant\", \"step\", \"poly\", \"cosine\"")]
+    [InlineData("training.epochs=\"3\"", "training.epochs", "expects a number, not a string (a number is written without quotes")]
+    [InlineData("training.precision=\"fp64\"", "training.precision", "expects one of \"fp32\", \"bf16\"")]
+    [InlineData("training.flatOptimizer=3", "training.flatOptimizer", "expects true or false, not a number")]
+    [InlineData("tasks=\"a\"", "tasks", "expects a list of strings")]
+    public void A_value_of_the_wrong_kind_is_named_in_the_configurations_words(string setting, string key, string message)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>("""{"architecture": {"type": "interrogate"}}""", [setting]));
+        Assert.Equal(key, e.Key);
+        Assert.Contains(message, e.Message);
+        Assert.DoesNotContain("System.", e.Message);
+    }
+
+    [Fact]
+    public void A_key_given_twice_is_refused()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>("""{"name": "a", "name": "b"}""", source: "run.json"));
+        Assert.Contains("run.json is not valid JSON", e.Message);
+        Assert.Contains("Duplicate property 'name'", e.Message);
+    }
+
     [Fact]
     public void The_READMEs_sample_configuration_is_what_the_code_applies_for_keys_left_out()
     {
