@@ -26,7 +26,7 @@ public static class UserFolderDataset
         try
         {
             var train = Opened(Split(folder, "train", tasks));
-            var test = Opened(SameImages(Opened(Split(folder, "test", tasks)), train, folder, "test"));
+            var test = SameImages(Opened(Split(folder, "test", tasks)), train, folder, "test");
             if (Directory.Exists(Path.Combine(folder, "val")))
                 return new DatasetSplits(train, SameImages(Opened(Split(folder, "val", tasks)), train, folder, "val"), test);
             return HeldOut(folder, train, test, seed);
@@ -36,7 +36,7 @@ public static class UserFolderDataset
             foreach (var d in opened) d.Dispose();
             throw;
         }
-        FileImageDataset Opened(FileImageDataset d) { if (!opened.Contains(d)) opened.Add(d); return d; }
+        FileImageDataset Opened(FileImageDataset d) { opened.Add(d); return d; }
     }
 
     private static DatasetSplits HeldOut(string folder, FileImageDataset train, FileImageDataset test, int seed)

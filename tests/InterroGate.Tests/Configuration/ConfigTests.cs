@@ -160,14 +160,7 @@ public sealed class ConfigTests
         new RunConfig { Data = data with { Dataset = "multifashion", Root = null } }.Validate(2); // a generated set draws that size
     }
 
-    /// <summary>The repository's README (tests run from tests/InterroGate.Tests/bin/...).</summary>
-    private static string Readme()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "README.md")) && File.Exists(Path.Combine(dir.FullName, "InterroGate.slnx")))
-                return File.ReadAllText(Path.Combine(dir.FullName, "README.md"));
-        throw new FileNotFoundException("README.md above the test folder");
-    }
+    private static string Readme() => Repository.ReadFile("README.md");
 
     [Theory]
     [InlineData("architecture.tau=0.3", "architecture.tau", "expects a list of numbers, e.g. [0.3]")]

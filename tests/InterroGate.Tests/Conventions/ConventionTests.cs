@@ -5,14 +5,7 @@ namespace InterroGate.Tests.Conventions;
 /// <summary>Scans the library's source for what the project's conventions rule out.</summary>
 public sealed class ConventionTests
 {
-    private static readonly string Root = FindRoot();
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "InterroGate.slnx"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new DirectoryNotFoundException("InterroGate.slnx not found above the test folder.");
-    }
+    private static readonly string Root = Repository.Root;
 
     private static IEnumerable<(string Path, string Text)> Sources(params string[] folders) =>
         folders.SelectMany(f => Directory.EnumerateFiles(Path.Combine(Root, "src", "InterroGate", f), "*.cs", SearchOption.AllDirectories))

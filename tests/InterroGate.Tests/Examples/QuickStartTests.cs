@@ -10,14 +10,6 @@ public sealed class QuickStartTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string RepositoryFile(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "InterroGate.slnx")))
-                return File.ReadAllText(Path.Combine([dir.FullName, .. parts]));
-        throw new FileNotFoundException($"{Path.Combine(parts)} above the test folder");
-    }
-
     [Fact]
     public void The_quick_start_trains_prunes_saves_and_predicts_what_the_trained_model_computes()
     {
@@ -49,14 +41,14 @@ public sealed class QuickStartTests : IDisposable
     [Fact]
     public void The_README_shows_the_quick_start_code_as_it_compiles()
     {
-        string code = RepositoryFile("examples", "QuickStart", "QuickStart.cs");
+        string code = Repository.ReadFile("examples", "QuickStart", "QuickStart.cs");
         int from = code.IndexOf("#region quickstart", StringComparison.Ordinal);
         int to = code.IndexOf("#endregion", from, StringComparison.Ordinal);
         Assert.True(from >= 0 && to > from, "QuickStart.cs marks its README part with #region quickstart ... #endregion");
         from = code.IndexOf('\n', from) + 1;
         to = code.LastIndexOf('\n', to);
 
-        string readme = RepositoryFile("README.md");
+        string readme = Repository.ReadFile("README.md");
         int section = readme.IndexOf("## Using the library from C#", StringComparison.Ordinal);
         Assert.True(section >= 0, "README has the section \"Using the library from C#\"");
         int start = readme.IndexOf("```csharp", section, StringComparison.Ordinal) + "```csharp".Length;
