@@ -104,7 +104,7 @@ public static class ImageFiles
     /// </summary>
     public static (Tensor Pixels, string? Note) Read(string path, ImageInput input)
     {
-        if (!File.Exists(path)) throw new ImageInputException(path, "no such file.");
+        if (!File.Exists(path)) throw new ImageInputException(path, Directory.Exists(path) ? "is a folder, not an image file." : "no such file.");
         using var scope = NewDisposeScope(); // the decoding's intermediates; the image leaves it for the caller
         var (pixels, note) = path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? ReadNpy(path, input) : ReadEncoded(path, input);
         return (pixels.DetachFromDisposeScope(), note);

@@ -86,7 +86,7 @@ public static class SafeTensors
 
     public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata) Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file.", path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: {(Directory.Exists(path) ? "is a folder, not a safetensors file" : "no such file")}.", path);
         using var f = File.OpenRead(path);
         long fileLength = f.Length;
         if (fileLength < 8) throw new SafeTensorsException(path, null, $"the file has {fileLength} bytes; a safetensors file starts with an 8-byte header length.");

@@ -205,7 +205,7 @@ public static class Checkpoint
 
     private static BinaryReader Open(string path)
     {
-        if (!File.Exists(path)) throw new CheckpointException(path, "no such file.");
+        if (!File.Exists(path)) throw new CheckpointException(path, Directory.Exists(path) ? "is a folder; give a checkpoint file (a run folder holds last.ckpt and best.ckpt)." : "no such file.");
         var r = new CheckpointReader(File.OpenRead(path));
         var magic = r.ReadBytes(Magic.Length);
         r.Checksums = magic.AsSpan().SequenceEqual(Magic);

@@ -1,5 +1,6 @@
 using InterroGate.Cli;
 using InterroGate.Runtime;
+using InterroGate.Configuration;
 
 namespace InterroGate.Tests.Cli;
 
@@ -75,6 +76,40 @@ public sealed class CliTests
         (code, error) = Run("nope");
         Assert.Equal(2, code);
         Assert.Contains("unknown command 'nope' (commands: doctor,", error);
+    }
+
+    [Fact]
+    public void A_folder_given_where_a_file_is_read_is_called_a_folder()
+    {
+        string dir = Directory.CreateTempSubdirectory("ig-in-").FullName;
+        try
+        {
+            foreach (var args in new[] { new[] { "evaluate", dir }, ["prune", dir, "-o", Path.Combine(dir, "m.safetensors")], ["export", dir, "--format", "state-dict", "-o", Path.Combine(dir, "s.safetensors")] })
+            {
+                var (code, error) = Run(args);
+                Assert.True(code == 2 && error.Contains("is a folder; give a checkpoint file", StringComparison.Ordinal), $"interrogate {string.Join(' ', args)}: exit {code}, {error}");
+            }
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Theory]
+    [InlineData(null, 64L * 1024 * 1024)]
+    [InlineData("", 64L * 1024 * 1024)]
+    [InlineData("100", 100L)]
+    public void The_image_size_limit_comes_from_its_variable(string? value, long expected) =>
+        Assert.Equal(expected, InterroGate.Data.Formats.ImageFiles.MaxPixelsFromEnvironment(value));
+
+    [Theory]
+    [InlineData("abc")]
+    [InlineData("-1")]
+    [InlineData("0")]
+    [InlineData("1e6")]
+    public void An_image_size_limit_that_is_no_positive_whole_number_is_refused_naming_the_variable(string value)
+    {
+        var e = Assert.Throws<ConfigException>(() => InterroGate.Data.Formats.ImageFiles.MaxPixelsFromEnvironment(value));
+        Assert.Equal("INTERROGATE_MAX_IMAGE_PIXELS", e.Key);
+        Assert.Contains($"'{value}' is not a positive whole number", e.Message);
     }
 
     [Fact]

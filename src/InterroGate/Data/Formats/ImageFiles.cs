@@ -12,8 +12,20 @@ public static class ImageFiles
     /// The largest image (width × height) decoded; a larger header is refused before any pixel memory is taken.
     /// 64 Mi pixels by default (2^26, 8192 × 8192); the environment variable INTERROGATE_MAX_IMAGE_PIXELS sets another.
     /// </summary>
-    public static long MaxPixels { get; set; } =
-        long.TryParse(Environment.GetEnvironmentVariable("INTERROGATE_MAX_IMAGE_PIXELS"), out long n) && n > 0 ? n : 64L * 1024 * 1024;
+    public static long MaxPixels
+    {
+        get => _maxPixels ??= MaxPixelsFromEnvironment(Environment.GetEnvironmentVariable("INTERROGATE_MAX_IMAGE_PIXELS"));
+        set => _maxPixels = value;
+    }
+
+    private static long? _maxPixels;
+
+    /// <summary>The limit an INTERROGATE_MAX_IMAGE_PIXELS value sets: unset or empty, the default; anything but a positive
+    /// whole number, an error naming the variable (a typo would otherwise leave the default in force unseen).</summary>
+    internal static long MaxPixelsFromEnvironment(string? value) =>
+        string.IsNullOrWhiteSpace(value) ? 64L * 1024 * 1024
+        : long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n) && n > 0 ? n
+        : throw new Configuration.ConfigException("INTERROGATE_MAX_IMAGE_PIXELS", $"'{value}' is not a positive whole number of pixels (unset: 67108864, 8192 × 8192)");
 
     /// <summary>
     /// The file's pixels, gray (1 channel) when the file is grayscale and RGB (3 channels) otherwise; alpha is
@@ -22,7 +34,7 @@ public static class ImageFiles
     /// </summary>
     public static DecodedImage Read(string path)
     {
-        if (!File.Exists(path)) throw new DataFormatException(path, "no such file.");
+        if (!File.Exists(path)) throw new DataFormatException(path, Directory.Exists(path) ? "is a folder, not an image file." : "no such file.");
         using var codec = SKCodec.Create(path)
             ?? throw new DataFormatException(path, "cannot be decoded (not a PNG, JPEG, BMP, GIF or WebP image, or damaged).");
         long pixels = (long)codec.Info.Width * codec.Info.Height;
