@@ -24,6 +24,8 @@ mkdir -p "$work/user/train" "$work/user/test"
 printf '{"tasks": [null]}' > "$work/user/tasks.json"
 mkdir -p "$work/user2/train" "$work/user2/test"
 printf '{"tasks": [{"name": "a", "kind": "binary"}, {"name": "a", "kind": "binary"}]}' > "$work/user2/tasks.json"
+mkdir -p "$work/user3/train" "$work/user3/test"
+printf '{"tasks": [{"name": "../x", "kind": "binary"}]}' > "$work/user3/tasks.json"
 printf '\x89PNG\r\n\x1a\n' > "$work/cut.png"
 printf 'hello' > "$work/text.png"
 printf 'x' > "$work/a-file"
@@ -84,6 +86,8 @@ cases=(
   "cost with 0 input channels|cost resnet18 --channels 0"
   "cost on an input too large to run|cost resnet18 --input 100000x100000"
   "a ViT input that is no multiple of its patch|cost vit_tiny_patch16_224 --input 30x30"
+  "tasks.json naming a task with a path|config init --dataset folder --root $work/user3 -o $work/init.json"
+  "evaluate --data-root for generated data|evaluate $work/mtl/last.ckpt --data-root $work/empty-folder"
 )
 
 fail=0

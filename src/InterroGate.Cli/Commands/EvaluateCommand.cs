@@ -22,13 +22,24 @@ internal static class EvaluateCommand
         {
             Description = "First re-estimate the batch-norm statistics from this many training batches (docs/method.md, \"Batch-norm statistics\"); 0: as stored",
         };
-        var cmd = new Command("evaluate", "Evaluate a checkpoint on the validation or test split, with its cost.") { checkpoint, split, json, device, bnBatches };
+        var dataRoot = new Option<string?>("--data-root")
+        {
+            Description = "The run's data folder, where it is now: replaces data.root of the run's configuration (a data set that moved, or the same one on another machine)",
+        };
+        var cmd = new Command("evaluate", "Evaluate a checkpoint on the validation or test split, with its cost.") { checkpoint, split, json, device, bnBatches, dataRoot };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var path = p.GetValue(checkpoint)!;
             var meta = Checkpoint.ReadMeta(path);
             var runConfig = ConfigJson.Deserialize<RunConfig>(meta.Config, source: path);
-            using var data = DataCatalog.Open(runConfig.Data);
+            if (p.GetValue(dataRoot) is { } root)
+            {
+                if (runConfig.Data.Dataset == "synthetic")
+                    throw new ConfigException("--data-root", $"the run's data set ({runConfig.Data.Dataset}) is generated, not read from a folder");
+                if (!Directory.Exists(root)) throw new Data.DatasetNotFoundException($"--data-root: {root} is not a folder");
+                runConfig = runConfig with { Data = runConfig.Data with { Root = Path.GetFullPath(root) } };
+            }
+            using var data = OpenData(runConfig.Data, hint: p.GetValue(dataRoot) is null);
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
             using var loaded = model;
             var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
@@ -62,5 +73,18 @@ internal static class EvaluateCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>The run's data; where its folder is not found, the message says how to point at its new place.</summary>
+    private static Data.DatasetSplits OpenData(DataConfig data, bool hint)
+    {
+        try
+        {
+            return DataCatalog.Open(data);
+        }
+        catch (Data.DatasetNotFoundException e) when (hint)
+        {
+            throw new Data.DatasetNotFoundException($"{e.Message} (the data set this run was trained on, as its configuration names it; if it moved, give its new place with --data-root)");
+        }
     }
 }

@@ -16,6 +16,12 @@ public sealed record ComparisonRow(
     /// <summary>This row in each seed's comparison; null for a single run.</summary>
     public IReadOnlyList<ComparisonRow>? Seeds { get; init; }
 
+    /// <summary>
+    /// The run folders behind this row (every seed's), relative to the comparison's folder: "mtl", "seed-1/stl-depth".
+    /// Empty for a table written before they were recorded.
+    /// </summary>
+    public IReadOnlyList<string> Runs { get; init; } = [];
+
     /// <summary>Per task, its primary and secondary metrics by name (over seeds: their means); empty where not measured.</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> Details { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, double>>();
@@ -66,6 +72,14 @@ public sealed class ComparisonTable(TaskSet tasks)
     public TaskSet Tasks { get; } = tasks;
     public IReadOnlyList<ComparisonRow> Rows => _rows;
     public ComparisonRow? Baseline => _baseline < 0 ? null : _rows[_baseline];
+
+    /// <summary>This table with each row's <see cref="ComparisonRow.Runs"/> set to <paramref name="runs"/>(row, is baseline).</summary>
+    public ComparisonTable WithRuns(Func<ComparisonRow, bool, IReadOnlyList<string>> runs)
+    {
+        var table = new ComparisonTable(Tasks);
+        for (int i = 0; i < _rows.Count; i++) table.AddRow(_rows[i] with { Runs = runs(_rows[i], i == _baseline) }, i == _baseline);
+        return table;
+    }
 
     public void AddRow(ComparisonRow row, bool isBaseline = false)
     {
@@ -217,6 +231,8 @@ public sealed class ComparisonTable(TaskSet tasks)
         /// <summary>Per task, every metric of its kind by name.</summary>
         public Dictionary<string, Dictionary<string, double>>? Details { get; init; }
         public List<JsonRow>? Seeds { get; init; }
+        /// <summary>The run folders behind the row, relative to the table's folder.</summary>
+        public List<string>? Runs { get; init; }
     }
     private sealed record JsonTable(List<JsonTask> Tasks, List<JsonRow> Rows, string Convention);
 
@@ -237,6 +253,7 @@ public sealed class ComparisonTable(TaskSet tasks)
                 i == _baseline, Finite(DeltaMtl(r)), ranks[i])
             {
                 DeltaMtlStd = Finite(DeltaMtlStd(r)),
+                Runs = r.Runs.Count == 0 ? null : r.Runs.ToList(),
                 Details = r.Details.Count == 0 ? null : r.Details.ToDictionary(d => d.Key, d => d.Value.ToDictionary()),
                 Seeds = r.Seeds?.Select((x, k) => new JsonRow(x.Label, x.Method, x.Metrics.ToDictionary(), x.Macs, x.Parameters, x.Extra.ToDictionary(),
                     i == _baseline, Baseline?.Seeds is { } b && k < b.Count ? Finite(Delta(x, b[k])) : null, null)
@@ -256,6 +273,7 @@ public sealed class ComparisonTable(TaskSet tasks)
             {
                 Seeds = r.Seeds?.Select(x => new ComparisonRow(x.Label, x.Method, x.Metrics, x.Macs, x.Parameters, x.Extra) { Details = ReadDetails(x.Details) }).ToArray(),
                 Details = ReadDetails(r.Details),
+                Runs = r.Runs ?? [],
             }, r.Baseline);
         return table;
     }

@@ -13,9 +13,10 @@ public static class HtmlReport
     /// <summary>
     /// Writes <paramref name="output"/> (default: report.html in <paramref name="directory"/>) for the comparison in
     /// <paramref name="directory"/> (its table.json, from compare, sweep or merge). Images are embedded as data URIs
-    /// and the style is inline, so the page is one file that opens anywhere. Returns its path.
+    /// and the style is inline, so the page is one file that opens anywhere. Returns its path. A run the table names
+    /// that the folder no longer holds is listed in the page and passed to <paramref name="warning"/>.
     /// </summary>
-    public static string Write(string directory, string? output = null, Action<string>? progress = null)
+    public static string Write(string directory, string? output = null, Action<string>? progress = null, Action<string>? warning = null)
     {
         string tablePath = Path.Combine(directory, "table.json");
         if (!File.Exists(tablePath))
@@ -70,6 +71,18 @@ public static class HtmlReport
         var runs = Directory.GetFiles(directory, "config.json", SearchOption.AllDirectories)
             .Select(Path.GetDirectoryName).Order(StringComparer.Ordinal).ToArray();
         html.Append($"<h2>Runs ({runs.Length})</h2>\n");
+        var missing = MissingRuns(directory, table);
+        if (missing.Count > 0)
+        {
+            html.Append($"<p><strong>{missing.Count} run folder{(missing.Count == 1 ? "" : "s")} of the table {(missing.Count == 1 ? "is" : "are")} not in this folder</strong> " +
+                        "(the table's numbers stand; their curves, configurations and sharing patterns are not shown):</p>\n<ul>\n");
+            foreach (var (run, label) in missing)
+            {
+                html.Append($"<li><code>{E(run)}</code> ({E(label)})</li>\n");
+                warning?.Invoke($"{Path.Combine(directory, run)} holds no run ({label} in table.json): its curves, configuration and sharing pattern are left out of the page");
+            }
+            html.Append("</ul>\n");
+        }
         string scratch = Directory.CreateTempSubdirectory("ig-report-").FullName;
         try
         {
@@ -118,6 +131,11 @@ public static class HtmlReport
         Training.RunFiles.WriteAtomically(path, html.ToString());
         return path;
     }
+
+    /// <summary>The run folders the table names (a table written before they were recorded names none) that are not in <paramref name="directory"/>, with their rows' labels.</summary>
+    internal static IReadOnlyList<(string Run, string Label)> MissingRuns(string directory, ComparisonTable table) =>
+        table.Rows.SelectMany(r => r.Runs.Select(run => (Run: run, r.Label)))
+            .Where(x => !File.Exists(Path.Combine(directory, x.Run, "config.json"))).ToArray();
 
     /// <summary>Whether a run's configuration names InterroGate, or why it does not read.</summary>
     private static (bool InterroGate, string? Unreadable) ReadKind(string configPath)

@@ -51,6 +51,9 @@ public sealed record DataConfig
             foreach (var (task, attribute) in Attributes)
                 ConfigException.Require(!string.IsNullOrWhiteSpace(task) && !string.IsNullOrWhiteSpace(attribute), $"{path}.attributes", $"'{task}': '{attribute}'",
                     "task names and attribute names that are not empty");
+            foreach (var task in Attributes.Keys)
+                if (InterroGate.Tasks.TaskSpec.NameProblem(task) is { } problem && !string.IsNullOrWhiteSpace(task))
+                    throw new ConfigException($"{path}.attributes", $"task '{task}' cannot be a task's name: {problem}");
         }
         if (DataCatalog.NeedsRoot(Dataset))
             ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", $"the folder of the {Dataset} data on disk");

@@ -78,6 +78,7 @@ public static class UserFolderDataset
         {
             var t = file.Tasks[i] ?? throw new DataFormatException(path, $"tasks[{i}] is null; each task is {{\"name\": ..., \"kind\": ...}}");
             if (string.IsNullOrWhiteSpace(t.Name)) throw new DataFormatException(path, $"tasks[{i}] has no name");
+            if (TaskSpec.NameProblem(t.Name) is { } problem) throw new DataFormatException(path, $"tasks[{i}] is named \"{t.Name}\": {problem}");
             if (t.Classes is <= 1) throw new DataFormatException(path, $"task '{t.Name}' has {t.Classes} classes; a classification task needs at least 2");
             if (t.Outputs is <= 0) throw new DataFormatException(path, $"task '{t.Name}' has {t.Outputs} outputs; it needs at least 1");
         }

@@ -33,6 +33,22 @@ public sealed record TaskSpec(string Name, TaskKind Kind, int Outputs)
     /// <summary>The label of unlabelled pixels in a segmentation target.</summary>
     public const long IgnoreLabel = 255;
 
+    /// <summary>
+    /// Why <paramref name="name"/> cannot name a task, or null where it can. A task's name becomes part of file and
+    /// folder names (its targets' .npy, its STL run, its plots), so it is one plain name: not empty, no path separator,
+    /// not "." or "..", no control character, no space at either end.
+    /// </summary>
+    public static string? NameProblem(string? name) => name switch
+    {
+        null or "" => "it is empty",
+        _ when string.IsNullOrWhiteSpace(name) => "it is only spaces",
+        "." or ".." => $"'{name}' names a folder, not a task",
+        _ when name.IndexOfAny(['/', '\\']) >= 0 => "a task name holds no '/' or '\\' (it becomes part of file and folder names)",
+        _ when name.Any(char.IsControl) => "it holds a control character",
+        _ when name.Trim() != name => "it starts or ends with a space",
+        _ => null,
+    };
+
     /// <summary>Whether the task predicts a map (one output per pixel) rather than one output per image.</summary>
     public bool IsDense => Kind.IsDense();
 

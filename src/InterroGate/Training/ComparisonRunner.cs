@@ -94,6 +94,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     private ComparisonResult Write(ComparisonTable table, IReadOnlyList<ComparisonEntry> entries)
     {
+        table = WithRuns(table, entries);
         Directory.CreateDirectory(directory);
         string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
         File.WriteAllText(md, table.ToMarkdown());
@@ -365,6 +366,23 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             table.AddRow(new ComparisonRow(e.Label, e.Architecture, e.Test, e.Macs, e.Parameters, extra) { Details = e.TestDetails });
         }
         return table;
+    }
+
+    /// <summary>
+    /// <paramref name="table"/> with every row naming its run folders (<see cref="ComparisonRow.Runs"/>): the STL row
+    /// every STL run, another row the runs of its label, each as the comparison's folder holds it ("NAME" or
+    /// "seed-S/NAME"), whatever folder the runs were trained in.
+    /// </summary>
+    internal static ComparisonTable WithRuns(ComparisonTable table, IReadOnlyList<ComparisonEntry> entries) =>
+        table.WithRuns((row, isBaseline) => entries
+            .Where(e => isBaseline ? e.Architecture == "stl" : e.Architecture != "stl" && e.Label == row.Label)
+            .Select(e => RunFolder(e.Directory)).Distinct().ToArray());
+
+    private static string RunFolder(string directory)
+    {
+        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory));
+        string parent = Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(directory)) ?? "");
+        return parent.StartsWith("seed-", StringComparison.Ordinal) ? $"{parent}/{name}" : name;
     }
 
     /// <summary>λ_s as run names and table rows show it: plain decimals (10000, 0.5), never an exponent.</summary>

@@ -245,6 +245,6 @@ public static class SweepShards
             tables.Add(ComparisonRunner.BuildTable(tasks, baselines.Where(e => e.Architecture == "stl").ToList(), seedEntries.Where(e => e.Architecture != "stl").ToList()));
         }
         entries = all;
-        return config.Seeds is null ? tables[0] : ComparisonTable.OverSeeds(tables);
+        return ComparisonRunner.WithRuns(config.Seeds is null ? tables[0] : ComparisonTable.OverSeeds(tables), all);
     }
 }

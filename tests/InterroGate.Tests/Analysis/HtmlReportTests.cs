@@ -41,8 +41,15 @@ public sealed class HtmlReportTests : IDisposable
         Assert.Matches(@"\| InterroGate \(λs=4\) \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d\d \| 2 \|", File.ReadAllText(Path.Combine(dir, ComparisonRunner.CostFileName)));
         Assert.True(File.Exists(Path.Combine(dir, "gates", "interrogate-ls4.png")), "the InterroGate model's sharing pattern beside the table");
         Assert.True(File.Exists(Path.Combine(dir, "tradeoff.svg")) && File.Exists(Path.Combine(dir, "curves-bar.png")));
-        string path = HtmlReport.Write(dir);
+        // The table names each row's run folders.
+        var table = ComparisonTable.FromJson(File.ReadAllText(Path.Combine(dir, "table.json")));
+        Assert.Equal(["stl-quadrant", "stl-bar"], table.Baseline!.Runs);
+        Assert.Equal([["stl-quadrant", "stl-bar"], ["mtl"], ["interrogate-ls4"]], table.Rows.Select(r => r.Runs));
+        var warnings = new List<string>();
+        string path = HtmlReport.Write(dir, warning: warnings.Add);
+        Assert.Empty(warnings);
         string html = File.ReadAllText(path);
+        Assert.DoesNotContain("not in this folder", html);
         Assert.DoesNotMatch(new Regex("(src|href)=\"(?!data:)"), html); // nothing outside the file
         Assert.Contains("InterroGate (λs=4)", html);
         Assert.Contains("Sharing pattern", html); // the InterroGate run's Figure 4 and gate table
@@ -93,8 +100,17 @@ public sealed class HtmlReportTests : IDisposable
         File.Copy(Path.Combine(dir, "table.json"), Path.Combine(copy, "table.json"));
         foreach (var file in Directory.GetFiles(Path.Combine(dir, "interrogate-ls4")))
             File.Copy(file, Path.Combine(copy, "interrogate-ls4", Path.GetFileName(file)));
-        string intact = File.ReadAllText(HtmlReport.Write(copy));
+        string intact = File.ReadAllText(HtmlReport.Write(copy, warning: warnings.Add));
         Assert.Contains("interrogate-ls4: sharing pattern", intact);
+        // The runs the copy lacks are named, in the page and as warnings; the one it holds is not.
+        Assert.Equal(3, warnings.Count);
+        foreach (var (run, label) in new[] { ("stl-quadrant", "STL"), ("stl-bar", "STL"), ("mtl", "MTL") })
+        {
+            Assert.Contains(warnings, w => w.StartsWith(Path.Combine(copy, run) + " holds no run (" + label + " in table.json)", StringComparison.Ordinal));
+            Assert.Contains($"<li><code>{run}</code> ({label})</li>", intact);
+        }
+        Assert.Contains("3 run folders of the table are not in this folder", intact);
+        Assert.DoesNotContain("<code>interrogate-ls4</code>", intact);
         File.WriteAllText(Path.Combine(copy, "interrogate-ls4", "config.json"), "{ \"architecture\": ");
         string damaged = File.ReadAllText(HtmlReport.Write(copy));
         Assert.Single(Regex.Matches(damaged, "config.json does not read as JSON"));

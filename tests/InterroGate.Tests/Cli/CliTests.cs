@@ -238,6 +238,37 @@ public sealed class CliTests
             Assert.Equal(["digit"], resolved.Tasks!);
             Assert.Equal(2, Run("config", "init", "--dataset", "folder", "--root", data, "-o", file).Code); // exists: not overwritten
 
+            // Trained, then the data folder moves: evaluate says how to point at it, and reads it there with --data-root.
+            string run = Path.Combine(dir, "run");
+            var (trainCode, trainError) = Run("train", file, "--set", "training.epochs=1", "--set", "training.batchSize=16",
+                "--set", "backbone.width=0.25", "-o", run);
+            Assert.True(trainCode == 0, trainError);
+            string checkpoint = Path.Combine(run, InterroGate.Training.Trainer.LastFileName);
+            var (evalCode, evalOutput, evalError) = RunCapturing("evaluate", checkpoint, "--json");
+            Assert.True(evalCode == 0, evalError);
+            string moved = Path.Combine(dir, "elsewhere");
+            Directory.Move(data, moved);
+            var (lostCode, lostError) = Run("evaluate", checkpoint);
+            Assert.Equal(2, lostCode);
+            Assert.Contains(data, lostError);
+            Assert.Contains("if it moved, give its new place with --data-root", lostError);
+            var (foundCode, foundOutput, foundError) = RunCapturing("evaluate", checkpoint, "--json", "--data-root", moved);
+            Assert.True(foundCode == 0, foundError);
+            Assert.Equal(System.Text.Json.JsonDocument.Parse(evalOutput).RootElement.GetProperty("metrics").GetRawText(),
+                System.Text.Json.JsonDocument.Parse(foundOutput).RootElement.GetProperty("metrics").GetRawText()); // the same data, the same scores
+            var (noCode, noError) = Run("evaluate", checkpoint, "--data-root", Path.Combine(dir, "nowhere"));
+            Assert.Equal(2, noCode);
+            Assert.Contains("--data-root", noError);
+            Directory.Move(moved, data);
+
+            // A task whose name would leave its folder as a file name is refused before anything is written.
+            File.WriteAllText(Path.Combine(data, "tasks.json"), """{"tasks": [{"name": "../digit", "kind": "classification", "classes": 3}]}""");
+            string escaping = Path.Combine(dir, "configs", "escaping.json");
+            var (nameCode, nameError) = Run("config", "init", "--dataset", "folder", "--root", data, "-o", escaping);
+            Assert.Equal(2, nameCode);
+            Assert.Contains("tasks[0] is named \"../digit\"", nameError);
+            Assert.False(File.Exists(escaping));
+
             // A comparison file is told apart by any key of a comparison, not only lambdaS.
             string comparison = Path.Combine(dir, "configs", "cmp.json");
             File.WriteAllText(comparison, """{ "stlStartsFromMtl": false, "data": { "dataset": "synthetic" } }""");

@@ -205,6 +205,26 @@ public sealed class DatasetTests : IDisposable
         Assert.Throws<DatasetNotFoundException>(() => UserFolderDataset.Load(Path.Combine(_dir, "empty")));
     }
 
+    [Theory]
+    [InlineData("../x", "no '/' or '\\'")]
+    [InlineData("a\\b", "no '/' or '\\'")]
+    [InlineData("..", "names a folder")]
+    [InlineData(" depth", "starts or ends with a space")]
+    [InlineData("depth\t", "control character")]
+    public void A_task_name_that_cannot_be_a_file_name_is_refused_naming_the_task(string name, string why)
+    {
+        string path = Path.Combine(Directory.CreateDirectory(Path.Combine(_dir, "names")).FullName, "tasks.json");
+        File.WriteAllText(path, $$"""{"tasks":[{"name":"ok","kind":"binary"},{"name":{{System.Text.Json.JsonSerializer.Serialize(name)}},"kind":"binary"}]}""");
+        var e = Assert.Throws<DataFormatException>(() => UserFolderDataset.ReadTasks(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains($"tasks[1] is named \"{name}\"", e.Message);
+        Assert.Contains(why, e.Message);
+        // The same names as CelebA tasks (data.attributes) are refused under that key.
+        var config = new DataConfig { Dataset = "celeba", Root = _dir, Attributes = new Dictionary<string, string> { [name] = "Smiling" } };
+        Assert.Equal("data.attributes", Assert.Throws<ConfigException>(() => config.Validate("data")).Key);
+        Assert.Null(InterroGate.Tasks.TaskSpec.NameProblem("depth-2 (NYU)")); // anything else is a name
+    }
+
     [Fact]
     public void Binary_targets_outside_0_to_1_name_the_file_and_the_sample()
     {

@@ -119,7 +119,13 @@ public sealed class SweepTests : IDisposable
             Assert.Equal(one.Rows[r].Macs, merged.Rows[r].Macs);
             Assert.Equal(one.DeltaMtl(one.Rows[r]), merged.DeltaMtl(merged.Rows[r]));
             Assert.Equal(one.Rows[r].Seeds!.Select(s => s.Metrics), merged.Rows[r].Seeds!.Select(s => s.Metrics));
+            Assert.Equal(one.Rows[r].Runs, merged.Rows[r].Runs); // each row names its run folders, seed by seed
         }
+        Assert.Equal(["seed-0/mtl", "seed-1/mtl"], merged.Rows.Single(r => r.Label == "MTL").Runs);
+        Assert.Equal(2 * merged.Tasks.Count, merged.Baseline!.Runs.Count);
+        Assert.All(merged.Baseline.Runs, run => Assert.Matches("^seed-[01]/stl-", run));
+        Assert.Equal(["seed-0/interrogate-ls4-gateLr0.3", "seed-1/interrogate-ls4-gateLr0.3"],
+            merged.Rows.Single(r => r.Label.Contains("λs=4", StringComparison.Ordinal) && r.Label.Contains("0.3", StringComparison.Ordinal)).Runs);
 
         // A missing shard and a shard of another configuration are refused by name.
         string shards = Path.Combine(sharded, SweepShards.Folder);
