@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The test suite: installs Fashion-MNIST if missing (some tests read it), builds and runs every test,
+# The test suite: installs Fashion-MNIST if missing (some tests read it), builds (Release, the build the CLI and
+# benchmarks run) and runs every test,
 # runs the sweep-on-Slurm check (bench/slurm/sweep-array.sh: a single-node cluster, a job array, merge; needs root;
 # INTERROGATE_SLURM_CHECK=0 leaves it out) as one more test, and ends with a line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-fashion-mnist.sh || exit 1
 scripts/ensure-chromium.sh || exit 1
-dotnet build InterroGate.slnx -v q -nologo || exit 1
+dotnet build InterroGate.slnx -c Release -v q -nologo || exit 1
 mkdir -p TestResults
-dotnet test tests/InterroGate.Tests --no-build --logger "trx;LogFileName=results.trx" --results-directory TestResults 2>&1 | tee TestResults/output.txt
+dotnet test tests/InterroGate.Tests -c Release --no-build --logger "trx;LogFileName=results.trx" --results-directory TestResults 2>&1 | tee TestResults/output.txt
 status=${PIPESTATUS[0]}
 summary=$(grep -E "(Passed|Failed)!\s+-" TestResults/output.txt | tail -1)
 passed=$(echo "$summary" | sed -nE 's/.*Passed:\s+([0-9]+).*/\1/p')

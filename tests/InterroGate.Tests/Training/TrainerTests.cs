@@ -47,11 +47,12 @@ public sealed class TrainerTests : IDisposable
     public void Dense_tasks_train_on_FashionScenes_through_the_registry_and_report_their_metrics(string arch)
     {
         // Real Fashion-MNIST items (the Debian package), ResNet-20 ×¼ with narrow ASPP heads: every dense kind learns
-        // (MTL: all five tasks; InterroGate, whose step costs about T + 1 encoders here: the NYUD-like three).
+        // (MTL: all five tasks on 384 scenes; InterroGate, whose step costs about T + 1 encoders here: the NYUD-like
+        // three on 192, where normals learn faster than under MTL's five tasks: 0.80 -> 0.47 in loss).
         string[] tasks = arch == "interrogate" ? ["semseg", "depth", "normals"] : ["semseg", "depth", "normals", "edge", "sal"];
         var config = Config(Architecture(arch), epochs: 3) with
         {
-            Data = new DataConfig { Dataset = "fashion-scenes", TrainSize = 384, ValidationSize = 32, TestSize = 32 },
+            Data = new DataConfig { Dataset = "fashion-scenes", TrainSize = arch == "interrogate" ? 192 : 384, ValidationSize = 32, TestSize = 32 },
             Head = new InterroGate.Heads.HeadConfig { Channels = 16 },
             Tasks = arch == "interrogate" ? tasks : null,
         };
