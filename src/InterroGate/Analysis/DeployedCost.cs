@@ -24,6 +24,8 @@ public static class DeployedCost
     /// </summary>
     public static (long Macs, long Parameters) OfModel(MultiTaskModel model, (int Channels, int Height, int Width) image)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        new Data.ImageInput(image.Channels, image.Height, image.Width).Validate(nameof(image));
         if (model is not InterroGateModel ig)
         {
             // The input on the model's device and in its dtype (a model just trained on a GPU is still there).

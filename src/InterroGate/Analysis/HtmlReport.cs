@@ -18,6 +18,8 @@ public static class HtmlReport
     /// </summary>
     public static string Write(string directory, string? output = null, Action<string>? progress = null, Action<string>? warning = null)
     {
+        if (!Directory.Exists(directory))
+            throw new DirectoryNotFoundException(File.Exists(directory) ? $"{directory} is a file; give the folder of a comparison or sweep." : $"{directory} does not exist.");
         string tablePath = Path.Combine(directory, "table.json");
         if (!File.Exists(tablePath))
             throw new FileNotFoundException($"{directory} holds no table.json: give the folder of a comparison or sweep (compare, sweep or merge write it).", tablePath);

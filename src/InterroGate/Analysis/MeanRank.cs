@@ -7,6 +7,7 @@ public static class MeanRank
     public static double[] Compute(IReadOnlyList<IReadOnlyList<double>> values, IReadOnlyList<bool> higherIsBetter)
     {
         int rows = values.Count, metrics = higherIsBetter.Count;
+        if (metrics == 0) throw new ArgumentException("Mean rank needs at least one metric.", nameof(higherIsBetter));
         if (values.Any(r => r.Count != metrics)) throw new ArgumentException($"Every row needs {metrics} metrics.");
         var sums = new double[rows];
         for (int m = 0; m < metrics; m++)

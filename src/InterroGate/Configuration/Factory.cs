@@ -86,7 +86,15 @@ public static class DataCatalog
         };
     }
 
-    public static DatasetSplits Open(DataConfig c) =>
+    /// <summary>The splits of <paramref name="c"/>'s data set; the configuration is checked first (keys under data.).</summary>
+    public static DatasetSplits Open(DataConfig c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        c.Validate("data");
+        return OpenChecked(c);
+    }
+
+    private static DatasetSplits OpenChecked(DataConfig c) =>
         (Entries.FirstOrDefault(e => e.Name == c.Dataset) ?? throw new ConfigException("data.dataset", $"'{c.Dataset}' is unknown; valid: {string.Join(", ", Names)}")).Open(c);
 }
 

@@ -378,6 +378,8 @@ public sealed record RunConfig
     public void Validate(int tasks)
     {
         ConfigException.Require(!string.IsNullOrWhiteSpace(Name), "name", "(empty)", "a non-empty name");
+        foreach (var (key, section) in new (string, object?)[] { ("data", Data), ("backbone", Backbone), ("head", Head), ("architecture", Architecture), ("training", Training), ("balancer", Balancer) })
+            if (section is null) throw new ConfigException(key, "is null; leave the key out for its defaults, or give an object");
         Data.Validate("data");
         if (Tasks is not null) ConfigException.Require(Tasks.Count > 0, "tasks", "[]", "at least one task name, or leave it out for all");
         Backbone.Validate("backbone");

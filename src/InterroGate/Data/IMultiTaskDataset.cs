@@ -39,6 +39,15 @@ public interface IMultiTaskDataset
 /// </summary>
 public sealed record ImageInput(int Channels, int Height, int Width, double Mean = 0, double Std = 1)
 {
+    /// <summary>Throws an <see cref="ArgumentException"/> for <paramref name="parameter"/> unless every size is positive and the normalisation finite with Std &gt; 0.</summary>
+    public void Validate(string parameter)
+    {
+        if (Channels <= 0 || Height <= 0 || Width <= 0)
+            throw new ArgumentException($"The input must have positive channels, height and width, not {Channels}×{Height}×{Width}.", parameter);
+        if (!double.IsFinite(Mean) || !(Std > 0) || !double.IsFinite(Std))
+            throw new ArgumentException($"The input's normalisation must have a finite mean and a finite std > 0, not mean {Mean}, std {Std}.", parameter);
+    }
+
     /// <summary>Normalises 8-bit pixels [N, C, H, W] (uint8) the way the training data was.</summary>
     public Tensor FromBytes(Tensor pixels)
     {

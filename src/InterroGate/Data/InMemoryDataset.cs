@@ -21,7 +21,8 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
         foreach (var t in tasks)
         {
             if (!targets.TryGetValue(t.Name, out var y)) throw new ArgumentException($"{name}: no targets for task '{t.Name}'.");
-            if (y.shape[0] != images.shape[0]) throw new ArgumentException($"{name}: task '{t.Name}' has {y.shape[0]} targets for {images.shape[0]} images.");
+            if (y.dim() == 0 || y.shape[0] != images.shape[0]) throw new ArgumentException($"{name}: task '{t.Name}' has {(y.dim() == 0 ? 0 : y.shape[0])} targets for {images.shape[0]} images.");
+            if (TargetProblem(t, y) is { } problem) throw new ArgumentException($"{name}: task '{t.Name}' ({t.Kind}, {t.Outputs} outputs): {problem}.");
         }
         if (!(std > 0)) throw new ArgumentOutOfRangeException(nameof(std), std, "The normalisation's std must be > 0.");
         Name = name;
@@ -29,6 +30,40 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
         _images = images.detach().DetachFromDisposeScope();
         _targets = tasks.ToDictionary(t => t.Name, t => targets[t.Name].detach().DetachFromDisposeScope());
         (_mean, _std) = (mean, std);
+    }
+
+    /// <summary>
+    /// What is wrong with <paramref name="y"/> as the targets of <paramref name="task"/> (the layout of its kind,
+    /// <see cref="TaskKind"/>; class labels within its classes), or null.
+    /// </summary>
+    private static string? TargetProblem(TaskSpec task, Tensor y)
+    {
+        string shape = $"[{string.Join(", ", y.shape)}]";
+        switch (task.Kind)
+        {
+            case TaskKind.Classification or TaskKind.Segmentation:
+                int dims = task.Kind == TaskKind.Classification ? 1 : 3;
+                if (y.dtype != ScalarType.Int64 || y.dim() != dims)
+                    return $"targets must be int64 class labels of shape {(dims == 1 ? "[N]" : "[N, H, W]")}, not {y.dtype} {shape}";
+                if (y.NumberOfElements == 0) return null;
+                using (var scope = NewDisposeScope())
+                {
+                    // Labels outside the classes (the ignore label of segmentation aside) would fail inside the loss.
+                    using var ignore = Tensors.Scalars.Of(TaskSpec.IgnoreLabel);
+                    var valid = task.Kind == TaskKind.Segmentation ? y.masked_select(y.ne(ignore)) : y;
+                    if (valid.NumberOfElements == 0) return null;
+                    long min = valid.min().item<long>(), max = valid.max().item<long>();
+                    if (min < 0 || max >= task.Outputs)
+                        return $"class {(min < 0 ? min : max)} is outside 0..{task.Outputs - 1}{(task.Kind == TaskKind.Segmentation ? $" (and {TaskSpec.IgnoreLabel}, unlabelled)" : "")}";
+                }
+                return null;
+            case TaskKind.Binary or TaskKind.Regression:
+                return y.dtype == ScalarType.Float32 && y.dim() == 2 && y.shape[1] == task.Outputs ? null
+                    : $"targets must be float32 of shape [N, {task.Outputs}], not {y.dtype} {shape}";
+            default: // dense float kinds: depth, normals, saliency, edges
+                return y.dtype == ScalarType.Float32 && y.dim() == 4 && y.shape[1] == task.Outputs ? null
+                    : $"targets must be float32 of shape [N, {task.Outputs}, H, W], not {y.dtype} {shape}";
+        }
     }
 
     public string Name { get; }

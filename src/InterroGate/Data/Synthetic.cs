@@ -23,6 +23,7 @@ public static class Synthetic
 
     public static InMemoryDataset Make(string name, int count, int seed)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
         var rng = new Random(seed);
         var images = new float[count * Size * Size];
         var quadrant = new long[count];

@@ -17,10 +17,9 @@ public static class OnnxExporter
     /// <summary>Writes <paramref name="graph"/> as an ONNX model: input "image" [batch, C, H, W], one output per task, named after it.</summary>
     public static void Export(StaticGraph graph, string path)
     {
+        ArgumentNullException.ThrowIfNull(graph);
         var bytes = ToBytes(graph);
-        string temp = path + ".tmp";
-        File.WriteAllBytes(temp, bytes);
-        File.Move(temp, path, overwrite: true);
+        OutputFile.WriteAtomically(path, f => f.Write(bytes));
     }
 
     public static byte[] ToBytes(StaticGraph graph)

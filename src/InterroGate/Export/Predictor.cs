@@ -36,9 +36,22 @@ public sealed class Predictor : IDisposable
     public TaskSet Tasks => _network.Tasks;
     public ImageInput Input => _network.Graph.Input;
 
-    /// <summary>Raw outputs per task for normalised images [B, C, H, W].</summary>
+    /// <summary>
+    /// Raw outputs per task for normalised images [B, C, H, W] of the network's dtype (float32 unless it was
+    /// converted); <see cref="ImageInput.FromBytes"/> of <see cref="Input"/> makes them from 8-bit pixels.
+    /// </summary>
     public Dictionary<string, Tensor> Forward(Tensor images)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.dim() != 4 || images.shape[1] != Input.Channels)
+            throw new ArgumentException($"Images must be [B, {Input.Channels}, H, W] (the network reads {Input.Channels}-channel images, trained at " +
+                                        $"{Input.Height}×{Input.Width}), not [{string.Join(", ", images.shape)}].", nameof(images));
+        var dtype = _network.parameters().Cast<Tensor>().Concat(_network.buffers()).Where(t => t.is_floating_point())
+            .Select(t => (ScalarType?)t.dtype).FirstOrDefault() ?? ScalarType.Float32;
+        if (images.dtype != dtype)
+            throw new ArgumentException($"Images must be {dtype}, not {images.dtype}" +
+                                        (images.dtype == ScalarType.Byte ? "; Input.FromBytes normalises 8-bit pixels the way the training data was." : "."), nameof(images));
         using var _ = no_grad();
         return _network.call(images);
     }
@@ -46,6 +59,7 @@ public sealed class Predictor : IDisposable
     /// <summary>Predicts each file; a file that cannot be read gets an error entry and the others are still predicted.</summary>
     public IReadOnlyList<ImagePrediction> PredictFiles(IReadOnlyList<string> paths)
     {
+        ArgumentNullException.ThrowIfNull(paths);
         var results = new ImagePrediction?[paths.Count];
         var good = new List<(int Index, Tensor Pixels, string? Note)>();
         for (int i = 0; i < paths.Count; i++)
@@ -87,8 +101,11 @@ public sealed class Predictor : IDisposable
         return values.data<double>().ToArray();
     }
 
+    private bool _disposed;
+
     public void Dispose()
     {
+        _disposed = true;
         _network.Dispose();
         _graph.Dispose();
     }

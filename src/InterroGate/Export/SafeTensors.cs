@@ -68,17 +68,15 @@ public static class SafeTensors
         }
         var json = Encoding.UTF8.GetBytes(header.ToJsonString());
         int pad = (8 - json.Length % 8) % 8; // the data starts 8-byte aligned; the format pads the header with spaces
-        string temp = path + ".tmp";
-        using (var f = File.Create(temp))
+        OutputFile.WriteAtomically(path, f =>
         {
-            Span<byte> len = stackalloc byte[8];
+            var len = new byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(json.Length + pad));
             f.Write(len);
             f.Write(json);
             for (int i = 0; i < pad; i++) f.WriteByte((byte)' ');
             foreach (var b in blobs) f.Write(b);
-        }
-        File.Move(temp, path, overwrite: true);
+        });
     }
 
     /// <summary>Reads every tensor (CPU) and the metadata, checking the header against the file before allocating.</summary>

@@ -17,6 +17,7 @@ public static class StaticModelFile
 
     public static void Save(string path, StaticGraph graph)
     {
+        ArgumentNullException.ThrowIfNull(graph);
         string structure = graph.StructureJson();
         SafeTensors.Save(path, graph.Tensors, new Dictionary<string, string>
         {
@@ -42,6 +43,10 @@ public static class StaticModelFile
 
     public static StaticGraph Load(string path)
     {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Training.Checkpoint.IsCheckpoint(path))
+            throw new SafeTensorsException(path, null, "is a training checkpoint, not a static model; make one from it with `interrogate prune` " +
+                                                       "(from C#: ModelFiles.LoadStatic, or Pruner.Prune and StaticModelFile.Save).");
         var (tensors, metadata) = SafeTensors.Load(path);
         try
         {

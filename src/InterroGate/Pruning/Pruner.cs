@@ -59,6 +59,9 @@ public static class Pruner
 {
     public static PruneResult Prune(InterroGateModel model, ImageInput input)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(input);
+        input.Validate(nameof(input));
         if (input.Channels != model.Encoder.InChannels)
             throw new ArgumentException($"The model reads {model.Encoder.InChannels}-channel images, the input spec says {input.Channels}.");
         bool wasTraining = model.training;

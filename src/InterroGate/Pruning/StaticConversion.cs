@@ -22,6 +22,9 @@ public static class StaticConversion
 
     public static PruneResult ToStatic(MultiTaskModel model, ImageInput input)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(input);
+        input.Validate(nameof(input));
         if (!Supports(model) && model is SingleTask or HardSharing)
             throw new Configuration.ConfigException("backbone.name",
                 $"{model.Architecture} on this backbone has no static form (its encoder does not describe itself as a plan)");

@@ -115,6 +115,22 @@ public sealed class TaskSet : IReadOnlyList<TaskSpec>
         _tasks.FirstOrDefault(t => t.Name == name)
         ?? throw new KeyNotFoundException($"No task '{name}'; tasks are: {string.Join(", ", Names)}.");
 
+    /// <summary>
+    /// Why this set cannot give the targets of <paramref name="needed"/> (a task it lacks, or holds with another kind
+    /// or output count), or null where it can.
+    /// </summary>
+    public string? CannotServe(IEnumerable<TaskSpec> needed)
+    {
+        foreach (var task in needed)
+        {
+            var mine = _tasks.FirstOrDefault(t => t.Name == task.Name);
+            if (mine is null) return $"it has no task '{task.Name}' (its tasks: {string.Join(", ", Names)})";
+            if (mine.Kind != task.Kind || mine.Outputs != task.Outputs)
+                return $"its task '{task.Name}' is {mine.Kind} with {mine.Outputs} output{(mine.Outputs == 1 ? "" : "s")}, the model's {task.Kind} with {task.Outputs}";
+        }
+        return null;
+    }
+
     /// <summary>The tasks named, in the order given; unknown names are an error that lists the valid ones.</summary>
     public TaskSet Select(IEnumerable<string> names) => new(names.Select(Get));
 

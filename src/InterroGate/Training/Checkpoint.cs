@@ -93,7 +93,10 @@ public static class Checkpoint
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or FormatException or IOException)
         {
-            throw new CheckpointException(path, $"its weights do not fit this {meta.Architecture} model: {e.Message}");
+            string modelKind = (model as Architectures.MultiTaskModel)?.Architecture ?? model.GetType().Name;
+            throw new CheckpointException(path, modelKind == meta.Architecture
+                ? $"its weights do not fit this {modelKind} model: {e.Message}"
+                : $"holds a model of architecture {meta.Architecture} and the model to load into is {modelKind}: {e.Message}");
         }
         // The optimiser states are read, and their checksums checked, whether or not they are loaded: a damaged
         // checkpoint is refused whatever part of it is damaged.
@@ -203,6 +206,15 @@ public static class Checkpoint
         public bool Checksums { get; set; }
     }
 
+    /// <summary>Whether <paramref name="path"/> is a file that starts as a checkpoint does (whole or not).</summary>
+    public static bool IsCheckpoint(string path)
+    {
+        if (!File.Exists(path)) return false;
+        using var f = File.OpenRead(path);
+        var head = new byte[Magic.Length];
+        return f.Read(head) == head.Length && (head.AsSpan().SequenceEqual(Magic) || head.AsSpan().SequenceEqual(MagicWithoutChecksums));
+    }
+
     private static BinaryReader Open(string path)
     {
         if (!File.Exists(path)) throw new CheckpointException(path, Directory.Exists(path) ? "is a folder; give a checkpoint file (a run folder holds last.ckpt and best.ckpt)." : "no such file.");
@@ -212,10 +224,15 @@ public static class Checkpoint
         if (!r.Checksums && !magic.AsSpan().SequenceEqual(MagicWithoutChecksums))
         {
             r.Dispose();
-            throw new CheckpointException(path, "not an InterroGate checkpoint (bad magic).");
+            throw new CheckpointException(path, Export.StaticModelFile.IsStaticModel(path) || LooksLikeSafeTensors(magic)
+                ? "is a safetensors file, not a training checkpoint (a static model is loaded with Predictor.Load, `interrogate predict`)."
+                : "not an InterroGate checkpoint (bad magic).");
         }
         return r;
     }
+
+    /// <summary>Whether the first bytes read as a safetensors header length followed by its JSON ("{").</summary>
+    private static bool LooksLikeSafeTensors(byte[] head) => head.Length == 8 && BitConverter.ToUInt64(head) is > 1 and < 100_000_000;
 
     private static CheckpointMeta ReadMetaBlock(BinaryReader r, string path)
     {

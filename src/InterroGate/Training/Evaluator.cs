@@ -31,6 +31,11 @@ public static class Evaluator
     public static EvaluationResult Evaluate(MultiTaskModel model, IMultiTaskDataset data, int batchSize, CancellationToken cancel = default,
         Runtime.Precision precision = Runtime.Precision.Fp32, bool channelsLast = false)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        if (data.Tasks.CannotServe(model.Tasks) is { } why)
+            throw new ArgumentException($"{data.Name} cannot evaluate this model: {why}.", nameof(data));
+        if (data.Count == 0) throw new ArgumentException($"{data.Name} holds no samples to evaluate on.", nameof(data));
         var device = model.parameters().FirstOrDefault()?.device;
         var tasks = model.Tasks;
         var metrics = tasks.Select(t => TaskMetrics.For(t)).ToArray();

@@ -32,14 +32,41 @@ public sealed class Trainer
     private readonly string _dir;
     private readonly IProgress<TrainingEvent>? _progress;
 
+    /// <summary>
+    /// A trainer for one run. <paramref name="config"/> is checked, and it, <paramref name="model"/> and
+    /// <paramref name="data"/> must describe the same run (the checkpoints record the configuration and are loaded
+    /// again by it): the configuration's architecture and tasks are the model's, and every split holds each of the
+    /// model's tasks with its kind and output count. <see cref="PreparedRun.Create"/> makes the three together.
+    /// </summary>
     public Trainer(RunConfig config, MultiTaskModel model, DatasetSplits data, string directory, IProgress<TrainingEvent>? progress = null)
     {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(directory);
+        config.Validate(model.Tasks.Count);
+        RequireOneRun(config, model, data);
         _config = config;
         _model = model;
         _data = data;
         _balancer = config.Balancer.Create(model.Tasks.Count);
         _dir = directory;
         _progress = progress;
+    }
+
+    private static void RequireOneRun(RunConfig config, MultiTaskModel model, DatasetSplits data)
+    {
+        if (config.Architecture.Type != model.Architecture)
+            throw new ArgumentException($"The configuration's architecture is {config.Architecture.Type} and the model is {model.Architecture}: " +
+                                        "a run's checkpoints record its configuration and could not be loaded again; build the model from the configuration (PreparedRun.Create).", nameof(model));
+        // Tasks left out of the configuration are the data set's, all of them.
+        var configured = config.Tasks ?? data.Train.Tasks.Names.ToArray();
+        if (!configured.ToHashSet().SetEquals(model.Tasks.Names))
+            throw new ArgumentException($"The configuration's tasks are {string.Join(", ", configured)}{(config.Tasks is null ? " (tasks left out: every task of the data set)" : "")} " +
+                                        $"and the model's {string.Join(", ", model.Tasks.Names)}: they must be the same.", nameof(model));
+        foreach (var (split, name) in new[] { (data.Train, "training"), (data.Validation, "validation") })
+            if (split.Tasks.CannotServe(model.Tasks) is { } why)
+                throw new ArgumentException($"The {name} split ({split.Name}) cannot train this model: {why}.", nameof(data));
     }
 
     /// <summary>The loss-balancing method this trainer combines the task losses with (built from the configuration; each
@@ -105,7 +132,8 @@ public sealed class Trainer
         if (resumeFrom is null && RunFiles.HoldsRun(_dir))
         {
             if (!Overwrite)
-                throw new RunFolderException(_dir, $"already holds a run; resume it (--resume {LastPath}), train anew over it (--overwrite), or choose another folder (-o)");
+                throw new RunFolderException(_dir, $"already holds a run; resume it (--resume {LastPath}; in C#, Run(resumeFrom: ...)), " +
+                                                   "train anew over it (--overwrite; Overwrite = true), or choose another folder (-o)");
             RunFiles.Clear(_dir);
         }
         if (resumeFrom is not null)
