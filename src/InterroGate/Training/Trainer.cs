@@ -67,6 +67,7 @@ public sealed class Trainer
         foreach (var (split, name) in new[] { (data.Train, "training"), (data.Validation, "validation") })
             if (split.Tasks.CannotServe(model.Tasks) is { } why)
                 throw new ArgumentException($"The {name} split ({split.Name}) cannot train this model: {why}.", nameof(data));
+        if (data.Train.Count == 0) throw new ArgumentException($"The training split ({data.Train.Name}) holds no samples.", nameof(data));
     }
 
     /// <summary>The loss-balancing method this trainer combines the task losses with (built from the configuration; each

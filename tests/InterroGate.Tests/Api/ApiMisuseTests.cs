@@ -46,6 +46,9 @@ public sealed class ApiMisuseTests : IDisposable
         Assert.Contains("tasks are colour (tasks left out: every task of the data set) and the model's quadrant, bar, position", e.Message);
         e = Assert.Throws<ArgumentException>(() => new Trainer(mtl.Config with { Tasks = ["quadrant", "bar", "position"] }, mtl.Model, new DatasetSplits(other, other, other), dir));
         Assert.Contains("The training split (custom) cannot train this model: it has no task 'quadrant' (its tasks: colour)", e.Message);
+        using (var empty = InterroGate.Data.Synthetic.Make("synthetic/empty", 0, 0))
+            Assert.Contains("The training split (synthetic/empty) holds no samples",
+                Assert.Throws<ArgumentException>(() => new Trainer(mtl.Config, mtl.Model, new DatasetSplits(empty, mtl.Data.Validation, mtl.Data.Test), dir)).Message);
         // A configuration changed after PreparedRun.Create is checked again: 0 epochs, batch 0.
         Assert.Equal("training.epochs", Assert.Throws<ConfigException>(() =>
             new Trainer(mtl.Config with { Training = mtl.Config.Training with { Epochs = 0 } }, mtl.Model, mtl.Data, dir)).Key);
