@@ -156,6 +156,10 @@ public sealed class ApiMisuseTests : IDisposable
         Assert.Contains("at least one metric", Assert.Throws<ArgumentException>(() => InterroGate.Analysis.MeanRank.Compute([[], []], [])).Message);
         Assert.Contains("does not exist", Assert.Throws<DirectoryNotFoundException>(() => InterroGate.Analysis.HtmlReport.Write(Path.Combine(_dir, "nowhere"))).Message);
         Assert.Contains("not 1×0×0", Assert.Throws<ArgumentException>(() => InterroGate.Analysis.DeployedCost.OfModel(mtl.Model, (1, 0, 0))).Message);
+        var cost = Assert.Throws<ConfigException>(() => InterroGate.Analysis.DeployedCost.Of("nonsense", null, 3, "resnet18", 3)).Message;
+        Assert.Contains("'nonsense' is none of what cost counts: an architecture (", cost);
+        Assert.Contains("a backbone (", cost);
+        Assert.Contains("resnet18", cost);
     }
 
     [Theory]
