@@ -137,7 +137,15 @@ public static class Checkpoint
         {
             string key = r.ReadString();
             if (!state.TryGetValue(key, out var target)) throw new ArgumentException($"the model has no parameter or buffer named '{key}'.");
-            target.Load(r); // dtype and shape checked; on a GPU through a CPU copy
+            try
+            {
+                target.Load(r); // dtype and shape checked; on a GPU through a CPU copy
+            }
+            catch (ArgumentException e)
+            {
+                // TorchSharp's message names neither the tensor nor the model's shape.
+                throw new ArgumentException($"'{key}' ({target.dtype} [{string.Join(", ", target.shape)}] in the model) does not match the stored tensor: {e.Message}", e);
+            }
         }
     }
 

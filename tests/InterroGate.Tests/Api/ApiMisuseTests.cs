@@ -150,6 +150,9 @@ public sealed class ApiMisuseTests : IDisposable
         var mtl = Run(new HardSharingConfig());
         var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(Path.Combine(_dir, Trainer.LastFileName), mtl.Model));
         Assert.Contains("holds a model of architecture interrogate and the model to load into is mtl", e.Message);
+        // Loaded for images of another channel count: the first tensor that differs is named, with the model's shape.
+        e = Assert.Throws<CheckpointException>(() => PreparedRun.Load(Path.Combine(_dir, Trainer.LastFileName), (3, 16, 16), ig.Tasks));
+        Assert.Matches(@"its weights do not fit this interrogate model: '[^']+' \(Float32 \[\d+, 3, 3, 3\] in the model\) does not match the stored tensor", e.Message);
         // Data sets opened directly are checked as a configuration is.
         Assert.Equal("data.trainSize", Assert.Throws<ConfigException>(() => DataCatalog.Open(new DataConfig { Dataset = "synthetic", TrainSize = -5 })).Key);
         Assert.Throws<ArgumentOutOfRangeException>(() => InterroGate.Data.Synthetic.Make("x", -1, 0));
