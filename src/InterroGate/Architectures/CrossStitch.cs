@@ -24,7 +24,7 @@ public sealed class CrossStitch : MultiTaskModel
     private readonly int[] _stageEnds;
 
     public CrossStitch(TaskSet tasks, ResNetSpec spec, long inChannels, double selfWeight, Heads.HeadConfig? headConfig = null, double unitLr = 0.1)
-        : base(nameof(CrossStitch), tasks, headConfig)
+        : base(nameof(CrossStitch), tasks, inChannels, headConfig)
     {
         if (!(selfWeight is >= 0 and <= 1)) throw new ArgumentOutOfRangeException(nameof(selfWeight), selfWeight, "The self weight must be in [0, 1].");
         if (!(unitLr > 0) || !double.IsFinite(unitLr)) throw new ArgumentOutOfRangeException(nameof(unitLr), unitLr, "The units' learning rate must be > 0.");

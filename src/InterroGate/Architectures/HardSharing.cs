@@ -13,7 +13,7 @@ public sealed class HardSharing : MultiTaskModel
     private readonly nn.Module<Tensor, Tensor> encoder;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
-    public HardSharing(TaskSet tasks, IEncoderSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(HardSharing), tasks, headConfig)
+    public HardSharing(TaskSet tasks, IEncoderSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(HardSharing), tasks, inChannels, headConfig)
     {
         Spec = spec;
         encoder = spec.CreateEncoder(inChannels);

@@ -28,7 +28,7 @@ public sealed class InterroGateModel : MultiTaskModel
 
     public InterroGateModel(TaskSet tasks, IEncoderSpec spec, long inChannels, (int Height, int Width) inputSize, InterroGateConfig options,
         Heads.HeadConfig? headConfig = null)
-        : base(nameof(InterroGateModel), tasks, headConfig)
+        : base(nameof(InterroGateModel), tasks, inChannels, headConfig)
     {
         Options = options;
         _tau = options.TauFor(tasks.Count);

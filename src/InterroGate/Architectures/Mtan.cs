@@ -22,7 +22,7 @@ public sealed class Mtan : MultiTaskModel
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
     private readonly int[] _stageStarts, _stageEnds;
 
-    public Mtan(TaskSet tasks, ResNetSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(Mtan), tasks, headConfig)
+    public Mtan(TaskSet tasks, ResNetSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(Mtan), tasks, inChannels, headConfig)
     {
         Spec = spec;
         encoder = new ResNet(spec, inChannels);

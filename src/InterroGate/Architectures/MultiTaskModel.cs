@@ -12,13 +12,17 @@ namespace InterroGate.Architectures;
 /// </summary>
 public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tensor>>
 {
-    protected MultiTaskModel(string name, TaskSet tasks, Heads.HeadConfig? heads = null) : base(name)
+    protected MultiTaskModel(string name, TaskSet tasks, long inChannels, Heads.HeadConfig? heads = null) : base(name)
     {
         Tasks = tasks;
+        InChannels = inChannels;
         HeadOptions = heads ?? new Heads.HeadConfig();
     }
 
     public TaskSet Tasks { get; }
+
+    /// <summary>Channels of the images the model reads.</summary>
+    public long InChannels { get; }
 
     /// <summary>How the dense tasks' heads are built (image-level tasks always get a linear head).</summary>
     public Heads.HeadConfig HeadOptions { get; }

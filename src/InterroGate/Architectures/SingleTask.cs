@@ -13,7 +13,7 @@ public sealed class SingleTask : MultiTaskModel
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> encoders;
     private readonly ModuleMap<nn.Module<Tensor, Tensor>> heads;
 
-    public SingleTask(TaskSet tasks, IEncoderSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(SingleTask), tasks, headConfig)
+    public SingleTask(TaskSet tasks, IEncoderSpec spec, long inChannels, Heads.HeadConfig? headConfig = null) : base(nameof(SingleTask), tasks, inChannels, headConfig)
     {
         Spec = spec;
         encoders = ModuleMap.Of(tasks.Select(t => (t.Name, spec.CreateEncoder(inChannels))).ToArray());

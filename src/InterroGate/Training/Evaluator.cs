@@ -36,6 +36,8 @@ public static class Evaluator
         if (data.Tasks.CannotServe(model.Tasks) is { } why)
             throw new ArgumentException($"{data.Name} cannot evaluate this model: {why}.", nameof(data));
         if (data.Count == 0) throw new ArgumentException($"{data.Name} holds no samples to evaluate on.", nameof(data));
+        if (data.ImageShape.Channels != model.InChannels)
+            throw new ArgumentException($"{data.Name} holds {data.ImageShape.Channels}-channel images and the model reads {model.InChannels}-channel ones.", nameof(data));
         var device = model.parameters().FirstOrDefault()?.device;
         var tasks = model.Tasks;
         var metrics = tasks.Select(t => TaskMetrics.For(t)).ToArray();

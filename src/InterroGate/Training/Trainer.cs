@@ -68,6 +68,9 @@ public sealed class Trainer
             if (split.Tasks.CannotServe(model.Tasks) is { } why)
                 throw new ArgumentException($"The {name} split ({split.Name}) cannot train this model: {why}.", nameof(data));
         if (data.Train.Count == 0) throw new ArgumentException($"The training split ({data.Train.Name}) holds no samples.", nameof(data));
+        foreach (var split in new[] { data.Train, data.Validation })
+            if (split.ImageShape.Channels != model.InChannels)
+                throw new ArgumentException($"{split.Name} holds {split.ImageShape.Channels}-channel images and the model reads {model.InChannels}-channel ones.", nameof(data));
     }
 
     /// <summary>The loss-balancing method this trainer combines the task losses with (built from the configuration; each

@@ -49,6 +49,16 @@ public sealed class ApiMisuseTests : IDisposable
         using (var empty = InterroGate.Data.Synthetic.Make("synthetic/empty", 0, 0))
             Assert.Contains("The training split (synthetic/empty) holds no samples",
                 Assert.Throws<ArgumentException>(() => new Trainer(mtl.Config, mtl.Model, new DatasetSplits(empty, mtl.Data.Validation, mtl.Data.Test), dir)).Message);
+        // Images of another channel count, in training and in evaluation.
+        using (var scope = NewDisposeScope())
+        {
+            var y = new Dictionary<string, Tensor> { ["quadrant"] = zeros(8, dtype: int64), ["bar"] = zeros(8, dtype: int64), ["position"] = zeros(8, 2) };
+            using var colour = new InMemoryDataset("colour", mtl.Data.Train.Tasks, randn(8, 3, 16, 16), y);
+            Assert.Contains("colour holds 3-channel images and the model reads 1-channel ones",
+                Assert.Throws<ArgumentException>(() => new Trainer(mtl.Config, mtl.Model, new DatasetSplits(colour, colour, colour), dir)).Message);
+            Assert.Contains("colour holds 3-channel images and the model reads 1-channel ones",
+                Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(mtl.Model, colour, 4)).Message);
+        }
         // A configuration changed after PreparedRun.Create is checked again: 0 epochs, batch 0.
         Assert.Equal("training.epochs", Assert.Throws<ConfigException>(() =>
             new Trainer(mtl.Config with { Training = mtl.Config.Training with { Epochs = 0 } }, mtl.Model, mtl.Data, dir)).Key);
