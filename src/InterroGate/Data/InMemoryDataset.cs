@@ -15,6 +15,12 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
     private readonly double _mean, _std;
 
     public InMemoryDataset(string name, TaskSet tasks, Tensor images, IReadOnlyDictionary<string, Tensor> targets, double mean = 0, double std = 1)
+        : this(name, tasks, images, targets, mean, std, checkTargets: true)
+    {
+    }
+
+    /// <summary>Without <paramref name="checkTargets"/> (a copy or a part of a data set whose targets were checked) the targets' values are not read again.</summary>
+    private InMemoryDataset(string name, TaskSet tasks, Tensor images, IReadOnlyDictionary<string, Tensor> targets, double mean, double std, bool checkTargets)
     {
         if (images.dim() != 4) throw new ArgumentException($"{name}: images must be [N, C, H, W], got [{string.Join(", ", images.shape)}].");
         if (images.dtype is not (ScalarType.Byte or ScalarType.Float32)) throw new ArgumentException($"{name}: images must be uint8 or float32, not {images.dtype}.");
@@ -22,7 +28,7 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
         {
             if (!targets.TryGetValue(t.Name, out var y)) throw new ArgumentException($"{name}: no targets for task '{t.Name}'.");
             if (y.dim() == 0 || y.shape[0] != images.shape[0]) throw new ArgumentException($"{name}: task '{t.Name}' has {(y.dim() == 0 ? 0 : y.shape[0])} targets for {images.shape[0]} images.");
-            if (TargetProblem(t, y) is { } problem) throw new ArgumentException($"{name}: task '{t.Name}' ({t.Kind}, {t.Outputs} outputs): {problem}.");
+            if (checkTargets && TargetProblem(t, y) is { } problem) throw new ArgumentException($"{name}: task '{t.Name}' ({t.Kind}, {t.Outputs} outputs): {problem}.");
         }
         if (!(std > 0)) throw new ArgumentOutOfRangeException(nameof(std), std, "The normalisation's std must be > 0.");
         Name = name;
@@ -83,7 +89,7 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
     public InMemoryDataset To(Device device)
     {
         using var scope = NewDisposeScope();
-        return new InMemoryDataset(Name, Tasks, _images.to(device), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.to(device)), _mean, _std);
+        return new InMemoryDataset(Name, Tasks, _images.to(device), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.to(device)), _mean, _std, checkTargets: false);
     }
 
     /// <summary>Frees its tensors.</summary>
@@ -111,6 +117,6 @@ public sealed class InMemoryDataset : IMultiTaskDataset, IDisposable
     {
         if (count <= 0 || count > Count) throw new ArgumentOutOfRangeException(nameof(count), count, $"Take 1 to {Count} samples.");
         using var scope = NewDisposeScope();
-        return new InMemoryDataset(Name, Tasks, _images.narrow(0, 0, count), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.narrow(0, 0, count)), _mean, _std);
+        return new InMemoryDataset(Name, Tasks, _images.narrow(0, 0, count), _targets.ToDictionary(kv => kv.Key, kv => kv.Value.narrow(0, 0, count)), _mean, _std, checkTargets: false);
     }
 }

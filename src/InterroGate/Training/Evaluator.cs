@@ -28,16 +28,22 @@ public static class Evaluator
     /// Evaluates on the device the model's weights are on, the forward pass in <paramref name="precision"/>, images in
     /// channels-last memory order where <paramref name="channelsLast"/> (as the model was trained).
     /// </summary>
+    /// <summary>
+    /// Why <paramref name="data"/> cannot be fed to <paramref name="model"/> (a task it lacks or holds with another kind
+    /// or output count, images of another channel count, no samples), or null where it can.
+    /// </summary>
+    internal static string? CannotFeed(MultiTaskModel model, IMultiTaskDataset data) =>
+        data.Tasks.CannotServe(model.Tasks)
+        ?? (data.ImageShape.Channels != model.InChannels ? $"it holds {data.ImageShape.Channels}-channel images and the model reads {model.InChannels}-channel ones" : null)
+        ?? (data.Count == 0 ? "it holds no samples" : null);
+
     public static EvaluationResult Evaluate(MultiTaskModel model, IMultiTaskDataset data, int batchSize, CancellationToken cancel = default,
         Runtime.Precision precision = Runtime.Precision.Fp32, bool channelsLast = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
-        if (data.Tasks.CannotServe(model.Tasks) is { } why)
+        if (CannotFeed(model, data) is { } why)
             throw new ArgumentException($"{data.Name} cannot evaluate this model: {why}.", nameof(data));
-        if (data.Count == 0) throw new ArgumentException($"{data.Name} holds no samples to evaluate on.", nameof(data));
-        if (data.ImageShape.Channels != model.InChannels)
-            throw new ArgumentException($"{data.Name} holds {data.ImageShape.Channels}-channel images and the model reads {model.InChannels}-channel ones.", nameof(data));
         var device = model.parameters().FirstOrDefault()?.device;
         var tasks = model.Tasks;
         var metrics = tasks.Select(t => TaskMetrics.For(t)).ToArray();

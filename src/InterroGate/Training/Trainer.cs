@@ -65,12 +65,8 @@ public sealed class Trainer
             throw new ArgumentException($"The configuration's tasks are {string.Join(", ", configured)}{(config.Tasks is null ? " (tasks left out: every task of the data set)" : "")} " +
                                         $"and the model's {string.Join(", ", model.Tasks.Names)}: they must be the same.", nameof(model));
         foreach (var (split, name) in new[] { (data.Train, "training"), (data.Validation, "validation") })
-            if (split.Tasks.CannotServe(model.Tasks) is { } why)
+            if (Evaluator.CannotFeed(model, split) is { } why)
                 throw new ArgumentException($"The {name} split ({split.Name}) cannot train this model: {why}.", nameof(data));
-        if (data.Train.Count == 0) throw new ArgumentException($"The training split ({data.Train.Name}) holds no samples.", nameof(data));
-        foreach (var split in new[] { data.Train, data.Validation })
-            if (split.ImageShape.Channels != model.InChannels)
-                throw new ArgumentException($"{split.Name} holds {split.ImageShape.Channels}-channel images and the model reads {model.InChannels}-channel ones.", nameof(data));
     }
 
     /// <summary>The loss-balancing method this trainer combines the task losses with (built from the configuration; each

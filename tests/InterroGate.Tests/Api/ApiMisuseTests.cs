@@ -47,16 +47,16 @@ public sealed class ApiMisuseTests : IDisposable
         e = Assert.Throws<ArgumentException>(() => new Trainer(mtl.Config with { Tasks = ["quadrant", "bar", "position"] }, mtl.Model, new DatasetSplits(other, other, other), dir));
         Assert.Contains("The training split (custom) cannot train this model: it has no task 'quadrant' (its tasks: colour)", e.Message);
         using (var empty = InterroGate.Data.Synthetic.Make("synthetic/empty", 0, 0))
-            Assert.Contains("The training split (synthetic/empty) holds no samples",
+            Assert.Contains("The training split (synthetic/empty) cannot train this model: it holds no samples",
                 Assert.Throws<ArgumentException>(() => new Trainer(mtl.Config, mtl.Model, new DatasetSplits(empty, mtl.Data.Validation, mtl.Data.Test), dir)).Message);
         // Images of another channel count, in training and in evaluation.
         using (var scope = NewDisposeScope())
         {
             var y = new Dictionary<string, Tensor> { ["quadrant"] = zeros(8, dtype: int64), ["bar"] = zeros(8, dtype: int64), ["position"] = zeros(8, 2) };
             using var colour = new InMemoryDataset("colour", mtl.Data.Train.Tasks, randn(8, 3, 16, 16), y);
-            Assert.Contains("colour holds 3-channel images and the model reads 1-channel ones",
+            Assert.Contains("The training split (colour) cannot train this model: it holds 3-channel images and the model reads 1-channel ones",
                 Assert.Throws<ArgumentException>(() => new Trainer(mtl.Config, mtl.Model, new DatasetSplits(colour, colour, colour), dir)).Message);
-            Assert.Contains("colour holds 3-channel images and the model reads 1-channel ones",
+            Assert.Contains("colour cannot evaluate this model: it holds 3-channel images and the model reads 1-channel ones",
                 Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(mtl.Model, colour, 4)).Message);
         }
         // A configuration changed after PreparedRun.Create is checked again: 0 epochs, batch 0.
@@ -77,7 +77,7 @@ public sealed class ApiMisuseTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(run.Model, other, 4));
         Assert.Contains("custom cannot evaluate this model: its task 'quadrant' is Classification with 7 outputs, the model's Classification with 4", e.Message);
         using var empty = Data(new TaskSpec("quadrant", TaskKind.Classification, 4), zeros(0, dtype: int64), count: 0);
-        Assert.Contains("holds no samples", Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(run.Model, empty, 4)).Message);
+        Assert.Contains("custom cannot evaluate this model: it holds no samples", Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(run.Model, empty, 4)).Message);
         Assert.Equal(run.Data.Test.Count, Evaluator.Evaluate(run.Model, run.Data.Test, 64).Samples); // its own data: evaluated
     }
 
