@@ -11,12 +11,15 @@
 #   bench/gpu/quality.sh [published folder, default publish/gpu]
 # It takes about as long as bench/gpu/run.sh: run the two as separate jobs.
 # Results: runs/gpu-quality/quality.md and quality-runs.tar.gz (tables, configs, metrics); copied to $OUT when set.
-# To try it on a CPU: DEVICE=cpu BENCH=... EXTRA="--set data.trainSize=64 ..." (EXTRA is added to every comparison).
+# To try it on a CPU (EXTRA is added to every comparison; the training split must hold a batch, 128 for multifashion-w1):
+#   DEVICE=cpu BENCH="dotnet bench/InterroGate.Bench/bin/Release/net10.0/InterroGate.Bench.dll" BUDGET=900 EPOCHS_DENSE=3 \
+#   EPOCHS_MF=3 EXTRA="--set data.trainSize=256 --set data.validationSize=32 --set data.testSize=32" bench/gpu/quality.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 pub=${1:-publish/gpu}
 py=${PYTHON:-python3}
 bench=${BENCH:-$pub/InterroGate.Bench}
+read -ra bench_cmd <<< "$bench" # BENCH may be a command with arguments ("dotnet .../InterroGate.Bench.dll"), as for run.sh
 budget=${BUDGET:-450}
 dense=${EPOCHS_DENSE:-12} mf=${EPOCHS_MF:-8}
 runs=runs/gpu-quality
@@ -25,7 +28,8 @@ if [ -z "${BENCH:-}" ]; then
   torchlib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
   export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-export INTERROGATE_FASHION_MNIST=${INTERROGATE_FASHION_MNIST:-$pub/fashion-mnist}
+# The published folder's copy of Fashion-MNIST; elsewhere the library's own search (the Debian package's folder).
+if [ -z "${INTERROGATE_FASHION_MNIST:-}" ] && [ -d "$pub/fashion-mnist" ]; then export INTERROGATE_FASHION_MNIST=$pub/fashion-mnist; fi
 device=${DEVICE:-cuda}
 report=$runs/quality.md
 echo "# Quality runs on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "$device"), budget $budget s" > "$report"
@@ -35,7 +39,7 @@ run() { # name seconds preset options...
   local start=$SECONDS
   echo "## $name (at most $seconds s)" | tee -a "$report"
   # shellcheck disable=SC2086 # EXTRA is a list of options
-  timeout --signal=INT --kill-after=20 "$seconds" "$bench" compare "$@" -o "$runs/$name" --device "$device" ${EXTRA:-} \
+  timeout --signal=INT --kill-after=20 "$seconds" "${bench_cmd[@]}" compare "$@" -o "$runs/$name" --device "$device" ${EXTRA:-} \
     > "$runs/$name.log" 2>&1
   local status=$?
   if [ -f "$runs/$name/table.md" ] && [ $status -eq 0 ]; then

@@ -17,6 +17,22 @@ public abstract class MultiTaskModel : nn.Module<Tensor, Dictionary<string, Tens
         Tasks = tasks;
         InChannels = inChannels;
         HeadOptions = heads ?? new Heads.HeadConfig();
+        // Every call of the model, from the trainer, the evaluator, the cost counter or a user's own loop, reads the
+        // image shape first: images of another layout get this message, not the first convolution's.
+        register_forward_pre_hook((_, images) =>
+        {
+            CheckImages(images);
+            return images;
+        });
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> unless <paramref name="images"/> is a [B, <see cref="InChannels"/>, H, W] batch.</summary>
+    public void CheckImages(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.dim() != 4 || images.shape[1] != InChannels)
+            throw new ArgumentException($"The {Architecture} model reads {InChannels}-channel images [B, {InChannels}, H, W], " +
+                                        $"not [{string.Join(", ", images.shape)}].", nameof(images));
     }
 
     public TaskSet Tasks { get; }

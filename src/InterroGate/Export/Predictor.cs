@@ -59,33 +59,43 @@ public sealed class Predictor : IDisposable
     /// <summary>Predicts each file; a file that cannot be read gets an error entry and the others are still predicted.</summary>
     public IReadOnlyList<ImagePrediction> PredictFiles(IReadOnlyList<string> paths)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(paths);
+        int blank = paths.ToList().FindIndex(string.IsNullOrWhiteSpace);
+        if (blank >= 0) throw new ArgumentException($"paths[{blank}] is {(paths[blank] is null ? "null" : "empty")}: give the path of an image file.", nameof(paths));
         var results = new ImagePrediction?[paths.Count];
         var good = new List<(int Index, Tensor Pixels, string? Note)>();
-        for (int i = 0; i < paths.Count; i++)
+        try
         {
-            try
+            for (int i = 0; i < paths.Count; i++)
             {
-                var (pixels, note) = ImageFiles.Read(paths[i], Input);
-                good.Add((i, pixels, note));
+                try
+                {
+                    var (pixels, note) = ImageFiles.Read(paths[i], Input);
+                    good.Add((i, pixels, note));
+                }
+                catch (ImageInputException e)
+                {
+                    results[i] = new ImagePrediction(paths[i], null, e.Message);
+                }
             }
-            catch (ImageInputException e)
+            const int batch = 32;
+            for (int start = 0; start < good.Count; start += batch)
             {
-                results[i] = new ImagePrediction(paths[i], null, e.Message);
+                var chunk = good.Skip(start).Take(batch).ToArray();
+                using var scope = NewDisposeScope();
+                var outputs = Forward(stack(chunk.Select(c => c.Pixels).ToArray()));
+                for (int j = 0; j < chunk.Length; j++)
+                    results[chunk[j].Index] = new ImagePrediction(paths[chunk[j].Index],
+                        Tasks.ToDictionary(t => t.Name, t => Interpret(t, outputs[t.Name][j])), null, chunk[j].Note);
             }
+            return results!;
         }
-        const int batch = 32;
-        for (int start = 0; start < good.Count; start += batch)
+        finally
         {
-            var chunk = good.Skip(start).Take(batch).ToArray();
-            using var scope = NewDisposeScope();
-            var outputs = Forward(stack(chunk.Select(c => c.Pixels).ToArray()));
-            for (int j = 0; j < chunk.Length; j++)
-                results[chunk[j].Index] = new ImagePrediction(paths[chunk[j].Index],
-                    Tasks.ToDictionary(t => t.Name, t => Interpret(t, outputs[t.Name][j])), null, chunk[j].Note);
+            // Read images are freed here also when a file or the forward pass fails part-way.
+            foreach (var g in good) g.Pixels.Dispose();
         }
-        foreach (var g in good) g.Pixels.Dispose();
-        return results!;
     }
 
     private static TaskPrediction Interpret(TaskSpec task, Tensor output) => task.Kind switch

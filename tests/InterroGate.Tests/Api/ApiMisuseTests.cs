@@ -123,8 +123,27 @@ public sealed class ApiMisuseTests : IDisposable
             Assert.Contains("not [2, 3, 16, 16]", Assert.Throws<ArgumentException>(() => predictor.Forward(zeros(2, 3, 16, 16))).Message);
             Assert.Equal([2L, 4L], predictor.Forward(zeros(2, 1, 16, 16))["quadrant"].shape);
         }
+        Assert.Contains("paths[1] is null", Assert.Throws<ArgumentException>(() => predictor.PredictFiles(["a.png", null!])).Message);
+        Assert.Contains("paths[0] is empty", Assert.Throws<ArgumentException>(() => predictor.PredictFiles([" "])).Message);
+        Assert.Contains("no such file", Assert.Single(predictor.PredictFiles([Path.Combine(_dir, "missing.png")])).Error);
         predictor.Dispose();
         Assert.Throws<ObjectDisposedException>(() => predictor.Forward(zeros(2, 1, 16, 16)));
+        Assert.Throws<ObjectDisposedException>(() => predictor.PredictFiles([Path.Combine(_dir, "missing.png")]));
+    }
+
+    [Fact]
+    public void A_model_called_on_images_it_cannot_read_names_the_shape_it_reads()
+    {
+        using var scope = NewDisposeScope();
+        foreach (var model in new[] { Run(new InterroGateConfig { LambdaS = 1 }).Model, Run(new HardSharingConfig()).Model, Run(new SingleTaskConfig(), ["quadrant"]).Model })
+        {
+            var channels = Assert.Throws<ArgumentException>(() => model.call(zeros(2, 3, 16, 16)));
+            Assert.Contains($"The {model.Architecture} model reads 1-channel images [B, 1, H, W], not [2, 3, 16, 16]", channels.Message);
+            Assert.Contains("not [1, 16, 16]", Assert.Throws<ArgumentException>(() => model.call(zeros(1, 16, 16))).Message);
+            Assert.Contains("reads 1-channel images [B, 1, H, W], not [1, 3, 16, 16]",
+                Assert.Throws<ArgumentException>(() => InterroGate.Analysis.CostCounter.Count(model, x => model.call(x), [1, 3, 16, 16])).Message);
+            Assert.Equal([2L, 4L], model.call(zeros(2, 1, 16, 16))["quadrant"].shape);
+        }
     }
 
     [Fact]
