@@ -190,7 +190,7 @@ public static class Presets
     /// NYUD-v2 (semseg, depth, normals) with ViT-B/16 and a DPT decoder per task (64 wide, blocks 2, 5, 8, 11), the
     /// paper's ViT recipe (appendix B): Adam, learning rate 1e-5 for the encoder and 1e-4 for the heads, weight decay
     /// 1e-6, batch 8, poly schedule, 100 epochs. Start the encoders from timm's ImageNet weights with
-    /// <c>--set startFrom.pretrained=vit_base_patch16_224.safetensors</c>. The images must be multiples of 32 high and
+    /// <c>--set pretrained=vit_base_patch16_224.safetensors</c> (a single run: <c>startFrom.pretrained</c>). The images must be multiples of 32 high and
     /// wide (the preprocessed layout's 288×384 are). λs: 17 gate layers counting as L = 25, 8,900 gate steps, 768 to
     /// 3,072 channels: an estimate from Eq. 4's gradient as for nyudv2-resnet50, not a measured sweep.
     /// </summary>
