@@ -112,7 +112,17 @@ if (args.Length > 0 && args[0] == "step")
 if (args.Length > 0 && args[0] is "pruned" or "features" or "epoch" or "compare")
 {
     InterroGate.Runtime.NativeRuntime.EnsureLoaded();
-    (args[0] switch { "pruned" => (Action<string[]>)GpuSuite.Pruned, "features" => GpuSuite.Features, "epoch" => GpuSuite.Epoch, _ => GpuSuite.Compare })(args[1..]);
+    try
+    {
+        (args[0] switch { "pruned" => (Action<string[]>)GpuSuite.Pruned, "features" => GpuSuite.Features, "epoch" => GpuSuite.Epoch, _ => GpuSuite.Compare })(args[1..]);
+    }
+    catch (Exception e) when (InterroGate.Runtime.UserErrors.Is(e))
+    {
+        // What the command line would say (a configuration key, missing data, a batch too large for the GPU): one
+        // line, last in the log, where the scripts' reports read it. Other exceptions keep their trace.
+        Console.Error.WriteLine($"error: {e.Message}");
+        Environment.ExitCode = 2;
+    }
     return;
 }
 if (args.Length > 0 && args[0] == "vit-step")

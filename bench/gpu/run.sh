@@ -29,6 +29,9 @@ if [ -n "${OUT:-}" ]; then # results also straight into OUT, section by section,
   report=(--report "$OUT")
   logs+=("$OUT/suite.log")
 fi
-PYTHONUNBUFFERED=1 "$py" bench/gpu/suite.py --ours "$bench" --fashion-mnist "$pub/fashion-mnist" --out "$runs" "${report[@]}" "$@" 2>&1 \
+# The published folder's copy of Fashion-MNIST; elsewhere the library's own search (INTERROGATE_FASHION_MNIST, the Debian package's folder).
+fashion=()
+if [ -d "$pub/fashion-mnist" ]; then fashion=(--fashion-mnist "$pub/fashion-mnist"); fi
+PYTHONUNBUFFERED=1 "$py" bench/gpu/suite.py --ours "$bench" "${fashion[@]}" --out "$runs" "${report[@]}" "$@" 2>&1 \
   | tee "${logs[@]}"
 exit "${PIPESTATUS[0]}"
