@@ -333,6 +333,32 @@ public static class Presets
         if (File.Exists(nameOrPath)) return File.ReadAllText(nameOrPath);
         var p = preset(nameOrPath);
         if (p is not null) return ConfigJson.Serialize(p);
-        throw new ConfigException("config", $"'{nameOrPath}' is neither a file nor a preset; presets: {string.Join(", ", names)}");
+        if (typeof(T) == typeof(RunConfig) && Comparisons.ContainsKey(nameOrPath))
+            throw new ConfigException("config", $"'{nameOrPath}' is a comparison preset: run it with `interrogate compare {nameOrPath}`, or train one of its runs: " +
+                                                $"{nameOrPath}/stl, {nameOrPath}/mtl or {nameOrPath}/interrogate");
+        if (typeof(T) == typeof(CompareConfig) && Run(nameOrPath) is not null)
+            throw new ConfigException("config", $"'{nameOrPath}' is one run of the comparison preset {nameOrPath.Split('/')[0]}: train it with `interrogate train {nameOrPath}`, " +
+                                                $"or compare with {nameOrPath.Split('/')[0]}");
+        var near = names.Where(n => EditDistance(n, nameOrPath) <= 2).ToArray();
+        throw new ConfigException("config", $"'{nameOrPath}' is neither a file nor a preset{(near.Length > 0 ? $"; did you mean {string.Join(" or ", near)}?" : ";")} " +
+                                            $"Presets: {string.Join(", ", names)}");
+    }
+
+    /// <summary>Insertions, deletions and substitutions that turn <paramref name="a"/> into <paramref name="b"/>.</summary>
+    private static int EditDistance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
     }
 }

@@ -174,7 +174,7 @@ public sealed record TrainingConfig
         ConfigException.Require(BnBatches >= 0, $"{path}.bnBatches", BnBatches, "≥ 0 (training batches to re-estimate batch-norm statistics from before each validation; 0 = off)");
         if (Deterministic)
             ConfigException.Require(Device == "cpu", $"{path}.deterministic", true, "false on CUDA (bit-identical runs are for the CPU; set training.device=cpu)");
-        ConfigException.Require(FreezeGatesLastEpochs >= 0 && FreezeGatesLastEpochs < Epochs, $"{path}.freezeGatesLastEpochs", FreezeGatesLastEpochs, $"0 to {Epochs - 1} (fewer than the epochs)");
+        ConfigException.Require(FreezeGatesLastEpochs >= 0 && FreezeGatesLastEpochs < Epochs, $"{path}.freezeGatesLastEpochs", FreezeGatesLastEpochs, $"0 to {Epochs - 1} (fewer than {path}.epochs; presets set it, so lowering the epochs may need it lowered too)");
     }
 }
 

@@ -234,7 +234,9 @@ public static class Checkpoint
             r.Dispose();
             throw new CheckpointException(path, Export.StaticModelFile.IsStaticModel(path) || LooksLikeSafeTensors(magic)
                 ? "is a safetensors file, not a training checkpoint (a static model is loaded with Predictor.Load, `interrogate predict`)."
-                : "not an InterroGate checkpoint (bad magic).");
+                : path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)
+                    ? "is an ONNX model, which ONNX Runtime runs; interrogate reads training checkpoints and static models (.safetensors, from `prune` or `export --format safetensors`)."
+                    : "not an InterroGate checkpoint (bad magic).");
         }
         return r;
     }

@@ -167,7 +167,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             {
                 var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
                 if (config.StlStartsFromMtl) run = run with { StartFrom = (run.StartFrom ?? new StartFrom()) with { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
-                var (model, entry) = Kept(TrainAndTest(run, data, image, init: null, cancel, requireFinished: requireBaselines));
+                var (model, entry) = Kept(TrainAndTest(run, data, image, init: null, cancel, requireFinished: requireBaselines,
+                    startedFrom: config.StlStartsFromMtl ? ["mtl"] : null));
                 stl[task.Name] = model;
                 stlEntries.Add(entry);
             }
@@ -194,7 +195,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
                 Action<MultiTaskModel>? init = config.InitialiseFromBaselines && architecture is CrossStitchConfig
                     ? m => WeightTransfer.InitialiseCrossStitch((CrossStitch)m, stl)
                     : null;
-                entries.Add(Done(TrainAndTest(run, data, image, init, cancel, requireFinished: requireBaselines)));
+                entries.Add(Done(TrainAndTest(run, data, image, init, cancel, requireFinished: requireBaselines,
+                    startedFrom: init is null ? null : StlRuns(tasks))));
             }
 
             // InterroGate at each λ_s (and each point of the sweep's grid), started from STL (task branches, heads) and MTL (shared branch).
@@ -206,7 +208,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
                 Action<MultiTaskModel>? init = config.InitialiseFromBaselines
                     ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
                     : null;
-                taken.Add(new ShardEntry(point.Index, Done(TrainAndTest(run, data, image, init, cancel, label: point.Label))));
+                taken.Add(new ShardEntry(point.Index, Done(TrainAndTest(run, data, image, init, cancel, label: point.Label,
+                    startedFrom: init is null ? null : [.. StlRuns(tasks), "mtl"]))));
             }
             return (tasks, entries, taken);
         }
@@ -217,15 +220,21 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         }
     }
 
-    /// <summary>Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.</summary>
+    private static string[] StlRuns(Tasks.TaskSet tasks) => tasks.Select(t => $"stl-{t.Name}").ToArray();
+
+    /// <summary>
+    /// Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.
+    /// <paramref name="startedFrom"/> names the comparison's runs whose final checkpoints the run starts from; a run
+    /// started from other checkpoints than theirs now (a baseline trained again since) is trained anew.
+    /// </summary>
     private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(RunConfig run, DatasetSplits data,
         (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label = null,
-        bool requireFinished = false)
+        bool requireFinished = false, IReadOnlyList<string>? startedFrom = null)
     {
         var prepared = PreparedRun.Create(run, data);
         try
         {
-            return TrainAndTest(prepared, run, data, image, init, cancel, label, requireFinished);
+            return TrainAndTest(prepared, run, data, image, init, cancel, label, requireFinished, startedFrom);
         }
         catch
         {
@@ -236,7 +245,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(PreparedRun prepared, RunConfig run, DatasetSplits data,
         (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label,
-        bool requireFinished)
+        bool requireFinished, IReadOnlyList<string>? startedFrom)
     {
         string dir = Path.Combine(directory, run.Name);
         if (prepared.Pretrained is { } weights) progress?.Report(new RunMessage(run.Name, $"pretrained: {weights}"));
@@ -257,17 +266,27 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             }
             else progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));
         }
+        var origin = startedFrom is null ? null : StartOrigin.Of(directory, startedFrom);
+        if ((finished || resume is not null) && origin is not null && StartOrigin.Read(dir) is { } stored && !StartOrigin.Same(stored, origin))
+        {
+            var changed = origin.Keys.Where(k => !stored.TryGetValue(k, out var h) || h != origin[k]).ToArray();
+            progress?.Report(new RunMessage(run.Name, $"{dir} started from an earlier {string.Join(", ", changed)} (trained again since); training anew."));
+            (finished, resume) = (false, null);
+        }
 
-        double msPerStep = double.NaN;
         if (!finished && requireFinished)
             throw new RunFolderException(dir, $"the baseline {run.Name} is not trained yet; a shard of a sweep needs its STL and MTL runs finished: " +
                                               "run `interrogate sweep CONFIG --baselines` with the same -o first (in a job array: a job the array depends on)");
         if (!finished)
         {
-            if (resume is null) init?.Invoke(prepared.Model);
+            if (resume is null)
+            {
+                init?.Invoke(prepared.Model);
+                // Recorded before training, so that a run stopped part-way and resumed later is checked too.
+                if (origin is not null) StartOrigin.Write(dir, origin);
+            }
             var result = trainer.Run(resume, cancel);
             if (result.Interrupted) throw new OperationCanceledException($"Interrupted during {run.Name}; run the same command again to resume.");
-            msPerStep = run.Training.BatchSize / result.ImagesPerSecond * 1000;
         }
         else
         {
@@ -275,7 +294,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             // Evaluated where a freshly trained run is, on the training device (and handed on from there as a start).
             prepared.Model.to(Runtime.Devices.Resolve(run.Training.Device, run.Training.Tf32 && !run.Training.Deterministic));
         }
-        if (double.IsNaN(msPerStep)) msPerStep = MeasuredMsPerStep(trainer.MetricsPath, run.Training.BatchSize);
+        // From the run's metrics, whether trained now, resumed or reused: one formula, the same figure on every read.
+        double msPerStep = MeasuredMsPerStep(trainer.MetricsPath, run.Training.BatchSize);
 
         // The final checkpoint: InterroGate's gates reach their budget only by the end of training, so
         // an earlier best-on-validation epoch would report a model the sparsity loss had not shaped yet.
@@ -425,4 +445,48 @@ public sealed record TrainingCost(double ForwardMs, double BackwardMs, double Tr
 
     private static double? Number(System.Text.Json.JsonElement root, string key) =>
         root.TryGetProperty(key, out var v) && v.ValueKind == System.Text.Json.JsonValueKind.Number && double.IsFinite(v.GetDouble()) ? v.GetDouble() : null;
+}
+
+/// <summary>
+/// Which checkpoints a comparison's run started from (<c>started-from.json</c> in its folder: run name → SHA-256 of
+/// that run's final checkpoint when this run began), so that a run started from baselines since trained again is not
+/// reused as if it had started from the new ones.
+/// </summary>
+internal static class StartOrigin
+{
+    public const string FileName = "started-from.json";
+
+    public static Dictionary<string, string> Of(string comparisonDir, IReadOnlyList<string> runs) =>
+        runs.ToDictionary(r => r, r => Hash(Path.Combine(comparisonDir, r, Trainer.LastFileName)));
+
+    private static string Hash(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+    }
+
+    /// <summary>The stored origin; null where none was recorded (a run trained before this file existed) or it does not read.</summary>
+    public static Dictionary<string, string>? Read(string runDir)
+    {
+        string path = Path.Combine(runDir, FileName);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(path));
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
+    public static bool Same(IReadOnlyDictionary<string, string> stored, IReadOnlyDictionary<string, string> now) =>
+        stored.Count == now.Count && now.All(kv => stored.TryGetValue(kv.Key, out var h) && h == kv.Value);
+
+    public static void Write(string runDir, IReadOnlyDictionary<string, string> origin)
+    {
+        Directory.CreateDirectory(runDir);
+        RunFiles.WriteAtomically(Path.Combine(runDir, FileName),
+            System.Text.Json.JsonSerializer.Serialize(origin, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+    }
 }

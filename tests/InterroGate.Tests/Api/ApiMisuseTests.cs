@@ -166,6 +166,9 @@ public sealed class ApiMisuseTests : IDisposable
         string checkpoint = Path.Combine(_dir, Trainer.LastFileName);
         Assert.Contains("is a training checkpoint, not a static model", Assert.Throws<SafeTensorsException>(() => Predictor.Load(checkpoint)).Message);
         Assert.Contains("is a safetensors file, not a training checkpoint", Assert.Throws<CheckpointException>(() => Checkpoint.ReadMeta(model)).Message);
+        string onnx = Path.Combine(_dir, "m.onnx");
+        OnnxExporter.Export(graph, onnx);
+        Assert.Contains("is an ONNX model, which ONNX Runtime runs", Assert.Throws<CheckpointException>(() => Checkpoint.ReadMeta(onnx)).Message);
         using var loaded = Predictor.Load(model); // each as what it is
         Assert.Equal(run.Model.Tasks.Names, loaded.Tasks.Names);
     }

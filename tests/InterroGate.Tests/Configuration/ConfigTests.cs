@@ -24,6 +24,21 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void A_preset_name_given_to_the_wrong_command_or_misspelt_is_named_with_what_to_do()
+    {
+        Assert.Contains("'multifashion-quick' is a comparison preset: run it with `interrogate compare multifashion-quick`, or train one of its runs: " +
+                        "multifashion-quick/stl, multifashion-quick/mtl or multifashion-quick/interrogate",
+            Assert.Throws<ConfigException>(() => Presets.LoadRun("multifashion-quick", [])).Message);
+        Assert.Contains("'multifashion-quick/mtl' is one run of the comparison preset multifashion-quick: train it with `interrogate train multifashion-quick/mtl`",
+            Assert.Throws<ConfigException>(() => Presets.LoadComparison("multifashion-quick/mtl", [])).Message);
+        Assert.Contains("did you mean multifashion-quick/interrogate?", Assert.Throws<ConfigException>(() => Presets.LoadRun("multifashion-quik/interrogate", [])).Message);
+        Assert.Contains("did you mean celeba-w05 or celeba-w025?", Assert.Throws<ConfigException>(() => Presets.LoadComparison("celeba-w0.5", [])).Message);
+        var far = Assert.Throws<ConfigException>(() => Presets.LoadComparison("imagenet", [])).Message;
+        Assert.DoesNotContain("did you mean", far);
+        Assert.Contains("Presets: multifashion-quick, multifashion-w025", far);
+    }
+
+    [Fact]
     public void A_valid_file_reads_into_the_method_records()
     {
         var c = ConfigJson.Deserialize<RunConfig>(Valid);

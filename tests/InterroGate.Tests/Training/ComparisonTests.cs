@@ -47,6 +47,42 @@ public sealed class ComparisonTests : IDisposable
         Assert.Contains("MTL + dwa", File.ReadAllText(result.MarkdownPath));
     }
 
+    private sealed class Messages : IProgress<TrainingEvent>
+    {
+        public List<string> Lines { get; } = [];
+        public void Report(TrainingEvent value)
+        {
+            if (value is RunMessage m) Lines.Add($"{m.Run}: {m.Text}");
+        }
+    }
+
+    [Fact]
+    public void A_run_started_from_baselines_trained_again_since_is_trained_anew_and_a_rerun_gives_the_same_table()
+    {
+        // InterroGate's own training settings apart from the baselines', so that only the baselines change below.
+        var config = Small(train: 64) with { StlStartsFromMtl = true, InterroGateTraining = new TrainingConfig { Epochs = 1, BatchSize = 32, EvalBatchSize = 64 } };
+        var first = new ComparisonRunner(config, _dir).Run();
+        string table = File.ReadAllText(first.MarkdownPath);
+        var origin = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(_dir, "interrogate-ls1", "started-from.json")))!;
+        Assert.Equal(["mtl", "stl-bar", "stl-position", "stl-quadrant"], origin.Keys.Order());
+
+        // The same command again reuses every run, and its table is the first one, the training cost included.
+        var again = new Messages();
+        var second = new ComparisonRunner(config, _dir, again).Run();
+        Assert.Equal(5, again.Lines.Count(l => l.Contains("reusing the finished run")));
+        Assert.Equal(table, File.ReadAllText(second.MarkdownPath));
+
+        // The baselines trained again (another learning rate); the InterroGate run's own configuration is the same,
+        // but it started from the old baselines: it is trained anew, not reused against the new ones.
+        var changed = new Messages();
+        new ComparisonRunner(config with { Training = config.Training with { Lr = 0.01 } }, _dir, changed).Run();
+        Assert.Contains(changed.Lines, l => l.StartsWith("mtl:", StringComparison.Ordinal) && l.Contains("another configuration; training anew"));
+        Assert.Contains(changed.Lines, l => l == $"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from an earlier stl-quadrant, stl-bar, stl-position, mtl (trained again since); training anew.");
+        Assert.DoesNotContain(changed.Lines, l => l.Contains("reusing the finished run"));
+        var now = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(_dir, "interrogate-ls1", "started-from.json")))!;
+        Assert.All(origin, kv => Assert.NotEqual(kv.Value, now[kv.Key]));
+    }
+
     [Fact]
     public void A_run_whose_stored_configuration_no_longer_reads_is_refused_not_trained_over()
     {
