@@ -16,7 +16,12 @@ namespace InterroGate.Cli.Commands;
 /// <summary>prune, export, predict and cost: from a trained model to a static network and its numbers.</summary>
 internal static class DeployCommands
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    // camelCase like every other JSON the command line writes (the pruning report's C# properties included).
+    private static readonly JsonSerializerOptions Indented = new()
+    {
+        WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     public static Command Prune()
     {

@@ -59,7 +59,8 @@ internal static class EvaluateCommand
                 Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, details = result.Details, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
                 return 0;
             }
-            var t = new Table().AddColumn("task").AddColumn("metric").AddColumn("value").AddColumn("loss");
+            var t = new Table { Title = new TableTitle($"{p.GetValue(split)} split ({Markup.Escape(path)})") }
+                .AddColumn("task").AddColumn("metric").AddColumn("value").AddColumn("loss");
             foreach (var task in model.Tasks)
             {
                 t.AddRow(task.Name, task.MetricName, $"{result.Metrics[task.Name]:F4}", $"{result.Losses[task.Name]:F4}");

@@ -18,7 +18,12 @@ internal static class ListCommand
             Section("Loss balancing", Factory.Balancers);
             Section("Data sets", DataCatalog.Descriptions);
             Section("Comparison presets (compare)", Presets.Comparisons.ToDictionary(p => p.Key, p => Describe(p.Value())));
-            Section("Run presets (train)", Presets.RunNames.ToDictionary(k => k, _ => ""));
+            Section("Run presets (train)", Presets.RunNames.ToDictionary(k => k, k => k.Split('/')[1] switch
+            {
+                "stl" => "STL: one network per task",
+                "mtl" => "MTL: one shared encoder",
+                _ => "InterroGate at interroGate.lambdaS, from scratch",
+            }));
             return 0;
         });
         return cmd;

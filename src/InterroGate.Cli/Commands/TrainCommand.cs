@@ -34,7 +34,9 @@ internal static class TrainCommand
                 Overwrite = p.GetValue(overwrite), AcceptConfigChanges = p.GetValue(accept),
             }.Run(p.GetValue(resume), cancel));
             if (result.Interrupted) return 130;
-            AnsiConsole.MarkupLine($"best epoch {result.BestEpoch + 1}: {Markup.Escape(Format.Metrics(result.BestValidation))}; {result.ImagesPerSecond:F0} images/s");
+            // A finished run resumed trains nothing: no speed to give.
+            AnsiConsole.MarkupLine($"best epoch {result.BestEpoch + 1}: {Markup.Escape(Format.Metrics(result.BestValidation))}" +
+                                   (result.ImagesPerSecond > 0 ? $"; {result.ImagesPerSecond:F0} images/s" : ""));
             AnsiConsole.MarkupLine($"checkpoints: {Markup.Escape(result.BestCheckpoint)}, {Markup.Escape(result.LastCheckpoint)}");
             return 0;
         }));

@@ -138,6 +138,10 @@ public sealed class Trainer
         }
         if (resumeFrom is not null)
         {
+            if (!File.Exists(resumeFrom))
+                throw new CheckpointException(resumeFrom, Directory.Exists(resumeFrom)
+                    ? $"is a folder; resume from its {LastFileName}."
+                    : $"no such file; a run's folder holds the {LastFileName} to resume from.");
             // A damaged checkpoint is never loaded: resume from the one it replaced, where that one is whole.
             var good = Checkpoint.NewestGood(resumeFrom, out var problem);
             if (good is null) throw new CheckpointException(resumeFrom, $"cannot be resumed: {problem}; no whole previous checkpoint beside it.");
@@ -222,7 +226,9 @@ public sealed class Trainer
             (startEpoch, startStep, bestScore, bestEpoch) = (meta.Epoch, meta.Step, meta.BestScore, meta.BestEpoch);
             bestValidation = meta.ValidationMetrics;
             lastGood = resumeFrom;
-            Report(new RunMessage(_config.Name, $"resumed from {resumeFrom} at epoch {startEpoch + 1}, step {startStep + 1}"));
+            Report(new RunMessage(_config.Name, startEpoch >= cfg.Epochs
+                ? $"{resumeFrom} has finished its {cfg.Epochs} epoch{(cfg.Epochs == 1 ? "" : "s")}: nothing left to train (more epochs: --set training.epochs=N with --accept-changes; anew: --overwrite)"
+                : $"resumed from {resumeFrom} at epoch {startEpoch + 1}, step {startStep + 1}"));
         }
 
         TrimMetrics(startEpoch);

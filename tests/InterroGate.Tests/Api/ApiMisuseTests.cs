@@ -146,6 +146,33 @@ public sealed class ApiMisuseTests : IDisposable
         }
     }
 
+    private sealed class Messages : IProgress<TrainingEvent>
+    {
+        public List<string> Lines { get; } = [];
+        public void Report(TrainingEvent value)
+        {
+            if (value is RunMessage m) Lines.Add(m.Text);
+        }
+    }
+
+    [Fact]
+    public void Resuming_a_finished_run_or_a_missing_checkpoint_says_so()
+    {
+        var run = Run(new HardSharingConfig());
+        string dir = Path.Combine(_dir, "run");
+        var trainer = new Trainer(run.Config, run.Model, run.Data, dir);
+        trainer.Run();
+        var messages = new Messages();
+        var again = new Trainer(run.Config, run.Model, run.Data, dir, messages).Run(resumeFrom: trainer.LastPath);
+        Assert.Contains($"{trainer.LastPath} has finished its 1 epoch: nothing left to train", Assert.Single(messages.Lines));
+        Assert.Equal(0, again.ImagesPerSecond);
+        string missing = Path.Combine(_dir, "none", Trainer.LastFileName);
+        Assert.Contains($"checkpoint {missing}: no such file; a run's folder holds the last.ckpt to resume from.",
+            Assert.Throws<CheckpointException>(() => new Trainer(run.Config, run.Model, run.Data, Path.Combine(_dir, "other")).Run(resumeFrom: missing)).Message);
+        Assert.Contains("is a folder; resume from its last.ckpt",
+            Assert.Throws<CheckpointException>(() => new Trainer(run.Config, run.Model, run.Data, Path.Combine(_dir, "other")).Run(resumeFrom: dir)).Message);
+    }
+
     [Fact]
     public void Files_are_written_only_where_they_can_be_and_a_checkpoint_and_a_static_model_are_told_apart()
     {

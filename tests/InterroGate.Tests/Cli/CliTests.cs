@@ -331,9 +331,9 @@ public sealed class CliTests
             using (var report = System.Text.Json.JsonDocument.Parse(output))
             {
                 var r = report.RootElement.GetProperty("report");
-                Assert.InRange(r.GetProperty("MacsAfter").GetInt64(), 1, r.GetProperty("MacsBefore").GetInt64());
+                Assert.InRange(r.GetProperty("macsAfter").GetInt64(), 1, r.GetProperty("macsBefore").GetInt64());
                 // One row per gated unit: the patch embedding and four linear units per block.
-                Assert.Equal(1 + 4 * 4, r.GetProperty("Layers").GetArrayLength());
+                Assert.Equal(1 + 4 * 4, r.GetProperty("layers").GetArrayLength());
             }
             Assert.Equal(0, Run("export", pruned, "--format", "onnx", "-o", Path.Combine(dir, "vit.onnx")).Code);
             InterroGate.Data.Npy.Write(Path.Combine(dir, "a.npy"), [32, 32], new byte[32 * 32]); // the synthetic data set is grey
@@ -388,7 +388,7 @@ public sealed class CliTests
             Assert.Equal(0, code);
             Assert.True(File.Exists(pruned));
             using (var report = System.Text.Json.JsonDocument.Parse(output))
-                Assert.True(report.RootElement.GetProperty("report").GetProperty("MacsAfter").GetInt64() > 0);
+                Assert.True(report.RootElement.GetProperty("report").GetProperty("macsAfter").GetInt64() > 0);
 
             Assert.Equal(0, Run("export", pruned, "--format", "onnx", "-o", Path.Combine(dir, "ig.onnx")).Code);
             Assert.True(new FileInfo(Path.Combine(dir, "ig.onnx")).Length > 1000);
