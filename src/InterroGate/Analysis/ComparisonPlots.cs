@@ -26,12 +26,16 @@ public static partial class ComparisonPlots
             throw new ArgumentException($"No task '{tauTask}' to colour by; the tasks are {string.Join(", ", table.Tasks.Names)}.");
 
         // MTL–STL line first, so points draw over it.
+        // Dashed and dotted lines are drawn with a path effect, which Skia's SVG writer does not support (it prints
+        // "Unsupported path effect" on stderr): the SVG gets them solid, in the same colours.
+        var solidForSvg = new List<Action>();
         var stl = rows.FirstOrDefault(r => r.Row.Method == "stl");
         var mtl = rows.FirstOrDefault(r => r.Row.Label == "MTL");
         if (stl.Row is not null && mtl.Row is not null)
         {
             var line = plot.Add.Line(mtl.X, mtl.Y, stl.X, stl.Y);
             line.LinePattern = ScottPlot.LinePattern.Dashed;
+            solidForSvg.Add(() => line.LinePattern = ScottPlot.LinePattern.Solid);
             line.Color = ScottPlot.Colors.Gray;
             line.LegendText = "MTL–STL line";
         }
@@ -59,6 +63,7 @@ public static partial class ComparisonPlots
         {
             var v = plot.Add.VerticalLine(targets[i]);
             v.LinePattern = ScottPlot.LinePattern.Dotted;
+            solidForSvg.Add(() => v.LinePattern = ScottPlot.LinePattern.Solid);
             v.Color = ScottPlot.Colors.SteelBlue.WithAlpha(0.6);
             v.LineWidth = 1.5f;
             if (i == 0) v.LegendText = "budget targets";
@@ -102,7 +107,7 @@ public static partial class ComparisonPlots
         plot.Axes.Left.Label.Text = "Δ_MTL (%) against STL";
         plot.Title(title ?? "Accuracy against cost");
         plot.ShowLegend(ScottPlot.Edge.Right); // outside the axes: never over a point
-        return Save(plot, basePath, 1100, 600);
+        return Save(plot, basePath, 1100, 600, solidForSvg);
     }
 
     /// <summary>
@@ -186,11 +191,12 @@ public static partial class ComparisonPlots
     [GeneratedRegex(@"tau=([0-9._]+)")]
     private static partial Regex TauPattern();
 
-    private static (string Png, string Svg) Save(ScottPlot.Plot plot, string basePath, int width, int height)
+    private static (string Png, string Svg) Save(ScottPlot.Plot plot, string basePath, int width, int height, IEnumerable<Action>? beforeSvg = null)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(basePath))!);
         string png = basePath + ".png", svg = basePath + ".svg";
         plot.SavePng(png, width, height);
+        foreach (var change in beforeSvg ?? []) change();
         plot.SaveSvg(svg, width, height);
         return (png, svg);
     }

@@ -388,7 +388,10 @@ public sealed record RunConfig
         if (Architecture.ResNetOnly) Backbone.RequireResNet(Architecture.Type, "backbone");
         Training.Validate("training");
         if (Architecture is InterroGateConfig { Target: not null } && Training.FreezeGatesLastEpochs < 1)
-            throw new ConfigException("training.freezeGatesLastEpochs", $"{Training.FreezeGatesLastEpochs} with architecture.target; give 1 to {Training.Epochs - 1} (the gates are landed on the target, then the weights train with them fixed)");
+            throw new ConfigException("training.freezeGatesLastEpochs", Training.Epochs < 2
+                ? $"{Training.FreezeGatesLastEpochs} with architecture.target and {Training.Epochs} epoch: a budget needs at least 2 epochs (training.epochs), " +
+                  "the gates learned in the first and fixed on the target for the last"
+                : $"{Training.FreezeGatesLastEpochs} with architecture.target; give 1 to {Training.Epochs - 1} (the gates are landed on the target, then the weights train with them fixed)");
         Balancer.Validate("balancer", tasks);
         if (Training.Deterministic && Architecture is InterroGateConfig { Fusion: Gating.BranchFusion.Auto })
             throw new ConfigException("architecture.fusion", "auto chooses by timing, which varies from run to run; with training.deterministic use on or off");

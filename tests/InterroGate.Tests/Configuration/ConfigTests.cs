@@ -39,6 +39,16 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void A_budget_target_with_one_epoch_asks_for_two()
+    {
+        var one = new RunConfig { Architecture = new InterroGateConfig { Target = InterroGate.Gating.BudgetTarget.AtFraction(0.5) }, Training = new TrainingConfig { Epochs = 1 } };
+        Assert.Contains("a budget needs at least 2 epochs (training.epochs)", Assert.Throws<ConfigException>(() => one.Validate(2)).Message);
+        var three = one with { Training = new TrainingConfig { Epochs = 3 } };
+        Assert.Contains("give 1 to 2", Assert.Throws<ConfigException>(() => three.Validate(2)).Message);
+        (three with { Training = new TrainingConfig { Epochs = 3, FreezeGatesLastEpochs = 1 } }).Validate(2);
+    }
+
+    [Fact]
     public void A_valid_file_reads_into_the_method_records()
     {
         var c = ConfigJson.Deserialize<RunConfig>(Valid);
