@@ -108,11 +108,29 @@ internal static class CompareCommand
             var cfg = Presets.LoadComparison(p.GetValue(config)!, p.GetValue(set)!);
             if (p.GetValue(seeds) is { } list) cfg = cfg with { Seeds = ParseSeeds(list) };
             if (p.GetValue(targets) is { } fractions) cfg = cfg with { LambdaS = [], Targets = ParseTargets(fractions) };
+            foreach (var note in OverrideNotes(cfg, p.GetValue(set)!)) AnsiConsole.MarkupLine($"[yellow]note:[/] {Markup.Escape(note)}");
             if (p.GetValue(device) is { } d) cfg = cfg.OnDevice(d);
             string dir = CommonOptions.OutputFolder(p.GetValue(outDir) ?? Path.Combine("runs", cfg.Name));
             Devices.Resolve(cfg.Training.Device, cfg.Training.Tf32); // before anything trains
             return (cfg, dir);
         });
+    }
+
+    /// <summary>
+    /// What a --set on a comparison does not do that a user may expect: a training.* key does not reach InterroGate's
+    /// runs where the comparison has their own interroGateTraining section. interroGate.lambdaS next to a λs list is
+    /// an error: each InterroGate run takes its λs from the list.
+    /// </summary>
+    internal static IEnumerable<string> OverrideNotes(CompareConfig cfg, IReadOnlyList<string> overrides)
+    {
+        var keys = overrides.Select(o => o.Split('=', 2)[0].Trim()).ToHashSet(StringComparer.Ordinal);
+        if (keys.Contains("interroGate.lambdaS") && cfg.LambdaS.Count > 0)
+            throw new ConfigException("interroGate.lambdaS", $"a comparison trains InterroGate at each value of lambdaS ({string.Join(", ", cfg.LambdaS)}); " +
+                                                             "set that list instead, e.g. --set 'lambdaS=[3]'");
+        if (cfg.InterroGateTraining is null) yield break;
+        foreach (var key in keys.Where(k => k.StartsWith("training.", StringComparison.Ordinal) && !keys.Contains("interroGateTraining." + k["training.".Length..])))
+            yield return $"{key} applies to the STL and MTL runs; the InterroGate runs train with interroGateTraining " +
+                         $"(--set interroGateTraining.{key["training.".Length..]}=... for them too)";
     }
 
     private static void Announce(CompareConfig cfg, string dir)

@@ -44,6 +44,22 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void A_comparison_override_that_does_not_reach_the_interrogate_runs_is_named()
+    {
+        var (code, error) = Run("compare", "multifashion-quick", "--set", "interroGate.lambdaS=3", "-o", Path.Combine(Path.GetTempPath(), $"ig-notes-{Guid.NewGuid():N}"));
+        Assert.Equal(2, code);
+        Assert.Contains("config key 'interroGate.lambdaS': a comparison trains InterroGate at each value of lambdaS (1, 2, 4, 8)", error);
+
+        var quick = Presets.LoadComparison("multifashion-quick", []);
+        var notes = InterroGate.Cli.Commands.CompareCommand.OverrideNotes(quick, ["training.epochs=1", "training.lr=0.01", "interroGateTraining.lr=0.001", "data.trainSize=64"]).ToArray();
+        Assert.Equal("training.epochs applies to the STL and MTL runs; the InterroGate runs train with interroGateTraining " +
+                     "(--set interroGateTraining.epochs=... for them too)", Assert.Single(notes)); // training.lr is given for both
+        Assert.Empty(InterroGate.Cli.Commands.CompareCommand.OverrideNotes(quick with { InterroGateTraining = null }, ["training.epochs=1"]));
+        // With budget targets the λs list is empty and interroGate.lambdaS is the dual update's start: allowed.
+        Assert.Empty(InterroGate.Cli.Commands.CompareCommand.OverrideNotes(quick with { LambdaS = [] }, ["interroGate.lambdaS=3"]));
+    }
+
+    [Fact]
     public void Asking_for_cuda_where_there_is_none_exits_with_code_2_before_reading_data()
     {
         var dir = Path.Combine(Path.GetTempPath(), $"ig-device-{Guid.NewGuid():N}");
