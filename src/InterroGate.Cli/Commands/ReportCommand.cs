@@ -15,7 +15,7 @@ internal static class ReportCommand
         {
             Runtime.NativeRuntime.EnsureLoaded(); // the sharing patterns are read from checkpoints
             if (p.GetValue(output) is { } file) CommonOptions.OutputFile(file);
-            string path = HtmlReport.Write(p.GetValue(dir)!, p.GetValue(output), run => Console.Error.WriteLine($"report: {run}"),
+            string path = HtmlReport.Write(p.GetValue(dir)!, p.GetValue(output), run => Console.Error.WriteLine($"report: reading {run}"),
                 missing => Console.Error.WriteLine($"warning: {missing}"));
             Console.WriteLine($"wrote {path} ({new FileInfo(path).Length / 1024:N0} KB)");
             return 0;

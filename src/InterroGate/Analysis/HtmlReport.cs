@@ -72,7 +72,15 @@ public static class HtmlReport
         // Runs: every folder with a config.json, seed folders included.
         var runs = Directory.GetFiles(directory, "config.json", SearchOption.AllDirectories)
             .Select(Path.GetDirectoryName).Order(StringComparer.Ordinal).ToArray();
-        html.Append($"<h2>Runs ({runs.Length})</h2>\n");
+        // A table that names its runs (written since rows record them) tells them from other runs left in the folder,
+        // e.g. by an earlier comparison with other seeds or λs: those are shown last and marked.
+        var inTable = table.Rows.SelectMany(r => r.Runs).Select(r => r.Replace('\\', '/')).ToHashSet(StringComparer.Ordinal);
+        bool InTable(string run) => inTable.Count == 0 || inTable.Contains(Path.GetRelativePath(directory, run).Replace('\\', '/'));
+        runs = [.. runs.Where(r => InTable(r!)), .. runs.Where(r => !InTable(r!))];
+        int others = runs.Count(r => !InTable(r!));
+        html.Append($"<h2>Runs ({runs.Length}{(others > 0 ? $", {others} of them not in the table" : "")})</h2>\n");
+        if (others > 0)
+            html.Append($"<p>{others} run folder{(others == 1 ? "" : "s")} below {(others == 1 ? "is" : "are")} not in the table (left by another comparison into this folder), marked so.</p>\n");
         var missing = MissingRuns(directory, table);
         if (missing.Count > 0)
         {
@@ -92,7 +100,7 @@ public static class HtmlReport
             {
                 string rel = Path.GetRelativePath(directory, run!);
                 progress?.Invoke(rel);
-                html.Append($"<details><summary>{E(rel)}</summary>\n");
+                html.Append($"<details><summary>{E(rel)}{(InTable(run!) ? "" : " (not in the table)")}</summary>\n");
                 var curve = ComparisonPlots.ReadCurve(rel, Path.Combine(run!, Training.Trainer.MetricsFileName));
                 if (curve.Tasks.Count > 0)
                 {

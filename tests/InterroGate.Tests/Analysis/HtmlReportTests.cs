@@ -50,6 +50,7 @@ public sealed class HtmlReportTests : IDisposable
         Assert.Empty(warnings);
         string html = File.ReadAllText(path);
         Assert.DoesNotContain("not in this folder", html);
+        Assert.DoesNotContain("not in the table", html);
         Assert.DoesNotMatch(new Regex("(src|href)=\"(?!data:)"), html); // nothing outside the file
         Assert.Contains("InterroGate (λs=4)", html);
         Assert.Contains("Sharing pattern", html); // the InterroGate run's Figure 4 and gate table
@@ -111,6 +112,15 @@ public sealed class HtmlReportTests : IDisposable
         }
         Assert.Contains("3 run folders of the table are not in this folder", intact);
         Assert.DoesNotContain("<code>interrogate-ls4</code>", intact);
+        // A run left in the folder by another comparison: listed after the table's and marked.
+        Directory.CreateDirectory(Path.Combine(copy, "interrogate-ls99"));
+        File.Copy(Path.Combine(dir, "interrogate-ls4", "config.json"), Path.Combine(copy, "interrogate-ls99", "config.json"));
+        string stray = File.ReadAllText(HtmlReport.Write(copy));
+        Assert.Contains("<h2>Runs (2, 1 of them not in the table)</h2>", stray);
+        Assert.Contains("<summary>interrogate-ls4</summary>", stray);
+        Assert.True(stray.IndexOf("<summary>interrogate-ls4</summary>", StringComparison.Ordinal) <
+                    stray.IndexOf("<summary>interrogate-ls99 (not in the table)</summary>", StringComparison.Ordinal));
+        Directory.Delete(Path.Combine(copy, "interrogate-ls99"), recursive: true);
         File.WriteAllText(Path.Combine(copy, "interrogate-ls4", "config.json"), "{ \"architecture\": ");
         string damaged = File.ReadAllText(HtmlReport.Write(copy));
         Assert.Single(Regex.Matches(damaged, "config.json does not read as JSON"));
