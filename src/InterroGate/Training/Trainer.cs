@@ -228,7 +228,8 @@ public sealed class Trainer
             lastGood = resumeFrom;
             Report(new RunMessage(_config.Name, startEpoch >= cfg.Epochs
                 ? $"{resumeFrom} has finished its {cfg.Epochs} epoch{(cfg.Epochs == 1 ? "" : "s")}: nothing left to train (more epochs: --set training.epochs=N with --accept-changes; anew: --overwrite)"
-                : $"resumed from {resumeFrom} at epoch {startEpoch + 1}, step {startStep + 1}"));
+                : $"resumed from {resumeFrom} at epoch {startEpoch + 1}, step {startStep + 1}" +
+                  (startStep > 0 ? $" (this epoch's train loss averages its steps from {startStep + 1} on)" : "")));
         }
 
         TrimMetrics(startEpoch);

@@ -150,7 +150,7 @@ public sealed class CliTests
             foreach (var (args, message) in cases)
             {
                 var (code, error) = Run(args);
-                Assert.True(code == 2 && error.Contains("config key '--out'", StringComparison.Ordinal) && error.Contains(message, StringComparison.Ordinal),
+                Assert.True(code == 2 && error.Contains("option '--out'", StringComparison.Ordinal) && error.Contains(message, StringComparison.Ordinal),
                     $"interrogate {string.Join(' ', args)}: exit {code}, {error}");
             }
             Assert.Equal("x", File.ReadAllText(file));
