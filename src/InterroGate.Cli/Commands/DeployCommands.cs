@@ -88,16 +88,32 @@ internal static class DeployCommands
         return cmd;
     }
 
+    private static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy"];
+
+    /// <summary>
+    /// The image files named: a folder stands for its image files (by name, not its subfolders). An argument that looks
+    /// like an option is one the command does not have, not an image.
+    /// </summary>
+    internal static IReadOnlyList<string> ImageArguments(IEnumerable<string> arguments) => arguments.SelectMany(a =>
+    {
+        if (a.StartsWith("--", StringComparison.Ordinal) && !File.Exists(a))
+            throw new ConfigException(a, "predict has no such option (its options: --json)");
+        if (!Directory.Exists(a)) return [a];
+        var inside = Directory.GetFiles(a).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToArray();
+        return inside.Length > 0 ? inside : throw new ConfigException("IMAGES", $"{a} is a folder without image files ({string.Join(", ", ImageExtensions)})");
+    }).ToArray();
+
     public static Command Predict()
     {
         var model = new Argument<string>("model") { Description = "A static model file (.safetensors) or a checkpoint" };
-        var images = new Argument<string[]>("images") { Description = "PNG, JPEG, BMP, GIF or WebP images, or .npy arrays", Arity = ArgumentArity.OneOrMore };
+        var images = new Argument<string[]>("images") { Description = "PNG, JPEG, BMP, GIF or WebP images, or .npy arrays, or folders of them", Arity = ArgumentArity.OneOrMore };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
         var cmd = new Command("predict", "Predict every task for each image, in one forward pass per batch.") { model, images, json };
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
+            var files = ImageArguments(p.GetValue(images)!);
             using var predictor = new Predictor(ModelFiles.LoadStatic(p.GetValue(model)!));
-            var results = predictor.PredictFiles(p.GetValue(images)!);
+            var results = predictor.PredictFiles(files);
             if (p.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(results.Select(r => new
                 {

@@ -44,6 +44,28 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void Predict_takes_folders_of_images_and_refuses_an_option_it_lacks()
+    {
+        string dir = Directory.CreateTempSubdirectory("ig-predict-args-").FullName;
+        try
+        {
+            foreach (var name in new[] { "b.png", "a.NPY", "notes.txt" }) File.WriteAllText(Path.Combine(dir, name), "");
+            Directory.CreateDirectory(Path.Combine(dir, "sub"));
+            string single = Path.Combine(dir, "c.jpg");
+            Assert.Equal([Path.Combine(dir, "a.NPY"), Path.Combine(dir, "b.png"), single],
+                InterroGate.Cli.Commands.DeployCommands.ImageArguments([dir, single]));
+            Assert.Equal("option '--bogus': predict has no such option (its options: --json)",
+                Assert.Throws<ConfigException>(() => InterroGate.Cli.Commands.DeployCommands.ImageArguments(["--bogus"])).Message);
+            Assert.Contains($"argument IMAGES: {Path.Combine(dir, "sub")} is a folder without image files",
+                Assert.Throws<ConfigException>(() => InterroGate.Cli.Commands.DeployCommands.ImageArguments([Path.Combine(dir, "sub")])).Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_comparison_override_that_does_not_reach_the_interrogate_runs_is_named()
     {
         var (code, error) = Run("compare", "multifashion-quick", "--set", "interroGate.lambdaS=3", "-o", Path.Combine(Path.GetTempPath(), $"ig-notes-{Guid.NewGuid():N}"));
