@@ -45,9 +45,12 @@ def rows(path):
         out.append({k: v for k, v in r.items() if not timing(k)})
     return out
 a, b = rows(sys.argv[1]), rows(sys.argv[2])
+def camel(o):  # builds before prune --json wrote camelCase keys wrote PascalCase: compare them alike
+    if isinstance(o, dict): return {k[:1].lower() + k[1:]: camel(v) for k, v in o.items()}
+    return [camel(x) for x in o] if isinstance(o, list) else o
 def report(path):
     text = open(path).read()
-    r = json.loads(text[text.index("{"):])
+    r = camel(json.loads(text[text.index("{"):]))
     return {k: v for k, v in r.items() if k not in ("checkpoint", "output")}  # the paths differ
 pa, pb = report(sys.argv[3]), report(sys.argv[4])
 diff = [f"row {i} key {k}: {x.get(k)} vs {y.get(k)}" for i, (x, y) in enumerate(zip(a, b)) for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]

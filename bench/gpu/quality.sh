@@ -19,7 +19,8 @@ cd "$(dirname "$0")/../.."
 pub=${1:-publish/gpu}
 py=${PYTHON:-python3}
 bench=${BENCH:-$pub/InterroGate.Bench}
-read -ra bench_cmd <<< "$bench" # BENCH may be a command with arguments ("dotnet .../InterroGate.Bench.dll"), as for run.sh
+bench_cmd=("$bench")
+if [ -n "${BENCH:-}" ]; then read -ra bench_cmd <<< "$BENCH"; fi # BENCH may be a command with arguments ("dotnet .../InterroGate.Bench.dll"), as for run.sh
 budget=${BUDGET:-450}
 dense=${EPOCHS_DENSE:-12} mf=${EPOCHS_MF:-8}
 runs=runs/gpu-quality

@@ -32,6 +32,7 @@ fi
 # The published folder's copy of Fashion-MNIST; elsewhere the library's own search (INTERROGATE_FASHION_MNIST, the Debian package's folder).
 fashion=()
 if [ -d "$pub/fashion-mnist" ]; then fashion=(--fashion-mnist "$pub/fashion-mnist"); fi
-PYTHONUNBUFFERED=1 "$py" bench/gpu/suite.py --ours "$bench" "${fashion[@]}" --out "$runs" "${report[@]}" "$@" 2>&1 \
+# ${a[@]+"${a[@]}"}: an empty array under set -u, also in bash before 4.4.
+PYTHONUNBUFFERED=1 "$py" bench/gpu/suite.py --ours "$bench" ${fashion[@]+"${fashion[@]}"} --out "$runs" ${report[@]+"${report[@]}"} "$@" 2>&1 \
   | tee "${logs[@]}"
 exit "${PIPESTATUS[0]}"

@@ -100,7 +100,7 @@ internal static class DeployCommands
             throw new ConfigException(a, "predict has no such option (its options: --json)");
         if (!Directory.Exists(a)) return [a];
         var inside = Directory.GetFiles(a).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToArray();
-        return inside.Length > 0 ? inside : throw new ConfigException("IMAGES", $"{a} is a folder without image files ({string.Join(", ", ImageExtensions)})");
+        return inside.Length > 0 ? inside : throw ConfigException.ForArgument("IMAGES", $"{a} is a folder without image files ({string.Join(", ", ImageExtensions)})");
     }).ToArray();
 
     public static Command Predict()

@@ -112,7 +112,7 @@ public static class DeployedCost
         {
             // A run preset or config file: a freshly initialised model on its data set's input.
             if (!File.Exists(name) && !Presets.RunNames.Contains(name))
-                throw new ConfigException("config", $"'{name}' is none of what cost counts: an architecture ({string.Join(", ", Factory.Architectures.Keys)}), " +
+                throw ConfigException.ForArgument("CONFIG", $"'{name}' is none of what cost counts: an architecture ({string.Join(", ", Factory.Architectures.Keys)}), " +
                                                     $"a backbone ({string.Join(", ", BackboneCatalog.Descriptions.Keys)}), a checkpoint or static model file, " +
                                                     "a run configuration file, or a run preset (`interrogate list` names them all; e.g. multifashion-quick/interrogate)");
             var config = Presets.LoadRun(name, []);

@@ -1,21 +1,24 @@
 namespace InterroGate.Configuration;
 
 /// <summary>
-/// A configuration error: names the key, the value found and what is valid. A key that is a command-line option
-/// (<c>--out</c>), a command's argument (<c>IMAGES</c>) or the configuration argument itself (<c>config</c>) is called
-/// that, not a config key.
+/// A configuration error: names the key, the value found and what is valid. A command-line option (a key starting
+/// with <c>--</c>, which no config key does) is called an option, and a command's argument made with
+/// <see cref="ForArgument"/> an argument, not a config key.
 /// </summary>
-public sealed class ConfigException(string key, string message) : Exception(Format(key, message))
+public sealed class ConfigException : Exception
 {
-    public string Key { get; } = key;
+    public ConfigException(string key, string message)
+        : base(key.StartsWith("--", StringComparison.Ordinal) ? $"option '{key}': {message}" : $"config key '{key}': {message}") => (Key, Problem) = (key, message);
 
-    private static string Format(string key, string message) => key switch
-    {
-        "config" => $"config argument: {message}",
-        _ when key.StartsWith("--", StringComparison.Ordinal) => $"option '{key}': {message}",
-        _ when key.Length > 0 && key.All(char.IsAsciiLetterUpper) => $"argument {key}: {message}", // a command's argument, as its help names it
-        _ => $"config key '{key}': {message}",
-    };
+    private ConfigException(string key, string message, bool argument) : base($"argument {key}: {message}") => (Key, Problem) = (key, message);
+
+    /// <summary>What is wrong, without the key.</summary>
+    public string Problem { get; }
+
+    /// <summary>An error in a command's argument (<paramref name="name"/> as its help names it: CONFIG, IMAGES).</summary>
+    public static ConfigException ForArgument(string name, string message) => new(name, message, argument: true);
+
+    public string Key { get; }
 
     public static void Require(bool ok, string key, object? value, string valid)
     {

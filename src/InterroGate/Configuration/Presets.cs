@@ -334,13 +334,13 @@ public static class Presets
         var p = preset(nameOrPath);
         if (p is not null) return ConfigJson.Serialize(p);
         if (typeof(T) == typeof(RunConfig) && Comparisons.ContainsKey(nameOrPath))
-            throw new ConfigException("config", $"'{nameOrPath}' is a comparison preset: run it with `interrogate compare {nameOrPath}`, or train one of its runs: " +
+            throw ConfigException.ForArgument("CONFIG", $"'{nameOrPath}' is a comparison preset: run it with `interrogate compare {nameOrPath}`, or train one of its runs: " +
                                                 $"{nameOrPath}/stl, {nameOrPath}/mtl or {nameOrPath}/interrogate");
         if (typeof(T) == typeof(CompareConfig) && Run(nameOrPath) is not null)
-            throw new ConfigException("config", $"'{nameOrPath}' is one run of the comparison preset {nameOrPath.Split('/')[0]}: train it with `interrogate train {nameOrPath}`, " +
+            throw ConfigException.ForArgument("CONFIG", $"'{nameOrPath}' is one run of the comparison preset {nameOrPath.Split('/')[0]}: train it with `interrogate train {nameOrPath}`, " +
                                                 $"or compare with {nameOrPath.Split('/')[0]}");
         var near = names.Where(n => EditDistance(n, nameOrPath) <= 2).ToArray();
-        throw new ConfigException("config", $"'{nameOrPath}' is neither a file nor a preset{(near.Length > 0 ? $"; did you mean {string.Join(" or ", near)}?" : ";")} " +
+        throw ConfigException.ForArgument("CONFIG", $"'{nameOrPath}' is neither a file nor a preset{(near.Length > 0 ? $"; did you mean {string.Join(" or ", near)}?" : ";")} " +
                                             $"Presets: {string.Join(", ", names)}");
     }
 

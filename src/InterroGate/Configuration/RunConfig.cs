@@ -507,6 +507,19 @@ public sealed record CompareConfig
     }
 
     /// <summary>This comparison for one seed: every run trains with <paramref name="seed"/>.</summary>
+    /// <summary>An InterroGate run's checks, its training keys named as the comparison's section that sets them.</summary>
+    private void ValidateInterroGateRun(RunConfig run, int tasks)
+    {
+        try
+        {
+            run.Validate(tasks);
+        }
+        catch (ConfigException e) when (InterroGateTraining is not null && e.Key.StartsWith("training.", StringComparison.Ordinal))
+        {
+            throw new ConfigException("interroGateTraining." + e.Key["training.".Length..], e.Problem.Replace("training.", "interroGateTraining.", StringComparison.Ordinal));
+        }
+    }
+
     public CompareConfig WithSeed(int seed) => this with
     {
         Seeds = null,
@@ -542,8 +555,8 @@ public sealed record CompareConfig
             ConfigException.Require(LambdaS[i] >= 0 && double.IsFinite(LambdaS[i]), $"lambdaS[{i}]", LambdaS[i], "≥ 0");
         InterroGateTraining?.Validate("interroGateTraining");
         Run(new HardSharingConfig()).Validate(tasks);
-        if (LambdaS.Count > 0) Run(InterroGate).Validate(tasks);
-        if (targets) Run(InterroGate with { Target = Targets![0] }).Validate(tasks);
+        if (LambdaS.Count > 0) ValidateInterroGateRun(Run(InterroGate), tasks);
+        if (targets) ValidateInterroGateRun(Run(InterroGate with { Target = Targets![0] }), tasks);
         global::InterroGate.Training.SweepPoints.Validate(this, tasks);
         InterroGate.Validate("interroGate", tasks);
     }

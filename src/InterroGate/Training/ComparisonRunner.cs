@@ -168,7 +168,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
                 var run = config.Run(new SingleTaskConfig(), $"stl-{task.Name}", [task.Name]);
                 if (config.StlStartsFromMtl) run = run with { StartFrom = (run.StartFrom ?? new StartFrom()) with { Mtl = Path.Combine(directory, "mtl", Trainer.LastFileName) } };
                 var (model, entry) = Kept(TrainAndTest(run, data, image, init: null, cancel, requireFinished: requireBaselines,
-                    startedFrom: config.StlStartsFromMtl ? ["mtl"] : null));
+                    startedFrom: config.StlStartsFromMtl ? ["mtl"] : []));
                 stl[task.Name] = model;
                 stlEntries.Add(entry);
             }
@@ -196,7 +196,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
                     ? m => WeightTransfer.InitialiseCrossStitch((CrossStitch)m, stl)
                     : null;
                 entries.Add(Done(TrainAndTest(run, data, image, init, cancel, requireFinished: requireBaselines,
-                    startedFrom: init is null ? null : StlRuns(tasks))));
+                    startedFrom: architecture is not CrossStitchConfig ? null : init is null ? [] : StlRuns(tasks))));
             }
 
             // InterroGate at each λ_s (and each point of the sweep's grid), started from STL (task branches, heads) and MTL (shared branch).
@@ -209,7 +209,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
                     ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
                     : null;
                 taken.Add(new ShardEntry(point.Index, Done(TrainAndTest(run, data, image, init, cancel, label: point.Label,
-                    startedFrom: init is null ? null : [.. StlRuns(tasks), "mtl"]))));
+                    startedFrom: init is null ? [] : [.. StlRuns(tasks), "mtl"]))));
             }
             return (tasks, entries, taken);
         }
@@ -221,6 +221,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     }
 
     private static string[] StlRuns(Tasks.TaskSet tasks) => tasks.Select(t => $"stl-{t.Name}").ToArray();
+
+    private readonly StartOrigin.Checksums _checksums = new();
 
     /// <summary>
     /// Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.
@@ -250,7 +252,14 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         string dir = Path.Combine(directory, run.Name);
         if (prepared.Pretrained is { } weights) progress?.Report(new RunMessage(run.Name, $"pretrained: {weights}"));
         // A folder holding a run of another configuration is trained anew (said below); the same one is resumed or reused.
-        var trainer = new Trainer(run, prepared.Model, data, dir, progress) { Overwrite = true };
+        // What the run starts from (checksums of those runs' checkpoints; empty: from scratch), read only when needed.
+        Dictionary<string, string>? originValue = null;
+        Dictionary<string, string> Origin() => originValue ??= startedFrom!.ToDictionary(r => r, r => _checksums.Of(Path.Combine(directory, r, Trainer.LastFileName)));
+        // Recorded as training starts anew, so that a run stopped part-way and resumed later is checked too.
+        var trainer = new Trainer(run, prepared.Model, data, dir, progress)
+        {
+            Overwrite = true, StartingAnew = startedFrom is null ? null : () => StartOrigin.Write(dir, Origin()),
+        };
         string? resume = null;
         bool finished = false;
         if (File.Exists(trainer.LastPath))
@@ -266,25 +275,25 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             }
             else progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));
         }
-        var origin = startedFrom is null ? null : StartOrigin.Of(directory, startedFrom);
-        if ((finished || resume is not null) && origin is not null && StartOrigin.Read(dir) is { } stored && !StartOrigin.Same(stored, origin))
+        string? startedElsewhere = null;
+        if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir) is { } stored && !StartOrigin.Same(stored, Origin()))
         {
-            var changed = origin.Keys.Where(k => !stored.TryGetValue(k, out var h) || h != origin[k]).ToArray();
-            progress?.Report(new RunMessage(run.Name, $"{dir} started from an earlier {string.Join(", ", changed)} (trained again since); training anew."));
+            var origin = Origin();
+            var changed = origin.Keys.Where(k => stored.TryGetValue(k, out var h) && h != origin[k]).ToArray();
+            startedElsewhere = stored.Count == 0 ? $"{dir} started from scratch and this comparison starts it from {string.Join(", ", origin.Keys)}"
+                : origin.Count == 0 ? $"{dir} started from {string.Join(", ", stored.Keys)} and this comparison starts it from scratch"
+                : $"{dir} started from an earlier {string.Join(", ", changed.Length > 0 ? changed : origin.Keys)} (trained again since)";
+            progress?.Report(new RunMessage(run.Name, $"{startedElsewhere}; training anew."));
             (finished, resume) = (false, null);
         }
 
         if (!finished && requireFinished)
-            throw new RunFolderException(dir, $"the baseline {run.Name} is not trained yet; a shard of a sweep needs its STL and MTL runs finished: " +
+            throw new RunFolderException(dir, (startedElsewhere is null ? $"the baseline {run.Name} is not trained yet" : $"the baseline {run.Name} is out of date: {startedElsewhere}") +
+                                              "; a shard of a sweep needs its STL and MTL runs finished: " +
                                               "run `interrogate sweep CONFIG --baselines` with the same -o first (in a job array: a job the array depends on)");
         if (!finished)
         {
-            if (resume is null)
-            {
-                init?.Invoke(prepared.Model);
-                // Recorded before training, so that a run stopped part-way and resumed later is checked too.
-                if (origin is not null) StartOrigin.Write(dir, origin);
-            }
+            if (resume is null) init?.Invoke(prepared.Model);
             var result = trainer.Run(resume, cancel);
             if (result.Interrupted) throw new OperationCanceledException($"Interrupted during {run.Name}; run the same command again to resume.");
         }
@@ -456,13 +465,19 @@ internal static class StartOrigin
 {
     public const string FileName = "started-from.json";
 
-    public static Dictionary<string, string> Of(string comparisonDir, IReadOnlyList<string> runs) =>
-        runs.ToDictionary(r => r, r => Hash(Path.Combine(comparisonDir, r, Trainer.LastFileName)));
-
-    private static string Hash(string path)
+    /// <summary>SHA-256 of files, each read once while its length and time of last write stay the same.</summary>
+    public sealed class Checksums
     {
-        using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+        private readonly Dictionary<(string Path, long Length, DateTime Written), string> _known = [];
+
+        public string Of(string path)
+        {
+            var info = new FileInfo(path);
+            var key = (info.FullName, info.Length, info.LastWriteTimeUtc);
+            if (_known.TryGetValue(key, out var hash)) return hash;
+            using var stream = File.OpenRead(path);
+            return _known[key] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+        }
     }
 
     /// <summary>The stored origin; null where none was recorded (a run trained before this file existed) or it does not read.</summary>

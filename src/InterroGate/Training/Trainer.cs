@@ -76,6 +76,12 @@ public sealed class Trainer
     /// <summary>A fresh run into a folder that already holds one clears it instead of refusing.</summary>
     public bool Overwrite { get; init; }
 
+    /// <summary>
+    /// Called when a run starts from its first step (not when it resumes), holding the folder's lock, after the files of
+    /// a run it replaces are removed: what records how the run started belongs with it from here on.
+    /// </summary>
+    internal Action? StartingAnew { get; init; }
+
     /// <summary>Resume even where the configuration differs from the checkpoint's (the differing keys are reported).</summary>
     public bool AcceptConfigChanges { get; init; }
     /// <summary>
@@ -136,9 +142,11 @@ public sealed class Trainer
                                                    "train anew over it (--overwrite; Overwrite = true), or choose another folder (-o)");
             RunFiles.Clear(_dir);
         }
+        if (resumeFrom is null) StartingAnew?.Invoke(); // inside the folder's lock, the old run's files gone
         if (resumeFrom is not null)
         {
-            if (!File.Exists(resumeFrom))
+            // A kill between a save's two renames leaves only the previous checkpoint, which the resume below falls back to.
+            if (!File.Exists(resumeFrom) && !File.Exists(Checkpoint.PreviousPath(resumeFrom)))
                 throw new CheckpointException(resumeFrom, Directory.Exists(resumeFrom)
                     ? $"is a folder; resume from its {LastFileName}."
                     : $"no such file; a run's folder holds the {LastFileName} to resume from.");

@@ -166,6 +166,11 @@ public sealed class ApiMisuseTests : IDisposable
         var again = new Trainer(run.Config, run.Model, run.Data, dir, messages).Run(resumeFrom: trainer.LastPath);
         Assert.Contains($"{trainer.LastPath} has finished its 1 epoch: nothing left to train", Assert.Single(messages.Lines));
         Assert.Equal(0, again.ImagesPerSecond);
+        // A kill between a save's two renames leaves only last.prev.ckpt: resuming last.ckpt falls back to it.
+        File.Move(trainer.LastPath, Checkpoint.PreviousPath(trainer.LastPath), overwrite: true);
+        var fallback = new Messages();
+        new Trainer(run.Config, run.Model, run.Data, dir, fallback).Run(resumeFrom: trainer.LastPath);
+        Assert.Contains(fallback.Lines, l => l.Contains("resuming from the previous checkpoint"));
         string missing = Path.Combine(_dir, "none", Trainer.LastFileName);
         Assert.Contains($"checkpoint {missing}: no such file; a run's folder holds the last.ckpt to resume from.",
             Assert.Throws<CheckpointException>(() => new Trainer(run.Config, run.Model, run.Data, Path.Combine(_dir, "other")).Run(resumeFrom: missing)).Message);

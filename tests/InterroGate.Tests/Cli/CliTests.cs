@@ -410,7 +410,9 @@ public sealed class CliTests
             Assert.Equal(0, gatesCode);
             Assert.Contains("| layer | C |", gatesTable);
             Assert.Contains("Gradients: running means over the gate-learning steps of epoch 1", gatesTable);
-            Assert.Equal(gatesTable.Trim(), File.ReadAllText(Path.Combine(dir, "plots", "gates.md")).Trim()); // the whole table also in a file
+            string gatesMd = File.ReadAllText(Path.Combine(dir, "plots", "gates.md")).Trim(); // the whole table also in a file
+            Assert.StartsWith("| layer | C |", gatesMd);
+            Assert.Contains(gatesMd, gatesTable);
             var png = File.ReadAllBytes(Path.Combine(dir, "plots", "gates.png"));
             Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
             Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir, "plots", "gates.svg")));

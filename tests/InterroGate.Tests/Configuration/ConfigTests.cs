@@ -46,6 +46,11 @@ public sealed class ConfigTests
         var three = one with { Training = new TrainingConfig { Epochs = 3 } };
         Assert.Contains("give 1 to 2", Assert.Throws<ConfigException>(() => three.Validate(2)).Message);
         (three with { Training = new TrainingConfig { Epochs = 3, FreezeGatesLastEpochs = 1 } }).Validate(2);
+        // In a comparison the InterroGate runs' section is named, not the baselines' training.
+        var quick = Presets.LoadComparison("multifashion-quick", ["targets=[{\"fraction\": 0.5}]", "lambdaS=[]", "interroGateTraining.epochs=1", "interroGateTraining.freezeGatesLastEpochs=0"]);
+        var e = Assert.Throws<ConfigException>(() => quick.Validate(2));
+        Assert.Equal("interroGateTraining.freezeGatesLastEpochs", e.Key);
+        Assert.Contains("a budget needs at least 2 epochs (interroGateTraining.epochs)", e.Message);
     }
 
     [Fact]
@@ -150,7 +155,7 @@ public sealed class ConfigTests
         }
         var unrooted = Assert.Throws<ConfigException>(() => Presets.NyudResNet50.Validate(3));
         Assert.Equal("data.root", unrooted.Key);
-        Assert.Equal("config", Assert.Throws<ConfigException>(() => Presets.LoadRun("nope", [])).Key);
+        Assert.Equal("CONFIG", Assert.Throws<ConfigException>(() => Presets.LoadRun("nope", [])).Key);
     }
 
     [Fact]

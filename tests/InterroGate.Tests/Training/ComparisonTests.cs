@@ -79,8 +79,25 @@ public sealed class ComparisonTests : IDisposable
         Assert.Contains(changed.Lines, l => l.StartsWith("mtl:", StringComparison.Ordinal) && l.Contains("another configuration; training anew"));
         Assert.Contains(changed.Lines, l => l == $"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from an earlier stl-quadrant, stl-bar, stl-position, mtl (trained again since); training anew.");
         Assert.DoesNotContain(changed.Lines, l => l.Contains("reusing the finished run"));
-        var now = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(_dir, "interrogate-ls1", "started-from.json")))!;
+        string record = Path.Combine(_dir, "interrogate-ls1", "started-from.json");
+        var now = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record))!;
         Assert.All(origin, kv => Assert.NotEqual(kv.Value, now[kv.Key]));
+
+        // Baselines trained again while the InterroGate run's folder is held by another run: that run cannot start, and
+        // its record still names the checkpoints it did start from, so the next comparison trains it anew.
+        var other = config with { Training = config.Training with { Lr = 0.02 } };
+        using (RunFolderLock.Acquire(Path.Combine(_dir, "interrogate-ls1"), out _))
+            Assert.Contains("in use by process", Assert.Throws<RunFolderException>(() => new ComparisonRunner(other, _dir).Run()).Message);
+        Assert.Equal(now, JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record)));
+        var after = new Messages();
+        new ComparisonRunner(other, _dir, after).Run();
+        Assert.Contains(after.Lines, l => l.StartsWith("interrogate-ls1:", StringComparison.Ordinal) && l.EndsWith("(trained again since); training anew.", StringComparison.Ordinal));
+
+        // The same runs, now not started from the baselines: trained anew from scratch, which is recorded as such.
+        var scratch = new Messages();
+        new ComparisonRunner(other with { InitialiseFromBaselines = false }, _dir, scratch).Run();
+        Assert.Contains($"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from stl-quadrant, stl-bar, stl-position, mtl and this comparison starts it from scratch; training anew.", scratch.Lines);
+        Assert.Empty(JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record))!);
     }
 
     [Fact]
