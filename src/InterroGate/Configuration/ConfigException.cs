@@ -8,12 +8,9 @@ namespace InterroGate.Configuration;
 public sealed class ConfigException : Exception
 {
     public ConfigException(string key, string message)
-        : base(key.StartsWith("--", StringComparison.Ordinal) ? $"option '{key}': {message}" : $"config key '{key}': {message}") => (Key, Problem) = (key, message);
+        : base(key.StartsWith("--", StringComparison.Ordinal) ? $"option '{key}': {message}" : $"config key '{key}': {message}") => Key = key;
 
-    private ConfigException(string key, string message, bool argument) : base($"argument {key}: {message}") => (Key, Problem) = (key, message);
-
-    /// <summary>What is wrong, without the key.</summary>
-    public string Problem { get; }
+    private ConfigException(string key, string message, bool argument) : base($"argument {key}: {message}") => Key = key;
 
     /// <summary>An error in a command's argument (<paramref name="name"/> as its help names it: CONFIG, IMAGES).</summary>
     public static ConfigException ForArgument(string name, string message) => new(name, message, argument: true);

@@ -375,10 +375,13 @@ public sealed record RunConfig
     /// Checks every value; task-dependent checks use the number of tasks the run will learn (0: not known yet, as before
     /// the data set is opened; a per-task list then only needs to be non-empty, and is checked again once it is known).
     /// </summary>
-    public void Validate(int tasks)
+    public void Validate(int tasks) => Validate(tasks, "training");
+
+    /// <summary><see cref="Validate(int)"/> with the training section named <paramref name="training"/> in messages (a comparison's InterroGate runs: interroGateTraining).</summary>
+    internal void Validate(int tasks, string training)
     {
         ConfigException.Require(!string.IsNullOrWhiteSpace(Name), "name", "(empty)", "a non-empty name");
-        foreach (var (key, section) in new (string, object?)[] { ("data", Data), ("backbone", Backbone), ("head", Head), ("architecture", Architecture), ("training", Training), ("balancer", Balancer) })
+        foreach (var (key, section) in new (string, object?)[] { ("data", Data), ("backbone", Backbone), ("head", Head), ("architecture", Architecture), (training, Training), ("balancer", Balancer) })
             if (section is null) throw new ConfigException(key, "is null; leave the key out for its defaults, or give an object");
         Data.Validate("data");
         if (Tasks is not null) ConfigException.Require(Tasks.Count > 0, "tasks", "[]", "at least one task name, or leave it out for all");
@@ -386,15 +389,15 @@ public sealed record RunConfig
         Head.Validate("head");
         Architecture.Validate("architecture", tasks);
         if (Architecture.ResNetOnly) Backbone.RequireResNet(Architecture.Type, "backbone");
-        Training.Validate("training");
+        Training.Validate(training);
         if (Architecture is InterroGateConfig { Target: not null } && Training.FreezeGatesLastEpochs < 1)
-            throw new ConfigException("training.freezeGatesLastEpochs", Training.Epochs < 2
-                ? $"{Training.FreezeGatesLastEpochs} with architecture.target and {Training.Epochs} epoch: a budget needs at least 2 epochs (training.epochs), " +
+            throw new ConfigException($"{training}.freezeGatesLastEpochs", Training.Epochs < 2
+                ? $"{Training.FreezeGatesLastEpochs} with architecture.target and {Training.Epochs} epoch: a budget needs at least 2 epochs ({training}.epochs), " +
                   "the gates learned in the first and fixed on the target for the last"
                 : $"{Training.FreezeGatesLastEpochs} with architecture.target; give 1 to {Training.Epochs - 1} (the gates are landed on the target, then the weights train with them fixed)");
         Balancer.Validate("balancer", tasks);
         if (Training.Deterministic && Architecture is InterroGateConfig { Fusion: Gating.BranchFusion.Auto })
-            throw new ConfigException("architecture.fusion", "auto chooses by timing, which varies from run to run; with training.deterministic use on or off");
+            throw new ConfigException("architecture.fusion", $"auto chooses by timing, which varies from run to run; with {training}.deterministic use on or off");
         if (Balancer is MgdaUbBalancerConfig && Architecture is not HardSharingConfig)
             throw new ConfigException("balancer.type", $"mgda-ub balances the gradients of the one representation every head reads, which only mtl has (architecture: {Architecture.Type}); use mgda");
         if (StartFrom?.Pretrained is { } pretrained)
@@ -508,17 +511,7 @@ public sealed record CompareConfig
 
     /// <summary>This comparison for one seed: every run trains with <paramref name="seed"/>.</summary>
     /// <summary>An InterroGate run's checks, its training keys named as the comparison's section that sets them.</summary>
-    private void ValidateInterroGateRun(RunConfig run, int tasks)
-    {
-        try
-        {
-            run.Validate(tasks);
-        }
-        catch (ConfigException e) when (InterroGateTraining is not null && e.Key.StartsWith("training.", StringComparison.Ordinal))
-        {
-            throw new ConfigException("interroGateTraining." + e.Key["training.".Length..], e.Problem.Replace("training.", "interroGateTraining.", StringComparison.Ordinal));
-        }
-    }
+    private void ValidateInterroGateRun(RunConfig run, int tasks) => run.Validate(tasks, InterroGateTraining is null ? "training" : "interroGateTraining");
 
     public CompareConfig WithSeed(int seed) => this with
     {

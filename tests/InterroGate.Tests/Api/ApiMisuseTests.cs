@@ -146,15 +146,6 @@ public sealed class ApiMisuseTests : IDisposable
         }
     }
 
-    private sealed class Messages : IProgress<TrainingEvent>
-    {
-        public List<string> Lines { get; } = [];
-        public void Report(TrainingEvent value)
-        {
-            if (value is RunMessage m) Lines.Add(m.Text);
-        }
-    }
-
     [Fact]
     public void Resuming_a_finished_run_or_a_missing_checkpoint_says_so()
     {
@@ -162,13 +153,13 @@ public sealed class ApiMisuseTests : IDisposable
         string dir = Path.Combine(_dir, "run");
         var trainer = new Trainer(run.Config, run.Model, run.Data, dir);
         trainer.Run();
-        var messages = new Messages();
+        var messages = new RunMessages();
         var again = new Trainer(run.Config, run.Model, run.Data, dir, messages).Run(resumeFrom: trainer.LastPath);
         Assert.Contains($"{trainer.LastPath} has finished its 1 epoch: nothing left to train", Assert.Single(messages.Lines));
         Assert.Equal(0, again.ImagesPerSecond);
         // A kill between a save's two renames leaves only last.prev.ckpt: resuming last.ckpt falls back to it.
         File.Move(trainer.LastPath, Checkpoint.PreviousPath(trainer.LastPath), overwrite: true);
-        var fallback = new Messages();
+        var fallback = new RunMessages();
         new Trainer(run.Config, run.Model, run.Data, dir, fallback).Run(resumeFrom: trainer.LastPath);
         Assert.Contains(fallback.Lines, l => l.Contains("resuming from the previous checkpoint"));
         string missing = Path.Combine(_dir, "none", Trainer.LastFileName);

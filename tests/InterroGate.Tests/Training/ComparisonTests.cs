@@ -47,15 +47,6 @@ public sealed class ComparisonTests : IDisposable
         Assert.Contains("MTL + dwa", File.ReadAllText(result.MarkdownPath));
     }
 
-    private sealed class Messages : IProgress<TrainingEvent>
-    {
-        public List<string> Lines { get; } = [];
-        public void Report(TrainingEvent value)
-        {
-            if (value is RunMessage m) Lines.Add($"{m.Run}: {m.Text}");
-        }
-    }
-
     [Fact]
     public void A_run_started_from_baselines_trained_again_since_is_trained_anew_and_a_rerun_gives_the_same_table()
     {
@@ -67,18 +58,18 @@ public sealed class ComparisonTests : IDisposable
         Assert.Equal(["mtl", "stl-bar", "stl-position", "stl-quadrant"], origin.Keys.Order());
 
         // The same command again reuses every run, and its table is the first one, the training cost included.
-        var again = new Messages();
+        var again = new RunMessages();
         var second = new ComparisonRunner(config, _dir, again).Run();
-        Assert.Equal(5, again.Lines.Count(l => l.Contains("reusing the finished run")));
+        Assert.Equal(5, again.WithRun.Count(l => l.Contains("reusing the finished run")));
         Assert.Equal(table, File.ReadAllText(second.MarkdownPath));
 
         // The baselines trained again (another learning rate); the InterroGate run's own configuration is the same,
         // but it started from the old baselines: it is trained anew, not reused against the new ones.
-        var changed = new Messages();
+        var changed = new RunMessages();
         new ComparisonRunner(config with { Training = config.Training with { Lr = 0.01 } }, _dir, changed).Run();
-        Assert.Contains(changed.Lines, l => l.StartsWith("mtl:", StringComparison.Ordinal) && l.Contains("another configuration; training anew"));
-        Assert.Contains(changed.Lines, l => l == $"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from an earlier stl-quadrant, stl-bar, stl-position, mtl (trained again since); training anew.");
-        Assert.DoesNotContain(changed.Lines, l => l.Contains("reusing the finished run"));
+        Assert.Contains(changed.WithRun, l => l.StartsWith("mtl:", StringComparison.Ordinal) && l.Contains("another configuration; training anew"));
+        Assert.Contains(changed.WithRun, l => l == $"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from an earlier stl-quadrant, stl-bar, stl-position, mtl (trained again since); training anew.");
+        Assert.DoesNotContain(changed.WithRun, l => l.Contains("reusing the finished run"));
         string record = Path.Combine(_dir, "interrogate-ls1", "started-from.json");
         var now = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record))!;
         Assert.All(origin, kv => Assert.NotEqual(kv.Value, now[kv.Key]));
@@ -89,14 +80,14 @@ public sealed class ComparisonTests : IDisposable
         using (RunFolderLock.Acquire(Path.Combine(_dir, "interrogate-ls1"), out _))
             Assert.Contains("in use by process", Assert.Throws<RunFolderException>(() => new ComparisonRunner(other, _dir).Run()).Message);
         Assert.Equal(now, JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record)));
-        var after = new Messages();
+        var after = new RunMessages();
         new ComparisonRunner(other, _dir, after).Run();
-        Assert.Contains(after.Lines, l => l.StartsWith("interrogate-ls1:", StringComparison.Ordinal) && l.EndsWith("(trained again since); training anew.", StringComparison.Ordinal));
+        Assert.Contains(after.WithRun, l => l.StartsWith("interrogate-ls1:", StringComparison.Ordinal) && l.EndsWith("(trained again since); training anew.", StringComparison.Ordinal));
 
         // The same runs, now not started from the baselines: trained anew from scratch, which is recorded as such.
-        var scratch = new Messages();
+        var scratch = new RunMessages();
         new ComparisonRunner(other with { InitialiseFromBaselines = false }, _dir, scratch).Run();
-        Assert.Contains($"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from stl-quadrant, stl-bar, stl-position, mtl and this comparison starts it from scratch; training anew.", scratch.Lines);
+        Assert.Contains($"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from stl-quadrant, stl-bar, stl-position, mtl and this comparison starts it from scratch; training anew.", scratch.WithRun);
         Assert.Empty(JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record))!);
     }
 

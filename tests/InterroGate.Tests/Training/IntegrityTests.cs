@@ -13,12 +13,6 @@ public sealed class IntegrityTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("ig-integrity-").FullName;
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private sealed class Messages : IProgress<TrainingEvent>
-    {
-        public readonly List<string> Lines = new();
-        public void Report(TrainingEvent value) { if (value is RunMessage m) Lines.Add(m.Text); }
-    }
-
     private static void FlipByte(string path, double where)
     {
         var bytes = File.ReadAllBytes(path);
@@ -50,7 +44,7 @@ public sealed class IntegrityTests : IDisposable
         Assert.Contains("damaged", Assert.Throws<CheckpointException>(() => Checkpoint.Load(trainer.LastPath, fresh.Model)).Message);
 
         // Resume: the damaged file is not loaded; training continues from epoch 1's checkpoint and ends whole.
-        var messages = new Messages();
+        var messages = new RunMessages();
         var again = PreparedRun.Create(config);
         new Trainer(config, again.Model, again.Data, _dir, messages).Run(trainer.LastPath);
         Assert.Contains(messages.Lines, m => m.Contains("resuming from the previous checkpoint", StringComparison.Ordinal));
