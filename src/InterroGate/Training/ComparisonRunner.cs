@@ -226,8 +226,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     /// <summary>
     /// Trains (or resumes, or reuses a finished run of the same config) and evaluates its final checkpoint on test.
-    /// <paramref name="startedFrom"/> names the comparison's runs whose final checkpoints the run starts from; a run
-    /// started from other checkpoints than theirs now (a baseline trained again since) is trained anew.
+    /// <paramref name="startedFrom"/> names the comparison's runs whose final checkpoints the run starts from (empty:
+    /// from scratch; null: not recorded); a run started otherwise than that now (a baseline trained again since, or
+    /// <c>initialiseFromBaselines</c> switched) is trained anew.
     /// </summary>
     private (MultiTaskModel Model, ComparisonEntry Entry) TrainAndTest(RunConfig run, DatasetSplits data,
         (int Channels, int Height, int Width) image, Action<MultiTaskModel>? init, CancellationToken cancel, string? label = null,
@@ -458,8 +459,8 @@ public sealed record TrainingCost(double ForwardMs, double BackwardMs, double Tr
 
 /// <summary>
 /// Which checkpoints a comparison's run started from (<c>started-from.json</c> in its folder: run name → SHA-256 of
-/// that run's final checkpoint when this run began), so that a run started from baselines since trained again is not
-/// reused as if it had started from the new ones.
+/// that run's final checkpoint when this run began; empty for a run started from scratch), so that a run started
+/// from baselines since trained again is not reused as if it had started from the new ones.
 /// </summary>
 internal static class StartOrigin
 {
