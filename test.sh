@@ -15,6 +15,8 @@ summary=$(grep -E "(Passed|Failed)!\s+-" TestResults/output.txt | tail -1)
 passed=$(echo "$summary" | sed -nE 's/.*Passed:\s+([0-9]+).*/\1/p')
 failed=$(echo "$summary" | sed -nE 's/.*Failed:\s+([0-9]+).*/\1/p')
 passed=${passed:-0} failed=${failed:-0}
+# A test run that failed without its summary line (the test host aborted, the build of a test project broke) is one failure.
+if [ -z "$summary" ] && [ "$status" != 0 ]; then failed=$((failed + 1)); echo "The test run ended (exit $status) without a summary (TestResults/output.txt)"; fi
 if [ "${INTERROGATE_SLURM_CHECK:-1}" != 0 ]; then
   if OUT=TestResults/slurm bench/slurm/sweep-array.sh 3 > TestResults/slurm.log 2>&1; then
     passed=$((passed + 1)); echo "Slurm job-array sweep: merged table equals the one-process sweep (TestResults/slurm/)"

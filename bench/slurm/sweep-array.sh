@@ -110,6 +110,9 @@ def rows(t):  # what training decides: metrics, cost, Δ_MTL and every seed's me
     return [(r["label"], r["metrics"], r["macs"], r.get("deltaMtl"), [s["metrics"] for s in r.get("seeds") or []]) for r in t["rows"]]
 ra, rb = rows(a), rows(b)
 same = ra == rb
-print(f"rows: merged {len(ra)}, one process {len(rb)}; metrics, MACs, Δ_MTL and per-seed metrics identical: {same}")
-sys.exit(0 if same else 1)
+# STL, MTL and the 2 λs × 4 τ pairs: two empty tables would be equal too.
+whole = len(ra) == 10 and all(len(r[4]) == 2 for r in ra)
+print(f"rows: merged {len(ra)}, one process {len(rb)} (10 expected, each with 2 seeds: {whole}); "
+      f"metrics, MACs, Δ_MTL and per-seed metrics identical: {same}")
+sys.exit(0 if same and whole else 1)
 PY

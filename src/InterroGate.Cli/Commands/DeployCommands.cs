@@ -71,7 +71,7 @@ internal static class DeployCommands
             if (kind == "state-dict")
             {
                 if (ModelFiles.IsStatic(path))
-                    throw new Training.CheckpointException(path, "is a static model; --format state-dict exports a training checkpoint's weights (give its .ckpt)");
+                    throw new Training.CheckpointException(path, "is a safetensors file (a static model or exported weights), not a training checkpoint; --format state-dict exports a training checkpoint's weights (give its .ckpt)");
                 string file = CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".state.safetensors", path);
                 var (trained, input, meta) = ModelFiles.LoadCheckpoint(path);
                 using (trained) StateDictExport.Save(file, trained, meta, input);

@@ -65,7 +65,11 @@ public static class ConfigJson
         catch (JsonException e)
         {
             var key = KeyOf(e);
-            throw new ConfigException(key, Describe(e, key));
+            string problem = Describe(e, key);
+            // A name outside a list of names: say which one was given.
+            if (problem.StartsWith("expects one of", StringComparison.Ordinal) && ValueAt(node, key) is JsonValue given)
+                problem += $", not {given.ToJsonString()}";
+            throw new ConfigException(key, problem);
         }
         catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
         {
@@ -128,6 +132,14 @@ public static class ConfigJson
         }
         if (current is not JsonObject parent) throw new ConfigException(assignment[..eq], "its parent is not an object");
         parent[path[^1]] = value;
+    }
+
+    /// <summary>The value at a dotted key of plain object keys (<c>training.precision</c>), or null.</summary>
+    private static JsonNode? ValueAt(JsonNode? node, string key)
+    {
+        foreach (var part in key.Split('.'))
+            node = node is JsonObject o && o.TryGetPropertyValue(part, out var child) ? child : null;
+        return node;
     }
 
     private static string KeyOf(JsonException e)

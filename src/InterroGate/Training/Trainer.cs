@@ -491,7 +491,9 @@ public sealed class Trainer
     {
         using var probeScope = NewDisposeScope(); // what the probe makes outside its batches: the saved buffers, gradient handles
         var buffers = _model.buffers().Select(b => (Buffer: b, Saved: b.detach().clone())).ToArray();
-        var loader = new DataLoader(_data.Train, _config.Training.BatchSize, shuffle: true, seed: _config.Training.Seed + 104_729, dropLast: true, device);
+        // Batches laid out, and the forward pass computed, as in the training steps (training.channelsLast, training.precision).
+        var loader = new DataLoader(_data.Train, _config.Training.BatchSize, shuffle: true, seed: _config.Training.Seed + 104_729, dropLast: true, device,
+            _config.Training.ChannelsLast);
         try
         {
             int seen = 0;
@@ -502,9 +504,8 @@ public sealed class Trainer
                     scope.Attach(batch.Values);
                     if (seen >= batches) break;
                     foreach (var p in _model.parameters()) p.ZeroGradient();
-                    var losses = objective.Losses(_model.call(batch[IMultiTaskDataset.ImageKey]), batch);
+                    var (losses, reg) = ForwardLosses(_model, batch[IMultiTaskDataset.ImageKey], batch, objective, _config.Training.Precision);
                     var total = losses.Aggregate((a, b) => a.Plus(b));
-                    var reg = _model.Regularizer();
                     (reg is null ? total : total.Plus(reg)).backward();
                     _model.ObserveGradients();
                 }

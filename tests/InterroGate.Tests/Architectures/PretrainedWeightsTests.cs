@@ -120,7 +120,9 @@ public sealed class PretrainedWeightsTests : IDisposable
         var prepared = InterroGate.Training.PreparedRun.Create(run);
         var loaded = prepared.Pretrained!;
         Assert.Empty(loaded.Missing);
-        Assert.Equal(loaded.Targets - loaded.Mismatched.Count, loaded.Loaded); // the synthetic images' channels decide the stem
+        // The synthetic images have one channel: the 3-channel stem is the one tensor that does not fit, all others load.
+        Assert.Equal(["conv1.weight [4,3,3,3] for [4,1,3,3]"], loaded.Mismatched);
+        Assert.Equal(loaded.Targets - 1, loaded.Loaded);
         Assert.Equal("startFrom.pretrained", Assert.Throws<ConfigException>(() => (run with { StartFrom = new StartFrom { Pretrained = st + ".missing" } }).Validate(2)).Key);
         var compare = new CompareConfig { Pretrained = st };
         Assert.Equal(st, compare.Run(new HardSharingConfig()).StartFrom!.Pretrained);

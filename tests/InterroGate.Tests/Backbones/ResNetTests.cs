@@ -68,7 +68,9 @@ public sealed class ResNetTests
     {
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => ResNetSpec.ResNet20(0));
         Assert.Contains("> 0", e.Message);
-        Assert.Throws<ArgumentException>(() => BackboneCatalog.Spec("resnet18", width: 0.5));
+        var width = Assert.Throws<ArgumentException>(() => BackboneCatalog.Spec("resnet18", width: 0.5));
+        Assert.Equal("width", width.ParamName);
+        Assert.Contains("1 (resnet18 takes no width multiplier)", width.Message);
         Assert.Contains("valid", Assert.Throws<ArgumentException>(() => BackboneCatalog.Spec("vgg")).Message);
     }
 }

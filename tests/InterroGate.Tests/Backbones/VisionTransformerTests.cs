@@ -298,6 +298,37 @@ public sealed class VisionTransformerTests
     }
 
     [Fact]
+    public void Position_embeddings_resize_as_a_row_major_grid_and_keep_the_class_token()
+    {
+        // A 3×5 grid to 6×4 (neither square nor the same aspect, so a transposed or column-major reading shows): the
+        // expected tokens are built element by element, patch (i, j) at token 1 + i·gw + j, and bicubic-resized as an
+        // image with the embedding dimensions as channels (what timm does).
+        manual_seed(5);
+        const long gh = 3, gw = 5, h = 6, w = 4, d = 2;
+        var pos = randn(1, 1 + gh * gw, d);
+        var grid = zeros(1, d, gh, gw);
+        for (long i = 0; i < gh; i++)
+            for (long j = 0; j < gw; j++)
+                for (long c = 0; c < d; c++)
+                    grid[0, c, i, j] = pos[0, 1 + i * gw + j, c];
+        var image = nn.functional.interpolate(grid, [h, w], mode: InterpolationMode.Bicubic, align_corners: false);
+        var resized = VisionTransformer.ResizePositions(pos, 1, gh, gw, h, w);
+        Assert.Equal([1L, 1 + h * w, d], resized.shape);
+        Assert.True(resized[0, 0].equal(pos[0, 0]).all().item<bool>(), "the class token is kept as it is");
+        for (long i = 0; i < h; i++)
+            for (long j = 0; j < w; j++)
+                for (long c = 0; c < d; c++)
+                    Assert.Equal(image[0, c, i, j].item<float>(), resized[0, 1 + i * w + j, c].item<float>(), 1e-6f);
+        // An embedding that varies along the columns only stays so: every row of the result is the same.
+        var columns = arange(gw, dtype: float32).repeat(gh).reshape(1, gh * gw, 1);
+        var byColumn = VisionTransformer.ResizePositions(columns, 0, gh, gw, h, w).reshape(h, w);
+        Assert.True((byColumn - byColumn[0]).abs().max().item<float>() < 1e-5f);
+        Assert.True(byColumn[0, w - 1].item<float>() > byColumn[0, 0].item<float>() + 2, "columns increase left to right");
+        // The same size is the identity.
+        Assert.True(VisionTransformer.ResizePositions(pos, 1, gh, gw, gh, gw).allclose(pos, rtol: 1e-5, atol: 1e-6));
+    }
+
+    [Fact]
     public void Weights_saved_by_name_load_into_a_fresh_ViT()
     {
         manual_seed(1);

@@ -48,7 +48,7 @@ public sealed class DensePresetTests : IDisposable
         string root = NyudV2Tests.MultiTaskFolder(_dir, ["a", "b"], ["c"]);
         File.AppendAllLines(Path.Combine(root, "gt_sets", "train.txt"), ["ghost"]);
         var data = new DataConfig { Dataset = "nyudv2", Root = root };
-        var e = Assert.ThrowsAny<Exception>(() => DataCatalog.Open(data));
+        var e = Assert.Throws<DataFormatException>(() => DataCatalog.Open(data));
         Assert.Contains("ghost", e.Message);
         var splits = DataCatalog.Open(data with { SkipMissing = true });
         Assert.Equal(2, splits.Train.Count);

@@ -48,7 +48,7 @@ public sealed class RegistryTests
             config.Validate("balancer", Tasks.Count);
             var run = new RunConfig { Name = name, Balancer = config };
             Assert.Equal(ConfigJson.Serialize(run), ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(ConfigJson.Serialize(run))));
-            Assert.NotNull(config.Create(Tasks.Count));
+            Assert.IsType(Balancing.BalancerTests.ClassOf[name], config.Create(Tasks.Count));
         }
     }
 

@@ -54,7 +54,8 @@ public sealed class ConventionTests
         var all = Sources("").ToArray();
         Assert.Empty(all.Where(s => Regex.IsMatch(s.Text, @"^namespace\s+[\w.]+\s*$\s*\{", RegexOptions.Multiline)).Select(s => s.Path));
         var text = string.Join("\n", all.Select(s => s.Text));
-        var unsealed = Regex.Matches(text, @"public\s+(?:partial\s+)?class\s+(\w+)")
+        // Any access (nested classes too); "sealed", "static" and "abstract" sit between it and "class".
+        var unsealed = Regex.Matches(text, @"\b(?:public|internal|private|protected|file)\s+(?:partial\s+)?class\s+(\w+)")
             .Select(m => m.Groups[1].Value)
             .Where(name => !Regex.IsMatch(text, $@":\s*{name}\b"))
             .ToArray();

@@ -55,9 +55,27 @@ public sealed class StateDictExportTests : IDisposable
             foreach (var task in trained.Tasks) Assert.True(a[task.Name].allclose(b[task.Name]), task.Name);
         }
 
-        // The command: a checkpoint exports; a static model is refused with the reason.
+        // The command: a checkpoint exports; a static model, or the exported weights themselves, are refused with the reason.
         Assert.Equal(0, InterroGate.Cli.Program.Main(["export", ckpt, "--format", "state-dict", "-o", Path.Combine(_dir, "cli.safetensors")]));
         Assert.True(File.Exists(Path.Combine(_dir, "cli.safetensors")));
-        Assert.Equal(2, InterroGate.Cli.Program.Main(["export", file, "--format", "state-dict"]));
+        string pruned = Path.Combine(_dir, "m.static.safetensors");
+        Assert.Equal(0, InterroGate.Cli.Program.Main(["prune", ckpt, "-o", pruned]));
+        foreach (var notCheckpoint in new[] { pruned, file })
+        {
+            var (code, error) = ErrorOf(["export", notCheckpoint, "--format", "state-dict"]);
+            Assert.Equal(2, code);
+            Assert.Contains(notCheckpoint, error);
+            Assert.Contains("not a training checkpoint", error);
+            Assert.Contains("give its .ckpt", error);
+        }
+    }
+
+    private static (int Code, string Error) ErrorOf(string[] args)
+    {
+        var error = new StringWriter();
+        var previous = Console.Error;
+        Console.SetError(error);
+        try { return (InterroGate.Cli.Program.Main(args), error.ToString()); }
+        finally { Console.SetError(previous); }
     }
 }

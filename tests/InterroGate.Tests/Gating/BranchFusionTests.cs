@@ -160,7 +160,8 @@ public sealed class BranchFusionTests
     {
         var config = ConfigJson.Deserialize<RunConfig>("""{"architecture": {"type": "interrogate", "fusion": "auto"}}""");
         Assert.Equal(BranchFusion.Auto, Assert.IsType<InterroGateConfig>(config.Architecture).Fusion);
-        var e = Assert.ThrowsAny<Exception>(() => ConfigJson.Deserialize<RunConfig>("""{"architecture": {"type": "interrogate", "fusion": "sometimes"}}"""));
-        Assert.Contains("fusion", e.Message);
+        var e = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>("""{"architecture": {"type": "interrogate", "fusion": "sometimes"}}"""));
+        Assert.Equal("architecture.fusion", e.Key);
+        Assert.Contains("sometimes", e.Message);
     }
 }

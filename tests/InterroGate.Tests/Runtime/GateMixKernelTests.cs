@@ -160,14 +160,11 @@ public sealed class GateMixKernelTests
         using var scope = NewDisposeScope();
         var tasks = new InterroGate.Tasks.TaskSet([new InterroGate.Tasks.TaskSpec("a", InterroGate.Tasks.TaskKind.Classification, 2), new InterroGate.Tasks.TaskSpec("b", InterroGate.Tasks.TaskKind.Classification, 2)]);
         var specs = new InterroGate.Backbones.IEncoderSpec[] { InterroGate.Backbones.BackboneCatalog.Spec("resnet20", 0.25), InterroGate.Tests.Gating.GatedHRNetTests.Tiny };
-        int checkedModels = 0;
         foreach (var spec in specs)
         {
             using var model = new InterroGate.Architectures.InterroGateModel(tasks, spec, 1, (32, 32), new InterroGate.Architectures.InterroGateConfig());
             Assert.NotEmpty(model.Encoder.GateLayers);
             Assert.All(model.Encoder.GateLayers, g => Assert.Same(GateMixKernel.Implementation, g.Implementation));
-            checkedModels++;
         }
-        Assert.Equal(2, checkedModels);
     }
 }

@@ -104,7 +104,19 @@ public sealed class MixedPrecisionTests : IDisposable
         var config = plain with { Training = plain.Training with { Precision = Precision.Bf16, ChannelsLast = true, DataOn = DataResidence.Device } };
         var run = PreparedRun.Create(config);
         var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64, precision: Precision.Bf16, channelsLast: true);
+        // What the trainer computes in training mode (its steps and the gate-regime probe before them, not the
+        // evaluations): every convolution in bfloat16. (The synthetic images have one channel, so their layout
+        // cannot show here; the next test checks it.)
+        var seen = new List<ScalarType>();
+        var hooks = run.Model.modules().OfType<TorchSharp.Modules.Conv2d>().Select(conv => conv.register_forward_hook((m, input, output) =>
+        {
+            if (m.training) lock (seen) seen.Add(output.dtype);
+            return output;
+        })).ToArray();
         new Trainer(run.Config, run.Model, run.Data, _dir).Run();
+        foreach (var h in hooks) h.remove();
+        Assert.NotEmpty(seen);
+        Assert.All(seen, t => Assert.Equal(ScalarType.BFloat16, t));
         var after = Evaluator.Evaluate(run.Model, run.Data.Validation, 64, precision: Precision.Bf16, channelsLast: true);
         foreach (var t in run.Tasks)
             Assert.True(after.Losses[t.Name] < 0.8 * before.Losses[t.Name], $"{t.Name}: loss {before.Losses[t.Name]} -> {after.Losses[t.Name]}");
@@ -112,6 +124,28 @@ public sealed class MixedPrecisionTests : IDisposable
         Assert.Equal(Precision.Bf16, saved.Training.Precision);
         Assert.True(saved.Training.ChannelsLast);
         Assert.Contains("\"precision\": \"bf16\"", File.ReadAllText(Path.Combine(_dir, "config.json")));
+    }
+
+    [Theory]
+    [InlineData("interrogate")]
+    [InlineData("mtl")]
+    public void Channels_last_images_stay_channels_last_through_every_convolution(string architecture)
+    {
+        using var scope = NewDisposeScope();
+        var config = InterroGate.Tests.Training.TrainerTests.Config(InterroGate.Tests.Training.TrainerTests.Architecture(architecture), epochs: 1);
+        using var model = Factory.CreateModel(config, InterroGate.Data.Synthetic.TaskSet, (3, 16, 16));
+        model.train();
+        var inputs = new List<(string Name, bool ChannelsLast)>();
+        var hooks = model.named_modules().Where(m => m.module is TorchSharp.Modules.Conv2d).Select(m => ((TorchSharp.Modules.Conv2d)m.module)
+            .register_forward_hook((_, input, output) => { inputs.Add((m.name, input.stride()[1] == 1)); return output; })).ToArray();
+        model.Forward(DataLoader.ChannelsLast(randn(4, 3, 16, 16)), Precision.Bf16);
+        Assert.True(inputs.Count > 10, $"{inputs.Count} convolutions ran");
+        Assert.All(inputs, i => Assert.True(i.ChannelsLast, $"{i.Name} reads an input in NCHW order"));
+        inputs.Clear();
+        model.Forward(randn(4, 3, 16, 16), Precision.Bf16); // NCHW images stay NCHW: the check tells the layouts apart
+        foreach (var h in hooks) h.remove();
+        Assert.NotEmpty(inputs);
+        Assert.All(inputs, i => Assert.False(i.ChannelsLast, $"{i.Name} reads an input in NHWC order"));
     }
 
     [Fact]
@@ -180,8 +214,9 @@ public sealed class MixedPrecisionTests : IDisposable
         Assert.Equal(DataResidence.Host, cfg.Training.DataOn);
         Assert.Equal(Precision.Fp32, ConfigJson.Deserialize<RunConfig>("{}").Training.Precision);
         Assert.Equal(DataResidence.Auto, ConfigJson.Deserialize<RunConfig>("{}").Training.DataOn);
-        var e = Assert.ThrowsAny<Exception>(() => ConfigJson.Deserialize<RunConfig>("""{"training": {"precision": "fp16"}}"""));
-        Assert.Contains("precision", e.Message);
+        var e = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>("""{"training": {"precision": "fp16"}}"""));
+        Assert.Equal("training.precision", e.Key);
+        Assert.Contains("fp16", e.Message);
     }
 
     private static RunConfig TrainerTestsConfig(string arch) => InterroGate.Tests.Training.TrainerTests.Config(InterroGate.Tests.Training.TrainerTests.Architecture(arch), epochs: 2);

@@ -86,7 +86,12 @@ public sealed class SweepTests : IDisposable
             Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
             Architecture = new InterroGateConfig { Tau = [0, 0.5, 0.25] },
         };
-        using (var prepared = PreparedRun.Create(run).Model) Assert.NotNull(prepared);
+        using (var prepared = PreparedRun.Create(run).Model)
+        {
+            var model = Assert.IsType<InterroGate.Architectures.InterroGateModel>(prepared);
+            Assert.Equal(3, model.Tasks.Count); // the synthetic data set's three tasks, one τ each
+            Assert.Equal([0, 0.5, 0.25], model.Options.TauFor(model.Tasks.Count));
+        }
         var e = Assert.Throws<ConfigException>(() => PreparedRun.Create(run with { Architecture = new InterroGateConfig { Tau = [0, 0.5] } }));
         Assert.Equal("architecture.tau", e.Key);
         Assert.Contains("one per task (3)", e.Message);
