@@ -55,6 +55,7 @@ cases=(
   "mgda-ub on InterroGate|train multifashion-quick/interrogate --set 'balancer={\"type\":\"mgda-ub\"}'"
   "unknown command-line option|train multifashion-quick/mtl --epochs 3"
   "tau out of range|train multifashion-quick/interrogate --set architecture.tau=[2]"
+  "a name outside an option's names|train multifashion-quick/mtl --set training.precision=\"fp16\"|not \"fp16\""
   "unknown device|train multifashion-quick/mtl --device tpu"
   "cuda where there is none|train multifashion-quick/mtl --device cuda"
   "-o naming a file|train multifashion-quick/mtl -o $work/a-file"
