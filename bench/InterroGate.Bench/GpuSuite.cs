@@ -31,7 +31,7 @@ internal static class GpuSuite
     /// </summary>
     public static void Pruned(string[] args)
     {
-        var o = Options(args, "backbone", "tasks", "size", "channels", "batch", "repeats", "device", "out");
+        var o = Options(args, ["backbone", "tasks", "size", "channels", "batch", "repeats", "device", "out"], "width");
         string outDir = o["out"];
         Directory.CreateDirectory(outDir);
         double width = Double(o.GetValueOrDefault("width", "1"));
@@ -108,7 +108,7 @@ internal static class GpuSuite
     /// </summary>
     public static void Features(string[] args)
     {
-        var o = Options(args, "backbone", "weights", "input", "out", "device");
+        var o = Options(args, ["backbone", "weights", "input", "out", "device"]);
         var device = Devices.Resolve(o["device"], tf32: false);
         manual_seed(0);
         using var holder = new Holder(BackboneCatalog.Spec(o["backbone"]).CreateEncoder(3));
@@ -133,7 +133,7 @@ internal static class GpuSuite
     /// </summary>
     public static void Epoch(string[] args)
     {
-        var o = Options(args, "arch", "train-size", "batch", "device", "out");
+        var o = Options(args, ["arch", "train-size", "batch", "device", "out"], "data-on", "precision", "channels-last");
         string arch = o["arch"] is "mtl" or "interrogate" ? o["arch"] : throw new ArgumentException($"--arch mtl or interrogate, not {o["arch"]}");
         string training = arch == "mtl" ? "training" : "interroGateTraining";
         var overrides = new List<string>
@@ -276,8 +276,11 @@ internal static class GpuSuite
     internal static long TensorsCreated() =>
         DisposeScopeManager.Statistics.TensorStatistics.CreatedInScopeCount + DisposeScopeManager.Statistics.TensorStatistics.CreatedOutsideScopeCount;
 
-    /// <summary>--name value pairs, the <paramref name="required"/> names checked (StepOnDevice's too).</summary>
-    internal static Dictionary<string, string> Options(string[] args, params string[] required)
+    /// <summary>
+    /// --name value pairs, the <paramref name="required"/> names checked (StepOnDevice's too); a name that is neither
+    /// required nor in <paramref name="optional"/> is refused (a misspelt option would otherwise run with the default).
+    /// </summary>
+    internal static Dictionary<string, string> Options(string[] args, string[] required, params string[] optional)
     {
         var o = new Dictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i < args.Length; i++)
@@ -288,6 +291,9 @@ internal static class GpuSuite
         }
         foreach (var name in required)
             if (!o.ContainsKey(name)) throw new ArgumentException($"--{name} is required.");
+        foreach (var name in o.Keys)
+            if (!required.Contains(name) && !optional.Contains(name))
+                throw new ArgumentException($"--{name} is not an option here; options: {string.Join(", ", required.Concat(optional).Select(n => "--" + n))}.");
         return o;
     }
 }

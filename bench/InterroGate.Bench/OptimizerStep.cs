@@ -14,7 +14,7 @@ internal static class OptimizerStep
 {
     public static void Run(string[] args)
     {
-        var o = GpuSuite.Options(args);
+        var o = GpuSuite.Options(args, [], "device", "repeats");
         var device = InterroGate.Runtime.Devices.Resolve(o.GetValueOrDefault("device", "cpu"), tf32: true);
         int repeats = int.Parse(o.GetValueOrDefault("repeats", "50"), CultureInfo.InvariantCulture);
         Console.WriteLine($"{device} ({get_num_threads()} threads); zero_grad + step of the weights' Adam (lr 1e-3, weight decay 1e-4) " +

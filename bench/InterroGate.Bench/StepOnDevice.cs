@@ -32,7 +32,8 @@ internal static class StepOnDevice
 {
     public static void Run(string[] args)
     {
-        var o = GpuSuite.Options(args, "model", "backbone", "tasks", "size", "channels", "batch", "steps", "out");
+        var o = GpuSuite.Options(args, ["model", "backbone", "tasks", "size", "channels", "batch", "steps", "out"],
+            "width", "tf32", "fusion", "precision", "channels-last", "kept-filters", "backward-read-only", "optimizer", "device", "fixed-gates", "grads", "grads-float64");
         string model = o["model"], backbone = o["backbone"], outDir = o["out"];
         double width = double.Parse(o.GetValueOrDefault("width", "1"), CultureInfo.InvariantCulture);
         int tasks = int.Parse(o["tasks"], CultureInfo.InvariantCulture), size = int.Parse(o["size"], CultureInfo.InvariantCulture);

@@ -40,9 +40,16 @@ internal static class EvaluateCommand
                 runConfig = runConfig with { Data = runConfig.Data with { Root = Path.GetFullPath(root) } };
             }
             using var data = OpenData(runConfig.Data, hint: p.GetValue(dataRoot) is null);
+            // The images the model was trained on: a folder of other sizes or another normalisation would be evaluated
+            // without a word (a convolutional network runs on any size).
+            if (meta.Input is { } trained && data.Train.Input is var now && !SameInput(trained, now))
+                throw new Data.DataFormatException(runConfig.Data.Root ?? runConfig.Data.Dataset,
+                    $"holds {Describe(now)} images; {path} was trained on {Describe(trained)} ones");
             var (config, model, _) = PreparedRun.Load(path, data.Train.ImageShape, data.Train.Tasks);
             using var loaded = model;
             var set = p.GetValue(split) == "val" ? data.Validation : data.Test;
+            foreach (var (skippedSplit, count) in DataCatalog.Skipped(data))
+                Console.Error.WriteLine($"warning: {count} ids of the {skippedSplit} list left out: their files are missing (data.skipMissing)");
             var (macs, parameters) = DeployedCost.OfModel(model, data.Train.ImageShape); // counted on the CPU
             var target = Devices.Resolve(p.GetValue(device) ?? config.Training.Device, config.Training.Tf32);
             model.to(target);
@@ -77,6 +84,13 @@ internal static class EvaluateCommand
     }
 
     /// <summary>The run's data; where its folder is not found, the message says how to point at its new place.</summary>
+    private static bool SameInput(Data.ImageInput a, Data.ImageInput b) =>
+        (a.Channels, a.Height, a.Width) == (b.Channels, b.Height, b.Width)
+        && Math.Abs(a.Mean - b.Mean) <= 1e-9 * Math.Max(1, Math.Abs(a.Mean)) && Math.Abs(a.Std - b.Std) <= 1e-9 * Math.Max(1, Math.Abs(a.Std));
+
+    private static string Describe(Data.ImageInput i) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{i.Channels}×{i.Height}×{i.Width} (normalised with mean {i.Mean:G4}, std {i.Std:G4})");
+
     private static Data.DatasetSplits OpenData(DataConfig data, bool hint)
     {
         try

@@ -1,6 +1,9 @@
 namespace InterroGate.Analysis;
 
-/// <summary>Mean rank: rank every row per metric (1 = best, ties share the smaller rank), then average.</summary>
+/// <summary>
+/// Mean rank: rank every row per metric (1 = best, ties share the smaller rank), then average. A metric that is not a
+/// number (NaN: a split without a valid pixel, outputs that were not finite) ranks below every number.
+/// </summary>
 public static class MeanRank
 {
     /// <summary><paramref name="values"/>[row][metric]; returns one mean rank per row.</summary>
@@ -14,7 +17,8 @@ public static class MeanRank
             for (int r = 0; r < rows; r++)
             {
                 double v = values[r][m];
-                int better = values.Count(o => higherIsBetter[m] ? o[m] > v : o[m] < v);
+                bool higher = higherIsBetter[m];
+                int better = values.Count(o => !double.IsNaN(o[m]) && (double.IsNaN(v) || (higher ? o[m] > v : o[m] < v)));
                 sums[r] += better + 1;
             }
         return sums.Select(s => s / metrics).ToArray();

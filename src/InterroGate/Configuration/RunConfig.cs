@@ -44,6 +44,16 @@ public sealed record DataConfig
         ConfigException.Require(TestSize > 0, $"{path}.testSize", TestSize, "> 0");
         if (Dataset == "folder") ConfigException.Require(!string.IsNullOrWhiteSpace(Root), $"{path}.root", "(none)", "the folder holding tasks.json");
         ConfigException.Require(ImageSize is >= 8 and <= 1024, $"{path}.imageSize", ImageSize, "8 to 1024");
+        // Keys only some data sets read: set for another, they would be ignored.
+        if (Dataset != "celeba")
+        {
+            int standard = new DataConfig().ImageSize;
+            ConfigException.Require(ImageSize == standard, $"{path}.imageSize", ImageSize, $"left at its default ({standard}): only celeba resizes its images; {Dataset} has a size of its own");
+            ConfigException.Require(Cache is null, $"{path}.cache", Cache, $"unset: only celeba keeps a cache of its decoded images");
+        }
+        if (SkipMissing)
+            ConfigException.Require(Dataset is "nyudv2" or "pascal-context", $"{path}.skipMissing", true,
+                "false: only nyudv2 and pascal-context read split lists whose files can be missing");
         if (Attributes is not null)
         {
             ConfigException.Require(Dataset == "celeba", $"{path}.attributes", "(given)", "only with dataset celeba");

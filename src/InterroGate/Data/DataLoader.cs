@@ -35,15 +35,21 @@ public sealed class DataLoader(IMultiTaskDataset dataset, int batchSize, bool sh
         {
             for (int b = skipBatches; b < batches; b++)
             {
-                var current = next!.Result;
+                var current = next!.GetAwaiter().GetResult(); // a failed read throws its own exception, not an AggregateException
                 next = b + 1 < batches ? Fetch(order, b + 1, epoch) : null;
                 yield return current;
             }
         }
         finally
         {
-            // A caller that stops early leaves one prefetched batch: free it here.
-            if (next is not null) foreach (var t in next.Result.Values) t.Dispose();
+            // A caller that stops early (or fails) leaves one prefetched batch: free it here. Should that read have failed
+            // too, its error is not the one to report: the caller's own, or none, stands.
+            if (next is not null)
+            {
+                try { next.Wait(); }
+                catch (AggregateException) { }
+                if (next.IsCompletedSuccessfully) foreach (var t in next.Result.Values) t.Dispose();
+            }
         }
     }
 

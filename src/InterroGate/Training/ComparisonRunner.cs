@@ -97,9 +97,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         table = WithRuns(table, entries);
         Directory.CreateDirectory(directory);
         string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
-        File.WriteAllText(md, table.ToMarkdown());
-        File.WriteAllText(json, table.ToJson());
-        File.WriteAllText(Path.Combine(directory, CostFileName), table.ToCostMarkdown(config.Training.Device));
+        RunFiles.WriteAtomically(md, table.ToMarkdown());
+        RunFiles.WriteAtomically(json, table.ToJson());
+        RunFiles.WriteAtomically(Path.Combine(directory, CostFileName), table.ToCostMarkdown(config.Training.Device));
         try
         {
             ComparisonFigures.Write(table, entries, directory);
@@ -136,6 +136,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     {
         Runtime.NativeRuntime.EnsureLoaded();
         var data = DataCatalog.Open(config.Data);
+        foreach (var (split, count) in DataCatalog.Skipped(data))
+            progress?.Report(new RunMessage(config.Name, $"{count} ids of the {split} list left out: their files are missing (data.skipMissing); every run is trained and scored on the rest"));
         var owned = new List<IDisposable>(); // the models kept for later runs (STL, MTL), freed with the data when done
         try
         {
@@ -263,7 +265,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         };
         string? resume = null;
         bool finished = false;
-        if (File.Exists(trainer.LastPath))
+        // A kill between a save's two renames leaves only last.prev.ckpt: resumed from it, as `train --resume` does.
+        if (File.Exists(trainer.LastPath) || File.Exists(Checkpoint.PreviousPath(trainer.LastPath)))
         {
             // The newest whole checkpoint: a damaged last.ckpt falls back to the one it replaced (the Trainer says so).
             var good = Checkpoint.NewestGood(trainer.LastPath, out var problem);
@@ -277,7 +280,13 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             else progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));
         }
         string? startedElsewhere = null;
-        if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir) is { } stored && !StartOrigin.Same(stored, Origin()))
+        if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir) is { } unreadable && unreadable.Problem is { } unreadableWhy)
+        {
+            startedElsewhere = $"{Path.Combine(dir, StartOrigin.FileName)} {unreadableWhy}, so what the run started from is unknown";
+            progress?.Report(new RunMessage(run.Name, $"{startedElsewhere}; training anew."));
+            (finished, resume) = (false, null);
+        }
+        else if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir)?.Origin is { } stored && !StartOrigin.Same(stored, Origin()))
         {
             var origin = Origin();
             var changed = origin.Keys.Where(k => stored.TryGetValue(k, out var h) && h != origin[k]).ToArray();
@@ -481,18 +490,22 @@ internal static class StartOrigin
         }
     }
 
-    /// <summary>The stored origin; null where none was recorded (a run trained before this file existed) or it does not read.</summary>
-    public static Dictionary<string, string>? Read(string runDir)
+    /// <summary>
+    /// The stored origin; null where none was recorded (a run trained before this file existed). A file that does not
+    /// read (edited, damaged) gives its <c>Problem</c> instead of an origin.
+    /// </summary>
+    public static (Dictionary<string, string>? Origin, string? Problem)? Read(string runDir)
     {
         string path = Path.Combine(runDir, FileName);
         if (!File.Exists(path)) return null;
         try
         {
-            return System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(path));
+            return System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(path)) is { } origin
+                ? (origin, null) : (null, "holds null");
         }
-        catch (System.Text.Json.JsonException)
+        catch (System.Text.Json.JsonException e)
         {
-            return null;
+            return (null, $"does not read ({e.Message.Split('.')[0]})");
         }
     }
 

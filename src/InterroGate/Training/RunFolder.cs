@@ -44,12 +44,19 @@ public sealed class RunFolderLock : IDisposable
                 var owner = ReadOwner(path);
                 if (owner is { } o && IsAlive(o.Pid, o.StartTicks))
                     throw new RunFolderException(folder, $"in use by process {o.Pid}; wait for it to finish or stop it (a run folder holds one run at a time)");
+                // A lock without its owner yet: another process made it a moment ago and is writing it (two runs started
+                // together), not a dead one's.
+                if (owner is null && DateTime.UtcNow - File.GetLastWriteTimeUtc(path) < FreshLock)
+                    throw new RunFolderException(folder, "in use by a process that has just taken it; wait for it to finish or stop it (a run folder holds one run at a time)");
                 File.Delete(path); // its owner is gone: a killed run's lock
                 clearedStale = true;
             }
         }
         throw new RunFolderException(folder, $"could not take {path}");
     }
+
+    /// <summary>How long a lock that names no owner yet counts as being written by a live process.</summary>
+    internal static readonly TimeSpan FreshLock = TimeSpan.FromSeconds(10);
 
     public void Dispose()
     {
@@ -115,7 +122,12 @@ public static class RunFiles
     public static void WriteAtomically(string path, string text)
     {
         string temp = path + ".tmp";
-        File.WriteAllText(temp, text);
+        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            var bytes = new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text);
+            stream.Write(bytes);
+            stream.Flush(flushToDisk: true); // on the disk before the rename makes it the file: a power loss leaves the old or the new one
+        }
         PauseInWrite();
         File.Move(temp, path, overwrite: true);
     }

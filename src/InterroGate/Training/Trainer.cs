@@ -156,7 +156,17 @@ public sealed class Trainer
             if (good != resumeFrom)
             {
                 Report(new RunMessage(_config.Name, $"{problem}; resuming from the previous checkpoint {good} instead"));
+                bool ownLast = Path.GetFullPath(resumeFrom) == Path.GetFullPath(LastPath);
                 resumeFrom = good;
+                // The run had finished (killed between its last save's two renames): its last.ckpt is put back, for the
+                // commands that read a run's last.ckpt (evaluate, gates, a comparison reusing it).
+                if (ownLast && Checkpoint.ReadMeta(good) is { Step: 0 } done && done.Epoch >= cfg.Epochs)
+                {
+                    File.Copy(good, LastPath + ".tmp", overwrite: true);
+                    File.Move(LastPath + ".tmp", LastPath, overwrite: true);
+                    Report(new RunMessage(_config.Name, $"{good} holds the finished run: restored {LastPath} from it"));
+                    resumeFrom = LastPath;
+                }
             }
             var stored = Checkpoint.ReadMeta(resumeFrom);
             if (stored.Architecture != _model.Architecture || stored.Backbone != _config.Backbone.Name || !stored.Tasks.SequenceEqual(tasks.Names))
@@ -365,8 +375,10 @@ public sealed class Trainer
                 if (cfg.BnBatches > 0) BatchNormStatistics.Reestimate(_model, loader, Math.Min(cfg.BnBatches, steps), epoch, cfg.Precision, cancel);
                 val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel, cfg.Precision, cfg.ChannelsLast);
                 score = EvaluationResult.Score(tasks, val.Metrics);
-                isBest = score > bestScore;
-                if (isBest) (bestScore, bestEpoch, bestValidation) = (score, epoch, val.Metrics);
+                // A score that is not a number (a split without a valid pixel, outputs that are not finite) counts as the
+                // lowest: the first epoch is kept as best all the same, so best.ckpt exists, and any number beats it.
+                isBest = bestEpoch < 0 || score > bestScore;
+                if (isBest) (bestScore, bestEpoch, bestValidation) = (double.IsNaN(score) ? double.NegativeInfinity : score, epoch, val.Metrics);
                 trainLosses = tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(done, 1))).ToDictionary(p => p.Name, p => p.Item2);
                 diagnostics = _model.Diagnostics();
                 epochIps = epochImages / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);

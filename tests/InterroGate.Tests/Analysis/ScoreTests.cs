@@ -64,6 +64,14 @@ public sealed class ScoreTests
     }
 
     [Fact]
+    public void A_metric_that_is_not_a_number_ranks_last()
+    {
+        // Higher is better in the first metric, lower in the second; the NaN rows come after every number in each.
+        var mr = MeanRank.Compute([[double.NaN, 1.0], [2.0, double.NaN], [3.0, 2.0], [double.NaN, double.NaN]], [true, false]);
+        Assert.Equal(new[] { (3.0 + 1.0) / 2, (2.0 + 3.0) / 2, (1.0 + 2.0) / 2, (3.0 + 3.0) / 2 }, mr);
+    }
+
+    [Fact]
     public void Ties_share_the_smaller_rank()
     {
         var mr = MeanRank.Compute([[1.0], [2.0], [2.0], [3.0]], [true]);

@@ -297,6 +297,19 @@ public sealed class CliTests
             var (noCode, noError) = Run("evaluate", checkpoint, "--data-root", Path.Combine(dir, "nowhere"));
             Assert.Equal(2, noCode);
             Assert.Contains("--data-root", noError);
+            // The same folder with images of another size: refused, not evaluated at that size.
+            string larger = Path.Combine(dir, "larger");
+            foreach (var split in new[] { "train", "test" })
+            {
+                Directory.CreateDirectory(Path.Combine(larger, split));
+                InterroGate.Data.Npy.Write(Path.Combine(larger, split, "images.npy"), [40, 16, 16], new byte[40 * 256]);
+                File.Copy(Path.Combine(moved, split, "digit.npy"), Path.Combine(larger, split, "digit.npy"));
+            }
+            File.Copy(Path.Combine(moved, "tasks.json"), Path.Combine(larger, "tasks.json"));
+            var (sizeCode, sizeError) = Run("evaluate", checkpoint, "--data-root", larger);
+            Assert.Equal(2, sizeCode);
+            Assert.Contains("holds 1×16×16", sizeError);
+            Assert.Contains("was trained on 1×8×8", sizeError);
             Directory.Move(moved, data);
 
             // A task whose name would leave its folder as a file name is refused before anything is written.

@@ -51,6 +51,12 @@ public sealed class DensePresetTests : IDisposable
         var e = Assert.Throws<DataFormatException>(() => DataCatalog.Open(data));
         Assert.Contains("ghost", e.Message);
         var splits = DataCatalog.Open(data with { SkipMissing = true });
+        // Keys only some data sets read are refused elsewhere, not ignored.
+        var multifashion = new DataConfig { Dataset = "multifashion" };
+        Assert.Equal("data.skipMissing", Assert.Throws<ConfigException>(() => (multifashion with { SkipMissing = true }).Validate("data")).Key);
+        Assert.Equal("data.imageSize", Assert.Throws<ConfigException>(() => (multifashion with { ImageSize = 64 }).Validate("data")).Key);
+        Assert.Equal("data.cache", Assert.Throws<ConfigException>(() => (multifashion with { Cache = "/tmp/x" }).Validate("data")).Key);
+        (data with { SkipMissing = true }).Validate("data"); // where it is read, accepted
         Assert.Equal(2, splits.Train.Count);
         Assert.Equal(new Dictionary<string, int> { ["train"] = 1 }, DataCatalog.Skipped(splits));
         Assert.Empty(DataCatalog.Skipped(DataCatalog.Open(data with { Root = NyudV2Tests.MultiTaskFolder(Path.Combine(_dir, "clean"), ["a"], ["c"]) })));

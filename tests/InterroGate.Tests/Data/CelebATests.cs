@@ -169,7 +169,7 @@ public sealed class CelebATests : IDisposable
         Assert.Equal(["smile", "gender"], splits.Test.Tasks.Names);
         Assert.Equal((3, 8, 8), splits.Test.ImageShape);
 
-        Assert.Equal("data.attributes", Assert.Throws<ConfigException>(() => (config with { Dataset = "multifashion" }).Validate("data")).Key);
+        Assert.Equal("data.attributes", Assert.Throws<ConfigException>(() => (config with { Dataset = "multifashion", ImageSize = 32, Cache = null }).Validate("data")).Key);
         Assert.Equal("data.attributes", Assert.Throws<ConfigException>(() => (config with { Attributes = new Dictionary<string, string>() }).Validate("data")).Key);
         Assert.Equal("data.imageSize", Assert.Throws<ConfigException>(() => (config with { ImageSize = 4 }).Validate("data")).Key);
         Assert.Equal("data.root", Assert.Throws<ConfigException>(() => (config with { Root = null }).Validate("data")).Key);

@@ -132,6 +132,42 @@ public sealed class DatasetTests : IDisposable
     }
 
     [Fact]
+    public void A_batch_that_does_not_read_fails_with_its_own_error_and_one_prefetched_behind_a_failure_is_left_quietly()
+    {
+        var data = new FailingFrom(Synthetic.Make("s", 40, 1), firstFailingCall: 3);
+        var loader = new DataLoader(data, 8, shuffle: false, seed: 0, dropLast: false);
+        // The third batch's error, as the data set threw it (not wrapped in an AggregateException), after two batches.
+        int read = 0;
+        var e = Assert.Throws<DataFormatException>(() => { foreach (var _ in loader.Epoch(0)) read++; });
+        Assert.Equal(2, read);
+        Assert.Contains("batch 3 does not read", e.Message);
+        // A caller that fails on the second batch, while the third (prefetched) fails too: the caller's error stands.
+        var mine = Assert.Throws<InvalidOperationException>(() =>
+        {
+            foreach (var _ in new DataLoader(new FailingFrom(Synthetic.Make("s", 40, 1), firstFailingCall: 3), 8, false, 0, false).Epoch(0).Skip(1))
+                throw new InvalidOperationException("the caller's own");
+        });
+        Assert.Equal("the caller's own", mine.Message);
+    }
+
+    private sealed class FailingFrom(IMultiTaskDataset inner, int firstFailingCall) : IMultiTaskDataset
+    {
+        private int _calls;
+        public string Name => inner.Name;
+        public InterroGate.Tasks.TaskSet Tasks => inner.Tasks;
+        public int Count => inner.Count;
+        public (int Channels, int Height, int Width) ImageShape => inner.ImageShape;
+        public ImageInput Input => inner.Input;
+
+        public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+        {
+            int call = Interlocked.Increment(ref _calls);
+            if (call >= firstFailingCall) throw new DataFormatException("s", $"batch {call} does not read");
+            return inner.GetBatch(indices);
+        }
+    }
+
+    [Fact]
     public void The_shuffled_order_is_the_same_in_every_process()
     {
         // Pinned: an order drawn from a per-process random seed (such as HashCode.Combine's) would differ here in

@@ -63,6 +63,26 @@ public sealed class ComparisonTests : IDisposable
         Assert.Equal(5, again.WithRun.Count(l => l.Contains("reusing the finished run")));
         Assert.Equal(table, File.ReadAllText(second.MarkdownPath));
 
+        // Killed between the two renames of MTL's last save: only last.prev.ckpt is left. The run is taken up from it
+        // (not trained anew over it), its last.ckpt restored, and the InterroGate run that started from it still reused.
+        string mtlLast = Path.Combine(_dir, "mtl", Trainer.LastFileName);
+        var mtlBytes = File.ReadAllBytes(mtlLast);
+        File.Move(mtlLast, Checkpoint.PreviousPath(mtlLast), overwrite: true);
+        var cut = new RunMessages();
+        Assert.Equal(table, File.ReadAllText(new ComparisonRunner(config, _dir, cut).Run().MarkdownPath));
+        Assert.DoesNotContain(cut.WithRun, l => l.Contains("training anew"));
+        Assert.Contains(cut.WithRun, l => l.StartsWith("mtl:", StringComparison.Ordinal) && l.Contains($"restored {mtlLast}"));
+        Assert.Equal(mtlBytes, File.ReadAllBytes(mtlLast));
+        Assert.Equal(4, cut.WithRun.Count(l => l.Contains("reusing the finished run")));
+
+        // A start record that does not read: what the run started from is unknown, so it is trained anew.
+        File.WriteAllText(Path.Combine(_dir, "interrogate-ls1", "started-from.json"), "{\"mtl\": ");
+        var damaged = new RunMessages();
+        new ComparisonRunner(config, _dir, damaged).Run();
+        Assert.Contains(damaged.WithRun, l => l.StartsWith("interrogate-ls1:", StringComparison.Ordinal) && l.Contains("started-from.json does not read")
+                                              && l.EndsWith("so what the run started from is unknown; training anew.", StringComparison.Ordinal));
+        Assert.Equal(origin, JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(_dir, "interrogate-ls1", "started-from.json"))));
+
         // The baselines trained again (another learning rate); the InterroGate run's own configuration is the same,
         // but it started from the old baselines: it is trained anew, not reused against the new ones.
         var changed = new RunMessages();

@@ -285,6 +285,44 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void A_validation_score_that_is_not_a_number_still_leaves_a_best_checkpoint_that_a_number_replaces()
+    {
+        // The regression head's outputs are NaN in evaluation (training is untouched) until the end of epoch 2: the
+        // validation score is NaN in epochs 1 and 2, a number in epoch 3.
+        var run = PreparedRun.Create(Config(new HardSharingConfig(), epochs: 3, train: 64));
+        bool poisoned = true;
+        var hook = run.Model.register_forward_hook((m, input, output) =>
+        {
+            if (!m.training && poisoned) output["position"] = full_like(output["position"], double.NaN);
+            return output;
+        });
+        var epochs = new EpochsSeen(e => poisoned = e < 1);
+        var result = new Trainer(run.Config, run.Model, run.Data, _dir, epochs).Run();
+        hook.remove();
+        Assert.Equal(3, epochs.Scores.Count);
+        Assert.True(double.IsNaN(epochs.Scores[0]) && double.IsNaN(epochs.Scores[1]) && double.IsFinite(epochs.Scores[2]), string.Join(", ", epochs.Scores));
+        Assert.Equal([true, false, true], epochs.Best); // the first epoch kept although no number ranks it, then a number beats it
+        Assert.Equal(2, result.BestEpoch);
+        Assert.True(File.Exists(result.BestCheckpoint));
+        Assert.Equal(3, Checkpoint.ReadMeta(result.BestCheckpoint).Epoch);
+        Assert.True(double.IsFinite(result.BestValidation["position"]));
+    }
+
+    private sealed class EpochsSeen(Action<int> ended) : IProgress<TrainingEvent>
+    {
+        public List<double> Scores { get; } = [];
+        public List<bool> Best { get; } = [];
+
+        public void Report(TrainingEvent value)
+        {
+            if (value is not EpochCompleted e) return;
+            Scores.Add(e.Score);
+            Best.Add(e.IsBest);
+            ended(e.Epoch);
+        }
+    }
+
+    [Fact]
     public void A_run_folder_holds_one_run_at_a_time_and_a_killed_runs_lock_is_cleared()
     {
         Directory.CreateDirectory(_dir);
@@ -298,6 +336,13 @@ public sealed class TrainerTests : IDisposable
         Assert.False(File.Exists(lockPath));
 
         File.WriteAllText(lockPath, "2147483600 638000000000"); // a process that does not run
+        using (RunFolderLock.Acquire(_dir, out bool stale)) Assert.True(stale);
+
+        // A lock that names no owner yet is being written by a process that has just taken it (two runs started
+        // together): held while fresh, a dead process's once older than that.
+        File.WriteAllText(lockPath, "");
+        Assert.Contains("just taken it", Assert.Throws<RunFolderException>(() => RunFolderLock.Acquire(_dir, out _)).Message);
+        File.SetLastWriteTimeUtc(lockPath, DateTime.UtcNow - RunFolderLock.FreshLock - TimeSpan.FromSeconds(1));
         using (RunFolderLock.Acquire(_dir, out bool stale)) Assert.True(stale);
     }
 
