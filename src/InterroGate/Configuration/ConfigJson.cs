@@ -68,7 +68,7 @@ public static class ConfigJson
             string problem = Describe(e, key);
             // A name outside a list of names: say which one was given.
             if (problem.StartsWith("expects one of", StringComparison.Ordinal) && ValueAt(node, key) is JsonValue given)
-                problem += $", not {given.ToJsonString()}";
+                problem += $", not {(given.TryGetValue(out string? text) ? $"\"{text}\"" : given.ToJsonString())}";
             throw new ConfigException(key, problem);
         }
         catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
@@ -134,11 +134,18 @@ public static class ConfigJson
         parent[path[^1]] = value;
     }
 
-    /// <summary>The value at a dotted key of plain object keys (<c>training.precision</c>), or null.</summary>
+    /// <summary>The value at a key as System.Text.Json names it (<c>training.precision</c>, <c>architectures[0].fusion</c>), or null.</summary>
     private static JsonNode? ValueAt(JsonNode? node, string key)
     {
         foreach (var part in key.Split('.'))
-            node = node is JsonObject o && o.TryGetPropertyValue(part, out var child) ? child : null;
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(part, @"^([^\[]*)((?:\[\d+\])*)$");
+            if (!m.Success) return null;
+            if (m.Groups[1].Value.Length > 0)
+                node = node is JsonObject o && o.TryGetPropertyValue(m.Groups[1].Value, out var child) ? child : null;
+            foreach (System.Text.RegularExpressions.Match index in System.Text.RegularExpressions.Regex.Matches(m.Groups[2].Value, @"\d+"))
+                node = node is JsonArray a && int.TryParse(index.Value, out int i) && i < a.Count ? a[i] : null;
+        }
         return node;
     }
 

@@ -52,7 +52,7 @@ public static class Checkpoint
     public static void Save(string path, CheckpointMeta meta, nn.Module model, IReadOnlyList<(string Name, TorchSharp.Modules.OptimizerHelper Optimizer)> optimizers)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        string tmp = path + ".tmp";
+        string tmp = InterruptedSavePath(path);
         using (var stream = File.Create(tmp))
         using (var w = new BinaryWriter(stream))
         {
@@ -197,15 +197,36 @@ public static class Checkpoint
     }
 
     /// <summary>
-    /// <paramref name="path"/> if it reads whole, else the checkpoint it replaced (<see cref="PreviousPath"/>) if that one
-    /// does; null when neither does. <paramref name="problem"/> says what was wrong with <paramref name="path"/>.
+    /// <paramref name="path"/> if it reads whole; else, where it is missing, the new file of a save that a stop cut short
+    /// between its two renames (<see cref="InterruptedSavePath"/>) if that one reads whole; else the checkpoint it
+    /// replaced (<see cref="PreviousPath"/>) if that one does; null when none does. <paramref name="problem"/> says what
+    /// was wrong with <paramref name="path"/>.
     /// </summary>
     public static string? NewestGood(string path, out string? problem)
     {
         problem = Verify(path);
         if (problem is null) return path;
+        string pending = InterruptedSavePath(path);
+        if (!File.Exists(path) && File.Exists(pending) && Verify(pending) is null) return pending;
         string previous = PreviousPath(path);
         return File.Exists(previous) && Verify(previous) is null ? previous : null;
+    }
+
+    /// <summary>The file <see cref="Save"/> writes before renaming it to <paramref name="path"/>.</summary>
+    public static string InterruptedSavePath(string path) => path + ".tmp";
+
+    /// <summary>
+    /// Finishes a save that a stop cut short between its two renames (the old file already moved to
+    /// <see cref="PreviousPath"/>, the new one not yet in place): where <paramref name="path"/> is missing and its
+    /// <see cref="InterruptedSavePath"/> reads whole, that file becomes <paramref name="path"/>. Whether it did.
+    /// Call it only holding the run folder's lock.
+    /// </summary>
+    public static bool CompleteInterruptedSave(string path)
+    {
+        string pending = InterruptedSavePath(path);
+        if (File.Exists(path) || !File.Exists(pending) || Verify(pending) is not null) return false;
+        File.Move(pending, path, overwrite: false);
+        return true;
     }
 
     /// <summary>A checkpoint's reader, knowing whether its blocks carry checksums (format 02) or not (01).</summary>

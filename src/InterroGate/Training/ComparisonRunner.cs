@@ -265,8 +265,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         };
         string? resume = null;
         bool finished = false;
-        // A kill between a save's two renames leaves only last.prev.ckpt: resumed from it, as `train --resume` does.
-        if (File.Exists(trainer.LastPath) || File.Exists(Checkpoint.PreviousPath(trainer.LastPath)))
+        // A stop between a save's two renames leaves no last.ckpt: the trainer finishes that save (last.ckpt.tmp) or
+        // falls back to the checkpoint it replaced (last.prev.ckpt), as `train --resume` does.
+        if (File.Exists(trainer.LastPath) || File.Exists(Checkpoint.InterruptedSavePath(trainer.LastPath)) || File.Exists(Checkpoint.PreviousPath(trainer.LastPath)))
         {
             // The newest whole checkpoint: a damaged last.ckpt falls back to the one it replaced (the Trainer says so).
             var good = Checkpoint.NewestGood(trainer.LastPath, out var problem);
@@ -506,6 +507,10 @@ internal static class StartOrigin
         catch (System.Text.Json.JsonException e)
         {
             return (null, $"does not read ({e.Message.Split('.')[0]})");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return (null, $"cannot be read ({e.Message})");
         }
     }
 

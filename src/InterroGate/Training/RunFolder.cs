@@ -46,7 +46,10 @@ public sealed class RunFolderLock : IDisposable
                     throw new RunFolderException(folder, $"in use by process {o.Pid}; wait for it to finish or stop it (a run folder holds one run at a time)");
                 // A lock without its owner yet: another process made it a moment ago and is writing it (two runs started
                 // together), not a dead one's.
-                if (owner is null && DateTime.UtcNow - File.GetLastWriteTimeUtc(path) < FreshLock)
+                var written = new FileInfo(path);
+                if (!written.Exists) continue; // gone since: its owner finished; take it anew
+                var age = DateTime.UtcNow - written.LastWriteTimeUtc;
+                if (owner is null && age >= TimeSpan.Zero && age < FreshLock)
                     throw new RunFolderException(folder, "in use by a process that has just taken it; wait for it to finish or stop it (a run folder holds one run at a time)");
                 File.Delete(path); // its owner is gone: a killed run's lock
                 clearedStale = true;

@@ -145,7 +145,10 @@ public sealed class Trainer
         if (resumeFrom is null) StartingAnew?.Invoke(); // inside the folder's lock, the old run's files gone
         if (resumeFrom is not null)
         {
-            // A kill between a save's two renames leaves only the previous checkpoint, which the resume below falls back to.
+            // A stop between a save's two renames leaves the new checkpoint under its temporary name and the old one as
+            // the previous checkpoint: the save is finished here, inside the folder's lock.
+            if (Checkpoint.CompleteInterruptedSave(resumeFrom))
+                Report(new RunMessage(_config.Name, $"{resumeFrom}: completed the save a stop had cut short (from {Checkpoint.InterruptedSavePath(resumeFrom)})"));
             if (!File.Exists(resumeFrom) && !File.Exists(Checkpoint.PreviousPath(resumeFrom)))
                 throw new CheckpointException(resumeFrom, Directory.Exists(resumeFrom)
                     ? $"is a folder; resume from its {LastFileName}."
@@ -155,18 +158,9 @@ public sealed class Trainer
             if (good is null) throw new CheckpointException(resumeFrom, $"cannot be resumed: {problem}; no whole previous checkpoint beside it.");
             if (good != resumeFrom)
             {
-                Report(new RunMessage(_config.Name, $"{problem}; resuming from the previous checkpoint {good} instead"));
-                bool ownLast = Path.GetFullPath(resumeFrom) == Path.GetFullPath(LastPath);
+                Report(new RunMessage(_config.Name, (File.Exists(resumeFrom) ? problem!.TrimEnd('.') : $"{resumeFrom} is missing") +
+                                                    $"; resuming from the previous checkpoint {good} instead"));
                 resumeFrom = good;
-                // The run had finished (killed between its last save's two renames): its last.ckpt is put back, for the
-                // commands that read a run's last.ckpt (evaluate, gates, a comparison reusing it).
-                if (ownLast && Checkpoint.ReadMeta(good) is { Step: 0 } done && done.Epoch >= cfg.Epochs)
-                {
-                    File.Copy(good, LastPath + ".tmp", overwrite: true);
-                    File.Move(LastPath + ".tmp", LastPath, overwrite: true);
-                    Report(new RunMessage(_config.Name, $"{good} holds the finished run: restored {LastPath} from it"));
-                    resumeFrom = LastPath;
-                }
             }
             var stored = Checkpoint.ReadMeta(resumeFrom);
             if (stored.Architecture != _model.Architecture || stored.Backbone != _config.Backbone.Name || !stored.Tasks.SequenceEqual(tasks.Names))
@@ -481,13 +475,19 @@ public sealed class Trainer
         return (losses, reg);
     }
 
-    /// <summary>One training batch (from a loader of its own, so the training order is untouched) for <see cref="MultiTaskModel.PrepareSpeed"/>.</summary>
+    /// <summary>
+    /// One training batch (from a loader of its own, so the training order is untouched) for
+    /// <see cref="MultiTaskModel.PrepareSpeed"/>, laid out and computed as the training steps are (training.channelsLast,
+    /// training.precision), so that what is timed there is what training runs.
+    /// </summary>
     private void PrepareSpeed(Device device)
     {
         using var scope = NewDisposeScope();
+        using var precision = Runtime.Autocast.Enter(_config.Training.Precision, device);
         _model.PrepareSpeed(() =>
         {
-            var loader = new DataLoader(_data.Train, _config.Training.BatchSize, shuffle: true, seed: _config.Training.Seed + 15_485_863, dropLast: true, device);
+            var loader = new DataLoader(_data.Train, _config.Training.BatchSize, shuffle: true, seed: _config.Training.Seed + 15_485_863, dropLast: true, device,
+                _config.Training.ChannelsLast);
             var batch = loader.Epoch(0).First();
             foreach (var (key, value) in batch) if (key != IMultiTaskDataset.ImageKey) value.Dispose();
             return batch[IMultiTaskDataset.ImageKey];

@@ -161,7 +161,7 @@ public sealed class ApiMisuseTests : IDisposable
         File.Move(trainer.LastPath, Checkpoint.PreviousPath(trainer.LastPath), overwrite: true);
         var fallback = new RunMessages();
         new Trainer(run.Config, run.Model, run.Data, dir, fallback).Run(resumeFrom: trainer.LastPath);
-        Assert.Contains(fallback.Lines, l => l.Contains("resuming from the previous checkpoint"));
+        Assert.Contains($"{trainer.LastPath} is missing; resuming from the previous checkpoint {Checkpoint.PreviousPath(trainer.LastPath)} instead", fallback.Lines);
         string missing = Path.Combine(_dir, "none", Trainer.LastFileName);
         Assert.Contains($"checkpoint {missing}: no such file; a run's folder holds the last.ckpt to resume from.",
             Assert.Throws<CheckpointException>(() => new Trainer(run.Config, run.Model, run.Data, Path.Combine(_dir, "other")).Run(resumeFrom: missing)).Message);

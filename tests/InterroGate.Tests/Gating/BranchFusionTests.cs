@@ -162,6 +162,10 @@ public sealed class BranchFusionTests
         Assert.Equal(BranchFusion.Auto, Assert.IsType<InterroGateConfig>(config.Architecture).Fusion);
         var e = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<RunConfig>("""{"architecture": {"type": "interrogate", "fusion": "sometimes"}}"""));
         Assert.Equal("architecture.fusion", e.Key);
-        Assert.Contains("sometimes", e.Message);
+        Assert.EndsWith("expects one of \"off\", \"on\", \"auto\", not \"sometimes\"", e.Message);
+        // Inside a list too, and a value with characters JSON would escape is shown as written.
+        var listed = Assert.Throws<ConfigException>(() => ConfigJson.Deserialize<CompareConfig>("""{"architectures": [{"type": "mtan"}, {"type": "interrogate", "fusion": "some+times"}]}"""));
+        Assert.Equal("architectures[1].fusion", listed.Key);
+        Assert.EndsWith("not \"some+times\"", listed.Message);
     }
 }

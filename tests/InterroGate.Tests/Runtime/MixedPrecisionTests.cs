@@ -101,11 +101,16 @@ public sealed class MixedPrecisionTests : IDisposable
     public void Bf16_channels_last_training_learns_and_records_its_options()
     {
         var plain = TrainerTestsConfig("interrogate");
-        var config = plain with { Training = plain.Training with { Precision = Precision.Bf16, ChannelsLast = true, DataOn = DataResidence.Device } };
+        // fusion: auto times each unit plain and fused before the first step: that timing runs as training does too.
+        var config = plain with
+        {
+            Architecture = (InterroGateConfig)plain.Architecture with { Fusion = InterroGate.Gating.BranchFusion.Auto },
+            Training = plain.Training with { Precision = Precision.Bf16, ChannelsLast = true, DataOn = DataResidence.Device },
+        };
         var run = PreparedRun.Create(config);
         var before = Evaluator.Evaluate(run.Model, run.Data.Validation, 64, precision: Precision.Bf16, channelsLast: true);
-        // What the trainer computes in training mode (its steps and the gate-regime probe before them, not the
-        // evaluations): every convolution in bfloat16. (The synthetic images have one channel, so their layout
+        // What the trainer computes in training mode (its steps, and the fusion timing and gate-regime probe before
+        // them, not the evaluations): every convolution module's output in bfloat16. (The synthetic images have one channel, so their layout
         // cannot show here; the next test checks it.)
         var seen = new List<ScalarType>();
         var hooks = run.Model.modules().OfType<TorchSharp.Modules.Conv2d>().Select(conv => conv.register_forward_hook((m, input, output) =>

@@ -63,16 +63,19 @@ public sealed class ComparisonTests : IDisposable
         Assert.Equal(5, again.WithRun.Count(l => l.Contains("reusing the finished run")));
         Assert.Equal(table, File.ReadAllText(second.MarkdownPath));
 
-        // Killed between the two renames of MTL's last save: only last.prev.ckpt is left. The run is taken up from it
-        // (not trained anew over it), its last.ckpt restored, and the InterroGate run that started from it still reused.
+        // Stopped between the two renames of MTL's last save (its only one: one epoch): the finished checkpoint is left
+        // as last.ckpt.tmp and there is no last.ckpt. The save is completed, not trained anew over, and the InterroGate
+        // run that started from it is still reused.
         string mtlLast = Path.Combine(_dir, "mtl", Trainer.LastFileName);
         var mtlBytes = File.ReadAllBytes(mtlLast);
-        File.Move(mtlLast, Checkpoint.PreviousPath(mtlLast), overwrite: true);
+        Assert.False(File.Exists(Checkpoint.PreviousPath(mtlLast)));
+        File.Move(mtlLast, Checkpoint.InterruptedSavePath(mtlLast));
         var cut = new RunMessages();
         Assert.Equal(table, File.ReadAllText(new ComparisonRunner(config, _dir, cut).Run().MarkdownPath));
         Assert.DoesNotContain(cut.WithRun, l => l.Contains("training anew"));
-        Assert.Contains(cut.WithRun, l => l.StartsWith("mtl:", StringComparison.Ordinal) && l.Contains($"restored {mtlLast}"));
+        Assert.Contains($"mtl: {mtlLast}: completed the save a stop had cut short (from {Checkpoint.InterruptedSavePath(mtlLast)})", cut.WithRun);
         Assert.Equal(mtlBytes, File.ReadAllBytes(mtlLast));
+        Assert.False(File.Exists(Checkpoint.InterruptedSavePath(mtlLast)));
         Assert.Equal(4, cut.WithRun.Count(l => l.Contains("reusing the finished run")));
 
         // A start record that does not read: what the run started from is unknown, so it is trained anew.
