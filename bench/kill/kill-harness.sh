@@ -31,11 +31,12 @@ check_metrics() { python3 "$(dirname "$0")/missing_metrics.py" "$1"; }
 
 metric_lines() { local n=0; [[ -f "$work/run/metrics.jsonl" ]] && n=$(grep -c . "$work/run/metrics.jsonl"); echo "${n:-0}"; }
 
-done_kills=0 unreadable=0 lost=0 restarts=0 in_write=0
+done_kills=0 unreadable=0 lost=0 restarts=0 in_write=0 between=0 completed=0
 while (( done_kills < kills )); do
   # Resume where there is a checkpoint; a run killed before its first one left only its start: train it anew over that.
   resume=(--overwrite)
-  [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" ]] && resume=(--resume "$work/run/last.ckpt")
+  [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" || -f "$work/run/last.ckpt.tmp" ]] && resume=(--resume "$work/run/last.ckpt")
+  pending=no; [[ -f "$work/run/last.ckpt.tmp" && ! -f "$work/run/last.ckpt" ]] && pending=yes # a cut save this run is to complete
   INTERROGATE_FAULT_WRITE_PAUSE_MS=$pause_ms dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 &
   pid=$!
   # A random moment within the run's length (start-up included), in milliseconds.
@@ -53,7 +54,12 @@ while (( done_kills < kills )); do
     done_kills=$((done_kills + 1))
     # A temporary file left behind: the kill landed inside a checkpoint write or a metrics rewrite.
     inside=""
-    if compgen -G "$work/run/*.tmp" >/dev/null; then in_write=$((in_write + 1)); inside=" inside a write ($(cd "$work/run" && ls *.tmp | tr '\n' ' '))"; rm -f "$work"/run/*.tmp; fi
+    # Between a checkpoint's two renames (no last.ckpt, its whole new file still .tmp) the file is left for the resume to
+    # complete; any other temporary file is a write cut short, which the next write replaces.
+    if [[ -f "$work/run/last.ckpt.tmp" && ! -f "$work/run/last.ckpt" ]]; then
+      [[ $pending == yes ]] || between=$((between + 1)) # (killed again before it completed the earlier one: counted once)
+      inside=" between a save's renames (last.ckpt.tmp kept)"
+    elif compgen -G "$work/run/*.tmp" >/dev/null; then in_write=$((in_write + 1)); inside=" inside a write ($(cd "$work/run" && ls *.tmp | tr '\n' ' '))"; rm -f "$work"/run/*.tmp; fi
     echo "kill $done_kills ${delay}s after epoch $wait_lines$inside; checkpoints: $(cd "$work/run" 2>/dev/null && ls *.ckpt 2>/dev/null | tr '\n' ' ')"
   else
     wait "$pid"; code=$?
@@ -65,6 +71,7 @@ while (( done_kills < kills )); do
     fi
     if grep -q "best epoch" "$work/run.log"; then rm -rf "$work/run"; fi # finished: start the run over for more kills
   fi
+  grep -q "completed the save a stop had cut short" "$work/run.log" 2>/dev/null && completed=$((completed + 1))
   lost=$((lost + $(check_metrics "$work/run")))
 done
 
@@ -72,7 +79,7 @@ done
 rm -rf "$work/run.final"
 while true; do
   resume=(--overwrite)
-  [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" ]] && resume=(--resume "$work/run/last.ckpt")
+  [[ -f "$work/run/last.ckpt" || -f "$work/run/last.prev.ckpt" || -f "$work/run/last.ckpt.tmp" ]] && resume=(--resume "$work/run/last.ckpt")
   dotnet "$INTERROGATE_CLI" "${args[@]}" -o "$work/run" "${resume[@]}" >"$work/run.log" 2>&1 && break
   if grep -q "already ran to" "$work/run.log"; then break; fi
   echo "final resume failed:"; tail -3 "$work/run.log"; unreadable=$((unreadable + 1)); break
@@ -82,9 +89,11 @@ dotnet "$INTERROGATE_CLI" export "$work/run/last.ckpt" --format safetensors -o "
 if cmp -s "$work/ref.safetensors" "$work/run.safetensors"; then identical=yes; else identical=no; fi
 ref_lines=$(wc -l < "$work/ref/metrics.jsonl"); run_lines=$(wc -l < "$work/run/metrics.jsonl")
 
-echo "kills: $done_kills (of them inside a checkpoint write or metrics rewrite: $in_write; runs that ended before their kill: $restarts)"
+grep -q "completed the save a stop had cut short" "$work/run.log" 2>/dev/null && completed=$((completed + 1))
+echo "kills: $done_kills (of them inside a checkpoint write or metrics rewrite: $in_write; between a save's two renames: $between; runs that ended before their kill: $restarts)"
+echo "saves cut short between their renames that the resume completed: $completed of $between"
 echo "unreadable checkpoints (a resume that failed): $unreadable"
 echo "metric lines of completed epochs missing after a kill: $lost"
 echo "metrics lines: uninterrupted $ref_lines, killed and resumed $run_lines"
 echo "final weights bit-identical to the uninterrupted run: $identical"
-[[ $unreadable -eq 0 && $lost -eq 0 && $identical == yes && $ref_lines -eq $run_lines ]]
+[[ $unreadable -eq 0 && $lost -eq 0 && $identical == yes && $ref_lines -eq $run_lines && $completed -eq $between ]]

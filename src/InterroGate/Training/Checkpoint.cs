@@ -69,7 +69,11 @@ public static class Checkpoint
             stream.Flush(flushToDisk: true);
         }
         RunFiles.PauseInWrite();
-        if (File.Exists(path)) File.Move(path, PreviousPath(path), overwrite: true);
+        if (File.Exists(path))
+        {
+            File.Move(path, PreviousPath(path), overwrite: true);
+            RunFiles.PauseInWrite(); // between the renames too: a kill there leaves no file under path
+        }
         File.Move(tmp, path, overwrite: true);
     }
 

@@ -140,7 +140,8 @@ public static class RunFiles
 
     /// <summary>
     /// Fault injection for the kill harness (bench/kill): INTERROGATE_FAULT_WRITE_PAUSE_MS holds every checkpoint write
-    /// and metrics rewrite that long between its temporary file and the rename, so random kills land inside writes.
+    /// and metrics rewrite that long between its temporary file and the rename (a checkpoint's also between its two
+    /// renames), so random kills land inside writes.
     /// </summary>
     internal static void PauseInWrite()
     {
