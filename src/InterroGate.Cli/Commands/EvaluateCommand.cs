@@ -83,7 +83,7 @@ internal static class EvaluateCommand
         return cmd;
     }
 
-    /// <summary>The run's data; where its folder is not found, the message says how to point at its new place.</summary>
+    /// <summary>The same image size and, within rounding, the same normalisation.</summary>
     private static bool SameInput(Data.ImageInput a, Data.ImageInput b) =>
         (a.Channels, a.Height, a.Width) == (b.Channels, b.Height, b.Width)
         && Math.Abs(a.Mean - b.Mean) <= 1e-9 * Math.Max(1, Math.Abs(a.Mean)) && Math.Abs(a.Std - b.Std) <= 1e-9 * Math.Max(1, Math.Abs(a.Std));
@@ -91,6 +91,7 @@ internal static class EvaluateCommand
     private static string Describe(Data.ImageInput i) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{i.Channels}×{i.Height}×{i.Width} (normalised with mean {i.Mean:G4}, std {i.Std:G4})");
 
+    /// <summary>The run's data; where its folder is not found, the message says how to point at its new place.</summary>
     private static Data.DatasetSplits OpenData(DataConfig data, bool hint)
     {
         try

@@ -281,21 +281,23 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             else progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));
         }
         string? startedElsewhere = null;
-        if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir) is { } unreadable && unreadable.Problem is { } unreadableWhy)
+        if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir) is { } record)
         {
-            startedElsewhere = $"{Path.Combine(dir, StartOrigin.FileName)} {unreadableWhy}, so what the run started from is unknown";
-            progress?.Report(new RunMessage(run.Name, $"{startedElsewhere}; training anew."));
-            (finished, resume) = (false, null);
-        }
-        else if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir)?.Origin is { } stored && !StartOrigin.Same(stored, Origin()))
-        {
-            var origin = Origin();
-            var changed = origin.Keys.Where(k => stored.TryGetValue(k, out var h) && h != origin[k]).ToArray();
-            startedElsewhere = stored.Count == 0 ? $"{dir} started from scratch and this comparison starts it from {string.Join(", ", origin.Keys)}"
-                : origin.Count == 0 ? $"{dir} started from {string.Join(", ", stored.Keys)} and this comparison starts it from scratch"
-                : $"{dir} started from an earlier {string.Join(", ", changed.Length > 0 ? changed : origin.Keys)} (trained again since)";
-            progress?.Report(new RunMessage(run.Name, $"{startedElsewhere}; training anew."));
-            (finished, resume) = (false, null);
+            if (record.Problem is { } unreadable)
+                startedElsewhere = $"{Path.Combine(dir, StartOrigin.FileName)} {unreadable}, so what the run started from is unknown";
+            else if (record.Origin is { } stored && !StartOrigin.Same(stored, Origin()))
+            {
+                var origin = Origin();
+                var changed = origin.Keys.Where(k => stored.TryGetValue(k, out var h) && h != origin[k]).ToArray();
+                startedElsewhere = stored.Count == 0 ? $"{dir} started from scratch and this comparison starts it from {string.Join(", ", origin.Keys)}"
+                    : origin.Count == 0 ? $"{dir} started from {string.Join(", ", stored.Keys)} and this comparison starts it from scratch"
+                    : $"{dir} started from an earlier {string.Join(", ", changed.Length > 0 ? changed : origin.Keys)} (trained again since)";
+            }
+            if (startedElsewhere is not null)
+            {
+                progress?.Report(new RunMessage(run.Name, $"{startedElsewhere}; training anew."));
+                (finished, resume) = (false, null);
+            }
         }
 
         if (!finished && requireFinished)
