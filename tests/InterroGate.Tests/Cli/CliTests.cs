@@ -28,7 +28,7 @@ public sealed class CliTests
     }
 
     /// <summary>Runs the CLI, returning its exit code and what it wrote to standard error.</summary>
-    private static (int Code, string Error) Run(params string[] args)
+    internal static (int Code, string Error) Run(params string[] args)
     {
         var output = new StringWriter();
         var previous = Console.Error;

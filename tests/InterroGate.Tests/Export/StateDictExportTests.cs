@@ -62,20 +62,11 @@ public sealed class StateDictExportTests : IDisposable
         Assert.Equal(0, InterroGate.Cli.Program.Main(["prune", ckpt, "-o", pruned]));
         foreach (var notCheckpoint in new[] { pruned, file })
         {
-            var (code, error) = ErrorOf(["export", notCheckpoint, "--format", "state-dict"]);
+            var (code, error) = InterroGate.Tests.Cli.CliTests.Run("export", notCheckpoint, "--format", "state-dict");
             Assert.Equal(2, code);
             Assert.Contains(notCheckpoint, error);
             Assert.Contains("not a training checkpoint", error);
             Assert.Contains("give its .ckpt", error);
         }
-    }
-
-    private static (int Code, string Error) ErrorOf(string[] args)
-    {
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        try { return (InterroGate.Cli.Program.Main(args), error.ToString()); }
-        finally { Console.SetError(previous); }
     }
 }
