@@ -61,9 +61,12 @@ internal static class EvaluateCommand
                 if (!p.GetValue(json)) AnsiConsole.MarkupLine($"batch-norm statistics re-estimated from {used} training batches of {config.Training.BatchSize} (the first of epoch {Math.Max(1, meta.Epoch)})");
             }
             var result = Evaluator.Evaluate(model, set, config.Training.EvalBatchSize, cancel, config.Training.Precision, config.Training.ChannelsLast);
+            var nonFinite = DataCatalog.NonFiniteDepth(data);
+            foreach (var (depthSplit, count) in nonFinite)
+                Console.Error.WriteLine($"warning: {DataCatalog.NonFiniteDepthMessage(depthSplit, count)}");
             if (p.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, details = result.Details, losses = result.Losses, macs, parameters }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+                Console.WriteLine(JsonSerializer.Serialize(new { checkpoint = path, architecture = model.Architecture, split = p.GetValue(split), metrics = result.Metrics, details = result.Details, losses = result.Losses, macs, parameters, skippedIds = DataCatalog.Skipped(data), nonFiniteDepthPixels = nonFinite }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
                 return 0;
             }
             var t = new Table { Title = new TableTitle($"{p.GetValue(split)} split ({Markup.Escape(path)})") }

@@ -33,6 +33,8 @@ internal static class TrainCommand
             {
                 Overwrite = p.GetValue(overwrite), AcceptConfigChanges = p.GetValue(accept),
             }.Run(p.GetValue(resume), cancel));
+            foreach (var (split, count) in DataCatalog.NonFiniteDepth(prepared.Data))
+                AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(DataCatalog.NonFiniteDepthMessage(split, count))}[/]");
             if (result.Interrupted) return 130;
             // A finished run resumed trains nothing: no speed to give.
             AnsiConsole.MarkupLine($"best epoch {result.BestEpoch + 1}: {Markup.Escape(Format.Metrics(result.BestValidation))}" +

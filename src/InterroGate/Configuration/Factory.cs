@@ -73,6 +73,19 @@ public static class DataCatalog
         return counts.Where(kv => kv.Value > 0).ToDictionary();
     }
 
+    /// <summary>
+    /// Depth pixels that were NaN or infinite in the files read so far and were taken as unknown (0), per split that
+    /// has some (its data set's name: "nyudv2/train"); empty when none. Counted as samples load: call it after the
+    /// samples were read (after training or evaluation).
+    /// </summary>
+    public static IReadOnlyDictionary<string, long> NonFiniteDepth(DatasetSplits splits) =>
+        new[] { splits.Train, splits.Validation, splits.Test }.Distinct().OfType<NyudV2Dataset>()
+            .Where(d => d.NanDepthPixels > 0).ToDictionary(d => d.Name, d => d.NanDepthPixels);
+
+    /// <summary>The line that says <paramref name="count"/> depth pixels of <paramref name="split"/> were not finite.</summary>
+    public static string NonFiniteDepthMessage(string split, long count) =>
+        $"{count:N0} depth pixels of {split} were NaN or infinite in their files and were read as unknown (0): no loss or metric counts them";
+
     /// <summary>One line per tenth of a CelebA cache build (a first run decodes about 200,000 JPEGs).</summary>
     private static Action<int, int> CacheProgress()
     {

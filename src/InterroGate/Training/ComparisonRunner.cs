@@ -213,6 +213,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
                 taken.Add(new ShardEntry(point.Index, Done(TrainAndTest(run, data, image, init, cancel, label: point.Label,
                     startedFrom: init is null ? [] : [.. StlRuns(tasks), "mtl"]))));
             }
+            foreach (var (split, count) in DataCatalog.NonFiniteDepth(data))
+                progress?.Report(new RunMessage(config.Name, DataCatalog.NonFiniteDepthMessage(split, count)));
             return (tasks, entries, taken);
         }
         finally

@@ -61,4 +61,24 @@ public sealed class DensePresetTests : IDisposable
         Assert.Equal(new Dictionary<string, int> { ["train"] = 1 }, DataCatalog.Skipped(splits));
         Assert.Empty(DataCatalog.Skipped(DataCatalog.Open(data with { Root = NyudV2Tests.MultiTaskFolder(Path.Combine(_dir, "clean"), ["a"], ["c"]) })));
     }
+
+    [Fact]
+    public void Depth_pixels_that_were_not_finite_are_reported_per_split_once_read()
+    {
+        string root = NyudV2Tests.MultiTaskFolder(_dir, ["a", "b"], ["c"]);
+        var values = Enumerable.Repeat(1.5f, 4 * 6).ToArray();
+        values[3] = float.NaN;
+        values[9] = float.NegativeInfinity;
+        Npy.Write(Path.Combine(root, "depth", "b.npy"), [4, 6], values);
+        values[3] = 2f;
+        Npy.Write(Path.Combine(root, "depth", "c.npy"), [4, 6], values);
+        using var splits = DataCatalog.Open(new DataConfig { Dataset = "nyudv2", Root = root });
+        Assert.Empty(DataCatalog.NonFiniteDepth(splits)); // nothing read yet
+        splits.Train.GetBatch([0, 1]);
+        Assert.Equal(new Dictionary<string, long> { ["nyudv2/train"] = 2 }, DataCatalog.NonFiniteDepth(splits));
+        splits.Test.GetBatch([0]);
+        Assert.Equal(new Dictionary<string, long> { ["nyudv2/train"] = 2, ["nyudv2/val"] = 1 }, DataCatalog.NonFiniteDepth(splits));
+        Assert.Equal("2 depth pixels of nyudv2/train were NaN or infinite in their files and were read as unknown (0): no loss or metric counts them",
+            DataCatalog.NonFiniteDepthMessage("nyudv2/train", 2));
+    }
 }
