@@ -32,10 +32,10 @@ internal static class CompareCommand
             "Train a comparison's InterroGate runs over its grid (lambdaS × tauGrid × grid), whole or one shard at a time; `merge` joins the shards.");
         var shard = new Option<string?>("--shard")
         {
-            Description = "Run slice I/N of the InterroGate runs (run k when k mod N = I; the STL and MTL runs must be finished). " +
-                          "In a Slurm job array the slice comes from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT",
+            Description = "Run slice I/N of the InterroGate runs (run k when k mod N = I; the other runs, STL, MTL, methods and architectures, must be finished). " +
+                          "In a Slurm job array the slice comes from SLURM_ARRAY_TASK_ID less SLURM_ARRAY_TASK_MIN, and SLURM_ARRAY_TASK_COUNT",
         };
-        var baselines = new Option<bool>("--baselines") { Description = "Train only the STL and MTL runs of every seed (before the shards)" };
+        var baselines = new Option<bool>("--baselines") { Description = "Train every run but the InterroGate ones (STL, MTL, methods, architectures) of every seed, before the shards" };
         var details = Details();
         cmd.Options.Add(shard);
         cmd.Options.Add(baselines);

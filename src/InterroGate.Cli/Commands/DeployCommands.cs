@@ -152,11 +152,11 @@ internal static class DeployCommands
     {
         var model = new Argument<string>("model")
         {
-            Description = "A backbone name (its encoder with a 1000-class linear classifier), an architecture name (stl, mtl, interrogate; with --backbone and --tasks), a run preset, a run config file, a checkpoint or a static model file",
+            Description = "A backbone name (its encoder with a 1000-class linear classifier), an architecture name (stl, mtl, interrogate, mtan, cross-stitch; with --backbone and --tasks), a run preset, a run config file, a checkpoint or a static model file",
         };
         var backbone = new Option<string>("--backbone") { Description = "Backbone of an architecture given by name", DefaultValueFactory = _ => "resnet18" };
         var taskCount = new Option<int>("--tasks") { Description = "Number of tasks (10-class classification) of an architecture given by name", DefaultValueFactory = _ => 2 };
-        var inputSize = new Option<string?>("--input") { Description = "Input size HxW (default: the model's own, or 224x224 for a backbone)" };
+        var inputSize = new Option<string?>("--input") { Description = "Input size HxW (default: the model's own, or 224x224 for a backbone or an architecture name)" };
         var channels = new Option<int>("--channels") { Description = "Input channels for a backbone or architecture given by name", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
         var cmd = new Command("cost", $"Parameters and MACs, total and per task. {CostCounter.Convention}.") { model, inputSize, channels, backbone, taskCount, json };

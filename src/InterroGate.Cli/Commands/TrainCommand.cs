@@ -18,7 +18,7 @@ internal static class TrainCommand
         var device = CommonOptions.Device();
         var overwrite = new Option<bool>("--overwrite") { Description = "Train anew in a folder that already holds a run, replacing its checkpoints and metrics" };
         var accept = new Option<bool>("--accept-changes") { Description = "Resume even where the configuration differs from the checkpoint's (the differing keys are printed)" };
-        var cmd = new Command("train", "Train one model (STL, MTL or InterroGate).") { config, set, outDir, resume, device, overwrite, accept };
+        var cmd = new Command("train", "Train one model (STL, MTL, InterroGate, MTAN or Cross-stitch).") { config, set, outDir, resume, device, overwrite, accept };
         cmd.SetAction(p => CommonOptions.Guard(cancel =>
         {
             var run = Presets.LoadRun(p.GetValue(config)!, CommonOptions.WithDevice(p.GetValue(set)!, p.GetValue(device)));

@@ -120,7 +120,7 @@ public sealed record TrainingConfig
     /// </summary>
     public double? HeadLr { get; init; }
     public double WeightDecay { get; init; } = 1e-4;
-    public LearningRateSchedule Schedule { get; init; } = new(ScheduleKind.Step, StepSize: 20, Gamma: 1.0 / 3);
+    public LearningRateSchedule Schedule { get; init; } = new();
     public int Seed { get; init; }
     /// <summary>CPU threads for libtorch; 0 = its default.</summary>
     public int Threads { get; init; }

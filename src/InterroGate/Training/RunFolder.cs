@@ -30,7 +30,8 @@ public sealed class RunFolderLock : IDisposable
         Directory.CreateDirectory(folder);
         string path = Path.Combine(folder, FileName);
         clearedStale = false;
-        for (int attempt = 0; attempt < 2; attempt++)
+        const int attempts = 20;
+        for (int attempt = 0; attempt < attempts; attempt++)
         {
             try
             {
@@ -39,9 +40,11 @@ public sealed class RunFolderLock : IDisposable
                 writer.Write($"{Environment.ProcessId} {StartTicks(Environment.ProcessId)}");
                 return new RunFolderLock(path);
             }
-            catch (IOException) when (File.Exists(path))
+            catch (IOException) when (attempt < attempts - 1 || File.Exists(path))
             {
-                var owner = ReadOwner(path);
+                if (!File.Exists(path)) continue; // cleared since by the process that had it or by one clearing it: take it anew
+                string? seen = ReadText(path);
+                var owner = ParseOwner(seen);
                 if (owner is { } o && IsAlive(o.Pid, o.StartTicks))
                     throw new RunFolderException(folder, $"in use by process {o.Pid}; wait for it to finish or stop it (a run folder holds one run at a time)");
                 // A lock without its owner yet: another process made it a moment ago and is writing it (two runs started
@@ -51,8 +54,10 @@ public sealed class RunFolderLock : IDisposable
                 var age = DateTime.UtcNow - written.LastWriteTimeUtc;
                 if (owner is null && age >= TimeSpan.Zero && age < FreshLock)
                     throw new RunFolderException(folder, "in use by a process that has just taken it; wait for it to finish or stop it (a run folder holds one run at a time)");
-                File.Delete(path); // its owner is gone: a killed run's lock
-                clearedStale = true;
+                // Its owner is gone: a killed run's lock. Another process may be clearing it too and may have taken the
+                // folder since; only the lock read above is removed.
+                if (ClearIfUnchanged(path, seen)) clearedStale = true;
+                else Thread.Sleep(10); // another process is clearing it or has taken the folder since: look again
             }
         }
         throw new RunFolderException(folder, $"could not take {path}");
@@ -66,14 +71,49 @@ public sealed class RunFolderLock : IDisposable
         try { File.Delete(_path); } catch (IOException) { }
     }
 
-    private static (int Pid, long StartTicks)? ReadOwner(string path)
+    private static string? ReadText(string path)
     {
+        try { return File.ReadAllText(path); }
+        catch (IOException) { return null; }
+    }
+
+    private static (int Pid, long StartTicks)? ParseOwner(string? text)
+    {
+        var parts = text?.Split(' ') ?? [];
+        return parts.Length == 2 && int.TryParse(parts[0], out int pid) && long.TryParse(parts[1], out long start) ? (pid, start) : null;
+    }
+
+    /// <summary>
+    /// Removes the lock at <paramref name="path"/> if it still holds <paramref name="seen"/> (the dead owner read
+    /// before); false where it is gone, is another lock, or another process is clearing it. Two processes that found the
+    /// same dead lock cannot both clear it and take the folder: the check and the removal happen while holding
+    /// <c>.lock.clearing</c>, which only one process can create, and no one else removes a lock meanwhile.
+    /// </summary>
+    internal static bool ClearIfUnchanged(string path, string? seen)
+    {
+        string claim = path + ".clearing";
         try
         {
-            var parts = File.ReadAllText(path).Split(' ');
-            return parts.Length == 2 && int.TryParse(parts[0], out int pid) && long.TryParse(parts[1], out long start) ? (pid, start) : null;
+            new FileStream(claim, FileMode.CreateNew, FileAccess.Write).Dispose();
         }
-        catch (IOException) { return null; }
+        catch (IOException)
+        {
+            // Another process is clearing (or has just finished); a claim older than a fresh lock was left by a process
+            // killed while clearing.
+            var claimed = new FileInfo(claim);
+            if (claimed.Exists && DateTime.UtcNow - claimed.LastWriteTimeUtc >= FreshLock) File.Delete(claim);
+            return false;
+        }
+        try
+        {
+            if (ReadText(path) != seen || seen is null && !File.Exists(path)) return false;
+            File.Delete(path);
+            return true;
+        }
+        finally
+        {
+            File.Delete(claim);
+        }
     }
 
     /// <summary>A process of that id that started at that time still runs (a reused id of a later process does not count).</summary>

@@ -66,6 +66,44 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void An_object_given_with_some_of_its_keys_keeps_the_defaults_of_the_others()
+    {
+        // A file needs only the keys it changes: {"training": {"schedule": {"gamma": 0.5}}} must keep the default
+        // schedule's kind, step size and power, as every other nested object must keep its other defaults.
+        AssertEveryObjectKeepsItsDefaults<RunConfig>();
+        AssertEveryObjectKeepsItsDefaults<CompareConfig>();
+    }
+
+    private static void AssertEveryObjectKeepsItsDefaults<T>() where T : new()
+    {
+        string defaults = ConfigJson.Serialize(new T());
+        var root = System.Text.Json.Nodes.JsonNode.Parse(defaults)!.AsObject();
+        var paths = new List<string[]>();
+        void Walk(System.Text.Json.Nodes.JsonObject o, string[] at)
+        {
+            foreach (var (key, value) in o)
+                if (value is System.Text.Json.Nodes.JsonObject child)
+                {
+                    paths.Add([.. at, key]);
+                    Walk(child, [.. at, key]);
+                }
+        }
+        Walk(root, []);
+        Assert.Contains(paths, p => string.Join(".", p) == "training.schedule");
+        foreach (var path in paths)
+        {
+            // The object at path with none of its keys but its type (a polymorphic record needs it).
+            var json = System.Text.Json.Nodes.JsonNode.Parse(defaults)!.AsObject();
+            var parent = path[..^1].Aggregate(json, (o, k) => o[k]!.AsObject());
+            var emptied = new System.Text.Json.Nodes.JsonObject();
+            if (parent[path[^1]]!.AsObject()["type"] is { } type) emptied["type"] = type.DeepClone();
+            parent[path[^1]] = emptied;
+            Assert.True(defaults == ConfigJson.Serialize(ConfigJson.Deserialize<T>(json.ToJsonString())),
+                $"{typeof(T).Name}: {string.Join(".", path)} given as {emptied.ToJsonString()} does not keep its defaults");
+        }
+    }
+
+    [Fact]
     public void Serialising_round_trips()
     {
         var c = ConfigJson.Deserialize<RunConfig>(Valid);

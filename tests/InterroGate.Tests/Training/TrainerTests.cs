@@ -347,6 +347,52 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void A_dead_lock_is_cleared_only_while_it_is_the_one_read_so_two_processes_cannot_both_take_the_folder()
+    {
+        Directory.CreateDirectory(_dir);
+        string lockPath = Path.Combine(_dir, RunFolderLock.FileName);
+        const string dead = "2147483600 638000000000";
+        File.WriteAllText(lockPath, dead);
+        Assert.True(RunFolderLock.ClearIfUnchanged(lockPath, dead));
+        Assert.False(File.Exists(lockPath));
+        Assert.False(RunFolderLock.ClearIfUnchanged(lockPath, dead)); // cleared by the other process first
+
+        // The other process cleared the dead lock and took the folder between this one's read and its clearing: its
+        // lock stays, and taking the folder is refused.
+        string live = $"{Environment.ProcessId} 123";
+        File.WriteAllText(lockPath, live);
+        Assert.False(RunFolderLock.ClearIfUnchanged(lockPath, dead));
+        Assert.Equal(live, File.ReadAllText(lockPath));
+        Assert.Equal([RunFolderLock.FileName], Directory.GetFiles(_dir).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void Of_many_takers_that_find_the_same_dead_lock_exactly_one_takes_the_folder()
+    {
+        Directory.CreateDirectory(_dir);
+        string lockPath = Path.Combine(_dir, RunFolderLock.FileName);
+        for (int round = 0; round < 40; round++)
+        {
+            File.WriteAllText(lockPath, "2147483600 638000000000");
+            using var start = new Barrier(6);
+            var taken = new System.Collections.Concurrent.ConcurrentBag<RunFolderLock>();
+            var refused = new System.Collections.Concurrent.ConcurrentBag<RunFolderException>();
+            var threads = Enumerable.Range(0, 6).Select(k => new Thread(() =>
+            {
+                start.SignalAndWait();
+                try { taken.Add(RunFolderLock.Acquire(_dir, out _)); }
+                catch (RunFolderException e) { refused.Add(e); }
+            })).ToArray();
+            foreach (var t in threads) t.Start();
+            foreach (var t in threads) t.Join();
+            Assert.True(taken.Count == 1, $"round {round}: {taken.Count} takers hold the folder");
+            Assert.All(refused, e => Assert.Contains("in use", e.Message));
+            foreach (var l in taken) l.Dispose();
+            Assert.Empty(Directory.GetFiles(_dir));
+        }
+    }
+
+    [Fact]
     public void Deterministic_runs_give_bit_identical_weights_and_refuse_timing_dependent_choices()
     {
         var config = Config(new InterroGateConfig { LambdaS = 2 }, epochs: 2, train: 256) with
