@@ -450,7 +450,7 @@ public sealed class GatedEncoder : nn.Module<Tensor, Tensor[]>, Analysis.IMacsCo
                             : terms[i].Linear is { } linear ? linear(_allBranches[b]).call(h)
                             : h
                         : terms[i].Layer is { } kl ? ApplyKept(kl(_allBranches[b]), h, index, countsBatch)
-                            : h.index_select(1, index);
+                            : Channels.Gather([h], index);
                     v = Resize(i, v);
                     y = y is null ? v : y.Plus(v);
                 }

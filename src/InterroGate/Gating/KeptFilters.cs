@@ -2,6 +2,7 @@
 // "Fixed gates"): the pruning rule of SharingPattern applied in training, with the weights of the gated network.
 using InterroGate.Backbones;
 using InterroGate.Layers;
+using InterroGate.Tensors;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -88,11 +89,11 @@ internal sealed class KeptFilters
             var size = shared.shape.ToArray();
             size[1] = 1;
             using var zero = zeros(size, shared.dtype, shared.device);
-            result[_tasks] = cat([shared, zero], 1).index_select(1, _assembly![_tasks]!);
+            result[_tasks] = Channels.Gather([shared, zero], _assembly![_tasks]!);
         }
         for (int t = 0; t < _tasks; t++)
             if (_kept[t] is { Length: 0 }) result[t] = result[_tasks]; // unread: every gate 0, so the shared copy is whole
-            else if (_kept[t] is not null) result[t] = cat([parts[t], shared], 1).index_select(1, _assembly![t]!);
+            else if (_kept[t] is not null) result[t] = Channels.Gather([parts[t], shared], _assembly![t]!);
         return result;
     }
 

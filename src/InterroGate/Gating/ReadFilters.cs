@@ -3,6 +3,8 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
+using InterroGate.Tensors;
+
 namespace InterroGate.Gating;
 
 /// <summary>
@@ -56,5 +58,5 @@ internal sealed class ReadFilters
     public Tensor Unread(int b, Tensor like) => tensor(_unread[b], int64, like.device);
 
     /// <summary>Branch <paramref name="b"/>'s full-width features from its read filters' output and its unread ones'.</summary>
-    public Tensor Assemble(int b, Tensor read, Tensor unread) => cat([read, unread], 1).index_select(1, tensor(_order[b], int64, read.device));
+    public Tensor Assemble(int b, Tensor read, Tensor unread) => Channels.Gather([read, unread], tensor(_order[b], int64, read.device));
 }

@@ -4,6 +4,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using InterroGate.Gating;
+using InterroGate.Tensors;
 using static TorchSharp.torch;
 
 namespace InterroGate.Runtime;
@@ -47,10 +48,15 @@ public static class GateMixKernel
     /// <summary>Planes smaller than this go to the tensor operations (per-plane overhead would dominate).</summary>
     private const long MinPlane = 16;
 
+    /// <summary>
+    /// Float32 CPU features [N, C, H, W] in NCHW order with planes of at least <see cref="MinPlane"/> pixels. Features in
+    /// channels-last order (<c>training.channelsLast</c>) go to the tensor operations, which keep that order for the
+    /// next convolution; the kernel, which works plane by plane, would return them in NCHW order.
+    /// </summary>
     public static bool Applies(Tensor shared, IReadOnlyList<Tensor> tasks) =>
         Enabled && shared.device_type == TorchSharp.DeviceType.CPU && shared.dtype == ScalarType.Float32 && shared.dim() == 4
-        && shared.shape[2] * shared.shape[3] >= MinPlane
-        && tasks.All(t => t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.shape.SequenceEqual(shared.shape));
+        && shared.shape[2] * shared.shape[3] >= MinPlane && !Channels.AreLast(shared)
+        && tasks.All(t => t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.shape.SequenceEqual(shared.shape) && !Channels.AreLast(t));
 
     /// <summary>
     /// Gated task features and (with <paramref name="weights"/>) their mix; differentiable in every input. With

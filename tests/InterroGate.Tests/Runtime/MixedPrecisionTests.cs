@@ -153,6 +153,47 @@ public sealed class MixedPrecisionTests : IDisposable
         Assert.All(inputs, i => Assert.False(i.ChannelsLast, $"{i.Name} reads an input in NHWC order"));
     }
 
+    [Theory]
+    [InlineData(false, "open")] // the gate layers' float32 CPU kernel works plane by plane: channels-last features bypass it
+    [InlineData(true, "open")] // branch fusion: the T+1 copies as one grouped convolution (called as a function)
+    [InlineData(false, "fixed")] // fixed gates: copies read at some channels compute only those filters (also a function)
+    [InlineData(false, "learning")] // gates learning: the read filters under autograd, the unread ones without, reassembled
+    public void Channels_last_features_stay_channels_last_in_float32_through_plain_fused_and_kept_filter_units(bool fused, string gates)
+    {
+        bool partial = gates != "open", fixedGates = gates == "fixed";
+        using var scope = NewDisposeScope();
+        var ig = (InterroGateConfig)InterroGate.Tests.Training.TrainerTests.Architecture("interrogate") with
+        {
+            Fusion = fused ? InterroGate.Gating.BranchFusion.On : InterroGate.Gating.BranchFusion.Off, KeptFiltersOnly = true,
+        };
+        var config = InterroGate.Tests.Training.TrainerTests.Config(ig, epochs: 1);
+        using var model = (InterroGateModel)Factory.CreateModel(config, InterroGate.Data.Synthetic.TaskSet, (3, 16, 16));
+        if (partial)
+        {
+            // Every task reads its own copy at even channels and the shared copy at odd ones: every copy is read in part.
+            foreach (var g in model.Encoder.GateLayers)
+                g.Force(Enumerable.Range(0, g.Tasks).Select(_ => Enumerable.Range(0, (int)g.Channels).Select(c => c % 2 == 0).ToArray()).ToArray());
+            model.SetGatesFixed(fixedGates);
+        }
+        model.train();
+        var layouts = new List<(string Name, bool ChannelsLast)>();
+        var hooks = model.named_modules().Where(m => m.module is TorchSharp.Modules.BatchNorm2d or TorchSharp.Modules.Conv2d).Select(m => ((nn.Module<Tensor, Tensor>)m.module)
+            .register_forward_hook((_, input, output) => { layouts.Add((m.name, input.stride()[1] == 1)); return output; })).ToArray();
+        var x = randn(4, 3, 16, 16);
+        var features = model.Encoder.call(DataLoader.ChannelsLast(x));
+        foreach (var h in hooks) h.remove();
+        // While the gates learn (on the CPU by default) the unread filters of every copy ran without autograd.
+        if (gates == "learning") Assert.True(model.Encoder.UntrackedFilters > 0);
+        Assert.All(layouts, i => Assert.True(i.ChannelsLast, $"{i.Name} reads an input in NCHW order"));
+        Assert.All(features, f => Assert.Equal(1L, f.stride(1))); // what the last units return, and the heads read
+        var plain = model.Encoder.call(x); // the same images in NCHW order: the same features, in that order
+        for (int t = 0; t < plain.Length; t++)
+        {
+            Assert.NotEqual(1L, plain[t].stride(1));
+            Assert.True(allclose(features[t], plain[t], rtol: 1e-4, atol: 1e-5), $"branch {t}: the features differ between the layouts");
+        }
+    }
+
     [Fact]
     public void Channels_last_batches_hold_the_same_values_in_NHWC_order()
     {
