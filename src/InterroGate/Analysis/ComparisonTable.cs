@@ -71,12 +71,18 @@ public sealed class ComparisonTable(TaskSet tasks)
 
     public TaskSet Tasks { get; } = tasks;
     public IReadOnlyList<ComparisonRow> Rows => _rows;
+
+    /// <summary>
+    /// Ids of a split list ("train", "val") that every run of the table left out because their files are missing
+    /// (<c>data.skipMissing</c>); empty when none.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> SkippedIds { get; init; } = new Dictionary<string, int>();
     public ComparisonRow? Baseline => _baseline < 0 ? null : _rows[_baseline];
 
     /// <summary>This table with each row's <see cref="ComparisonRow.Runs"/> set to <paramref name="runs"/>(row, is baseline).</summary>
     public ComparisonTable WithRuns(Func<ComparisonRow, bool, IReadOnlyList<string>> runs)
     {
-        var table = new ComparisonTable(Tasks);
+        var table = new ComparisonTable(Tasks) { SkippedIds = SkippedIds };
         for (int i = 0; i < _rows.Count; i++) table.AddRow(_rows[i] with { Runs = runs(_rows[i], i == _baseline) }, i == _baseline);
         return table;
     }
@@ -107,9 +113,14 @@ public sealed class ComparisonTable(TaskSet tasks)
         return r.Select((x, i) => Delta(x, b[i])).ToArray();
     }
 
-    private double Delta(ComparisonRow row, ComparisonRow baseline) =>
+    /// <summary>Δ_MTL of one run against one baseline run; NaN where a baseline metric is 0 (no relative change from 0).</summary>
+    private double Delta(ComparisonRow row, ComparisonRow baseline) => UndefinedFor(baseline) is not null ? double.NaN :
         Analysis.DeltaMtl.Compute(Tasks.Select(t => row.Metrics[t.Name]).ToArray(), Tasks.Select(t => baseline.Metrics[t.Name]).ToArray(),
             Tasks.Select(t => t.HigherIsBetter).ToArray(), Tasks.Names.ToArray());
+
+    /// <summary>The first task whose metric is 0 in <paramref name="baseline"/> (or in one of its seeds), which leaves Δ_MTL undefined; null if none.</summary>
+    private string? UndefinedFor(ComparisonRow baseline) =>
+        Tasks.Names.FirstOrDefault(t => baseline.Metrics[t] == 0 || baseline.Seeds?.Any(x => x.Metrics[t] == 0) == true);
 
     /// <summary>
     /// The table of means over seeds: one table per seed, the same rows (labels and order) in each; every row keeps
@@ -125,7 +136,7 @@ public sealed class ComparisonTable(TaskSet tasks)
                 || t._baseline != first._baseline)
                 throw new ArgumentException("Per-seed tables must have the same tasks and rows in the same order.");
         }
-        var table = new ComparisonTable(first.Tasks);
+        var table = new ComparisonTable(first.Tasks) { SkippedIds = first.SkippedIds }; // every seed reads the same data
         for (int i = 0; i < first.Rows.Count; i++)
             table.AddRow(ComparisonRow.Mean(perSeed.Select(t => t.Rows[i]).ToArray()), i == first._baseline);
         return table;
@@ -184,6 +195,10 @@ public sealed class ComparisonTable(TaskSet tasks)
         sb.AppendLine();
         string over = seeds > 1 ? $" Mean ± sample standard deviation over {seeds} seeds (Δ_MTL per seed against that seed's baseline); MR of the means." : "";
         sb.AppendLine($"Δ_MTL against {Baseline?.Label ?? "(no baseline)"}; MR over the task metrics. {CostCounter.Convention}.{over}");
+        if (Baseline is { } b && UndefinedFor(b) is { } zero)
+            sb.AppendLine().AppendLine($"Δ_MTL is undefined: {b.Label}'s {zero} is 0{(b.Seeds is null ? "" : " in some seed")}, and a change relative to 0 has no value.");
+        if (SkippedIds.Count > 0)
+            sb.AppendLine().AppendLine($"Left out of every run because their files are missing (data.skipMissing): {string.Join(", ", SkippedIds.Select(kv => $"{kv.Value} ids of the {kv.Key} list"))}.");
         return sb.ToString();
     }
 
@@ -234,7 +249,10 @@ public sealed class ComparisonTable(TaskSet tasks)
         /// <summary>The run folders behind the row, relative to the table's folder.</summary>
         public List<string>? Runs { get; init; }
     }
-    private sealed record JsonTable(List<JsonTask> Tasks, List<JsonRow> Rows, string Convention);
+    private sealed record JsonTable(List<JsonTask> Tasks, List<JsonRow> Rows, string Convention)
+    {
+        public Dictionary<string, int>? SkippedIds { get; init; }
+    }
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -261,13 +279,14 @@ public sealed class ComparisonTable(TaskSet tasks)
                     Details = x.Details.Count == 0 ? null : x.Details.ToDictionary(d => d.Key, d => d.Value.ToDictionary()),
                 }).ToList(),
             }).ToList(),
-            CostCounter.Convention), Json);
+            CostCounter.Convention) { SkippedIds = SkippedIds.Count == 0 ? null : SkippedIds.ToDictionary() }, Json);
     }
 
     public static ComparisonTable FromJson(string json)
     {
         var t = JsonSerializer.Deserialize<JsonTable>(json, Json) ?? throw new JsonException("empty table");
-        var table = new ComparisonTable(new TaskSet(t.Tasks.Select(x => new TaskSpec(x.Name, x.Kind, x.Outputs))));
+        var table = new ComparisonTable(new TaskSet(t.Tasks.Select(x => new TaskSpec(x.Name, x.Kind, x.Outputs))))
+            { SkippedIds = t.SkippedIds ?? new Dictionary<string, int>() };
         foreach (var r in t.Rows)
             table.AddRow(new ComparisonRow(r.Label, r.Method, r.Metrics, r.Macs, r.Parameters, r.Extra)
             {

@@ -57,6 +57,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         var seeds = config.Seeds?.Select(s => (int?)s).ToArray() ?? [null];
         var parts = new List<ShardSeed>();
         Tasks.TaskSet? tasks = null;
+        IReadOnlyDictionary<string, int>? skipped = null;
         for (int k = 0; k < seeds.Length; k++)
         {
             var seeded = seeds[k] is { } s ? config.WithSeed(s) : config;
@@ -67,9 +68,11 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             var part = runner.Collect(cancel, BaselinesOnly ? (_, _) => false : (point, count) => Shard!.Takes(offset * count + point), requireBaselines: !BaselinesOnly);
             tasks = part.Tasks;
             parts.Add(new ShardSeed(seeds[k], part.Baselines, part.Points));
+            skipped = part.Skipped;
         }
         if (BaselinesOnly) return null;
-        var result = new ShardResult(SweepShards.Identity(config), Shard!.Index, Shard.Count, tasks!.ToArray(), parts);
+        var result = new ShardResult(SweepShards.Identity(config), Shard!.Index, Shard.Count, tasks!.ToArray(), parts)
+            { SkippedIds = skipped is { Count: > 0 } ? skipped : null };
         return SweepShards.Write(directory, result, Shard);
     }
 
@@ -124,14 +127,14 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     {
         var part = Collect(cancel, (_, _) => true, requireBaselines: false);
         var entries = part.Baselines.Concat(part.Points.Select(p => p.Entry)).ToList();
-        return Write(BuildTable(part.Tasks, part.Baselines.Where(e => e.Architecture == "stl").ToList(), entries.Where(e => e.Architecture != "stl").ToList()), entries);
+        return Write(BuildTable(part.Tasks, part.Baselines.Where(e => e.Architecture == "stl").ToList(), entries.Where(e => e.Architecture != "stl").ToList(), part.Skipped), entries);
     }
 
     /// <summary>
     /// Trains (or reuses) the baselines and the InterroGate runs that <paramref name="takePoint"/>(point, points) picks,
     /// and evaluates each. With <paramref name="requireBaselines"/> an STL or MTL run that is not finished is an error.
     /// </summary>
-    private (Tasks.TaskSet Tasks, List<ComparisonEntry> Baselines, List<ShardEntry> Points) Collect(CancellationToken cancel,
+    private (Tasks.TaskSet Tasks, List<ComparisonEntry> Baselines, List<ShardEntry> Points, IReadOnlyDictionary<string, int> Skipped) Collect(CancellationToken cancel,
         Func<int, int, bool> takePoint, bool requireBaselines)
     {
         Runtime.NativeRuntime.EnsureLoaded();
@@ -215,7 +218,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             }
             foreach (var (split, count) in DataCatalog.NonFiniteDepth(data))
                 progress?.Report(new RunMessage(config.Name, DataCatalog.NonFiniteDepthMessage(split, count)));
-            return (tasks, entries, taken);
+            return (tasks, entries, taken, DataCatalog.Skipped(data));
         }
         finally
         {
@@ -266,7 +269,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             Overwrite = true, StartingAnew = startedFrom is null ? null : () => StartOrigin.Write(dir, Origin()),
         };
         string? resume = null;
-        bool finished = false;
+        bool finished = false, otherConfiguration = false;
         // A stop between a save's two renames leaves no last.ckpt: the trainer finishes that save (last.ckpt.tmp) or
         // falls back to the checkpoint it replaced (last.prev.ckpt), as `train --resume` does.
         if (File.Exists(trainer.LastPath) || File.Exists(Checkpoint.InterruptedSavePath(trainer.LastPath)) || File.Exists(Checkpoint.PreviousPath(trainer.LastPath)))
@@ -275,12 +278,16 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             var good = Checkpoint.NewestGood(trainer.LastPath, out var problem);
             var meta = good is null ? null : Checkpoint.ReadMeta(good);
             if (meta is null) progress?.Report(new RunMessage(run.Name, $"{problem}; no whole checkpoint to resume from, training anew."));
-            else if (SameConfig(meta.Config, run, dir))
+            else if (SameConfig(meta.Config, run, dir, MtlStart(run)))
             {
                 finished = good == trainer.LastPath && meta.Epoch >= run.Training.Epochs && meta.Step == 0;
                 resume = finished ? null : trainer.LastPath;
             }
-            else progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));
+            else
+            {
+                progress?.Report(new RunMessage(run.Name, $"{dir} holds a run of another configuration; training anew."));
+                otherConfiguration = true;
+            }
         }
         string? startedElsewhere = null;
         if ((finished || resume is not null) && startedFrom is not null && StartOrigin.Read(dir) is { } record)
@@ -303,7 +310,9 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         }
 
         if (!finished && requireFinished)
-            throw new RunFolderException(dir, (startedElsewhere is null ? $"the baseline {run.Name} is not trained yet" : $"the baseline {run.Name} is out of date: {startedElsewhere}") +
+            throw new RunFolderException(dir, (startedElsewhere is not null ? $"the baseline {run.Name} is out of date: {startedElsewhere}"
+                                                  : otherConfiguration ? $"the baseline {run.Name} was trained with another configuration"
+                                                  : $"the baseline {run.Name} is not trained yet") +
                                               "; a shard of a sweep needs its STL and MTL runs finished: " +
                                               "run `interrogate sweep CONFIG --baselines` with the same -o first (in a job array: a job the array depends on)");
         if (!finished)
@@ -357,7 +366,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     /// that no longer reads (a key this version does not know) is refused with the reason rather than trained over:
     /// training anew would overwrite the run's checkpoints.
     /// </summary>
-    private static bool SameConfig(string stored, RunConfig run, string dir)
+    private static bool SameConfig(string stored, RunConfig run, string dir, string? generatedMtlStart)
     {
         RunConfig read;
         try
@@ -369,8 +378,16 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             throw new RunFolderException(dir, $"its checkpoint's configuration does not read ({e.Message}); " +
                                               "move the folder away or give another -o to train this run anew");
         }
+        // The MTL checkpoint an STL run starts from is the comparison's own (its path spelt as -o was given: relative, absolute,
+        // or the folder since moved); what it held is checked by its checksum (started-from.json), not by its path.
+        if (generatedMtlStart is not null && read.StartFrom is { Mtl: not null } start)
+            read = read with { StartFrom = start with { Mtl = generatedMtlStart } };
         return ConfigJson.Serialize(read) == ConfigJson.Serialize(run);
     }
+
+    /// <summary>The comparison's MTL checkpoint where <paramref name="run"/> starts from it (STL with stlStartsFromMtl); else null.</summary>
+    private string? MtlStart(RunConfig run) =>
+        run.StartFrom?.Mtl is { } mtl && mtl == Path.Combine(directory, "mtl", Trainer.LastFileName) ? mtl : null;
 
     /// <summary><paramref name="extra"/> with the training cost's columns (<see cref="ComparisonTable.CostKeys"/>) where measured.</summary>
     private static Dictionary<string, double> WithCost(Dictionary<string, double> extra, TrainingCost cost)
@@ -389,9 +406,10 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         return rates.Length == 0 ? double.NaN : batchSize / rates.Average() * 1000;
     }
 
-    internal static ComparisonTable BuildTable(TaskSet tasks, IReadOnlyList<ComparisonEntry> stl, IReadOnlyList<ComparisonEntry> others)
+    internal static ComparisonTable BuildTable(TaskSet tasks, IReadOnlyList<ComparisonEntry> stl, IReadOnlyList<ComparisonEntry> others,
+        IReadOnlyDictionary<string, int>? skippedIds = null)
     {
-        var table = new ComparisonTable(tasks);
+        var table = new ComparisonTable(tasks) { SkippedIds = skippedIds ?? new Dictionary<string, int>() };
         table.AddRow(new ComparisonRow("STL", "stl",
             tasks.ToDictionary(t => t.Name, t => stl.Single(e => e.Test.ContainsKey(t.Name)).Test[t.Name]),
             stl.Sum(e => e.Macs), stl.Sum(e => e.Parameters),

@@ -151,7 +151,11 @@ public sealed record Shard(int Index, int Count)
 }
 
 /// <summary>What one shard trained: per seed, the baselines' and its InterroGate runs' entries.</summary>
-public sealed record ShardResult(string Config, int Index, int Count, IReadOnlyList<Tasks.TaskSpec> Tasks, IReadOnlyList<ShardSeed> Seeds);
+public sealed record ShardResult(string Config, int Index, int Count, IReadOnlyList<Tasks.TaskSpec> Tasks, IReadOnlyList<ShardSeed> Seeds)
+{
+    /// <summary>Ids of a split list the shard's runs left out for missing files (<c>data.skipMissing</c>); null when none.</summary>
+    public IReadOnlyDictionary<string, int>? SkippedIds { get; init; }
+}
 
 /// <summary>One seed's part of a shard (Seed null: a sweep without a seed list).</summary>
 public sealed record ShardSeed(int? Seed, IReadOnlyList<ComparisonEntry> Baselines, IReadOnlyList<ShardEntry> Points);
@@ -242,7 +246,8 @@ public static class SweepShards
             var seedEntries = baselines.Concat(points.Select(p => p.Entry)).ToList();
             all.AddRange(seedEntries);
             var tasks = new Tasks.TaskSet(first.Result.Tasks);
-            tables.Add(ComparisonRunner.BuildTable(tasks, baselines.Where(e => e.Architecture == "stl").ToList(), seedEntries.Where(e => e.Architecture != "stl").ToList()));
+            tables.Add(ComparisonRunner.BuildTable(tasks, baselines.Where(e => e.Architecture == "stl").ToList(), seedEntries.Where(e => e.Architecture != "stl").ToList(),
+                first.Result.SkippedIds));
         }
         entries = all;
         return ComparisonRunner.WithRuns(config.Seeds is null ? tables[0] : ComparisonTable.OverSeeds(tables), all);

@@ -41,6 +41,25 @@ public sealed class SeedTableTests
     }
 
     [Fact]
+    public void A_baseline_metric_of_0_leaves_delta_undefined_and_the_table_is_still_written()
+    {
+        // A run that learnt nothing (mIoU 0 after a smoke run): no relative change from 0, yet the table, its JSON and
+        // the mean over seeds are written, with Δ_MTL empty and said why.
+        var single = Seed(0.8, 0, 0.88, 0.45, 100);
+        Assert.True(double.IsNaN(single.DeltaMtl(single.Rows[1])));
+        var md = single.ToMarkdown();
+        Assert.Contains("| MTL | 88.00 | 45.00 |  | 0.00 |", md);
+        Assert.Contains("Δ_MTL is undefined: STL's b is 0, and a change relative to 0 has no value.", md);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null,
+            System.Text.Json.JsonDocument.Parse(single.ToJson()).RootElement.GetProperty("rows")[1].GetProperty("deltaMtl").ValueKind);
+
+        var seeds = ComparisonTable.OverSeeds([Seed(0.8, 0.5, 0.88, 0.45, 100), single]);
+        Assert.True(double.IsNaN(seeds.DeltaMtl(seeds.Rows[1])));
+        Assert.Contains("Δ_MTL is undefined: STL's b is 0 in some seed", seeds.ToMarkdown());
+        Assert.False(double.IsNaN(Seed(0.8, 0.5, 0.88, 0.45, 100).DeltaMtl(Seed(0.8, 0.5, 0.88, 0.45, 100).Rows[1])));
+    }
+
+    [Fact]
     public void Tables_of_different_rows_are_not_averaged()
     {
         var other = new ComparisonTable(Tasks);

@@ -63,6 +63,30 @@ public sealed class ComparisonTests : IDisposable
         Assert.Equal(5, again.WithRun.Count(l => l.Contains("reusing the finished run")));
         Assert.Equal(table, File.ReadAllText(second.MarkdownPath));
 
+        // The folder spelt otherwise (-o relative once, absolute next), or moved with its runs: the STL runs' stored
+        // start names the MTL checkpoint by the old path, and every run is still reused.
+        string moved = _dir + "-moved";
+        foreach (var file in Directory.GetFiles(_dir, "*", SearchOption.AllDirectories))
+        {
+            string to = Path.Combine(moved, Path.GetRelativePath(_dir, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(to)!);
+            File.Copy(file, to);
+        }
+        try
+        {
+            foreach (string folder in new[] { moved, Path.Combine(_dir, ".") })
+            {
+                var elsewhere = new RunMessages();
+                Assert.Equal(table, File.ReadAllText(new ComparisonRunner(config, folder, elsewhere).Run().MarkdownPath));
+                Assert.Equal(5, elsewhere.WithRun.Count(l => l.Contains("reusing the finished run")));
+                Assert.DoesNotContain(elsewhere.WithRun, l => l.Contains("training anew"));
+            }
+        }
+        finally
+        {
+            Directory.Delete(moved, recursive: true);
+        }
+
         // Stopped between the two renames of MTL's last save (its only one: one epoch): the finished checkpoint is left
         // as last.ckpt.tmp and there is no last.ckpt. The save is completed, not trained anew over, and the InterroGate
         // run that started from it is still reused.
@@ -112,6 +136,36 @@ public sealed class ComparisonTests : IDisposable
         new ComparisonRunner(other with { InitialiseFromBaselines = false }, _dir, scratch).Run();
         Assert.Contains($"interrogate-ls1: {Path.Combine(_dir, "interrogate-ls1")} started from stl-quadrant, stl-bar, stl-position, mtl and this comparison starts it from scratch; training anew.", scratch.WithRun);
         Assert.Empty(JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record))!);
+    }
+
+    [Fact]
+    public void Ids_left_out_for_missing_files_are_in_the_table_of_a_comparison_and_of_a_merged_sweep()
+    {
+        string root = InterroGate.Tests.Data.NyudV2Tests.MultiTaskFolder(Path.Combine(_dir, "data"), ["a", "b"], ["c"]);
+        File.AppendAllLines(Path.Combine(root, "gt_sets", "train.txt"), ["ghost"]);
+        var config = Small(train: 2) with
+        {
+            Data = new DataConfig { Dataset = "nyudv2", Root = root, SkipMissing = true },
+            Head = new InterroGate.Heads.HeadConfig { Channels = 8 },
+            Training = new TrainingConfig { Epochs = 1, BatchSize = 2, EvalBatchSize = 2 },
+        };
+        var messages = new RunMessages();
+        var result = new ComparisonRunner(config, Path.Combine(_dir, "cmp"), messages).Run();
+        Assert.Contains(messages.WithRun, l => l.Contains("1 ids of the train list left out"));
+        Assert.Equal(new Dictionary<string, int> { ["train"] = 1 }, result.Table.SkippedIds);
+        var json = JsonDocument.Parse(File.ReadAllText(result.JsonPath)).RootElement.GetProperty("skippedIds");
+        Assert.Equal(1, json.GetProperty("train").GetInt32());
+        Assert.Contains("Left out of every run because their files are missing (data.skipMissing): 1 ids of the train list.", File.ReadAllText(result.MarkdownPath));
+        Assert.Equal(result.Table.SkippedIds, InterroGate.Analysis.ComparisonTable.FromJson(File.ReadAllText(result.JsonPath)).SkippedIds);
+
+        string sharded = Path.Combine(_dir, "sweep");
+        new ComparisonRunner(config, sharded) { BaselinesOnly = true }.RunPart();
+        new ComparisonRunner(config, sharded) { Shard = new Shard(0, 1) }.RunPart();
+        Assert.Equal(new Dictionary<string, int> { ["train"] = 1 }, SweepShards.Merge(sharded, out _).SkippedIds);
+
+        // Without skipped ids the table says nothing of them.
+        Assert.Empty(new ComparisonRunner(config with { Data = config.Data with { Root = InterroGate.Tests.Data.NyudV2Tests.MultiTaskFolder(Path.Combine(_dir, "clean"), ["a", "b"], ["c"]) } },
+            Path.Combine(_dir, "clean-cmp")).Run().Table.SkippedIds);
     }
 
     [Fact]
