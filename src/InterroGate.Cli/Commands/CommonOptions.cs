@@ -38,9 +38,23 @@ internal static class CommonOptions
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new ConfigException("--out", $"{path} is a folder; name the file to write in it");
         CheckParents(path, full);
+        string folder = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(folder)) throw new ConfigException("--out", $"{folder} does not exist: create the folder before writing {Path.GetFileName(full)} in it");
         foreach (var input in inputs)
             if (string.Equals(full, Path.GetFullPath(input), StringComparison.Ordinal))
                 throw new ConfigException("--out", $"{path} is the file being read; writing there would replace it. Choose another file");
+        return path;
+    }
+
+    /// <summary>
+    /// <paramref name="path"/>, refused unless it ends with <paramref name="extension"/>: a file of one format under another
+    /// format's name would be read as that other format (predict and cost tell the formats apart by content, other tools
+    /// by name).
+    /// </summary>
+    public static string WithExtension(string path, string extension, string format)
+    {
+        if (!path.EndsWith(extension, StringComparison.OrdinalIgnoreCase))
+            throw new ConfigException("--out", $"{path} would hold {format}; give it the extension {extension}");
         return path;
     }
 

@@ -150,7 +150,21 @@ internal static class CompareCommand
     {
         AnsiConsole.WriteLine();
         Console.WriteLine(table.ToMarkdown(details));
-        AnsiConsole.MarkupLine($"written: {Markup.Escape(md)}, {Markup.Escape(json)}");
+        AnsiConsole.MarkupLine($"written: {Markup.Escape(string.Join(", ", Written(md, json)))}");
+    }
+
+    /// <summary>The table files, then what was written beside them: cost.md, each figure (as NAME.png/svg) and the sharing patterns in gates/.</summary>
+    private static IEnumerable<string> Written(string md, string json)
+    {
+        yield return md;
+        yield return Path.GetFileName(json);
+        string folder = Path.GetDirectoryName(Path.GetFullPath(md))!;
+        if (File.Exists(Path.Combine(folder, Training.ComparisonRunner.CostFileName))) yield return Training.ComparisonRunner.CostFileName;
+        foreach (var figure in Directory.GetFiles(folder, "*.png").Select(Path.GetFileNameWithoutExtension).Order(StringComparer.Ordinal))
+            yield return File.Exists(Path.Combine(folder, figure + ".svg")) ? $"{figure}.png/svg" : $"{figure}.png";
+        string gates = Path.Combine(folder, "gates");
+        if (Directory.Exists(gates) && Directory.GetFiles(gates, "*.png").Length is > 0 and var n)
+            yield return $"gates/ ({n} sharing pattern{(n == 1 ? "" : "s")})";
     }
 
     /// <summary>"0.25,0.5" as budgets at those fractions of the way from MTL to STL; anything else is an error naming --targets.</summary>

@@ -24,9 +24,34 @@ internal static class ConfigCommand
         {
             string? name = p.GetValue(config);
             var overrides = p.GetValue(set)!;
-            Console.WriteLine(name is null ? ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>("{}", overrides))
-                : Presets.IsComparison(name) ? ConfigJson.Serialize(Presets.LoadComparison(name, overrides))
-                : ConfigJson.Serialize(Presets.LoadRun(name, overrides)));
+            // Printed, then checked as train and compare check it before they open the data (the number of tasks is not
+            // known yet): a value they would refuse is said, with exit code 2, after the configuration it is part of.
+            Action validate;
+            if (name is not null && Presets.IsComparison(name))
+            {
+                var comparison = Presets.LoadComparison(name, overrides);
+                Console.WriteLine(ConfigJson.Serialize(comparison));
+                validate = () =>
+                {
+                    foreach (var note in CompareCommand.OverrideNotes(comparison, overrides)) Console.Error.WriteLine($"note: {note}");
+                    comparison.Validate(0);
+                };
+            }
+            else
+            {
+                var run = name is null ? ConfigJson.Deserialize<RunConfig>("{}", overrides) : Presets.LoadRun(name, overrides);
+                Console.WriteLine(ConfigJson.Serialize(run));
+                validate = () => run.Validate(0);
+            }
+            try
+            {
+                validate();
+            }
+            catch (ConfigException e)
+            {
+                Console.Error.WriteLine($"{(name is not null && Presets.IsComparison(name) ? "compare" : "train")} would refuse this configuration: {e.Message}");
+                return 2;
+            }
             return 0;
         }));
         return cmd;

@@ -32,11 +32,12 @@ internal static class DeployCommands
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
             string path = p.GetValue(checkpoint)!;
-            string target = CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".pruned.safetensors", path);
+            string target = CommonOptions.WithExtension(CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".pruned.safetensors", path),
+                ".safetensors", "a static model (safetensors)");
             var (model, input, meta) = ModelFiles.LoadCheckpoint(path);
             using var loaded = model;
             if (model is not InterroGateModel ig)
-                throw new CheckpointException(path, $"holds a {meta.Architecture} model; only InterroGate models are pruned (use `interrogate export` to turn STL or MTL models into static networks).");
+                throw new CheckpointException(path, $"holds {Architectures.ArchitectureNames.AModel(meta.Architecture)}; only InterroGate models are pruned (use `interrogate export` to turn STL or MTL models into static networks).");
             var result = Pruner.Prune(ig, input);
             using var graph = result.Graph;
             StaticModelFile.Save(target, result.Graph);
@@ -72,17 +73,20 @@ internal static class DeployCommands
             {
                 if (ModelFiles.IsStatic(path))
                     throw new Training.CheckpointException(path, "is a safetensors file (a static model or exported weights), not a training checkpoint; --format state-dict exports a training checkpoint's weights (give its .ckpt)");
-                string file = CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".state.safetensors", path);
+                string file = CommonOptions.WithExtension(CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + ".state.safetensors", path),
+                    ".safetensors", "a state dict (safetensors)");
                 var (trained, input, meta) = ModelFiles.LoadCheckpoint(path);
                 using (trained) StateDictExport.Save(file, trained, meta, input);
                 AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(file)} ({meta.Architecture} on {Markup.Escape(meta.Backbone)}: the state dict under PyTorch names, with the run's configuration as metadata)");
                 return 0;
             }
             string target = CommonOptions.OutputFile(p.GetValue(output) ?? Path.ChangeExtension(path, null) + (kind == "onnx" ? ".onnx" : ".static.safetensors"), path);
+            if (kind == "onnx") CommonOptions.WithExtension(target, ".onnx", "an ONNX model");
+            else CommonOptions.WithExtension(target, ".safetensors", "a static model (safetensors)");
             using var graph = ModelFiles.LoadStatic(path);
             if (kind == "onnx") OnnxExporter.Export(graph, target);
             else StaticModelFile.Save(target, graph);
-            AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(target)} ({graph.Tasks.Count} task outputs: {Markup.Escape(string.Join(", ", graph.Tasks.Names))})");
+            AnsiConsole.MarkupLine($"[green]wrote[/] {Markup.Escape(target)} ({graph.Tasks.Count} task output{(graph.Tasks.Count == 1 ? "" : "s")}: {Markup.Escape(string.Join(", ", graph.Tasks.Names))})");
             return 0;
         }));
         return cmd;

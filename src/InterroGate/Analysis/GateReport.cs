@@ -38,7 +38,7 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
         using var loaded = model; // the report keeps numbers only
         using var scope = TorchSharp.torch.NewDisposeScope(); // what reading the gates back makes
         if (model is not InterroGateModel ig)
-            throw new Training.CheckpointException(checkpoint, $"holds a {meta.Architecture} model; only InterroGate models have gates.");
+            throw new Training.CheckpointException(checkpoint, $"holds {Architectures.ArchitectureNames.AModel(meta.Architecture)}; only InterroGate models have gates.");
         var state = ig.TakeGateStatistics();
         string metrics = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(checkpoint))!, "metrics.jsonl");
         // One pass over metrics.jsonl: the last epoch whose statistics come from gate-learning steps, and flips summed over all.

@@ -69,6 +69,10 @@ public static class ConfigJson
             // A name outside a list of names: say which one was given.
             if (problem.StartsWith("expects one of", StringComparison.Ordinal) && ValueAt(node, key) is JsonValue given)
                 problem += $", not {(given.TryGetValue(out string? text) ? $"\"{text}\"" : given.ToJsonString())}";
+            // A word where a number belongs (--set training.lr=abc): the word, not advice about quotes nobody wrote.
+            else if (problem.StartsWith("expects a number, not a string", StringComparison.Ordinal) && ValueAt(node, key) is JsonValue word
+                     && word.TryGetValue(out string? wordText) && !double.TryParse(wordText, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _))
+                problem = $"expects a number, not \"{wordText}\"";
             throw new ConfigException(key, problem);
         }
         catch (Exception e) when (e is NotSupportedException or InvalidOperationException)

@@ -295,9 +295,31 @@ public static class Presets
         Comparisons.Keys.SelectMany(k => new[] { "stl", "mtl", "interrogate" }.Select(a => $"{k}/{a}"));
 
     /// <summary>Loads a comparison from a preset name or JSON file, then applies --set overrides.</summary>
-    public static CompareConfig LoadComparison(string nameOrPath, IEnumerable<string> overrides) =>
-        ConfigJson.Deserialize<CompareConfig>(Source(nameOrPath, n => Comparisons.TryGetValue(n, out var f) ? f() : null, Comparisons.Keys), overrides, nameOrPath,
-            FolderOf(nameOrPath));
+    public static CompareConfig LoadComparison(string nameOrPath, IEnumerable<string> overrides)
+    {
+        string json = Source(nameOrPath, n => Comparisons.TryGetValue(n, out var f) ? f() : null, Comparisons.Keys);
+        // A run's file (what `config init` writes) given to compare: say what it is, not only that a key is unknown.
+        if (File.Exists(nameOrPath) && RunOnlyKey(json) is { } key)
+            throw new ConfigException(key, $"{nameOrPath} is a run configuration (it has \"{key}\", which a comparison does not): train it with " +
+                                           $"`interrogate train {nameOrPath}`; a comparison's file has lambdaS, interroGate and the keys README lists under `compare`");
+        return ConfigJson.Deserialize<CompareConfig>(json, overrides, nameOrPath, FolderOf(nameOrPath));
+    }
+
+    /// <summary>The first top-level key of <paramref name="json"/> that a run has and a comparison lacks (architecture, startFrom, ...); null if none.</summary>
+    private static string? RunOnlyKey(string json)
+    {
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(json, documentOptions: new System.Text.Json.JsonDocumentOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip, AllowTrailingCommas = true })
+                is System.Text.Json.Nodes.JsonObject o && !o.Any(kv => ComparisonKeys.Contains(kv.Key))
+                ? o.Select(kv => kv.Key).FirstOrDefault(k => RunOnlyKeys.Contains(k)) : null;
+        }
+        catch (System.Text.Json.JsonException) { return null; } // the deserializer names what does not parse
+    }
+
+    /// <summary>The keys a run has and a comparison lacks.</summary>
+    private static HashSet<string> RunOnlyKeys => _runOnlyKeys ??= KeysOf(typeof(RunConfig)).Except(KeysOf(typeof(CompareConfig))).ToHashSet();
+    private static HashSet<string>? _runOnlyKeys;
 
     /// <summary>Loads a run from a preset name or JSON file, then applies --set overrides.</summary>
     public static RunConfig LoadRun(string nameOrPath, IEnumerable<string> overrides) =>

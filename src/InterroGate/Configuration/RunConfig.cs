@@ -543,7 +543,7 @@ public sealed record CompareConfig
         ConfigException.Require(Architectures.Select(a => a.Type).Distinct().Count() == Architectures.Count, "architectures",
             string.Join(", ", Architectures.Select(a => a.Type)), "each architecture at most once");
         for (int i = 0; i < Methods.Count; i++) Methods[i].Validate($"methods[{i}]", tasks);
-        var names = Methods.Select(m => m.Create(tasks).Name).ToArray();
+        var names = Methods.Select(m => m.Create(Math.Max(tasks, 2)).Name).ToArray(); // a name does not depend on the tasks (0: not known yet)
         ConfigException.Require(names.Distinct().Count() == names.Length, "methods", string.Join(", ", names), "each method at most once");
         bool targets = Targets is { Count: > 0 };
         if (targets && LambdaS.Count > 0)

@@ -38,8 +38,8 @@ public static class ModelFiles
         return (model, input, meta);
     }
 
-    /// <summary>Whether <paramref name="path"/> is a static model file (by its extension).</summary>
-    public static bool IsStatic(string path) => path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
+    /// <summary>Whether <paramref name="path"/> is a static model file: a safetensors file, by its content (<see cref="StaticModelFile.IsStaticModel"/>).</summary>
+    public static bool IsStatic(string path) => StaticModelFile.IsStaticModel(path);
 
     /// <summary>A static network from a static model file, or from any checkpoint (InterroGate pruned, STL/MTL converted); the caller disposes it.</summary>
     public static StaticGraph LoadStatic(string path)

@@ -37,9 +37,22 @@ public static class StaticModelFile
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
-    /// <summary>Whether <paramref name="path"/> looks like a static model (a safetensors file with our metadata).</summary>
-    public static bool IsStaticModel(string path) =>
-        path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
+    /// <summary>
+    /// Whether <paramref name="path"/> is a safetensors file (a static model or exported weights): read from its first
+    /// bytes (an 8-byte header length, then the header's JSON), whatever its name; by its extension where it does not exist.
+    /// </summary>
+    public static bool IsStaticModel(string path)
+    {
+        if (!File.Exists(path)) return path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
+        try
+        {
+            using var f = File.OpenRead(path);
+            var head = new byte[9];
+            return f.Read(head) == head.Length && BitConverter.ToUInt64(head) is > 1 and var length && (long)length < f.Length && head[8] == (byte)'{';
+        }
+        catch (IOException) { return false; }
+        catch (UnauthorizedAccessException) { return false; }
+    }
 
     public static StaticGraph Load(string path)
     {

@@ -97,7 +97,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
 
     private ComparisonResult Write(ComparisonTable table, IReadOnlyList<ComparisonEntry> entries)
     {
-        table = WithRuns(table, entries);
+        table = WithRuns(table, entries, directory);
         Directory.CreateDirectory(directory);
         string md = Path.Combine(directory, "table.md"), json = Path.Combine(directory, "table.json");
         RunFiles.WriteAtomically(md, table.ToMarkdown());
@@ -435,16 +435,24 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     /// every STL run, another row the runs of its label, each as the comparison's folder holds it ("NAME" or
     /// "seed-S/NAME"), whatever folder the runs were trained in.
     /// </summary>
-    internal static ComparisonTable WithRuns(ComparisonTable table, IReadOnlyList<ComparisonEntry> entries) =>
+    internal static ComparisonTable WithRuns(ComparisonTable table, IReadOnlyList<ComparisonEntry> entries, string? tableFolder = null) =>
         table.WithRuns((row, isBaseline) => entries
             .Where(e => isBaseline ? e.Architecture == "stl" : e.Architecture != "stl" && e.Label == row.Label)
-            .Select(e => RunFolder(e.Directory)).Distinct().ToArray());
+            .Select(e => RunFolder(e.Directory, tableFolder)).Distinct().ToArray());
 
-    private static string RunFolder(string directory)
+    /// <summary>
+    /// A run's folder as a table names it: "NAME", or "seed-S/NAME" for a run of one seed in a table over seeds; a
+    /// seed's own table (written in <paramref name="tableFolder"/>, seed-S) names its runs "NAME".
+    /// </summary>
+    private static string RunFolder(string directory, string? tableFolder)
     {
-        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory));
-        string parent = Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(directory)) ?? "");
-        return parent.StartsWith("seed-", StringComparison.Ordinal) ? $"{parent}/{name}" : name;
+        string run = Path.TrimEndingDirectorySeparator(directory);
+        string name = Path.GetFileName(run);
+        string parentPath = Path.GetDirectoryName(run) ?? "";
+        string parent = Path.GetFileName(parentPath);
+        bool inTableFolder = tableFolder is not null &&
+                             Path.GetFullPath(Path.TrimEndingDirectorySeparator(tableFolder)) == Path.GetFullPath(parentPath.Length == 0 ? "." : parentPath);
+        return parent.StartsWith("seed-", StringComparison.Ordinal) && !inTableFolder ? $"{parent}/{name}" : name;
     }
 
     /// <summary>λ_s as run names and table rows show it: plain decimals (10000, 0.5), never an exponent.</summary>

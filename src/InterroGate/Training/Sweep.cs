@@ -126,7 +126,7 @@ public sealed record Shard(int Index, int Count)
         if (parts.Length != 2 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int i)
             || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int n))
             throw new ConfigException(key, $"'{text}' is not i/n (for example 0/4: the first of four shards)");
-        if (n < 1 || i >= n) throw new ConfigException(key, $"shard {i} of {n} is out of range; valid: 0 to {Math.Max(0, n - 1)} of n ≥ 1");
+        if (n < 1 || i >= n) throw new ConfigException(key, n < 1 ? $"shard {i} of {n}: the number of shards must be at least 1" : $"shard {i} of {n} is out of range; valid: 0 to {n - 1} of {n}");
         return new Shard(i, n);
     }
 
@@ -198,6 +198,7 @@ public static class SweepShards
     {
         string folder = Path.Combine(directory, Folder);
         var files = Directory.Exists(folder) ? Directory.GetFiles(folder, "shard-*-of-*.json").Order(StringComparer.Ordinal).ToArray() : [];
+        if (!Directory.Exists(directory)) throw new RunFolderException(directory, "does not exist; give the folder the shards were run with (-o)");
         if (files.Length == 0) throw new RunFolderException(directory, $"holds no shard results ({Folder}/shard-I-of-N.json); run `interrogate sweep CONFIG --shard I/N -o {directory}` first");
         var shards = files.Select(f =>
         {
@@ -230,7 +231,7 @@ public static class SweepShards
         }
         var missing = Enumerable.Range(0, first.Result.Count).Except(shards.Select(s => s.Result.Index)).ToArray();
         if (missing.Length > 0)
-            throw new RunFolderException(directory, $"shards {string.Join(", ", missing)} of {first.Result.Count} have no result yet (missing {string.Join(", ", missing.Select(i => new Shard(i, first.Result.Count).FileName))})");
+            throw new RunFolderException(directory, $"{(missing.Length == 1 ? "shard" : "shards")} {string.Join(", ", missing)} of {first.Result.Count} {(missing.Length == 1 ? "has" : "have")} no result yet (missing {string.Join(", ", missing.Select(i => new Shard(i, first.Result.Count).FileName))})");
 
         var config = sweep = ConfigJson.Deserialize<CompareConfig>(first.Result.Config);
         var seeds = first.Result.Seeds.Select(s => s.Seed).ToArray();

@@ -165,7 +165,7 @@ public sealed class Trainer
             var stored = Checkpoint.ReadMeta(resumeFrom);
             if (stored.Architecture != _model.Architecture || stored.Backbone != _config.Backbone.Name || !stored.Tasks.SequenceEqual(tasks.Names))
                 throw new CheckpointException(resumeFrom,
-                    $"it holds a {stored.Architecture} model on {stored.Backbone} for tasks [{string.Join(", ", stored.Tasks)}]; " +
+                    $"it holds {Architectures.ArchitectureNames.AModel(stored.Architecture)} on {stored.Backbone} for tasks [{string.Join(", ", stored.Tasks)}]; " +
                     $"this run trains {_model.Architecture} on {_config.Backbone.Name} for [{string.Join(", ", tasks.Names)}]. Resume only the same run.");
             var changed = ChangedKeys(stored.Config);
             if (changed.Count > 0)
@@ -176,6 +176,9 @@ public sealed class Trainer
                 Report(new RunMessage(_config.Name, $"resuming with a changed configuration: {list}"));
             }
         }
+        // Refused before the folder records a configuration that never ran.
+        if (cfg.BatchSize > _data.Train.Count)
+            throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
         RunFiles.WriteAtomically(Path.Combine(_dir, "config.json"), ConfigJson.Serialize(_config));
         _model.to(device);
         // A balancer's own parameters stay on the CPU; balancers move them to the losses' device where they combine.
@@ -386,6 +389,13 @@ public sealed class Trainer
                 headline = _model.Headline();
             }
             Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps, headline));
+        }
+        if (startEpoch >= cfg.Epochs && resumeFrom is not null && !File.Exists(LastPath))
+        {
+            // A finished run resumed into another folder trains nothing and writes no checkpoint here: its checkpoints
+            // are the ones it was resumed from.
+            string best = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!, Path.GetFileName(BestPath));
+            return new TrainingResult(_dir, File.Exists(best) ? best : resumeFrom, resumeFrom, cfg.Epochs, bestEpoch, bestValidation, false, 0, 0);
         }
         return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
     }

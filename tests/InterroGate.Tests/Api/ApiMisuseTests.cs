@@ -147,6 +147,18 @@ public sealed class ApiMisuseTests : IDisposable
     }
 
     [Fact]
+    public void A_batch_larger_than_the_training_split_is_refused_before_the_folder_records_the_run()
+    {
+        var run = Run(new HardSharingConfig());
+        var config = run.Config with { Training = run.Config.Training with { BatchSize = 100_000 } };
+        string dir = Path.Combine(_dir, "big-batch");
+        var e = Assert.Throws<ConfigException>(() => new Trainer(config, run.Model, run.Data, dir).Run());
+        Assert.Equal("training.batchSize", e.Key);
+        Assert.Contains($"100000 is more than the {run.Data.Train.Count} samples of the training split", e.Message);
+        Assert.False(File.Exists(Path.Combine(dir, "config.json")));
+    }
+
+    [Fact]
     public void Resuming_a_finished_run_or_a_missing_checkpoint_says_so()
     {
         var run = Run(new HardSharingConfig());
@@ -157,6 +169,12 @@ public sealed class ApiMisuseTests : IDisposable
         var again = new Trainer(run.Config, run.Model, run.Data, dir, messages).Run(resumeFrom: trainer.LastPath);
         Assert.Contains($"{trainer.LastPath} has finished its 1 epoch: nothing left to train", Assert.Single(messages.Lines));
         Assert.Equal(0, again.ImagesPerSecond);
+        Assert.Equal((trainer.BestPath, trainer.LastPath), (again.BestCheckpoint, again.LastCheckpoint));
+        // Resumed into another folder, a finished run writes nothing there: its checkpoints are the ones it came from.
+        string elsewhere = Path.Combine(_dir, "elsewhere");
+        var moved = new Trainer(run.Config, run.Model, run.Data, elsewhere).Run(resumeFrom: trainer.LastPath);
+        Assert.Equal((Path.GetFullPath(trainer.BestPath), trainer.LastPath), (moved.BestCheckpoint, moved.LastCheckpoint));
+        Assert.False(File.Exists(Path.Combine(elsewhere, Trainer.LastFileName)));
         // A kill between a save's two renames leaves only last.prev.ckpt: resuming last.ckpt falls back to it.
         File.Move(trainer.LastPath, Checkpoint.PreviousPath(trainer.LastPath), overwrite: true);
         var fallback = new RunMessages();

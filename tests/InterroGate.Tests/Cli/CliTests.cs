@@ -167,6 +167,7 @@ public sealed class CliTests
                 (["prune", file, "-o", file], "is the file being read"),
                 (["export", file, "--format", "onnx", "-o", file], "is the file being read"),
                 (["report", dir, "-o", dir], "is a folder"),
+                (["report", dir, "-o", Path.Combine(dir, "none", "r.html")], $"{Path.Combine(dir, "none")} does not exist: create the folder before writing r.html in it"),
                 (["gates", dir, "-o", file], "is a file; name a folder"),
             };
             foreach (var (args, message) in cases)
@@ -273,6 +274,11 @@ public sealed class CliTests
             var resolved = InterroGate.Configuration.ConfigJson.Deserialize<InterroGate.Configuration.RunConfig>(shown);
             Assert.Equal(data, resolved.Data.Root);
             Assert.Equal(1, resolved.Training.Epochs);
+            // A value train would refuse: the configuration is shown, then the refusal, and the exit code says so.
+            var (badCode, badShown, badError) = RunCapturing("config", "show", file, "--set", "training.epochs=-5");
+            Assert.Equal(2, badCode);
+            Assert.Equal(-5, InterroGate.Configuration.ConfigJson.Deserialize<InterroGate.Configuration.RunConfig>(badShown).Training.Epochs);
+            Assert.Contains("train would refuse this configuration: config key 'training.epochs': -5 is out of range", badError);
             Assert.Equal(["digit"], resolved.Tasks!);
             Assert.Equal(2, Run("config", "init", "--dataset", "folder", "--root", data, "-o", file).Code); // exists: not overwritten
 
@@ -327,6 +333,10 @@ public sealed class CliTests
             Assert.True(cmpCode == 0, cmpError);
             Assert.False(InterroGate.Configuration.ConfigJson.Deserialize<InterroGate.Configuration.CompareConfig>(cmpShown).StlStartsFromMtl);
             Assert.False(InterroGate.Configuration.Presets.IsComparison(file));
+            // The run configuration config init wrote, given to compare: named as a run's, with the command for it.
+            var (runAsComparison, runAsComparisonError) = Run("compare", file, "-o", Path.Combine(dir, "cmp-out"));
+            Assert.Equal(2, runAsComparison);
+            Assert.Contains($"{file} is a run configuration (it has \"architecture\", which a comparison does not): train it with `interrogate train {file}`", runAsComparisonError);
         }
         finally
         {
@@ -477,6 +487,26 @@ public sealed class CliTests
                 Assert.Equal(macsAfter, c.RootElement.GetProperty("macs").GetInt64()); // the file's network costs what pruning reported
             }
             Assert.Equal(2, Run("cost", pruned, "--input", "big").Code);
+
+            // A static model is told by its content, whatever its name; a file is not written under another format's extension.
+            string renamed = Path.Combine(dir, "ig.model");
+            File.Copy(pruned, renamed);
+            var (renamedCode, renamedCost, renamedError) = RunCapturing("cost", renamed, "--json");
+            Assert.True(renamedCode == 0, renamedError);
+            using (var c = System.Text.Json.JsonDocument.Parse(renamedCost)) Assert.Equal(macsAfter, c.RootElement.GetProperty("macs").GetInt64());
+            Assert.Equal(0, RunCapturing("predict", renamed, Path.Combine(dir, "a.npy"), "--json").Code);
+            foreach (var (args, message) in new (string[], string)[]
+                     {
+                         (["prune", ig, "-o", Path.Combine(dir, "p.onnx")], "p.onnx would hold a static model (safetensors); give it the extension .safetensors"),
+                         (["export", pruned, "--format", "onnx", "-o", Path.Combine(dir, "o.safetensors")], "o.safetensors would hold an ONNX model; give it the extension .onnx"),
+                         (["export", ig, "--format", "state-dict", "-o", Path.Combine(dir, "s.ckpt")], "s.ckpt would hold a state dict (safetensors)"),
+                         (["export", pruned, "--format", "onnx", "-o", Path.Combine(dir, "none", "o.onnx")], $"{Path.Combine(dir, "none")} does not exist: create the folder before writing o.onnx in it"),
+                     })
+            {
+                var (wrongCode, wrongError) = Run(args);
+                Assert.True(wrongCode == 2 && wrongError.Contains(message, StringComparison.Ordinal), $"{string.Join(' ', args)}: exit {wrongCode}, {wrongError}");
+            }
+            Assert.False(File.Exists(Path.Combine(dir, "p.onnx")));
 
             // Architectures by name: STL's total is the sum of its tasks' networks; MTL shares one encoder.
             long Total(string arch, out long[] perTask)

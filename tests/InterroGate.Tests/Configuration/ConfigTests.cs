@@ -234,6 +234,7 @@ public sealed class ConfigTests
     [InlineData("architecture.tau=0.3", "architecture.tau", "expects a list of numbers, e.g. [0.3]")]
     [InlineData("training.schedule.kind=\"nope\"", "training.schedule.kind", "kind is one of \"constant\", \"step\", \"poly\", \"cosine\"")]
     [InlineData("training.epochs=\"3\"", "training.epochs", "expects a number, not a string (a number is written without quotes")]
+    [InlineData("training.lr=abc", "training.lr", "expects a number, not \"abc\"")]
     [InlineData("training.precision=\"fp64\"", "training.precision", "expects one of \"fp32\", \"bf16\"")]
     [InlineData("training.flatOptimizer=3", "training.flatOptimizer", "expects true or false, not a number")]
     [InlineData("tasks=\"a\"", "tasks", "expects a list of strings")]

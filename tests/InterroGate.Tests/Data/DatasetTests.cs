@@ -90,11 +90,13 @@ public sealed class DatasetTests : IDisposable
     }
 
     [Fact]
-    public void A_missing_data_set_names_the_path_and_the_install_command()
+    public void A_missing_data_set_names_the_path_and_the_files_a_named_folder_must_hold()
     {
+        // A folder the user named (data.root, --data-root): the files it lacks, not an install command that fills another folder.
         var e = Assert.Throws<DatasetNotFoundException>(() => FashionMnist.Load(Path.Combine(_dir, "nowhere")));
         Assert.Contains(Path.Combine(_dir, "nowhere", "train-images-idx3-ubyte"), e.Message);
-        Assert.Contains("apt-get install -y dataset-fashion-mnist", e.Message);
+        Assert.Contains("the folder must hold the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte", e.Message);
+        Assert.DoesNotContain("apt-get", e.Message);
     }
 
     [Fact]
@@ -235,6 +237,17 @@ public sealed class DatasetTests : IDisposable
         Assert.Contains(Path.Combine(root, "test", "images.npy"), e.Message);
         Assert.Contains("images of 3×8×8", e.Message);
         Assert.Contains("train/images.npy holds 1×8×8", e.Message);
+
+        // Images saved in NumPy's [N, H, W, C] order: named as such, with the line that writes them in the folder's order.
+        Npy.Write(Path.Combine(root, "test", "images.npy"), [20, 1, 8, 8], new byte[20 * 64]);
+        Npy.Write(Path.Combine(root, "train", "images.npy"), [20, 8, 8, 3], new byte[20 * 3 * 64]);
+        e = Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root));
+        Assert.Contains(Path.Combine(root, "train", "images.npy"), e.Message);
+        Assert.Contains("images of shape (20, 8, 8, 3) look like [N, H, W, C] (8×8 with 3 channels)", e.Message);
+        Assert.Contains("images.transpose(0, 3, 1, 2)", e.Message);
+        Npy.Write(Path.Combine(root, "train", "images.npy"), [20, 3, 8, 4], new byte[20 * 3 * 32]); // 3 channels, 4 wide: [N, C, H, W]
+        Assert.DoesNotContain("look like", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);
+        Npy.Write(Path.Combine(root, "train", "images.npy"), [20, 8, 8], new byte[20 * 64]);
 
         File.WriteAllText(Path.Combine(root, "tasks.json"), """{"tasks":[{"name":"kind","kind":"classification","classes":3,"colour":1}]}""");
         Assert.Contains("tasks.json", Assert.Throws<DataFormatException>(() => UserFolderDataset.Load(root)).Message);

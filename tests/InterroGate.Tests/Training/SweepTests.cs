@@ -127,6 +127,10 @@ public sealed class SweepTests : IDisposable
             Assert.Equal(one.Rows[r].Runs, merged.Rows[r].Runs); // each row names its run folders, seed by seed
         }
         Assert.Equal(["seed-0/mtl", "seed-1/mtl"], merged.Rows.Single(r => r.Label == "MTL").Runs);
+        // Each seed's own table, in its seed-S folder, names the runs beside it.
+        var seedTable = InterroGate.Analysis.ComparisonTable.FromJson(File.ReadAllText(Path.Combine(whole, "seed-1", "table.json")));
+        Assert.Equal(["mtl"], seedTable.Rows.Single(r => r.Label == "MTL").Runs);
+        Assert.All(seedTable.Rows.SelectMany(r => r.Runs), run => Assert.True(Directory.Exists(Path.Combine(whole, "seed-1", run)), run));
         Assert.Equal(2 * merged.Tasks.Count, merged.Baseline!.Runs.Count);
         Assert.All(merged.Baseline.Runs, run => Assert.Matches("^seed-[01]/stl-", run));
         Assert.Equal(["seed-0/interrogate-ls4-gateLr0.3", "seed-1/interrogate-ls4-gateLr0.3"],
@@ -136,7 +140,8 @@ public sealed class SweepTests : IDisposable
         string shards = Path.Combine(sharded, SweepShards.Folder);
         string moved = Path.Combine(_dir, "shard-1-of-3.json");
         File.Move(Path.Combine(shards, "shard-1-of-3.json"), moved);
-        Assert.Contains("shards 1 of 3 have no result", Assert.Throws<RunFolderException>(() => SweepShards.Merge(sharded, out _)).Message);
+        Assert.Contains("shard 1 of 3 has no result", Assert.Throws<RunFolderException>(() => SweepShards.Merge(sharded, out _)).Message);
+        Assert.Contains("does not exist; give the folder the shards were run with", Assert.Throws<RunFolderException>(() => SweepShards.Merge(Path.Combine(_dir, "nowhere"), out _)).Message);
         var other = JsonDocument.Parse(File.ReadAllText(moved)).RootElement;
         string changed = File.ReadAllText(moved).Replace(JsonSerializer.Serialize(other.GetProperty("config").GetString()),
             JsonSerializer.Serialize(SweepShards.Identity(config with { LambdaS = [1, 8] })));
