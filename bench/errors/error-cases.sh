@@ -32,6 +32,24 @@ printf 'hello' > "$work/text.png"
 printf 'x' > "$work/a-file"
 printf '{"name": "x", "name": "y"}' > "$work/duplicate.json"
 mkdir -p "$work/merge/shards" "$work/empty-folder"
+# A folder data set whose images were saved in NumPy's [N, H, W, C] order.
+mkdir -p "$work/user4"
+printf '{"tasks": [{"name": "a", "kind": "binary"}]}' > "$work/user4/tasks.json"
+python3 - "$work/user4" <<'PY'
+import os, struct, sys
+def npy(path, descr, shape, itemsize):
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, "".join(f"{d}, " for d in shape))
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    n = 1
+    for d in shape: n *= d
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(n * itemsize))
+for split in ("train", "test"):
+    os.makedirs(os.path.join(sys.argv[1], split), exist_ok=True)
+    npy(os.path.join(sys.argv[1], split, "images.npy"), "|u1", (4, 8, 8, 3), 1)
+    npy(os.path.join(sys.argv[1], split, "a.npy"), "<f4", (4,), 4)
+PY
+printf '{"name": "x", "architecture": {"type": "mtl"}}' > "$work/runcfg.json"
 printf '{}' > "$work/merge/shards/shard-0-of-1.json"
 # A small trained run (synthetic data, seconds), and a copy of its checkpoint damaged near the end (its optimiser states).
 ig train multifashion-quick/mtl --set data.dataset=\"synthetic\" --set data.trainSize=64 --set data.validationSize=32 \
@@ -93,6 +111,13 @@ cases=(
   "a ViT input that is no multiple of its patch|cost vit_tiny_patch16_224 --input 30x30"
   "tasks.json naming a task with a path|config init --dataset folder --root $work/user3 -o $work/init.json"
   "evaluate --data-root for generated data|evaluate $work/mtl/last.ckpt --data-root $work/empty-folder"
+  "images saved as [N, H, W, C]|train multifashion-quick/mtl --set data.dataset=\"folder\" --set data.root=\"$work/user4\" $whole -o $work/r8|look like [N, H, W, C]"
+  "prune -o with another format's extension|prune $work/mtl/last.ckpt -o $work/m.onnx|give it the extension .safetensors"
+  "export -o into a folder that does not exist|export $work/mtl/last.ckpt --format onnx -o $work/none/m.onnx|does not exist: create the folder"
+  "report -o into a folder that does not exist|report $work/mtl -o $work/none/r.html|does not exist: create the folder"
+  "config show of a value train refuses|config show multifashion-quick/mtl --set training.epochs=-5|train would refuse this configuration"
+  "a run's configuration given to compare|compare $work/runcfg.json -o $work/c6|is a run configuration"
+  "merge a folder that does not exist|merge $work/nowhere|does not exist"
 )
 
 fail=0

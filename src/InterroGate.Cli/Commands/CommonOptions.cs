@@ -35,6 +35,7 @@ internal static class CommonOptions
     public static string OutputFile(string path, params string[] inputs)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new ConfigException("--out", "is empty; name the file to write");
+        if (Path.EndsInDirectorySeparator(path)) throw new ConfigException("--out", $"{path} names a folder; name the file to write in it");
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new ConfigException("--out", $"{path} is a folder; name the file to write in it");
         CheckParents(path, full);

@@ -19,7 +19,7 @@ internal static class CompareCommand
             var (cfg, dir) = load(p);
             Announce(cfg, dir);
             var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
-            PrintTable(result.Table, result.MarkdownPath, result.JsonPath, p.GetValue(details));
+            PrintTable(result.Table, result.MarkdownPath, result.JsonPath, result.Figures, p.GetValue(details));
             return 0;
         }));
         return cmd;
@@ -49,7 +49,7 @@ internal static class CompareCommand
             if (slice is null && !p.GetValue(baselines))
             {
                 var result = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter).Run(cancel));
-                PrintTable(result.Table, result.MarkdownPath, result.JsonPath, p.GetValue(details));
+                PrintTable(result.Table, result.MarkdownPath, result.JsonPath, result.Figures, p.GetValue(details));
                 return 0;
             }
             string? written = ConsoleReporter.Run(reporter => new ComparisonRunner(cfg, dir, reporter) { Shard = slice, BaselinesOnly = p.GetValue(baselines) }.RunPart(cancel));
@@ -77,8 +77,7 @@ internal static class CompareCommand
             RunFiles.WriteAtomically(json, table.ToJson());
             RunFiles.WriteAtomically(Path.Combine(folder, ComparisonRunner.CostFileName), table.ToCostMarkdown(sweep.Training.Device));
             var figures = Analysis.ComparisonFigures.Write(table, entries, folder);
-            Console.WriteLine($"figures: {string.Join(", ", figures.Select(Path.GetFileName))} (and .svg)");
-            PrintTable(table, md, json, p.GetValue(details));
+            PrintTable(table, md, json, figures, p.GetValue(details));
             return 0;
         }));
         return cmd;
@@ -146,25 +145,24 @@ internal static class CompareCommand
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape(cfg.Name)}[/]: {Markup.Escape(string.Join("; ", rows))} on {cfg.Backbone.Name} (width {cfg.Backbone.Width}) -> {Markup.Escape(dir)}");
     }
 
-    private static void PrintTable(Analysis.ComparisonTable table, string md, string json, bool details)
+    private static void PrintTable(Analysis.ComparisonTable table, string md, string json, IReadOnlyList<string> figures, bool details)
     {
         AnsiConsole.WriteLine();
         Console.WriteLine(table.ToMarkdown(details));
-        AnsiConsole.MarkupLine($"written: {Markup.Escape(string.Join(", ", Written(md, json)))}");
+        AnsiConsole.MarkupLine($"written: {Markup.Escape(string.Join(", ", Written(md, json, figures)))}");
     }
 
     /// <summary>The table files, then what was written beside them: cost.md, each figure (as NAME.png/svg) and the sharing patterns in gates/.</summary>
-    private static IEnumerable<string> Written(string md, string json)
+    private static IEnumerable<string> Written(string md, string json, IReadOnlyList<string> figures)
     {
         yield return md;
         yield return Path.GetFileName(json);
+        yield return ComparisonRunner.CostFileName;
         string folder = Path.GetDirectoryName(Path.GetFullPath(md))!;
-        if (File.Exists(Path.Combine(folder, Training.ComparisonRunner.CostFileName))) yield return Training.ComparisonRunner.CostFileName;
-        foreach (var figure in Directory.GetFiles(folder, "*.png").Select(Path.GetFileNameWithoutExtension).Order(StringComparer.Ordinal))
-            yield return File.Exists(Path.Combine(folder, figure + ".svg")) ? $"{figure}.png/svg" : $"{figure}.png";
-        string gates = Path.Combine(folder, "gates");
-        if (Directory.Exists(gates) && Directory.GetFiles(gates, "*.png").Length is > 0 and var n)
-            yield return $"gates/ ({n} sharing pattern{(n == 1 ? "" : "s")})";
+        var (patterns, others) = (figures.Where(f => Path.GetFileName(Path.GetDirectoryName(f)) == "gates").ToArray(),
+            figures.Where(f => Path.GetFileName(Path.GetDirectoryName(f)) != "gates"));
+        foreach (var figure in others) yield return Path.ChangeExtension(Path.GetRelativePath(folder, figure), null) + ".png/svg";
+        if (patterns.Length > 0) yield return $"gates/ ({patterns.Length} sharing pattern{(patterns.Length == 1 ? "" : "s")})";
     }
 
     /// <summary>"0.25,0.5" as budgets at those fractions of the way from MTL to STL; anything else is an error naming --targets.</summary>

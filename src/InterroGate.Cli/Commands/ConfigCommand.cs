@@ -45,6 +45,7 @@ internal static class ConfigCommand
             }
             try
             {
+                Runtime.NativeRuntime.EnsureLoaded(); // checking a comparison's methods builds their balancers
                 validate();
             }
             catch (ConfigException e)

@@ -39,7 +39,7 @@ public sealed record FashionMnist(IdxArray TrainImages, byte[] TrainLabels, IdxA
             if (File.Exists(p)) return p;
         }
         // A folder the user named holds the wrong files: installing the package would not change that folder.
-        if (Path.GetFullPath(root) != Path.GetFullPath(PackageRoot))
+        if (Path.TrimEndingDirectorySeparator(Path.GetFullPath(root)) != Path.TrimEndingDirectorySeparator(Path.GetFullPath(PackageRoot)))
             throw new DatasetNotFoundException($"Fashion-MNIST not found: {Path.Combine(root, name)}(.gz) does not exist; the folder must hold the four IDX files " +
                                                $"(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz; the package dataset-fashion-mnist installs them in {PackageRoot}).");
         string install = Environment.UserName == "root" ? "apt-get install -y dataset-fashion-mnist" : "sudo apt-get install -y dataset-fashion-mnist";

@@ -30,7 +30,8 @@ public sealed class FileImageDataset : IMultiTaskDataset, IDisposable
         if (_header.DType is not ("u1" or "f4")) throw new DataFormatException(imagesPath, $"images must be uint8 or float32, not {_header.DType}");
         if (s[0] > int.MaxValue) throw new DataFormatException(imagesPath, $"{s[0]} images; at most {int.MaxValue}");
         // NumPy's usual image layout, [N, H, W, C], read as [N, C, H, W] would train a model of H channels on images W pixels wide.
-        if (s.Length == 4 && s[3] is 1 or 3 or 4 && s[1] > 4)
+        // (An RGB or RGBA last dimension only: [N, C, L, 1] is a fair layout for one-dimensional signals.)
+        if (s.Length == 4 && s[3] is 3 or 4 && s[1] > 4 && s[2] > 4)
             throw new DataFormatException(imagesPath, $"images of shape ({string.Join(", ", s)}) look like [N, H, W, C] ({s[1]}×{s[2]} with {s[3]} channel{(s[3] == 1 ? "" : "s")}); " +
                                                       "the folder format is [N, C, H, W]: write them with np.save(path, images.transpose(0, 3, 1, 2))");
         (int c, int h, int w) = s.Length == 3 ? (1, (int)s[1], (int)s[2]) : ((int)s[1], (int)s[2], (int)s[3]);

@@ -9,8 +9,11 @@ namespace InterroGate.Tensors;
 /// </summary>
 internal static class Channels
 {
-    /// <summary>Whether <paramref name="t"/> is a feature map [N, C, H, W] with more than one channel, stored channels-last (NHWC).</summary>
-    public static bool AreLast(Tensor t) => t.dim() == 4 && t.shape[1] > 1 && t.stride(1) == 1;
+    /// <summary>
+    /// Whether <paramref name="t"/> is a feature map [N, C, H, W] stored channels-last (NHWC): channels adjacent in
+    /// memory. One channel counts too (its stride is then 1 only in NHWC); a map of one element is either.
+    /// </summary>
+    public static bool AreLast(Tensor t) => t.dim() == 4 && t.stride(1) == 1 && t.shape[1] * t.shape[2] * t.shape[3] > 1;
 
     /// <summary>
     /// Channels <paramref name="index"/> of <paramref name="parts"/> concatenated along dimension 1: NHWC where some part

@@ -31,7 +31,11 @@ public sealed record ComparisonEntry(
 }
 
 /// <summary>Everything a comparison produced: the entries, the table and where it was written.</summary>
-public sealed record ComparisonResult(IReadOnlyList<ComparisonEntry> Entries, ComparisonTable Table, string MarkdownPath, string JsonPath);
+public sealed record ComparisonResult(IReadOnlyList<ComparisonEntry> Entries, ComparisonTable Table, string MarkdownPath, string JsonPath)
+{
+    /// <summary>The figures written beside the table (their PNG paths; each has its SVG); empty where none could be drawn.</summary>
+    public IReadOnlyList<string> Figures { get; init; } = [];
+}
 
 public sealed class ComparisonRunner(CompareConfig config, string directory, IProgress<TrainingEvent>? progress = null)
 {
@@ -103,16 +107,17 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         RunFiles.WriteAtomically(md, table.ToMarkdown());
         RunFiles.WriteAtomically(json, table.ToJson());
         RunFiles.WriteAtomically(Path.Combine(directory, CostFileName), table.ToCostMarkdown(config.Training.Device));
+        IReadOnlyList<string> figures = [];
         try
         {
-            ComparisonFigures.Write(table, entries, directory);
+            figures = ComparisonFigures.Write(table, entries, directory);
         }
         catch (Exception e) when (MissingPlotLibrary(e) is { } missing)
         {
             // A build without the plotting library's native files (a trimmed GPU folder) keeps the tables it trained for.
             progress?.Report(new RunMessage(config.Name, $"figures not written: the plotting library cannot load ({missing}); the tables are written"));
         }
-        return new ComparisonResult(entries, table, md, json);
+        return new ComparisonResult(entries, table, md, json) { Figures = figures };
     }
 
     /// <summary>The first line of the message of a missing native library behind <paramref name="e"/>, or null.</summary>
@@ -267,6 +272,8 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         var trainer = new Trainer(run, prepared.Model, data, dir, progress)
         {
             Overwrite = true, StartingAnew = startedFrom is null ? null : () => StartOrigin.Write(dir, Origin()),
+            // Resumed under another spelling of the comparison's folder (see SameConfig).
+            ResumeMayAlsoChange = MtlStart(run) is null ? new HashSet<string>() : new HashSet<string> { "startFrom.mtl" },
         };
         string? resume = null;
         bool finished = false, otherConfiguration = false;

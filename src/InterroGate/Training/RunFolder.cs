@@ -56,11 +56,16 @@ public sealed class RunFolderLock : IDisposable
                     throw new RunFolderException(folder, "in use by a process that has just taken it; wait for it to finish or stop it (a run folder holds one run at a time)");
                 // Its owner is gone: a killed run's lock. Another process may be clearing it too and may have taken the
                 // folder since; only the lock read above is removed.
-                if (ClearIfUnchanged(path, seen)) clearedStale = true;
+                if (ClearIfUnchanged(path, seen))
+                {
+                    clearedStale = true;
+                    if (attempt == attempts - 1) attempt--; // cleared on the last attempt: one more to take it
+                }
                 else Thread.Sleep(10); // another process is clearing it or has taken the folder since: look again
             }
         }
-        throw new RunFolderException(folder, $"could not take {path}");
+        throw new RunFolderException(folder, $"could not take {path}: other processes kept taking or clearing it (a {Path.GetFileName(path)}.clearing " +
+                                             $"left by a process killed while clearing a lock is taken as in use for {FreshLock.TotalSeconds:0} s)");
     }
 
     /// <summary>How long a lock that names no owner yet counts as being written by a live process.</summary>

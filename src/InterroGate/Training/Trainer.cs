@@ -84,6 +84,13 @@ public sealed class Trainer
 
     /// <summary>Resume even where the configuration differs from the checkpoint's (the differing keys are reported).</summary>
     public bool AcceptConfigChanges { get; init; }
+
+    /// <summary>
+    /// Further keys that may differ on resume: a comparison's STL run names the MTL checkpoint it starts from by the
+    /// path its folder was given as (startFrom.mtl), which may be spelt otherwise when the comparison resumes; what
+    /// that checkpoint held is checked by its checksum instead.
+    /// </summary>
+    internal IReadOnlySet<string> ResumeMayAlsoChange { get; init; } = new HashSet<string>();
     /// <summary>
     /// Steps between two reads of the training losses by the host. Null (the default): every step on the CPU, where a
     /// read costs nothing; on a GPU at each progress report (at most every 10 steps) and at the epoch's end, the sums
@@ -133,6 +140,9 @@ public sealed class Trainer
     {
         var cfg = _config.Training;
         var tasks = _model.Tasks;
+        // Refused before the folder is touched: no run it holds is cleared, and no configuration that never ran is recorded.
+        if (_config.Training.BatchSize > _data.Train.Count)
+            throw new ConfigException("training.batchSize", $"{_config.Training.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
         using var folderLock = RunFolderLock.Acquire(_dir, out bool staleLock);
         if (staleLock) Report(new RunMessage(_config.Name, $"cleared the lock of {_dir} left by a run that no longer runs"));
         if (resumeFrom is null && RunFiles.HoldsRun(_dir))
@@ -166,7 +176,7 @@ public sealed class Trainer
             if (stored.Architecture != _model.Architecture || stored.Backbone != _config.Backbone.Name || !stored.Tasks.SequenceEqual(tasks.Names))
                 throw new CheckpointException(resumeFrom,
                     $"it holds {Architectures.ArchitectureNames.AModel(stored.Architecture)} on {stored.Backbone} for tasks [{string.Join(", ", stored.Tasks)}]; " +
-                    $"this run trains {_model.Architecture} on {_config.Backbone.Name} for [{string.Join(", ", tasks.Names)}]. Resume only the same run.");
+                    $"this run trains {Architectures.ArchitectureNames.AModel(_model.Architecture)} on {_config.Backbone.Name} for [{string.Join(", ", tasks.Names)}]. Resume only the same run.");
             var changed = ChangedKeys(stored.Config);
             if (changed.Count > 0)
             {
@@ -176,9 +186,6 @@ public sealed class Trainer
                 Report(new RunMessage(_config.Name, $"resuming with a changed configuration: {list}"));
             }
         }
-        // Refused before the folder records a configuration that never ran.
-        if (cfg.BatchSize > _data.Train.Count)
-            throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
         RunFiles.WriteAtomically(Path.Combine(_dir, "config.json"), ConfigJson.Serialize(_config));
         _model.to(device);
         // A balancer's own parameters stay on the CPU; balancers move them to the losses' device where they combine.
@@ -390,12 +397,14 @@ public sealed class Trainer
             }
             Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps, headline));
         }
-        if (startEpoch >= cfg.Epochs && resumeFrom is not null && !File.Exists(LastPath))
+        string resumedFolder = resumeFrom is null ? "" : Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!;
+        if (startEpoch >= cfg.Epochs && resumeFrom is not null && resumedFolder != Path.TrimEndingDirectorySeparator(Path.GetFullPath(_dir)))
         {
             // A finished run resumed into another folder trains nothing and writes no checkpoint here: its checkpoints
-            // are the ones it was resumed from.
-            string best = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!, Path.GetFileName(BestPath));
-            return new TrainingResult(_dir, File.Exists(best) ? best : resumeFrom, resumeFrom, cfg.Epochs, bestEpoch, bestValidation, false, 0, 0);
+            // are the ones it was resumed from (its folder's best.ckpt only where the file resumed is that folder's own).
+            string best = Path.Combine(resumedFolder, Path.GetFileName(BestPath));
+            bool ownLast = Path.GetFileName(resumeFrom) is LastFileName || resumeFrom.EndsWith(Path.GetFileName(Checkpoint.PreviousPath(LastFileName)), StringComparison.Ordinal);
+            return new TrainingResult(_dir, ownLast && File.Exists(best) ? best : resumeFrom, resumeFrom, cfg.Epochs, bestEpoch, bestValidation, false, 0, 0);
         }
         return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
     }
@@ -574,7 +583,7 @@ public sealed class Trainer
         string normalised;
         try { normalised = ConfigJson.Serialize(ConfigJson.Deserialize<RunConfig>(stored)); }
         catch (ConfigException) { normalised = stored; }
-        return RunFiles.ChangedKeys(normalised, ConfigJson.Serialize(_config), ResumeMayChange);
+        return RunFiles.ChangedKeys(normalised, ConfigJson.Serialize(_config), ResumeMayAlsoChange.Count == 0 ? ResumeMayChange : ResumeMayChange.Union(ResumeMayAlsoChange).ToHashSet());
     }
 
     /// <summary>

@@ -38,6 +38,23 @@ public sealed class ComparisonPlotsTests : IDisposable
     }
 
     [Fact]
+    public void A_table_whose_delta_is_undefined_everywhere_is_still_drawn()
+    {
+        // STL's metric 0 for a task (a smoke run's mIoU): every Δ_MTL is NaN; the figure is written, with no point to place.
+        var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 10), new TaskSpec("b", TaskKind.Classification, 10)]);
+        var table = new ComparisonTable(tasks);
+        ComparisonRow Row(string label, string method, double a, long macs) =>
+            new(label, method, new Dictionary<string, double> { ["a"] = a, ["b"] = 0 }, macs, 1000, new Dictionary<string, double>());
+        table.AddRow(Row("STL", "stl", 0.8, 6_000_000), isBaseline: true);
+        table.AddRow(Row("MTL", "mtl", 0.7, 3_000_000));
+        table.AddRow(Row("InterroGate (λs=1)", "interrogate", 0.75, 4_000_000));
+        Assert.All(table.Rows, r => Assert.True(double.IsNaN(table.DeltaMtl(r))));
+        var (png, svg) = ComparisonPlots.TradeOff(table, Path.Combine(_dir, "undefined"));
+        Assert.True(new FileInfo(png).Length > 1000);
+        Assert.Contains("<svg", File.ReadAllText(svg));
+    }
+
+    [Fact]
     public void Rows_trained_to_a_MAC_budget_get_their_targets_drawn_and_parameter_budgets_do_not()
     {
         var tasks = new TaskSet([new TaskSpec("a", TaskKind.Classification, 10)]);

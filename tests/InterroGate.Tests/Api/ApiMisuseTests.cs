@@ -156,6 +156,10 @@ public sealed class ApiMisuseTests : IDisposable
         Assert.Equal("training.batchSize", e.Key);
         Assert.Contains($"100000 is more than the {run.Data.Train.Count} samples of the training split", e.Message);
         Assert.False(File.Exists(Path.Combine(dir, "config.json")));
+        // Over a run the folder holds (--overwrite): refused before that run is cleared.
+        var done = new Trainer(run.Config, run.Model, run.Data, dir).Run();
+        Assert.Throws<ConfigException>(() => new Trainer(config, run.Model, run.Data, dir) { Overwrite = true }.Run());
+        Assert.True(File.Exists(done.LastCheckpoint));
     }
 
     [Fact]
@@ -175,6 +179,9 @@ public sealed class ApiMisuseTests : IDisposable
         var moved = new Trainer(run.Config, run.Model, run.Data, elsewhere).Run(resumeFrom: trainer.LastPath);
         Assert.Equal((Path.GetFullPath(trainer.BestPath), trainer.LastPath), (moved.BestCheckpoint, moved.LastCheckpoint));
         Assert.False(File.Exists(Path.Combine(elsewhere, Trainer.LastFileName)));
+        File.WriteAllText(Path.Combine(elsewhere, Trainer.LastFileName), "another run's"); // a folder holding another run's files
+        var over = new Trainer(run.Config, run.Model, run.Data, elsewhere).Run(resumeFrom: trainer.LastPath);
+        Assert.Equal(trainer.LastPath, over.LastCheckpoint);
         // A kill between a save's two renames leaves only last.prev.ckpt: resuming last.ckpt falls back to it.
         File.Move(trainer.LastPath, Checkpoint.PreviousPath(trainer.LastPath), overwrite: true);
         var fallback = new RunMessages();

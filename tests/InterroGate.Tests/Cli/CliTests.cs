@@ -164,6 +164,7 @@ public sealed class CliTests
                 (["train", "multifashion-quick/mtl", "-o", file], "is a file; name a folder"),
                 (["train", "multifashion-quick/mtl", "-o", Path.Combine(file, "run")], "is a file, not a folder"),
                 (["prune", file, "-o", dir], "is a folder; name the file to write in it"),
+                (["prune", file, "-o", Path.Combine(dir, "new") + "/"], "names a folder; name the file to write in it"),
                 (["prune", file, "-o", file], "is the file being read"),
                 (["export", file, "--format", "onnx", "-o", file], "is the file being read"),
                 (["report", dir, "-o", dir], "is a folder"),

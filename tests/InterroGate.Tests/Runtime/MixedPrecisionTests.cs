@@ -195,6 +195,26 @@ public sealed class MixedPrecisionTests : IDisposable
     }
 
     [Fact]
+    public void Channel_gathers_keep_the_memory_order_one_channel_maps_included()
+    {
+        using var scope = NewDisposeScope();
+        var nchw = arange(2 * 1 * 3 * 4, dtype: float32).view(2, 1, 3, 4);
+        // One channel: the same memory either way; a convolution writing NHWC gives it channel stride 1, as here.
+        var nhwc = nchw.as_strided([2, 1, 3, 4], [12, 1, 4, 1]);
+        Assert.False(InterroGate.Tensors.Channels.AreLast(nchw));
+        Assert.True(InterroGate.Tensors.Channels.AreLast(nhwc)); // one channel: stride 1 only in NHWC
+        Assert.True(InterroGate.Tensors.Channels.AreLast(DataLoader.ChannelsLast(randn(2, 5, 3, 4))));
+        Assert.False(InterroGate.Tensors.Channels.AreLast(randn(2, 5, 3, 4)));
+        var index = tensor(new long[] { 1, 0 });
+        var gathered = InterroGate.Tensors.Channels.Gather([nhwc, nhwc * 2], index); // two one-channel parts
+        Assert.True(InterroGate.Tensors.Channels.AreLast(gathered));
+        Assert.True(gathered.eq(cat([nchw * 2, nchw], 1)).all().item<bool>());
+        var plain = InterroGate.Tensors.Channels.Gather([nchw, nchw * 2], index);
+        Assert.False(InterroGate.Tensors.Channels.AreLast(plain));
+        Assert.True(plain.eq(gathered).all().item<bool>());
+    }
+
+    [Fact]
     public void Channels_last_batches_hold_the_same_values_in_NHWC_order()
     {
         var source = Synthetic();

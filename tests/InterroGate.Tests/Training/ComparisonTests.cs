@@ -138,6 +138,33 @@ public sealed class ComparisonTests : IDisposable
         Assert.Empty(JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(record))!);
     }
 
+    /// <summary>Stops the comparison (as Ctrl+C does) once run <paramref name="run"/> has finished its first epoch.</summary>
+    private sealed class StopAfterFirstEpoch(string run, CancellationTokenSource stop) : IProgress<TrainingEvent>
+    {
+        public void Report(TrainingEvent e)
+        {
+            if (e is EpochCompleted { Epoch: 0 } done && done.Run == run) stop.Cancel();
+        }
+    }
+
+    [Fact]
+    public void A_comparison_stopped_in_a_run_started_from_MTL_resumes_from_its_folder_moved_elsewhere()
+    {
+        var config = Small(train: 64) with { StlStartsFromMtl = true, Training = new TrainingConfig { Epochs = 2, BatchSize = 32, EvalBatchSize = 64 } };
+        string first = Path.Combine(_dir, "first");
+        using (var stop = new CancellationTokenSource())
+            Assert.Throws<OperationCanceledException>(() => new ComparisonRunner(config, first, new StopAfterFirstEpoch("stl-bar", stop)).Run(stop.Token));
+        Assert.True(File.Exists(Path.Combine(first, "stl-bar", Trainer.LastFileName)));
+        // The folder moved (its STL runs name the MTL checkpoint by the old path): the stopped run resumes, not refused.
+        string moved = Path.Combine(_dir, "moved");
+        Directory.Move(first, moved);
+        var messages = new RunMessages();
+        new ComparisonRunner(config, moved, messages).Run();
+        Assert.Contains(messages.WithRun, l => l.StartsWith("stl-bar: resumed from", StringComparison.Ordinal) && l.Contains("at epoch 2", StringComparison.Ordinal));
+        Assert.Contains(messages.WithRun, l => l.StartsWith("mtl: reusing the finished run", StringComparison.Ordinal));
+        Assert.DoesNotContain(messages.WithRun, l => l.Contains("training anew", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Ids_left_out_for_missing_files_are_in_the_table_of_a_comparison_and_of_a_merged_sweep()
     {

@@ -234,8 +234,8 @@ public sealed class TrainerTests : IDisposable
         new Trainer(mtl.Config, mtl.Model, mtl.Data, _dir).Run();
         var ig = PreparedRun.Create(Config(new InterroGateConfig(), epochs: 1, train: 64));
         var e = Assert.Throws<CheckpointException>(() => new Trainer(ig.Config, ig.Model, ig.Data, Path.Combine(_dir, "ig")).Run(Path.Combine(_dir, "last.ckpt")));
-        Assert.Contains("mtl", e.Message);
-        Assert.Contains("interrogate", e.Message);
+        Assert.Contains("it holds an MTL model on resnet20", e.Message);
+        Assert.Contains("this run trains an InterroGate model on resnet20", e.Message);
     }
 
     [Fact]
