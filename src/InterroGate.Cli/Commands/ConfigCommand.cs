@@ -26,31 +26,22 @@ internal static class ConfigCommand
             var overrides = p.GetValue(set)!;
             // Printed, then checked as train and compare check it before they open the data (the number of tasks is not
             // known yet): a value they would refuse is said, with exit code 2, after the configuration it is part of.
-            Action validate;
-            if (name is not null && Presets.IsComparison(name))
-            {
-                var comparison = Presets.LoadComparison(name, overrides);
-                Console.WriteLine(ConfigJson.Serialize(comparison));
-                validate = () =>
-                {
-                    foreach (var note in CompareCommand.OverrideNotes(comparison, overrides)) Console.Error.WriteLine($"note: {note}");
-                    comparison.Validate(0);
-                };
-            }
-            else
-            {
-                var run = name is null ? ConfigJson.Deserialize<RunConfig>("{}", overrides) : Presets.LoadRun(name, overrides);
-                Console.WriteLine(ConfigJson.Serialize(run));
-                validate = () => run.Validate(0);
-            }
+            var comparison = name is not null && Presets.IsComparison(name) ? Presets.LoadComparison(name, overrides) : null;
+            var run = comparison is not null ? null : name is null ? ConfigJson.Deserialize<RunConfig>("{}", overrides) : Presets.LoadRun(name, overrides);
+            Console.WriteLine(comparison is not null ? ConfigJson.Serialize(comparison) : ConfigJson.Serialize(run));
             try
             {
                 Runtime.NativeRuntime.EnsureLoaded(); // checking a comparison's methods builds their balancers
-                validate();
+                if (comparison is null) run!.Validate(0);
+                else
+                {
+                    foreach (var note in CompareCommand.OverrideNotes(comparison, overrides)) Console.Error.WriteLine($"note: {note}");
+                    comparison.Validate(0);
+                }
             }
             catch (ConfigException e)
             {
-                Console.Error.WriteLine($"{(name is not null && Presets.IsComparison(name) ? "compare" : "train")} would refuse this configuration: {e.Message}");
+                Console.Error.WriteLine($"{(comparison is null ? "train" : "compare")} would refuse this configuration: {e.Message}");
                 return 2;
             }
             return 0;

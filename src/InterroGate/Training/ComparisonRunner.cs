@@ -269,11 +269,11 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
         Dictionary<string, string>? originValue = null;
         Dictionary<string, string> Origin() => originValue ??= startedFrom!.ToDictionary(r => r, r => _checksums.Of(Path.Combine(directory, r, Trainer.LastFileName)));
         // Recorded as training starts anew, so that a run stopped part-way and resumed later is checked too.
+        var mayDiffer = PathKeys(run);
         var trainer = new Trainer(run, prepared.Model, data, dir, progress)
         {
             Overwrite = true, StartingAnew = startedFrom is null ? null : () => StartOrigin.Write(dir, Origin()),
-            // Resumed under another spelling of the comparison's folder (see SameConfig).
-            ResumeMayAlsoChange = MtlStart(run) is null ? new HashSet<string>() : new HashSet<string> { "startFrom.mtl" },
+            ResumeMayAlsoChange = mayDiffer, // resumed under another spelling of the comparison's folder
         };
         string? resume = null;
         bool finished = false, otherConfiguration = false;
@@ -285,7 +285,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             var good = Checkpoint.NewestGood(trainer.LastPath, out var problem);
             var meta = good is null ? null : Checkpoint.ReadMeta(good);
             if (meta is null) progress?.Report(new RunMessage(run.Name, $"{problem}; no whole checkpoint to resume from, training anew."));
-            else if (SameConfig(meta.Config, run, dir, MtlStart(run)))
+            else if (SameConfig(meta.Config, run, dir, mayDiffer))
             {
                 finished = good == trainer.LastPath && meta.Epoch >= run.Training.Epochs && meta.Step == 0;
                 resume = finished ? null : trainer.LastPath;
@@ -373,7 +373,7 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
     /// that no longer reads (a key this version does not know) is refused with the reason rather than trained over:
     /// training anew would overwrite the run's checkpoints.
     /// </summary>
-    private static bool SameConfig(string stored, RunConfig run, string dir, string? generatedMtlStart)
+    private static bool SameConfig(string stored, RunConfig run, string dir, IReadOnlySet<string> mayDiffer)
     {
         RunConfig read;
         try
@@ -385,16 +385,17 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
             throw new RunFolderException(dir, $"its checkpoint's configuration does not read ({e.Message}); " +
                                               "move the folder away or give another -o to train this run anew");
         }
-        // The MTL checkpoint an STL run starts from is the comparison's own (its path spelt as -o was given: relative, absolute,
-        // or the folder since moved); what it held is checked by its checksum (started-from.json), not by its path.
-        if (generatedMtlStart is not null && read.StartFrom is { Mtl: not null } start)
-            read = read with { StartFrom = start with { Mtl = generatedMtlStart } };
-        return ConfigJson.Serialize(read) == ConfigJson.Serialize(run);
+        return RunFiles.ChangedKeys(ConfigJson.Serialize(read), ConfigJson.Serialize(run), mayDiffer).Count == 0;
     }
 
-    /// <summary>The comparison's MTL checkpoint where <paramref name="run"/> starts from it (STL with stlStartsFromMtl); else null.</summary>
-    private string? MtlStart(RunConfig run) =>
-        run.StartFrom?.Mtl is { } mtl && mtl == Path.Combine(directory, "mtl", Trainer.LastFileName) ? mtl : null;
+    /// <summary>
+    /// The keys of <paramref name="run"/> that name a checkpoint of this comparison by its folder's path: the MTL
+    /// checkpoint an STL run starts from (stlStartsFromMtl), spelt as -o was given (relative, absolute, or the folder
+    /// since moved). They may differ from a stored run's without changing it; what that checkpoint held is checked by its
+    /// checksum (started-from.json) instead.
+    /// </summary>
+    private IReadOnlySet<string> PathKeys(RunConfig run) =>
+        run.StartFrom?.Mtl == Path.Combine(directory, "mtl", Trainer.LastFileName) ? new HashSet<string> { "startFrom.mtl" } : new HashSet<string>();
 
     /// <summary><paramref name="extra"/> with the training cost's columns (<see cref="ComparisonTable.CostKeys"/>) where measured.</summary>
     private static Dictionary<string, double> WithCost(Dictionary<string, double> extra, TrainingCost cost)

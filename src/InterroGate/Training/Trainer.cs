@@ -141,8 +141,8 @@ public sealed class Trainer
         var cfg = _config.Training;
         var tasks = _model.Tasks;
         // Refused before the folder is touched: no run it holds is cleared, and no configuration that never ran is recorded.
-        if (_config.Training.BatchSize > _data.Train.Count)
-            throw new ConfigException("training.batchSize", $"{_config.Training.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
+        if (cfg.BatchSize > _data.Train.Count)
+            throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
         using var folderLock = RunFolderLock.Acquire(_dir, out bool staleLock);
         if (staleLock) Report(new RunMessage(_config.Name, $"cleared the lock of {_dir} left by a run that no longer runs"));
         if (resumeFrom is null && RunFiles.HoldsRun(_dir))
@@ -257,7 +257,6 @@ public sealed class Trainer
         TrimMetrics(startEpoch);
         var loader = new DataLoader(_data.Train, cfg.BatchSize, shuffle: true, seed: cfg.Seed, dropLast: true, device, cfg.ChannelsLast);
         int steps = cfg.MaxStepsPerEpoch > 0 ? Math.Min(cfg.MaxStepsPerEpoch, loader.BatchesPerEpoch) : loader.BatchesPerEpoch;
-        if (steps == 0) throw new ConfigException("training.batchSize", $"{cfg.BatchSize} is more than the {_data.Train.Count} samples of the training split; use at most {_data.Train.Count}");
 
         bool gatesLanded = false;
         bool modelGatesFixed = false;
@@ -403,7 +402,8 @@ public sealed class Trainer
             // A finished run resumed into another folder trains nothing and writes no checkpoint here: its checkpoints
             // are the ones it was resumed from (its folder's best.ckpt only where the file resumed is that folder's own).
             string best = Path.Combine(resumedFolder, Path.GetFileName(BestPath));
-            bool ownLast = Path.GetFileName(resumeFrom) is LastFileName || resumeFrom.EndsWith(Path.GetFileName(Checkpoint.PreviousPath(LastFileName)), StringComparison.Ordinal);
+            string file = Path.GetFileName(resumeFrom);
+            bool ownLast = file == LastFileName || file == Path.GetFileName(Checkpoint.PreviousPath(LastFileName));
             return new TrainingResult(_dir, ownLast && File.Exists(best) ? best : resumeFrom, resumeFrom, cfg.Epochs, bestEpoch, bestValidation, false, 0, 0);
         }
         return new TrainingResult(_dir, BestPath, LastPath, cfg.Epochs, bestEpoch, bestValidation, false, trainSeconds, trainImages / Math.Max(trainSeconds, 1e-9));
