@@ -146,7 +146,7 @@ public sealed class ComparisonTable(TaskSet tasks)
         MeanRank.Compute(_rows.Select(r => (IReadOnlyList<double>)Tasks.Select(t => r.Metrics[t.Name]).ToArray()).ToArray(),
             Tasks.Select(t => t.HigherIsBetter).ToArray());
 
-    /// <summary>A task column's metric: "acc %" for image-level accuracies, "mIoU %" / "maxF %" for dense fractions, the name otherwise.</summary>
+    /// <summary>A task column's metric: "acc %" for image-level accuracies, "mIoU %" for dense fractions, the name otherwise.</summary>
     private static string MetricHeader(TaskSpec t) =>
         t.MetricIsFraction ? (t.MetricName == "accuracy" ? "acc %" : $"{t.MetricName} %") : t.MetricName;
 

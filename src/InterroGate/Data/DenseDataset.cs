@@ -56,6 +56,29 @@ public abstract class DenseDataset : IMultiTaskDataset
     /// <summary>Sample <paramref name="index"/> as stored (CPU tensors; the caller disposes them).</summary>
     protected abstract DenseSample Load(int index);
 
+    /// <summary>
+    /// Whether the dense metrics score each sample at its stored size: true where the transform only resizes it to the
+    /// input (<see cref="Resize"/>, the evaluation transform of data sets whose images differ in size). The prediction
+    /// is then resized back to the sample's own size and scored against its targets as stored, as the benchmarks'
+    /// reference evaluation does, so a label map stretched to the input size never counts rows or columns twice
+    /// (docs/datasets.md, "Scored at each image's own size").
+    /// </summary>
+    public bool ScoresAtStoredSize => Transform is Resize;
+
+    /// <summary>The dense targets of sample <paramref name="index"/> as stored, untransformed (CPU tensors; the caller disposes them).</summary>
+    public Dictionary<string, Tensor> StoredTargets(int index)
+    {
+        var sample = Load(index);
+        sample.Image.Dispose();
+        var dense = new Dictionary<string, Tensor>();
+        foreach (var (name, target) in sample.Targets)
+        {
+            if (Tasks[Tasks.IndexOf(name)].Kind.IsDense()) dense[name] = target;
+            else target.Dispose();
+        }
+        return dense;
+    }
+
     public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices) => Batch(indices, epoch: null);
 
     public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices, int epoch) => Batch(indices, epoch);

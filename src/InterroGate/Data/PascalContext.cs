@@ -13,8 +13,9 @@ namespace InterroGate.Data;
 /// validation split; 0 uses val.txt as validation too. The test split is always val.txt (the benchmark has no
 /// public test labels). Images differ in size (about 500×375), while a batch needs one size: give
 /// <see cref="TrainTransform"/> (random scale, crop, flip, then to the input size) and <see cref="EvalTransform"/>
-/// (resize or pad to the input size, as the benchmark evaluates at 512×512) unless every image already has the
-/// input size. <see cref="SkipMissing"/> leaves out listed images whose files are missing instead of failing.
+/// (resize or pad to the input size) unless every image already has the input size. With a <see cref="Resize"/>
+/// (the preset's, 512×512) the dense metrics score each image at its own size, the prediction resized back
+/// (<see cref="DenseDataset.ScoresAtStoredSize"/>), as the benchmark's reference evaluation does. <see cref="SkipMissing"/> leaves out listed images whose files are missing instead of failing.
 /// </summary>
 public sealed record PascalContextOptions(string Root)
 {

@@ -21,7 +21,7 @@ public enum TaskKind
     Depth,
     /// <summary>Unit surface normal per pixel: L1, mean angle error. Target float32 [B, 3, H, W], the zero vector where unknown.</summary>
     Normals,
-    /// <summary>Salient-object probability per pixel: BCE, maxF. Target float32 [B, 1, H, W] in [0, 1].</summary>
+    /// <summary>Salient-object probability per pixel: BCE, mIoU over thresholds (also maxF). Target float32 [B, 1, H, W] in [0, 1].</summary>
     Saliency,
     /// <summary>Boundary per pixel: weighted BCE; the paper reports the edge loss. Target float32 [B, 1, H, W] in {0, 1}.</summary>
     Edges,
@@ -64,12 +64,12 @@ public sealed record TaskSpec(string Name, TaskKind Kind, int Outputs)
         TaskKind.Segmentation => "mIoU",
         TaskKind.Depth => "rmse",
         TaskKind.Normals => "mean angle",
-        TaskKind.Saliency => "maxF",
+        TaskKind.Saliency => "mIoU",
         TaskKind.Edges => "loss",
         _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
     };
 
-    /// <summary>Whether the primary metric is a fraction printed as a percentage (accuracy, mIoU, maxF).</summary>
+    /// <summary>Whether the primary metric is a fraction printed as a percentage (accuracy, mIoU).</summary>
     public bool MetricIsFraction => HigherIsBetter;
 }
 

@@ -2,6 +2,7 @@ using InterroGate.Analysis;
 using InterroGate.Architectures;
 using InterroGate.Data;
 using InterroGate.Objectives;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace InterroGate.Training;
@@ -25,10 +26,6 @@ public sealed record EvaluationResult(IReadOnlyDictionary<string, double> Metric
 public static class Evaluator
 {
     /// <summary>
-    /// Evaluates on the device the model's weights are on, the forward pass in <paramref name="precision"/>, images in
-    /// channels-last memory order where <paramref name="channelsLast"/> (as the model was trained).
-    /// </summary>
-    /// <summary>
     /// Why <paramref name="data"/> cannot be fed to <paramref name="model"/> (a task it lacks or holds with another kind
     /// or output count, images of another channel count, no samples), or null where it can.
     /// </summary>
@@ -37,6 +34,12 @@ public static class Evaluator
         ?? (data.ImageShape.Channels != model.InChannels ? $"it holds {data.ImageShape.Channels}-channel images and the model reads {model.InChannels}-channel ones" : null)
         ?? (data.Count == 0 ? "it holds no samples" : null);
 
+    /// <summary>
+    /// Evaluates on the device the model's weights are on, the forward pass in <paramref name="precision"/>, images in
+    /// channels-last memory order where <paramref name="channelsLast"/> (as the model was trained). Dense tasks of a
+    /// data set resized to the input are scored at each sample's stored size (<see cref="DenseDataset.ScoresAtStoredSize"/>);
+    /// the losses are those of the network's input size.
+    /// </summary>
     public static EvaluationResult Evaluate(MultiTaskModel model, IMultiTaskDataset data, int batchSize, CancellationToken cancel = default,
         Runtime.Precision precision = Runtime.Precision.Fp32, bool channelsLast = false)
     {
@@ -54,6 +57,8 @@ public static class Evaluator
         // The gates do not change while it evaluates: InterroGate leaves the copies they leave unread uncomputed (fixed
         // here for the evaluation where they were not already).
         var fixedHere = (model as Architectures.InterroGateModel)?.Encoder is { GatesFixed: false } gated ? gated : null;
+        // A data set resized to the input for evaluation is scored at each sample's stored size (DenseDataset.ScoresAtStoredSize).
+        var stored = data is DenseDataset { ScoresAtStoredSize: true } dense && tasks.Any(t => t.IsDense) ? dense : null;
         if (fixedHere is not null) fixedHere.GatesFixed = true;
         try
         {
@@ -71,9 +76,10 @@ public static class Evaluator
                 {
                     var output = outputs[tasks[t].Name];
                     var target = batch[tasks[t].Name];
-                    metrics[t].Update(output, target);
+                    if (stored is null || !tasks[t].IsDense) metrics[t].Update(output, target);
                     lossSums[t] += TaskLoss.Compute(tasks[t], output, target).item<float>() * n;
                 }
+                if (stored is not null) ScoreAtStoredSize(stored, samples, outputs, tasks, metrics);
                 samples += n;
             }
         }
@@ -82,6 +88,34 @@ public static class Evaluator
             model.train(wasTraining);
             if (fixedHere is not null) fixedHere.GatesFixed = false;
         }
+        return Result(tasks, metrics, lossSums, samples);
+    }
+
+    /// <summary>
+    /// Scores the dense outputs of the batch that starts at sample <paramref name="first"/> against the samples' targets
+    /// as stored: each output is resized back (bilinear, on the logits) to its sample's own size.
+    /// </summary>
+    private static void ScoreAtStoredSize(DenseDataset data, int first, Dictionary<string, Tensor> outputs, Tasks.TaskSet tasks, ITaskMetric[] metrics)
+    {
+        int n = (int)outputs[tasks[0].Name].shape[0];
+        for (int j = 0; j < n; j++)
+        {
+            var targets = data.StoredTargets(first + j); // freed with the batch's dispose scope
+            for (int t = 0; t < tasks.Count; t++)
+            {
+                if (!tasks[t].IsDense) continue;
+                var output = outputs[tasks[t].Name].narrow(0, j, 1).to(ScalarType.Float32);
+                var target = targets[tasks[t].Name];
+                long h = target.shape[^2], w = target.shape[^1];
+                if (output.shape[^2] != h || output.shape[^1] != w)
+                    output = nn.functional.interpolate(output, [h, w], mode: InterpolationMode.Bilinear, align_corners: false);
+                metrics[t].Update(output, target.unsqueeze(0).to(output.device));
+            }
+        }
+    }
+
+    private static EvaluationResult Result(Tasks.TaskSet tasks, ITaskMetric[] metrics, double[] lossSums, int samples)
+    {
         return new EvaluationResult(
             tasks.Select((t, i) => (t.Name, metrics[i].Compute())).ToDictionary(p => p.Name, p => p.Item2),
             tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(1, samples))).ToDictionary(p => p.Name, p => p.Item2),

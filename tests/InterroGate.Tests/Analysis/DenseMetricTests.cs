@@ -69,13 +69,37 @@ public sealed class DenseMetricTests
         var perfect = new SaliencyScores();
         perfect.Update(tensor(new float[] { 5, 5, -5, -5 }).view(1, 1, 1, 4), target);
         Assert.Equal(1, perfect.Compute(), 9);
-        Assert.Equal(1, perfect.Details()["mIoU"], 9);
+        Assert.Equal(1, perfect.Details()["maxF"], 9);
 
         // Every pixel predicted salient at every threshold: precision 1/2, recall 1; F = 1.3 · 0.5 / (0.3 · 0.5 + 1).
         var all = new SaliencyScores();
         all.Update(full(1, 1, 1, 4, 9f), target);
-        Assert.Equal(1.3 * 0.5 / (0.15 + 1), all.Compute(), 9);
-        Assert.Equal((0.5 + 0) / 2, all.Details()["mIoU"], 9); // salient IoU 2/4, background IoU 0
+        Assert.Equal(1.3 * 0.5 / (0.15 + 1), all.Details()["maxF"], 9);
+        Assert.Equal(0.5, all.Compute(), 9); // salient IoU 2/4 at every threshold
+    }
+
+    [Fact]
+    public void Saliency_mIoU_is_the_best_thresholds_mean_over_images_of_each_images_IoU()
+    {
+        static float Logit(double p) => (float)Math.Log(p / (1 - p));
+        // Image A: salient pixels 0 and 1; p = 0.95, 0.28, 0.28, 0.05. At 0.2 and 0.25 pixels 0-2 are predicted (IoU 2/3),
+        // from 0.3 on pixel 0 alone (IoU 1/2). Image B: nothing salient, p = 0.27 everywhere: IoU 0 at 0.2 and 0.25, and
+        // 1 from 0.3 on (nothing predicted, nothing salient).
+        var outputs = tensor(new[] { Logit(0.95), Logit(0.28), Logit(0.28), Logit(0.05), Logit(0.27), Logit(0.27), Logit(0.27), Logit(0.27) }).view(2, 1, 1, 4);
+        var target = tensor(new float[] { 1, 1, 0, 0, 0, 0, 0, 0 }).view(2, 1, 1, 4);
+        var scores = new SaliencyScores();
+        scores.Update(outputs, target);
+        // The best threshold's mean: (1/2 + 1) / 2 at 0.3 and above, against (2/3 + 0) / 2 below. The mean of each image's
+        // best (5/6) and the IoU of the pooled pixels (1/2 from 0.3 on) would differ.
+        Assert.Equal(0.75, scores.Compute(), 9);
+        Assert.Equal("mIoU", scores.Name);
+        Assert.Equal(scores.Compute(), scores.Details()["mIoU"]);
+
+        // The same images in two updates give the same figure: the mean is over images, whatever the batches.
+        var split = new SaliencyScores();
+        split.Update(outputs.narrow(0, 0, 1), target.narrow(0, 0, 1));
+        split.Update(outputs.narrow(0, 1, 1), target.narrow(0, 1, 1));
+        Assert.Equal(0.75, split.Compute(), 9);
     }
 
     [Fact]

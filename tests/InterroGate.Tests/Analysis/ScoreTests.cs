@@ -104,7 +104,7 @@ public sealed class ScoreTests
         table.AddRow(new ComparisonRow("STL", "stl", new Dictionary<string, double> { ["semseg"] = 0.4123, ["depth"] = 0.58, ["normals"] = 18.9, ["sal"] = 0.75 },
             200, 20, new Dictionary<string, double>()), isBaseline: true);
         var md = table.ToMarkdown();
-        Assert.Contains("semseg (mIoU % ↑) | depth (rmse ↓) | normals (mean angle ↓) | sal (maxF % ↑)", md);
+        Assert.Contains("semseg (mIoU % ↑) | depth (rmse ↓) | normals (mean angle ↓) | sal (mIoU % ↑)", md);
         Assert.Contains("| STL | 41.23 | 0.5800 | 18.9000 | 75.00 |", md);
     }
 
