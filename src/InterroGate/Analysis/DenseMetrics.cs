@@ -189,7 +189,7 @@ public sealed class NormalAngleErrors : ITaskMetric
 }
 
 /// <summary>
-/// Saliency (targets binarised at 0.5). Primary: mIoU as the multi-task dense benchmarks' reference evaluation defines
+/// Saliency (targets binarised at 0.5; unknown pixels, the ignore label, left out). Primary: mIoU as the multi-task dense benchmarks' reference evaluation defines
 /// it, and as the paper reports saliency: at each of 15 thresholds 0.2, 0.25, …, 0.9 of σ(output), the IoU of the
 /// salient pixels of each image (1 where an image has none and none is predicted), averaged over images; the best
 /// threshold's mean. Details: that mIoU and maxF, the best F_β (β² = 0.3) over <see cref="DenseMetricOptions.Thresholds"/>
@@ -246,8 +246,11 @@ public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMe
             (_tp, _fp, _fn) = (new long[_thresholds.Length], new long[_thresholds.Length], new long[_thresholds.Length]);
         }
         using var scope = NewDisposeScope();
-        var p = output.sigmoid();
-        var salient = target.gt(Scalars.Half);
+        // Unknown pixels (the ignore label a padded crop fills in) are neither predicted (NaN is above no threshold) nor salient.
+        var known = TaskLoss.Known(target);
+        using var nan = Scalars.Of(double.NaN);
+        var p = output.sigmoid().masked_fill(known.logical_not(), nan);
+        var salient = target.gt(Scalars.Half).logical_and(known);
         var (predicted, truePositives, positives) = ThresholdCounts(p, salient, _thresholds);
         for (int i = 0; i < _thresholds.Length; i++)
         {
@@ -256,8 +259,10 @@ public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMe
             _fn[i] += positives - truePositives[i];
         }
         var iouThresholds = IouThresholds.ToArray();
+        var knownPerImage = known.flatten(1).sum(1).cpu().data<long>().ToArray();
         for (long b = 0; b < p.shape[0]; b++)
         {
+            if (knownPerImage[b] == 0) continue; // an image with no known pixel has no IoU
             var (imagePredicted, imageHits, imagePositives) = ThresholdCounts(p[b], salient[b], iouThresholds);
             for (int i = 0; i < iouThresholds.Length; i++)
             {
@@ -290,7 +295,8 @@ public sealed class SaliencyScores(DenseMetricOptions? options = null) : ITaskMe
 }
 
 /// <summary>
-/// Edges: the balanced edge loss over every pixel of the data set (primary, as the paper reports it), and odsF, the
+/// Edges: the balanced edge loss over every known pixel of the data set (primary, as the paper reports it; pixels
+/// marked with the ignore label are left out of it and of the rest), and odsF, the
 /// boundary benchmark's F-measure at the one threshold of σ(output) that is best for the whole data set: at each
 /// threshold the predicted map is thinned to one-pixel lines, then predicted and true edge pixels are matched one to
 /// one within the matching distance (<see cref="EdgeMatching"/>); precision is the matched share of predicted pixels,
@@ -307,9 +313,13 @@ public sealed class EdgeScores(DenseMetricOptions? options = null) : ITaskMetric
     public string Name => "loss";
     public bool HigherIsBetter => false;
 
-    /// <summary>The matching distance in pixels for images of <paramref name="height"/> × <paramref name="width"/>.</summary>
-    public int MatchDistance(long height, long width) =>
-        Math.Max(1, (int)Math.Ceiling(_options.EdgeMatchFraction * Math.Sqrt((double)height * height + (double)width * width)));
+    /// <summary>
+    /// The matching distance in pixels for images of <paramref name="height"/> × <paramref name="width"/>: the fraction of
+    /// the diagonal, not rounded (5.43 at 512×512), and at least 1 so that images smaller than 133 pixels across still
+    /// match a pixel's neighbours.
+    /// </summary>
+    public double MatchDistance(long height, long width) =>
+        Math.Max(1, _options.EdgeMatchFraction * Math.Sqrt((double)height * height + (double)width * width));
 
     public void Update(Tensor output, Tensor target)
     {
@@ -321,15 +331,18 @@ public sealed class EdgeScores(DenseMetricOptions? options = null) : ITaskMetric
         }
         float[] probability;
         bool[] truth;
+        long knownPixels;
         using (NewDisposeScope())
         {
-            _lossSum += TaskLoss.Compute(new TaskSpec("edge", TaskKind.Edges, 1), output, target).item<float>() * target.numel();
-            probability = output.detach().sigmoid().to(float32).cpu().contiguous().data<float>().ToArray();
-            truth = target.detach().gt(Scalars.Half).cpu().contiguous().data<bool>().ToArray();
+            var known = TaskLoss.Known(target.detach());
+            knownPixels = known.sum().item<long>();
+            _lossSum += TaskLoss.Compute(new TaskSpec("edge", TaskKind.Edges, 1), output, target).item<float>() * knownPixels;
+            probability = output.detach().sigmoid().masked_fill(known.logical_not(), Scalars.Zero).to(float32).cpu().contiguous().data<float>().ToArray();
+            truth = target.detach().gt(Scalars.Half).logical_and(known).cpu().contiguous().data<bool>().ToArray();
         }
-        _pixels += target.numel();
+        _pixels += knownPixels;
         int h = (int)target.shape[^2], w = (int)target.shape[^1], plane = h * w, images = truth.Length / plane;
-        int r = MatchDistance(h, w);
+        double r = MatchDistance(h, w);
         var thresholds = _thresholds;
         var predicted = new long[thresholds.Length];
         var matched = new long[thresholds.Length];

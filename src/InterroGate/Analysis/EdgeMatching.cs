@@ -48,10 +48,10 @@ public static class EdgeMatching
 
     /// <summary>
     /// The largest number of (predicted, true) pixel pairs, each pixel in at most one pair, whose distance is at most
-    /// <paramref name="radius"/> (Hopcroft-Karp maximum bipartite matching). Precision is this over the predicted
-    /// pixels, recall this over the true ones.
+    /// <paramref name="radius"/> pixels, a real number as the boundary benchmark has it (Hopcroft-Karp maximum bipartite
+    /// matching). Precision is this over the predicted pixels, recall this over the true ones.
     /// </summary>
-    public static int MatchCount(ReadOnlySpan<bool> predicted, ReadOnlySpan<bool> truth, int height, int width, int radius)
+    public static int MatchCount(ReadOnlySpan<bool> predicted, ReadOnlySpan<bool> truth, int height, int width, double radius)
     {
         var left = new List<int>();
         for (int i = 0; i < predicted.Length; i++) if (predicted[i]) left.Add(i);
@@ -62,13 +62,14 @@ public static class EdgeMatching
 
         var adjacency = new int[left.Count][];
         var buffer = new List<int>();
-        int r2 = radius * radius;
+        double r2 = radius * radius;
+        int reach = (int)Math.Floor(radius);
         for (int l = 0; l < left.Count; l++)
         {
             buffer.Clear();
             int y0 = left[l] / width, x0 = left[l] % width;
-            for (int dy = -radius; dy <= radius; dy++)
-                for (int dx = -radius; dx <= radius; dx++)
+            for (int dy = -reach; dy <= reach; dy++)
+                for (int dx = -reach; dx <= reach; dx++)
                 {
                     int y = y0 + dy, x = x0 + dx;
                     if (dx * dx + dy * dy > r2 || y < 0 || y >= height || x < 0 || x >= width) continue;

@@ -12,21 +12,23 @@ namespace InterroGate.Data;
 /// How each kind of map is resampled and padded, shared by the transforms below. The image is kind null.
 /// Conventions the transforms rely on: normals are camera-frame unit vectors with x to the right, y up and z
 /// toward the camera (as <see cref="FashionScenes"/> writes them); unknown pixels are
-/// <see cref="TaskSpec.IgnoreLabel"/> in segmentation maps and 0 (the zero vector for normals) in the others.
+/// <see cref="TaskSpec.IgnoreLabel"/> in segmentation, saliency and edge maps (left out of their losses and metrics,
+/// not taken as background, "not salient" or "no edge") and 0 (the zero vector for normals) in depth and normals.
 /// </summary>
 internal static class JointMaps
 {
     /// <summary>The value of pixels with no data: padded, or rotated in from outside the sample.</summary>
-    public static double Unknown(TaskKind? kind) => kind == TaskKind.Segmentation ? TaskSpec.IgnoreLabel : 0;
+    public static double Unknown(TaskKind? kind) => kind is TaskKind.Segmentation or TaskKind.Saliency or TaskKind.Edges ? TaskSpec.IgnoreLabel : 0;
 
     /// <summary>
     /// Whether a kind is resampled by nearest neighbour. Labels and edges must stay in their value set. Depth
     /// uses nearest too: bilinear would mix valid depth with unknown (0) pixels into false, too-near values,
     /// and average across object boundaries into "flying pixels" at depths no surface has. Normals use nearest
     /// so they stay unit vectors (or exactly zero where unknown) without a renormalisation that cannot tell a
-    /// short mixed vector from an unknown one. The image and saliency (a probability) are bilinear.
+    /// short mixed vector from an unknown one. Saliency uses nearest so that its unknown value (255) never blends
+    /// into known pixels. The image is bilinear.
     /// </summary>
-    public static bool Nearest(TaskKind? kind) => kind is TaskKind.Segmentation or TaskKind.Depth or TaskKind.Normals or TaskKind.Edges;
+    public static bool Nearest(TaskKind? kind) => kind is TaskKind.Segmentation or TaskKind.Depth or TaskKind.Normals or TaskKind.Edges or TaskKind.Saliency;
 
     /// <summary>
     /// Applies <paramref name="map"/> to the image (kind null) and to each dense target; image-level targets
@@ -262,9 +264,9 @@ public sealed record RandomRotation : IJointTransform
             var grid = nn.functional.affine_grid(theta, [1, x.shape[1], h, w], align_corners: false);
             var mode = JointMaps.Nearest(kind) ? GridSampleMode.Nearest : GridSampleMode.Bilinear;
             var y = nn.functional.grid_sample(x, grid, mode, GridSamplePaddingMode.Zeros, align_corners: false);
-            if (kind == TaskKind.Segmentation)
+            if (JointMaps.Unknown(kind) != 0)
             {
-                // Zero padding would read as class 0; mark what came from outside with the ignore label instead.
+                // Zero padding would read as class 0, "not salient" or "no edge"; mark what came from outside with the ignore label instead.
                 var inside = nn.functional.grid_sample(ones(1, 1, h, w), grid, GridSampleMode.Nearest, GridSamplePaddingMode.Zeros, align_corners: false);
                 using var ignore = Scalars.Of(TaskSpec.IgnoreLabel);
                 y = y.masked_fill(inside.le(Scalars.Half), ignore);

@@ -6,7 +6,8 @@ namespace InterroGate.Objectives;
 
 /// <summary>
 /// The loss of one task, chosen by its kind (docs/method.md, "Losses"). Dense losses average over the pixels whose target is
-/// known (segmentation: label ≠ <see cref="TaskSpec.IgnoreLabel"/>; depth: &gt; 0; normals: not the zero vector), and
+/// known (segmentation: label ≠ <see cref="TaskSpec.IgnoreLabel"/>; saliency and edges: at most 1, so not the ignore
+/// label a padded crop fills in; depth: &gt; 0; normals: not the zero vector), and
 /// are 0, not NaN, on a batch without any known pixel, so that a fully unlabelled crop never stops training.
 /// </summary>
 public static class TaskLoss
@@ -35,7 +36,7 @@ public static class TaskLoss
             TaskKind.Segmentation => Segmentation(output, target),
             TaskKind.Depth => MaskedMean((output - target).abs(), target.gt(Scalars.Zero)),
             TaskKind.Normals => Normals(output, target),
-            TaskKind.Saliency => nn.functional.binary_cross_entropy_with_logits(output, target),
+            TaskKind.Saliency => Saliency(output, target),
             TaskKind.Edges => Edges(output, target),
             _ => throw new ArgumentOutOfRangeException(nameof(task), task.Kind, "No loss for this task kind."),
         };
@@ -57,11 +58,25 @@ public static class TaskLoss
         return MaskedMean((unit - target).abs(), known);
     }
 
-    /// <summary>Balanced BCE: edge pixels weigh <see cref="EdgePositiveWeight"/>, the others 1 − that; mean over pixels.</summary>
+    /// <summary>Where a saliency or edge target is known: at most 1 (the ignore label, 255, marks unknown pixels).</summary>
+    public static Tensor Known(Tensor target) => target.le(Scalars.One);
+
+    /// <summary>BCE over the pixels whose saliency is known.</summary>
+    private static Tensor Saliency(Tensor logits, Tensor target)
+    {
+        var known = Known(target);
+        var loss = nn.functional.binary_cross_entropy_with_logits(logits, target.clamp_max(Scalars.One), reduction: nn.Reduction.None);
+        return MaskedMean(loss, known);
+    }
+
+    /// <summary>Balanced BCE: edge pixels weigh <see cref="EdgePositiveWeight"/>, the others 1 − that; mean over the known pixels.</summary>
     private static Tensor Edges(Tensor logits, Tensor target)
     {
-        var weight = target.Times(2 * EdgePositiveWeight - 1).Shifted(1 - EdgePositiveWeight);
-        return nn.functional.binary_cross_entropy_with_logits(logits, target, weight);
+        var known = Known(target);
+        var edge = target.clamp_max(Scalars.One);
+        var weight = edge.Times(2 * EdgePositiveWeight - 1).Shifted(1 - EdgePositiveWeight);
+        var loss = nn.functional.binary_cross_entropy_with_logits(logits, edge, weight, reduction: nn.Reduction.None);
+        return MaskedMean(loss, known);
     }
 
     /// <summary>Mean of <paramref name="values"/> over the elements where <paramref name="mask"/> (broadcast) holds; 0 where none does.</summary>

@@ -21,9 +21,9 @@ public enum TaskKind
     Depth,
     /// <summary>Unit surface normal per pixel: L1, mean angle error. Target float32 [B, 3, H, W], the zero vector where unknown.</summary>
     Normals,
-    /// <summary>Salient-object probability per pixel: BCE, mIoU over thresholds (also maxF). Target float32 [B, 1, H, W] in [0, 1].</summary>
+    /// <summary>Salient-object probability per pixel: BCE, mIoU over thresholds (also maxF). Target float32 [B, 1, H, W] in [0, 1]; 255 (<see cref="TaskSpec.IgnoreLabel"/>) where unknown.</summary>
     Saliency,
-    /// <summary>Boundary per pixel: weighted BCE; the paper reports the edge loss. Target float32 [B, 1, H, W] in {0, 1}.</summary>
+    /// <summary>Boundary per pixel: weighted BCE; the paper reports the edge loss. Target float32 [B, 1, H, W] in {0, 1}; 255 (<see cref="TaskSpec.IgnoreLabel"/>) where unknown.</summary>
     Edges,
 }
 

@@ -103,6 +103,27 @@ public sealed class DenseMetricTests
     }
 
     [Fact]
+    public void Saliency_and_edge_scores_leave_out_pixels_marked_with_the_ignore_label()
+    {
+        // A 1×4 map whose last two pixels are padding (255), predicted salient and edge there with certainty: the
+        // scores are those of the first two pixels alone, which are predicted right.
+        var target = tensor(new float[] { 1, 0, 255, 255 }).view(1, 1, 1, 4);
+        var output = tensor(new float[] { 9, -9, 9, 9 }).view(1, 1, 1, 4);
+        var saliency = new SaliencyScores();
+        saliency.Update(output, target);
+        Assert.Equal(1, saliency.Compute(), 9);
+        Assert.Equal(1, saliency.Details()["maxF"], 9);
+        // An image of padding only has no IoU and does not count.
+        saliency.Update(output, full(1, 1, 1, 4, 255f));
+        Assert.Equal(1, saliency.Compute(), 9);
+
+        var edges = new EdgeScores(new DenseMetricOptions(EdgeThresholds: 9));
+        edges.Update(output, target);
+        Assert.Equal(1, edges.OdsF(), 9);
+        Assert.Equal((0.95 * Math.Log(1 + Math.Exp(-9)) + 0.05 * Math.Log(1 + Math.Exp(-9))) / 2, edges.Compute(), 6);
+    }
+
+    [Fact]
     public void Saliency_counts_for_every_threshold_in_one_pass_equal_one_comparison_per_threshold()
     {
         // Probabilities that fall exactly on thresholds (as float32), just beside them, at 0 and 1, a NaN, and random ones.
@@ -126,7 +147,7 @@ public sealed class DenseMetricTests
     [Fact]
     public void Edge_odsF_matches_within_the_distance_and_the_primary_metric_is_the_loss()
     {
-        var options = new DenseMetricOptions(EdgeMatchFraction: 1.0 / 9, EdgeThresholds: 9); // 1/9 of the 6×6 diagonal (8.5 px) rounds up to 1 pixel
+        var options = new DenseMetricOptions(EdgeMatchFraction: 1.0 / 9, EdgeThresholds: 9); // 1/9 of the 6×6 diagonal (8.5 px) is under a pixel: the distance is 1
         var target = zeros(1, 1, 6, 6);
         target[0, 0, .., 2] = 1; // a vertical edge in column 2
         var shifted = full(1, 1, 6, 6, -9f);
@@ -208,6 +229,13 @@ public sealed class DenseMetricTests
         // Diagonal neighbours are within distance √2 only when the radius allows it.
         Assert.Equal(0, EdgeMatching.MatchCount(Map("#.", ".."), Map("..", ".#"), 2, 2, 1));
         Assert.Equal(1, EdgeMatching.MatchCount(Map("#.", ".."), Map("..", ".#"), 2, 2, 2));
+        // The radius is a real distance, not rounded up: √2 ≈ 1.414 is beyond 1.4 and within 1.42.
+        Assert.Equal(0, EdgeMatching.MatchCount(Map("#.", ".."), Map("..", ".#"), 2, 2, 1.4));
+        Assert.Equal(1, EdgeMatching.MatchCount(Map("#.", ".."), Map("..", ".#"), 2, 2, 1.42));
+        // The benchmark's 0.75% of the diagonal: 5.43 px at 512×512; at least 1 px on small images.
+        var scores = new EdgeScores();
+        Assert.Equal(0.0075 * Math.Sqrt(2 * 512.0 * 512), scores.MatchDistance(512, 512), 9);
+        Assert.Equal(1, scores.MatchDistance(64, 64), 9);
     }
 
     [Fact]

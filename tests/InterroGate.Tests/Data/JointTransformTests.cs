@@ -68,7 +68,9 @@ public sealed class JointTransformTests
         var normals = Floats(c.Targets["normals"]);
         Assert.Equal(new float[] { 0, 0, 0 }, new[] { normals[0], normals[16], normals[32] });  // the zero vector
         Assert.Equal(new float[] { 3, 30, 300 }, new[] { normals[10], normals[26], normals[42] });
-        Assert.Equal(0, Floats(c.Targets["sal"]).Where((_, i) => i is not (5 or 6 or 9 or 10)).Sum());
+        // Saliency and edges are unknown there too (the ignore label), not "not salient" or "no edge".
+        Assert.Equal(new float[] { 255, 255, 255, 255, 255, 0, 1, 255, 255, 0, 1, 255, 255, 255, 255, 255 }, Floats(c.Targets["sal"]));
+        Assert.Equal(new float[] { 255, 255, 255, 255, 255, 0, 1, 255, 255, 0, 1, 255, 255, 255, 255, 255 }, Floats(c.Targets["edge"]));
 
         for (int seed = 0; seed < 5; seed++)
         {
@@ -178,6 +180,8 @@ public sealed class JointTransformTests
         foreach (int corner in new[] { 0, 4, 20, 24 })
         {
             Assert.Equal(255, seg[corner]);
+            Assert.Equal(255, Floats(r.Targets["sal"])[corner]);
+            Assert.Equal(255, Floats(r.Targets["edge"])[corner]);
             Assert.Equal(0, depth[corner]);
             Assert.Equal(0, normals[corner] * normals[corner] + normals[25 + corner] * normals[25 + corner] + normals[50 + corner] * normals[50 + corner]);
         }

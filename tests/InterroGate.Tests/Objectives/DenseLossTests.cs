@@ -53,6 +53,19 @@ public sealed class DenseLossTests
     }
 
     [Fact]
+    public void Saliency_and_edge_losses_leave_out_pixels_marked_with_the_ignore_label()
+    {
+        // Pixel 1 is padding (255): the losses are those of pixels 0 and 2 alone, and 0 on a batch of padding only.
+        var logits = tensor(new float[] { 2, -9, -1 }).view(1, 1, 1, 3);
+        var target = tensor(new float[] { 1, 255, 0 }).view(1, 1, 1, 3);
+        double salient = Math.Log(1 + Math.Exp(-2)), background = Math.Log(1 + Math.Exp(-1));
+        Assert.Equal((salient + background) / 2, Loss(TaskKind.Saliency, 1, logits, target), 5);
+        Assert.Equal((0.95 * salient + 0.05 * background) / 2, Loss(TaskKind.Edges, 1, logits, target), 5);
+        Assert.Equal(0, Loss(TaskKind.Saliency, 1, logits, full(1, 1, 1, 3, 255f)));
+        Assert.Equal(0, Loss(TaskKind.Edges, 1, logits, full(1, 1, 1, 3, 255f)));
+    }
+
+    [Fact]
     public void A_dense_output_at_another_resolution_than_its_target_is_an_error_naming_the_task()
     {
         var e = Assert.Throws<ArgumentException>(() => TaskLoss.Compute(new TaskSpec("depth", TaskKind.Depth, 1), zeros(1, 1, 4, 4), zeros(1, 1, 8, 8)));
