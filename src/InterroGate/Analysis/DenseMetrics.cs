@@ -91,7 +91,7 @@ public sealed class MeanIoU(int classes) : ITaskMetric
 
 /// <summary>
 /// Depth errors over every valid pixel (target &gt; 0) of the data set: RMSE = √(Σ (d − d*)² / N) (primary), and the
-/// absolute relative error mean |d − d*| / d* and the mean absolute error.
+/// absolute relative error mean |d − d*| / d* and the mean absolute error. Predictions at or below 0 count as 1e-9.
 /// </summary>
 public sealed class DepthErrors : ITaskMetric
 {
@@ -105,7 +105,9 @@ public sealed class DepthErrors : ITaskMetric
         DenseChecks.SameResolution(Name, output, target);
         using var scope = NewDisposeScope();
         var valid = target.gt(Scalars.Zero);
-        var d = output.to(float64).masked_select(valid);
+        // A depth is positive: predictions at or below 0 count as 1e-9 m, as the benchmarks' reference evaluation clamps them.
+        using var least = Scalars.Of(1e-9);
+        var d = output.to(float64).masked_select(valid).clamp_min(least);
         var t = target.to(float64).masked_select(valid);
         var diff = d - t;
         _squares += diff.Squared().sum().item<double>();

@@ -32,13 +32,32 @@ public static class DeployedCost
             var first = model.parameters().First();
             var (device, dtype) = (first.device, first.dtype);
             var report = CostCounter.Count(model, x => model.call(x.to(dtype, device)), [1, image.Channels, image.Height, image.Width]);
-            // Deployed with BN folded into the convolution before it: each BN channel's scale and shift become one bias.
-            long bnChannels = model.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Sum(bn => bn.weight!.numel());
-            return (report.Macs, report.Params - bnChannels);
+            return (report.Macs, report.Params - FoldedAway(model.modules()));
         }
         var heads = ig.HeadCost();
         var pruned = ig.PredictPrunedEncoderCost();
         return (pruned.Macs + heads.Macs, pruned.Parameters + heads.Parameters);
+    }
+
+    /// <summary>
+    /// Parameters that folding each batch norm of <paramref name="modules"/> (in registration order) into the convolution
+    /// before it removes: the BN's scale and shift become that convolution's bias (C fewer), and a bias the convolution
+    /// had merges into it (C more; the HRNet head's first convolution has one).
+    /// </summary>
+    public static long FoldedAway(IEnumerable<TorchSharp.torch.nn.Module> modules)
+    {
+        long removed = 0;
+        TorchSharp.torch.nn.Module? previous = null;
+        foreach (var m in modules)
+        {
+            if (m is TorchSharp.Modules.BatchNorm2d bn)
+            {
+                removed += bn.weight!.numel();
+                if (previous is TorchSharp.Modules.Conv2d { bias: { } bias }) removed += bias.numel();
+            }
+            if (!m.children().Any()) previous = m; // the layer the next one reads, in a chain
+        }
+        return removed;
     }
 
     /// <summary>The largest input a cost is counted on (a forward pass at batch 1 runs).</summary>

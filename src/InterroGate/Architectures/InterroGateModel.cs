@@ -65,8 +65,7 @@ public sealed class InterroGateModel : MultiTaskModel
         var report = Analysis.CostCounter.Count(this, x => call(x.to(dtype, device)), [1, _inChannels, _inputSize.Height, _inputSize.Width]);
         long macs = report.Layers.Where(l => l.Name.StartsWith("heads.", StringComparison.Ordinal)).Sum(l => l.Macs);
         long headParameters = named_parameters().Where(p => p.name.StartsWith("heads.", StringComparison.Ordinal)).Sum(p => p.parameter.numel())
-            - named_modules().Where(m => m.name.StartsWith("heads.", StringComparison.Ordinal)).Select(m => m.module)
-                .OfType<BatchNorm2d>().Sum(bn => bn.weight!.numel());
+            - Analysis.DeployedCost.FoldedAway(named_modules().Where(m => m.name.StartsWith("heads.", StringComparison.Ordinal)).Select(m => m.module));
         return (macs, headParameters);
     }
 

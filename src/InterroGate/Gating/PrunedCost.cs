@@ -51,7 +51,8 @@ public sealed record PrunedCost(long Macs, long Parameters, IReadOnlyList<long> 
                 keptFilters += k;
             }
             totalFilters += branches * unit.OutChannels;
-            if (unit.HasMix && unit.ReadBy.Any(v => kept[v][S].Length > 0)) parameters += tasks * pattern[unit.GateIndex].Mixed.Length;
+            // The mix weights of channels some task reads from its own copy; one task's mix is its own output, with no weights.
+            if (tasks > 1 && unit.HasMix && unit.ReadBy.Any(v => kept[v][S].Length > 0)) parameters += tasks * pattern[unit.GateIndex].Mixed.Length;
         }
         return new PrunedCost(macs, parameters, taskMacs, sharedMacs, keptFilters, totalFilters);
     }

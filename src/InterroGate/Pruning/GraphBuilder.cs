@@ -26,7 +26,12 @@ public sealed class GraphBuilder
     public int Add(StaticNode node, params (string Suffix, Tensor Value)[] tensors)
     {
         foreach (var (suffix, value) in tensors)
-            _tensors.Add($"{node.Name}.{suffix}", value.detach().cpu().clone().DetachFromDisposeScope());
+        {
+            var copy = value.detach().cpu();
+            // A model trained or converted to float64 or bf16 gives a float32 network, as every other tensor of it is.
+            copy = copy.is_floating_point() && copy.dtype != float32 ? copy.to(float32) : copy.clone();
+            _tensors.Add($"{node.Name}.{suffix}", copy.DetachFromDisposeScope());
+        }
         _nodes.Add(node);
         _nodeTensors.Add(tensors.Select(t => $"{node.Name}.{t.Suffix}").ToArray());
         return _nodes.Count - 1;

@@ -93,7 +93,10 @@ public static class Pruner
             model.Encoder.Fusion = BranchFusion.Off;
             model.Encoder.GatesFixed = false;
             Analysis.CostReport before;
-            try { before = Analysis.CostCounter.Count(model, x => model.call(x), [1, input.Channels, input.Height, input.Width]); }
+            // The counter's zeros are float32 on the CPU; a model in another dtype or on the GPU reads them as its own.
+            var first = model.parameters().First();
+            var (device, dtype) = (first.device, first.dtype);
+            try { before = Analysis.CostCounter.Count(model, x => model.call(x.to(dtype, device)), [1, input.Channels, input.Height, input.Width]); }
             finally
             {
                 model.Encoder.Fusion = fusion;

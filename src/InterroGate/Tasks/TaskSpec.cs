@@ -36,13 +36,16 @@ public sealed record TaskSpec(string Name, TaskKind Kind, int Outputs)
     /// <summary>
     /// Why <paramref name="name"/> cannot name a task, or null where it can. A task's name becomes part of file and
     /// folder names (its targets' .npy, its STL run, its plots), so it is one plain name: not empty, no path separator,
-    /// not "." or "..", no control character, no space at either end.
+    /// not "." or "..", no control character, no space at either end. Two names are taken: "image" (the images' key in
+    /// every batch, the input of an exported network) and "shared" (InterroGate's shared branch in pruning reports).
     /// </summary>
     public static string? NameProblem(string? name) => name switch
     {
         null or "" => "it is empty",
         _ when string.IsNullOrWhiteSpace(name) => "it is only spaces",
         "." or ".." => $"'{name}' names a folder, not a task",
+        "image" => "'image' is taken: it is the images' key in every batch and the input of an exported network",
+        "shared" => "'shared' is taken: it names InterroGate's shared branch",
         _ when name.IndexOfAny(['/', '\\']) >= 0 => "a task name holds no '/' or '\\' (it becomes part of file and folder names)",
         _ when name.Any(char.IsControl) => "it holds a control character",
         _ when name.Trim() != name => "it starts or ends with a space",
@@ -101,6 +104,7 @@ public sealed class TaskSet : IReadOnlyList<TaskSpec>
         if (dup is not null) throw new ArgumentException($"Task name '{dup.Key}' appears twice.");
         foreach (var t in _tasks)
         {
+            if (TaskSpec.NameProblem(t.Name) is { } why) throw new ArgumentException($"Task name \"{t.Name}\" cannot be used: {why}.");
             if (t.Outputs <= 0) throw new ArgumentException($"Task '{t.Name}' must have at least one output, not {t.Outputs}.");
             if (t.Kind.FixedOutputs() is { } n && t.Outputs != n)
                 throw new ArgumentException($"Task '{t.Name}' ({t.Kind}) has {n} output{(n == 1 ? "" : "s")} per pixel, not {t.Outputs}.");

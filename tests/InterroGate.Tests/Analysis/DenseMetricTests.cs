@@ -44,6 +44,11 @@ public sealed class DenseMetricTests
         m.Update(tensor(new float[] { 2, 2, 2 }).view(1, 1, 1, 3), tensor(new float[] { 2, 2, 4 }).view(1, 1, 1, 3)); // errors 0, 0, 2
         Assert.Equal(Math.Sqrt((4 + 0 + 0 + 4) / 4.0), m.Compute(), 9);
         Assert.Equal((2 / 1.0 + 0 + 0 + 2 / 4.0) / 4, m.Details()["abs_rel"], 9);
+
+        // A prediction at or below 0 counts as 1e-9 m: −0.5 against 1 m is an error of 1 − 1e-9, not 1.5.
+        var clamped = new DepthErrors();
+        clamped.Update(tensor(new float[] { -0.5f, 2 }).view(1, 1, 1, 2), tensor(new float[] { 1, 2 }).view(1, 1, 1, 2));
+        Assert.Equal(Math.Sqrt((1 - 1e-9) * (1 - 1e-9) / 2), clamped.Compute(), 9);
     }
 
     [Fact]

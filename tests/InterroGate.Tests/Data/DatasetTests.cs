@@ -260,6 +260,8 @@ public sealed class DatasetTests : IDisposable
     [InlineData("..", "names a folder")]
     [InlineData(" depth", "starts or ends with a space")]
     [InlineData("depth\t", "control character")]
+    [InlineData("image", "'image' is taken")]
+    [InlineData("shared", "'shared' is taken")]
     public void A_task_name_that_cannot_be_a_file_name_is_refused_naming_the_task(string name, string why)
     {
         string path = Path.Combine(Directory.CreateDirectory(Path.Combine(_dir, "names")).FullName, "tasks.json");
@@ -271,6 +273,8 @@ public sealed class DatasetTests : IDisposable
         // The same names as CelebA tasks (data.attributes) are refused under that key.
         var config = new DataConfig { Dataset = "celeba", Root = _dir, Attributes = new Dictionary<string, string> { [name] = "Smiling" } };
         Assert.Equal("data.attributes", Assert.Throws<ConfigException>(() => config.Validate("data")).Key);
+        // A task set made through the API refuses it too.
+        Assert.Contains(why, Assert.Throws<ArgumentException>(() => new InterroGate.Tasks.TaskSet([new(name, InterroGate.Tasks.TaskKind.Binary, 1)])).Message);
         Assert.Null(InterroGate.Tasks.TaskSpec.NameProblem("depth-2 (NYU)")); // anything else is a name
     }
 

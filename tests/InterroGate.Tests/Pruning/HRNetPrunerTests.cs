@@ -96,6 +96,27 @@ public sealed class HRNetPrunerTests : IDisposable
     }
 
     [Fact]
+    public void With_the_HRNet_head_every_architecture_counts_the_parameters_its_static_network_has()
+    {
+        // The head's first convolution has a bias and a batch norm after it: folded, the two make one bias.
+        var tasks = new TaskSet([new TaskSpec("semseg", TaskKind.Segmentation, 5), new TaskSpec("depth", TaskKind.Depth, 1)]);
+        var heads = new HeadConfig { Dense = "hrnet" };
+        manual_seed(5);
+        var gated = new InterroGateModel(tasks, GatedHRNetTests.Tiny, 3, (32, 32), new InterroGateConfig(), heads);
+        PrunerTests.SetGates(gated, PrunerTests.Pattern.Random);
+        var models = new MultiTaskModel[] { gated, new SingleTask(tasks, GatedHRNetTests.Tiny, 3, heads), new HardSharing(tasks, GatedHRNetTests.Tiny, 3, heads) };
+        foreach (var model in models)
+        {
+            PrunerTests.RandomiseNorms(model);
+            model.eval();
+            var pruned = model is InterroGateModel ig ? Pruner.Prune(ig, new ImageInput(3, 32, 32)) : StaticConversion.ToStatic(model, new ImageInput(3, 32, 32));
+            long inGraph = pruned.Graph.Tensors.Values.Where(t => t.is_floating_point()).Sum(t => t.numel());
+            Assert.Equal(inGraph, pruned.Report.ParametersAfter);
+            Assert.Equal(DeployedCost.OfModel(model, (3, 32, 32)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
+        }
+    }
+
+    [Fact]
     public void All_gates_open_cost_what_STL_does_and_all_closed_what_MTL_does()
     {
         var tasks = PrunerTests.Tasks;

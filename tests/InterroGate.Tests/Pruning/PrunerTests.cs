@@ -233,6 +233,49 @@ public sealed class PrunerTests
     }
 
     [Fact]
+    public void One_task_prunes_to_its_own_network_at_the_cost_its_gates_predict()
+    {
+        // With one task the shared mix is that task's own output: no mix weights, in the network or in the prediction.
+        var one = new TaskSet([new TaskSpec("a", TaskKind.Classification, 5)]);
+        manual_seed(2);
+        var model = new InterroGateModel(one, ResNetSpec.ResNet20(0.5), 3, (16, 16), new InterroGateConfig());
+        RandomiseNorms(model);
+        SetGates(model, Pattern.Random);
+        var pruned = PruneAndCompare(model, 16, one);
+        Assert.DoesNotContain(pruned.Graph.Nodes, n => n.Op == StaticOp.Mix);
+        Assert.Equal(pruned.Graph.Tensors.Values.Where(t => t.is_floating_point()).Sum(t => t.numel()), pruned.Report.ParametersAfter);
+        Assert.Equal(DeployedCost.OfModel(model, (3, 16, 16)), (pruned.Report.MacsAfter, pruned.Report.ParametersAfter));
+    }
+
+    [Theory]
+    [InlineData("resnet20")]
+    [InlineData("vit_cpu_patch4_32")]
+    public void A_model_in_float64_prunes_to_a_float32_network_that_computes_what_it_does_and_exports(string backbone)
+    {
+        int size = backbone.StartsWith("vit") ? 16 : 32;
+        var model = Model(backbone, GatingMode.Conv, Pattern.Random, size);
+        model.to(float64);
+        var graph = Pruner.Prune(model, new ImageInput(3, size, size)).Graph;
+        Assert.All(graph.Tensors, kv => Assert.True(kv.Value.dtype is ScalarType.Float32 or ScalarType.Int64, $"{kv.Key}: {kv.Value.dtype}"));
+        model.eval();
+        using var net = new StaticNetwork(graph);
+        var x = randn(2, 3, size, size);
+        using (no_grad())
+        {
+            var expected = model.call(x.to(float64));
+            var actual = net.call(x);
+            foreach (var t in Tasks) Assert.True(RelativeError(actual[t.Name], expected[t.Name].to(float32)) <= 1e-4, t.Name);
+        }
+        string onnx = Path.Combine(Path.GetTempPath(), $"float64-{backbone}-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            InterroGate.Export.OnnxExporter.Export(graph, onnx);
+            Assert.True(new FileInfo(onnx).Length > 0);
+        }
+        finally { File.Delete(onnx); }
+    }
+
+    [Fact]
     public void The_structure_survives_a_round_trip_through_JSON()
     {
         var pruned = Pruner.Prune(Model("resnet18", GatingMode.Conv, Pattern.Random, 32), new ImageInput(3, 32, 32, 0.2, 0.3)).Graph;
