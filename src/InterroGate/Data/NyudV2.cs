@@ -362,6 +362,19 @@ internal sealed class MultiTaskReader : NyudReader
 
     public override Tensor ReadSegmentation(string path, int classes)
     {
+        // A gray or palette PNG: the class numbers as stored (8 or 16 bits, or palette indices).
+        if (!File.Exists(path)) ImageFiles.Read(path); // the usual message for a missing file or a folder
+        if (PngLabels.TryRead(path, out int height, out int width) is { } stored)
+        {
+            var values = new long[stored.Length];
+            for (int i = 0; i < values.Length; i++)
+            {
+                int v = stored[i];
+                if (v > classes) throw new DataFormatException(path, $"holds the value {v}; labels are 0 (unlabelled) and 1..{classes}");
+                values[i] = v == 0 ? TaskSpec.IgnoreLabel : v - 1;
+            }
+            return tensor(values).view(height, width);
+        }
         var png = ImageFiles.Read(path);
         var labels = new long[png.Height * png.Width];
         for (int i = 0; i < labels.Length; i++)

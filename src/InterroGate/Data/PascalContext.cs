@@ -381,9 +381,26 @@ public static class PascalContext
         return r << 16 | g << 8 | b;
     }, i => i);
 
-    /// <summary>The class indices of a label PNG: gray values as they are, VOC-palette colours mapped back to their index.</summary>
-    internal static byte[] LabelIndices(string path, DecodedImage png)
+    /// <summary>
+    /// The class indices of a label PNG of an <paramref name="height"/>×<paramref name="width"/> image: gray values and
+    /// palette indices as stored (<see cref="PngLabels"/>), the colours of an RGB PNG in the VOC palette mapped back to
+    /// their index.
+    /// </summary>
+    internal static byte[] LabelIndices(string path, string imageName, int height, int width, Func<DecodedImage> decode)
     {
+        if (File.Exists(path) && PngLabels.TryRead(path, out int h, out int w) is { } stored)
+        {
+            if (h != height || w != width) throw new DataFormatException(path, $"is {h}×{w}, the image {imageName} is {height}×{width}.");
+            var bytes = new byte[stored.Length];
+            for (int k = 0; k < bytes.Length; k++)
+            {
+                if (stored[k] > 255)
+                    throw new DataFormatException(path, $"label {stored[k]} at pixel ({k / w}, {k % w}); the 21 classes are 0..20 and 255 is ignore.");
+                bytes[k] = (byte)stored[k];
+            }
+            return bytes;
+        }
+        var png = decode();
         if (png.Channels == 1) return png.Pixels;
         var indices = new byte[png.Height * png.Width];
         for (int k = 0; k < indices.Length; k++)
@@ -467,7 +484,7 @@ public sealed class PascalContextDataset : DenseDataset, ISkipsMissing
         [PascalContext.SemanticSegmentation] = (_, s) =>
         {
             string path = PascalContext.SemsegPath(s.Root, s.Id);
-            var labels = PascalContext.LabelIndices(path, s.Png(path, 1));
+            var labels = PascalContext.LabelIndices(path, s.Id + ".jpg", s.Height, s.Width, () => s.Png(path, 1));
             for (int k = 0; k < labels.Length; k++)
                 if (labels[k] > 20 && labels[k] != TaskSpec.IgnoreLabel)
                     throw new DataFormatException(path, $"label {labels[k]} at pixel ({k / s.Width}, {k % s.Width}); the 21 classes are 0..20 and 255 is ignore.");

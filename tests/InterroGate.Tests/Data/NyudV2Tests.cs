@@ -10,7 +10,7 @@ namespace InterroGate.Tests.Data;
 [Collection("Torch")]
 public sealed class NyudV2Tests : IDisposable
 {
-    private const int H = 4, W = 6;
+    internal const int H = 4, W = 6;
     private readonly string _dir = Directory.CreateTempSubdirectory("ig-nyud-").FullName;
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 

@@ -29,7 +29,8 @@ public static class ImageFiles
 
     /// <summary>
     /// The file's pixels, gray (1 channel) when the file is grayscale and RGB (3 channels) otherwise; alpha is
-    /// dropped. Gray PNG label maps keep their values exactly. Throws <see cref="DataFormatException"/> naming
+    /// dropped. 8-bit gray PNGs keep their values; a 16-bit one gives its high bytes and a palette PNG its colours, so
+    /// label maps are read with <see cref="PngLabels"/>, which keeps both as stored. Throws <see cref="DataFormatException"/> naming
     /// the file when it is missing or cannot be decoded.
     /// </summary>
     public static DecodedImage Read(string path)
