@@ -323,7 +323,7 @@ public static class CelebACache
             {
                 var m = JsonSerializer.Deserialize<Manifest>(File.ReadAllText(manifestPath));
                 var header = Npy.ReadHeader(images);
-                if (m is not null && m.Fingerprint == fingerprint && header.DType == "u1"
+                if (m is not null && m.Fingerprint == fingerprint && header.DType == "u1" && !header.FortranOrder
                     && header.Shape.SequenceEqual(new long[] { annotations.Files.Length, 3, size, size }))
                     return (images, false);
             }

@@ -26,6 +26,10 @@ public sealed class FileImageDataset : IMultiTaskDataset, IDisposable
     {
         _header = Npy.ReadHeader(imagesPath);
         var s = _header.Shape;
+        // Rows are read from the file as they are needed, which needs them stored one after another (C order).
+        if (_header.FortranOrder && s.Length > 1)
+            throw new DataFormatException(imagesPath, "is stored in Fortran order (as NumPy saves a transposed array), and images are read row by row " +
+                                                      "from the file: write it with np.save(path, np.ascontiguousarray(images))");
         if (s.Length is not (3 or 4)) throw new DataFormatException(imagesPath, $"images must be [N, H, W] or [N, C, H, W], not ({string.Join(", ", s)})");
         if (_header.DType is not ("u1" or "f4")) throw new DataFormatException(imagesPath, $"images must be uint8 or float32, not {_header.DType}");
         if (s[0] > int.MaxValue) throw new DataFormatException(imagesPath, $"{s[0]} images; at most {int.MaxValue}");

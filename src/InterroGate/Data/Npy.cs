@@ -30,23 +30,43 @@ public sealed record NpyArray(long[] Shape, string DType, byte[] Data)
     private T[] Cast<T>() where T : unmanaged => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(Data).ToArray();
 }
 
-/// <summary>What a .npy header says: shape, dtype (as NumPy spells it, without byte order) and where the data bytes are.</summary>
-public sealed record NpyHeader(long[] Shape, string DType, long DataOffset, long DataBytes);
+/// <summary>
+/// What a .npy header says: shape, dtype (as NumPy spells it, without byte order), where the data bytes are, and whether
+/// they are in Fortran order (first index fastest, as NumPy saves a transposed array).
+/// </summary>
+public sealed record NpyHeader(long[] Shape, string DType, long DataOffset, long DataBytes, bool FortranOrder = false);
 
-/// <summary>Reads and writes NumPy .npy files (format 1.0, 2.0 and 3.0; C order; little-endian).</summary>
+/// <summary>Reads and writes NumPy .npy files (format 1.0, 2.0 and 3.0; little-endian; read in C or Fortran order, written in C order).</summary>
 public static class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
     private static readonly Dictionary<string, int> ItemSize = new() { ["u1"] = 1, ["i1"] = 1, ["b1"] = 1, ["i4"] = 4, ["i8"] = 8, ["f4"] = 4, ["f8"] = 8 };
 
-    /// <summary>The whole array in memory (up to 2 GB of data; larger files are read by <see cref="ReadHeader"/> and mapped).</summary>
+    /// <summary>
+    /// The whole array in memory, in C order (up to 2 GB of data; larger files are read by <see cref="ReadHeader"/> and
+    /// mapped). A Fortran-order file is reordered, as <c>np.load</c> gives it.
+    /// </summary>
     public static NpyArray Read(string path)
     {
         var header = ReadHeader(path);
         long length = header.DataOffset + header.DataBytes;
         if (length > Array.MaxLength) throw new DataFormatException(path, $"{header.DataBytes} data bytes are more than one array holds; read it memory-mapped");
-        var bytes = File.ReadAllBytes(path);
-        return new NpyArray(header.Shape, header.DType, bytes[(int)header.DataOffset..]);
+        var bytes = File.ReadAllBytes(path)[(int)header.DataOffset..];
+        if (header.FortranOrder && header.Shape.Length > 1) bytes = ToCOrder(bytes, header.Shape, ItemSize[header.DType]);
+        return new NpyArray(header.Shape, header.DType, bytes);
+    }
+
+    /// <summary>
+    /// Fortran-order bytes of an array of <paramref name="shape"/> in C order: they are the C-order bytes of the reversed
+    /// shape, so reversing the axes back (each element's <paramref name="item"/> bytes kept together) reorders them.
+    /// </summary>
+    private static byte[] ToCOrder(byte[] bytes, long[] shape, int item)
+    {
+        using var scope = NewDisposeScope();
+        int n = shape.Length;
+        var stored = tensor(bytes, dtype: ScalarType.Byte).view([.. shape.Reverse(), item]);
+        var axes = Enumerable.Range(0, n).Reverse().Select(a => (long)a).Append(n).ToArray();
+        return stored.permute(axes).contiguous().data<byte>().ToArray();
     }
 
     /// <summary>
@@ -82,7 +102,6 @@ public static class Npy
         var fortran = Regex.Match(header, @"'fortran_order'\s*:\s*(True|False)");
         var shape = Regex.Match(header, @"'shape'\s*:\s*\(([^)]*)\)");
         if (!descr.Success || !fortran.Success || !shape.Success) throw new DataFormatException(path, $"unparsable header: {header.Trim()}");
-        if (fortran.Groups[1].Value == "True") throw new DataFormatException(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray");
 
         string d = descr.Groups[1].Value;
         if (d.Length == 3 && d[0] == '>' && d[1..] is not ("u1" or "i1" or "b1")) throw new DataFormatException(path, $"big-endian dtype '{d}' is not supported");
@@ -106,7 +125,7 @@ public static class Npy
         long dataStart = start + headerLength, expected = count * item, actual = fileLength - dataStart;
         if (actual != expected)
             throw new DataFormatException(path, $"wrong length: shape ({string.Join(", ", dims)}) of {d} needs {expected} data bytes, the file has {actual}");
-        return new NpyHeader(dims, type, dataStart, expected);
+        return new NpyHeader(dims, type, dataStart, expected, fortran.Groups[1].Value == "True");
     }
 
     public static void Write(string path, long[] shape, float[] data) => Write(path, shape, "<f4", System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()).ToArray());

@@ -87,11 +87,36 @@ public sealed class FileFormatTests : IDisposable
         Npy.Write(P("c.npy"), [2], "<c8", new byte[16]);
         Assert.Contains("unsupported dtype '<c8'", Assert.Throws<DataFormatException>(() => Npy.Read(P("c.npy"))).Message);
 
-        Npy.Write(P("o.npy"), [2], new float[] { 1, 2 });
-        var text = File.ReadAllBytes(P("o.npy"));
-        var s = System.Text.Encoding.Latin1.GetString(text).Replace("'fortran_order': False", "'fortran_order': True ");
-        File.WriteAllBytes(P("o.npy"), System.Text.Encoding.Latin1.GetBytes(s));
-        Assert.Contains("Fortran", Assert.Throws<DataFormatException>(() => Npy.Read(P("o.npy"))).Message);
+    }
+
+    /// <summary>A .npy file of <paramref name="shape"/> whose header says Fortran order, holding <paramref name="stored"/> as they are.</summary>
+    private void FortranNpy(string path, long[] shape, float[] stored)
+    {
+        Npy.Write(path, shape, stored);
+        var s = System.Text.Encoding.Latin1.GetString(File.ReadAllBytes(path)).Replace("'fortran_order': False", "'fortran_order': True ");
+        File.WriteAllBytes(path, System.Text.Encoding.Latin1.GetBytes(s));
+    }
+
+    [Fact]
+    public void A_Fortran_order_array_reads_in_C_order_as_np_load_gives_it()
+    {
+        // [[1, 2, 3], [4, 5, 6]] saved transposed-contiguous: the file holds the first index fastest, 1 4 2 5 3 6.
+        FortranNpy(P("f.npy"), [2, 3], [1, 4, 2, 5, 3, 6]);
+        var a = Npy.Read(P("f.npy"));
+        Assert.Equal(new long[] { 2, 3 }, a.Shape);
+        Assert.Equal(new float[] { 1, 2, 3, 4, 5, 6 }, a.ToTensor().data<float>().ToArray());
+        // Three axes: element (i, j, k) of a 2×3×2 array is stored at i + 2j + 6k.
+        var c = Enumerable.Range(0, 12).Select(v => (float)v).ToArray(); // C order: (i, j, k) at 6i + 2j + k
+        var f = new float[12];
+        for (int i = 0; i < 2; i++) for (int j = 0; j < 3; j++) for (int k = 0; k < 2; k++) f[i + 2 * j + 6 * k] = c[6 * i + 2 * j + k];
+        FortranNpy(P("f3.npy"), [2, 3, 2], f);
+        Assert.Equal(c, Npy.Read(P("f3.npy")).ToTensor().data<float>().ToArray());
+
+        // Images are read row by row from the file, which a Fortran-order file does not allow: refused with the fix.
+        FortranNpy(P("images.npy"), [2, 1, 2, 2], new float[8]);
+        var e = Assert.Throws<DataFormatException>(() => new FileImageDataset("f", new InterroGate.Tasks.TaskSet([new("y", InterroGate.Tasks.TaskKind.Binary, 1)]),
+            P("images.npy"), new Dictionary<string, TorchSharp.torch.Tensor>()));
+        Assert.Contains("np.ascontiguousarray", e.Message);
     }
 
     [Fact]
