@@ -101,7 +101,7 @@ internal static class DeployCommands
     internal static IReadOnlyList<string> ImageArguments(IEnumerable<string> arguments) => arguments.SelectMany(a =>
     {
         if (a.StartsWith("--", StringComparison.Ordinal) && !File.Exists(a))
-            throw new ConfigException(a, "predict has no such option (its options: --json)");
+            throw new ConfigException(a, "predict has no such option (its options: --json, --maps)");
         if (!Directory.Exists(a)) return [a];
         var inside = Directory.GetFiles(a).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToArray();
         return inside.Length > 0 ? inside : throw ConfigException.ForArgument("IMAGES", $"{a} is a folder without image files ({string.Join(", ", ImageExtensions)})");
@@ -112,21 +112,34 @@ internal static class DeployCommands
         var model = new Argument<string>("model") { Description = "A static model file (.safetensors) or a checkpoint" };
         var images = new Argument<string[]>("images") { Description = "PNG, JPEG, BMP, GIF or WebP images, or .npy arrays, or folders of them", Arity = ArgumentArity.OneOrMore };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
-        var cmd = new Command("predict", "Predict every task for each image, in one forward pass per batch.") { model, images, json };
+        var maps = new Option<string?>("--maps")
+        {
+            Description = "A folder to write each dense task's map to, at the image's size: IMAGE.TASK.png for segmentation " +
+                          "(the class of each pixel), saliency and edges (the probability × 255), IMAGE.TASK.npy for depth [H, W] and normals [3, H, W] (float32)",
+        };
+        var cmd = new Command("predict", "Predict every task for each image, in one forward pass per batch.") { model, images, json, maps };
         cmd.SetAction(p => CommonOptions.Guard(_ =>
         {
             var files = ImageArguments(p.GetValue(images)!);
+            string? mapFolder = p.GetValue(maps);
+            if (mapFolder is not null && File.Exists(mapFolder)) throw new ConfigException("--maps", $"{mapFolder} is a file; give a folder (it is created if missing)");
             using var predictor = new Predictor(ModelFiles.LoadStatic(p.GetValue(model)!));
+            if (mapFolder is not null && !predictor.Tasks.Any(t => t.IsDense))
+                throw new ConfigException("--maps", "the model has no dense task (segmentation, depth, normals, saliency, edges) to write a map of");
             var results = predictor.PredictFiles(files);
+            var written = mapFolder is null ? new Dictionary<(int, string), string>() : MapFiles.Write(mapFolder, results);
             if (p.GetValue(json))
-                Console.WriteLine(JsonSerializer.Serialize(results.Select(r => new
+                Console.WriteLine(JsonSerializer.Serialize(results.Select((r, i) => new
                 {
                     image = r.Source,
                     error = r.Error,
                     note = r.Note,
-                    tasks = r.Tasks?.ToDictionary(kv => kv.Key, kv => (object)(kv.Value.Class is int c
-                        ? new { kind = kv.Value.Kind.ToString().ToLowerInvariant(), @class = c, probability = kv.Value.Values[c], probabilities = kv.Value.Values }
-                        : new { kind = kv.Value.Kind.ToString().ToLowerInvariant(), values = kv.Value.Values })),
+                    tasks = r.Tasks?.ToDictionary(kv => kv.Key, kv => (object)(kv.Value switch
+                    {
+                        { Class: int c } => new { kind = kv.Value.Kind.ToString().ToLowerInvariant(), @class = c, probability = kv.Value.Values[c], probabilities = kv.Value.Values },
+                        { Map: { } m } => new { kind = kv.Value.Kind.ToString().ToLowerInvariant(), shape = m.Shape, summary = m.Summary, map = written.GetValueOrDefault((i, kv.Key)) },
+                        _ => (object)new { kind = kv.Value.Kind.ToString().ToLowerInvariant(), values = kv.Value.Values },
+                    })),
                 }), Indented));
             else
             {
@@ -142,15 +155,19 @@ internal static class DeployCommands
                 AnsiConsole.Write(t);
                 foreach (var r in results.Where(r => r.Error is not null)) Console.Error.WriteLine($"error: {r.Error}");
                 foreach (var r in results.Where(r => r.Note is not null)) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(r.Source)}: {Markup.Escape(r.Note!)}[/]");
+                if (written.Count > 0) AnsiConsole.MarkupLine($"[grey]{written.Count} map{(written.Count == 1 ? "" : "s")} written to {Markup.Escape(mapFolder!)}[/]");
             }
             return results.Any(r => r.Error is not null) ? 1 : 0;
         }));
         return cmd;
     }
 
-    private static string Describe(TaskPrediction p) => p.Class is int c
-        ? $"class {c} ({p.Values[c]:P1})"
-        : string.Join(" ", p.Values.Select(v => v.ToString("F3")));
+    private static string Describe(TaskPrediction p) => p switch
+    {
+        { Class: int c } => $"class {c} ({p.Values[c]:P1})",
+        { Map: { } m } => m.Summary,
+        _ => string.Join(" ", p.Values.Select(v => v.ToString("F3"))),
+    };
 
     public static Command Cost()
     {

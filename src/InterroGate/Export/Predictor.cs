@@ -11,8 +11,19 @@ public sealed record TaskPrediction(
     string Task, TaskKind Kind,
     /// <summary>Classification: the predicted class.</summary>
     int? Class,
-    /// <summary>Classification: softmax probability of each class; binary: sigmoid of each attribute; regression: the values.</summary>
-    double[] Values);
+    /// <summary>Classification: softmax probability of each class; binary: sigmoid of each attribute; regression: the values; dense tasks: empty (see <see cref="Map"/>).</summary>
+    double[] Values)
+{
+    /// <summary>A dense task's map at the image's own size; null for image-level tasks.</summary>
+    public DenseMap? Map { get; init; }
+}
+
+/// <summary>
+/// A dense task's prediction read per pixel, row-major, at the size of the image as read (the network's output resized
+/// back, bilinearly, where the image was resized to the network's input): segmentation the class of each pixel [H, W];
+/// saliency and edges the probability σ(output) [H, W]; depth the depth [H, W]; normals the unit normal [3, H, W].
+/// </summary>
+public sealed record DenseMap(long[] Shape, float[] Values, string Summary);
 
 /// <summary>Every task's prediction for one image, or why the image could not be read.</summary>
 public sealed record ImagePrediction(string Source, IReadOnlyDictionary<string, TaskPrediction>? Tasks, string? Error, string? Note = null);
@@ -64,15 +75,15 @@ public sealed class Predictor : IDisposable
         int blank = paths.ToList().FindIndex(string.IsNullOrWhiteSpace);
         if (blank >= 0) throw new ArgumentException($"paths[{blank}] is {(paths[blank] is null ? "null" : "empty")}: give the path of an image file.", nameof(paths));
         var results = new ImagePrediction?[paths.Count];
-        var good = new List<(int Index, Tensor Pixels, string? Note)>();
+        var good = new List<(int Index, Tensor Pixels, string? Note, (int Height, int Width) Stored)>();
         try
         {
             for (int i = 0; i < paths.Count; i++)
             {
                 try
                 {
-                    var (pixels, note) = ImageFiles.Read(paths[i], Input);
-                    good.Add((i, pixels, note));
+                    var (pixels, note, stored) = ImageFiles.Read(paths[i], Input);
+                    good.Add((i, pixels, note, stored));
                 }
                 catch (ImageInputException e)
                 {
@@ -87,7 +98,7 @@ public sealed class Predictor : IDisposable
                 var outputs = Forward(stack(chunk.Select(c => c.Pixels).ToArray()));
                 for (int j = 0; j < chunk.Length; j++)
                     results[chunk[j].Index] = new ImagePrediction(paths[chunk[j].Index],
-                        Tasks.ToDictionary(t => t.Name, t => Interpret(t, outputs[t.Name][j])), null, chunk[j].Note);
+                        Tasks.ToDictionary(t => t.Name, t => Interpret(t, outputs[t.Name][j], chunk[j].Stored)), null, chunk[j].Note);
             }
             return results!;
         }
@@ -98,12 +109,55 @@ public sealed class Predictor : IDisposable
         }
     }
 
-    private static TaskPrediction Interpret(TaskSpec task, Tensor output) => task.Kind switch
+    private static TaskPrediction Interpret(TaskSpec task, Tensor output, (int Height, int Width) stored) => task.Kind switch
     {
         TaskKind.Classification => new TaskPrediction(task.Name, task.Kind, (int)output.argmax().item<long>(), Values(output.softmax(0))),
         TaskKind.Binary => new TaskPrediction(task.Name, task.Kind, null, Values(output.sigmoid())),
+        _ when task.IsDense => new TaskPrediction(task.Name, task.Kind, null, []) { Map = Read(task, output, stored) },
         _ => new TaskPrediction(task.Name, task.Kind, null, Values(output)),
     };
+
+    /// <summary>A dense output [K, h, w] read per pixel at <paramref name="stored"/> (see <see cref="DenseMap"/>).</summary>
+    internal static DenseMap Read(TaskSpec task, Tensor output, (int Height, int Width) stored)
+    {
+        using var scope = NewDisposeScope();
+        var y = output.to(float32).unsqueeze(0);
+        if (y.shape[2] != stored.Height || y.shape[3] != stored.Width)
+            y = nn.functional.interpolate(y, [stored.Height, stored.Width], mode: InterpolationMode.Bilinear, align_corners: false);
+        y = y.squeeze(0);
+        long pixels = (long)stored.Height * stored.Width;
+        string size = $"{stored.Width}×{stored.Height}";
+        switch (task.Kind)
+        {
+            case TaskKind.Segmentation:
+            {
+                var classes = y.argmax(0);
+                var counts = classes.flatten().bincount(null, task.Outputs).data<long>().ToArray();
+                var top = counts.Select((n, c) => (c, n)).Where(p => p.n > 0).OrderByDescending(p => p.n).Take(3)
+                    .Select(p => $"{p.c} ({100.0 * p.n / pixels:F1}%)");
+                return new DenseMap([stored.Height, stored.Width], classes.to(float32).data<float>().ToArray(), $"{size}, classes {string.Join(", ", top)}");
+            }
+            case TaskKind.Saliency or TaskKind.Edges:
+            {
+                var p = y.squeeze(0).sigmoid();
+                double share = p.gt(Tensors.Scalars.Half).sum().item<long>() * 100.0 / pixels;
+                return new DenseMap([stored.Height, stored.Width], p.data<float>().ToArray(),
+                    $"{size}, {share:F1}% {(task.Kind == TaskKind.Saliency ? "salient" : "edge")} (p > 0.5)");
+            }
+            case TaskKind.Depth:
+            {
+                var d = y.squeeze(0);
+                return new DenseMap([stored.Height, stored.Width], d.data<float>().ToArray(),
+                    $"{size}, depth {d.min().item<float>():G3} to {d.max().item<float>():G3}, mean {d.mean().item<float>():G3}");
+            }
+            default:
+            {
+                var n = nn.functional.normalize(y, p: 2, dim: 0);
+                var mean = n.mean([1, 2]).data<float>().ToArray();
+                return new DenseMap([3, stored.Height, stored.Width], n.data<float>().ToArray(), $"{size}, mean normal ({mean[0]:F2}, {mean[1]:F2}, {mean[2]:F2})");
+            }
+        }
+    }
 
     private static double[] Values(Tensor t)
     {
@@ -127,17 +181,18 @@ public static class ImageFiles
     /// <summary>
     /// The image as a normalised float tensor [C, H, W] of the model's input size. 8-bit pixels are normalised as
     /// the training data was; float .npy arrays are taken as already normalised. Images of another size are resized
-    /// (bilinear), which the note says; images with another number of channels are an error.
+    /// (bilinear), which the note says; images with another number of channels are an error. <c>Stored</c> is the
+    /// image's own height and width.
     /// </summary>
-    public static (Tensor Pixels, string? Note) Read(string path, ImageInput input)
+    public static (Tensor Pixels, string? Note, (int Height, int Width) Stored) Read(string path, ImageInput input)
     {
         if (!File.Exists(path)) throw new ImageInputException(path, Directory.Exists(path) ? "is a folder, not an image file." : "no such file.");
         using var scope = NewDisposeScope(); // the decoding's intermediates; the image leaves it for the caller
-        var (pixels, note) = path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? ReadNpy(path, input) : ReadEncoded(path, input);
-        return (pixels.DetachFromDisposeScope(), note);
+        var (pixels, note, stored) = path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) ? ReadNpy(path, input) : ReadEncoded(path, input);
+        return (pixels.DetachFromDisposeScope(), note, stored);
     }
 
-    private static (Tensor, string?) ReadNpy(string path, ImageInput input)
+    private static (Tensor, string?, (int, int)) ReadNpy(string path, ImageInput input)
     {
         NpyArray array;
         try
@@ -162,7 +217,7 @@ public static class ImageFiles
         return Fit(x, input, path);
     }
 
-    private static (Tensor, string?) ReadEncoded(string path, ImageInput input)
+    private static (Tensor, string?, (int, int)) ReadEncoded(string path, ImageInput input)
     {
         DecodedImage image;
         try
@@ -179,11 +234,11 @@ public static class ImageFiles
         return Fit(input.FromBytes(pixels), input, path);
     }
 
-    private static (Tensor, string?) Fit(Tensor x, ImageInput input, string path)
+    private static (Tensor, string?, (int, int)) Fit(Tensor x, ImageInput input, string path)
     {
-        long h = x.shape[2], w = x.shape[3];
-        if (h == input.Height && w == input.Width) return (x.squeeze(0).contiguous(), null);
+        int h = (int)x.shape[2], w = (int)x.shape[3];
+        if (h == input.Height && w == input.Width) return (x.squeeze(0).contiguous(), null, (h, w));
         var resized = nn.functional.interpolate(x, [input.Height, input.Width], mode: InterpolationMode.Bilinear, align_corners: false);
-        return (resized.squeeze(0).contiguous(), $"resized from {w}×{h} to {input.Width}×{input.Height}");
+        return (resized.squeeze(0).contiguous(), $"resized from {w}×{h} to {input.Width}×{input.Height}", (h, w));
     }
 }

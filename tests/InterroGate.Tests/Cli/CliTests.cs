@@ -54,7 +54,7 @@ public sealed class CliTests
             string single = Path.Combine(dir, "c.jpg");
             Assert.Equal([Path.Combine(dir, "a.NPY"), Path.Combine(dir, "b.png"), single],
                 InterroGate.Cli.Commands.DeployCommands.ImageArguments([dir, single]));
-            Assert.Equal("option '--bogus': predict has no such option (its options: --json)",
+            Assert.Equal("option '--bogus': predict has no such option (its options: --json, --maps)",
                 Assert.Throws<ConfigException>(() => InterroGate.Cli.Commands.DeployCommands.ImageArguments(["--bogus"])).Message);
             Assert.Contains($"argument IMAGES: {Path.Combine(dir, "sub")} is a folder without image files",
                 Assert.Throws<ConfigException>(() => InterroGate.Cli.Commands.DeployCommands.ImageArguments([Path.Combine(dir, "sub")])).Message);
@@ -354,7 +354,7 @@ public sealed class CliTests
     }
 
     /// <summary>Runs the CLI capturing both streams.</summary>
-    private static (int Code, string Output, string Error) RunCapturing(params string[] args)
+    internal static (int Code, string Output, string Error) RunCapturing(params string[] args)
     {
         var output = new StringWriter();
         var previous = Console.Out;
