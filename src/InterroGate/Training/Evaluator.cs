@@ -15,11 +15,37 @@ public sealed record EvaluationResult(IReadOnlyDictionary<string, double> Metric
         new Dictionary<string, IReadOnlyDictionary<string, double>>();
 
     /// <summary>
-    /// One number to pick the best epoch by: the mean over tasks of the primary metric, negated where
-    /// lower is better (comparable across epochs of one run, not across task mixes).
+    /// The mean over tasks of the primary metric, negated where lower is better: a summary recorded with each epoch.
+    /// It mixes units (an angle in degrees next to an mIoU fraction), so the best epoch is chosen by
+    /// <see cref="Improves"/>, which does not.
     /// </summary>
     public static double Score(Tasks.TaskSet tasks, IReadOnlyDictionary<string, double> metrics) =>
         tasks.Average(t => t.HigherIsBetter ? metrics[t.Name] : -metrics[t.Name]);
+
+    /// <summary>
+    /// Whether <paramref name="candidate"/> is better than <paramref name="best"/>: their Δ_MTL, the mean over tasks of
+    /// the relative change of the primary metric (signed so that better is positive), is above 0. Each task weighs by
+    /// its relative change whatever its metric's unit or scale. A metric that is 0 in <paramref name="best"/> counts by
+    /// its absolute change; one that is not a number counts as a change of −100% (in the candidate) or +100% (in the
+    /// best alone).
+    /// </summary>
+    public static bool Improves(Tasks.TaskSet tasks, IReadOnlyDictionary<string, double> candidate, IReadOnlyDictionary<string, double> best)
+    {
+        double sum = 0;
+        foreach (var t in tasks)
+        {
+            double c = candidate[t.Name], b = best.TryGetValue(t.Name, out var v) ? v : double.NaN;
+            double change = (double.IsFinite(c), double.IsFinite(b)) switch
+            {
+                (false, false) => 0,
+                (false, true) => -1,
+                (true, false) => 1,
+                _ => (t.HigherIsBetter ? c - b : b - c) / (b == 0 ? 1 : Math.Abs(b)),
+            };
+            sum += change;
+        }
+        return sum > 0;
+    }
 }
 
 /// <summary>Evaluates a model in evaluation mode, without gradients, one dispose scope per batch.</summary>

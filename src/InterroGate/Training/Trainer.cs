@@ -378,9 +378,9 @@ public sealed class Trainer
                 if (cfg.BnBatches > 0) BatchNormStatistics.Reestimate(_model, loader, Math.Min(cfg.BnBatches, steps), epoch, cfg.Precision, cancel);
                 val = Evaluator.Evaluate(_model, _data.Validation, cfg.EvalBatchSize, cancel, cfg.Precision, cfg.ChannelsLast);
                 score = EvaluationResult.Score(tasks, val.Metrics);
-                // A score that is not a number (a split without a valid pixel, outputs that are not finite) counts as the
-                // lowest: the first epoch is kept as best all the same, so best.ckpt exists, and any number beats it.
-                isBest = bestEpoch < 0 || score > bestScore;
+                // The first epoch is best, so best.ckpt exists; a later one replaces it when its metrics improve on the best's
+                // (Δ_MTL against them above 0: every task by its relative change, whatever its metric's unit).
+                isBest = bestEpoch < 0 || EvaluationResult.Improves(tasks, val.Metrics, bestValidation);
                 if (isBest) (bestScore, bestEpoch, bestValidation) = (double.IsNaN(score) ? double.NegativeInfinity : score, epoch, val.Metrics);
                 trainLosses = tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(done, 1))).ToDictionary(p => p.Name, p => p.Item2);
                 diagnostics = _model.Diagnostics();

@@ -96,6 +96,22 @@ public sealed class ScoreTests
     }
 
     [Fact]
+    public void The_best_epoch_is_chosen_by_the_relative_change_of_every_task_not_by_a_sum_of_units()
+    {
+        var tasks = new TaskSet([new TaskSpec("semseg", TaskKind.Segmentation, 5), new TaskSpec("normals", TaskKind.Normals, 3)]);
+        var best = new Dictionary<string, double> { ["semseg"] = 0.30, ["normals"] = 20 };
+        // mIoU +10%, mean angle 5% worse: better on average. A sum of the raw metrics (0.33 − 21 against 0.30 − 20) says worse.
+        var candidate = new Dictionary<string, double> { ["semseg"] = 0.33, ["normals"] = 21 };
+        Assert.True(InterroGate.Training.EvaluationResult.Improves(tasks, candidate, best));
+        Assert.True(InterroGate.Training.EvaluationResult.Score(tasks, candidate) < InterroGate.Training.EvaluationResult.Score(tasks, best));
+        Assert.False(InterroGate.Training.EvaluationResult.Improves(tasks, best, candidate));
+        Assert.False(InterroGate.Training.EvaluationResult.Improves(tasks, best, best)); // equal is no improvement
+        // A metric that is not a number loses to any number, whatever the other task does.
+        Assert.False(InterroGate.Training.EvaluationResult.Improves(tasks, new Dictionary<string, double> { ["semseg"] = double.NaN, ["normals"] = 10 }, best));
+        Assert.True(InterroGate.Training.EvaluationResult.Improves(tasks, best, new Dictionary<string, double> { ["semseg"] = double.NaN, ["normals"] = 19 }));
+    }
+
+    [Fact]
     public void Dense_columns_name_their_metric_and_only_fractions_are_percentages()
     {
         var tasks = new TaskSet([new TaskSpec("semseg", TaskKind.Segmentation, 11), new TaskSpec("depth", TaskKind.Depth, 1),
