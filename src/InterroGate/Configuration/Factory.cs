@@ -33,7 +33,7 @@ public static class DataCatalog
             c => NyudV2.Load(new NyudV2Options(c.Root!, Seed: c.Seed, SkipMissing: c.SkipMissing,
                 TrainTransform: new HorizontalFlip())), // size-preserving: every NYUD image has one size
             NeedsRoot: true),
-        new("celeba", "CelebA from disk (official layout: img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt); attributes as binary tasks",
+        new("celeba", "CelebA from disk (official layout: img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt; or Kaggle's CSV copy); attributes as binary tasks",
             c => CelebA.Load(new CelebAOptions(c.Root!)
             {
                 Tasks = c.Attributes?.Select(kv => new CelebATask(kv.Key, kv.Value)).ToArray() ?? CelebA.PaperTasks,

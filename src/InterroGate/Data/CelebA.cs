@@ -48,6 +48,13 @@ public sealed record CelebAOptions(string Root)
 /// <param name="Partition">Per image: 0 train, 1 validation, 2 test.</param>
 public sealed record CelebAAnnotations(string[] Files, string[] AttributeNames, sbyte[][] Values, byte[] Partition)
 {
+    /// <summary>The attribute file they were read from (list_attr_celeba.txt, or .csv in the Kaggle copy).</summary>
+    public string AttributesPath { get; init; } = "";
+    /// <summary>The partition file they were read from.</summary>
+    public string PartitionPath { get; init; } = "";
+    /// <summary>The folder of the images (img_align_celeba/, or img_align_celeba/img_align_celeba/ in the Kaggle copy).</summary>
+    public string ImagesDirectory { get; init; } = "";
+
     /// <summary>Column of <paramref name="attribute"/>; an unknown name is an error listing the valid ones.</summary>
     public int Column(string attribute, string file)
     {
@@ -70,6 +77,21 @@ public static class CelebA
     public const string ImagesFolder = "img_align_celeba";
     public const string AttributesFile = "list_attr_celeba.txt";
     public const string PartitionFile = "list_eval_partition.txt";
+
+    /// <summary>
+    /// The annotation files and image folder of <paramref name="root"/>: the official release's, or those of the copy
+    /// on Kaggle (<c>list_attr_celeba.csv</c> with a header row <c>image_id,5_o_Clock_Shadow,…</c>,
+    /// <c>list_eval_partition.csv</c> with <c>image_id,partition</c>, the images one folder deeper in
+    /// <c>img_align_celeba/img_align_celeba/</c>), the official text files where both are present.
+    /// </summary>
+    public static (string Attributes, string Partition, string Images, bool Csv) Layout(string root)
+    {
+        string text = Path.Combine(root, AttributesFile), csv = Path.ChangeExtension(text, ".csv");
+        bool useCsv = !File.Exists(text) && File.Exists(csv);
+        string images = Path.Combine(root, ImagesFolder), nested = Path.Combine(images, ImagesFolder);
+        if (Directory.Exists(nested) && !Directory.EnumerateFiles(images, "*.jpg").Any()) images = nested;
+        return (useCsv ? csv : text, Path.Combine(root, useCsv ? Path.ChangeExtension(PartitionFile, ".csv") : PartitionFile), images, useCsv);
+    }
 
     /// <summary>
     /// The paper's three tasks (Table 9: gender, age, clothes) as attributes. The paper does not name the attributes.
@@ -97,7 +119,7 @@ public static class CelebA
         var twice = o.Tasks.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
         if (twice is not null) throw new ArgumentException($"CelebA: task '{twice.Key}' is named twice.");
         var annotations = ReadAnnotations(o.Root);
-        string attrPath = Path.Combine(o.Root, AttributesFile);
+        string attrPath = annotations.AttributesPath;
         var columns = o.Tasks.Select(t => annotations.Column(t.Attribute, attrPath)).ToArray();
         string images = CelebACache.Ensure(o.Root, annotations, o.ImageSize, o.CacheRoot ?? DefaultCacheRoot, o.Progress).ImagesPath;
 
@@ -111,7 +133,7 @@ public static class CelebA
             }
         var all = new FileImageDataset($"celeba ({o.Root})", tasks, images, targets);
         foreach (var y in targets.Values) y.Dispose(); // the data set holds its own copies
-        string partitionPath = Path.Combine(o.Root, PartitionFile);
+        string partitionPath = annotations.PartitionPath;
         FileImageDataset Split(int code, string name, int? size)
         {
             var rows = Enumerable.Range(0, annotations.Files.Length).Where(i => annotations.Partition[i] == code).Select(i => (long)i).ToArray();
@@ -140,14 +162,31 @@ public static class CelebA
         if (!Directory.Exists(root))
             throw new DatasetNotFoundException($"CelebA folder {root} does not exist: it needs {ImagesFolder}/, {AttributesFile} and {PartitionFile} " +
                                                "(the official release, https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html).");
-        string attrPath = Path.Combine(root, AttributesFile), partPath = Path.Combine(root, PartitionFile);
-        if (!Directory.Exists(Path.Combine(root, ImagesFolder)))
-            throw new DatasetNotFoundException($"{Path.Combine(root, ImagesFolder)} is missing: CelebA's aligned images (img_align_celeba.zip, unpacked).");
+        var (attrPath, partPath, imagesDir, csv) = Layout(root);
+        if (!Directory.Exists(imagesDir))
+            throw new DatasetNotFoundException($"{imagesDir} is missing: CelebA's aligned images (img_align_celeba.zip, unpacked).");
         var attrLines = ReadLines(attrPath);
-        if (attrLines.Length < 2) throw new DataFormatException(attrPath, "needs the image count on line 1 and the attribute names on line 2");
-        if (!int.TryParse(attrLines[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int declared) || declared <= 0)
-            throw new DataFormatException(attrPath, $"line 1: expected the number of images, found '{attrLines[0].Trim()}'");
-        var names = Tokens(attrLines[1]);
+        int declared, first; // the declared image count (the CSV has none: its rows), the first line of values
+        string[] names;
+        if (csv)
+        {
+            // Kaggle's copy: a header row "image_id,<the 40 names>", then "<image>,<1 or -1>,…" per image.
+            if (attrLines.Length < 1) throw new DataFormatException(attrPath, "needs a header row: image_id and the attribute names");
+            var header = CsvTokens(attrLines[0]);
+            if (header.Length < 2 || header[0] != "image_id") throw new DataFormatException(attrPath, $"line 1: expected 'image_id,<attribute names>', found '{attrLines[0].Trim()}'");
+            names = header[1..];
+            declared = attrLines.Skip(1).Count(l => l.Trim().Length > 0);
+            first = 1;
+        }
+        else
+        {
+            if (attrLines.Length < 2) throw new DataFormatException(attrPath, "needs the image count on line 1 and the attribute names on line 2");
+            if (!int.TryParse(attrLines[0].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out declared) || declared <= 0)
+                throw new DataFormatException(attrPath, $"line 1: expected the number of images, found '{attrLines[0].Trim()}'");
+            names = Tokens(attrLines[1]);
+            first = 2;
+        }
+        if (declared == 0) throw new DataFormatException(attrPath, "lists no image");
         if (names.Length == 0) throw new DataFormatException(attrPath, "line 2: no attribute names");
         var dupName = names.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
         if (dupName is not null) throw new DataFormatException(attrPath, $"line 2: attribute '{dupName.Key}' is named twice");
@@ -155,15 +194,15 @@ public static class CelebA
         var files = new List<string>(declared);
         var values = new List<sbyte[]>(declared);
         var lineOf = new Dictionary<string, int>(declared);
-        for (int i = 2; i < attrLines.Length; i++)
+        for (int i = first; i < attrLines.Length; i++)
         {
-            var tokens = Tokens(attrLines[i]);
+            var tokens = csv ? CsvTokens(attrLines[i]) : Tokens(attrLines[i]);
             if (tokens.Length == 0) continue; // blank lines (a trailing newline)
             int line = i + 1;
             if (tokens.Length != names.Length + 1)
                 throw new DataFormatException(attrPath, $"line {line}: {tokens.Length - 1} values for {names.Length} attributes");
-            if (lineOf.TryGetValue(tokens[0], out int first))
-                throw new DataFormatException(attrPath, $"line {line}: {tokens[0]} is listed twice (first on line {first})");
+            if (lineOf.TryGetValue(tokens[0], out int firstLine))
+                throw new DataFormatException(attrPath, $"line {line}: {tokens[0]} is listed twice (first on line {firstLine})");
             CheckFileName(attrPath, line, tokens[0]);
             var row = new sbyte[names.Length];
             for (int a = 0; a < names.Length; a++)
@@ -187,12 +226,17 @@ public static class CelebA
         for (int i = 0; i < files.Count; i++) index[files[i]] = i;
         for (int i = 0; i < partLines.Length; i++)
         {
-            var tokens = Tokens(partLines[i]);
+            var tokens = csv ? CsvTokens(partLines[i]) : Tokens(partLines[i]);
             if (tokens.Length == 0) continue;
             int line = i + 1;
-            if (tokens.Length != 2) throw new DataFormatException(partPath, $"line {line}: expected '<image> <0|1|2>', found '{partLines[i].Trim()}'");
+            if (csv && i == 0)
+            {
+                if (tokens is not ["image_id", "partition"]) throw new DataFormatException(partPath, $"line 1: expected the header 'image_id,partition', found '{partLines[i].Trim()}'");
+                continue;
+            }
+            if (tokens.Length != 2) throw new DataFormatException(partPath, $"line {line}: expected '<image>{(csv ? "," : " ")}<0|1|2>', found '{partLines[i].Trim()}'");
             if (!index.TryGetValue(tokens[0], out int k))
-                throw new DataFormatException(partPath, $"line {line}: {tokens[0]} has no line in {AttributesFile}");
+                throw new DataFormatException(partPath, $"line {line}: {tokens[0]} has no line in {Path.GetFileName(attrPath)}");
             if (seen[k]) throw new DataFormatException(partPath, $"line {line}: {tokens[0]} is listed twice");
             partition[k] = tokens[1] switch
             {
@@ -205,9 +249,12 @@ public static class CelebA
         }
         int missing = Array.IndexOf(seen, false);
         if (missing >= 0)
-            throw new DataFormatException(partPath, $"has no line for {files[missing]} ({AttributesFile} line {lineOf[files[missing]]}); " +
+            throw new DataFormatException(partPath, $"has no line for {files[missing]} ({Path.GetFileName(attrPath)} line {lineOf[files[missing]]}); " +
                                                     $"{seen.Count(s => !s):N0} images are without a partition");
-        return new CelebAAnnotations(files.ToArray(), names, values.ToArray(), partition);
+        return new CelebAAnnotations(files.ToArray(), names, values.ToArray(), partition)
+        {
+            AttributesPath = attrPath, PartitionPath = partPath, ImagesDirectory = imagesDir,
+        };
     }
 
     /// <summary>
@@ -277,9 +324,12 @@ public static class CelebA
     }
 
     private static string[] ReadLines(string path) =>
-        File.Exists(path) ? File.ReadAllLines(path) : throw new DataFormatException(path, "missing: CelebA's annotation files are list_attr_celeba.txt and list_eval_partition.txt (from Anno/ and Eval/ of the release)");
+        File.Exists(path) ? File.ReadAllLines(path) : throw new DataFormatException(path, "missing: CelebA's annotation files are list_attr_celeba.txt and list_eval_partition.txt (from Anno/ and Eval/ of the release; " +
+                                                   "the copy on Kaggle has them as list_attr_celeba.csv and list_eval_partition.csv)");
 
     private static string[] Tokens(string line) => line.Split([' ', '\t', '\r'], StringSplitOptions.RemoveEmptyEntries);
+
+    private static string[] CsvTokens(string line) => line.Trim().Length == 0 ? [] : line.Split(',', StringSplitOptions.TrimEntries);
 
     private static void CheckFileName(string path, int line, string name)
     {
@@ -344,7 +394,7 @@ public static class CelebACache
 
     private static void Build(string root, CelebAAnnotations a, int size, string images, Action<int, int>? progress)
     {
-        string dir = Path.Combine(root, CelebA.ImagesFolder);
+        string dir = a.ImagesDirectory;
         int n = a.Files.Length, rowBytes = 3 * size * size, chunk = 1024;
         string temp = images + ".tmp";
         using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
@@ -377,16 +427,16 @@ public static class CelebACache
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(Encoding.UTF8.GetBytes($"celeba-cache v{Version} size {size}\n"));
-        foreach (var file in new[] { CelebA.AttributesFile, CelebA.PartitionFile })
+        foreach (var file in new[] { a.AttributesPath, a.PartitionPath })
         {
-            using var s = File.OpenRead(Path.Combine(root, file));
+            using var s = File.OpenRead(file);
             hash.AppendData(SHA256.HashData(s));
         }
-        string dir = Path.Combine(root, CelebA.ImagesFolder);
+        string dir = a.ImagesDirectory;
         foreach (var name in a.Files)
         {
             var info = new FileInfo(Path.Combine(dir, name));
-            if (!info.Exists) throw new DataFormatException(info.FullName, $"missing: {CelebA.AttributesFile} lists it");
+            if (!info.Exists) throw new DataFormatException(info.FullName, $"missing: {Path.GetFileName(a.AttributesPath)} lists it");
             hash.AppendData(Encoding.UTF8.GetBytes($"{name}\t{info.Length}\t{info.LastWriteTimeUtc.Ticks}\n"));
         }
         return Convert.ToHexString(hash.GetHashAndReset()).ToLowerInvariant();

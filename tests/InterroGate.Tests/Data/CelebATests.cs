@@ -45,6 +45,37 @@ public sealed class CelebATests : IDisposable
     }
 
     [Fact]
+    public void The_Kaggle_copy_with_CSV_annotations_and_nested_images_loads_as_the_release_does()
+    {
+        CelebASample.Write(Root, 20, seed: 5);
+        var tasks = new CelebATask[] { new("gender", "Male"), new("hat", "Wearing_Hat") };
+        var official = CelebA.Load(Options with { Tasks = tasks });
+
+        // The same data as Kaggle lays it out: CSV files with header rows, the images one folder deeper.
+        string kaggle = Path.Combine(_dir, "kaggle");
+        string nested = Path.Combine(kaggle, CelebA.ImagesFolder, CelebA.ImagesFolder);
+        Directory.CreateDirectory(nested);
+        foreach (var f in Directory.GetFiles(Path.Combine(Root, CelebA.ImagesFolder))) File.Copy(f, Path.Combine(nested, Path.GetFileName(f)));
+        var attr = File.ReadAllLines(AttrPath);
+        File.WriteAllLines(Path.Combine(kaggle, "list_attr_celeba.csv"),
+            [string.Join(",", ["image_id", .. attr[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)]),
+             .. attr.Skip(2).Select(l => string.Join(",", l.Split(' ', StringSplitOptions.RemoveEmptyEntries)))]);
+        File.WriteAllLines(Path.Combine(kaggle, "list_eval_partition.csv"),
+            ["image_id,partition", .. File.ReadAllLines(PartPath).Select(l => l.Replace(' ', ','))]);
+        var copy = CelebA.Load(new CelebAOptions(kaggle) { CacheRoot = Cache, ImageSize = 16, Tasks = tasks });
+
+        Assert.Equal((official.Train.Count, official.Validation.Count, official.Test.Count), (copy.Train.Count, copy.Validation.Count, copy.Test.Count));
+        using var a = new DisposableBatch(official.Train.GetBatch(Enumerable.Range(0, 16).Select(i => (long)i).ToArray()));
+        using var b = new DisposableBatch(copy.Train.GetBatch(Enumerable.Range(0, 16).Select(i => (long)i).ToArray()));
+        foreach (var key in new[] { IMultiTaskDataset.ImageKey, "gender", "hat" }) Assert.True(a[key].equal(b[key]).all().item<bool>(), key);
+
+        // A CSV without its header row is named.
+        File.WriteAllLines(Path.Combine(kaggle, "list_eval_partition.csv"), File.ReadAllLines(PartPath).Select(l => l.Replace(' ', ',')));
+        var e = Assert.Throws<DataFormatException>(() => CelebA.ReadAnnotations(kaggle));
+        Assert.Contains("expected the header 'image_id,partition'", e.Message);
+    }
+
+    [Fact]
     public void The_paper_tasks_are_gender_age_and_clothes_and_sizes_draw_seeded_subsets()
     {
         CelebASample.Write(Root, 30);
