@@ -213,6 +213,8 @@ public static class ImageFiles
         if (shape[0] != input.Channels) throw new ImageInputException(path, $"has {shape[0]} channels; the model reads {input.Channels}.");
         if (array.DType is not ("u1" or "f4" or "f8")) throw new ImageInputException(path, $"dtype {array.DType}; images are uint8 (pixels) or float (normalised).");
         var t = array.ToTensor().view(shape);
+        if (t.is_floating_point() && t.isfinite().logical_not().any().item<bool>())
+            throw new ImageInputException(path, $"holds {t.isfinite().logical_not().sum().item<long>():N0} values that are not finite (NaN or infinite); an image's values are numbers.");
         var x = array.DType == "u1" ? input.FromBytes(t.unsqueeze(0)) : t.to(float32).unsqueeze(0);
         return Fit(x, input, path);
     }

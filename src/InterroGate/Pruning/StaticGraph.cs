@@ -91,8 +91,19 @@ public sealed class StaticGraph : IDisposable
     public IReadOnlyDictionary<string, Tensor> Tensors { get; }
 
     /// <summary>The same network for another input size, holding its own handles to the same tensors.</summary>
-    public StaticGraph WithInput(ImageInput input) =>
-        new(Nodes, Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.alias().DetachFromDisposeScope()), Outputs, Tasks, input);
+    public StaticGraph WithInput(ImageInput input)
+    {
+        var aliases = Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.alias().DetachFromDisposeScope());
+        try
+        {
+            return new(Nodes, aliases, Outputs, Tasks, input);
+        }
+        catch
+        {
+            foreach (var t in aliases.Values) t.Dispose(); // an input this network cannot read: nothing left behind
+            throw;
+        }
+    }
 
     /// <summary>Frees its tensors.</summary>
     public void Dispose()
@@ -152,9 +163,16 @@ public sealed class StaticGraph : IDisposable
                 Tensor(node, suffix);
             CheckShapes(node);
         }
+        if (Nodes[0].Channels != Input.Channels)
+            throw new InvalidDataException($"Static network: the input node has {Nodes[0].Channels} channels and the input {Input.Channels}.");
         foreach (var task in Tasks)
+        {
             if (!Outputs.TryGetValue(task.Name, out int o) || o <= 0 || o >= Nodes.Count)
                 throw new InvalidDataException($"Static network: no output node for task '{task.Name}'.");
+            if (Nodes[o].Channels != task.Outputs)
+                throw new InvalidDataException($"Static network: task '{task.Name}' ({task.Kind}) has {task.Outputs} output{(task.Outputs == 1 ? "" : "s")}, " +
+                                               $"and its output node '{Nodes[o].Name}' gives {Nodes[o].Channels}.");
+        }
     }
 
     /// <summary>Every tensor has the shape its node's geometry needs, so a bad file fails here, by name, not inside a kernel.</summary>

@@ -20,9 +20,10 @@ public sealed class PngLabelTests : IDisposable
     /// A non-interlaced PNG of one sample per pixel: gray (colour type 0) or palette (3, with <paramref name="palette"/>
     /// RGB triples). Row y is filtered with filter type y mod 5, so every filter is undone by the reader.
     /// </summary>
-    internal static byte[] Png(int[] values, int height, int width, int bitDepth, byte[]? palette = null)
+    internal static byte[] Png(int[] values, int height, int width, int bitDepth, byte[]? palette = null, bool alpha = false)
     {
-        int rowBytes = (width * bitDepth + 7) / 8, step = Math.Max(1, bitDepth / 8);
+        int samples = alpha ? 2 : 1; // gray with alpha (colour type 4, 8 bits): each pixel its level and 255
+        int rowBytes = (width * samples * bitDepth + 7) / 8, step = Math.Max(1, samples * bitDepth / 8);
         var raw = new byte[height * (rowBytes + 1)];
         var previous = new byte[rowBytes];
         for (int y = 0; y < height; y++)
@@ -31,7 +32,8 @@ public sealed class PngLabelTests : IDisposable
             for (int x = 0; x < width; x++)
             {
                 int v = values[y * width + x];
-                if (bitDepth == 16) (row[2 * x], row[2 * x + 1]) = ((byte)(v >> 8), (byte)v);
+                if (alpha) (row[2 * x], row[2 * x + 1]) = ((byte)v, 255);
+                else if (bitDepth == 16) (row[2 * x], row[2 * x + 1]) = ((byte)(v >> 8), (byte)v);
                 else if (bitDepth == 8) row[x] = (byte)v;
                 else row[x * bitDepth / 8] |= (byte)(v << (8 - bitDepth - x * bitDepth % 8));
             }
@@ -58,7 +60,7 @@ public sealed class PngLabelTests : IDisposable
         var header = new byte[13];
         BinaryPrimitives.WriteInt32BigEndian(header, width);
         BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4), height);
-        (header[8], header[9]) = ((byte)bitDepth, (byte)(palette is null ? 0 : 3));
+        (header[8], header[9]) = ((byte)bitDepth, (byte)(alpha ? 4 : palette is null ? 0 : 3));
         using var file = new MemoryStream();
         file.Write([137, 80, 78, 71, 13, 10, 26, 10]);
         Chunk(file, "IHDR", header);
@@ -137,6 +139,17 @@ public sealed class PngLabelTests : IDisposable
         string jpeg = Path.Combine(_dir, "a.jpg");
         ImageFiles.WriteJpeg(jpeg, new DecodedImage(new byte[8 * 8], 8, 8, 1));
         Assert.Null(PngLabels.TryRead(jpeg, out _, out _));
+    }
+
+    [Fact]
+    public void A_gray_PNG_with_alpha_decodes_as_gray()
+    {
+        var values = Enumerable.Range(0, 6 * 5).Select(p => p * 8).ToArray();
+        string path = Write("gray-alpha.png", Png(values, 6, 5, 8, alpha: true));
+        var image = InterroGate.Data.Formats.ImageFiles.Read(path);
+        Assert.Equal((6, 5, 1), (image.Height, image.Width, image.Channels));
+        Assert.Equal(values.Select(v => (byte)v), image.Pixels);
+        Assert.Null(PngLabels.TryRead(path, out _, out _)); // not a label PNG: read as an image
     }
 
     [Fact]

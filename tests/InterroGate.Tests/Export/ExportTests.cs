@@ -143,10 +143,12 @@ public sealed class ExportTests : IDisposable
         var pixels = Enumerable.Range(0, 144).Select(i => pattern(i % 12, i / 12)).ToArray();
         Npy.Write(P("gray.npy"), [12, 12], pixels);
         Npy.Write(P("empty.npy"), [0, 12], Array.Empty<byte>());
+        Npy.Write(P("nan.npy"), [12, 12], Enumerable.Range(0, 144).Select(i => i % 50 == 0 ? float.NaN : 0f).ToArray());
 
         using var predictor = Predictor.Load(P("m.safetensors"));
-        var results = predictor.PredictFiles([P("gray.png"), P("broken.png"), P("colour.png"), P("gray.npy"), P("big.png"), P("missing.png"), P("empty.npy")]);
-        Assert.Equal(7, results.Count);
+        var results = predictor.PredictFiles([P("gray.png"), P("broken.png"), P("colour.png"), P("gray.npy"), P("big.png"), P("missing.png"), P("empty.npy"), P("nan.npy")]);
+        Assert.Equal(8, results.Count);
+        Assert.Contains("holds 3 values that are not finite", results[7].Error);
         Assert.Null(results[0].Error);
         Assert.Contains("broken.png", results[1].Error);
         Assert.Contains("cannot be decoded", results[1].Error);

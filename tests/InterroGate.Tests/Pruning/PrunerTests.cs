@@ -276,6 +276,21 @@ public sealed class PrunerTests
     }
 
     [Fact]
+    public void A_graph_whose_input_or_task_widths_disagree_with_its_nodes_is_refused_by_name()
+    {
+        using var graph = Pruner.Prune(Model("resnet20", GatingMode.Conv, Pattern.Random, 16), new ImageInput(3, 16, 16)).Graph;
+        Tensor[] Copies() => graph.Tensors.Values.Select(t => t.alias().DetachFromDisposeScope()).ToArray();
+        var e = Assert.Throws<InvalidDataException>(() => graph.WithInput(new ImageInput(1, 16, 16)));
+        Assert.Contains("the input node has 3 channels and the input 1", e.Message);
+        // Task "a" relabelled with 4 classes where its output node gives 5.
+        var relabelled = new TaskSet(graph.Tasks.Select(t => t.Name == "a" ? t with { Outputs = 4 } : t));
+        var copies = graph.Tensors.Keys.Zip(Copies()).ToDictionary(p => p.First, p => p.Second);
+        e = Assert.Throws<InvalidDataException>(() => new StaticGraph(graph.Nodes, copies, graph.Outputs, relabelled, graph.Input));
+        Assert.Contains("task 'a' (Classification) has 4 outputs", e.Message);
+        foreach (var t in copies.Values) t.Dispose();
+    }
+
+    [Fact]
     public void The_structure_survives_a_round_trip_through_JSON()
     {
         var pruned = Pruner.Prune(Model("resnet18", GatingMode.Conv, Pattern.Random, 32), new ImageInput(3, 32, 32, 0.2, 0.3)).Graph;

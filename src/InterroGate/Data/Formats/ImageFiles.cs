@@ -43,6 +43,8 @@ public static class ImageFiles
             throw new DataFormatException(path, $"its header declares {codec.Info.Width}×{codec.Info.Height} pixels, more than the limit of {MaxPixels:N0} " +
                                                 "(INTERROGATE_MAX_IMAGE_PIXELS sets another).");
         bool gray = codec.Info.ColorType == SKColorType.Gray8;
+        // A gray PNG with alpha decodes as colour (Skia has no gray-with-alpha type): it is gray, its alpha dropped.
+        bool grayWithAlpha = !gray && PngColorType(path) == 4;
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, gray ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var bitmap = new SKBitmap(info);
         var result = codec.GetPixels(info, bitmap.GetPixels());
@@ -53,6 +55,12 @@ public static class ImageFiles
         int h = info.Height, w = info.Width;
         var bytes = bitmap.Bytes;
         if (gray) return new DecodedImage(bytes, h, w, 1);
+        if (grayWithAlpha)
+        {
+            var levels = new byte[h * w];
+            for (int i = 0; i < levels.Length; i++) levels[i] = bytes[4 * i];
+            return new DecodedImage(levels, h, w, 1);
+        }
         var rgb = new byte[h * w * 3];
         for (int i = 0, j = 0; i < rgb.Length; i += 3, j += 4)
         {
@@ -61,6 +69,16 @@ public static class ImageFiles
             rgb[i + 2] = bytes[j + 2];
         }
         return new DecodedImage(rgb, h, w, 3);
+    }
+
+    /// <summary>The colour type a PNG file's header declares (0 gray, 2 RGB, 3 palette, 4 gray with alpha, 6 RGBA); −1 for other files.</summary>
+    internal static int PngColorType(string path)
+    {
+        Span<byte> head = stackalloc byte[26];
+        using var f = File.OpenRead(path);
+        if (f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) < head.Length) return -1;
+        ReadOnlySpan<byte> signature = [137, 80, 78, 71, 13, 10, 26, 10];
+        return head[..8].SequenceEqual(signature) && head[12..16].SequenceEqual("IHDR"u8) ? head[25] : -1;
     }
 
     /// <summary>Writes 8-bit gray (1 channel) or RGB (3 channels) pixels as a PNG file (label maps, fixtures, previews).</summary>
