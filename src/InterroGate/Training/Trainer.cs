@@ -388,10 +388,12 @@ public sealed class Trainer
                 AppendMetrics(epoch, factor: cfg.Schedule.Factor(epoch, 0, steps, cfg.Epochs), trainLosses, regSum / Math.Max(done, 1), val, diagnostics, epochIps,
                     total.Elapsed.TotalSeconds, epochClock.Elapsed.TotalSeconds);
 
+                // The balancer takes in the epoch before the checkpoints store its state: a run resumed from them goes on
+                // with the weights and loss history the next epoch would have had (DWA's ratios of the last two epochs).
+                _balancer.EpochEnded(trainLosses.Values.ToArray());
                 if (isBest) Save(BestPath, "best", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
                 Save(LastPath, "last", epoch + 1, 0, bestScore, bestEpoch, bestValidation, optimizers);
                 lastGood = LastPath;
-                _balancer.EpochEnded(trainLosses.Values.ToArray());
                 headline = _model.Headline();
             }
             Report(new EpochCompleted(_config.Name, epoch, cfg.Epochs, trainLosses, val.Metrics, score, isBest, diagnostics, epochIps, headline));

@@ -239,6 +239,19 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void An_epochs_checkpoint_holds_the_balancer_state_that_epoch_left()
+    {
+        // DWA's weights for epoch 3 come from the losses of epochs 1 and 2: the checkpoint after epoch 2 must hold both,
+        // or a run resumed from it (after a kill, or extended) weighs epoch 3 by the epoch before.
+        var config = Config(new HardSharingConfig(), epochs: 2, train: 128) with { Balancer = new DwaBalancerConfig() };
+        var run = PreparedRun.Create(config);
+        var result = new Trainer(config, run.Model, run.Data, _dir).Run();
+        var state = Checkpoint.ReadMeta(result.LastCheckpoint).BalancerState;
+        Assert.Equal(2 * run.Model.Tasks.Count, state["history"].Length);
+        Assert.Contains(state["weights"], w => w != 1.0); // the weights epoch 3 would train with, not the first epochs' ones
+    }
+
+    [Fact]
     public void Cancelling_writes_a_resumable_checkpoint_and_resuming_finishes_the_run()
     {
         var config = Config(new HardSharingConfig(), epochs: 2, train: 256);
