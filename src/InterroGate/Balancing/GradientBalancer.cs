@@ -9,8 +9,9 @@ namespace InterroGate.Balancing;
 /// Base of the gradient-manipulation methods. One backward pass per task over the single forward graph
 /// (kept only until the last task's pass) collects each task's gradient of the shared parameters as a
 /// row of G [T, P]; every other parameter simply accumulates the sum of the task gradients, as under
-/// uniform weighting (a task head or task branch only ever receives its own task's gradient). The
-/// method turns G into one shared update d [P]; the regulariser is back-propagated last, unbalanced.
+/// uniform weighting: a task head gets its own task's gradient, and an InterroGate task branch its own
+/// task's and, through the shared mix it feeds, the other tasks' (their sum, unbalanced). The method turns G
+/// into one shared update d [P]; the regulariser is back-propagated last, unbalanced.
 /// <para>Scale: d is returned on the scale of the uniform sum Σ_t g_t (a method whose natural output is a
 /// convex combination is multiplied by T), so learning rates carry over from uniform weighting.</para>
 /// </summary>

@@ -28,6 +28,9 @@ public static class Registry<TBase> where TBase : class, IDescribed
     public static Type TypeOf(string name) => Entries.FirstOrDefault(e => e.Name == name).Type
         ?? throw new ConfigException("type", $"'{name}' is unknown; valid: {string.Join(", ", Names)}");
 
+    /// <summary>The name <paramref name="value"/>'s record is registered under.</summary>
+    public static string NameOf(TBase value) => Entries.First(e => e.Type == value.GetType()).Name;
+
     /// <summary>The record with its default options.</summary>
     public static TBase Default(string name) => (TBase)Activator.CreateInstance(TypeOf(name))!;
 

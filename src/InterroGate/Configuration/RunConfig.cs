@@ -212,6 +212,12 @@ public abstract record BalancerConfig : IDescribed
 
     public abstract IBalancer Create(int tasks);
     public virtual void Validate(string path, int tasks) { }
+
+    /// <summary>
+    /// Whether the method works on the gradients of the parameters every task shares (the gradient methods and
+    /// GradNorm): with none (STL, cross-stitch) it is the plain sum.
+    /// </summary>
+    [JsonIgnore] public virtual bool BalancesSharedGradients => false;
 }
 
 public sealed record UniformBalancerConfig : BalancerConfig
@@ -254,6 +260,7 @@ public sealed record RlwBalancerConfig : BalancerConfig
 /// <summary>PCGrad (<see cref="Balancing.PCGrad"/>): no hyperparameters.</summary>
 public sealed record PCGradBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "PCGrad: project out conflicting gradient components (Yu et al., NeurIPS 2020)";
     public override IBalancer Create(int tasks) => new PCGrad();
 }
@@ -261,6 +268,7 @@ public sealed record PCGradBalancerConfig : BalancerConfig
 /// <summary>CAGrad (<see cref="Balancing.CAGrad"/>): c ≥ 0, the radius of the ball around the average gradient (0.4 in the paper's image experiments).</summary>
 public sealed record CAGradBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "CAGrad: best worst-task improvement near the mean gradient (Liu et al., NeurIPS 2021)";
     public double C { get; init; } = 0.4;
     public override IBalancer Create(int tasks) => new CAGrad(C);
@@ -271,6 +279,7 @@ public sealed record CAGradBalancerConfig : BalancerConfig
 /// <summary>MGDA (<see cref="Mgda"/>): normalize = scale the task gradients to unit length before solving.</summary>
 public sealed record MgdaBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "MGDA: min-norm point of the task gradients' convex hull (Sener & Koltun, NeurIPS 2018)";
     public bool Normalize { get; init; }
     public override IBalancer Create(int tasks) => new Mgda(Normalize);
@@ -279,6 +288,7 @@ public sealed record MgdaBalancerConfig : BalancerConfig
 /// <summary>MGDA-UB (<see cref="MgdaUb"/>): normalize as for MGDA.</summary>
 public sealed record MgdaUbBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "MGDA-UB: MGDA's weights from gradients at the shared representation (Sener & Koltun, NeurIPS 2018)";
     public bool Normalize { get; init; }
     public override IBalancer Create(int tasks) => new MgdaUb(Normalize);
@@ -287,6 +297,7 @@ public sealed record MgdaUbBalancerConfig : BalancerConfig
 /// <summary>IMTL-G (<see cref="ImtlG"/>): no hyperparameters.</summary>
 public sealed record ImtlGBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "IMTL-G: equal projection onto every task's unit gradient (Liu et al., ICLR 2021)";
     public override IBalancer Create(int tasks) => new ImtlG();
 }
@@ -294,6 +305,7 @@ public sealed record ImtlGBalancerConfig : BalancerConfig
 /// <summary>Nash-MTL (<see cref="NashMtl"/>): no hyperparameters.</summary>
 public sealed record NashMtlBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "Nash-MTL: the Nash bargaining update, (GGᵀ)α = 1/α (Navon et al., ICML 2022)";
     public override IBalancer Create(int tasks) => new NashMtl();
 }
@@ -301,6 +313,7 @@ public sealed record NashMtlBalancerConfig : BalancerConfig
 /// <summary>Aligned-MTL (<see cref="AlignedMtl"/>): no hyperparameters.</summary>
 public sealed record AlignedMtlBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "Aligned-MTL: gradients aligned to an orthogonal equal-norm set (Senushkin et al., CVPR 2023)";
     public override IBalancer Create(int tasks) => new AlignedMtl();
 }
@@ -315,6 +328,7 @@ public sealed record UncertaintyBalancerConfig : BalancerConfig
 /// <summary>GradNorm (<see cref="GradNorm"/>): alpha ≥ 0 (1.5 in the paper's NYUv2 runs), weightLr &gt; 0 for the weights' Adam.</summary>
 public sealed record GradNormBalancerConfig : BalancerConfig
 {
+    [JsonIgnore] public override bool BalancesSharedGradients => true;
     [JsonIgnore] public override string Description => "GradNorm: weights that balance gradient norms by training rate (Chen et al., ICML 2018)";
     public double Alpha { get; init; } = 1.5;
     public double WeightLr { get; init; } = 0.025;
@@ -408,6 +422,10 @@ public sealed record RunConfig
         Balancer.Validate("balancer", tasks);
         if (Training.Deterministic && Architecture is InterroGateConfig { Fusion: Gating.BranchFusion.Auto })
             throw new ConfigException("architecture.fusion", $"auto chooses by timing, which varies from run to run; with {training}.deterministic use on or off");
+        if (Balancer.BalancesSharedGradients && Architecture is CrossStitchConfig)
+            throw new ConfigException("balancer.type", $"{Registry<BalancerConfig>.NameOf(Balancer)} balances the gradients of the parameters every task shares, and cross-stitch has " +
+                                                       "none (each task has its own network; the stitch units mix their features), so it would train as the plain sum; " +
+                                                       "use a method that weighs the losses (uniform, fixed, dwa, rlw, uncertainty, famo, auto-lambda), or mtl, mtan or interrogate");
         if (Balancer is MgdaUbBalancerConfig && Architecture is not HardSharingConfig)
             throw new ConfigException("balancer.type", $"mgda-ub balances the gradients of the one representation every head reads, which only mtl has (architecture: {Architecture.Type}); use mgda");
         if (StartFrom?.Pretrained is { } pretrained)

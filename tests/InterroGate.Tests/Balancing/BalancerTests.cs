@@ -347,6 +347,23 @@ public sealed class BalancerTests
     [InlineData("""{ "type": "auto-lambda" }""")]
     public void Every_method_trains_a_shared_encoder_through_the_one_Trainer(string balancer) => Trains(new HardSharingConfig(), balancer);
 
+    [Fact]
+    public void Methods_on_shared_gradients_are_refused_with_cross_stitch_which_shares_none()
+    {
+        // Each task has its own network there: PCGrad and the others would train as the plain sum, under their own name.
+        foreach (var type in new[] { "pcgrad", "cagrad", "mgda", "imtl-g", "nash-mtl", "aligned-mtl", "gradnorm" })
+        {
+            var config = TrainerTests.Config(new CrossStitchConfig()) with { Balancer = ConfigJson.Deserialize<BalancerConfig>($$"""{ "type": "{{type}}" }""") };
+            var e = Assert.Throws<ConfigException>(() => config.Validate(3));
+            Assert.Equal("balancer.type", e.Key);
+            Assert.Contains($"{type} balances the gradients of the parameters every task shares, and cross-stitch has none", e.Message);
+        }
+        // Methods that weigh the losses, and the same methods on an architecture that shares an encoder, are taken.
+        (TrainerTests.Config(new CrossStitchConfig()) with { Balancer = new DwaBalancerConfig() }).Validate(3);
+        (TrainerTests.Config(new MtanConfig()) with { Balancer = new PCGradBalancerConfig() }).Validate(3);
+        (TrainerTests.Config(new SingleTaskConfig()) with { Balancer = new PCGradBalancerConfig() }).Validate(3);
+    }
+
     [Theory]
     [InlineData("""{ "type": "uniform" }""")]
     [InlineData("""{ "type": "pcgrad" }""")]
