@@ -1,4 +1,4 @@
-// Auto-λ: task weights meta-learned so that a virtual training step lowers the validation loss (Liu, Johns and Davison, "Auto-Lambda: Disentangling Dynamic Task Relationships", TMLR 2022).
+// Auto-λ: task weights meta-learned so that a virtual training step lowers the loss on other data (Liu, Johns and Davison, "Auto-Lambda: Disentangling Dynamic Task Relationships", TMLR 2022).
 using InterroGate.Tensors;
 using static TorchSharp.torch;
 
@@ -6,13 +6,16 @@ namespace InterroGate.Balancing;
 
 /// <summary>
 /// Weights λ (start 1). Each step: the virtual step θ' = θ − η ∇_θ Σ_t λ_t L_t(θ) on the training batch (η the
-/// weights' current learning rate); the validation loss L_v(θ') = Σ_t L_t^val(θ') over every task (all are
-/// primary here); its gradient with respect to λ, −η ∇²_{λ,θ} L · ∇_{θ'} L_v, by the paper's central finite
+/// weights' current learning rate); the meta loss L_v(θ') = Σ_t L_t^val(θ') over every task (all are primary here)
+/// on the next meta batch, a batch of the training split in another order (the authors' code draws it so, from a
+/// copy of the training loader; <see cref="MetaAccess"/>); its gradient with respect to λ, −η ∇²_{λ,θ} L · ∇_{θ'} L_v, by the paper's central finite
 /// difference: −η (ℓ(θ + εv) − ℓ(θ − εv)) / 2ε with v = ∇_{θ'} L_v, ε = 0.01 / |v| and ℓ the per-task training
-/// losses; λ takes an Adam step (<c>lr</c>, 1e-4 in the paper) and is kept ≥ 0; then the real step trains
+/// losses; λ takes an Adam step (<c>lr</c>, default 1e-3: the authors start λ at 0.1 with 1e-4, and an Adam step's
+/// size does not depend on the gradient's, so from 1 it takes 1e-3 to move λ as fast relative to its size) and is
+/// kept ≥ 0; then the real step trains
 /// on Σ_t λ_t L_t(θ) (from a fresh forward pass). Costs about four training steps' worth of passes; the virtual
-/// step is plain SGD, as in the paper. BN layers see the validation batch, and the training batch again, in
-/// training mode (as in the authors' code).
+/// step is plain SGD, as in the paper. BN layers see the meta batch, and the training batch again, in training
+/// mode.
 /// </summary>
 public sealed class AutoLambda : IBalancer
 {
@@ -60,7 +63,7 @@ public sealed class AutoLambda : IBalancer
                 for (int i = 0; i < weights.Length; i++)
                     if (!g[i].IsInvalid) weights[i].sub_(g[i].Times(eta));
 
-            var validation = meta.ValidationLosses();
+            var validation = meta.MetaLosses();
             Tensor total = validation[0];
             for (int t = 1; t < validation.Count; t++) total = total.Plus(validation[t]);
             var v = autograd.grad([total], weights, allow_unused: true).Select((x, i) => x.IsInvalid ? zeros_like(weights[i]) : x).ToArray();

@@ -53,12 +53,13 @@ public sealed record BalanceContext(IReadOnlyList<TorchSharp.Modules.Parameter> 
 
 /// <summary>
 /// Access for meta-learning balancers: the weights the optimiser trains and its current learning rate, the task
-/// losses of the current training batch recomputed with the weights as they are now, and those of the next
-/// validation batch. Both forward passes run in training mode.
+/// losses of the current training batch recomputed with the weights as they are now, and those of the next meta
+/// batch: a batch of the training split drawn in another order (as Auto-λ's authors draw it), so that no row of a
+/// comparison learns from the validation split. Both forward passes run in training mode.
 /// </summary>
 public sealed record MetaAccess(
     IReadOnlyList<TorchSharp.Modules.Parameter> Weights, Func<double> LearningRate,
-    Func<IReadOnlyList<Tensor>> TrainLosses, Func<IReadOnlyList<Tensor>> ValidationLosses);
+    Func<IReadOnlyList<Tensor>> TrainLosses, Func<IReadOnlyList<Tensor>> MetaLosses);
 
 /// <summary>Fixed scalarisation: L = Σ_t ω_t L_t + regulariser (uniform: ω_t = 1).</summary>
 public sealed class FixedWeights : IBalancer

@@ -340,11 +340,11 @@ public sealed record GradNormBalancerConfig : BalancerConfig
     }
 }
 
-/// <summary>Auto-λ (<see cref="AutoLambda"/>): lr &gt; 0 of the weights' Adam (1e-4 in the paper).</summary>
+/// <summary>Auto-λ (<see cref="AutoLambda"/>): lr &gt; 0 of the weights' Adam (1e-3 from λ = 1, as the authors' 1e-4 from λ = 0.1).</summary>
 public sealed record AutoLambdaBalancerConfig : BalancerConfig
 {
-    [JsonIgnore] public override string Description => "Auto-λ: weights meta-learned through a virtual step on a validation batch (Liu et al., TMLR 2022)";
-    public double Lr { get; init; } = 1e-4;
+    [JsonIgnore] public override string Description => "Auto-λ: weights meta-learned through a virtual step, judged on training data in another order (Liu et al., TMLR 2022)";
+    public double Lr { get; init; } = 1e-3;
     public override IBalancer Create(int tasks) => new AutoLambda(tasks, Lr);
     public override void Validate(string path, int tasks) =>
         ConfigException.Require(Lr > 0 && double.IsFinite(Lr), $"{path}.lr", Lr, "> 0");

@@ -220,17 +220,17 @@ public sealed class Trainer
         using var releaseOptimizers = new Releaser(optimizers.Select(o => o.Item2)); // their state and buffers, when the run ends
         bool hasGates = gateOpts.Length > 0;
         var objective = new MultiTaskObjective(tasks);
-        using var validationBatches = ValidationBatches(cfg, device).GetEnumerator();
+        using var metaBatches = MetaBatches(cfg, device).GetEnumerator();
         var sharedParameters = _model.SharedParameters().ToArray();
         // What a balancer may use during one step, built for that step's batch; validation batches it draws are freed with the step.
         BalanceContext ContextFor(Dictionary<string, Tensor> batch, TorchSharp.DisposeScope scope) => new(sharedParameters, () => _model.SharedRepresentation)
         {
             Meta = new MetaAccess(weights, () => weightOpt.ParamGroups.First().LearningRate,
                 TrainLosses: () => objective.Losses(_model.Forward(batch[IMultiTaskDataset.ImageKey], cfg.Precision), batch),
-                ValidationLosses: () =>
+                MetaLosses: () =>
                 {
-                    validationBatches.MoveNext();
-                    var held = validationBatches.Current;
+                    metaBatches.MoveNext();
+                    var held = metaBatches.Current;
                     scope.Attach(held.Values);
                     return objective.Losses(_model.Forward(held[IMultiTaskDataset.ImageKey], cfg.Precision), held);
                 }),
@@ -424,11 +424,14 @@ public sealed class Trainer
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
-    /// <summary>Validation batches without end (reshuffled each pass), for balancers that look at held-out data.</summary>
-    private IEnumerable<Dictionary<string, Tensor>> ValidationBatches(TrainingConfig cfg, Device device)
+    /// <summary>
+    /// Batches of the training split in an order of their own, without end (reshuffled each pass), for meta-learning
+    /// balancers (<see cref="MetaAccess"/>); drawn only when one asks.
+    /// </summary>
+    private IEnumerable<Dictionary<string, Tensor>> MetaBatches(TrainingConfig cfg, Device device)
     {
-        int size = Math.Min(cfg.BatchSize, Math.Max(1, _data.Validation.Count));
-        var loader = new DataLoader(_data.Validation, size, shuffle: true, seed: cfg.Seed + 7919, dropLast: true, device, cfg.ChannelsLast);
+        int size = Math.Min(cfg.BatchSize, Math.Max(1, _data.Train.Count));
+        var loader = new DataLoader(_data.Train, size, shuffle: true, seed: cfg.Seed + 7919, dropLast: true, device, cfg.ChannelsLast);
         for (int pass = 0; ; pass++)
             foreach (var batch in loader.Epoch(pass)) yield return batch;
     }

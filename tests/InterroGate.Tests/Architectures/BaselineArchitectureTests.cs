@@ -53,13 +53,24 @@ public sealed class BaselineArchitectureTests
         var mtan = new Mtan(Tasks, Spec, 1);
         var shared = mtan.SharedParameters().ToHashSet();
         var names = mtan.named_parameters().ToArray();
-        Assert.All(names.Where(n => n.name.StartsWith("encoder.", StringComparison.Ordinal)), n => Assert.Contains(n.parameter, shared));
-        Assert.All(names.Where(n => !n.name.StartsWith("encoder.", StringComparison.Ordinal)), n => Assert.DoesNotContain(n.parameter, shared));
+        // The encoder and the attention encoders f between stages are shared (the authors' ResNet-MTAN); masks and heads are the tasks' own.
+        static bool Shared(string name) => name.StartsWith("encoder.", StringComparison.Ordinal) || name.StartsWith("stage.", StringComparison.Ordinal);
+        Assert.All(names.Where(n => Shared(n.name)), n => Assert.Contains(n.parameter, shared));
+        Assert.All(names.Where(n => !Shared(n.name)), n => Assert.DoesNotContain(n.parameter, shared));
+        for (int j = 0; j < 2; j++) Assert.Contains(names, n => n.name.StartsWith($"stage.{j}.", StringComparison.Ordinal));
         foreach (var t in Tasks)
-        {
             for (int j = 0; j < 3; j++) Assert.Contains(names, n => n.name.StartsWith($"attention.{t.Name}.{j}.", StringComparison.Ordinal));
-            for (int j = 0; j < 2; j++) Assert.Contains(names, n => n.name.StartsWith($"stage.{t.Name}.{j}.", StringComparison.Ordinal));
-        }
+
+        // Each mask reads what enters its stage's last block (ResNet-20: the second block's output), as the authors' layer[:-1].
+        var entering = new List<Tensor>();
+        var firstStage = mtan.named_modules().Single(m => m.name == "encoder.layer1.2").module as TorchSharp.torch.nn.Module<Tensor, Tensor>;
+        var mask = mtan.named_modules().Single(m => m.name == "attention.a.0.0").module as TorchSharp.torch.nn.Module<Tensor, Tensor>;
+        var hooks = new[] { firstStage!, mask! }.Select(m => m.register_forward_pre_hook((_, input) => { entering.Add(input.detach().clone()); return input; })).ToArray();
+        mtan.eval();
+        using (no_grad()) mtan.call(randn(2, 1, 16, 16));
+        foreach (var h in hooks) h.remove();
+        Assert.Equal(2, entering.Count);
+        Assert.True(entering[0].equal(entering[1]).all().item<bool>());
         // Every task gets an output of its head's width.
         mtan.eval();
         using var _ = no_grad();

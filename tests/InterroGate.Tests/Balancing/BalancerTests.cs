@@ -1,3 +1,4 @@
+using InterroGate.Data;
 using InterroGate.Architectures;
 using InterroGate.Balancing;
 using InterroGate.Configuration;
@@ -232,6 +233,41 @@ public sealed class BalancerTests
         for (int t = 0; t < 2; t++) Assert.True(Math.Abs(estimate[t] - exact[t]) <= 1e-3 * Math.Abs(exact[t]) + 1e-9, $"λ_{t}: {estimate[t]} vs exact {exact[t]}");
         for (int i = 0; i < theta.Length; i++) Assert.True(theta[i].equal(before[i]).all().item<bool>(), $"weight {i} changed");
         Assert.Throws<InvalidOperationException>(() => auto.Backward(Losses(theta, xTrain), null, new BalanceContext([])));
+    }
+
+    /// <summary>A data set that counts the samples read from it in training order (an epoch's batches).</summary>
+    private sealed class Counting(IMultiTaskDataset inner) : IMultiTaskDataset
+    {
+        public int Samples;
+        public string Name => inner.Name;
+        public InterroGate.Tasks.TaskSet Tasks => inner.Tasks;
+        public int Count => inner.Count;
+        public (int Channels, int Height, int Width) ImageShape => inner.ImageShape;
+        public ImageInput Input => inner.Input;
+        public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+        {
+            Interlocked.Add(ref Samples, indices.Length);
+            return inner.GetBatch(indices);
+        }
+    }
+
+    [Fact]
+    public void Auto_lambda_judges_its_virtual_step_on_training_data_and_never_reads_the_validation_split_to_train()
+    {
+        var config = TrainerTests.Config(new HardSharingConfig(), epochs: 1, train: 128) with { Balancer = new AutoLambdaBalancerConfig() };
+        config = config with { Training = config.Training with { MaxStepsPerEpoch = 3 } };
+        var run = PreparedRun.Create(config);
+        var (train, validation) = (new Counting(run.Data.Train), new Counting(run.Data.Validation));
+        var dir = Path.Combine(Path.GetTempPath(), $"ig-autol-{Guid.NewGuid():N}");
+        try
+        {
+            new Trainer(run.Config, run.Model, new DatasetSplits(train, validation, run.Data.Test), dir).Run();
+            // 3 steps of 32 samples and one meta batch of 32 per step (each loader may read one batch ahead); the
+            // validation split is read once, to evaluate.
+            Assert.InRange(train.Samples, 3 * 32 + 3 * 32, 4 * 32 + 4 * 32);
+            Assert.Equal(validation.Count, validation.Samples);
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
 
     [Fact]
