@@ -73,19 +73,46 @@ public abstract class GradientBalancer : IBalancer
         return weights;
     }
 
-    /// <summary>The Gram matrix G Gᵀ [T, T] as .NET numbers (the solvers work in task space).</summary>
+    /// <summary>
+    /// The Gram matrix G Gᵀ [T, T] as .NET numbers (the solvers work in task space), its dot products summed in float64:
+    /// gradients that nearly cancel leave a Gram matrix whose small eigenvalues float32 sums get wrong, and a solver
+    /// such as Nash-MTL's then returns an update that raises a task's loss. Two rows at a time are held in float64.
+    /// </summary>
     protected static double[,] Gram(Tensor g)
     {
-        var gg = g.matmul(g.t()).to(float64).cpu();
-        int T = (int)gg.shape[0];
+        int T = (int)g.shape[0];
         var a = new double[T, T];
-        var flat = gg.data<double>().ToArray();
         for (int i = 0; i < T; i++)
-            for (int j = 0; j < T; j++) a[i, j] = flat[i * T + j];
+        {
+            using var scope = NewDisposeScope(); // row i in float64, and one other row at a time
+            var row = g[i].to(float64);
+            for (int j = i; j < T; j++)
+            {
+                using var other = j == i ? row.alias() : g[j].to(float64);
+                a[i, j] = a[j, i] = row.dot(other).item<double>();
+            }
+        }
         return a;
     }
 
-    /// <summary>Σ_t w_t g_t for weights given as .NET numbers.</summary>
-    protected static Tensor Weighted(Tensor g, double[] w) =>
-        tensor(w).to(g.dtype).to(g.device).matmul(g);
+    /// <summary>
+    /// Σ_t w_t g_t for weights given as .NET numbers, summed in float64 one row at a time (large weights on gradients
+    /// that nearly cancel leave a small sum that float32 would lose), in g's dtype.
+    /// </summary>
+    protected static Tensor Weighted(Tensor g, double[] w)
+    {
+        Tensor? sum = null;
+        using (var scope = NewDisposeScope())
+        {
+            for (int t = 0; t < w.Length; t++)
+            {
+                if (w[t] == 0) continue;
+                using var weight = Tensors.Scalars.Of(w[t]);
+                var term = g[t].to(float64).mul(weight); // not in place: in float64, .to returns g's own row
+                sum = sum is null ? term : sum.add_(term);
+            }
+            sum = (sum ?? zeros(g.shape[1], dtype: float64, device: g.device)).to(g.dtype).MoveToOuterDisposeScope();
+        }
+        return sum;
+    }
 }

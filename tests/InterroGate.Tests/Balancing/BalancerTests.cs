@@ -235,6 +235,22 @@ public sealed class BalancerTests
         Assert.Throws<InvalidOperationException>(() => auto.Backward(Losses(theta, xTrain), null, new BalanceContext([])));
     }
 
+    [Fact]
+    public void Nash_MTL_helps_both_tasks_when_their_gradients_nearly_cancel()
+    {
+        // g₂ = −2 g₁ + 1e-4 e: the Gram matrix's small eigenvalue lies below float32's rounding of its entries. Summed in
+        // float64 the bargaining update still has ⟨g_t, d⟩ > 0 for both tasks (each task's loss falls).
+        manual_seed(5);
+        var g1 = randn(4096);
+        var e = randn(4096);
+        e = e - g1 * (e.dot(g1) / g1.dot(g1));
+        e = e / e.norm();
+        var g = stack([g1, g1 * -2 + e * 1e-4]);
+        var (d, _) = new NashMtl().Combine(g);
+        var gains = g.to(float64).matmul(d.to(float64)).data<double>().ToArray();
+        Assert.All(gains, gain => Assert.True(gain > 0, $"⟨g_t, d⟩ = {string.Join(", ", gains)}"));
+    }
+
     /// <summary>A data set that counts the samples read from it in training order (an epoch's batches).</summary>
     private sealed class Counting(IMultiTaskDataset inner) : IMultiTaskDataset
     {
