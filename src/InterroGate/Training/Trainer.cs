@@ -416,6 +416,9 @@ public sealed class Trainer
     private const int TimingEveryCudaStep = 10;
     private int _stepsRun;
     private (int Steps, double ForwardMs, double BackwardMs) _timing;
+    // The balancer's task weights summed over the epoch's steps (metrics.jsonl: their mean, balancer_weights).
+    private double[]? _weightSums;
+    private int _weightSteps;
 
     /// <summary>Milliseconds since <paramref name="start"/>, once the device has finished its queued work.</summary>
     private static double Elapsed(long start, Device device)
@@ -459,7 +462,13 @@ public sealed class Trainer
         weightOpt.zero_grad();
         foreach (var g in gateOpts) g.zero_grad();
         if (gateOpts.Count == 0) foreach (var p in _model.ParametersOf(GroupKind.Gates)) p.ZeroGradient(); // fixed gates: no stale gradients pile up
-        _balancer.Backward(losses, reg, context);
+        var weights = _balancer.Backward(losses, reg, context);
+        _weightSums ??= new double[weights.Length];
+        if (weights.Length == _weightSums.Length)
+        {
+            for (int t = 0; t < weights.Length; t++) _weightSums[t] += weights[t];
+            _weightSteps++;
+        }
         if (gateOpts.Count > 0) _model.ObserveGradients();
         weightOpt.step();
         if (gateOpts.Count > 0)
@@ -628,6 +637,11 @@ public sealed class Trainer
             ["backward_ms"] = backwardMs,
             ["train_s"] = trainSeconds,
         };
+        // The loss-balancing method's task weights, averaged over the epoch's steps: whether a method moved away from
+        // uniform weighting shows here.
+        if (_weightSums is { } sums && _weightSteps > 0)
+            row["balancer_weights"] = _model.Tasks.Select((t, i) => (t.Name, sums[i] / _weightSteps)).ToDictionary(p => p.Name, p => p.Item2);
+        (_weightSums, _weightSteps) = (null, 0);
         foreach (var (k, v) in diagnostics) row[k] = v;
         if (_model.TakeGateStatistics() is { } gates) row["gates"] = gates;
         File.AppendAllText(MetricsPath, JsonSerializer.Serialize(row, MetricsJson) + "\n");

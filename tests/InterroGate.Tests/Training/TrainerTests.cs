@@ -252,6 +252,20 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Each_epoch_records_the_balancers_mean_task_weights()
+    {
+        var probe = PreparedRun.Create(Config(new HardSharingConfig(), epochs: 1, train: 64));
+        var names = probe.Model.Tasks.Names.ToArray();
+        var weights = names.Select((_, i) => 0.5 * (i + 1)).ToArray();
+        var config = Config(new HardSharingConfig(), epochs: 1, train: 64) with { Balancer = new FixedWeightsBalancerConfig { Weights = weights } };
+        var run = PreparedRun.Create(config);
+        new Trainer(config, run.Model, run.Data, _dir).Run();
+        using var line = System.Text.Json.JsonDocument.Parse(File.ReadAllLines(Path.Combine(_dir, "metrics.jsonl"))[0]);
+        var recorded = line.RootElement.GetProperty("balancer_weights");
+        for (int i = 0; i < names.Length; i++) Assert.Equal(weights[i], recorded.GetProperty(names[i]).GetDouble(), 12);
+    }
+
+    [Fact]
     public void Cancelling_writes_a_resumable_checkpoint_and_resuming_finishes_the_run()
     {
         var config = Config(new HardSharingConfig(), epochs: 2, train: 256);
