@@ -13,7 +13,7 @@ namespace InterroGate.Architectures;
 /// a_t^j = σ(BN(conv1×1(ReLU(BN(conv1×1([u_j, f_t^{j−1}])))))) and the attended features a_t^j ⊙ s_j; then
 /// f_t^j = ReLU(BN(conv3×3(a_t^j ⊙ s_j))) at stage j+1's width and stride carries them on, one such convolution per
 /// stage shared by the tasks (stage.{j}; the authors' "task shared attention encoders", applied to each task's
-/// features apart). The first stage has no previous features (its mask reads u_1 alone). Each head reads a_t^L ⊙ s_L.
+/// features apart, so its batch norm sees each task's features in turn, as in the authors' code). The first stage has no previous features (its mask reads u_1 alone). Each head reads a_t^L ⊙ s_L.
 /// As in the authors' ResNet-MTAN, u_j is the output of the stage's blocks but the last (its first block's on a
 /// two-block ResNet-18 stage, its second's on ResNet-20's three).
 /// </summary>

@@ -109,7 +109,7 @@ public abstract class GradientBalancer : IBalancer
                 if (w[t] == 0) continue;
                 using var weight = Tensors.Scalars.Of(w[t]);
                 var term = g[t].to(float64).mul(weight); // not in place: in float64, .to returns g's own row
-                sum = sum is null ? term : sum.add_(term);
+                sum = sum is null ? term : sum.add_(term, Tensors.Scalars.One);
             }
             sum = (sum ?? zeros(g.shape[1], dtype: float64, device: g.device)).to(g.dtype).MoveToOuterDisposeScope();
         }

@@ -252,18 +252,14 @@ public sealed class BalancerTests
     }
 
     /// <summary>A data set that counts the samples read from it in training order (an epoch's batches).</summary>
-    private sealed class Counting(IMultiTaskDataset inner) : IMultiTaskDataset
+    private sealed class Counting(IMultiTaskDataset inner) : InterroGate.Tests.Data.ForwardingDataset(inner)
     {
         public int Samples;
-        public string Name => inner.Name;
-        public InterroGate.Tasks.TaskSet Tasks => inner.Tasks;
-        public int Count => inner.Count;
-        public (int Channels, int Height, int Width) ImageShape => inner.ImageShape;
-        public ImageInput Input => inner.Input;
-        public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+
+        public override Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
         {
             Interlocked.Add(ref Samples, indices.Length);
-            return inner.GetBatch(indices);
+            return Inner.GetBatch(indices);
         }
     }
 

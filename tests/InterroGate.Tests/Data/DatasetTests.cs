@@ -152,20 +152,15 @@ public sealed class DatasetTests : IDisposable
         Assert.Equal("the caller's own", mine.Message);
     }
 
-    private sealed class FailingFrom(IMultiTaskDataset inner, int firstFailingCall) : IMultiTaskDataset
+    private sealed class FailingFrom(IMultiTaskDataset inner, int firstFailingCall) : ForwardingDataset(inner)
     {
         private int _calls;
-        public string Name => inner.Name;
-        public InterroGate.Tasks.TaskSet Tasks => inner.Tasks;
-        public int Count => inner.Count;
-        public (int Channels, int Height, int Width) ImageShape => inner.ImageShape;
-        public ImageInput Input => inner.Input;
 
-        public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+        public override Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
         {
             int call = Interlocked.Increment(ref _calls);
             if (call >= firstFailingCall) throw new DataFormatException("s", $"batch {call} does not read");
-            return inner.GetBatch(indices);
+            return Inner.GetBatch(indices);
         }
     }
 
