@@ -65,19 +65,15 @@ public abstract class DenseDataset : IMultiTaskDataset
     /// </summary>
     public bool ScoresAtStoredSize => Transform is Resize;
 
-    /// <summary>The dense targets of sample <paramref name="index"/> as stored, untransformed (CPU tensors; the caller disposes them).</summary>
-    public Dictionary<string, Tensor> StoredTargets(int index)
-    {
-        var sample = Load(index);
-        sample.Image.Dispose();
-        var dense = new Dictionary<string, Tensor>();
-        foreach (var (name, target) in sample.Targets)
-        {
-            if (Tasks[Tasks.IndexOf(name)].Kind.IsDense()) dense[name] = target;
-            else target.Dispose();
-        }
-        return dense;
-    }
+    /// <summary>
+    /// While set (by the evaluator, for a data set that <see cref="ScoresAtStoredSize"/>), each batch also holds every
+    /// sample's dense targets as stored, before the transform, under <see cref="StoredKey"/>: read from the one load of
+    /// the sample, not a second one.
+    /// </summary>
+    internal bool IncludeStoredTargets { get; set; }
+
+    /// <summary>The batch key of the <paramref name="j"/>-th sample's stored target of <paramref name="task"/> (<see cref="IncludeStoredTargets"/>).</summary>
+    public static string StoredKey(string task, int j) => $"{task}@stored/{j}";
 
     public Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices) => Batch(indices, epoch: null);
 
@@ -90,10 +86,14 @@ public abstract class DenseDataset : IMultiTaskDataset
         var images = new List<Tensor>(indices.Length);
         int n = indices.Length;
         var targets = Tasks.ToDictionary(t => t.Name, _ => new List<Tensor>(n));
+        bool keepStored = IncludeStoredTargets && ScoresAtStoredSize;
+        var stored = new Dictionary<string, Tensor>();
         foreach (long i in indices)
         {
             int index = checked((int)i);
             var sample = Load(index);
+            if (keepStored) // copies: the transform frees the tensors it replaces
+                foreach (var t in Tasks.Where(t => t.IsDense)) stored[StoredKey(t.Name, images.Count)] = sample.Targets[t.Name].clone();
             if (Transform is not null)
             {
                 // In an epoch: keyed by the epoch. Outside: by the count of such draws, kept apart from the epochs' keys.
@@ -113,6 +113,7 @@ public abstract class DenseDataset : IMultiTaskDataset
             [IMultiTaskDataset.ImageKey] = (image.dtype == ScalarType.Byte ? Input.FromBytes(image) : image.to(ScalarType.Float32)).MoveToOuterDisposeScope(),
         };
         foreach (var t in Tasks) batch[t.Name] = stack(targets[t.Name]).MoveToOuterDisposeScope();
+        foreach (var (key, t) in stored) batch[key] = t.MoveToOuterDisposeScope();
         return batch;
     }
 

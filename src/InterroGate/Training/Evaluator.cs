@@ -86,6 +86,7 @@ public static class Evaluator
         // A data set resized to the input for evaluation is scored at each sample's stored size (DenseDataset.ScoresAtStoredSize).
         var stored = data is DenseDataset { ScoresAtStoredSize: true } dense && tasks.Any(t => t.IsDense) ? dense : null;
         if (fixedHere is not null) fixedHere.GatesFixed = true;
+        if (stored is not null) stored.IncludeStoredTargets = true;
         try
         {
             using var _ = no_grad();
@@ -105,7 +106,7 @@ public static class Evaluator
                     if (stored is null || !tasks[t].IsDense) metrics[t].Update(output, target);
                     lossSums[t] += TaskLoss.Compute(tasks[t], output, target).item<float>() * n;
                 }
-                if (stored is not null) ScoreAtStoredSize(stored, samples, outputs, tasks, metrics);
+                if (stored is not null) ScoreAtStoredSize(batch, outputs, tasks, metrics);
                 samples += n;
             }
         }
@@ -113,25 +114,25 @@ public static class Evaluator
         {
             model.train(wasTraining);
             if (fixedHere is not null) fixedHere.GatesFixed = false;
+            if (stored is not null) stored.IncludeStoredTargets = false;
         }
         return Result(tasks, metrics, lossSums, samples);
     }
 
     /// <summary>
-    /// Scores the dense outputs of the batch that starts at sample <paramref name="first"/> against the samples' targets
-    /// as stored: each output is resized back (bilinear, on the logits) to its sample's own size.
+    /// Scores the dense outputs of <paramref name="batch"/> against its samples' targets as stored
+    /// (<see cref="DenseDataset.StoredKey"/>): each output is resized back (bilinear, on the logits) to its sample's own size.
     /// </summary>
-    private static void ScoreAtStoredSize(DenseDataset data, int first, Dictionary<string, Tensor> outputs, Tasks.TaskSet tasks, ITaskMetric[] metrics)
+    private static void ScoreAtStoredSize(Dictionary<string, Tensor> batch, Dictionary<string, Tensor> outputs, Tasks.TaskSet tasks, ITaskMetric[] metrics)
     {
         int n = (int)outputs[tasks[0].Name].shape[0];
         for (int j = 0; j < n; j++)
         {
-            var targets = data.StoredTargets(first + j); // freed with the batch's dispose scope
             for (int t = 0; t < tasks.Count; t++)
             {
                 if (!tasks[t].IsDense) continue;
                 var output = outputs[tasks[t].Name].narrow(0, j, 1).to(ScalarType.Float32);
-                var target = targets[tasks[t].Name];
+                var target = batch[DenseDataset.StoredKey(tasks[t].Name, j)];
                 long h = target.shape[^2], w = target.shape[^1];
                 if (output.shape[^2] != h || output.shape[^1] != w)
                     output = nn.functional.interpolate(output, [h, w], mode: InterpolationMode.Bilinear, align_corners: false);

@@ -20,9 +20,11 @@ public sealed class StoredSizeEvaluationTests
     private sealed class TwoSizes(IJointTransform? transform) : DenseDataset("two sizes", SegOnly, new ImageInput(3, 4, 4), transform, seed: 0)
     {
         public override int Count => 2;
+        public int Loads;
 
         protected override DenseSample Load(int index)
         {
+            Interlocked.Increment(ref Loads);
             var (h, w) = index == 0 ? (3, 4) : (5, 2);
             var labels = ones(h, w, dtype: ScalarType.Int64);
             if (index == 0) labels[0] = zeros(w, dtype: ScalarType.Int64);
@@ -63,6 +65,9 @@ public sealed class StoredSizeEvaluationTests
         // predicted or labelled 1 (IoU 18/22). Stretched to 4×4, sample 0's class-0 row would count twice: 0.375.
         Assert.Equal((0 + 18.0 / 22) / 2, result.Metrics["seg"], 9);
         Assert.Equal(2, result.Samples);
+        Assert.Equal(2, data.Loads); // each sample read once: its stored targets come with its batch
+        Assert.False(data.IncludeStoredTargets); // and batches read afterwards are plain again
+        Assert.DoesNotContain(data.GetBatch([0]).Keys, k => k.Contains("@stored"));
     }
 
     [Fact]
