@@ -363,7 +363,6 @@ internal sealed class MultiTaskReader : NyudReader
     public override Tensor ReadSegmentation(string path, int classes)
     {
         // A gray or palette PNG: the class numbers as stored (8 or 16 bits, or palette indices).
-        if (!File.Exists(path)) ImageFiles.Read(path); // the usual message for a missing file or a folder
         if (PngLabels.TryRead(path, out int height, out int width) is { } stored)
         {
             var values = new long[stored.Length];

@@ -388,7 +388,7 @@ public static class PascalContext
     /// </summary>
     internal static byte[] LabelIndices(string path, string imageName, int height, int width, Func<DecodedImage> decode)
     {
-        if (File.Exists(path) && PngLabels.TryRead(path, out int h, out int w) is { } stored)
+        if (PngLabels.TryRead(path, out int h, out int w) is { } stored)
         {
             if (h != height || w != width) throw new DataFormatException(path, $"is {h}×{w}, the image {imageName} is {height}×{width}.");
             var bytes = new byte[stored.Length];

@@ -121,10 +121,7 @@ public sealed class Predictor : IDisposable
     internal static DenseMap Read(TaskSpec task, Tensor output, (int Height, int Width) stored)
     {
         using var scope = NewDisposeScope();
-        var y = output.to(float32).unsqueeze(0);
-        if (y.shape[2] != stored.Height || y.shape[3] != stored.Width)
-            y = nn.functional.interpolate(y, [stored.Height, stored.Width], mode: InterpolationMode.Bilinear, align_corners: false);
-        y = y.squeeze(0);
+        var y = JointMaps.Resize(output.to(float32), null, stored.Height, stored.Width);
         long pixels = (long)stored.Height * stored.Width;
         string size = $"{stored.Width}×{stored.Height}";
         switch (task.Kind)

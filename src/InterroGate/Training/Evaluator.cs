@@ -131,12 +131,9 @@ public static class Evaluator
             for (int t = 0; t < tasks.Count; t++)
             {
                 if (!tasks[t].IsDense) continue;
-                var output = outputs[tasks[t].Name].narrow(0, j, 1).to(ScalarType.Float32);
                 var target = batch[DenseDataset.StoredKey(tasks[t].Name, j)];
-                long h = target.shape[^2], w = target.shape[^1];
-                if (output.shape[^2] != h || output.shape[^1] != w)
-                    output = nn.functional.interpolate(output, [h, w], mode: InterpolationMode.Bilinear, align_corners: false);
-                metrics[t].Update(output, target.unsqueeze(0).to(output.device));
+                var output = JointMaps.Resize(outputs[tasks[t].Name][j].to(ScalarType.Float32), null, (int)target.shape[^2], (int)target.shape[^1]);
+                metrics[t].Update(output.unsqueeze(0), target.unsqueeze(0).to(output.device));
             }
         }
     }

@@ -35,7 +35,7 @@ public static class ImageFiles
     /// </summary>
     public static DecodedImage Read(string path)
     {
-        if (!File.Exists(path)) throw new DataFormatException(path, Directory.Exists(path) ? "is a folder, not an image file." : "no such file.");
+        RequireFile(path);
         using var codec = SKCodec.Create(path)
             ?? throw new DataFormatException(path, "cannot be decoded (not a PNG, JPEG, BMP, GIF or WebP image, or damaged).");
         long pixels = (long)codec.Info.Width * codec.Info.Height;
@@ -69,6 +69,12 @@ public static class ImageFiles
             rgb[i + 2] = bytes[j + 2];
         }
         return new DecodedImage(rgb, h, w, 3);
+    }
+
+    /// <summary>Throws <see cref="DataFormatException"/> naming <paramref name="path"/> unless it is a file.</summary>
+    internal static void RequireFile(string path)
+    {
+        if (!File.Exists(path)) throw new DataFormatException(path, Directory.Exists(path) ? "is a folder, not an image file." : "no such file.");
     }
 
     /// <summary>The colour type a PNG file's header declares (0 gray, 2 RGB, 3 palette, 4 gray with alpha, 6 RGBA); −1 for other files.</summary>

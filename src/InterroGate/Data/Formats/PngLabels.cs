@@ -16,11 +16,12 @@ public static class PngLabels
     /// <summary>
     /// The stored value of every pixel (row-major) of a gray or palette PNG that is not interlaced; null where the file
     /// is another kind of PNG (RGB, gray with alpha, interlaced) or not a PNG, for the caller to decode as colours.
-    /// Throws <see cref="DataFormatException"/> naming the file when it is a gray or palette PNG that is damaged.
+    /// Throws <see cref="DataFormatException"/> naming the file when it is missing, or a gray or palette PNG that is damaged.
     /// </summary>
     public static int[]? TryRead(string path, out int height, out int width)
     {
         (height, width) = (0, 0);
+        ImageFiles.RequireFile(path);
         byte[] file = File.ReadAllBytes(path);
         if (file.Length < 8 || !file.AsSpan(0, 8).SequenceEqual(Signature)) return null;
         int colorType = -1, bitDepth = 0, interlace = 0;
