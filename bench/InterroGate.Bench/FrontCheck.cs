@@ -9,9 +9,10 @@ internal static class FrontCheck
 
     public static void Run(string lambdaTable, string targetTable)
     {
-        var sweep = Read(lambdaTable).Where(r => r.Method == "interrogate").ToArray();
+        // Rows without a Δ_MTL (undefined against their baseline) are on no front.
+        var sweep = Read(lambdaTable).Where(r => r.Method == "interrogate" && double.IsFinite(r.Delta) && double.IsFinite(r.Macs)).ToArray();
         var targets = Read(targetTable).Where(r => r.Method == "interrogate" && r.Gaps.Length > 0).ToArray();
-        if (sweep.Length == 0) throw new ArgumentException($"{lambdaTable} has no InterroGate rows.");
+        if (sweep.Length == 0) throw new ArgumentException($"{lambdaTable} has no InterroGate rows with a Δ_MTL.");
         if (targets.Length == 0) throw new ArgumentException($"{targetTable} has no InterroGate rows trained to a target.");
         // The front: rows no other row beats on both MACs (lower) and Δ_MTL (higher), by MACs.
         var front = sweep.Where(r => !sweep.Any(o => o != r && o.Macs <= r.Macs && o.Delta >= r.Delta && (o.Macs < r.Macs || o.Delta > r.Delta)))

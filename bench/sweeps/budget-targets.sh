@@ -27,12 +27,20 @@ lambda_table=$runs/table.json
 dotnet build src/InterroGate.Cli -c Release -v q -nologo
 dotnet build bench/InterroGate.Bench -c Release -v q -nologo
 bin=$(mktemp -d "${TMPDIR:-/tmp}/interrogate-bench.XXXXXX")
-trap 'rm -rf "$bin"' EXIT
 cp -r src/InterroGate.Cli/bin/Release/net10.0/. "$bin/"
 mkdir -p "$out"
-cp "$lambda_table" "$out/lambda-table.json"  # compare rewrites the folder's table below
+cp "$lambda_table" "$out/lambda-table.json"
+# compare rewrites the folder's tables and figures (table.*, cost.md, tradeoff*, curves-*, gates/, seed-N/table.*): they are
+# kept aside and put back afterwards, so that the folder still describes the λs comparison.
+snapshot=$(mktemp -d "${TMPDIR:-/tmp}/interrogate-lambda.XXXXXX")
+trap 'rm -rf "$bin" "$snapshot"' EXIT
+runs_abs=$(cd "$runs" && pwd)
+written() { (cd "$runs_abs" && find . -maxdepth 2 -type f \( -path './gates/*' -o -name 'table.*' -o -name 'cost.md' \
+  -o -name 'tradeoff*' -o -name 'curves-*' \) -print0); }
+written | (cd "$runs_abs" && xargs -0 -r cp --parents -t "$snapshot")
 dotnet "$bin/interrogate.dll" compare "$preset" -o "$runs" --seeds "$seeds" "${targets[@]}" "$@" 2>&1 \
   | grep -vE '^\s+\S+ epoch [0-9]+/[0-9]+ loss' | tee "$out/compare.log"
 cp "$runs/table.md" "$runs/table.json" "$runs/tradeoff.png" "$runs/tradeoff.svg" "$out/"
-cp "$out/lambda-table.json" "$lambda_table"     # the λs comparison's table back in its folder
+written | (cd "$runs_abs" && xargs -0 -r rm -f)   # the targets' tables and figures out of the λs folder
+(cd "$snapshot" && find . -type f -print0 | xargs -0 -r cp --parents -t "$runs_abs")
 dotnet bench/InterroGate.Bench/bin/Release/net10.0/InterroGate.Bench.dll front-check "$out/lambda-table.json" "$out/table.json" | tee "$out/front-check.md"

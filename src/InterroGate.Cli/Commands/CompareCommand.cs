@@ -85,7 +85,7 @@ internal static class CompareCommand
 
     private static Option<bool> Details() => new("--details")
     {
-        Description = "Also print each task's secondary metrics (depth abs-rel, normals median and within-angle fractions, saliency mIoU, edge odsF); the JSON always has them",
+        Description = "Also print each task's secondary metrics (depth abs-rel, normals median and within-angle fractions, saliency maxF, edge odsF); the JSON always has them",
     };
 
     /// <summary>The options `compare` and `sweep` share, and how they make the configuration and its folder.</summary>

@@ -18,8 +18,11 @@ internal static class GatesCommand
             if (p.GetValue(output) is { } outDir) CommonOptions.OutputFolder(outDir);
             var report = GateReport.Load(p.GetValue(source)!);
             string dir = p.GetValue(output) ?? Path.GetDirectoryName(Path.GetFullPath(report.Checkpoint))!;
+            // The run's folder, with its seed's folder where a comparison over seeds made it (seed-1/interrogate-ls4).
+            string runDir = Path.GetDirectoryName(Path.GetFullPath(report.Checkpoint))!, runName = Path.GetFileName(runDir);
+            if (Path.GetFileName(Path.GetDirectoryName(runDir)) is { } parent && parent.StartsWith("seed-", StringComparison.Ordinal)) runName = $"{parent}/{runName}";
             var (png, svg) = GatePatternPlot.Save(report.Layers, report.Tasks, Path.Combine(dir, "gates"),
-                $"Task-specific channels per gated layer: {Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(report.Checkpoint)))}");
+                $"Task-specific channels per gated layer: {runName}", report.LayerNames);
             string markdown = report.ToMarkdown(), md = Path.Combine(dir, "gates.md");
             Training.RunFiles.WriteAtomically(md, markdown);
             // The whole table has ten columns per task: into a file or a pipe as it is, on a terminal the two that say most.

@@ -231,7 +231,7 @@ public static class ComparisonFigures
         {
             string name = Path.GetRelativePath(directory, e.Directory).Replace(Path.DirectorySeparatorChar, '_');
             var report = GateReport.Load(e.Directory);
-            written.Add(GatePatternPlot.Save(report.Layers, report.Tasks, Path.Combine(directory, "gates", name), $"Sharing pattern: {e.Label}").Png);
+            written.Add(GatePatternPlot.Save(report.Layers, report.Tasks, Path.Combine(directory, "gates", name), $"Sharing pattern: {e.Label}", report.LayerNames).Png);
         }
         return written;
     }

@@ -113,14 +113,17 @@ public sealed class ComparisonTable(TaskSet tasks)
         return r.Select((x, i) => Delta(x, b[i])).ToArray();
     }
 
-    /// <summary>Δ_MTL of one run against one baseline run; NaN where a baseline metric is 0 (no relative change from 0).</summary>
+    /// <summary>Δ_MTL of one run against one baseline run; NaN where a baseline metric is 0 or not a number (no relative change from it).</summary>
     private double Delta(ComparisonRow row, ComparisonRow baseline) => UndefinedFor(baseline) is not null ? double.NaN :
         Analysis.DeltaMtl.Compute(Tasks.Select(t => row.Metrics[t.Name]).ToArray(), Tasks.Select(t => baseline.Metrics[t.Name]).ToArray(),
             Tasks.Select(t => t.HigherIsBetter).ToArray(), Tasks.Names.ToArray());
 
-    /// <summary>The first task whose metric is 0 in <paramref name="baseline"/> (or in one of its seeds), which leaves Δ_MTL undefined; null if none.</summary>
+    /// <summary>The first task whose metric is 0 or not finite in <paramref name="baseline"/> (or in one of its seeds), which
+    /// leaves Δ_MTL undefined; null if none.</summary>
     private string? UndefinedFor(ComparisonRow baseline) =>
-        Tasks.Names.FirstOrDefault(t => baseline.Metrics[t] == 0 || baseline.Seeds?.Any(x => x.Metrics[t] == 0) == true);
+        Tasks.Names.FirstOrDefault(t => Undefined(baseline.Metrics[t]) || baseline.Seeds?.Any(x => Undefined(x.Metrics[t])) == true);
+
+    private static bool Undefined(double baselineMetric) => baselineMetric == 0 || !double.IsFinite(baselineMetric);
 
     /// <summary>
     /// The table of means over seeds: one table per seed, the same rows (labels and order) in each; every row keeps
@@ -168,20 +171,20 @@ public sealed class ComparisonTable(TaskSet tasks)
         }
         var sb = new StringBuilder();
         var header = new List<string> { "Model" };
-        header.AddRange(Tasks.Select(t => $"{t.Name} ({MetricHeader(t)} {(t.HigherIsBetter ? "↑" : "↓")})"));
+        header.AddRange(Tasks.Select(t => $"{MarkdownCell(t.Name)} ({MetricHeader(t)} {(t.HigherIsBetter ? "↑" : "↓")})"));
         header.AddRange(["Δ_MTL %", "MACs (M)", "Params (M)", "MR"]);
         header.AddRange(extras);
         var secondary = details
             ? Tasks.SelectMany(t => _rows.Count == 0 || _rows.Any(r => !r.Details.ContainsKey(t.Name)) ? []
                 : _rows[0].Details[t.Name].Keys.Where(k => k != t.MetricName && _rows.All(r => r.Details[t.Name].ContainsKey(k))).Select(k => (Task: t.Name, Metric: k))).ToArray()
             : [];
-        header.AddRange(secondary.Select(s => $"{s.Task} {s.Metric}"));
+        header.AddRange(secondary.Select(s => MarkdownCell($"{s.Task} {s.Metric}")));
         sb.AppendLine("| " + string.Join(" | ", header) + " |");
         sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", header.Count)));
         for (int i = 0; i < _rows.Count; i++)
         {
             var r = _rows[i];
-            var cells = new List<string> { r.Label };
+            var cells = new List<string> { MarkdownCell(r.Label) };
             cells.AddRange(Tasks.Select(t => t.MetricIsFraction ? Cell(r, x => x.Metrics[t.Name], 100, 2) : Cell(r, x => x.Metrics[t.Name], 1, 4)));
             double delta = DeltaMtl(r), deltaStd = DeltaMtlStd(r);
             cells.Add(double.IsNaN(delta) ? "" : (delta >= 0 ? "+" : "") + F(delta, 2) + (double.IsNaN(deltaStd) ? "" : $" ± {F(deltaStd, 2)}"));
@@ -194,13 +197,21 @@ public sealed class ComparisonTable(TaskSet tasks)
         }
         sb.AppendLine();
         string over = seeds > 1 ? $" Mean ± sample standard deviation over {seeds} seeds (Δ_MTL per seed against that seed's baseline); MR of the means." : "";
-        sb.AppendLine($"Δ_MTL against {Baseline?.Label ?? "(no baseline)"}; MR over the task metrics. {CostCounter.Convention}.{over}");
+        sb.AppendLine($"Δ_MTL against {Baseline?.Label ?? "(no baseline)"}; MR over the task metrics. {DeployedCost.Convention}.{over}");
         if (Baseline is { } b && UndefinedFor(b) is { } zero)
-            sb.AppendLine().AppendLine($"Δ_MTL is undefined: {b.Label}'s {zero} is 0{(b.Seeds is null ? "" : " in some seed")}, and a change relative to 0 has no value.");
+        {
+            var values = new[] { b.Metrics[zero] }.Concat(b.Seeds?.Select(x => x.Metrics[zero]) ?? []);
+            sb.AppendLine().AppendLine(values.Any(v => !double.IsFinite(v))
+                ? $"Δ_MTL is undefined: {b.Label}'s {zero} is not a number{(b.Seeds is null ? "" : " in some seed")} (nothing to score it on), so no change relative to it has a value."
+                : $"Δ_MTL is undefined: {b.Label}'s {zero} is 0{(b.Seeds is null ? "" : " in some seed")}, and a change relative to 0 has no value.");
+        }
         if (SkippedIds.Count > 0)
             sb.AppendLine().AppendLine($"Left out of every run because their files are missing (data.skipMissing): {string.Join(", ", SkippedIds.Select(kv => $"{kv.Value} ids of the {kv.Key} list"))}.");
         return sb.ToString();
     }
+
+    /// <summary>Text as one cell of a Markdown pipe table: a '|' in it escaped, so that it does not end the cell.</summary>
+    public static string MarkdownCell(string text) => text.Replace("|", "\\|", StringComparison.Ordinal);
 
     /// <summary>Training cost columns (in each row's extra values), shown by <see cref="ToCostMarkdown"/> rather than in the main table.</summary>
     public const string ForwardKey = "forward ms", BackwardKey = "backward ms", TrainMinutesKey = "train min";
@@ -228,7 +239,7 @@ public sealed class ComparisonTable(TaskSet tasks)
             }
             string step = r.Extra.TryGetValue(ForwardKey, out var f) && r.Extra.TryGetValue(BackwardKey, out var b) ? F(f + b, 1) : "";
             string epochs = r.Extra.TryGetValue("epochs", out var e) ? F(e, 0) : "";
-            sb.AppendLine($"| {r.Label} | {Cell(ForwardKey, 1)} | {Cell(BackwardKey, 1)} | {step} | {Cell(TrainMinutesKey, 2)} | {epochs} |");
+            sb.AppendLine($"| {MarkdownCell(r.Label)} | {Cell(ForwardKey, 1)} | {Cell(BackwardKey, 1)} | {step} | {Cell(TrainMinutesKey, 2)} | {epochs} |");
         }
         sb.AppendLine();
         sb.AppendLine($"Training cost on {device}: mean time of a training step's forward pass (model and losses) and of the rest " +
@@ -279,7 +290,7 @@ public sealed class ComparisonTable(TaskSet tasks)
                     Details = x.Details.Count == 0 ? null : x.Details.ToDictionary(d => d.Key, d => d.Value.ToDictionary()),
                 }).ToList(),
             }).ToList(),
-            CostCounter.Convention) { SkippedIds = SkippedIds.Count == 0 ? null : SkippedIds.ToDictionary() }, Json);
+            DeployedCost.Convention) { SkippedIds = SkippedIds.Count == 0 ? null : SkippedIds.ToDictionary() }, Json);
     }
 
     public static ComparisonTable FromJson(string json)

@@ -18,6 +18,10 @@ public sealed record CostSummary(string Title, long Macs, long Parameters, IRead
 /// <summary>Costs as the comparison tables and `interrogate cost` report them (convention: <see cref="CostCounter.Convention"/>).</summary>
 public static class DeployedCost
 {
+    /// <summary>How the comparison tables count: <see cref="CostCounter.Convention"/>, of the network as deployed.</summary>
+    public const string Convention = CostCounter.Convention +
+        ", of each network as deployed (batch norm folded into the convolutions; InterroGate pruned by its gates)";
+
     /// <summary>
     /// MACs and parameters of the network that would be deployed (BN folded into the convolutions; see
     /// <see cref="Pruning.StaticConversion"/>): InterroGate's as pruned by its gates.

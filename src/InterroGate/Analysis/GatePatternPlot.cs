@@ -8,9 +8,12 @@ public static class GatePatternPlot
 {
     /// <summary>
     /// Writes <paramref name="basePath"/>.png and .svg: grouped bars of the task-specific fraction per gated layer
-    /// (one colour per task), with each task's largest softmax(β) weight in the shared mix over the layer's channels as markers. Returns both paths.
+    /// (one colour per task; a fraction of 0 drawn as a line at 0), with each task's largest softmax(β) weight in the
+    /// shared mix as markers (over the channels where the mix is formed and read; none where there are none). The
+    /// layers are labelled with <paramref name="layerNames"/> where given. Returns both paths.
     /// </summary>
-    public static (string Png, string Svg) Save(IReadOnlyList<GateLayerStats> layers, IReadOnlyList<string> tasks, string basePath, string? title = null)
+    public static (string Png, string Svg) Save(IReadOnlyList<GateLayerStats> layers, IReadOnlyList<string> tasks, string basePath, string? title = null,
+        IReadOnlyList<string>? layerNames = null)
     {
         var plot = new ScottPlot.Plot();
         var palette = new ScottPlot.Palettes.Category10();
@@ -21,7 +24,7 @@ public static class GatePatternPlot
         {
             var color = palette.GetColor(t);
             foreach (var l in layers)
-                bars.Add(new ScottPlot.Bar { Position = l.Layer + (t - (T - 1) / 2.0) * width, Value = l.Tasks[t].Specific, Size = width * 0.95, FillColor = color, LineWidth = 0 });
+                bars.Add(new ScottPlot.Bar { Position = l.Layer + (t - (T - 1) / 2.0) * width, Value = l.Tasks[t].Specific, Size = width * 0.95, FillColor = color, LineColor = color, LineWidth = 1 });
             plot.Legend.ManualItems.Add(new ScottPlot.LegendItem { LabelText = $"{tasks[t]}: task-specific fraction", FillColor = color });
         }
         plot.Add.Bars(bars);
@@ -37,11 +40,18 @@ public static class GatePatternPlot
         }
         plot.Axes.SetLimits(-0.7, layers.Count - 0.3, 0, 1.15);
         plot.Axes.Bottom.Label.Text = "gated layer (forward order)";
+        if (layerNames is not null && layerNames.Count >= layers.Count)
+        {
+            plot.Axes.Bottom.SetTicks(layers.Select(l => (double)l.Layer).ToArray(), layers.Select(l => $"{l.Layer} {layerNames[l.Layer]}").ToArray());
+            plot.Axes.Bottom.TickLabelStyle.Rotation = 90;
+            plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleLeft;
+            plot.Axes.Bottom.MinimumSize = 12 + 7 * layerNames.Take(layers.Count).Select(n => n.Length + 4).DefaultIfEmpty(0).Max();
+        }
         plot.Axes.Left.Label.Text = "fraction of channels / mix weight";
         plot.Title(title ?? "Task-specific channels per gated layer");
         plot.ShowLegend(ScottPlot.Edge.Right); // outside the axes: never over a bar
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(basePath))!);
-        int w = Math.Max(1100, 40 * layers.Count + 500), h = 480;
+        int w = Math.Max(1100, 40 * layers.Count + 500), h = 480 + (int)(layerNames is null ? 0 : plot.Axes.Bottom.MinimumSize);
         string png = basePath + ".png", svg = basePath + ".svg";
         plot.SavePng(png, w, h);
         plot.SaveSvg(svg, w, h);

@@ -88,7 +88,7 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
     {
         var sb = new StringBuilder();
         var header = new List<string> { "layer", "C" };
-        foreach (var t in Tasks) header.AddRange([$"{t} specific", $"{t} α mean ± sd", $"{t} β weight", $"{t} |task grad|", $"{t} task grad sd", $"{t} push", $"{t} push/sd",
+        foreach (var t in Tasks.Select(ComparisonTable.MarkdownCell)) header.AddRange([$"{t} specific", $"{t} α mean ± sd", $"{t} largest β weight", $"{t} |task grad|", $"{t} task grad sd", $"{t} push", $"{t} push/sd",
             $"{t} steady sd", $"{t} push/steady sd", $"{t} flips"]);
         sb.AppendLine("| " + string.Join(" | ", header) + " |");
         sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", header.Count)));
@@ -98,7 +98,7 @@ public sealed record GateReport(string Checkpoint, IReadOnlyList<string> Tasks, 
             if (LayerNames is { } names && l.Layer < names.Count) layer += $" {names[l.Layer]}";
             var cells = new List<string> { layer, l.Channels.ToString(CultureInfo.InvariantCulture) };
             foreach (var t in l.Tasks)
-                cells.AddRange([F(100 * t.Specific, "F0") + "%", $"{F(t.AlphaMean, "+0.000;-0.000;+0.000")} ± {F(t.AlphaStd, "0.000")}", F(t.MixWeight, "0.00"),
+                cells.AddRange([F(100 * t.Specific, "F0") + "%", $"{F(t.AlphaMean, "+0.000;-0.000;+0.000")} ± {F(t.AlphaStd, "0.000")}", F(t.MixWeightMax, "0.00"),
                     F(t.TaskGrad, "0.0e+0"), F(t.TaskGradSpread, "0.0e+0"), F(t.Push, "0.0e+0"), F(t.PushOverSpread, "0.0"),
                     F(t.SteadySpread, "0.0e+0"), F(t.PushOverSteadySpread, "0.0"), t.Flips.ToString(CultureInfo.InvariantCulture)]);
             sb.AppendLine("| " + string.Join(" | ", cells) + " |");

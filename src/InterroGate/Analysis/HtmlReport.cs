@@ -6,7 +6,7 @@ using System.Text.Json;
 
 namespace InterroGate.Analysis;
 
-public static class HtmlReport
+public static partial class HtmlReport
 {
     public const string FileName = "report.html";
 
@@ -28,7 +28,7 @@ public static class HtmlReport
         {
             table = ComparisonTable.FromJson(File.ReadAllText(tablePath));
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException or FormatException)
         {
             throw new Data.DataFormatException(tablePath, $"is not a comparison table ({e.Message})");
         }
@@ -57,45 +57,38 @@ public static class HtmlReport
         string costPath = Path.Combine(directory, Training.ComparisonRunner.CostFileName);
         html.Append("<h2>Training cost</h2>\n").Append(MarkdownTable(File.Exists(costPath) ? File.ReadAllText(costPath) : table.ToCostMarkdown("the runs' device")));
 
-        // Figures: the ones written next to the table; the trade-off is drawn now when an older comparison lacks it.
-        var figures = Directory.GetFiles(directory, "*.png").Select(f => Path.GetFileName(f)!)
-            .Where(f => f.StartsWith("tradeoff", StringComparison.Ordinal) || f.StartsWith("curves", StringComparison.Ordinal))
-            .OrderBy(f => f.StartsWith("curves", StringComparison.Ordinal)).ThenBy(f => f, StringComparer.Ordinal).ToList(); // trade-off first
-        if (!figures.Contains("tradeoff.png"))
-        {
-            ComparisonPlots.TradeOff(table, Path.Combine(directory, "tradeoff"));
-            figures.Insert(0, "tradeoff.png");
-        }
-        html.Append("<h2>Figures</h2>\n");
-        foreach (var f in figures) html.Append(Image(Path.Combine(directory, f), f));
-
-        // Runs: every folder with a config.json, seed folders included.
-        var runs = Directory.GetFiles(directory, "config.json", SearchOption.AllDirectories)
-            .Select(Path.GetDirectoryName).Order(StringComparer.Ordinal).ToArray();
-        // A table that names its runs (written since rows record them) tells them from other runs left in the folder,
-        // e.g. by an earlier comparison with other seeds or λs: those are shown last and marked.
-        var inTable = table.Rows.SelectMany(r => r.Runs).Select(r => r.Replace('\\', '/')).ToHashSet(StringComparer.Ordinal);
-        bool InTable(string run) => inTable.Count == 0 || inTable.Contains(Path.GetRelativePath(directory, run).Replace('\\', '/'));
-        runs = [.. runs.Where(r => InTable(r!)), .. runs.Where(r => !InTable(r!))];
-        int others = runs.Count(r => !InTable(r!));
-        html.Append($"<h2>Runs ({runs.Length}{(others > 0 ? $", {others} of them not in the table" : "")})</h2>\n");
-        if (others > 0)
-            html.Append($"<p>{others} run folder{(others == 1 ? "" : "s")} below {(others == 1 ? "is" : "are")} not in the table (left by another comparison into this folder), marked so.</p>\n");
-        var missing = MissingRuns(directory, table);
-        if (missing.Count > 0)
-        {
-            html.Append($"<p><strong>{missing.Count} run folder{(missing.Count == 1 ? "" : "s")} of the table {(missing.Count == 1 ? "is" : "are")} not in this folder</strong> " +
-                        "(the table's numbers stand; their curves, configurations and sharing patterns are not shown):</p>\n<ul>\n");
-            foreach (var (run, label) in missing)
-            {
-                html.Append($"<li><code>{E(run)}</code> ({E(label)})</li>\n");
-                warning?.Invoke($"{Path.Combine(directory, run)} holds no run ({label} in table.json): its curves, configuration and sharing pattern are left out of the page");
-            }
-            html.Append("</ul>\n");
-        }
         string scratch = Directory.CreateTempSubdirectory("ig-report-").FullName;
         try
         {
+            // Figures: drawn now from the table (and its runs' metrics), so that they show what the table shows even where
+            // the folder keeps figures of an earlier comparison.
+            html.Append("<h2>Figures</h2>\n");
+            foreach (var (png, title) in Figures(table, directory, scratch)) html.Append(Image(png, title));
+
+            // Runs: every folder with a config.json, seed folders included.
+            var runs = Directory.GetFiles(directory, "config.json", SearchOption.AllDirectories)
+                .Select(Path.GetDirectoryName).Order(StringComparer.Ordinal).ToArray();
+            // A table that names its runs (written since rows record them) tells them from other runs left in the folder,
+            // e.g. by an earlier comparison with other seeds or λs: those are shown last and marked.
+            var inTable = table.Rows.SelectMany(r => r.Runs).Select(r => r.Replace('\\', '/')).ToHashSet(StringComparer.Ordinal);
+            bool InTable(string run) => inTable.Count == 0 || inTable.Contains(Path.GetRelativePath(directory, run).Replace('\\', '/'));
+            runs = [.. runs.Where(r => InTable(r!)), .. runs.Where(r => !InTable(r!))];
+            int others = runs.Count(r => !InTable(r!));
+            html.Append($"<h2>Runs ({runs.Length}{(others > 0 ? $", {others} of them not in the table" : "")})</h2>\n");
+            if (others > 0)
+                html.Append($"<p>{others} run folder{(others == 1 ? "" : "s")} below {(others == 1 ? "is" : "are")} not in the table (left by another comparison into this folder), marked so.</p>\n");
+            var missing = MissingRuns(directory, table);
+            if (missing.Count > 0)
+            {
+                html.Append($"<p><strong>{missing.Count} run folder{(missing.Count == 1 ? "" : "s")} of the table {(missing.Count == 1 ? "is" : "are")} not in this folder</strong> " +
+                            "(the table's numbers stand; their curves, configurations and sharing patterns are not shown):</p>\n<ul>\n");
+                foreach (var (run, label) in missing)
+                {
+                    html.Append($"<li><code>{E(run)}</code> ({E(label)})</li>\n");
+                    warning?.Invoke($"{Path.Combine(directory, run)} holds no run ({label} in table.json): its curves, configuration and sharing pattern are left out of the page");
+                }
+                html.Append("</ul>\n");
+            }
             foreach (var run in runs)
             {
                 string rel = Path.GetRelativePath(directory, run!);
@@ -114,7 +107,7 @@ public static class HtmlReport
                 if (File.Exists(Path.Combine(run!, Training.Trainer.LastFileName)) && interroGate)
                 {
                     var gates = GateReport.Load(run!);
-                    var (png, _) = GatePatternPlot.Save(gates.Layers, gates.Tasks, Path.Combine(scratch, rel.Replace('/', '_') + "-gates"), $"Sharing pattern: {rel}");
+                    var (png, _) = GatePatternPlot.Save(gates.Layers, gates.Tasks, Path.Combine(scratch, rel.Replace('/', '_') + "-gates"), $"Sharing pattern: {rel}", gates.LayerNames);
                     html.Append("<h4>Sharing pattern</h4>\n").Append(Image(png, $"{rel}: sharing pattern"));
                     html.Append(MarkdownTable(gates.ToMarkdown()));
                 }
@@ -148,6 +141,29 @@ public static class HtmlReport
             .Where(x => !File.Exists(Path.Combine(directory, x.Run, "config.json"))).ToArray();
 
     /// <summary>Whether a run's configuration names InterroGate, or why it does not read.</summary>
+    /// <summary>
+    /// The comparison's figures, drawn into <paramref name="scratch"/> from the table: the trade-off (and one per task
+    /// coloured by τ when rows have a τ), and per task the validation curves of the runs the table names (each seed's).
+    /// A table from before rows named their runs has no curves here; each run's own are shown with it.
+    /// </summary>
+    private static IEnumerable<(string Png, string Title)> Figures(ComparisonTable table, string directory, string scratch)
+    {
+        yield return (ComparisonPlots.TradeOff(table, Path.Combine(scratch, "tradeoff")).Png, "tradeoff.png");
+        if (table.Rows.Any(r => r.Label.Contains("tau=", StringComparison.Ordinal)))
+            foreach (var (task, i) in table.Tasks.Select((t, i) => (t, i)))
+                yield return (ComparisonPlots.TradeOff(table, Path.Combine(scratch, $"tradeoff-tau-{i}"), task.Name,
+                    $"Accuracy against cost, coloured by τ of {task.Name}").Png, $"tradeoff-tau-{task.Name}.png");
+        var curves = table.Rows.SelectMany(r => r.Runs.Select(run =>
+        {
+            string seed = run.Replace('\\', '/').Split('/')[0];
+            string label = seed.StartsWith("seed-", StringComparison.Ordinal) ? $"{r.Label} ({seed})" : r.Label;
+            return ComparisonPlots.ReadCurve(label, Path.Combine(directory, run, Training.Trainer.MetricsFileName));
+        })).Where(c => c.Tasks.Count > 0).ToArray();
+        if (curves.Length == 0) yield break;
+        foreach (var (task, (png, _)) in ComparisonPlots.Curves(curves, table.Tasks, Path.Combine(scratch, "curves")))
+            yield return (png, $"curves-{task}.png");
+    }
+
     private static (bool InterroGate, string? Unreadable) ReadKind(string configPath)
     {
         try
@@ -173,7 +189,8 @@ public static class HtmlReport
         {
             if (line.StartsWith('|'))
             {
-                var cells = line.Trim().Trim('|').Split('|').Select(c => c.Trim()).ToArray();
+                // Cells end at a '|' that is not escaped ("\|" is a '|' inside a cell).
+                var cells = PipeSplit().Split(line.Trim().Trim('|')).Select(c => c.Replace("\\|", "|", StringComparison.Ordinal).Trim()).ToArray();
                 if (cells.All(c => c.Length > 0 && c.All(ch => ch is '-' or ':'))) continue; // the separator row
                 if (!inTable) { sb.Append("<table>\n"); inTable = true; header = true; }
                 if (header) sb.Append("<thead><tr>").Append(string.Concat(cells.Select(c => $"<th>{E(c)}</th>"))).Append("</tr></thead>\n<tbody>\n");
@@ -190,6 +207,9 @@ public static class HtmlReport
 
     private static string Image(string path, string alt) =>
         $"<img alt=\"{E(alt)}\" src=\"data:image/png;base64,{Convert.ToBase64String(File.ReadAllBytes(path))}\">\n";
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<!\\)\|")]
+    private static partial System.Text.RegularExpressions.Regex PipeSplit();
 
     private static string E(string s) => WebUtility.HtmlEncode(s);
 }

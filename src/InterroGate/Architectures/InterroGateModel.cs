@@ -164,9 +164,22 @@ public sealed class InterroGateModel : MultiTaskModel
 
     public override IReadOnlyList<GateLayerStats> TakeGateStatistics()
     {
-        var report = _monitor.Report(Encoder.GateLayers);
+        var report = _monitor.Report(Encoder.GateLayers, MixedChannels());
         _monitor.Reset();
         return report;
+    }
+
+    /// <summary>Per gated layer, the channels whose β mix the network forms and reads with the current gates: those some
+    /// task reads from its own copy, where some shared unit reading the layer keeps a filter (none otherwise).</summary>
+    private long[][] MixedChannels()
+    {
+        var pattern = Sharing();
+        var units = Encoder.Units;
+        var kept = pattern.KeptPerUnit(units);
+        var mixed = new long[pattern.Layers.Count][];
+        foreach (var unit in units.Where(u => u.Gated))
+            mixed[unit.GateIndex] = unit.HasMix && unit.ReadBy.Any(v => kept[v][pattern.Tasks].Length > 0) ? pattern[unit.GateIndex].Mixed : [];
+        return mixed;
     }
 
     public override string? GateRegimeWarning(int gateSteps) =>

@@ -9,7 +9,8 @@ namespace InterroGate.Gating;
 /// One gated layer's state for one task. <see cref="Specific"/>: fraction of channels the task reads from its own
 /// copy (G = 1). <see cref="AlphaMean"/>, <see cref="AlphaStd"/>: mean and spread of α over the layer's channels.
 /// <see cref="MixWeight"/>: the task's mean softmax(β) weight in the shared mix, <see cref="MixWeightMax"/> its
-/// largest over channels (NaN on the last gated layer, which has no mix). Gradient statistics are running means over
+/// largest, both over the channels where the mix is formed and read (some task reads its own copy there, and the next
+/// shared layer keeps a filter); NaN where there is none (the last gated layer has no mix at all). Gradient statistics are running means over
 /// the gate-learning steps observed (NaN where none were): <see cref="TaskGrad"/> = mean over channels of |∂L_tasks/∂α|,
 /// <see cref="TaskGradSpread"/> = its standard deviation over channels in one step, averaged over the steps (the signal
 /// that tells channels apart, minibatch noise included), <see cref="Push"/> = λ_s·∂L_s/∂α averaged over channels (the
@@ -162,8 +163,9 @@ public sealed class GateMonitor
     }
 
     /// <summary>The running means with the current gate logits and mixing weights. Read outside the steps (at an epoch's
-    /// end, for a report): the caller's dispose scope frees what the reads make.</summary>
-    public IReadOnlyList<GateLayerStats> Report(IReadOnlyList<GateLayer> layers)
+    /// end, for a report): the caller's dispose scope frees what the reads make. <paramref name="mixed"/>: per layer, the
+    /// channels whose mix the network forms and reads (β matters only there); null: every channel of a layer with a mix.</summary>
+    public IReadOnlyList<GateLayerStats> Report(IReadOnlyList<GateLayer> layers, IReadOnlyList<long[]>? mixed = null)
     {
         using var _ = no_grad();
         int tasksCount = _tasks.Length;
@@ -185,6 +187,8 @@ public sealed class GateMonitor
                 double specific = on[t].data<float>().ToArray().Count(v => v > 0.5) / (double)a.Length;
                 double mean = a.Average(), std = Math.Sqrt(a.Select(v => (v - mean) * (v - mean)).Average());
                 var w = mix?[t].data<double>().ToArray();
+                if (w is not null && mixed is not null) w = mixed[l].Select(ch => w[ch]).ToArray();
+                if (w is { Length: 0 }) w = null;
                 double s = _steps;
                 int c = a.Length, cell = l * tasksCount + t;
                 var steady = Enumerable.Range(0, c).Select(k => channelSum[_offsets[l] + t * c + k] / s).ToArray();

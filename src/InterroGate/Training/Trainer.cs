@@ -361,7 +361,10 @@ public sealed class Trainer
                 }
             }
             ReadPending((epoch == startEpoch ? startStep : 0) + done - 1);
-            trainSeconds += epochClock.Elapsed.TotalSeconds;
+            // The epoch's training time: its steps only, before batch-norm re-estimation and validation (what train_s,
+            // images_per_s and the comparison's cost table report).
+            double epochTrainSeconds = epochClock.Elapsed.TotalSeconds;
+            trainSeconds += epochTrainSeconds;
             trainImages += epochImages;
             startStep = 0;
 
@@ -384,9 +387,9 @@ public sealed class Trainer
                 if (isBest) (bestScore, bestEpoch, bestValidation) = (double.IsNaN(score) ? double.NegativeInfinity : score, epoch, val.Metrics);
                 trainLosses = tasks.Select((t, i) => (t.Name, lossSums[i] / Math.Max(done, 1))).ToDictionary(p => p.Name, p => p.Item2);
                 diagnostics = _model.Diagnostics();
-                epochIps = epochImages / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);
+                epochIps = epochImages / Math.Max(epochTrainSeconds, 1e-9);
                 AppendMetrics(epoch, factor: cfg.Schedule.Factor(epoch, 0, steps, cfg.Epochs), trainLosses, regSum / Math.Max(done, 1), val, diagnostics, epochIps,
-                    total.Elapsed.TotalSeconds, epochClock.Elapsed.TotalSeconds);
+                    total.Elapsed.TotalSeconds, epochTrainSeconds);
 
                 // The balancer takes in the epoch before the checkpoints store its state: a run resumed from them goes on
                 // with the weights and loss history the next epoch would have had (DWA's ratios of the last two epochs).

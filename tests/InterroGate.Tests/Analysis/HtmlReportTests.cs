@@ -73,6 +73,13 @@ public sealed class HtmlReportTests : IDisposable
         Assert.Equal(["interrogate-ls4: sharing pattern"], alts.Where(a => a.EndsWith("sharing pattern", StringComparison.Ordinal)));
         Assert.Equal(images, decoded);
         Assert.True(int.Parse(rendered.Groups[3].Value) >= 4, "table rows laid out");
+        // Figures another comparison left in the folder are not shown: the page draws the table's own.
+        File.Copy(Path.Combine(dir, "tradeoff.png"), Path.Combine(dir, "tradeoff-tau-old.png"));
+        File.Copy(Path.Combine(dir, "curves-bar.png"), Path.Combine(dir, "curves-old.png"));
+        string again = File.ReadAllText(HtmlReport.Write(dir));
+        Assert.DoesNotContain("tradeoff-tau-old", again);
+        Assert.DoesNotContain("curves-old", again);
+        Assert.Contains("alt=\"curves-bar.png\"", again);
 
         // And what it painted: the results table's header shading at the top, the trade-off plot's STL marker
         // colour (Category10 blue) in the figures below it.
@@ -134,6 +141,13 @@ public sealed class HtmlReportTests : IDisposable
         Assert.Contains("table.json", e.Message);
         File.WriteAllText(Path.Combine(_dir, "table.json"), "{ not json");
         Assert.Contains("table.json", Assert.Throws<InterroGate.Data.DataFormatException>(() => HtmlReport.Write(_dir)).Message);
+        // JSON that is not a comparison table: no tasks, or a row without a task's metric.
+        File.WriteAllText(Path.Combine(_dir, "table.json"), "{}");
+        Assert.Contains("is not a comparison table", Assert.Throws<InterroGate.Data.DataFormatException>(() => HtmlReport.Write(_dir)).Message);
+        File.WriteAllText(Path.Combine(_dir, "table.json"), """
+            {"tasks": [{"name": "a", "kind": "classification", "outputs": 2}], "rows": [{"label": "STL", "method": "stl", "metrics": {}, "macs": 1, "parameters": 1}]}
+            """);
+        Assert.Contains("is not a comparison table", Assert.Throws<InterroGate.Data.DataFormatException>(() => HtmlReport.Write(_dir)).Message);
     }
 
     private static string Chromium(params string[] args)

@@ -57,6 +57,26 @@ public sealed class SeedTableTests
         Assert.True(double.IsNaN(seeds.DeltaMtl(seeds.Rows[1])));
         Assert.Contains("Δ_MTL is undefined: STL's b is 0 in some seed", seeds.ToMarkdown());
         Assert.False(double.IsNaN(Seed(0.8, 0.5, 0.88, 0.45, 100).DeltaMtl(Seed(0.8, 0.5, 0.88, 0.45, 100).Rows[1])));
+
+        // A baseline metric that is not a number (a depth STL scored on no valid pixel) leaves Δ_MTL empty, said why.
+        var nan = Seed(0.8, double.NaN, 0.88, 0.45, 100);
+        Assert.True(double.IsNaN(nan.DeltaMtl(nan.Rows[1])));
+        Assert.Contains("Δ_MTL is undefined: STL's b is not a number", nan.ToMarkdown());
+    }
+
+    [Fact]
+    public void A_pipe_in_a_label_stays_inside_its_cell_in_the_table_and_the_report()
+    {
+        var t = new ComparisonTable(Tasks);
+        t.AddRow(new ComparisonRow("STL", "stl", new Dictionary<string, double> { ["a"] = 0.8, ["b"] = 0.5 }, 200, 20, new Dictionary<string, double>()), isBaseline: true);
+        t.AddRow(new ComparisonRow("InterroGate (grid a|b)", "interrogate", new Dictionary<string, double> { ["a"] = 0.7, ["b"] = 0.6 }, 100, 10, new Dictionary<string, double>()));
+        var md = t.ToMarkdown();
+        Assert.Contains("| InterroGate (grid a\\|b) | 70.00 |", md);
+        string html = HtmlReport.MarkdownTable(md);
+        int headers = System.Text.RegularExpressions.Regex.Matches(html, "<th>").Count;
+        Assert.All(System.Text.RegularExpressions.Regex.Matches(html, "<tr>(.*?)</tr>").Skip(1),
+            row => Assert.Equal(headers, System.Text.RegularExpressions.Regex.Matches(row.Value, "<td>").Count));
+        Assert.Contains("<td>InterroGate (grid a|b)</td>", html);
     }
 
     [Fact]

@@ -114,4 +114,33 @@ public sealed class GateMonitorTests
         Assert.Equal(0, monitor.Steps);
         Assert.All(monitor.Report(layers), r => Assert.All(r.Tasks, t => { Assert.True(double.IsNaN(t.TaskGrad)); Assert.Equal(0, t.Flips); }));
     }
+
+    [Fact]
+    public void The_largest_mix_weight_is_read_only_where_the_network_forms_and_reads_the_mix()
+    {
+        using var _ = NewDisposeScope();
+        using var model = new InterroGate.Architectures.InterroGateModel(FixedGateTests.Tasks, InterroGate.Backbones.ResNetSpec.ResNet20(0.25), 3,
+            (16, 16), new InterroGate.Architectures.InterroGateConfig());
+        var layers = model.Encoder.GateLayers;
+        using (no_grad())
+            foreach (var g in layers)
+                g.Beta?.copy_(tensor(Enumerable.Range(0, g.Tasks).SelectMany(t => Enumerable.Range(0, (int)g.Channels).Select(c => t == 0 ? 3f : 0f)).ToArray())
+                    .reshape(g.Tasks, g.Channels));
+        // Fresh gates: every task reads its own copy everywhere, no shared filter is kept, so no mix is read anywhere.
+        Assert.All(model.TakeGateStatistics(), l => Assert.All(l.Tasks, t => Assert.True(double.IsNaN(t.MixWeightMax), $"layer {l.Layer}: {t.MixWeightMax}")));
+
+        // A unit that reads a gated layer has task 0's first channel shared: its shared copy keeps a filter, and reads the
+        // mix of the layer before it. There the mix is formed on every channel (the tasks read their own copies).
+        var units = model.Encoder.Units;
+        var (reader, read) = units.Where(u => u.Gated).SelectMany(u => u.Reads.Where(r => units[r].Gated).Select(r => (u, units[r]))).First();
+        using (no_grad()) layers[reader.GateIndex].Alpha[0][0].fill_(-1);
+        var stats = model.TakeGateStatistics();
+        double weight = Math.Exp(3) / (Math.Exp(3) + FixedGateTests.Tasks.Count - 1);
+        Assert.Equal(weight, stats[read.GateIndex].Tasks[0].MixWeightMax, 6);
+        Assert.Equal(weight, stats[read.GateIndex].Tasks[0].MixWeight, 6);
+        // Layers whose readers keep no shared filter still show none.
+        var unread = units.Where(u => u.Gated && u.ReadBy.All(v => units[v].Gated && units[v].GateIndex != reader.GateIndex)).Select(u => u.GateIndex).ToArray();
+        Assert.NotEmpty(unread);
+        Assert.All(unread, l => Assert.True(double.IsNaN(stats[l].Tasks[0].MixWeightMax), $"layer {l}"));
+    }
 }

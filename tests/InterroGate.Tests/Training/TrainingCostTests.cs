@@ -1,4 +1,8 @@
 using InterroGate.Analysis;
+using InterroGate.Architectures;
+using InterroGate.Data;
+using InterroGate.Configuration;
+using static TorchSharp.torch;
 using InterroGate.Tasks;
 using InterroGate.Training;
 
@@ -38,5 +42,34 @@ public sealed class TrainingCostTests : IDisposable
         Assert.Contains("| Old run |  |  |  |  | 3 |", cost);
         Assert.Contains("on cpu", cost);
         Assert.DoesNotContain("forward ms", table.ToMarkdown());
+    }
+
+    /// <summary>A split whose first read takes a while (as a large validation set would).</summary>
+    private sealed class Slow(IMultiTaskDataset inner, int ms) : InterroGate.Tests.Data.ForwardingDataset(inner)
+    {
+        private int _reads;
+
+        public override Dictionary<string, Tensor> GetBatch(ReadOnlySpan<long> indices)
+        {
+            if (Interlocked.Increment(ref _reads) == 1) Thread.Sleep(ms);
+            return Inner.GetBatch(indices);
+        }
+    }
+
+    [Fact]
+    public void Training_time_and_speed_leave_out_validation()
+    {
+        var config = TrainerTests.Config(new HardSharingConfig(), epochs: 1, train: 64);
+        config = config with { Training = config.Training with { MaxStepsPerEpoch = 2 } };
+        var run = PreparedRun.Create(config);
+        // Validation takes at least 4 s; the two training steps of this small network far less.
+        var validation = new Slow(run.Data.Validation, ms: 4000);
+        string dir = Path.Combine(_dir, "run");
+        new Trainer(run.Config, run.Model, new DatasetSplits(run.Data.Train, validation, run.Data.Test), dir).Run();
+        var row = System.Text.Json.JsonDocument.Parse(File.ReadAllLines(Path.Combine(dir, "metrics.jsonl"))[0]).RootElement;
+        double trainS = row.GetProperty("train_s").GetDouble(), elapsed = row.GetProperty("elapsed_s").GetDouble();
+        Assert.True(elapsed >= 4, $"elapsed {elapsed} s");
+        Assert.True(trainS < elapsed - 3, $"train_s {trainS} s of an epoch that took {elapsed} s with validation");
+        Assert.True(row.GetProperty("images_per_s").GetDouble() > 64 / (elapsed - 3));
     }
 }
