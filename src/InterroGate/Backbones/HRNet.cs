@@ -244,7 +244,13 @@ public sealed class HRNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
         stage4 = _stages.Length > 2 ? new ModuleList<HighResolutionModule>(_stages[2]) : null;
         RegisterComponents();
         Convolutions.InitialiseResNetWeights(this);
+        // The official HRNet's batch-norm momentum (BN_MOMENTUM = 0.01), also kept by the multi-task reference code's
+        // HRNet backbone: running statistics averaged over the last ~100 batches rather than ~10.
+        foreach (var norm in modules().OfType<BatchNorm2d>()) norm.momentum = BatchNormMomentum;
     }
+
+    /// <summary>The backbone's batch-norm momentum: 0.01, the official HRNet's.</summary>
+    public const double BatchNormMomentum = 0.01;
 
     public HRNetSpec Spec { get; }
     public long InChannels { get; }

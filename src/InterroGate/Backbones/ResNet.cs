@@ -101,7 +101,7 @@ public sealed class ResNet : nn.Module<Tensor, Tensor>, IPlannedEncoder
             for (int b = 0; b < spec.Layers[s]; b++)
             {
                 ResidualBlock block = spec.Block == BlockType.Basic
-                    ? new BasicBlock(inplanes, spec.Widths[s], b == 0 ? stride : 1, b == 0 ? previousDilation : dilation)
+                    ? new BasicBlock(inplanes, spec.Widths[s], b == 0 ? stride : 1, b == 0 ? previousDilation : dilation, conv2Dilation: dilation)
                     : new Bottleneck(inplanes, spec.Widths[s], b == 0 ? stride : 1, b == 0 ? previousDilation : dilation);
                 inplanes = block.OutChannels;
                 stage.Add(block);

@@ -191,15 +191,17 @@ public static class Presets
     /// paper's ViT recipe (appendix B): Adam, learning rate 1e-5 for the encoder and 1e-4 for the heads, weight decay
     /// 1e-6, batch 8, poly schedule, 100 epochs. Start the encoders from timm's ImageNet weights with
     /// <c>--set pretrained=vit_base_patch16_224.safetensors</c> (a single run: <c>startFrom.pretrained</c>). The images must be multiples of 32 high and
-    /// wide (the preprocessed layout's 288×384 are). λs: 17 gate layers counting as L = 25, 8,900 gate steps, 768 to
-    /// 3,072 channels: an estimate from Eq. 4's gradient as for nyudv2-resnet50, not a measured sweep.
+    /// wide (the preprocessed layout's 288×384 are). λs: ViT-B/16 has 49 gate layers counting as L = 73 in Eq. 4 (q, k, v
+    /// three each), 768 to 3,072 channels, and 8,900 gate steps: SGD at 0.1 moves one α of a C-channel layer by about
+    /// 1.0·λs/C in all, so with α₀ = 0.01 λs from 8 (the 768-channel layers can flip) to 32 (the 3,072-channel ones can),
+    /// and 128 beyond; an estimate from Eq. 4's gradient as for nyudv2-resnet50, not a measured sweep.
     /// </summary>
     public static CompareConfig NyudViT
     {
         get
         {
             var recipe = PaperDense("nyudv2-vit-dpt", "nyudv2", ["semseg", "depth", "normals"], 100,
-                new BackboneConfig { Name = "vit_base_patch16_224" }, new Heads.HeadConfig { Dense = "dpt", DptFeatures = 64 }, [2, 8, 32]);
+                new BackboneConfig { Name = "vit_base_patch16_224" }, new Heads.HeadConfig { Dense = "dpt", DptFeatures = 64 }, [8, 32, 128]);
             var training = recipe.Training with { Lr = 1e-5, HeadLr = 1e-4, WeightDecay = 1e-6 };
             return recipe with { Training = training, InterroGateTraining = training with { FreezeGatesLastEpochs = 10 } };
         }
@@ -223,7 +225,8 @@ public static class Presets
     /// clothes (Wearing_Necktie; why: docs/datasets.md), the official splits whole. The paper's recipe (docs/method.md,
     /// "Optimisation recipes"): Adam lr 1e-3, weight decay 1e-4, batch 128, learning rate divided by 3 every 20 epochs;
     /// STL and MTL train 60 epochs. InterroGate starts from them and trains 10 epochs, its gates learning in the first
-    /// (1,272 steps, as many as multifashion-w025's 1,170) and fixed in the other 9. λs: multifashion-w025's measured
+    /// (1,272 steps, as many as multifashion-w025's 1,170) and fixed in the other 9, the learning rate divided by 3 every
+    /// 4 epochs so that it ends, as STL and MTL do, at a ninth of the start. λs: multifashion-w025's measured
     /// range, times 3/2 for T = 3 tasks (the push on a gate is λs·σ'(α)/(T·L·C)) and times the width ratio for the wider
     /// layers; extrapolated, not measured (each run's first line says where its λs puts the gates).
     /// The data is read from data.root (<c>--set data.root=/data/celeba</c>).
@@ -242,7 +245,7 @@ public static class Presets
             Data = new DataConfig { Dataset = "celeba", TrainSize = 162_770, ValidationSize = 19_867, TestSize = 19_962, ImageSize = 32 },
             Backbone = new BackboneConfig { Name = "resnet20", Width = width },
             Training = training,
-            InterroGateTraining = training with { Epochs = 10, FreezeGatesLastEpochs = 9 },
+            InterroGateTraining = training with { Epochs = 10, FreezeGatesLastEpochs = 9, Schedule = new(ScheduleKind.Step, StepSize: 4, Gamma: 1.0 / 3) },
             InterroGate = new InterroGateConfig { Tau = [0.0], AlphaInit = 0.01 },
             StlStartsFromMtl = true,
             LambdaS = new[] { 0.125, 0.25, 0.5, 1, 2 }.Select(l => l * scale).ToArray(),

@@ -583,6 +583,20 @@ public sealed record CompareConfig
     }
 
     /// <summary>The single run this comparison makes for <paramref name="architecture"/>.</summary>
+    /// <summary>
+    /// The comparison's balancer for one run: an STL network trains its one task with weight 1 (as single-task baselines
+    /// are trained; fixed task weights are for the networks that share), and fixed weights of a run on a subset of
+    /// the tasks are those tasks' weights.
+    /// </summary>
+    private BalancerConfig BalancerFor(ArchitectureConfig architecture, IReadOnlyList<string>? tasks)
+    {
+        if (architecture is SingleTaskConfig) return new UniformBalancerConfig();
+        if (tasks is null || Balancer is not FixedWeightsBalancerConfig fixedWeights || Tasks is not { Count: > 0 } all || fixedWeights.Weights.Count != all.Count)
+            return Balancer;
+        var index = all.Select((t, i) => (t, i)).ToDictionary(p => p.t, p => p.i);
+        return fixedWeights with { Weights = tasks.Select(t => index.TryGetValue(t, out int i) ? fixedWeights.Weights[i] : 1.0).ToArray() };
+    }
+
     public RunConfig Run(ArchitectureConfig architecture, string? name = null, IReadOnlyList<string>? tasks = null) => new()
     {
         Name = name ?? $"{Name}-{architecture.Type}",
@@ -592,7 +606,7 @@ public sealed record CompareConfig
         Head = Head,
         Architecture = architecture,
         Training = architecture is InterroGateConfig ? InterroGateTraining ?? Training : Training,
-        Balancer = Balancer,
+        Balancer = BalancerFor(architecture, tasks),
         StartFrom = Pretrained is null ? null : new StartFrom { Pretrained = Pretrained },
     };
 }

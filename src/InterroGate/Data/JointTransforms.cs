@@ -105,9 +105,10 @@ internal static class JointMaps
 }
 
 /// <summary>
-/// Scales the sample by one factor drawn uniformly from [<see cref="Min"/>, <see cref="Max"/>]: the image and
-/// saliency bilinearly, labels, edges, depth and normals by nearest neighbour (see <see cref="JointMaps.Nearest"/>).
-/// Depth values are kept: scaling augments apparent size, not distance. The tensors it replaces are disposed.
+/// Scales the sample by one factor f drawn uniformly from [<see cref="Min"/>, <see cref="Max"/>]: the image
+/// bilinearly, labels, saliency, edges, depth and normals by nearest neighbour (see <see cref="JointMaps.Nearest"/>).
+/// Depth values are divided by f: a scene that looks f times larger is as if seen f times nearer (as the dense
+/// multi-task reference code scales depth). The tensors it replaces are disposed.
 /// </summary>
 public sealed record RandomScale : IJointTransform
 {
@@ -125,7 +126,11 @@ public sealed record RandomScale : IJointTransform
         double f = Min + (Max - Min) * random.NextDouble();
         int h = Math.Max(1, (int)Math.Round(sample.Height * f)), w = Math.Max(1, (int)Math.Round(sample.Width * f));
         if (h == sample.Height && w == sample.Width) return sample;
-        return JointMaps.Map(sample, tasks, (t, kind) => JointMaps.Resize(t, kind, h, w));
+        return JointMaps.Map(sample, tasks, (t, kind) =>
+        {
+            var resized = JointMaps.Resize(t, kind, h, w);
+            return kind == TaskKind.Depth ? resized.Times(1 / f) : resized; // unknown depth (0) stays 0
+        });
     }
 }
 
@@ -153,8 +158,8 @@ public sealed record Resize : IJointTransform
 /// <summary>
 /// A random <see cref="Height"/>×<see cref="Width"/> window of the sample. Where the sample is smaller it is
 /// placed at a random offset inside the window and the rest is padded with the unknown value of each map: 0
-/// for the image, depth, normals (the zero vector), saliency and edges; <see cref="TaskSpec.IgnoreLabel"/> for
-/// segmentation. The tensors it replaces are disposed.
+/// for the image, depth and normals (the zero vector); <see cref="TaskSpec.IgnoreLabel"/> for segmentation,
+/// saliency and edges. The tensors it replaces are disposed.
 /// </summary>
 public sealed record RandomCrop : IJointTransform
 {
@@ -228,9 +233,9 @@ public sealed record HorizontalFlip : IJointTransform
 
 /// <summary>
 /// Rotates the sample about its centre by one angle drawn uniformly from ±<see cref="MaxDegrees"/>; positive
-/// angles turn the content counter-clockwise on screen. The image and saliency are bilinear, the other maps
-/// nearest. Pixels rotated in from outside are unknown: 0 in the image, depth, saliency and edges,
-/// <see cref="TaskSpec.IgnoreLabel"/> in segmentation, the zero vector in normals. Normal vectors turn with the
+/// angles turn the content counter-clockwise on screen. The image is bilinear, the maps nearest. Pixels rotated
+/// in from outside are unknown: 0 in the image and depth, <see cref="TaskSpec.IgnoreLabel"/> in segmentation,
+/// saliency and edges, the zero vector in normals. Normal vectors turn with the
 /// content: their (x, y) components (y up) rotate by the same angle. The tensors it replaces are disposed.
 /// </summary>
 public sealed record RandomRotation : IJointTransform

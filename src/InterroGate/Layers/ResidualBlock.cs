@@ -87,11 +87,15 @@ public sealed class BasicBlock : ResidualBlock
     private readonly BatchNorm2d bn2;
     private readonly Sequential? downsample;
 
-    public BasicBlock(long inChannels, long planes, long stride = 1, long dilation = 1) : base(nameof(BasicBlock))
+    /// <param name="dilation">Dilation of conv1.</param>
+    /// <param name="conv2Dilation">Dilation of conv2; null: <paramref name="dilation"/>. In the first block of a stage
+    /// dilated instead of strided, conv1 (the would-be strided convolution) keeps the previous stage's dilation and conv2
+    /// takes the stage's, as the dilated ResNets of dense multi-task work do.</param>
+    public BasicBlock(long inChannels, long planes, long stride = 1, long dilation = 1, long? conv2Dilation = null) : base(nameof(BasicBlock))
     {
         conv1 = Convolutions.Conv3x3(inChannels, planes, stride, dilation);
         bn1 = nn.BatchNorm2d(planes);
-        conv2 = Convolutions.Conv3x3(planes, planes, 1, dilation);
+        conv2 = Convolutions.Conv3x3(planes, planes, 1, conv2Dilation ?? dilation);
         bn2 = nn.BatchNorm2d(planes);
         downsample = MakeDownsample(inChannels, planes, stride);
         OutChannels = planes;

@@ -19,8 +19,9 @@ public static class TaskLoss
     public const double EdgePositiveWeight = 0.95;
 
     /// <summary>
-    /// CE for classification and segmentation, BCE-with-logits for binary attributes and saliency, L1 for regression
-    /// and depth, L1 between the unit-normalised prediction and the target for normals, weighted BCE for edges.
+    /// CE for classification and segmentation, BCE-with-logits for binary attributes, L1 for regression and depth, L1
+    /// between the unit-normalised prediction and the target for normals, balanced BCE for saliency (weights from the
+    /// batch) and edges (fixed weights).
     /// Dense outputs must have the target's resolution.
     /// </summary>
     public static Tensor Compute(TaskSpec task, Tensor output, Tensor target)
@@ -61,11 +62,23 @@ public static class TaskLoss
     /// <summary>Where a saliency or edge target is known: at most 1 (the ignore label, 255, marks unknown pixels).</summary>
     public static Tensor Known(Tensor target) => target.le(Scalars.One);
 
-    /// <summary>BCE over the pixels whose saliency is known.</summary>
+    /// <summary>
+    /// Balanced BCE, as the dense multi-task reference code trains saliency: salient pixels weigh w, the others 1 − w,
+    /// where w is the fraction of the batch's known pixels that are not salient (so both classes count alike); the sum
+    /// over the known pixels divided by their number.
+    /// </summary>
     private static Tensor Saliency(Tensor logits, Tensor target)
     {
         var known = Known(target);
-        var loss = nn.functional.binary_cross_entropy_with_logits(logits, target.clamp_max(Scalars.One), reduction: nn.Reduction.None);
+        var salient = target.clamp_max(Scalars.One).ge(Scalars.Half).to(logits.dtype);
+        Tensor weight;
+        using (no_grad())
+        {
+            var k = known.to(logits.dtype);
+            var w = (k - salient * k).sum() / k.sum().clamp_min(Scalars.One); // fraction of known pixels not salient
+            weight = salient.mul(w.Times(2).Shifted(-1)).add_(w.Times(-1).Shifted(1)); // w on salient pixels, 1 − w on the others
+        }
+        var loss = nn.functional.binary_cross_entropy_with_logits(logits, salient, weight, reduction: nn.Reduction.None);
         return MaskedMean(loss, known);
     }
 

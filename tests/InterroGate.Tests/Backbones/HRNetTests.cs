@@ -77,6 +77,21 @@ public sealed class HRNetTests
     }
 
     [Fact]
+    public void Batch_norms_average_their_statistics_with_the_official_momentum()
+    {
+        var net = new HRNet(HRNetSpec.V2(), 3);
+        var norms = net.modules().OfType<TorchSharp.Modules.BatchNorm2d>().ToArray();
+        Assert.True(norms.Length > 100);
+        Assert.All(norms, n => Assert.Equal(0.01, n.momentum));
+        // And in every branch of an InterroGate encoder built on it.
+        using var encoder = new InterroGate.Gating.GatedEncoder(["a", "b"], InterroGate.Tests.Gating.GatedHRNetTests.Tiny, 3, (32, 32),
+            InterroGate.Gating.GatingMode.Conv, alphaInit: 1);
+        var gated = encoder.modules().OfType<TorchSharp.Modules.BatchNorm2d>().ToArray();
+        Assert.True(gated.Length > 20);
+        Assert.All(gated, n => Assert.Equal(0.01, n.momentum));
+    }
+
+    [Fact]
     public void W18_outputs_270_channels_at_stride_4()
     {
         var net = new HRNet(HRNetSpec.V2(), 3);

@@ -21,6 +21,22 @@ public sealed class ResNetTests
     }
 
     [Fact]
+    public void Dilated_stages_dilate_as_the_dense_reference_code_does()
+    {
+        // A stage dilated instead of strided: its first 3×3 (the one that would have had the stride) keeps the previous
+        // stage's dilation, every other 3×3 takes the stage's. ResNet-18 at output stride 8: layer3 dilation 2, layer4 4.
+        string Dilations(ResNet net) => string.Join(" ", net.Blocks.Select(b =>
+            string.Join("/", Enumerable.Range(0, b.Units).Select(b.ConvOf).Where(c => c.kernel_size[0] == 3).Select(c => c.dilation[0]))));
+        Assert.Equal("1/1 1/1 1/1 1/1 1/2 2/2 2/4 4/4", Dilations(new ResNet(ResNetSpec.ResNet18(ResNetSpec.DilationForOutputStride(8)), 3)));
+        Assert.Equal("1/1 1/1 1/1 1/1 1/1 1/1 1/2 2/2", Dilations(new ResNet(ResNetSpec.ResNet18(ResNetSpec.DilationForOutputStride(16)), 3)));
+        // Bottlenecks have one 3×3, the strided one: it keeps the previous dilation (torchvision's replace_stride_with_dilation).
+        var r50 = new ResNet(ResNetSpec.ResNet50(ResNetSpec.DilationForOutputStride(8)), 3);
+        Assert.Equal("1 1 1 1 1 1 1 1 2 2 2 2 2 2 4 4", Dilations(r50));
+        using var _ = NewDisposeScope();
+        Assert.Equal([1, 512, 8, 8], new ResNet(ResNetSpec.ResNet18(ResNetSpec.DilationForOutputStride(8)), 3).forward(zeros(1, 3, 64, 64)).shape);
+    }
+
+    [Fact]
     public void Parameter_names_follow_torchvision()
     {
         var keys = new ResNet(ResNetSpec.ResNet50(), 3).state_dict().Keys.ToHashSet();

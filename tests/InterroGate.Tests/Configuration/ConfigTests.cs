@@ -197,6 +197,33 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void Every_preset_gives_each_of_its_runs_balancer_weights_for_the_runs_own_tasks_and_ends_its_schedules_lower()
+    {
+        static DataConfig Rooted(DataConfig d) => DataCatalog.NeedsRoot(d.Dataset) ? d with { Root = "/data" } : d;
+        foreach (var (name, make) in Presets.Comparisons)
+        {
+            var c = make();
+            c = c with { Data = Rooted(c.Data) };
+            var tasks = c.Tasks ?? ["a", "b"];
+            // STL: one network per task, trained on its loss alone with weight 1 (the reference trains single-task baselines so).
+            foreach (var task in tasks)
+            {
+                var stl = c.Run(new SingleTaskConfig(), $"stl-{task}", [task]);
+                stl.Validate(1);
+                Assert.IsType<UniformBalancerConfig>(stl.Balancer);
+            }
+            c.Run(new HardSharingConfig()).Validate(tasks.Count);
+            // Every phase ends at a lower learning rate than it starts (the InterroGate phase included).
+            foreach (var training in new[] { c.Training, c.InterroGateTraining ?? c.Training })
+                Assert.True(training.Schedule.Factor(training.Epochs - 1, 99, 100, training.Epochs) < 0.5, $"{name}: {training.Schedule}");
+        }
+        // PASCAL-Context's task weights go to the shared networks only.
+        var pascal = Presets.PascalResNet18;
+        Assert.Equal([1, 2, 5, 10, 50], Assert.IsType<FixedWeightsBalancerConfig>(pascal.Run(new HardSharingConfig()).Balancer).Weights);
+        Assert.Equal([5, 50], Assert.IsType<FixedWeightsBalancerConfig>(pascal.Run(new HardSharingConfig(), "pair", ["sal", "edge"]).Balancer).Weights);
+    }
+
+    [Fact]
     public void A_comparison_on_a_device_trains_the_baselines_and_InterroGate_there()
     {
         var own = Presets.LoadComparison("fashion-scenes-nyud", []);

@@ -107,14 +107,14 @@ public sealed class JointTransformTests
     }
 
     [Fact]
-    public void Scaling_by_2_repeats_labels_depth_and_normals_exactly_and_resizes_the_image_bilinearly()
+    public void Scaling_by_2_repeats_labels_and_normals_exactly_halves_depth_and_resizes_the_image_bilinearly()
     {
         var s = new RandomScale(2, 2).Apply(Numbered(2, 3), Tasks, new Random(0));
         Assert.Equal(new long[] { 1, 4, 6 }, s.Image.shape);
         Assert.Equal(ScalarType.Byte, s.Image.dtype);
         long[] repeated = [0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 3, 3, 4, 4, 5, 5];
         Assert.Equal(repeated, Longs(s.Targets["seg"]));
-        Assert.Equal(repeated.Select(v => v + 1f), Floats(s.Targets["depth"]));
+        Assert.Equal(repeated.Select(v => (v + 1f) / 2), Floats(s.Targets["depth"])); // twice as large: as if twice as near
         Assert.Equal(repeated.Select(v => v % 2f), Floats(s.Targets["edge"]));
         Assert.Equal(repeated.Select(v => 100f * v), Floats(s.Targets["normals"]).Skip(48));
 

@@ -59,10 +59,21 @@ public sealed class DenseLossTests
         var logits = tensor(new float[] { 2, -9, -1 }).view(1, 1, 1, 3);
         var target = tensor(new float[] { 1, 255, 0 }).view(1, 1, 1, 3);
         double salient = Math.Log(1 + Math.Exp(-2)), background = Math.Log(1 + Math.Exp(-1));
-        Assert.Equal((salient + background) / 2, Loss(TaskKind.Saliency, 1, logits, target), 5);
+        Assert.Equal((0.5 * salient + 0.5 * background) / 2, Loss(TaskKind.Saliency, 1, logits, target), 5); // one of each: w = ½
         Assert.Equal((0.95 * salient + 0.05 * background) / 2, Loss(TaskKind.Edges, 1, logits, target), 5);
         Assert.Equal(0, Loss(TaskKind.Saliency, 1, logits, full(1, 1, 1, 3, 255f)));
         Assert.Equal(0, Loss(TaskKind.Edges, 1, logits, full(1, 1, 1, 3, 255f)));
+    }
+
+    [Fact]
+    public void Saliency_is_balanced_by_the_batch_fraction_of_salient_pixels()
+    {
+        // One salient pixel of four: w = ¾ of the known pixels are not salient, so the salient one weighs ¾ and each
+        // background pixel ¼; at logit 0 every pixel's BCE is ln 2: (¾ + 3·¼)·ln 2 / 4 = 0.375·ln 2.
+        Assert.Equal(0.375 * Math.Log(2), Loss(TaskKind.Saliency, 1, zeros(1, 1, 2, 2), tensor(new float[] { 1, 0, 0, 0 }).view(1, 1, 2, 2)), 5);
+        // The fraction is over the whole batch's known pixels: a second image all background gives w = 7/8.
+        var target = tensor(new float[] { 1, 0, 0, 0, 0, 0, 0, 0, 255, 255 }).view(1, 1, 1, 10);
+        Assert.Equal((7.0 / 8 + 7 * (1.0 / 8)) * Math.Log(2) / 8, Loss(TaskKind.Saliency, 1, zeros(1, 1, 1, 10), target), 5);
     }
 
     [Fact]
