@@ -124,10 +124,12 @@ public sealed class InterroGateModel : MultiTaskModel
 
     /// <summary>
     /// λ_s · L_s (Eq. 4). With a budget, each task's term is weighted by the budget's adapted λ while the pruned cost
-    /// exceeds the target and by 0 under it.
+    /// exceeds the target and by 0 under it. None while the gates are fixed: α no longer moves, so the term has no effect
+    /// (and the epochs' regularizer in metrics.jsonl reads 0 there).
     /// </summary>
     public override Tensor? Regularizer()
     {
+        if (Encoder.GatesFixed) return null;
         var alphas = Encoder.GateLayers.Select(g => (Tensor)g.Alpha).ToArray();
         return budget is null
             ? SparsityLoss.Compute(alphas, _tau, Options.Sparsity, _layerMacs, layerParts: _layerParts).Times(Options.LambdaS)
@@ -152,8 +154,17 @@ public sealed class InterroGateModel : MultiTaskModel
         var push = SparsityPush();
         // Without a hysteresis the gates the step used are 1[α > 0], which the monitor reads from α itself.
         _monitor.Observe(alphas, push, Options.GateHysteresis > 0 ? Encoder.GateLayers.Select(g => g.Hard()).ToArray() : null);
+        // The budget ranks gates by the task gradient on the gate itself, ∂L/∂G: α's gradient divided by σ'(α), so that
+        // a gate the tasks want strongly (|α| large, σ'(α) small) does not look as if it mattered little.
         if (budget is not null && alphas.All(a => a.grad is not null))
-            budget.Observe(alphas.Select((a, l) => a.grad! - push[l]).ToArray());
+        {
+            using var tiny = Scalars.Of(1e-12);
+            budget.Observe(alphas.Select((a, l) =>
+            {
+                using var s = a.detach().sigmoid();
+                return (a.grad! - push[l]).div(s.mul(s.neg().Shifted(1)).clamp_min(tiny));
+            }).ToArray());
+        }
     }
 
     public override void GatesStepped()

@@ -120,10 +120,12 @@ public sealed class FashionScenes : DenseDataset
 
     /// <summary>
     /// The usual training augmentation at <paramref name="height"/>×<paramref name="width"/>: scale up by 1 to 1.5,
-    /// crop back to size, flip half the time. Scaling up first means the crop never pads.
+    /// crop back to size, flip half the time. Scaling up first means the crop never pads. Depth is kept: the scenes are
+    /// rendered by one fixed camera, and a zoomed view of them changes no distance (the floor's depth stays tied to
+    /// the image row the network reads it from).
     /// </summary>
     public static IJointTransform Augmentation(int height, int width) =>
-        new Compose(new RandomScale(1, 1.5), new RandomCrop(height, width), new HorizontalFlip());
+        new Compose(new RandomScale(1, 1.5, scalesDepth: false), new RandomCrop(height, width), new HorizontalFlip());
 
     private readonly SceneGenerator _generator;
     private readonly int _count;

@@ -107,19 +107,21 @@ internal static class JointMaps
 /// <summary>
 /// Scales the sample by one factor f drawn uniformly from [<see cref="Min"/>, <see cref="Max"/>]: the image
 /// bilinearly, labels, saliency, edges, depth and normals by nearest neighbour (see <see cref="JointMaps.Nearest"/>).
-/// Depth values are divided by f: a scene that looks f times larger is as if seen f times nearer (as the dense
-/// multi-task reference code scales depth). The tensors it replaces are disposed.
+/// With <see cref="ScalesDepth"/> (the default) depth values are divided by f: a scene that looks f times larger is
+/// taken as seen f times nearer, as the dense multi-task reference code scales depth; without, depth is kept (a
+/// zoomed view of the same camera: no distance changes). The tensors it replaces are disposed.
 /// </summary>
 public sealed record RandomScale : IJointTransform
 {
-    public RandomScale(double min, double max)
+    public RandomScale(double min, double max, bool scalesDepth = true)
     {
         if (!(min > 0) || !(max >= min)) throw new ArgumentException($"RandomScale needs 0 < min <= max, not min {min}, max {max}.");
-        (Min, Max) = (min, max);
+        (Min, Max, ScalesDepth) = (min, max, scalesDepth);
     }
 
     public double Min { get; }
     public double Max { get; }
+    public bool ScalesDepth { get; }
 
     public DenseSample Apply(DenseSample sample, TaskSet tasks, Random random)
     {
@@ -129,7 +131,7 @@ public sealed record RandomScale : IJointTransform
         return JointMaps.Map(sample, tasks, (t, kind) =>
         {
             var resized = JointMaps.Resize(t, kind, h, w);
-            return kind == TaskKind.Depth ? resized.Times(1 / f) : resized; // unknown depth (0) stays 0
+            return kind == TaskKind.Depth && ScalesDepth ? resized.Times(1 / f) : resized; // unknown depth (0) stays 0
         });
     }
 }

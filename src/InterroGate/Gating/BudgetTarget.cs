@@ -255,9 +255,12 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     /// When the gates are fixed: if the pruned cost is off target by more than the tolerance, flips the gates that
     /// matter least to the tasks (by the running mean of their task gradient: the gates whose task gradient pulls
     /// least toward the task's own copy are switched to the shared one first, and the reverse under the budget),
-    /// fewest first, until the cost is within it. Returns the hard gates to use and one line saying how the target
+    /// in that order, until the cost is within it. Returns the hard gates to use and one line saying how the target
     /// was met.
     /// </summary>
+    /// <summary>Up to this many candidate gates, landing tries the flips one at a time (else it bisects first).</summary>
+    public const int ExactLandingCandidates = 4096;
+
     public (bool[][][] Gates, string Message) Land(IReadOnlyList<bool[][]> gates)
     {
         var g = gates.Select(l => l.Select(t => t.ToArray()).ToArray()).ToArray();
@@ -285,15 +288,26 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
                 for (int i = 0; i < k; i++) x[order[i].L][order[i].T][order[i].C] = !over;
                 return x;
             }
-            // The cost moves monotonically with the number of flips: the fewest that bring it within the tolerance.
+            // The cost moves with the number of flips almost monotonically: a flip can also bring back a copy or a mix
+            // that nothing read before (a layer's first shared channel brings back that copy's filters), so it can rise
+            // by a little where it mostly falls. Up to ExactLandingCandidates candidates the flips go one at a time, so
+            // the fewest in this order are found; beyond, bisection finds where the cost crosses into the tolerance and
+            // the flips go on one at a time from there until it is within it.
+            bool Within(double o) => over ? o <= tol : o >= -tol;
             int lo = 0, hi = order.Length;
-            while (lo < hi)
+            if (order.Length > ExactLandingCandidates)
+                while (lo < hi)
+                {
+                    int mid = (lo + hi) / 2;
+                    if (Within(Off(Flipped(mid)))) hi = mid; else lo = mid + 1;
+                }
+            var flipped = Flipped(lo);
+            while (lo < order.Length && !Within(Off(flipped)))
             {
-                int mid = (lo + hi) / 2;
-                double o = Off(Flipped(mid));
-                if (over ? o <= tol : o >= -tol) hi = mid; else lo = mid + 1;
+                flipped[order[lo].L][order[lo].T][order[lo].C] = !over;
+                lo++;
             }
-            g = Flipped(lo);
+            g = flipped;
             flips += lo;
         }
         double cost = Cost(g);

@@ -115,6 +115,7 @@ public sealed class JointTransformTests
         long[] repeated = [0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 3, 3, 4, 4, 5, 5];
         Assert.Equal(repeated, Longs(s.Targets["seg"]));
         Assert.Equal(repeated.Select(v => (v + 1f) / 2), Floats(s.Targets["depth"])); // twice as large: as if twice as near
+        Assert.Equal(repeated.Select(v => v + 1f), Floats(new RandomScale(2, 2, scalesDepth: false).Apply(Numbered(2, 3), Tasks, new Random(0)).Targets["depth"]));
         Assert.Equal(repeated.Select(v => v % 2f), Floats(s.Targets["edge"]));
         Assert.Equal(repeated.Select(v => 100f * v), Floats(s.Targets["normals"]).Skip(48));
 

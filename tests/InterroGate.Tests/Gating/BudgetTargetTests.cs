@@ -184,6 +184,50 @@ public sealed class BudgetTargetTests : IDisposable
     }
 
     [Fact]
+    public void Landing_finds_the_fewest_flips_where_the_cost_does_not_fall_monotonically()
+    {
+        // One task, one layer of 8 gates, all own: the cost by number of gates switched to the shared copy rises once
+        // (a flip that brings back a copy nothing read before). Target 5 M MACs: 3 flips meet it; 4 and 5 are over it.
+        double[] byFlips = [8, 7, 6, 5, 6, 5.5, 2, 1, 0];
+        PrunedCost Cost(IReadOnlyList<bool[][]> g)
+        {
+            int off = g[0][0].Count(on => !on);
+            long macs = (long)(byFlips[off] * 1e6);
+            return new PrunedCost(macs, macs, [macs], 0, 8 - off, 8);
+        }
+        using var budget = new BudgetController(new BudgetTarget { Macs = 5e6 }, 1, 1, [8], Cost, () => (0, 0));
+        var (gates, message) = budget.Land([[Enumerable.Repeat(true, 8).ToArray()]]);
+        Assert.Equal(3, gates[0][0].Count(on => !on));
+        Assert.Contains("flipping 3 gates", message);
+    }
+
+    [Fact]
+    public void Landing_ranks_gates_by_the_task_gradient_on_the_gate_not_on_its_logit()
+    {
+        // Two gates of one layer, both the task's own: one the task wants strongly (∂L/∂G = −1) whose α has grown to 3,
+        // one it wants weakly (−0.2) at α = 0.05. α's gradient is ∂L/∂G·σ'(α): −0.045 and −0.05, which would rank the
+        // strongly wanted gate as the one that matters least. The budget keeps ∂L/∂G.
+        using var _ = NewDisposeScope();
+        var m = Model(BudgetTarget.AtFraction(0.4));
+        m.PrepareTraining(100);
+        var layer = m.Encoder.GateLayers[1];
+        using (no_grad())
+        {
+            foreach (var g in m.Encoder.GateLayers) g.Alpha.fill_(0.05);
+            layer.Alpha[0][0].fill_(3);
+        }
+        var pull = ones(layer.Tasks, layer.Channels).neg();
+        pull[0][1] = tensor(-0.2f);
+        var loss = (layer.Alpha.sigmoid() * pull).sum() + m.Regularizer()!;
+        loss.backward();
+        m.ObserveGradients();
+        var mean = m.Budget!.named_buffers().Single(b => b.name == "task_grad_1").buffer.to(float64).cpu();
+        double strong = mean[0][0].item<double>(), weak = mean[0][1].item<double>();
+        Assert.True(strong < 0 && weak < 0, $"{strong}, {weak}");
+        Assert.Equal(5, strong / weak, 3);
+    }
+
+    [Fact]
     public void Per_task_budgets_land_each_task_s_own_copy_on_its_share()
     {
         using var _ = NewDisposeScope();

@@ -311,4 +311,16 @@ public sealed class FixedGateTests
             Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
         }
     }
+
+    [Fact]
+    public void With_the_gates_fixed_there_is_no_sparsity_term()
+    {
+        using var _ = NewDisposeScope();
+        using var model = new InterroGateModel(Tasks, Spec("resnet20"), 3, (16, 16), new InterroGateConfig { LambdaS = 2 });
+        Assert.True(model.Regularizer()!.item<float>() > 0);
+        model.SetGatesFixed(true);
+        Assert.Null(model.Regularizer()); // α does not move: nothing for the term to push, and no graph built for it
+        model.SetGatesFixed(false);
+        Assert.NotNull(model.Regularizer());
+    }
 }
