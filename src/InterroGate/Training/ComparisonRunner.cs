@@ -209,17 +209,20 @@ public sealed class ComparisonRunner(CompareConfig config, string directory, IPr
                     startedFrom: architecture is not CrossStitchConfig ? null : init is null ? [] : StlRuns(tasks))));
             }
 
-            // InterroGate at each λ_s (and each point of the sweep's grid), started from STL (task branches, heads) and MTL (shared branch).
+            // InterroGate at each λ_s (and each point of the sweep's grid), started from STL (task branches, heads) and,
+            // for the shared branch, from the pretrained weights where the comparison has them (the paper's generic
+            // ImageNet start), else from MTL's encoder.
             var taken = new List<ShardEntry>();
+            var sharedFrom = config.Pretrained is null ? mtl : null;
             foreach (var point in points)
             {
                 if (!takePoint(point.Index, points.Count)) continue;
                 var run = SweepPoints.Run(config, point);
                 Action<MultiTaskModel>? init = config.InitialiseFromBaselines
-                    ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, mtl)
+                    ? m => WeightTransfer.InitialiseInterroGate((InterroGateModel)m, stl, sharedFrom)
                     : null;
                 taken.Add(new ShardEntry(point.Index, Done(TrainAndTest(run, data, image, init, cancel, label: point.Label,
-                    startedFrom: init is null ? [] : [.. StlRuns(tasks), "mtl"]))));
+                    startedFrom: init is null ? [] : sharedFrom is null ? StlRuns(tasks) : [.. StlRuns(tasks), "mtl"]))));
             }
             foreach (var (split, count) in DataCatalog.NonFiniteDepth(data))
                 progress?.Report(new RunMessage(config.Name, DataCatalog.NonFiniteDepthMessage(split, count)));

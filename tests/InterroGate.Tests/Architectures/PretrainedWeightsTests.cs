@@ -128,4 +128,42 @@ public sealed class PretrainedWeightsTests : IDisposable
         Assert.Equal(st, compare.Run(new HardSharingConfig()).StartFrom!.Pretrained);
         Assert.Equal("startFrom.pretrained", Assert.Throws<ConfigException>(() => (compare with { Pretrained = "/nope.pth" }).Validate(2)).Key);
     }
+
+    [Fact]
+    public void A_comparison_with_pretrained_weights_starts_InterroGate_s_shared_branch_from_them_and_its_task_branches_from_STL()
+    {
+        // The baselines move far from the pretrained weights (lr 1e-2); InterroGate barely moves (lr 1e-12), so its
+        // checkpoint shows where each branch started.
+        string st = Path.Combine(_dir, "w.safetensors");
+        var source = Source("", inChannels: 1);
+        Safetensors.SaveStateDict(st, source);
+        string dir = Path.Combine(_dir, "cmp");
+        var training = new TrainingConfig { Epochs = 1, BatchSize = 16, EvalBatchSize = 16, Lr = 1e-2 };
+        var config = new CompareConfig
+        {
+            Name = "pretrained",
+            Data = new DataConfig { Dataset = "synthetic", TrainSize = 48, ValidationSize = 16, TestSize = 16 },
+            Tasks = ["quadrant", "bar"],
+            Backbone = new BackboneConfig { Name = "resnet20", Width = 0.25 },
+            Training = training,
+            InterroGateTraining = training with { Lr = 1e-12 },
+            LambdaS = [1],
+            Pretrained = st,
+        };
+        new InterroGate.Training.ComparisonRunner(config, dir).Run();
+        var data = DataCatalog.Open(config.Data);
+        Tensor Weight(string run, string key)
+        {
+            var (_, model, _) = InterroGate.Training.PreparedRun.Load(Path.Combine(dir, run, "last.ckpt"), data.Train.ImageShape, data.Train.Tasks);
+            return model.state_dict()[key].detach().clone();
+        }
+        const string conv = "layer2.0.conv1.weight";
+        var pretrained = source[conv];
+        var shared = Weight("interrogate-ls1", "encoder.shared." + conv);
+        var mtl = Weight("mtl", "encoder." + conv);
+        Assert.True((mtl - pretrained).abs().max().item<float>() > 1e-3, "MTL trained away from the pretrained weights");
+        Assert.True((shared - pretrained).abs().max().item<float>() < 1e-6, "the shared branch starts from the pretrained weights");
+        var ownBar = Weight("interrogate-ls1", "encoder.task_branches.bar." + conv);
+        Assert.True((ownBar - Weight("stl-bar", "encoders.bar." + conv)).abs().max().item<float>() < 1e-6, "task branches start from STL");
+    }
 }
