@@ -130,6 +130,29 @@ public sealed record TokenMapOp(int PatchSize, int LeadingTokens) : PlanOp
     public override FeatureShape Shape(IReadOnlyList<FeatureShape> inputs) => new(inputs[0].Channels, inputs[1].Height / PatchSize, inputs[1].Width / PatchSize);
 }
 
+/// <summary>
+/// Tokens [B, 1 + N, D] (the class token first) to the patch grid with the class token beside every patch:
+/// [B, 2D, H/p, W/p], the patch's D channels then the class token's, the grid read from the image (its second input).
+/// What DPT's "project" readout reads (a linear layer from 2D to D channels and a GELU, in the head).
+/// </summary>
+public sealed record ReadoutMapOp(int PatchSize) : PlanOp
+{
+    public override int Inputs => 2;
+
+    public override Tensor Forward(nn.Module branch, IReadOnlyList<Tensor> inputs) =>
+        Map(inputs[0], inputs[1].shape[2] / PatchSize, inputs[1].shape[3] / PatchSize);
+
+    /// <summary>Tokens [B, 1 + N, D] to [B, 2D, h, w]: the h×w patches, each with the class token.</summary>
+    public static Tensor Map(Tensor tokens, long h, long w)
+    {
+        var patches = TokenMapOp.ToMap(tokens, 1, h, w);
+        var cls = tokens[.., 0].unsqueeze(-1).unsqueeze(-1).expand(-1, -1, h, w);
+        return cat([patches, cls], 1);
+    }
+
+    public override FeatureShape Shape(IReadOnlyList<FeatureShape> inputs) => new(2 * inputs[0].Channels, inputs[1].Height / PatchSize, inputs[1].Width / PatchSize);
+}
+
 /// <summary>The class token of tokens [B, N, D] as a 1×1 map [B, D, 1, 1]: what an image-level head reads with a class-token readout.</summary>
 public sealed record ClassTokenOp : PlanOp
 {

@@ -12,13 +12,17 @@ namespace InterroGate.Backbones;
 /// class token is prepended, and the input size its position embeddings were trained at (other sizes interpolate them).
 /// </summary>
 /// With <see cref="OutputBlocks"/> the heads read the token maps of those blocks' outputs (before the final norm),
-/// concatenated along channels (what a DPT head reads), instead of the final norm's; with <see cref="ClassTokenReadout"/>
+/// concatenated along channels (what a DPT head reads), instead of the final norm's; with a class token each block's
+/// map carries it beside every patch ([patch | class], 2D channels), which DPT's "project" readout reads; with <see cref="ClassTokenReadout"/>
 /// they read the class token after the final norm, as a 1×1 map (an image-level head then classifies it).
 public sealed record ViTSpec(string Name, int PatchSize, long EmbedDim, int Depth, int Heads, double MlpRatio = 4, bool ClassToken = true,
     int TrainedSize = 224, IReadOnlyList<int>? OutputBlocks = null, bool ClassTokenReadout = false) : IEncoderSpec
 {
-    /// <summary>Channels of the feature map the heads read: the token width (times the output blocks, with several).</summary>
-    public long OutChannels => EmbedDim * (OutputBlocks?.Count ?? 1);
+    /// <summary>Channels of the feature map the heads read: <see cref="MapChannels"/> times the output blocks.</summary>
+    public long OutChannels => MapChannels * (OutputBlocks?.Count ?? 1);
+
+    /// <summary>Channels of one map the heads read: the token width, twice it for an output block's map with the class token beside every patch.</summary>
+    public long MapChannels => OutputBlocks is not null && ClassToken ? 2 * EmbedDim : EmbedDim;
 
     /// <summary>DPT's four blocks for a ViT of <see cref="Depth"/> blocks: evenly spaced, the last one last (2, 5, 8, 11 for 12).</summary>
     public int[] DptBlocks() => Enumerable.Range(1, 4).Select(i => i * Depth / 4 - 1).ToArray();
@@ -304,7 +308,8 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
         {
             // The maps of the chosen blocks' outputs (each block ends with its second residual sum).
             var ends = units.Select((unit, i) => (unit, i)).Where(p => p.unit.Name.EndsWith(".add2", StringComparison.Ordinal)).Select(p => p.i).ToArray();
-            var maps = hooks.Select(b => Add(new($"map{b}", [new PlanTerm(ends[b], null), new PlanTerm(EncoderPlan.Image, null)], Op: toMap))).ToArray();
+            PlanOp blockMap = Spec.ClassToken ? new ReadoutMapOp(Spec.PatchSize) : toMap;
+            var maps = hooks.Select(b => Add(new($"map{b}", [new PlanTerm(ends[b], null), new PlanTerm(EncoderPlan.Image, null)], Op: blockMap))).ToArray();
             return new EncoderPlan(units, maps).Validated();
         }
         int final = Add(new("norm", [new PlanTerm(x, null)], Op: new NormOp(n => V(n).norm)));
@@ -324,7 +329,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPlannedEncod
             for (int i = 0; i <= hooks[^1]; i++)
             {
                 t = blocks[i].call(t);
-                if (hooks.Contains(i)) maps.Add(ToMap(t, h, w));
+                if (hooks.Contains(i)) maps.Add(cls_token is null ? ToMap(t, h, w) : ReadoutMapOp.Map(t, h, w));
             }
             return cat(maps, 1);
         }

@@ -109,8 +109,9 @@ public static class OnnxExporter
                     break;
                 }
                 case StaticOp.Upsample:
+                case StaticOp.UpsampleAligned:
                     nodes.Add(Node("Resize", node.Name, [In(0), "", Init("scales", tensor(new[] { 1f, 1f, node.Stride, node.Stride }))], [output],
-                        Str("mode", "linear"), Str("coordinate_transformation_mode", "pytorch_half_pixel")));
+                        Str("mode", "linear"), Str("coordinate_transformation_mode", node.Op == StaticOp.UpsampleAligned ? "align_corners" : "pytorch_half_pixel")));
                     break;
                 case StaticOp.Gelu:
                 {

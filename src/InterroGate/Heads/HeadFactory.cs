@@ -104,7 +104,7 @@ public static class HeadFactory
             "aspp" => new AsppHead(encoder.OutChannels, task.Outputs, config.Rates ?? AsppHead.RatesFor(encoder.OutputStride), config.Channels),
             "hrnet" => new HrNetHead(encoder.OutChannels, task.Outputs),
             "dpt" => encoder is ViTSpec { OutputBlocks.Count: 4 } vit
-                ? new DptHead(vit.EmbedDim, task.Outputs, vit.PatchSize, config.DptFeatures)
+                ? new DptHead(vit.EmbedDim, task.Outputs, vit.PatchSize, config.DptFeatures, readsClassToken: vit.MapChannels == 2 * vit.EmbedDim)
                 : throw new ArgumentException($"A DPT head reads four blocks of a ViT; {encoder.Name} does not hand them over (see HeadConfig.EncoderFor)."),
             var other => throw new ArgumentException($"Unknown dense head '{other}'; valid: {string.Join(", ", HeadConfig.DenseHeads.Keys)}."),
         };

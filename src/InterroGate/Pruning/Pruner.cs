@@ -249,6 +249,15 @@ internal static class EncoderPruning
                 return g.Add(new StaticNode(name, StaticOp.ClassToken, inputs, channels));
             case TokenMapOp map:
                 return g.Add(new StaticNode(name, StaticOp.TokenMap, inputs, channels, Kernel: map.LeadingTokens, Stride: map.PatchSize));
+            case ReadoutMapOp readout:
+            {
+                // The patches, the class token resized from 1×1 to the grid (every position the same), side by side.
+                long d = channels / 2;
+                int patches = g.Add(new StaticNode($"{name}.patches", StaticOp.TokenMap, inputs, d, Kernel: 1, Stride: readout.PatchSize));
+                int cls = g.Add(new StaticNode($"{name}.cls", StaticOp.ClassToken, [inputs[0]], d));
+                int everywhere = g.Add(new StaticNode($"{name}.cls_grid", StaticOp.Resize, [cls, patches], d));
+                return g.Add(new StaticNode(name, StaticOp.Concat, [patches, everywhere], channels));
+            }
             default:
                 throw new NotSupportedException($"The static network has no form of the operation {op.GetType().Name} ({name}).");
         }

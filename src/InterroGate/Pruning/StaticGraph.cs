@@ -58,6 +58,8 @@ public enum StaticOp
     TokenMap,
     /// <summary>The first token of [B, D, 1, N] (the class token) as [B, D, 1, 1].</summary>
     ClassToken,
+    /// <summary>Bilinear upsampling by the integer factor <see cref="StaticNode.Stride"/> with align_corners = true (DPT's decoder).</summary>
+    UpsampleAligned,
 }
 
 /// <summary>
@@ -216,6 +218,7 @@ public sealed class StaticGraph : IDisposable
                 if (node.Inputs.Sum(i => Nodes[i].Channels) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' concatenates {node.Inputs.Sum(i => Nodes[i].Channels)} channels into {node.Channels}.");
                 break;
             case StaticOp.Upsample:
+            case StaticOp.UpsampleAligned:
                 if (node.Stride < 1) throw new InvalidDataException($"Static network: node '{node.Name}' needs an upsampling factor ≥ 1.");
                 if (In(0) != node.Channels) throw new InvalidDataException($"Static network: node '{node.Name}' changes the width of its input.");
                 break;

@@ -181,7 +181,8 @@ public sealed class StaticNetwork : nn.Module<Tensor, Dictionary<string, Tensor>
                     StaticOp.Gather => Gather(n, node, values),
                     StaticOp.Mix => Mix(node, values, _weights[n]!),
                     StaticOp.Gelu => nn.functional.gelu(In(0)),
-                    StaticOp.Upsample => Heads.DptHead.Upsample(In(0), node.Stride),
+                    StaticOp.Upsample => Heads.DptHead.Upsample(In(0), node.Stride, alignCorners: false),
+                    StaticOp.UpsampleAligned => Heads.DptHead.Upsample(In(0), node.Stride, alignCorners: true),
                     StaticOp.ClassToken => In(0)[.., .., .., ..1],
                     // Tokens are held as [B, D, 1, N]: channels first, like every other value of the graph.
                     StaticOp.LayerNorm => ((LayerNorm)_modules[n]!).call(In(0).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),

@@ -210,8 +210,16 @@ public sealed class VisionTransformerTests
         using var vit = new VisionTransformer(spec, 3);
         vit.eval();
         var x = randn(2, 3, 16, 16);
-        using (no_grad()) Assert.Equal([2L, 32, 4, 4], vit.call(x).shape);
-        Assert.Equal(32, vit.OutChannels);
+        // Each block's map: its 16 patch channels, then the class token's 16 beside every patch (for DPT's readout).
+        using (no_grad())
+        {
+            var maps = vit.call(x);
+            Assert.Equal([2L, 64, 4, 4], maps.shape);
+            var cls = maps[.., 16..32];
+            Assert.True((cls - cls[.., .., 0..1, 0..1]).abs().max().item<float>() == 0, "the class token is the same at every position");
+            Assert.True((cls[.., .., 0, 0] - maps[.., 0..16].mean([2, 3])).abs().max().item<float>() > 1e-4f, "and not the patches' mean");
+        }
+        Assert.Equal(64, vit.OutChannels);
         // The plan ends with block 1's map: block 2 is not part of it, and the gated encoder gives the same features.
         Assert.DoesNotContain(vit.Plan().Units, u => u.Name.StartsWith("blocks.2.", StringComparison.Ordinal));
         using var gated = new GatedEncoder(["a", "b"], spec, 3, (16, 16), GatingMode.Conv, -1);
@@ -219,7 +227,7 @@ public sealed class VisionTransformerTests
         using (no_grad())
         {
             var shared = gated.SharedBranch.call(x);
-            Assert.Equal([2L, 32, 4, 4], shared.shape);
+            Assert.Equal([2L, 64, 4, 4], shared.shape);
             foreach (var f in gated.call(x)) Assert.True((f - shared).abs().max().item<float>() < 1e-5f);
         }
     }

@@ -32,7 +32,7 @@ public sealed class DptHeadTests
     [Theory]
     [InlineData(16, 64)] // ViT-B's patches: maps at 4, 2, 1 and ½ times the grid
     [InlineData(4, 64)]  // the CPU ViT: the grid is already at 1/4, so 1, ½, ¼, ⅛
-    public void The_four_maps_are_at_a_quarter_to_a_thirty_second_of_the_input_and_the_prediction_at_half(int patch, int size)
+    public void The_four_maps_are_at_a_quarter_to_a_thirty_second_of_the_input_and_the_prediction_at_its_resolution(int patch, int size)
     {
         manual_seed(0);
         using var head = new DptHead(32, 3, patch, features: 8);
@@ -42,10 +42,51 @@ public sealed class DptHeadTests
             if (name.StartsWith("layer_rn.", StringComparison.Ordinal) && m is TorchSharp.Modules.Conv2d conv)
                 conv.register_forward_hook((_, _, y) => { seen.Add(y.shape); return y; });
         var y = head.call(randn(2, 4 * 32, grid, grid));
-        Assert.Equal([2L, 3, size / 2, size / 2], y.shape);
+        Assert.Equal([2L, 3, size, size], y.shape);
         Assert.Equal([size / 4L, size / 8, size / 16, size / 32], seen.Select(s => s[2]));
         Assert.Contains("multiples of 32", Assert.Throws<ArgumentException>(() => head.call(randn(1, 128, grid + 1, grid))).Message);
         Assert.Contains("four token maps", Assert.Throws<ArgumentException>(() => head.call(randn(1, 32, grid, grid))).Message);
+    }
+
+    [Fact]
+    public void The_class_token_is_read_out_by_a_projection_of_patch_and_class_token_as_DPT_does()
+    {
+        // DPT's "project" readout: GELU(Linear(2D → D)([patch | class])) at every position, here a 1×1 convolution.
+        manual_seed(1);
+        using var head = new DptHead(8, 2, 4, features: 4, readsClassToken: true);
+        var weights = head.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        Assert.Equal([8L, 16, 1, 1], weights["readout.0.weight"].shape);
+        Assert.Contains("four token maps of 16 channels", Assert.Throws<ArgumentException>(() => head.call(randn(1, 32, 8, 8))).Message);
+        Assert.Equal([1L, 2, 32, 32], head.call(randn(1, 64, 8, 8)).shape);
+        // A head whose maps have no class token (a ViT without one) reads the patches as they are.
+        using var plain = new DptHead(8, 2, 4, features: 4);
+        Assert.DoesNotContain(plain.named_parameters(), p => p.name.StartsWith("readout", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Fusion_blocks_upsample_with_aligned_corners_and_residual_units_have_batch_norm()
+    {
+        // With unit2's convolutions at 0 (a unit is then the identity: x + BN(0) with BN's bias 0) and the 1×1 out_conv
+        // the identity, the coarsest fusion block is DPT's ×2 bilinear resize with align_corners = true.
+        manual_seed(2);
+        using var head = new DptHead(8, 2, 4, features: 3);
+        head.eval();
+        var modules = head.named_modules().ToDictionary(m => m.name, m => m.module);
+        Assert.IsType<TorchSharp.Modules.BatchNorm2d>(modules["fusion.3.unit2.bn1"]);
+        Assert.Null(((TorchSharp.Modules.Conv2d)modules["fusion.3.unit2.conv1"]).bias);
+        using (no_grad())
+        {
+            foreach (var conv in new[] { "fusion.3.unit2.conv1", "fusion.3.unit2.conv2" }) ((TorchSharp.Modules.Conv2d)modules[conv]).weight!.zero_();
+            var outConv = (TorchSharp.Modules.Conv2d)modules["fusion.3.out_conv"];
+            outConv.weight!.copy_(eye(3).view(3, 3, 1, 1));
+            outConv.bias!.zero_();
+        }
+        var x = randn(1, 3, 4, 5);
+        using var _ = no_grad();
+        var y = ((nn.Module<Tensor, Tensor?, Tensor>)modules["fusion.3"]).call(x, null);
+        var expected = nn.functional.interpolate(x, size: [8, 10], mode: InterpolationMode.Bilinear, align_corners: true);
+        Assert.True((y - expected).abs().max().item<float>() < 1e-6f);
+        Assert.True((y - nn.functional.interpolate(x, size: [8, 10], mode: InterpolationMode.Bilinear, align_corners: false)).abs().max().item<float>() > 1e-3f);
     }
 
     [Theory]
@@ -55,7 +96,7 @@ public sealed class DptHeadTests
     {
         using var model = (InterroGateModel)Factory.CreateModel(Config("interrogate"), Dense, (3, 32, 32));
         Assert.Equal([0, 1, 2, 3], ((ViTSpec)model.Spec).OutputBlocks); // four blocks: each one's output
-        Assert.Equal(4 * 64, model.Encoder.OutChannels);
+        Assert.Equal(4 * 2 * 64, model.Encoder.OutChannels); // each block's map: its patches and the class token beside each
         PrunerTests.RandomiseNorms(model);
         PrunerTests.SetGates(model, pattern);
         model.train();
