@@ -31,7 +31,7 @@ public static class DataCatalog
         // The benchmarks' own splits: validation and test are the val split.
         new("nyudv2", "NYUD-v2 from disk (NYUD_MT folder layout or the preprocessed NumPy layout); semseg, depth, normals (+ edge); test = val split",
             c => NyudV2.Load(new NyudV2Options(c.Root!, Seed: c.Seed, SkipMissing: c.SkipMissing,
-                TrainTransform: new HorizontalFlip())), // size-preserving: every NYUD image has one size
+                TrainTransform: NyudV2.Augmentation)),
             NeedsRoot: true),
         new("celeba", "CelebA from disk (official layout: img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt; or Kaggle's CSV copy); attributes as binary tasks",
             c => CelebA.Load(new CelebAOptions(c.Root!)
@@ -51,7 +51,7 @@ public static class DataCatalog
             {
                 Seed = c.Seed,
                 SkipMissing = c.SkipMissing,
-                TrainTransform = new Compose(new RandomScale(0.75, 1.25), new RandomCrop(512, 512), new HorizontalFlip()),
+                TrainTransform = PascalContext.Augmentation,
                 EvalTransform = new Resize(512, 512),
             }),
             NeedsRoot: true),

@@ -137,6 +137,49 @@ public sealed record RandomScale : IJointTransform
 }
 
 /// <summary>
+/// Zooms the sample about its centre by one factor f, keeping its size (what the dense multi-task reference code's
+/// ScaleNRotate does without rotation): f &gt; 1 crops the centre of the enlarged sample, f &lt; 1 pads the reduced one
+/// with each map's unknown value. f is drawn uniformly from [<see cref="Min"/>, <see cref="Max"/>], or from
+/// <see cref="Choices"/> where given. Maps are resampled as <see cref="RandomScale"/> resamples them, depth divided
+/// by f where <see cref="ScalesDepth"/>. The tensors it replaces are disposed.
+/// </summary>
+public sealed record RandomZoom : IJointTransform
+{
+    public RandomZoom(double min, double max, bool scalesDepth = true)
+    {
+        if (!(min > 0) || !(max >= min)) throw new ArgumentException($"RandomZoom needs 0 < min <= max, not min {min}, max {max}.");
+        (Min, Max, ScalesDepth) = (min, max, scalesDepth);
+    }
+
+    /// <summary>A zoom by one of <paramref name="choices"/>, each as likely.</summary>
+    public RandomZoom(IReadOnlyList<double> choices, bool scalesDepth = true)
+    {
+        if (choices.Count == 0 || choices.Any(c => !(c > 0) || double.IsInfinity(c))) throw new ArgumentException("RandomZoom needs factors > 0 to choose from.");
+        (Min, Max, Choices, ScalesDepth) = (choices.Min(), choices.Max(), choices.ToArray(), scalesDepth);
+    }
+
+    public double Min { get; }
+    public double Max { get; }
+    public IReadOnlyList<double>? Choices { get; }
+    public bool ScalesDepth { get; }
+
+    public DenseSample Apply(DenseSample sample, TaskSet tasks, Random random)
+    {
+        double f = Choices is { } c ? c[random.Next(c.Count)] : Min + (Max - Min) * random.NextDouble();
+        int h = sample.Height, w = sample.Width;
+        int sh = Math.Max(1, (int)Math.Round(h * f)), sw = Math.Max(1, (int)Math.Round(w * f));
+        if (sh == h && sw == w) return sample;
+        int top = (int)Math.Floor((sh - h) / 2.0), left = (int)Math.Floor((sw - w) / 2.0);
+        return JointMaps.Map(sample, tasks, (t, kind) =>
+        {
+            var resized = JointMaps.Resize(t, kind, sh, sw);
+            if (kind == TaskKind.Depth && ScalesDepth) resized = resized.Times(1 / f); // unknown depth (0) stays 0
+            return JointMaps.Window(resized, kind, top, left, h, w);
+        });
+    }
+}
+
+/// <summary>
 /// Resizes every sample to <see cref="Height"/>×<see cref="Width"/> (evaluation at a fixed size). Labels stay
 /// exact by nearest neighbour; normals are not re-tilted when the aspect ratio changes. The tensors it replaces are disposed.
 /// </summary>

@@ -73,6 +73,12 @@ public static class NyudV2
     public const double Std = 0.226;
 
     /// <summary>The tasks of <see cref="NyudLayout.MultiTask"/>: 40-class segmentation, depth (m), normals, edges.</summary>
+    /// <summary>
+    /// The presets' training augmentation, the dense multi-task reference code's: a flip, then a zoom about the centre by
+    /// 1, 1.2 or 1.5 with depth divided by it, keeping every image's one size (docs/datasets.md).
+    /// </summary>
+    public static IJointTransform Augmentation => new Compose(new HorizontalFlip(), new RandomZoom([1, 1.2, 1.5]));
+
     public static readonly TaskSet MultiTaskTasks = new([
         new TaskSpec("semseg", TaskKind.Segmentation, 40),
         new TaskSpec("depth", TaskKind.Depth, 1),

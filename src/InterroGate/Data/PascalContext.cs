@@ -55,6 +55,12 @@ public sealed record PascalContextOptions(string Root)
 /// </summary>
 public static class PascalContext
 {
+    /// <summary>
+    /// The presets' training augmentation, the dense multi-task reference code's: a flip, a zoom about the centre by 0.75
+    /// to 1.25 that keeps the image's size, then the 512×512 resize that evaluation makes too (docs/datasets.md).
+    /// </summary>
+    public static IJointTransform Augmentation => new Compose(new HorizontalFlip(), new RandomZoom(0.75, 1.25), new Resize(512, 512));
+
     public const string SemanticSegmentation = "semseg";
     public const string HumanParts = "human_parts";
     public const string Saliency = "sal";

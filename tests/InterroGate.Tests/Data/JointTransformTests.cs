@@ -129,6 +129,49 @@ public sealed class JointTransformTests
     }
 
     [Fact]
+    public void A_zoom_keeps_the_size_crops_the_centre_going_in_and_pads_going_out()
+    {
+        // ×2 of a 4×4 sample: the centre 4×4 of the 8×8 enlargement (rows and columns 2..5), depth halved.
+        var zin = new RandomZoom(2, 2).Apply(Numbered(4, 4), Tasks, new Random(0));
+        Assert.Equal(new long[] { 1, 4, 4 }, zin.Image.shape);
+        long[] centre = [5, 5, 6, 6, 5, 5, 6, 6, 9, 9, 10, 10, 9, 9, 10, 10];
+        Assert.Equal(centre.Select(v => v % 11), Longs(zin.Targets["seg"]));
+        Assert.Equal(centre.Select(v => (v + 1f) / 2), Floats(zin.Targets["depth"]));
+        // ×½: the 2×2 reduction in the middle, the ring around it unknown.
+        var zout = new RandomZoom(0.5, 0.5).Apply(Numbered(4, 4), Tasks, new Random(0));
+        var seg = Longs(zout.Targets["seg"]);
+        Assert.Equal(12, seg.Count(v => v == 255));
+        Assert.Equal(12, Floats(zout.Targets["depth"]).Count(v => v == 0));
+        Assert.Equal(12, Floats(zout.Targets["sal"]).Count(v => v == 255));
+        // A choice of factors draws only those: 1 leaves the sample as it is.
+        var same = Numbered(4, 4);
+        Assert.Same(same, new RandomZoom([1.0]).Apply(same, Tasks, new Random(0)));
+        Assert.Throws<ArgumentException>(() => new RandomZoom(Array.Empty<double>()));
+    }
+
+    [Fact]
+    public void PASCAL_training_sees_the_geometry_evaluation_sees_and_pads_only_zooms_out()
+    {
+        // A 375×500 image: training's flip, zoom and 512×512 resize give evaluation's 512×512 stretch of it. Only a zoom
+        // below 1 pads (1 − f² of the pixels): 11.5% on average over f uniform in [0.75, 1.25], where a 512×512 crop
+        // of the image scaled by f padded 31%.
+        var tasks = new InterroGate.Tasks.TaskSet([new InterroGate.Tasks.TaskSpec("seg", InterroGate.Tasks.TaskKind.Segmentation, 11)]);
+        double unknown = 0;
+        for (int seed = 0; seed < 40; seed++)
+        {
+            var sample = new DenseSample(zeros(3, 375, 500, dtype: ScalarType.Byte), new Dictionary<string, Tensor> { ["seg"] = ones(375, 500, dtype: int64) });
+            var y = PascalContext.Augmentation.Apply(sample, tasks, new Random(seed));
+            Assert.Equal(new long[] { 3, 512, 512 }, y.Image.shape);
+            unknown += y.Targets["seg"].eq(255).to(float32).mean().item<float>() / 40;
+        }
+        Assert.InRange(unknown, 0.08, 0.15);
+        // NYUD's zoom is by 1, 1.2 or 1.5: never padded, every image keeps its size.
+        var nyud = NyudV2.Augmentation.Apply(Numbered(8, 8), Tasks, new Random(3));
+        Assert.Equal(new long[] { 1, 8, 8 }, nyud.Image.shape);
+        Assert.DoesNotContain(255L, Longs(nyud.Targets["seg"]));
+    }
+
+    [Fact]
     public void A_rotation_by_90_degrees_moves_a_marked_pixel_counter_clockwise_and_turns_the_normals()
     {
         const int n = 5;
