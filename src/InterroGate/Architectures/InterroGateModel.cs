@@ -159,11 +159,14 @@ public sealed class InterroGateModel : MultiTaskModel
         if (budget is not null && alphas.All(a => a.grad is not null))
         {
             using var tiny = Scalars.Of(1e-12);
-            budget.Observe(alphas.Select((a, l) =>
+            var onGates = new Tensor[alphas.Length];
+            for (int l = 0; l < alphas.Length; l++)
             {
-                using var s = a.detach().sigmoid();
-                return (a.grad! - push[l]).div(s.mul(s.neg().Shifted(1)).clamp_min(tiny));
-            }).ToArray());
+                using var s = alphas[l].detach().sigmoid();
+                using var slope = s.mul(s.OneMinus()).clamp_min(tiny); // σ'(α)
+                onGates[l] = alphas[l].grad!.add(push[l], Scalars.MinusOne).div(slope);
+            }
+            budget.Observe(onGates);
         }
     }
 

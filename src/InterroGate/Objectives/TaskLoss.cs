@@ -75,8 +75,8 @@ public static class TaskLoss
         using (no_grad())
         {
             var k = known.to(logits.dtype);
-            var w = (k - salient * k).sum() / k.sum().clamp_min(Scalars.One); // fraction of known pixels not salient
-            weight = salient.mul(w.Times(2).Shifted(-1)).add_(w.Times(-1).Shifted(1)); // w on salient pixels, 1 − w on the others
+            var w = salient.OneMinus().mul(k).sum().div(k.sum().clamp_min(Scalars.One)); // fraction of known pixels not salient
+            weight = salient.mul(w.Times(2).Shifted(-1)).PlusInPlace(w.OneMinus()); // w on salient pixels, 1 − w on the others
         }
         var loss = nn.functional.binary_cross_entropy_with_logits(logits, salient, weight, reduction: nn.Reduction.None);
         return MaskedMean(loss, known);
