@@ -251,6 +251,9 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
         for (int l = 0; l < _layers; l++) means[l].TimesInPlace(0.98).PlusScaledInPlace(taskGradients[l].to(means[l].dtype).to(means[l].device), 0.02);
     }
 
+    /// <summary>Up to this many candidate gates, landing tries the flips one at a time (else it bisects first).</summary>
+    public const int ExactLandingCandidates = 4096;
+
     /// <summary>
     /// When the gates are fixed: if the pruned cost is off target by more than the tolerance, flips the gates that
     /// matter least to the tasks (by the running mean of their task gradient: the gates whose task gradient pulls
@@ -258,9 +261,6 @@ public sealed class BudgetController : TorchSharp.torch.nn.Module
     /// in that order, until the cost is within it. Returns the hard gates to use and one line saying how the target
     /// was met.
     /// </summary>
-    /// <summary>Up to this many candidate gates, landing tries the flips one at a time (else it bisects first).</summary>
-    public const int ExactLandingCandidates = 4096;
-
     public (bool[][][] Gates, string Message) Land(IReadOnlyList<bool[][]> gates)
     {
         var g = gates.Select(l => l.Select(t => t.ToArray()).ToArray()).ToArray();
