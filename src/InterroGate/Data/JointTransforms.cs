@@ -89,6 +89,16 @@ internal static class JointMaps
     }
 
     /// <summary>
+    /// <paramref name="t"/> resized to <paramref name="height"/>×<paramref name="width"/> as a scene seen
+    /// <paramref name="depthFactor"/> times nearer: depth values divided by it (unknown depth, 0, stays 0), other maps as resized.
+    /// </summary>
+    public static Tensor Scaled(Tensor t, TaskKind? kind, int height, int width, double depthFactor)
+    {
+        var resized = Resize(t, kind, height, width);
+        return kind == TaskKind.Depth && depthFactor != 1 ? resized.Times(1 / depthFactor) : resized;
+    }
+
+    /// <summary>
     /// The <paramref name="height"/>×<paramref name="width"/> window whose top-left corner is at
     /// (<paramref name="top"/>, <paramref name="left"/>); parts of the window outside the map are the kind's unknown value.
     /// </summary>
@@ -128,11 +138,7 @@ public sealed record RandomScale : IJointTransform
         double f = Min + (Max - Min) * random.NextDouble();
         int h = Math.Max(1, (int)Math.Round(sample.Height * f)), w = Math.Max(1, (int)Math.Round(sample.Width * f));
         if (h == sample.Height && w == sample.Width) return sample;
-        return JointMaps.Map(sample, tasks, (t, kind) =>
-        {
-            var resized = JointMaps.Resize(t, kind, h, w);
-            return kind == TaskKind.Depth && ScalesDepth ? resized.Times(1 / f) : resized; // unknown depth (0) stays 0
-        });
+        return JointMaps.Map(sample, tasks, (t, kind) => JointMaps.Scaled(t, kind, h, w, ScalesDepth ? f : 1));
     }
 }
 
@@ -170,12 +176,7 @@ public sealed record RandomZoom : IJointTransform
         int sh = Math.Max(1, (int)Math.Round(h * f)), sw = Math.Max(1, (int)Math.Round(w * f));
         if (sh == h && sw == w) return sample;
         int top = (int)Math.Floor((sh - h) / 2.0), left = (int)Math.Floor((sw - w) / 2.0);
-        return JointMaps.Map(sample, tasks, (t, kind) =>
-        {
-            var resized = JointMaps.Resize(t, kind, sh, sw);
-            if (kind == TaskKind.Depth && ScalesDepth) resized = resized.Times(1 / f); // unknown depth (0) stays 0
-            return JointMaps.Window(resized, kind, top, left, h, w);
-        });
+        return JointMaps.Map(sample, tasks, (t, kind) => JointMaps.Window(JointMaps.Scaled(t, kind, sh, sw, ScalesDepth ? f : 1), kind, top, left, h, w));
     }
 }
 
